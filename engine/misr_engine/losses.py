@@ -1,0 +1,53 @@
+"""Training losses, all registration- and brightness-compensated as the Proba-V score is.
+
+The SR is cropped by `border` pixels and compared with every HR crop shifted by 0..2*border
+pixels; at each position the brightness bias (mean HR - SR over clear HR pixels) is removed;
+the best position counts (Molini et al., DeepSUM; Valsesia & Magli, PIUnet). Masked HR
+pixels never count.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+PixelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (error, log_scale) -> map
+
+
+def l1(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    return error.abs()
+
+
+def laplace_nll(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of a Laplace(mean, e^s) (up to log 2): s + |e| e^-s."""
+    return log_scale + error.abs() * torch.exp(-log_scale)
+
+
+def uncertainty_weighted_l1(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """UDL (Ning et al.): |e| weighted by s - min(s), the uncertainty detached from the graph."""
+    s = log_scale.detach()
+    weight = s - s.amin(dim=(-2, -1), keepdim=True)
+    return weight * error.abs()
+
+
+LOSSES: dict[str, PixelLoss] = {"l1": l1, "nll": laplace_nll, "udl": uncertainty_weighted_l1}
+
+
+def compensated_loss(pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor,
+                     hr: torch.Tensor, hr_mask: torch.Tensor, border: int = 3) -> torch.Tensor:
+    """Mean over the batch of the best-position, bias-corrected masked loss. Tensors (B,1,H,W)."""
+    height, width = mean.shape[-2:]
+    sr = mean[..., border:height - border, border:width - border]
+    s = log_scale[..., border:height - border, border:width - border]
+    h, w = sr.shape[-2:]
+    per_position = []
+    for u in range(2 * border + 1):
+        for v in range(2 * border + 1):
+            target = hr[..., u:u + h, v:v + w]
+            clear = hr_mask[..., u:u + h, v:v + w]
+            count = clear.sum(dim=(-2, -1)).clamp_min(1.0)
+            bias = ((target - sr) * clear).sum(dim=(-2, -1), keepdim=True) / count[..., None, None]
+            loss_map = pixel_loss(target - sr - bias, s) * clear
+            per_position.append(loss_map.sum(dim=(-2, -1)) / count)
+    return torch.stack(per_position, dim=-1).amin(dim=-1).mean()

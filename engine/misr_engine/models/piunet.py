@@ -1,0 +1,173 @@
+"""PIUnet: permutation-invariant multi-image super-resolution with a Laplace uncertainty head.
+
+Valsesia & Magli, "Permutation invariance and uncertainty in multitemporal image
+super-resolution", IEEE TGRS 2022. The blocks mirror the paper's figure:
+
+    frames -> CNR-SA head -> N x TEFA -> CNR-SA -> (+ long skip) -> TERN -> temporal mean
+           -> mean head (conv + pixel shuffle x3, + upsampled temporal mean)
+           -> log-scale head (bilinear x3, conv-BN-LReLU-conv)
+
+Every layer before the temporal mean is temporally equivariant (2D convolutions shared over
+frames, self-attention over time without positional encoding), so the output does not depend
+on the order of the frames and any number of frames works.
+
+Masks (our addition, not in the paper): each frame enters as two channels, its values (cloudy
+pixels filled with the clear temporal mean, see ``fill_cloudy``) and its clear mask; the
+attention down-weights cloudy frames as keys, and the temporal mean and the global residual
+are weighted by the masks, so clouds do not leak into the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import SCALE
+
+CLOUDY_KEY_PENALTY = 8.0  # attention logit penalty of a cloudy key (e^-8: near-zero weight)
+MASK_EPS = 1e-3  # weight of cloudy frames in masked means (avoids 0/0 where all are cloudy)
+TERN_KERNEL = 5
+
+
+@dataclass(frozen=True)
+class PIUnetConfig:
+    """Layer sizes. The paper's: 42 features, 16 TEFA blocks, bottleneck 42 -> 5."""
+
+    n_feat: int = 42
+    n_tefa: int = 16
+    bottleneck: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def masked_temporal_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of `x` over `dim` weighted by `weights` (clear = 1), plain mean where all are 0."""
+    weights = weights + MASK_EPS
+    return (x * weights).sum(dim) / weights.sum(dim)
+
+
+def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Replace cloudy pixels (B,T,H,W) by the clear temporal mean at that pixel."""
+    mean = masked_temporal_mean(frames, masks, dim=1).unsqueeze(1)
+    return torch.where(masks > 0.5, frames, mean)
+
+
+class TemporalSelfAttention(nn.Module):
+    """Single-head self-attention across frames, independently at every pixel.
+
+    Q = XWq, K = XWk, V = XWv over the time axis; no positional encoding, so it is
+    equivariant to frame permutations. Cloudy frames are penalised as keys.
+    """
+
+    def __init__(self, n_feat: int):
+        super().__init__()
+        self.qkv = nn.Linear(n_feat, 3 * n_feat)
+        self.out = nn.Linear(n_feat, n_feat)
+
+    def forward(self, h: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        # h: (B, F, T, H, W); key_bias: (B, T, H, W)
+        b, f, t, y, x = h.shape
+        tokens = h.permute(0, 3, 4, 2, 1).reshape(b * y * x, t, f)
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        bias = key_bias.permute(0, 2, 3, 1).reshape(b * y * x, 1, t)
+        logits = torch.bmm(q, k.transpose(1, 2)) / f ** 0.5 + bias
+        attended = self.out(torch.bmm(logits.softmax(dim=-1), v))
+        return attended.reshape(b, y, x, t, f).permute(0, 4, 3, 1, 2)
+
+
+class CNRSA(nn.Module):
+    """Conv (shared over frames) - BatchNorm - LeakyReLU, then residual self-attention - BatchNorm."""
+
+    def __init__(self, n_in: int, n_feat: int):
+        super().__init__()
+        self.conv = nn.Conv3d(n_in, n_feat, (1, 3, 3), padding=(0, 1, 1))
+        self.norm_conv = nn.BatchNorm3d(n_feat)
+        self.attention = TemporalSelfAttention(n_feat)
+        self.norm_attention = nn.BatchNorm3d(n_feat)
+
+    def forward(self, h: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.norm_conv(self.conv(h)))
+        return self.norm_attention(h + self.attention(h, key_bias))
+
+
+class TEFA(nn.Module):
+    """Temporally-equivariant feature attention: two CNR-SA units, a channel gate, a residual."""
+
+    def __init__(self, n_feat: int, bottleneck: int):
+        super().__init__()
+        self.unit0 = CNRSA(n_feat, n_feat)
+        self.unit1 = CNRSA(n_feat, n_feat)
+        self.squeeze = nn.Linear(n_feat, bottleneck)
+        self.excite = nn.Linear(bottleneck, n_feat)
+
+    def forward(self, h: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        features = self.unit1(F.leaky_relu(self.unit0(h, key_bias)), key_bias)
+        gate = torch.sigmoid(self.excite(F.leaky_relu(self.squeeze(features.mean(dim=(2, 3, 4))))))
+        return features * gate[:, :, None, None, None] + h
+
+
+class TERN(nn.Module):
+    """Temporally-equivariant registration: one dynamic 5x5 filter per frame, from its features."""
+
+    def __init__(self, n_feat: int):
+        super().__init__()
+        self.unit = CNRSA(n_feat, n_feat)
+        self.to_filter = nn.Linear(n_feat, TERN_KERNEL * TERN_KERNEL)
+
+    def forward(self, h: torch.Tensor, key_bias: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        b, f, t, y, x = h.shape
+        descriptor = F.leaky_relu(self.unit(h, key_bias))
+        # per-frame global descriptor over its clear pixels: (B, T, F)
+        descriptor = masked_temporal_mean(descriptor.flatten(3), masks.flatten(2)[:, None], dim=3)
+        filters = self.to_filter(descriptor.transpose(1, 2))  # (B, T, K*K)
+        pad = TERN_KERNEL // 2
+        padded = F.pad(h.reshape(b, f * t, y, x), (pad, pad, pad, pad), mode="replicate")
+        padded = padded.reshape(b, f, t, y + 2 * pad, x + 2 * pad)
+        out = torch.zeros_like(h)
+        for i in range(TERN_KERNEL):
+            for j in range(TERN_KERNEL):
+                weight = filters[:, :, i * TERN_KERNEL + j][:, None, :, None, None]
+                out = out + weight * padded[:, :, :, i:i + y, j:j + x]
+        return out
+
+
+class PIUnet(nn.Module):
+    """The PIUnet network. Input frames (B,T,H,W) normalised, masks (B,T,H,W) in {0,1}.
+
+    Returns the SR mean (B,1,3H,3W) and the Laplace log-scale (B,1,3H,3W), both in the
+    normalised units of the input.
+    """
+
+    name = "piunet"
+
+    def __init__(self, config: PIUnetConfig = PIUnetConfig()):
+        super().__init__()
+        self.config = config
+        n = config.n_feat
+        self.head = CNRSA(2, n)
+        self.body = nn.ModuleList([TEFA(n, config.bottleneck) for _ in range(config.n_tefa)])
+        self.body_tail = CNRSA(n, n)
+        self.registration = TERN(n)
+        self.to_mean = nn.Conv2d(n, SCALE * SCALE, 3, padding=1)
+        self.log_scale_head = nn.Sequential(
+            nn.Conv2d(n, n, 3, padding=1), nn.BatchNorm2d(n), nn.LeakyReLU(), nn.Conv2d(n, 1, 1))
+
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = fill_cloudy(frames, masks)
+        key_bias = (masks - 1.0) * CLOUDY_KEY_PENALTY
+        h = self.head(torch.stack([frames, masks], dim=1), key_bias)
+        skip = h
+        for block in self.body:
+            h = block(h, key_bias)
+        h = F.leaky_relu(self.body_tail(h, key_bias)) + skip
+        h = self.registration(h, key_bias, masks)
+        fused = masked_temporal_mean(h, masks[:, None], dim=2)  # (B, F, H, W)
+        base = masked_temporal_mean(frames, masks, dim=1).unsqueeze(1)
+        upsample = dict(scale_factor=SCALE, mode="bilinear", align_corners=False)
+        mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + F.interpolate(base, **upsample)
+        log_scale = self.log_scale_head(F.interpolate(fused, **upsample))
+        return mean, log_scale

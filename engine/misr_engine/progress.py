@@ -1,0 +1,48 @@
+"""Progress reporting: a terminal bar for people, JSON lines for the QGIS plugin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+
+class Progress:
+    """Reports events of a run. mode: 'bar' (stderr), 'json' (stdout lines) or 'none'."""
+
+    def __init__(self, mode: str = "bar"):
+        if mode == "bar" and not sys.stderr.isatty():
+            mode = "none"
+        self.mode = mode
+        self._bar: tqdm | None = None
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Emit a named event (start, warning, done, error...)."""
+        if self.mode == "json":
+            print(json.dumps({"event": name, **fields}), flush=True)
+        elif name == "warning":
+            self._write(f"misr: warning: {fields['message']}")
+
+    def update(self, fraction: float, message: str = "") -> None:
+        """Report that a `fraction` in [0, 1] of the work is done."""
+        if self.mode == "json":
+            self.event("progress", fraction=round(float(fraction), 4), message=message)
+        elif self.mode == "bar":
+            if self._bar is None:
+                self._bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+                                 file=sys.stderr)
+            self._bar.n = int(fraction * 1000)
+            self._bar.set_description(message, refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)

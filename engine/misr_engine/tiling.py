@@ -1,0 +1,70 @@
+"""Overlapping tiles over an LR raster and seamless blending of their x3 outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tile:
+    """An LR window: rows y0:y0+height, columns x0:x0+width."""
+
+    y0: int
+    x0: int
+    height: int
+    width: int
+
+    def lr_slice(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y0 + self.height), slice(self.x0, self.x0 + self.width)
+
+    def sr_slice(self, scale: int) -> tuple[slice, slice]:
+        return (slice(self.y0 * scale, (self.y0 + self.height) * scale),
+                slice(self.x0 * scale, (self.x0 + self.width) * scale))
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets covering [0, length) with tiles of `tile` overlapping by >= `overlap`."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    count = int(np.ceil((length - tile) / step)) + 1
+    return [int(round(i * (length - tile) / (count - 1))) for i in range(count)]
+
+
+def make_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
+    """Equal-sized tiles (clamped to the raster) covering it, overlapping by at least `overlap`."""
+    overlap = min(overlap, tile_size // 2)
+    th, tw = min(tile_size, height), min(tile_size, width)
+    return [Tile(y, x, th, tw) for y in _starts(height, th, overlap) for x in _starts(width, tw, overlap)]
+
+
+def blend_window(height: int, width: int, ramp: int) -> np.ndarray:
+    """Weights that fall linearly to near zero over `ramp` pixels at each edge of a tile."""
+    def profile(n: int) -> np.ndarray:
+        r = max(1, min(ramp, n // 2))
+        edge = (np.arange(r) + 0.5) / r
+        weights = np.ones(n, np.float32)
+        weights[:r] = edge
+        weights[n - r:] = np.minimum(weights[n - r:], edge[::-1])
+        return weights
+    return np.outer(profile(height), profile(width)).astype(np.float32)
+
+
+class Blender:
+    """Accumulates weighted tile outputs into full-size images and normalises at the end."""
+
+    def __init__(self, shape: tuple[int, int], channels: int, scale: int, ramp: int):
+        self.scale, self.ramp = scale, ramp
+        self.sums = np.zeros((channels, *shape), np.float32)
+        self.weights = np.zeros(shape, np.float32)
+
+    def add(self, tile: Tile, output: np.ndarray) -> None:
+        """Add a (channels, h*scale, w*scale) output for `tile`."""
+        rows, cols = tile.sr_slice(self.scale)
+        window = blend_window(output.shape[-2], output.shape[-1], self.ramp * self.scale)
+        self.sums[:, rows, cols] += output * window
+        self.weights[rows, cols] += window
+
+    def result(self) -> np.ndarray:
+        return self.sums / np.maximum(self.weights, 1e-12)

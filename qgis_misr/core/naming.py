@@ -1,0 +1,128 @@
+"""Reading dates out of layer names, pairing frames with masks by name, naming runs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)([-_.]?)(\d\d)\2(\d\d)(?!\d)")
+_DATETIME_METADATA = re.compile(r"((?:19|20)\d\d)[-:/](\d\d)[-:/](\d\d)")
+
+MASK_WORDS = frozenset({
+    "mask", "masks", "msk", "cloud", "clouds", "cloudmask", "cld", "cm", "qa", "qm", "sm",
+    "clear", "valid", "validity", "flags", "fmask", "scl",
+})
+FRAME_WORDS = frozenset({"frame", "frames", "img", "image", "lr", "scene", "band", "data"})
+_TOKEN = re.compile(r"[a-z]+|\d+")
+
+
+def parse_date(text: str) -> Optional[_dt.date]:
+    """The first plausible calendar date in `text` (20240517, 2024-05-17, 2024_05_17, 2024.05.17).
+
+    >>> parse_date("LC08_20240517_B4")
+    datetime.date(2024, 5, 17)
+    >>> parse_date("frame_03") is None
+    True
+    """
+    for match in _DATE.finditer(text or ""):
+        try:
+            return _dt.date(int(match.group(1)), int(match.group(3)), int(match.group(4)))
+        except ValueError:
+            continue
+    return None
+
+
+def parse_metadata_date(items: Dict[str, str]) -> Optional[_dt.date]:
+    """A date from raster metadata items (TIFFTAG_DATETIME, ACQUISITION_DATE, DATE...)."""
+    for key, value in items.items():
+        upper = key.upper()
+        if "DATE" in upper or "TIME" in upper:
+            match = _DATETIME_METADATA.search(str(value)) or _DATE.search(str(value))
+            if match:
+                groups = [g for g in match.groups() if g and g.isdigit()]
+                try:
+                    return _dt.date(int(groups[0]), int(groups[1]), int(groups[2]))
+                except (ValueError, IndexError):
+                    continue
+    return None
+
+
+def _stem(name: str) -> str:
+    base = os.path.basename(name)
+    root, ext = os.path.splitext(base)
+    return root if ext.lower() in {".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc"} else base
+
+
+def _tokens(name: str) -> List[str]:
+    return _TOKEN.findall(_stem(name).lower())
+
+
+def looks_like_mask(name: str) -> bool:
+    """True when a layer name says it is a mask (mask_03, LC08_..._QA, clouds_2024...)."""
+    return any(token in MASK_WORDS for token in _tokens(name))
+
+
+def _key(name: str, drop: frozenset) -> Tuple[str, ...]:
+    return tuple(token.lstrip("0") or "0" if token.isdigit() else token
+                 for token in _tokens(name) if token not in drop)
+
+
+def _numbers(name: str) -> Tuple[int, ...]:
+    return tuple(int(token) for token in _tokens(name) if token.isdigit())
+
+
+def match_masks(frame_names: Sequence[str], mask_names: Iterable[str]) -> List[Optional[str]]:
+    """For each frame name, the one mask name that belongs to it, or None.
+
+    Tried in turn, each only when it gives a unique answer: the names without their
+    frame/mask words (``frame_03`` <-> ``mask_03``, ``LC08_20240517`` <->
+    ``LC08_20240517_cloudmask``), the same date, the same numbers (``frame_3`` <-> ``mask_03``).
+    A mask is given to at most one frame.
+    """
+    masks = [name for name in mask_names if name not in frame_names]
+    strategies = (
+        lambda name, is_mask: _key(name, MASK_WORDS if is_mask else FRAME_WORDS),
+        lambda name, is_mask: parse_date(name),
+        lambda name, is_mask: _numbers(name),
+    )
+    result: List[Optional[str]] = [None] * len(frame_names)
+    used = set()
+    for strategy in strategies:
+        for index, frame in enumerate(frame_names):
+            if result[index] is not None:
+                continue
+            key = strategy(frame, False)
+            if not key:
+                continue
+            candidates = [m for m in masks if m not in used and strategy(m, True) == key]
+            if len(candidates) == 1:
+                frame_keys = [strategy(other, False) for other in frame_names]
+                if frame_keys.count(key) == 1:
+                    result[index] = candidates[0]
+                    used.add(candidates[0])
+    return result
+
+
+def run_name(model: str, frame_names: Sequence[str], dates: Sequence[Optional[_dt.date]] = (),
+             when: Optional[_dt.datetime] = None) -> str:
+    """A short human name for a run, used for the layer group: 'MISR PIUnet 2024-05-17..2024-06-30
+    (9 frames) 14:05'."""
+    known = sorted(d for d in dates if d is not None)
+    if known:
+        span = known[0].isoformat() if known[0] == known[-1] else f"{known[0]}..{known[-1]}"
+    elif frame_names:
+        first, last = _stem(frame_names[0]), _stem(frame_names[-1])
+        span = first if first == last else f"{first}..{last}"
+    else:
+        span = "no frames"
+    display = dict((name, label) for name, label in (("piunet", "PIUnet"), ("deepsum", "DeepSUM")))
+    when = when or _dt.datetime.now()
+    return f"MISR {display.get(model, model)} {span} ({len(frame_names)} frames) {when:%H:%M}"
+
+
+def safe_file_stem(text: str) -> str:
+    """`text` reduced to characters safe in a file name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return stem or "misr"

