@@ -1,0 +1,252 @@
+"""Finding the `misr` engine and asking it what it can do (models, devices, options).
+
+The engine is a separate Python environment with torch; the plugin only ever runs its command
+line. Where it is found, in order: the path configured in the plugin's settings, the
+``MISR_ENGINE`` environment variable, the ``.venv`` of the repository the plugin folder sits in,
+then ``misr`` on the PATH. A configured path may be the environment's folder, its Python, or the
+``misr`` executable itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+ENV_VAR = "MISR_ENGINE"
+IS_WINDOWS = sys.platform.startswith("win")
+_EXE = ".exe" if IS_WINDOWS else ""
+PROBE_TIMEOUT_S = 180.0
+_OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+@dataclass(frozen=True)
+class EngineLocation:
+    """How to start the engine: ``argv`` is the command prefix (``[.../bin/misr]`` or
+    ``[.../bin/python, -m, misr_engine.cli]``); ``source`` says where it was found."""
+
+    argv: Tuple[str, ...]
+    source: str
+
+    @property
+    def label(self) -> str:
+        return f"{' '.join(self.argv)} ({self.source})"
+
+
+def engine_from_path(value: str) -> Optional[Tuple[str, ...]]:
+    """The command prefix for a configured path (environment folder, its Python, or `misr`)."""
+    if not value:
+        return None
+    path = Path(os.path.expanduser(value.strip().strip('"')))
+    if path.is_dir():
+        for folder in (path / ("Scripts" if IS_WINDOWS else "bin"), path):
+            script = folder / f"misr{_EXE}"
+            if _is_executable(script):
+                return (str(script),)
+            python = folder / f"python{_EXE}"
+            if _is_executable(python):
+                return (str(python), "-m", "misr_engine.cli")
+        return None
+    if not _is_executable(path):
+        return None
+    if path.name.lower().startswith("python"):
+        sibling = path.parent / f"misr{_EXE}"
+        if _is_executable(sibling):
+            return (str(sibling),)
+        return (str(path), "-m", "misr_engine.cli")
+    return (str(path),)
+
+
+def repository_venv(plugin_dir: Path) -> Path:
+    """The ``.venv`` next to the plugin folder (a repository checkout, or a symlinked plugin)."""
+    return plugin_dir.resolve().parent / ".venv"
+
+
+def locate_engine(configured: str = "", environ: Optional[Mapping[str, str]] = None,
+                  plugin_dir: Optional[Path] = None) -> Optional[EngineLocation]:
+    """The engine to run, or None when none is found anywhere."""
+    environ = os.environ if environ is None else environ
+    plugin_dir = plugin_dir or Path(__file__).resolve().parent.parent
+    candidates = [
+        (configured, "plugin settings"),
+        (environ.get(ENV_VAR, ""), f"{ENV_VAR} environment variable"),
+        (str(repository_venv(plugin_dir)), "the repository's .venv"),
+    ]
+    for value, source in candidates:
+        argv = engine_from_path(value) if value else None
+        if argv:
+            return EngineLocation(argv, source)
+    found = shutil.which("misr", path=environ.get("PATH"))
+    if found:
+        return EngineLocation((found,), "PATH")
+    return None
+
+
+def subprocess_environment(extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The environment for the engine: QGIS's own Python settings removed (they would make the
+    engine's Python load QGIS's libraries), unbuffered UTF-8 output."""
+    env = dict(os.environ)
+    for key in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__"):
+        env.pop(key, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(extra or {})
+    return env
+
+
+def popen_flags() -> dict:
+    """Keyword arguments for subprocess on this OS: its own process group (so that a terminal's
+    Ctrl-C does not reach it and we can stop its children too), no console window on Windows."""
+    if IS_WINDOWS:
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        return {"creationflags": flags}
+    return {"start_new_session": True}
+
+
+@dataclass
+class EngineCapabilities:
+    """What ``misr`` reported about itself. ``error`` is set when it could not be asked."""
+
+    location: Optional[EngineLocation] = None
+    error: str = ""
+    options: frozenset = frozenset()
+    models: List[dict] = field(default_factory=list)
+    devices: List[dict] = field(default_factory=list)
+    torch: str = ""
+    cuda: bool = False
+    version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def supports(self, option: str) -> bool:
+        """Whether ``misr super-resolve --help`` lists `option` (e.g. ``--ttf-steps``)."""
+        return option in self.options
+
+    @property
+    def model_names(self) -> List[str]:
+        return [str(m.get("name", "")).lower() for m in self.models]
+
+    @property
+    def gpus(self) -> List[dict]:
+        return [d for d in self.devices if str(d.get("id", "")).startswith("cuda")]
+
+
+def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, timeout=timeout, env=subprocess_environment(),
+                          universal_newlines=True, encoding="utf-8", errors="replace", **popen_flags())
+
+
+def _last_json_object(text: str) -> Optional[dict]:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _failure(argv: Sequence[str], result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
+    tail = lines[-1].strip() if lines else f"exit status {result.returncode}"
+    return f"'{' '.join(argv[-2:])}' failed: {tail}"
+
+
+def probe_engine(location: Optional[EngineLocation], timeout: float = PROBE_TIMEOUT_S) -> EngineCapabilities:
+    """Ask the engine for its options, models and devices (each a subprocess; takes seconds,
+    since the engine imports torch: call it off the GUI thread)."""
+    caps = EngineCapabilities(location=location)
+    if location is None:
+        caps.error = ("MISR engine not found: set its Python environment in the dialog, or the "
+                      f"{ENV_VAR} environment variable")
+        return caps
+    base = list(location.argv)
+    queries = {"help": ["super-resolve", "--help"], "version": ["--version"],
+               "models": ["models", "--json"], "devices": ["devices", "--json"]}
+    try:
+        # Each answer costs a Python start-up with torch: ask all at once.
+        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+            futures = {key: pool.submit(_run, base + args, timeout) for key, args in queries.items()}
+            answers = {key: future.result() for key, future in futures.items()}
+    except FileNotFoundError as exc:
+        caps.error = f"cannot start the engine {base[0]}: {exc.strerror or exc}"
+        return caps
+    except subprocess.TimeoutExpired as exc:
+        caps.error = f"the engine did not answer within {exc.timeout:.0f} s"
+        return caps
+    except OSError as exc:
+        caps.error = f"cannot start the engine {base[0]}: {exc}"
+        return caps
+    help_ = answers["help"]
+    if help_.returncode != 0:
+        caps.error = _failure(base + queries["help"], help_)
+        return caps
+    caps.options = frozenset(_OPTION.findall(help_.stdout))
+    caps.version = (answers["version"].stdout.strip() or answers["version"].stderr.strip()
+                    if answers["version"].returncode == 0 else "")
+    models = answers["models"]
+    parsed = _last_json_object(models.stdout) if models.returncode == 0 else None
+    if parsed is None:
+        caps.error = _failure(base + queries["models"], models)
+        return caps
+    caps.models = [m for m in parsed.get("models", []) if isinstance(m, dict)]
+    devices = answers["devices"]
+    parsed = _last_json_object(devices.stdout) if devices.returncode == 0 else None
+    if parsed is None:
+        caps.error = _failure(base + queries["devices"], devices)
+        return caps
+    caps.devices = [d for d in parsed.get("devices", []) if isinstance(d, dict)]
+    caps.torch = str(parsed.get("torch", ""))
+    caps.cuda = bool(parsed.get("cuda", False))
+    return caps
+
+
+_cache: Dict[Tuple, EngineCapabilities] = {}
+_cache_lock = threading.Lock()
+
+
+def _cache_key(location: Optional[EngineLocation]) -> Tuple:
+    if location is None:
+        return (None,)
+    try:
+        stamp = os.stat(location.argv[0]).st_mtime
+    except OSError:
+        stamp = None
+    return location.argv + (stamp,)
+
+
+def cached_capabilities(location: Optional[EngineLocation]) -> Optional[EngineCapabilities]:
+    """The last successful probe of this engine in this session, or None."""
+    with _cache_lock:
+        return _cache.get(_cache_key(location))
+
+
+def capabilities(location: Optional[EngineLocation], refresh: bool = False) -> EngineCapabilities:
+    """Probe the engine once per session (failures are not cached, so a fix is seen)."""
+    if not refresh:
+        cached = cached_capabilities(location)
+        if cached is not None:
+            return cached
+    caps = probe_engine(location)
+    if caps.ok:
+        with _cache_lock:
+            _cache[_cache_key(location)] = caps
+    return caps
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(str(path), os.X_OK)

@@ -1,0 +1,1 @@
+"""Qt widgets of the plugin (thin: they collect parameters and show results)."""

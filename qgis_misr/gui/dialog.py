@@ -1,0 +1,627 @@
+"""The super-resolution dialog. It only collects a RunParameters (see core.params), shows what
+validation says about it, and hands it to the RunController; the work happens elsewhere."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import settings
+from ..controller import RunController, RunError
+from ..core.command import TTF_OPTION
+from ..core.engine import EngineCapabilities, EngineLocation, cached_capabilities, capabilities
+from ..core.naming import looks_like_mask, match_masks, run_name
+from ..core.params import DEFAULT_TTF_STEPS, MIN_TILE_SIZE, MODELS, FrameInput, RunParameters
+from ..core.validation import validate_parameters
+from ..layers import is_result_layer, layer_date, raster_info
+from ..resources import icon_path
+
+NO_MASK = "none / use nodata"
+TEMPORARY = "[Save to temporary file]"
+CHECKING = "checking the engine..."
+_COL_FRAME, _COL_DATE, _COL_MASK = 0, 1, 2
+
+
+@dataclass
+class FrameRow:
+    """One row of the frames table: a frame layer, whether it is used, and its mask layer."""
+
+    layer_id: str
+    checked: bool = True
+    mask_id: Optional[str] = None
+
+
+class _ProbeRelay(QObject):
+    """Carries an engine probe's answer from its worker thread to the dialog (GUI thread)."""
+
+    probed = pyqtSignal(object, object)
+
+
+class MisrDialog(QDialog):
+    """Choose frames, masks and options; Run starts a background task."""
+
+    def __init__(self, controller: RunController, project: Optional[QgsProject] = None,
+                 parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.project = project or QgsProject.instance()
+        self.rows: List[FrameRow] = []
+        self.engine: Optional[EngineLocation] = None
+        self.caps: Optional[EngineCapabilities] = None
+        self.task = None
+        self.problems: List[str] = []
+        self._probing = False
+        self._relay = _ProbeRelay()
+        self._relay.probed.connect(self._apply_probe)
+        self._dates: Dict[str, object] = {}
+        self._build()
+        self.controller.listeners.append(self._task_finished)
+        self.project.layersAdded.connect(self.refresh_layers)
+        self.project.layersRemoved.connect(self.refresh_layers)
+        self.refresh_layers()
+        self.refresh_engine()
+
+    # -- construction ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.setWindowTitle("MISR super-resolution (x3)")
+        self.setWindowIcon(QIcon(icon_path("misr.svg")))
+        self.resize(780, 760)
+        layout = QVBoxLayout(self)
+
+        frames_box = QGroupBox("Frames (one scene, one grid) and their cloud masks")
+        frames_layout = QVBoxLayout(frames_box)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Frame", "Date", "Mask (nonzero = clear)"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(_COL_FRAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(_COL_DATE, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(_COL_MASK, QHeaderView.ResizeMode.Stretch)
+        self.table.setToolTip("Tick the frames to fuse. Order matters for DeepSUM (the first frame "
+                              "is the reference); PIUnet is order-invariant.")
+        self.table.itemChanged.connect(self._item_changed)
+        frames_layout.addWidget(self.table)
+        buttons = QHBoxLayout()
+        self.up_button = QPushButton("Move up")
+        self.down_button = QPushButton("Move down")
+        self.sort_button = QPushButton("Sort by date")
+        self.match_button = QPushButton("Match masks by name")
+        self.reload_button = QPushButton("Reload layers")
+        self.up_button.clicked.connect(lambda: self.move_selected(-1))
+        self.down_button.clicked.connect(lambda: self.move_selected(1))
+        self.sort_button.clicked.connect(self.sort_by_date)
+        self.match_button.clicked.connect(lambda: self.match_masks(overwrite=True))
+        self.reload_button.clicked.connect(self.refresh_layers)
+        self.match_button.setToolTip("Pair each frame with the mask layer of the same name "
+                                     "(frame_03 <-> mask_03, same date, same number)")
+        for button in (self.up_button, self.down_button, self.sort_button, self.match_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.reload_button)
+        frames_layout.addLayout(buttons)
+        layout.addWidget(frames_box, 1)
+
+        options_box = QGroupBox("Options")
+        form = QFormLayout(options_box)
+        self.band_combo = QComboBox()
+        self.band_combo.setToolTip("The band of the frames to super-resolve (masks: band 1)")
+        form.addRow("Band", self.band_combo)
+        self.model_combo = QComboBox()
+        for name, label in MODELS:
+            self.model_combo.addItem(label, name)
+        form.addRow("Model", self.model_combo)
+        ttf_row = QHBoxLayout()
+        self.ttf_check = QCheckBox("Test-time fine-tuning")
+        self.ttf_steps = QSpinBox()
+        self.ttf_steps.setRange(1, 10000)
+        self.ttf_steps.setValue(DEFAULT_TTF_STEPS)
+        self.ttf_steps.setSuffix(" steps")
+        self.ttf_check.toggled.connect(self._ttf_toggled)
+        ttf_row.addWidget(self.ttf_check)
+        ttf_row.addWidget(self.ttf_steps)
+        ttf_row.addStretch(1)
+        form.addRow("Fine-tuning", ttf_row)
+        device_row = QHBoxLayout()
+        self.device_combo = QComboBox()
+        self.device_refresh = QToolButton()
+        self.device_refresh.setText("Refresh")
+        self.device_refresh.setToolTip("Ask the engine again which devices it sees")
+        self.device_refresh.clicked.connect(lambda: self.refresh_engine(force=True))
+        device_row.addWidget(self.device_combo, 1)
+        device_row.addWidget(self.device_refresh)
+        form.addRow("Device", device_row)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(0, 8192)
+        self.tile_spin.setSingleStep(32)
+        self.tile_spin.setSpecialValueText("engine default")
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip(f"Low-resolution tile size: smaller uses less memory (at least "
+                                  f"{MIN_TILE_SIZE} px; 0 = the engine's default)")
+        form.addRow("Tile size", self.tile_spin)
+        layout.addWidget(options_box)
+
+        outputs_box = QGroupBox("Outputs (GeoTIFF, pixel size / 3)")
+        outputs = QFormLayout(outputs_box)
+        self.output_widget = self._save_widget()
+        self.uncertainty_widget = self._save_widget()
+        outputs.addRow("Super-resolved", self.output_widget)
+        outputs.addRow("Uncertainty", self.uncertainty_widget)
+        layout.addWidget(outputs_box)
+
+        engine_box = QGroupBox("Engine")
+        engine_form = QFormLayout(engine_box)
+        self.engine_widget = QgsFileWidget()
+        self.engine_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.engine_widget.setFilePath(settings.configured_engine())
+        self.engine_widget.lineEdit().setPlaceholderText(
+            "auto-detect (MISR_ENGINE, the repository's .venv, PATH)")
+        self.engine_widget.setToolTip("The engine's Python environment (a folder such as "
+                                      "qgis-misr/.venv), its python, or the misr executable")
+        self.engine_widget.fileChanged.connect(lambda _path: self.refresh_engine())
+        engine_form.addRow("Python environment", self.engine_widget)
+        self.engine_label = QLabel()
+        self.engine_label.setWordWrap(True)
+        self.engine_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        engine_form.addRow("", self.engine_label)
+        layout.addWidget(engine_box)
+
+        self.problems_label = QLabel()
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setStyleSheet("color: #b00020;")
+        self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.problems_label)
+        status_row = QHBoxLayout()
+        self.status_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(False)
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.progress_bar, 1)
+        layout.addLayout(status_row)
+
+        self.button_box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.run_button = self.button_box.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.cancel_button = self.button_box.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
+        self.export_button = self.button_box.addButton("Export as COG...", QDialogButtonBox.ButtonRole.ActionRole)
+        self.export_button.setToolTip("Write the last results as Cloud-Optimized GeoTIFFs")
+        self.cancel_button.setEnabled(False)
+        self.export_button.setEnabled(False)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel_run)
+        self.export_button.clicked.connect(self._export_clicked)
+        self.button_box.rejected.connect(self.reject)
+        layout.addWidget(self.button_box)
+
+        for signal in (self.band_combo.currentIndexChanged, self.model_combo.currentIndexChanged,
+                       self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
+                       self.ttf_steps.valueChanged):
+            signal.connect(lambda *_: self.validate())
+        for widget in (self.output_widget, self.uncertainty_widget):
+            widget.fileChanged.connect(lambda *_: self.validate())
+        self._restore_options()
+
+    def _save_widget(self) -> QgsFileWidget:
+        widget = QgsFileWidget()
+        widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        widget.setFilter("GeoTIFF (*.tif *.tiff)")
+        widget.setConfirmOverwrite(True)
+        widget.lineEdit().setPlaceholderText(TEMPORARY)
+        return widget
+
+    def _restore_options(self) -> None:
+        index = self.model_combo.findData(settings.value("model", "piunet", str))
+        self.model_combo.setCurrentIndex(max(0, index))
+        self.tile_spin.setValue(settings.value("tile_size", 0, int))
+        self.ttf_steps.setValue(settings.value("ttf_steps", DEFAULT_TTF_STEPS, int))
+        self._set_devices(None)
+        self._ttf_toggled(False)
+
+    def _save_options(self, params: RunParameters) -> None:
+        settings.set_value("model", params.model)
+        settings.set_value("tile_size", params.tile_size)
+        settings.set_value("ttf_steps", params.ttf_steps)
+        settings.set_value("device", params.device)
+        settings.set_configured_engine(self.engine_widget.filePath().strip())
+
+    # -- layers ---------------------------------------------------------------------------------
+    def _raster_layers(self) -> List[QgsRasterLayer]:
+        return [layer for layer in self.project.mapLayers().values()
+                if isinstance(layer, QgsRasterLayer) and layer.isValid() and not is_result_layer(layer)]
+
+    def _layer(self, layer_id: Optional[str]) -> Optional[QgsRasterLayer]:
+        layer = self.project.mapLayer(layer_id) if layer_id else None
+        return layer if isinstance(layer, QgsRasterLayer) else None
+
+    def refresh_layers(self, *_args) -> None:
+        """Rebuild the frame rows from the project's raster layers, keeping choices made."""
+        layers = self._raster_layers()
+        known = {row.layer_id: row for row in self.rows}
+        frames = [layer for layer in layers if not looks_like_mask(layer.name())]
+        frames.sort(key=lambda layer: layer.name().lower())
+        rows = [known[row.layer_id] for row in self.rows
+                if row.layer_id in {layer.id() for layer in frames}]
+        for layer in frames:
+            if layer.id() not in known:
+                rows.append(FrameRow(layer.id()))
+        ids = {layer.id() for layer in layers}
+        for row in rows:
+            if row.mask_id not in ids:
+                row.mask_id = None
+        self.rows = rows
+        self._dates = {layer.id(): layer_date(layer) for layer in layers}
+        self.match_masks(overwrite=False)
+
+    def mask_candidates(self) -> List[QgsRasterLayer]:
+        """Mask-like layers first, then the other layers not used as frames."""
+        used = {row.layer_id for row in self.rows if row.checked}
+        layers = [layer for layer in self._raster_layers() if layer.id() not in used]
+        return sorted(layers, key=lambda layer: (not looks_like_mask(layer.name()), layer.name().lower()))
+
+    def match_masks(self, overwrite: bool = True) -> None:
+        """Pair frames with mask layers by name (keeps manual choices unless `overwrite`)."""
+        candidates = [layer for layer in self.mask_candidates() if looks_like_mask(layer.name())]
+        by_name = {layer.name(): layer.id() for layer in candidates}
+        frame_names = [self._layer(row.layer_id).name() for row in self.rows]
+        for row, mask_name in zip(self.rows, match_masks(frame_names, list(by_name))):
+            if overwrite or row.mask_id is None:
+                row.mask_id = by_name.get(mask_name) if mask_name else (None if overwrite else row.mask_id)
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        self.table.blockSignals(True)
+        selected = self.selected_row()
+        self.table.setRowCount(len(self.rows))
+        candidates = self.mask_candidates()
+        for index, row in enumerate(self.rows):
+            layer = self._layer(row.layer_id)
+            item = QTableWidgetItem(layer.name())
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+                          | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if row.checked else Qt.CheckState.Unchecked)
+            item.setData(Qt.ItemDataRole.UserRole, row.layer_id)
+            item.setToolTip(layer.source())
+            self.table.setItem(index, _COL_FRAME, item)
+            date = self._dates.get(row.layer_id)
+            date_item = QTableWidgetItem(date.isoformat() if date else "")
+            date_item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+            self.table.setItem(index, _COL_DATE, date_item)
+            combo = QComboBox()
+            combo.addItem(NO_MASK, None)
+            for candidate in candidates:
+                if candidate.id() != row.layer_id:
+                    combo.addItem(candidate.name(), candidate.id())
+            combo.setCurrentIndex(max(0, combo.findData(row.mask_id)) if row.mask_id else 0)
+            combo.setEnabled(row.checked)
+            combo.currentIndexChanged.connect(lambda _i, r=row, c=combo: self._mask_changed(r, c))
+            self.table.setCellWidget(index, _COL_MASK, combo)
+        if selected is not None and selected < len(self.rows):
+            self.table.selectRow(selected)
+        self.table.blockSignals(False)
+        self._fill_bands()
+        self.validate()
+
+    def _mask_changed(self, row: FrameRow, combo: QComboBox) -> None:
+        row.mask_id = combo.currentData()
+        self.validate()
+
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if item.column() != _COL_FRAME:
+            return
+        row = self.rows[item.row()]
+        row.checked = item.checkState() == Qt.CheckState.Checked
+        self._fill_table()
+
+    def selected_row(self) -> Optional[int]:
+        indexes = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return indexes[0].row() if indexes else None
+
+    def move_selected(self, step: int) -> None:
+        index = self.selected_row()
+        if index is None or not 0 <= index + step < len(self.rows):
+            return
+        self.rows[index], self.rows[index + step] = self.rows[index + step], self.rows[index]
+        self._fill_table()
+        self.table.selectRow(index + step)
+
+    def sort_by_date(self) -> None:
+        """Order the frames by acquisition date (undated ones last, by name)."""
+        def key(row: FrameRow):
+            date = self._dates.get(row.layer_id)
+            return (date is None, date.isoformat() if date else "", self._layer(row.layer_id).name())
+        self.rows.sort(key=key)
+        self._fill_table()
+
+    def set_frames(self, layers: List[QgsRasterLayer], masks: Optional[List[Optional[QgsRasterLayer]]] = None) -> None:
+        """Use exactly `layers`, in this order, with these masks (None = match by name)."""
+        self.refresh_layers()
+        wanted = [layer.id() for layer in layers]
+        rows = {row.layer_id: row for row in self.rows}
+        chosen = []
+        for layer_id in wanted:
+            row = rows.pop(layer_id, None) or FrameRow(layer_id)
+            row.checked = True
+            chosen.append(row)
+        for row in rows.values():
+            row.checked = False
+        self.rows = chosen + list(rows.values())
+        if masks is None:
+            self.match_masks(overwrite=True)
+        else:
+            for row, mask in zip(chosen, masks):
+                row.mask_id = mask.id() if mask is not None else None
+            self._fill_table()
+
+    def _fill_bands(self) -> None:
+        first = next((self._layer(row.layer_id) for row in self.rows if row.checked), None)
+        current = self.band_combo.currentData() or 1
+        self.band_combo.blockSignals(True)
+        self.band_combo.clear()
+        if first is not None:
+            for band in range(1, first.bandCount() + 1):
+                name = first.bandName(band)
+                self.band_combo.addItem(name or f"Band {band}", band)
+        index = self.band_combo.findData(current)
+        self.band_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.band_combo.blockSignals(False)
+
+    # -- engine ---------------------------------------------------------------------------------
+    def refresh_engine(self, force: bool = False) -> None:
+        """Find the engine and ask it (in a thread) for its models, devices and options."""
+        self.engine = settings.current_engine(self.engine_widget.filePath().strip())
+        cached = None if force else cached_capabilities(self.engine)
+        if cached is not None:
+            self._apply_probe(self.engine, cached)
+            return
+        self.caps = None
+        self._probing = True
+        self.engine_label.setText(f"{self.engine.label}: {CHECKING}" if self.engine
+                                  else "MISR engine not found.")
+        self._set_devices(None)
+        self._apply_models(None)
+        self._ttf_toggled(self.ttf_check.isChecked())
+        self.validate()
+        location, relay = self.engine, self._relay
+
+        def probe() -> None:
+            caps = capabilities(location, refresh=force)
+            try:
+                relay.probed.emit(location, caps)
+            except RuntimeError:  # the dialog was deleted meanwhile
+                pass
+
+        threading.Thread(target=probe, name="misr-probe", daemon=True).start()
+
+    def wait_for_engine(self, timeout_s: float = 120.0) -> bool:
+        """Process events until the engine probe has answered (for scripts and tests)."""
+        import time
+        from qgis.PyQt.QtCore import QCoreApplication
+        end = time.monotonic() + timeout_s
+        while self._probing and time.monotonic() < end:
+            QCoreApplication.processEvents()
+            time.sleep(0.02)
+        return not self._probing
+
+    def _apply_probe(self, location: Optional[EngineLocation], caps: EngineCapabilities) -> None:
+        if location != self.engine:
+            return  # an answer about an engine no longer chosen
+        self._probing = False
+        self.caps = caps
+        if caps.ok:
+            gpus = ", ".join(d.get("name", d.get("id", "")) for d in caps.gpus) or "none (CPU only)"
+            version = caps.version or "misr"
+            self.engine_label.setText(f"{version}, torch {caps.torch} ({location.source}). "
+                                      f"GPU: {gpus}.")
+            self.engine_label.setToolTip(" ".join(location.argv))
+        else:
+            self.engine_label.setText(f"Engine problem: {caps.error}")
+        self._set_devices(caps if caps.ok else None)
+        self._apply_models(caps if caps.ok else None)
+        self._ttf_toggled(self.ttf_check.isChecked())
+        self.validate()
+
+    def _set_devices(self, caps: Optional[EngineCapabilities]) -> None:
+        current = self.device_combo.currentData() or settings.value("device", "auto", str)
+        self.device_combo.blockSignals(True)
+        self.device_combo.clear()
+        self.device_combo.addItem("Auto (a GPU if the engine sees one, else CPU)", "auto")
+        self.device_combo.addItem("CPU", "cpu")
+        model = self.device_combo.model()
+        if caps is None:
+            self.device_combo.addItem(f"GPU ({CHECKING})" if self._probing else "GPU (unknown)", "cuda")
+            model.item(2).setEnabled(False)
+        elif not caps.gpus:
+            self.device_combo.addItem("GPU (none seen by the engine)", "cuda")
+            model.item(2).setEnabled(False)
+            self.device_combo.setItemData(
+                2, f"torch {caps.torch} in the engine reports no CUDA device",
+                Qt.ItemDataRole.ToolTipRole)
+        else:
+            for device in caps.gpus:
+                memory = device.get("memory_mb")
+                extra = f", {memory / 1024:.0f} GB" if memory else ""
+                self.device_combo.addItem(f"GPU: {device.get('name', '?')} ({device['id']}{extra})",
+                                          device["id"])
+        index = self.device_combo.findData(current)
+        if index < 0 or not model.item(index).isEnabled():
+            index = 0
+        self.device_combo.setCurrentIndex(index)
+        self.device_combo.blockSignals(False)
+
+    def _apply_models(self, caps: Optional[EngineCapabilities]) -> None:
+        model = self.model_combo.model()
+        for index in range(self.model_combo.count()):
+            name = self.model_combo.itemData(index)
+            if caps is None:
+                available, tip = name == "piunet", f"{CHECKING}" if name != "piunet" else ""
+            else:
+                available = name in caps.model_names
+                listed = ", ".join(caps.model_names) or "none"
+                tip = "" if available else (f"Not available: 'misr models --json' does not list "
+                                            f"{name} (it lists: {listed})")
+            model.item(index).setEnabled(available)
+            self.model_combo.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
+        if not model.item(self.model_combo.currentIndex()).isEnabled():
+            self.model_combo.setCurrentIndex(0)
+
+    def ttf_available(self) -> bool:
+        return self.caps is not None and self.caps.ok and self.caps.supports(TTF_OPTION)
+
+    def _ttf_toggled(self, checked: bool) -> None:
+        available = self.ttf_available()
+        self.ttf_check.setEnabled(available)
+        if not available:
+            self.ttf_check.setChecked(False)
+            tip = (CHECKING if self._probing else
+                   f"This engine's 'misr super-resolve --help' has no {TTF_OPTION} option")
+        else:
+            tip = "Fine-tune the network on the frames themselves before fusing (slower)"
+        self.ttf_check.setToolTip(tip)
+        self.ttf_steps.setToolTip(tip)
+        self.ttf_steps.setEnabled(available and self.ttf_check.isChecked())
+        self.validate()
+
+    # -- parameters and validation ------------------------------------------------------------------
+    def collect_parameters(self) -> RunParameters:
+        """The dialog's state as one RunParameters (output paths '' = temporary)."""
+        frames = []
+        names, dates = [], []
+        for row in self.rows:
+            layer = self._layer(row.layer_id)
+            if not row.checked or layer is None:
+                continue
+            mask = self._layer(row.mask_id)
+            frames.append(FrameInput(raster_info(layer), raster_info(mask) if mask else None))
+            names.append(layer.name())
+            dates.append(self._dates.get(row.layer_id))
+        model = self.model_combo.currentData() or "piunet"
+        return RunParameters(
+            frames=frames, band=int(self.band_combo.currentData() or 1), model=model,
+            ttf_enabled=self.ttf_check.isChecked() and self.ttf_available(),
+            ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",
+            tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),
+            uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
+            overwrite=True, run_name=run_name(model, names, dates))
+
+    def validate(self) -> List[str]:
+        """Show the problems of the current choice; Run is enabled only without problems."""
+        if not hasattr(self, "run_button"):
+            return []
+        problems = validate_parameters(self.collect_parameters())
+        if self.engine is None:
+            problems.append("MISR engine not found: choose its Python environment below "
+                            "(the folder of the engine's .venv).")
+        elif self.caps is not None and not self.caps.ok:
+            problems.append(f"Engine problem: {self.caps.error}")
+        self.problems = problems
+        self.problems_label.setText("\n".join(f"\u2022 {p}" for p in problems))
+        self.problems_label.setVisible(bool(problems))
+        running = self.task is not None
+        self.run_button.setEnabled(not problems and not running and not self._probing)
+        self.run_button.setToolTip("Fix the problems listed above first" if problems else "")
+        return problems
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self):
+        """Start the run (returns the task, or None when it could not start)."""
+        if self.validate() or self.task is not None:
+            return None
+        params = self.collect_parameters()
+        reference = self._layer(next(row.layer_id for row in self.rows if row.checked))
+        self._save_options(params)
+        try:
+            task = self.controller.start(params, self.engine, self.caps, reference=reference)
+        except RunError as exc:
+            self.problems_label.setText(f"\u2022 {exc}")
+            self.problems_label.setVisible(True)
+            return None
+        self.task = task
+        task.progressChanged.connect(self._progress)
+        self.status_label.setText(f"Running {params.run_name}...")
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        self.cancel_button.setEnabled(True)
+        self.validate()
+        return task
+
+    def _progress(self, value: float) -> None:
+        self.progress_bar.setValue(int(value))
+        if self.task is not None and self.task.message:
+            self.status_label.setText(self.task.message)
+
+    def cancel_run(self) -> None:
+        if self.task is not None:
+            self.status_label.setText("Stopping the engine...")
+            self.task.cancel()
+
+    def _task_finished(self, task) -> None:
+        if task is not self.task:
+            return
+        self.task = None
+        self.cancel_button.setEnabled(False)
+        self.progress_bar.setVisible(False)
+        result = task.result
+        if result is not None and result.ok:
+            self.status_label.setText(f"Done: {task.context['params'].run_name}")
+            self.export_button.setEnabled(True)
+        elif result is not None and result.canceled:
+            self.status_label.setText("Canceled.")
+        else:
+            self.status_label.setText(f"Failed: {task.error}")
+        self.validate()
+
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the results as Cloud-Optimized GeoTIFFs")
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, folder: str) -> Dict[str, str]:
+        results = self.controller.last_results
+        try:
+            return self.controller.export(results["sr"], results.get("uncertainty"), folder,
+                                          results.get("run", "misr"))
+        except Exception as exc:
+            self.status_label.setText(f"Export failed: {exc}")
+            raise
+
+    def done(self, code: int) -> None:  # closing hides; a running task keeps going
+        super().done(code)
+
+    def disconnect_project(self) -> None:
+        for signal in (self.project.layersAdded, self.project.layersRemoved):
+            try:
+                signal.disconnect(self.refresh_layers)
+            except (TypeError, RuntimeError):
+                pass
+        if self._task_finished in self.controller.listeners:
+            self.controller.listeners.remove(self._task_finished)

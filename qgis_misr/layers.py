@@ -1,0 +1,218 @@
+"""QGIS layers in and out: what validation needs from a layer, and the styled result group.
+
+Everything here runs on the GUI (main) thread.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import List, Optional, Tuple
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsLayerTreeGroup,
+    QgsMultiBandColorRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSingleBandGrayRenderer,
+    QgsSingleBandPseudoColorRenderer,
+)
+
+from .core.naming import parse_date, parse_metadata_date
+from .core.params import RasterInfo
+from .resources import style_path
+
+SR_STYLE = "misr_sr.qml"
+UNCERTAINTY_STYLE = "misr_uncertainty.qml"
+UNCERTAINTY_OPACITY = 0.6
+CUT = (0.02, 0.98)
+ROLE = "misr/role"
+RUN = "misr/run"
+SR_PATH = "misr/sr_path"
+UNCERTAINTY_PATH = "misr/uncertainty_path"
+
+
+def layer_file(layer: QgsRasterLayer) -> Optional[str]:
+    """The local file (or /vsi path) a GDAL raster layer reads, None for other providers."""
+    if layer.providerType() != "gdal":
+        return None
+    path = layer.source().split("|")[0]
+    if path.startswith("/vsi") or os.path.isfile(path):
+        return path
+    return None
+
+
+def raster_info(layer: QgsRasterLayer) -> RasterInfo:
+    """The grid of `layer`, for validation and for the engine command line."""
+    crs = layer.crs()
+    crs_key = crs.authid() or (crs.toWkt() if crs.isValid() else "")
+    extent = layer.extent()
+    return RasterInfo(
+        name=layer.name(), path=layer_file(layer), crs=crs_key,
+        extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
+        width=layer.width(), height=layer.height(),
+        pixel_size=(abs(layer.rasterUnitsPerPixelX()), abs(layer.rasterUnitsPerPixelY())),
+        band_count=layer.bandCount(), provider=layer.providerType(), layer_id=layer.id())
+
+
+def layer_date(layer: QgsRasterLayer) -> Optional[_dt.date]:
+    """The acquisition date of `layer`: from its name, its file name, or its metadata."""
+    date = parse_date(layer.name())
+    path = layer_file(layer)
+    if date is None and path:
+        date = parse_date(os.path.basename(path))
+    if date is None:
+        temporal = layer.temporalProperties()
+        if temporal is not None and temporal.isActive():
+            begin = temporal.fixedTemporalRange().begin()
+            if begin.isValid():
+                return _dt.date(begin.date().year(), begin.date().month(), begin.date().day())
+    if date is None and path:
+        try:
+            from osgeo import gdal
+            dataset = gdal.Open(path)
+            if dataset is not None:
+                items = dict(dataset.GetMetadata() or {})
+                if dataset.RasterCount:
+                    items.update(dataset.GetRasterBand(1).GetMetadata() or {})
+                date = parse_metadata_date(items)
+        except Exception:
+            date = None
+    return date
+
+
+def renderer_min_max(layer: QgsRasterLayer, band: int = 1) -> Optional[Tuple[float, float]]:
+    """The min/max the layer's renderer stretches `band` to, when it has one."""
+    renderer = layer.renderer()
+    enhancement = None
+    if isinstance(renderer, QgsSingleBandGrayRenderer):
+        enhancement = renderer.contrastEnhancement()
+    elif isinstance(renderer, QgsSingleBandPseudoColorRenderer):
+        low, high = renderer.classificationMin(), renderer.classificationMax()
+        return (low, high) if high > low else None
+    elif isinstance(renderer, QgsMultiBandColorRenderer):
+        for number, get in ((renderer.redBand(), renderer.redContrastEnhancement),
+                            (renderer.greenBand(), renderer.greenContrastEnhancement),
+                            (renderer.blueBand(), renderer.blueContrastEnhancement)):
+            if number == band:
+                enhancement = get()
+                break
+    if enhancement is None:
+        return None
+    low, high = enhancement.minimumValue(), enhancement.maximumValue()
+    return (low, high) if high > low else None
+
+
+def cumulative_cut(layer: QgsRasterLayer, band: int = 1, cut: Tuple[float, float] = CUT
+                   ) -> Tuple[float, float]:
+    low, high = layer.dataProvider().cumulativeCut(band, cut[0], cut[1])
+    return float(low), float(high)
+
+
+def style_sr_layer(layer: QgsRasterLayer, reference: Optional[QgsRasterLayer] = None,
+                   reference_band: int = 1) -> Tuple[float, float]:
+    """Grey stretch for the SR layer: the min/max of the input layer's renderer, or a
+    2-98 % cumulative cut of the SR itself. Returns the stretch used."""
+    layer.loadNamedStyle(style_path(SR_STYLE))
+    limits = renderer_min_max(reference, reference_band) if reference is not None else None
+    if limits is None:
+        limits = cumulative_cut(layer)
+    renderer = layer.renderer()
+    if not isinstance(renderer, QgsSingleBandGrayRenderer):
+        renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
+        layer.setRenderer(renderer)
+    enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(1))
+    enhancement.setContrastEnhancementAlgorithm(
+        QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+    enhancement.setMinimumValue(limits[0])
+    enhancement.setMaximumValue(limits[1])
+    renderer.setContrastEnhancement(enhancement)
+    layer.triggerRepaint()
+    return limits
+
+
+def _label(value: float, span: float) -> str:
+    if span <= 0:
+        return f"{value:g}"
+    digits = max(0, 2 - int(_floor_log10(span)))
+    return f"{value:.{digits}f}"
+
+
+def _floor_log10(value: float) -> float:
+    import math
+    return math.floor(math.log10(value)) if value > 0 else 0
+
+
+def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
+    """Continuous colour ramp (from the shipped .qml) rescaled to the layer's 2-98 % range,
+    legend labels in the input's units, semi-transparent. Returns the range used."""
+    layer.loadNamedStyle(style_path(UNCERTAINTY_STYLE))
+    low, high = cumulative_cut(layer)
+    if not high > low:
+        high = low + (abs(low) or 1.0) * 1e-3
+    renderer = layer.renderer()
+    if not isinstance(renderer, QgsSingleBandPseudoColorRenderer):
+        renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1)
+        layer.setRenderer(renderer)
+    shader = renderer.shader()
+    function = shader.rasterShaderFunction() if shader is not None else None
+    items: List[QgsColorRampShader.ColorRampItem] = []
+    if isinstance(function, QgsColorRampShader):
+        items = list(function.colorRampItemList())
+    if len(items) < 2:
+        raise RuntimeError(f"{style_path(UNCERTAINTY_STYLE)}: no colour ramp in the style")
+    old_low, old_high = items[0].value, items[-1].value
+    old_span = (old_high - old_low) or 1.0
+    rescaled = []
+    for item in items:
+        value = low + (item.value - old_low) / old_span * (high - low)
+        rescaled.append(QgsColorRampShader.ColorRampItem(value, item.color, _label(value, high - low)))
+    function.setColorRampItemList(rescaled)
+    function.setMinimumValue(low)
+    function.setMaximumValue(high)
+    renderer.setClassificationMin(low)
+    renderer.setClassificationMax(high)
+    layer.renderer().setOpacity(UNCERTAINTY_OPACITY)
+    layer.triggerRepaint()
+    return low, high
+
+
+def tag_layer(layer: QgsRasterLayer, role: str, run: str, sr: str, uncertainty: str) -> None:
+    layer.setCustomProperty(ROLE, role)
+    layer.setCustomProperty(RUN, run)
+    layer.setCustomProperty(SR_PATH, sr)
+    layer.setCustomProperty(UNCERTAINTY_PATH, uncertainty or "")
+
+
+def is_result_layer(layer) -> bool:
+    return bool(layer.customProperty(ROLE, ""))
+
+
+def add_results(project: QgsProject, run: str, sr_path: str, uncertainty_path: Optional[str],
+                reference: Optional[QgsRasterLayer] = None, reference_band: int = 1
+                ) -> Tuple[QgsLayerTreeGroup, QgsRasterLayer, Optional[QgsRasterLayer]]:
+    """A layer group named `run` at the top of the layer tree: the uncertainty (if any) over the
+    SR, both styled. Raises RuntimeError when a file cannot be opened."""
+    sr = QgsRasterLayer(sr_path, "Super-resolved x3", "gdal")
+    if not sr.isValid():
+        raise RuntimeError(f"cannot open the SR result {sr_path}")
+    uncertainty = None
+    if uncertainty_path:
+        uncertainty = QgsRasterLayer(uncertainty_path, "Uncertainty (expected abs. error, input units)",
+                                     "gdal")
+        if not uncertainty.isValid():
+            raise RuntimeError(f"cannot open the uncertainty result {uncertainty_path}")
+    style_sr_layer(sr, reference, reference_band)
+    tag_layer(sr, "sr", run, sr_path, uncertainty_path or "")
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, run)
+    if uncertainty is not None:
+        style_uncertainty_layer(uncertainty)
+        tag_layer(uncertainty, "uncertainty", run, sr_path, uncertainty_path or "")
+        project.addMapLayer(uncertainty, False)
+        group.addLayer(uncertainty)
+    project.addMapLayer(sr, False)
+    group.addLayer(sr)
+    return group, sr, uncertainty

@@ -1,0 +1,39 @@
+"""The plugin's settings (QgsSettings, under ``qgis_misr/``)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from qgis.core import QgsSettings
+
+from .core.engine import EngineLocation, locate_engine
+from .resources import PLUGIN_DIR
+
+PREFIX = "qgis_misr/"
+ENGINE_KEY = "engine_path"
+
+
+def value(key: str, default: Any = None, type_: Optional[type] = None) -> Any:
+    settings = QgsSettings()
+    if type_ is None:
+        return settings.value(PREFIX + key, default)
+    return settings.value(PREFIX + key, default, type=type_)
+
+
+def set_value(key: str, data: Any) -> None:
+    QgsSettings().setValue(PREFIX + key, data)
+
+
+def configured_engine() -> str:
+    """The engine path the user set (environment folder, its Python or `misr`), or ''."""
+    return value(ENGINE_KEY, "", str) or ""
+
+
+def set_configured_engine(path: str) -> None:
+    set_value(ENGINE_KEY, path or "")
+
+
+def current_engine(configured: Optional[str] = None) -> Optional[EngineLocation]:
+    """The engine to use: settings, then MISR_ENGINE, the repository's .venv, the PATH."""
+    return locate_engine(configured_engine() if configured is None else configured,
+                         plugin_dir=PLUGIN_DIR)

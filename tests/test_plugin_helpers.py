@@ -1,0 +1,253 @@
+"""Shared set-up for the plugin tests (no tests here): one headless QgsApplication per process,
+a QgisInterface stub, Processing, the sample time series and the real engine.
+
+Import the fixtures into a test module with ``from test_plugin_helpers import *``. Everything is
+idempotent, so test files can be run alone or together, and other test files are unaffected
+(the QgsApplication is created once and never torn down while the process lives).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+qgis = pytest.importorskip("qgis")
+pytest.importorskip("qgis.core")
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask  # noqa: E402
+from qgis.PyQt.QtCore import QCoreApplication  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "resources" / "sample"
+PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+_APP = None
+_PROCESSING_READY = False
+
+__all__ = ["qgis_app", "iface", "processing_ready", "project", "sample_frames", "engine",
+           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "make_raster", "REPO", "SAMPLE"]
+
+
+def ensure_qgis_app() -> QgsApplication:
+    """The process's QgsApplication, created (headless) on first use, reused afterwards."""
+    global _APP
+    existing = QgsApplication.instance()
+    if existing is not None:
+        if _APP is None:
+            _APP = existing
+        return existing
+    _APP = QgsApplication([], False)
+    _APP.initQgis()
+    return _APP
+
+
+def ensure_processing() -> None:
+    global _PROCESSING_READY
+    ensure_qgis_app()
+    if _PROCESSING_READY:
+        return
+    if os.path.isdir(PROCESSING_PLUGINS) and PROCESSING_PLUGINS not in sys.path:
+        sys.path.append(PROCESSING_PLUGINS)
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    _PROCESSING_READY = True
+
+
+def wait_for(condition, timeout_s: float = 120.0, step_s: float = 0.02) -> bool:
+    """Process Qt events until `condition()` is true or the timeout passes."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        QCoreApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(step_s)
+    QCoreApplication.processEvents()
+    return bool(condition())
+
+
+def wait_for_task(task, timeout_s: float = 300.0) -> bool:
+    """Wait until a QgsTask has ended and its finished() has run."""
+    done = {"flag": False}
+    task.taskCompleted.connect(lambda: done.__setitem__("flag", True))
+    task.taskTerminated.connect(lambda: done.__setitem__("flag", True))
+    ended = (QgsTask.TaskStatus.Complete, QgsTask.TaskStatus.Terminated)
+    ok = wait_for(lambda: done["flag"] or task.status() in ended, timeout_s)
+    wait_for(lambda: False, 0.3)  # let finished() and queued signals run
+    return ok
+
+
+class IfaceStub:
+    """Enough of QgisInterface for the plugin: records what the plugin adds and removes."""
+
+    def __init__(self):
+        from qgis.gui import QgsMapCanvas, QgsMessageBar
+        from qgis.PyQt.QtWidgets import QMainWindow
+
+        class RecordingBar(QgsMessageBar):
+            def __init__(bar, parent=None):
+                super().__init__(parent)
+                bar.messages = []
+
+            def pushMessage(bar, *args, **kwargs):  # noqa: N802
+                bar.messages.append((args, kwargs))
+                return super().pushMessage(*args, **kwargs)
+
+        self._window = QMainWindow()
+        self._canvas = QgsMapCanvas(self._window)
+        self._bar = RecordingBar(self._window)
+        self.toolbar = []
+        self.raster_menu = []
+        self.layer_type_actions = []
+        self.layer_actions = []
+        self._active = None
+
+    def mainWindow(self):  # noqa: N802
+        return self._window
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
+
+    def messageBar(self):  # noqa: N802
+        return self._bar
+
+    def addToolBarIcon(self, action):  # noqa: N802
+        self.toolbar.append(action)
+
+    def removeToolBarIcon(self, action):  # noqa: N802
+        self.toolbar.remove(action)
+
+    def addPluginToRasterMenu(self, name, action):  # noqa: N802
+        self.raster_menu.append((name, action))
+
+    def removePluginRasterMenu(self, name, action):  # noqa: N802
+        self.raster_menu.remove((name, action))
+
+    def addCustomActionForLayerType(self, action, menu, layer_type, all_layers):  # noqa: N802
+        self.layer_type_actions.append(action)
+
+    def removeCustomActionForLayerType(self, action):  # noqa: N802
+        if action in self.layer_type_actions:
+            self.layer_type_actions.remove(action)
+            self.layer_actions = [(a, l) for a, l in self.layer_actions if a is not action]
+            return True
+        return False
+
+    def addCustomActionForLayer(self, action, layer):  # noqa: N802
+        self.layer_actions.append((action, layer.id()))
+
+    def activeLayer(self):  # noqa: N802
+        return self._active
+
+    def setActiveLayer(self, layer):  # noqa: N802
+        self._active = layer
+        return True
+
+
+def load_sample(count: int = 9, masks: bool = True, project=None):
+    """Add frame_01.. (and mask_01..) of the sample to the project; returns (frames, masks)."""
+    project = project or QgsProject.instance()
+    frames, mask_layers = [], []
+    for index in range(1, count + 1):
+        frame = QgsRasterLayer(str(SAMPLE / f"frame_{index:02d}.tif"), f"frame_{index:02d}", "gdal")
+        assert frame.isValid(), frame.source()
+        project.addMapLayer(frame)
+        frames.append(frame)
+        if masks:
+            mask = QgsRasterLayer(str(SAMPLE / f"mask_{index:02d}.tif"), f"mask_{index:02d}", "gdal")
+            assert mask.isValid(), mask.source()
+            project.addMapLayer(mask)
+            mask_layers.append(mask)
+    return frames, mask_layers
+
+
+def make_raster(path, width=30, height=20, origin=(500000.0, 4000000.0), pixel=30.0, epsg=32618,
+                bands=1, value=None):
+    """A small GeoTIFF written with GDAL (for mismatched-grid tests)."""
+    import numpy as np
+    from osgeo import gdal, osr
+    driver = gdal.GetDriverByName("GTiff")
+    dataset = driver.Create(str(path), width, height, bands, gdal.GDT_Float32)
+    dataset.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    dataset.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    for band in range(1, bands + 1):
+        data = rng.random((height, width), dtype=np.float32) if value is None else \
+            np.full((height, width), value, np.float32)
+        dataset.GetRasterBand(band).WriteArray(data)
+    dataset = None
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    return ensure_qgis_app()
+
+
+@pytest.fixture(scope="session")
+def processing_ready(qgis_app):
+    ensure_processing()
+    return True
+
+
+@pytest.fixture()
+def iface(qgis_app):
+    return IfaceStub()
+
+
+@pytest.fixture()
+def project(qgis_app):
+    """QgsProject.instance(), emptied after the test."""
+    project = QgsProject.instance()
+    yield project
+    wait_for(lambda: False, 0.05)
+    project.removeAllMapLayers()
+    project.layerTreeRoot().removeAllChildren()
+
+
+@pytest.fixture()
+def sample_frames():
+    if not (SAMPLE / "frame_01.tif").is_file():
+        pytest.skip("the sample time series (resources/sample/frame_01.tif...) is not there")
+    return sorted(SAMPLE.glob("frame_*.tif")), sorted(SAMPLE.glob("mask_*.tif"))
+
+
+_ENGINE_STATE = {}
+
+
+@pytest.fixture(scope="session")
+def engine(qgis_app):
+    """The real engine (an EngineLocation); skips when it is not installed or cannot run
+    (e.g. no model weights yet)."""
+    if "value" not in _ENGINE_STATE:
+        from qgis_misr.core.engine import locate_engine
+        location = locate_engine("", plugin_dir=REPO / "qgis_misr")
+        reason = None
+        if location is None:
+            reason = "the misr engine is not installed (.venv/bin/misr, MISR_ENGINE or PATH)"
+        else:
+            try:
+                out = subprocess.run(list(location.argv) + ["models", "--json"], capture_output=True,
+                                     text=True, timeout=120)
+                models = json.loads(out.stdout.strip().splitlines()[-1])["models"]
+                piunet = [m for m in models if m.get("name") == "piunet"]
+                if not piunet or not piunet[0].get("weights"):
+                    reason = "the engine has no PIUnet weights yet (misr models --json)"
+            except Exception as exc:  # noqa: BLE001
+                reason = f"the engine does not answer 'misr models --json': {exc}"
+        _ENGINE_STATE["value"] = (location, reason)
+    location, reason = _ENGINE_STATE["value"]
+    if reason:
+        pytest.skip(reason)
+    return location
