@@ -1,0 +1,325 @@
+"""The plugin's GUI-free logic (qgis_misr.core): names and dates, validation, the engine command
+line, finding the engine, and the subprocess runner (with small stand-in scripts: the real engine
+is exercised end to end in test_plugin_gui.py and test_plugin_processing.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from qgis_misr.core.command import UnsupportedOption, build_command  # noqa: E402
+from qgis_misr.core.engine import (  # noqa: E402
+    EngineCapabilities,
+    EngineLocation,
+    engine_from_path,
+    locate_engine,
+    subprocess_environment,
+)
+from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name  # noqa: E402
+from qgis_misr.core.params import FrameInput, RasterInfo, RunParameters  # noqa: E402
+from qgis_misr.core.runner import error_message, run_engine  # noqa: E402
+from qgis_misr.core.validation import grid_mismatch, validate_inputs, validate_parameters  # noqa: E402
+
+posix_only = pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals and scripts")
+
+
+def info(name="frame_01", path=None, crs="EPSG:32618", extent=(0.0, 0.0, 300.0, 600.0),
+         width=10, height=20, pixel=(30.0, 30.0), bands=1):
+    return RasterInfo(name, path, crs, extent, width, height, pixel, bands)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    def make(*names):
+        paths = []
+        for name in names:
+            path = tmp_path / name
+            path.write_bytes(b"")
+            paths.append(str(path))
+        return paths
+    return make
+
+
+# -- names and dates -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, expected", [
+    ("LC08_L2SP_20240517_B4", dt.date(2024, 5, 17)),
+    ("S2A 2024-05-17 red", dt.date(2024, 5, 17)),
+    ("2023_12_01", dt.date(2023, 12, 1)),
+    ("frame_03", None),
+    ("tile_20241399", None),  # not a calendar date
+    ("2024-0517", None),  # mixed separators
+])
+def test_dates_are_read_from_layer_names(name, expected):
+    assert parse_date(name) == expected
+
+
+def test_masks_are_matched_to_frames_by_name():
+    frames = ["frame_01", "frame_02", "frame_03"]
+    masks = ["mask_03", "mask_01", "mask_02", "reference"]
+    assert match_masks(frames, masks) == ["mask_01", "mask_02", "mask_03"]
+
+
+def test_masks_are_matched_by_date_and_by_number():
+    assert match_masks(["LC08_20240517_B4", "LC08_20240602_B4"],
+                       ["clouds_2024-06-02", "clouds_2024-05-17"]) == \
+        ["clouds_2024-05-17", "clouds_2024-06-02"]
+    assert match_masks(["img_3", "img_12"], ["cloudmask_012", "cloudmask_003"]) == \
+        ["cloudmask_003", "cloudmask_012"]
+
+
+def test_ambiguous_masks_are_left_unmatched():
+    assert match_masks(["frame_01"], ["mask_01", "cloud_01"]) == [None]
+    assert match_masks(["a", "b"], ["mask_x"]) == [None, None]
+
+
+def test_mask_like_names_are_recognised():
+    assert looks_like_mask("mask_03") and looks_like_mask("LC08_20240517_QA.tif")
+    assert not looks_like_mask("frame_03") and not looks_like_mask("masked_area_frame")
+
+
+def test_run_names_show_model_dates_and_frame_count():
+    name = run_name("piunet", ["a", "b"], [dt.date(2024, 6, 2), dt.date(2024, 5, 17)],
+                    dt.datetime(2024, 1, 1, 14, 5))
+    assert name == "MISR PIUnet 2024-05-17..2024-06-02 (2 frames) 14:05"
+    assert run_name("piunet", ["frame_01", "frame_09"], [None, None],
+                    dt.datetime(2024, 1, 1, 9, 0)).startswith("MISR PIUnet frame_01..frame_09")
+
+
+# -- validation ----------------------------------------------------------------------------------
+def test_matching_frames_and_masks_pass_validation(files):
+    a, b, ma, mb = files("a.tif", "b.tif", "ma.tif", "mb.tif")
+    frames = [FrameInput(info("a", a), info("ma", ma)), FrameInput(info("b", b), info("mb", mb))]
+    assert validate_inputs(frames) == []
+
+
+def test_validation_lists_every_grid_mismatch(files):
+    a, b, c, d, m = files("a.tif", "b.tif", "c.tif", "d.tif", "m.tif")
+    frames = [
+        FrameInput(info("a", a)),
+        FrameInput(info("b", b, crs="EPSG:32633")),
+        FrameInput(info("c", c, width=11, extent=(0.0, 0.0, 330.0, 600.0))),
+        FrameInput(info("d", d, pixel=(10.0, 10.0))),
+    ]
+    problems = validate_inputs(frames)
+    text = "\n".join(problems)
+    assert "Frame b: CRS EPSG:32633 differs from EPSG:32618" in text
+    assert "Frame c: size 11x20 differs from 10x20" in text
+    assert "Frame c: extent" in text
+    assert "Frame d: pixel size 10 x 10 differs from 30 x 30" in text
+
+
+def test_masks_must_match_their_frame_and_be_all_or_none(files):
+    a, b, ma = files("a.tif", "b.tif", "ma.tif")
+    frames = [FrameInput(info("a", a), info("ma", ma, extent=(30.0, 0.0, 330.0, 600.0))),
+              FrameInput(info("b", b))]
+    text = "\n".join(validate_inputs(frames))
+    assert "Mask ma: extent" in text
+    assert "Choose a mask for every frame or for none (no mask: b)" in text
+
+
+def test_validation_rejects_missing_files_bad_band_and_too_few_frames(tmp_path):
+    frames = [FrameInput(info("a", str(tmp_path / "gone.tif"))),
+              FrameInput(info("w", None, bands=3))]
+    text = "\n".join(validate_inputs(frames, band=4))
+    assert "not found" in text and "not a local file" in text
+    assert "band 4 does not exist" in text
+    assert "at least 2 frames" in "\n".join(validate_inputs(frames[:1]))
+
+
+def test_parameters_check_outputs_and_tile_size(files, tmp_path):
+    a, b = files("a.tif", "b.tif")
+    frames = [FrameInput(info("a", a)), FrameInput(info("b", b))]
+    params = RunParameters(frames=frames, tile_size=8, output=a,
+                           uncertainty=str(tmp_path / "missing" / "u.tif"))
+    text = "\n".join(validate_parameters(params))
+    assert "Tile size 8" in text
+    assert "would overwrite an input" in text
+    assert "does not exist" in text
+    ok = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="")
+    assert validate_parameters(ok) == []
+
+
+def test_tiny_coordinate_noise_is_not_a_mismatch():
+    a = info()
+    b = info(extent=(1e-9, 0.0, 300.0 + 1e-9, 600.0), pixel=(30.0 + 1e-9, 30.0))
+    assert grid_mismatch(a, b) == []
+
+
+# -- command line ----------------------------------------------------------------------------------
+def _params(tmp_path, **changes):
+    frames = [FrameInput(info(f"f{i}", f"/data/f{i}.tif"), info(f"m{i}", f"/data/m{i}.tif"))
+              for i in (1, 2)]
+    values = dict(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty=str(tmp_path / "u.tif"),
+                  band=2, device="cuda:0", tile_size=64)
+    values.update(changes)
+    return RunParameters(**values)
+
+
+def test_command_line_follows_the_engine_contract(tmp_path):
+    argv = build_command(["/venv/bin/misr"], _params(tmp_path))
+    assert argv == ["/venv/bin/misr", "super-resolve", "--frames", "/data/f1.tif", "/data/f2.tif",
+                    "--masks", "/data/m1.tif", "/data/m2.tif",
+                    "--output", str(tmp_path / "sr.tif"), "--uncertainty", str(tmp_path / "u.tif"),
+                    "--model", "piunet", "--band", "2", "--device", "cuda:0", "--tile-size", "64",
+                    "--progress", "json"]
+
+
+def test_command_line_without_masks_or_uncertainty(tmp_path):
+    params = _params(tmp_path, frames=[FrameInput(info("a", "/d/a.tif")), FrameInput(info("b", "/d/b.tif"))],
+                     write_uncertainty=False, tile_size=0, overwrite=True)
+    argv = build_command(["misr"], params)
+    assert "--masks" not in argv and "--uncertainty" not in argv and "--tile-size" not in argv
+    assert "--overwrite" in argv and argv[-2:] == ["--progress", "json"]
+
+
+def test_ttf_steps_are_passed_only_when_the_engine_lists_them(tmp_path):
+    params = _params(tmp_path, ttf_enabled=True, ttf_steps=30)
+    with pytest.raises(UnsupportedOption):
+        build_command(["misr"], params, EngineCapabilities(options=frozenset({"--tile-size"})))
+    argv = build_command(["misr"], params, EngineCapabilities(options=frozenset({"--ttf-steps"})))
+    assert argv[argv.index("--ttf-steps") + 1] == "30"
+    assert "--ttf-steps" not in build_command(["misr"], _params(tmp_path))
+
+
+# -- finding the engine ----------------------------------------------------------------------------
+def _executable(path: Path, text: str = "#!/bin/sh\nexit 0\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@posix_only
+def test_engine_is_found_from_a_venv_folder_its_python_or_misr(tmp_path):
+    venv = tmp_path / "venv"
+    python = _executable(venv / "bin" / "python")
+    assert engine_from_path(str(venv)) == (str(python), "-m", "misr_engine.cli")
+    misr = _executable(venv / "bin" / "misr")
+    assert engine_from_path(str(venv)) == (str(misr),)
+    assert engine_from_path(str(python)) == (str(misr),)
+    assert engine_from_path(str(misr)) == (str(misr),)
+    assert engine_from_path(str(tmp_path / "nothing")) is None
+
+
+@posix_only
+def test_engine_search_order_settings_env_repository_path(tmp_path):
+    configured = _executable(tmp_path / "configured" / "bin" / "misr")
+    from_env = _executable(tmp_path / "env" / "bin" / "misr")
+    repo_venv = _executable(tmp_path / "repo" / ".venv" / "bin" / "misr")
+    on_path = _executable(tmp_path / "path" / "misr")
+    plugin_dir = tmp_path / "repo" / "qgis_misr"
+    plugin_dir.mkdir()
+    env = {"MISR_ENGINE": str(tmp_path / "env"), "PATH": str(tmp_path / "path")}
+    assert locate_engine(str(tmp_path / "configured"), env, plugin_dir) == \
+        EngineLocation((str(configured),), "plugin settings")
+    assert locate_engine("", env, plugin_dir).argv == (str(from_env),)
+    assert locate_engine("", {"PATH": env["PATH"]}, plugin_dir).argv == (str(repo_venv),)
+    assert locate_engine("", {"PATH": env["PATH"]}, tmp_path).argv == (str(on_path),)
+    assert locate_engine("", {"PATH": ""}, tmp_path) is None
+
+
+def test_engine_environment_drops_qgis_python_settings(monkeypatch):
+    monkeypatch.setenv("PYTHONHOME", "/qgis/python")
+    monkeypatch.setenv("PYTHONPATH", "/qgis/python/plugins")
+    env = subprocess_environment({"CUDA_VISIBLE_DEVICES": "1"})
+    assert "PYTHONHOME" not in env and "PYTHONPATH" not in env
+    assert env["PYTHONUNBUFFERED"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+# -- the runner ------------------------------------------------------------------------------------
+def _script(tmp_path: Path, body: str) -> list:
+    path = tmp_path / "fake_misr.py"
+    path.write_text("import json, os, signal, sys, time\n" + textwrap.dedent(body))
+    return [sys.executable, str(path)]
+
+
+def test_runner_reads_json_events_and_the_done_event(tmp_path):
+    out = tmp_path / "sr.tif"
+    argv = _script(tmp_path, f"""
+        print(json.dumps({{"event": "start", "frames": 2, "device": "cpu", "model": "piunet"}}), flush=True)
+        print("a line that is not JSON", flush=True)
+        for i in range(1, 5):
+            print(json.dumps({{"event": "progress", "fraction": i / 4, "message": f"tile {{i}}/4"}}), flush=True)
+        print(json.dumps({{"event": "warning", "message": "frame 2 is cloudy"}}), flush=True)
+        open({str(out)!r}, "w").write("x")
+        print(json.dumps({{"event": "done", "output": {str(out)!r}, "device": "cpu", "seconds": 0.1}}), flush=True)
+    """)
+    events = []
+    result = run_engine(argv, [str(out)], events.append)
+    assert result.ok, result.error
+    assert [e["fraction"] for e in events if e["event"] == "progress"] == [0.25, 0.5, 0.75, 1.0]
+    assert {"event": "log", "message": "a line that is not JSON"} in events
+    assert result.warnings == ["frame 2 is cloudy"] and result.done["output"] == str(out)
+    assert out.exists()
+
+
+def test_runner_reports_the_engines_one_line_error(tmp_path):
+    argv = _script(tmp_path, """
+        print(json.dumps({"event": "error", "message": "frames a.tif and b.tif have different CRS"}), flush=True)
+        print("misr: error: frames a.tif and b.tif have different CRS", file=sys.stderr)
+        sys.exit(2)
+    """)
+    result = run_engine(argv)
+    assert not result.ok and result.returncode == 2
+    assert result.error == "frames a.tif and b.tif have different CRS"
+
+
+def test_error_message_falls_back_to_stderr_then_status():
+    assert error_message(2, None, ["loading", "misr: error: x.tif: not found", ""]) == "x.tif: not found"
+    assert error_message(1, None, ["Traceback", "ValueError: boom"]) == "ValueError: boom"
+    assert error_message(-9, None, []) == "the engine was stopped by signal 9"
+    assert error_message(3, None, []) == "the engine exited with status 3"
+
+
+def test_runner_reports_an_engine_that_cannot_start(tmp_path):
+    result = run_engine([str(tmp_path / "no-such-misr")])
+    assert not result.ok and "cannot start the engine" in result.error
+
+
+@posix_only
+def test_cancel_kills_an_engine_that_ignores_sigterm_and_removes_its_files(tmp_path):
+    out = tmp_path / "sr.tif"
+    partial = tmp_path / ".sr.tif.partial"
+    keep = tmp_path / "unrelated.txt"
+    keep.write_text("mine")
+    argv = _script(tmp_path, f"""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open({str(partial)!r}, "w").write("half")
+        print(json.dumps({{"event": "start", "frames": 2}}), flush=True)
+        while True:
+            print(json.dumps({{"event": "progress", "fraction": 0.1}}), flush=True)
+            time.sleep(0.05)
+    """)
+    started = []
+    result = run_engine(argv, [str(out)], started.append, lambda: len(started) > 2, grace_s=0.5)
+    assert result.canceled and result.killed and not result.ok
+    assert not partial.exists() and keep.exists()
+    assert sorted(os.listdir(tmp_path)) == ["fake_misr.py", "unrelated.txt"]
+
+
+@posix_only
+def test_cancel_sends_sigterm_first(tmp_path):
+    argv = _script(tmp_path, """
+        def stop(signum, frame):
+            print(json.dumps({"event": "error", "message": "interrupted; no output written"}), flush=True)
+            sys.exit(130)
+        signal.signal(signal.SIGTERM, stop)
+        print(json.dumps({"event": "start"}), flush=True)
+        time.sleep(30)
+    """)
+    seen = []
+    begin = time.monotonic()
+    result = run_engine(argv, [], seen.append, lambda: bool(seen), grace_s=10)
+    assert result.canceled and not result.killed and result.returncode == 130
+    assert time.monotonic() - begin < 10
