@@ -131,7 +131,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             minValue=0, maxValue=100000))
         engine = QgsProcessingParameterFile(
             self.ENGINE, "Engine (misr executable or its environment's python; empty = auto)",
-            file_behavior_file(), optional=True)
+            file_behavior_file(), optional=True, fileFilter="All files (*)")
         engine.setFlags(engine.flags() | parameter_flag_advanced())
         self.addParameter(engine)
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -173,8 +173,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         params = self._parameters(parameters, context)
         problems = validate_parameters(params)
         if problems:
-            raise QgsProcessingException(problems[0] + (f" (and {len(problems) - 1} more problem(s))"
-                                                        if len(problems) > 1 else ""))
+            raise QgsProcessingException(" ".join(problems))
         configured = self.parameterAsFile(parameters, self.ENGINE, context)
         engine = settings.current_engine(configured or None)
         if engine is None:
