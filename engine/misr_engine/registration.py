@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import least_squares
 from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
@@ -66,37 +67,68 @@ def _integer_shift(reference: np.ndarray, moving: np.ndarray, reference_clear: n
     return -np.round(np.asarray(shift, np.float64))
 
 
+def _phase_refinement(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+                      moving_clear: np.ndarray, start: np.ndarray, upsample_factor: int) -> np.ndarray:
+    """One sub-pixel step: upsampled cross-correlation of the pixels clear in both images."""
+    common = reference_clear & shift_mask(moving_clear, *(-start))
+    if not common.any():
+        return start
+    back = shift_image(moving, *(-start))
+    residual, _, _ = phase_cross_correlation(
+        _prepared(reference, common), _prepared(back, common),
+        upsample_factor=upsample_factor, normalization=None)
+    if np.abs(residual).max() > MAX_RESIDUAL:
+        return start
+    return start - residual  # skimage gives the shift that registers `moving`: the opposite
+
+
+def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+                          moving_clear: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Refine (dy, dx) with a gain and an offset by least squares on the common clear pixels.
+
+    The pixel set is fixed (common mask at `start`, eroded by one pixel), so nothing but the
+    data pulls the estimate: no taper, no mask edge, no correlation-grid quantisation.
+    """
+    common = ndimage.binary_erosion(reference_clear & shift_mask(moving_clear, *(-start)),
+                                    iterations=1, border_value=0)
+    if common.sum() < 16:
+        return start
+    target = reference[common]
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        dy, dx, gain, offset = params
+        return gain * shift_image(moving, -dy, -dx)[common] + offset - target
+
+    scale = float(np.std(target)) or 1.0
+    first = np.array([start[0], start[1], 1.0, float(target.mean() - moving[moving_clear].mean())])
+    fit = least_squares(residuals, first, method="lm", x_scale=[1.0, 1.0, 1.0, scale])
+    if not fit.success or np.abs(fit.x[:2] - start).max() > MAX_RESIDUAL:
+        return start
+    return fit.x[:2]
+
+
 def estimate_shift(reference: np.ndarray, moving: np.ndarray,
                    reference_mask: np.ndarray | None = None,
                    moving_mask: np.ndarray | None = None,
-                   upsample_factor: int = 20, refinements: int = 3) -> tuple[float, float]:
+                   upsample_factor: int = 20, polish: bool = True) -> tuple[float, float]:
     """Sub-pixel translation (dy, dx) of `moving` relative to `reference` (True in masks = clear).
 
-    A whole-pixel estimate by masked normalised cross-correlation, then `refinements`
-    sub-pixel steps: `moving` is shifted back by the current estimate, both images keep only
-    the pixels clear in both (high-passed, clouds zeroed, tapered) and the residual comes
-    from an upsampled cross-correlation. With identical masks on both sides the residual
-    is unbiased, so the steps converge to the true shift.
+    1. whole pixels: masked normalised cross-correlation (clouds do not matter);
+    2. sub-pixel: upsampled cross-correlation of the pixels clear in both, after undoing 1;
+    3. if `polish`: least squares (shift, gain, offset) on those pixels, from 2.
     """
     reference = np.asarray(reference, np.float64)
     moving = np.asarray(moving, np.float64)
     reference_clear, moving_clear = _clear(reference, reference_mask), _clear(moving, moving_mask)
     if not reference_clear.any() or not moving_clear.any():
         raise ValueError("cannot register a frame without clear pixels")
-    total = _integer_shift(reference, moving, reference_clear, moving_clear)
-    for _ in range(refinements):
-        common = reference_clear & shift_mask(moving_clear, *(-total))
-        if not common.any():
-            break
-        back = shift_image(np.where(moving_clear, moving, moving[moving_clear].mean()), *(-total))
-        residual, _, _ = phase_cross_correlation(
-            _prepared(reference, common), _prepared(back, common),
-            upsample_factor=upsample_factor, normalization=None)
-        # skimage gives the shift that registers `moving`: the opposite of its displacement
-        if np.abs(residual).max() > MAX_RESIDUAL:
-            break
-        total -= residual
-    return float(total[0]), float(total[1])
+    moving = np.where(moving_clear, moving, moving[moving_clear].mean())
+    shift = _integer_shift(reference, moving, reference_clear, moving_clear)
+    shift = _phase_refinement(reference, moving, reference_clear, moving_clear, shift,
+                              upsample_factor)
+    if polish:
+        shift = _least_squares_polish(reference, moving, reference_clear, moving_clear, shift)
+    return float(shift[0]), float(shift[1])
 
 
 def clearest_frame(masks: np.ndarray) -> int:
