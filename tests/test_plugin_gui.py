@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from test_plugin_helpers import *  # noqa: F401,F403 (fixtures)
-from test_plugin_helpers import IfaceStub, load_sample, make_raster, wait_for, wait_for_task
+from test_plugin_helpers import crop_sample, load_sample, make_raster, wait_for, wait_for_task
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
@@ -29,6 +29,8 @@ from qgis_misr.layers import ROLE, raster_info, renderer_min_max  # noqa: E402
 
 @pytest.fixture()
 def plugin(iface, processing_ready, project):
+    from qgis_misr import settings
+    settings.set_configured_engine("")  # auto-detect: the repository's .venv (or MISR_ENGINE)
     instance = qgis_misr.classFactory(iface)
     instance.initGui()
     yield instance
@@ -119,11 +121,11 @@ def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, 
     assert not [p for p in dialog.problems if "differs" in p or "mask" in p.lower()]
 
 
-def _run_dialog(plugin, frames, tmp_path, **outputs):
+def _run_dialog(plugin, frames, tmp_path, tile_size=48, **outputs):
     dialog = plugin.show_dialog()
     assert dialog.wait_for_engine(180), "the engine probe did not answer"
     dialog.set_frames(frames)
-    dialog.tile_spin.setValue(64)
+    dialog.tile_spin.setValue(tile_size)
     for name, widget in (("output", dialog.output_widget), ("uncertainty", dialog.uncertainty_widget)):
         if name in outputs:
             widget.setFilePath(str(outputs[name]))
@@ -136,7 +138,7 @@ def _run_dialog(plugin, frames, tmp_path, **outputs):
 
 def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, iface, project, tmp_path,
                                                                       engine, sample_frames):
-    frames, _masks = load_sample(4)
+    frames, _masks = load_sample(4, folder=crop_sample(tmp_path / "sample", 4))
     out = tmp_path / "out"
     out.mkdir()
     dialog, task = _run_dialog(plugin, frames, tmp_path, output=out / "sr.tif", uncertainty=out / "unc.tif")
@@ -185,7 +187,7 @@ def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, if
 
 
 def test_temporary_outputs_by_default(plugin, project, tmp_path, engine, sample_frames):
-    frames, _masks = load_sample(3)
+    frames, _masks = load_sample(3, folder=crop_sample(tmp_path / "sample", 3))
     dialog, task = _run_dialog(plugin, frames, tmp_path)
     assert wait_for_task(task, 300)
     assert task.result.ok, task.error
@@ -196,17 +198,17 @@ def test_temporary_outputs_by_default(plugin, project, tmp_path, engine, sample_
 
 
 def test_cancel_stops_the_engine_and_leaves_no_files(plugin, project, tmp_path, engine, sample_frames):
-    frames, _masks = load_sample(9)
+    frames, _masks = load_sample(9, folder=crop_sample(tmp_path / "sample", 9))
     out = tmp_path / "out"
     out.mkdir()
-    dialog, task = _run_dialog(plugin, frames, tmp_path, output=out / "sr.tif", uncertainty=out / "unc.tif")
-    dialog.tile_spin.setValue(16)  # does not change the running task; keeps nothing else alive
-    assert wait_for(lambda: task.result is not None or task.progress() > 0 or
-                    task.status() == task.TaskStatus.Running, 120)
+    dialog, task = _run_dialog(plugin, frames, tmp_path, tile_size=16, output=out / "sr.tif",
+                               uncertainty=out / "unc.tif")
+    assert wait_for(lambda: task.progress() > 0 or task.result is not None, 240), "no progress"
     dialog.cancel_run()
     assert wait_for_task(task, 120)
     assert task.result is not None and task.result.canceled, task.error
-    assert task.result.returncode in (130, -15, -9) or task.result.killed
+    # the engine stopped on SIGTERM by itself (status 130), it was not killed
+    assert task.result.returncode == 130 and not task.result.killed
     assert os.listdir(out) == []
     assert project.layerTreeRoot().findGroup(task.context["params"].run_name) is None
     assert dialog.status_label.text() == "Canceled."
@@ -240,3 +242,28 @@ def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, projec
     assert any(tag == "MISR" and "different CRS" in message for tag, message in logged)
     assert not (tmp_path / "sr.tif").exists()
     assert project.layerTreeRoot().findGroup("failing run") is None
+
+
+def test_engine_itself_removes_its_files_on_sigterm(engine, tmp_path, sample_frames):
+    """Without the plugin's own clean-up: the engine, sent SIGTERM mid-run, exits with 130 and
+    leaves nothing in the output folder (docs/cli-contract.md)."""
+    import signal
+    import time
+    from qgis_misr.core.runner import EngineProcess
+    folder = crop_sample(tmp_path / "sample", 9)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = list(engine.argv) + ["super-resolve", "--frames"] + \
+        [str(folder / f"frame_{i:02d}.tif") for i in range(1, 10)] + \
+        ["--output", str(out / "sr.tif"), "--uncertainty", str(out / "unc.tif"),
+         "--tile-size", "16", "--device", "cpu", "--progress", "json"]
+    process = EngineProcess(argv)
+    process.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        event = process.events.get(timeout=deadline - time.monotonic())
+        if event.get("event") == "progress":
+            break
+    process.process.send_signal(signal.SIGTERM)
+    assert process.process.wait(timeout=60) == 130
+    assert os.listdir(out) == []

@@ -35,7 +35,7 @@ _APP = None
 _PROCESSING_READY = False
 
 __all__ = ["qgis_app", "iface", "processing_ready", "project", "sample_frames", "engine",
-           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "make_raster", "REPO", "SAMPLE"]
+           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "crop_sample", "make_raster", "REPO", "SAMPLE"]
 
 
 def ensure_qgis_app() -> QgsApplication:
@@ -46,6 +46,10 @@ def ensure_qgis_app() -> QgsApplication:
         if _APP is None:
             _APP = existing
         return existing
+    # Keep the tests' settings (QgsSettings) out of the user's own QGIS configuration.
+    # (QgsSettings then live under ~/.local/share/qgis-misr-tests, not in a real QGIS profile.)
+    QCoreApplication.setOrganizationName("qgis-misr-tests")
+    QCoreApplication.setApplicationName("qgis-misr-tests")
     _APP = QgsApplication([], False)
     _APP.initQgis()
     return _APP
@@ -153,17 +157,34 @@ class IfaceStub:
         return True
 
 
-def load_sample(count: int = 9, masks: bool = True, project=None):
-    """Add frame_01.. (and mask_01..) of the sample to the project; returns (frames, masks)."""
+def crop_sample(folder, count: int = 9, size: int = 48, offset=(51, 51)) -> Path:
+    """A `size` x `size`-pixel window of the first `count` sample frames and masks, written to
+    `folder` with the same names: real data, small enough for a quick run of the real engine
+    on a busy 2-core machine."""
+    from osgeo import gdal
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(1, count + 1):
+        for kind in ("frame", "mask"):
+            name = f"{kind}_{index:02d}.tif"
+            gdal.Translate(str(folder / name), str(SAMPLE / name),
+                           srcWin=[offset[0], offset[1], size, size]).FlushCache()
+    return folder
+
+
+def load_sample(count: int = 9, masks: bool = True, project=None, folder=None):
+    """Add frame_01.. (and mask_01..) of the sample (or of a crop of it in `folder`) to the
+    project; returns (frames, masks)."""
     project = project or QgsProject.instance()
+    folder = Path(folder) if folder else SAMPLE
     frames, mask_layers = [], []
     for index in range(1, count + 1):
-        frame = QgsRasterLayer(str(SAMPLE / f"frame_{index:02d}.tif"), f"frame_{index:02d}", "gdal")
+        frame = QgsRasterLayer(str(folder / f"frame_{index:02d}.tif"), f"frame_{index:02d}", "gdal")
         assert frame.isValid(), frame.source()
         project.addMapLayer(frame)
         frames.append(frame)
         if masks:
-            mask = QgsRasterLayer(str(SAMPLE / f"mask_{index:02d}.tif"), f"mask_{index:02d}", "gdal")
+            mask = QgsRasterLayer(str(folder / f"mask_{index:02d}.tif"), f"mask_{index:02d}", "gdal")
             assert mask.isValid(), mask.source()
             project.addMapLayer(mask)
             mask_layers.append(mask)

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from test_plugin_helpers import *  # noqa: F401,F403 (fixtures)
-from test_plugin_helpers import SAMPLE, make_raster
+from test_plugin_helpers import crop_sample, make_raster
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
@@ -52,12 +52,13 @@ def test_algorithm_is_registered_with_its_parameters(provider):
 
 
 def test_algorithm_super_resolves_the_sample(provider, engine, tmp_path, sample_frames):
-    frames = [str(SAMPLE / f"frame_{i:02d}.tif") for i in range(1, 5)]
-    masks = [str(SAMPLE / f"mask_{i:02d}.tif") for i in (3, 1, 4, 2)]  # any order: paired by name
+    sample = crop_sample(tmp_path / "sample", 4)
+    frames = [str(sample / f"frame_{i:02d}.tif") for i in range(1, 5)]
+    masks = [str(sample / f"mask_{i:02d}.tif") for i in (3, 1, 4, 2)]  # any order: paired by name
     progress = []
     feedback = QgsProcessingFeedback()
     feedback.progressChanged.connect(progress.append)
-    result = _run({"FRAMES": frames, "MASKS": masks, "TILE_SIZE": 64, "DEVICE": 1,
+    result = _run({"FRAMES": frames, "MASKS": masks, "TILE_SIZE": 48, "DEVICE": 1,
                    "OUTPUT": str(tmp_path / "sr.tif"), "UNCERTAINTY": str(tmp_path / "unc.tif")}, feedback)
     assert os.path.samefile(result["OUTPUT"], tmp_path / "sr.tif")
     assert os.path.samefile(result["UNCERTAINTY"], tmp_path / "unc.tif")
@@ -100,7 +101,8 @@ def test_algorithm_fails_with_the_engines_one_line_error(provider, tmp_path):
 
 def test_canceling_the_algorithm_terminates_the_engine_and_leaves_no_files(provider, engine, tmp_path,
                                                                          sample_frames):
-    frames = [str(p) for p in sample_frames[0]]
+    sample = crop_sample(tmp_path / "sample", 9)
+    frames = [str(sample / f"frame_{i:02d}.tif") for i in range(1, 10)]
     out = tmp_path / "out"
     out.mkdir()
     feedback = QgsProcessingFeedback()
