@@ -4,12 +4,17 @@ A shift (dy, dx) returned here says where the content of `moving` sits relative 
 `reference`: positive = moved down / right, in pixels of the images given. Shifting `moving`
 by (-dy, -dx) with ``resample.shift_image`` puts it onto the reference grid.
 
-Measured on real Sentinel-2 texture (64 x 64 LR frames simulated with a Gaussian PSF of
-sigma 1 HR px, x3 area decimation, noise 2e-3 on reflectances of about 0.07): a single
-correlation errs by up to 0.1-0.2 LR px; two refinements (re-correlating after undoing the
-estimate) and a second pass against the fused stack bring the worst error to about 0.05 px.
-The cross-correlation is not phase-normalised: on aliased, noisy LR frames the whitened
-(phase-only) correlation was about twice less accurate.
+Why the three steps of `estimate_shift` (measured on real Sentinel-2 B04 texture, 64 x 64
+LR frames from ``simulate.degrade``: per-frame anisotropic PSF, gain/offset drift, noise,
+clouds; 6 sites x 4 seeds, 210 frames):
+* one plain cross-correlation with clouds filled by the clear mean errs by up to tens of
+  pixels on cloudy frames (a strong negative lobe from large-scale trends wins the |peak|);
+  whole-pixel masked normalised cross-correlation of high-passed images fixes that;
+* an upsampled correlation of only the pixels clear in both images has no mask-edge bias;
+* a least-squares polish (shift + gain + offset, analytic Jacobian) removes the correlation
+  grid and taper biases: median error 0.009 LR px (clear frames) / 0.014 (cloudy), worst
+  0.10 px. Phase-normalised (whitened) correlation was about twice less accurate on these
+  aliased, noisy frames, so the correlation is not normalised.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ HIGHPASS_SIGMA = 4.0
 """Local means (Gaussian, pixels) removed before correlating: trends would bias the peak."""
 CLEAR_WEIGHT = 1.0 - 1e-3
 """A shifted mask (linear interpolation of 0/1) is clear only where it stays above this."""
+MIN_AGREEMENT = 0.2
+"""Lowest high-pass correlation of the registered images for a shift to be trusted."""
 MAX_RESIDUAL = 1.0
 """A refinement step larger than this (pixels) is a spurious peak: the estimate stops there."""
 
@@ -38,12 +45,17 @@ def _clear(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return finite if mask is None else finite & np.asarray(mask, bool)
 
 
-def _prepared(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """Remove the local mean of the clear pixels, zero the rest, taper the edges."""
+def _highpass(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """The image minus the local mean of its clear pixels; zero where not clear."""
     image = np.where(clear, image, 0.0).astype(np.float64)
     weight = ndimage.gaussian_filter(clear.astype(np.float64), HIGHPASS_SIGMA, mode="reflect")
     local = ndimage.gaussian_filter(image, HIGHPASS_SIGMA, mode="reflect") / np.maximum(weight, 1e-6)
-    return np.where(clear, image - local, 0.0) * window(WINDOW, image.shape)
+    return np.where(clear, image - local, 0.0)
+
+
+def _prepared(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """High-passed clear pixels, zero elsewhere, edges tapered: ready for an FFT correlation."""
+    return _highpass(image, clear) * window(WINDOW, image.shape)
 
 
 def shift_mask(mask: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -60,8 +72,8 @@ def shift_mask(mask: np.ndarray, dy: float, dx: float) -> np.ndarray:
 def _integer_shift(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
                    moving_clear: np.ndarray) -> np.ndarray:
     """Whole-pixel shift of `moving` by masked normalised cross-correlation (robust to clouds)."""
-    shift = phase_cross_correlation(np.where(reference_clear, reference, 0.0),
-                                    np.where(moving_clear, moving, 0.0),
+    shift = phase_cross_correlation(_highpass(reference, reference_clear),
+                                    _highpass(moving, moving_clear),
                                     reference_mask=reference_clear, moving_mask=moving_clear)
     shift = shift[0] if isinstance(shift, tuple) else shift
     return -np.round(np.asarray(shift, np.float64))
@@ -94,17 +106,44 @@ def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_c
     if common.sum() < 16:
         return start
     target = reference[common]
+    cache: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def moved(dy: float, dx: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`moving` shifted back by (dy, dx) and its y / x derivatives, on the common pixels."""
+        if (dy, dx) not in cache:
+            image = shift_image(moving, -dy, -dx)
+            cache.clear()
+            cache[dy, dx] = tuple(a[common] for a in (image, *np.gradient(image)))
+        return cache[dy, dx]
 
     def residuals(params: np.ndarray) -> np.ndarray:
         dy, dx, gain, offset = params
-        return gain * shift_image(moving, -dy, -dx)[common] + offset - target
+        return gain * moved(dy, dx)[0] + offset - target
+
+    def jacobian(params: np.ndarray) -> np.ndarray:
+        dy, dx, gain, _ = params
+        image, along_y, along_x = moved(dy, dx)
+        return np.stack([gain * along_y, gain * along_x, image, np.ones_like(image)], axis=1)
 
     scale = float(np.std(target)) or 1.0
     first = np.array([start[0], start[1], 1.0, float(target.mean() - moving[moving_clear].mean())])
-    fit = least_squares(residuals, first, method="lm", x_scale=[1.0, 1.0, 1.0, scale])
+    fit = least_squares(residuals, first, jac=jacobian, method="lm",
+                        x_scale=[1.0, 1.0, 1.0, scale])
     if not fit.success or np.abs(fit.x[:2] - start).max() > MAX_RESIDUAL:
         return start
     return fit.x[:2]
+
+
+def _agreement(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+               moving_clear: np.ndarray, shift: np.ndarray) -> float:
+    """Correlation of the high-passed images on their common clear pixels once `shift` is undone."""
+    moved_clear = shift_mask(moving_clear, *(-shift))
+    common = reference_clear & moved_clear
+    if common.sum() < 16:
+        return -1.0
+    a = _highpass(reference, common)[common]
+    b = _highpass(shift_image(moving, *(-shift)), common)[common]
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else -1.0
 
 
 def estimate_shift(reference: np.ndarray, moving: np.ndarray,
@@ -116,6 +155,9 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
     1. whole pixels: masked normalised cross-correlation (clouds do not matter);
     2. sub-pixel: upsampled cross-correlation of the pixels clear in both, after undoing 1;
     3. if `polish`: least squares (shift, gain, offset) on those pixels, from 2.
+    The result is kept only if it matches the images better than no shift at all and with a
+    high-pass correlation of at least MIN_AGREEMENT; otherwise (texture drowned in noise)
+    the shift is (0, 0), i.e. the products' own geolocation is trusted.
     """
     reference = np.asarray(reference, np.float64)
     moving = np.asarray(moving, np.float64)
@@ -128,6 +170,10 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
                               upsample_factor)
     if polish:
         shift = _least_squares_polish(reference, moving, reference_clear, moving_clear, shift)
+    agreement = _agreement(reference, moving, reference_clear, moving_clear, shift)
+    if agreement < max(MIN_AGREEMENT, _agreement(reference, moving, reference_clear, moving_clear,
+                                                 np.zeros(2))):
+        shift = np.zeros(2)  # a spurious peak (no texture above the noise): trust geolocation
     return float(shift[0]), float(shift[1])
 
 
@@ -173,30 +219,32 @@ def align_stack(frames: np.ndarray, masks: np.ndarray,
 
 
 def _shifts_to(reference: np.ndarray, reference_mask: np.ndarray, frames: np.ndarray,
-               masks: np.ndarray, upsample_factor: int) -> np.ndarray:
+               masks: np.ndarray, upsample_factor: int, polish: bool) -> np.ndarray:
     """Shift of every frame relative to one reference image (zero for frames without data)."""
     shifts = np.zeros((len(frames), 2))
     for t, (frame, mask) in enumerate(zip(frames, masks)):
         if mask.any():
-            shifts[t] = estimate_shift(reference, frame, reference_mask, mask, upsample_factor)
+            shifts[t] = estimate_shift(reference, frame, reference_mask, mask, upsample_factor,
+                                       polish)
     return shifts
 
 
 def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int = 20) -> np.ndarray:
     """Shifts (T, 2) of every frame relative to the clearest one (whose shift is (0, 0)).
 
-    Two passes: every frame against the clearest frame, then every frame against the mean of
-    the stack aligned with those shifts (less noisy and less aliased than any single frame),
-    re-anchored on the clearest frame. Frames without any clear pixel get a zero shift.
+    Two passes: every frame against the clearest frame (correlation only), then every frame
+    against the mean of the stack aligned with those shifts (less noisy and less aliased than
+    any single frame; correlation and least-squares polish), re-anchored on the clearest
+    frame. Frames without any clear pixel get a zero shift.
     """
     frames = np.asarray(frames, np.float32)
     masks = np.asarray(masks, bool) & np.isfinite(frames)
     ref = clearest_frame(masks)
-    shifts = _shifts_to(frames[ref], masks[ref], frames, masks, upsample_factor)
+    shifts = _shifts_to(frames[ref], masks[ref], frames, masks, upsample_factor, polish=False)
     shifts[ref] = 0.0
     fused, fused_clear = masked_mean(*align_stack(frames, masks, shifts))
     if fused_clear.any():
-        shifts = _shifts_to(fused, fused_clear, frames, masks, upsample_factor)
+        shifts = _shifts_to(fused, fused_clear, frames, masks, upsample_factor, polish=True)
         shifts -= shifts[ref]
     shifts[~masks.reshape(len(masks), -1).any(axis=1)] = 0.0
     return shifts
