@@ -123,9 +123,8 @@ def test_registered_mean_beats_the_unregistered_mean(hr, misregistered, estimate
     unregistered = metrics.cpsnr(baselines.bicubic_masked_mean(frames, masks), hr)
     registered = metrics.cpsnr(baselines.registered_mean(frames, masks, estimated_shifts), hr)
     clearest = metrics.cpsnr(baselines.bicubic_clearest(frames, masks), hr)
-    # Measured on the held-out crop: +1.2 dB over the unregistered mean (it is smooth: an
-    # ideally registered bicubic frame is only 1.3 dB better); 2-4 dB on textured crops.
-    assert registered > unregistered + 1.0
+    # Measured: +4.0 dB on the held-out crop, +6.1 dB on the synthetic fallback texture.
+    assert registered > unregistered + 3.0
     assert registered > clearest
 
 
@@ -137,8 +136,8 @@ def test_wiener_and_ibp_restore_detail_that_the_registered_mean_blurs(hr, misreg
     ibp = baselines.ibp(frames, masks, shifts=estimated_shifts)
     score = {name: metrics.cpsnr(sr, hr) for name, sr in
              (("mean", mean), ("wiener", wiener), ("ibp", ibp))}
-    assert score["wiener"] > score["mean"] + 0.3
-    assert score["ibp"] > score["mean"] + 0.3
+    assert score["wiener"] > score["mean"] + 1.0  # measured +2.3 dB (held-out crop)
+    assert score["ibp"] > score["mean"] + 1.0  # measured +3.0 dB
     edges = {name: metrics.gradient_stratified_psnr(sr, hr)[-1] for name, sr in
              (("mean", mean), ("wiener", wiener))}
     assert edges["wiener"] > edges["mean"] + 0.3
