@@ -59,12 +59,15 @@ class SampleSpec:
     n_frames: int
     seed: int
     conditions: Degradation
+    register: bool = True
 
 
 def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]:
     hr_with_margin, spec = args
     rng = np.random.default_rng(spec.seed)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
+    if not spec.register:
+        return stack.frames, stack.masks, stack.hr
     frames, masks, _ = register(stack.frames, stack.masks)
     return frames, masks, stack.hr
 
@@ -72,9 +75,10 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
 def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
                   count: int, lr_size: int, n_frames: int, seed: int,
                   conditions: Degradation = Degradation(), workers: int = 2,
-                  featureless_keep: float = FEATURELESS_KEEP) -> dict[str, np.ndarray]:
+                  featureless_keep: float = FEATURELESS_KEEP, registered: bool = True) -> dict[str, np.ndarray]:
     """`count` random crops from a (rows, columns) window of the HR rasters, degraded and registered.
 
+    With `registered` False the frames stay as acquired (for evaluating complete pipelines).
     Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), and per-sample normalisation
     (centre, spread) computed on the whole band region, as the engine computes it per scene.
     """
@@ -91,7 +95,7 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
             continue
         index = len(jobs)
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
-        jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions)))
+        jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)))
         stats.append((float(band.mean()), float(band.std())))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
