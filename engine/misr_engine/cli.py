@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Callable, Sequence
 
+import numpy as np
+
 from . import SCALE, __version__
 from .errors import MisrError
 
@@ -107,6 +109,43 @@ def run_super_resolve(args: argparse.Namespace) -> None:
               + f" ({len(stack.frames)} frames, {device}, {seconds} s)", file=sys.stderr)
 
 
+def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score a model and the classical baselines on held-out scenes",
+        description="Run every baseline and the model on held-out scenes (default: simulated, with "
+                    "fixed seeds, from the held-out window of the Sentinel-2 sample) and write a "
+                    "Markdown report with a table and figures.")
+    p.add_argument("--data", metavar="FILE", help="scenes from `misr make-dataset --raw` (.npz)")
+    p.add_argument("--scenes", type=int, default=24, help="number of generated scenes (default: 24)")
+    p.add_argument("--model", default="piunet", help="network to evaluate (default: piunet)")
+    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped weights)")
+    p.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
+    p.set_defaults(command=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .dataset import load_samples
+    from .evaluation import holdout_scenes
+    from .report import write_report
+    from .weights import load_model
+
+    loaded = load_model(args.model, args.weights)
+    if args.data:
+        if not os.path.isfile(args.data):
+            raise MisrError(f"{args.data}: file not found")
+        scenes = load_samples(args.data)
+        if scenes.get("registered", np.array(True)).item():
+            raise MisrError(f"{args.data}: frames are pre-registered (training data); "
+                            "make evaluation data with `misr make-dataset --raw`")
+    else:
+        scenes = holdout_scenes(args.scenes)
+    label = f"{loaded.name} ({loaded.path.name}, sha256 {loaded.sha256[:12]})"
+    report = write_report(Path(args.out), scenes, loaded.model, label)
+    print(f"wrote {report}", file=sys.stderr)
+
+
 def add_devices(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("devices", help="list the devices the engine can run on")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -163,6 +202,8 @@ def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-per-sample", type=int, default=12, metavar="T", help="frames per sample (default: 12)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    p.add_argument("--raw", action="store_true",
+                   help="keep frames as acquired (unregistered), for `misr evaluate`")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(command=run_make_dataset)
 
@@ -177,7 +218,9 @@ def run_make_dataset(args: argparse.Namespace) -> None:
         window = ((0, None), (0, None))
     samples = build_samples(args.hr or sentinel2_band_paths(), window, args.count, args.lr_size,
                             args.frames_per_sample, args.seed, workers=args.workers,
-                            featureless_keep=FEATURELESS_KEEP if args.split == "train" else 0.0)
+                            featureless_keep=FEATURELESS_KEEP if args.split == "train" else 0.0,
+                            registered=not args.raw)
+    samples["registered"] = np.array(not args.raw)
     with atomic_output(args.output) as temporary:
         with open(temporary, "wb") as handle:
             save_samples(handle, samples)
@@ -206,7 +249,7 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"wrote {weights}", file=sys.stderr)
 
 
-SUBCOMMANDS = [add_super_resolve, add_make_dataset, add_train, add_devices, add_models]
+SUBCOMMANDS = [add_super_resolve, add_make_dataset, add_train, add_evaluate, add_devices, add_models]
 
 
 def build_parser() -> argparse.ArgumentParser:
