@@ -145,6 +145,21 @@ def _floor_log10(value: float) -> float:
     return math.floor(math.log10(value)) if value > 0 else 0
 
 
+def _set_legend_decimals(function: QgsColorRampShader, span: float) -> None:
+    """Continuous legend labels with 3 significant digits of the range (not 6 decimals)."""
+    try:
+        from qgis.core import QgsBasicNumericFormat, QgsColorRampLegendNodeSettings
+    except ImportError:  # QGIS < 3.18
+        return
+    settings = QgsColorRampLegendNodeSettings(function.legendSettings()) \
+        if function.legendSettings() is not None else QgsColorRampLegendNodeSettings()
+    number_format = QgsBasicNumericFormat()
+    number_format.setNumberDecimalPlaces(max(0, 2 - int(_floor_log10(span))) if span > 0 else 3)
+    number_format.setShowTrailingZeros(False)
+    settings.setNumericFormat(number_format)
+    function.setLegendSettings(settings)
+
+
 def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
     """Continuous colour ramp (from the shipped .qml) rescaled to the layer's 2-98 % range,
     legend labels in the input's units, semi-transparent. Returns the range used."""
@@ -170,6 +185,7 @@ def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
         value = low + (item.value - old_low) / old_span * (high - low)
         rescaled.append(QgsColorRampShader.ColorRampItem(value, item.color, _label(value, high - low)))
     function.setColorRampItemList(rescaled)
+    _set_legend_decimals(function, high - low)
     function.setMinimumValue(low)
     function.setMaximumValue(high)
     renderer.setClassificationMin(low)

@@ -92,7 +92,7 @@ class MisrDialog(QDialog):
     def _build(self) -> None:
         self.setWindowTitle("MISR super-resolution (x3)")
         self.setWindowIcon(QIcon(icon_path("misr.svg")))
-        self.resize(780, 760)
+        self.resize(780, 720)
         layout = QVBoxLayout(self)
 
         frames_box = QGroupBox("Frames (one scene, one grid) and their cloud masks")
@@ -110,6 +110,7 @@ class MisrDialog(QDialog):
         self.table.setToolTip("Tick the frames to fuse. Order matters for DeepSUM (the first frame "
                               "is the reference); PIUnet is order-invariant.")
         self.table.itemChanged.connect(self._item_changed)
+        self.table.setMinimumHeight(240)
         frames_layout.addWidget(self.table)
         buttons = QHBoxLayout()
         self.up_button = QPushButton("Move up")
@@ -192,7 +193,7 @@ class MisrDialog(QDialog):
         self.engine_label = QLabel()
         self.engine_label.setWordWrap(True)
         self.engine_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        engine_form.addRow("", self.engine_label)
+        engine_form.addRow(self.engine_label)
         layout.addWidget(engine_box)
 
         self.problems_label = QLabel()
@@ -301,6 +302,12 @@ class MisrDialog(QDialog):
     def _fill_table(self) -> None:
         self.table.blockSignals(True)
         selected = self.selected_row()
+        for index in range(self.table.rowCount()):
+            # Qt deletes replaced cell widgets later: hide them now so none lingers on screen
+            old = self.table.cellWidget(index, _COL_MASK)
+            if old is not None:
+                old.hide()
+                self.table.removeCellWidget(index, _COL_MASK)
         self.table.setRowCount(len(self.rows))
         candidates = self.mask_candidates()
         for index, row in enumerate(self.rows):
