@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from qgis.core import Qgis
 
+try:  # Qt6 (QGIS 4): QAction lives in QtGui
+    from qgis.PyQt.QtGui import QAction  # noqa: F401
+except ImportError:  # Qt5 (QGIS 3)
+    from qgis.PyQt.QtWidgets import QAction  # noqa: F401
+
 
 def raster_layer_type():
     """The raster layer type enum value (Qgis.LayerType.Raster on newer QGIS)."""

@@ -196,10 +196,10 @@ def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
 
 
 def tag_layer(layer: QgsRasterLayer, role: str, run: str, sr: str, uncertainty: str) -> None:
-    layer.setCustomProperty(ROLE, role)
     layer.setCustomProperty(RUN, run)
     layer.setCustomProperty(SR_PATH, sr)
     layer.setCustomProperty(UNCERTAINTY_PATH, uncertainty or "")
+    layer.setCustomProperty(ROLE, role)  # last: it marks the layer as a result
 
 
 def is_result_layer(layer) -> bool:

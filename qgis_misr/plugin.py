@@ -8,11 +8,11 @@ from typing import Optional
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QFileDialog
+from qgis.PyQt.QtWidgets import QFileDialog
 
-from .compat import raster_layer_type
+from .compat import QAction, raster_layer_type
 from .controller import RunController
-from .layers import RUN, SR_PATH, UNCERTAINTY_PATH, is_result_layer
+from .layers import ROLE, RUN, SR_PATH, UNCERTAINTY_PATH, is_result_layer
 from .resources import icon_path
 
 MENU = "&MISR Super-Resolution"
@@ -94,8 +94,17 @@ class MisrPlugin:
         if self.export_action is None:
             return
         for layer in layers:
-            if isinstance(layer, QgsRasterLayer) and is_result_layer(layer):
+            if not isinstance(layer, QgsRasterLayer):
+                continue
+            if is_result_layer(layer):
                 self.iface.addCustomActionForLayer(self.export_action, layer)
+            else:  # Processing tags its outputs after adding them to the project
+                layer.customPropertyChanged.connect(
+                    lambda key, layer=layer: self._tagged(layer, key))
+
+    def _tagged(self, layer: QgsRasterLayer, key: str) -> None:
+        if key == ROLE and self.export_action is not None and is_result_layer(layer):
+            self.iface.addCustomActionForLayer(self.export_action, layer)
 
     def export_active_layer(self, _checked: bool = False, folder: Optional[str] = None):
         layer = self.iface.activeLayer()

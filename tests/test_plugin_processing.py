@@ -74,6 +74,36 @@ def test_algorithm_super_resolves_the_sample(provider, engine, tmp_path, sample_
         assert (layer.width(), layer.height()) == (lr.width() * 3, lr.height() * 3)
 
 
+def test_outputs_loaded_by_processing_are_styled_and_exportable(iface, processing_ready, engine, project,
+                                                                tmp_path, sample_frames):
+    """From the Toolbox, Processing loads the outputs: they get the plugin's styles."""
+    import processing
+    plugin = qgis_misr.classFactory(iface)
+    plugin.initGui()
+    try:
+        _run_and_check_loaded_outputs(processing, plugin, iface, project, tmp_path)
+    finally:
+        plugin.unload()
+
+
+def _run_and_check_loaded_outputs(processing, plugin, iface, project, tmp_path):
+    from qgis.core import QgsSingleBandGrayRenderer, QgsSingleBandPseudoColorRenderer
+    sample = crop_sample(tmp_path / "sample", 3)
+    frames = [str(sample / f"frame_{i:02d}.tif") for i in range(1, 4)]
+    result = processing.runAndLoadResults(
+        "misr:superresolve", {"FRAMES": frames, "TILE_SIZE": 48, "DEVICE": 1,
+                              "OUTPUT": str(tmp_path / "sr.tif"), "UNCERTAINTY": str(tmp_path / "unc.tif")},
+        feedback=QgsProcessingFeedback())
+    layers = {layer.customProperty("misr/role", ""): layer for layer in project.mapLayers().values()}
+    assert set(layers) == {"sr", "uncertainty"}, result
+    assert isinstance(layers["sr"].renderer(), QgsSingleBandGrayRenderer)
+    assert isinstance(layers["uncertainty"].renderer(), QgsSingleBandPseudoColorRenderer)
+    assert layers["uncertainty"].renderer().opacity() == pytest.approx(0.6)
+    # and the plugin offers its COG export in their context menu
+    registered = {layer_id for action, layer_id in iface.layer_actions if action is plugin.export_action}
+    assert registered == {layers["sr"].id(), layers["uncertainty"].id()}
+
+
 def test_algorithm_rejects_mismatched_frames_before_running(provider, tmp_path):
     a = make_raster(tmp_path / "a.tif")
     b = make_raster(tmp_path / "b.tif", pixel=10.0, width=90, height=60)

@@ -35,6 +35,7 @@ from ..layers import raster_info, style_sr_layer, style_uncertainty_layer, tag_l
 from ..resources import icon_path
 
 DEVICES = ("auto", "cpu", "cuda")
+_POST_PROCESSORS: List["StyleOutput"] = []
 
 
 class StyleOutput(QgsProcessingLayerPostProcessorInterface):
@@ -75,7 +76,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
 
     def __init__(self):
         super().__init__()
-        self._post_processors: List[StyleOutput] = []
+        self._finished_run = None
 
     def name(self) -> str:
         return "superresolve"
@@ -215,16 +216,20 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         done = result.done or {}
         sr = done.get("output") or params.output
         uncertainty = done.get("uncertainty") or (params.uncertainty if params.write_uncertainty else None)
-        self._style_on_load(context, params, sr, uncertainty)
+        self._finished_run = (params, sr, uncertainty)
         return {self.OUTPUT: sr, self.UNCERTAINTY: uncertainty}
 
-    def _style_on_load(self, context: QgsProcessingContext, params: RunParameters, sr: str,
-                       uncertainty: Optional[str]) -> None:
+    def postProcessAlgorithm(self, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict:
+        """Main thread, real context: style the outputs Processing is about to load."""
+        if self._finished_run is None:
+            return {}
+        params, sr, uncertainty = self._finished_run
         reference = params.frames[0].frame.path if params.frames else None
         for role, path in (("sr", sr), ("uncertainty", uncertainty)):
             if path and context.willLoadLayerOnCompletion(path):
                 processor = StyleOutput(role, params.run_name, sr, uncertainty or "", reference,
                                         params.band)
-                self._post_processors.append(processor)
-                details = context.layerToLoadOnCompletionDetails(path)
-                details.setPostProcessor(processor)
+                _POST_PROCESSORS.append(processor)  # Processing keeps only a pointer to it
+                del _POST_PROCESSORS[:-20]
+                context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)
+        return {}
