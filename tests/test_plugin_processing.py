@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from test_plugin_helpers import *  # noqa: F401,F403 (fixtures)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helpers, whatever the import mode
+from test_plugin_helpers import *  # noqa: F401,F403,E402 (fixtures)
 from test_plugin_helpers import crop_sample, make_raster
 
 from qgis.core import (  # noqa: E402
