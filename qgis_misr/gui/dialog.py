@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer
 from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
+from qgis.PyQt.QtCore import QObject, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -188,7 +188,11 @@ class MisrDialog(QDialog):
             "auto-detect (MISR_ENGINE, the repository's .venv, PATH)")
         self.engine_widget.setToolTip("The engine's Python environment (a folder such as "
                                       "qgis-misr/.venv), its python, or the misr executable")
-        self.engine_widget.fileChanged.connect(lambda _path: self.refresh_engine())
+        self._engine_timer = QTimer(self)  # typing a path: ask the engine once the user pauses
+        self._engine_timer.setSingleShot(True)
+        self._engine_timer.setInterval(700)
+        self._engine_timer.timeout.connect(self.refresh_engine)
+        self.engine_widget.fileChanged.connect(lambda _path: self._engine_timer.start())
         engine_form.addRow("Python environment", self.engine_widget)
         self.engine_label = QLabel()
         self.engine_label.setWordWrap(True)
@@ -620,9 +624,6 @@ class MisrDialog(QDialog):
         except Exception as exc:
             self.status_label.setText(f"Export failed: {exc}")
             raise
-
-    def done(self, code: int) -> None:  # closing hides; a running task keeps going
-        super().done(code)
 
     def disconnect_project(self) -> None:
         for signal in (self.project.layersAdded, self.project.layersRemoved):
