@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,7 +28,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
-    from .inference import DEFAULT_MAX_FRAMES, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+    from .raster_io import DEFAULT_MAX_FRAMES
+    from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
     p = subparsers.add_parser(
         "super-resolve", help="super-resolve a time series of co-located frames x3",
         description="Super-resolve x3 a time series of single-band rasters of one scene on one "
@@ -50,6 +52,9 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
                    help=f"LR overlap between tiles, blended without seams (default: {DEFAULT_OVERLAP})")
     p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
                    help=f"use at most the N clearest frames (default: {DEFAULT_MAX_FRAMES})")
+    p.add_argument("--align", action="store_true",
+                   help="resample frames and masks that are not on the first frame's grid (CRS, size, "
+                        "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
                    help="progress as a terminal bar (default), JSON lines on stdout, or nothing")
@@ -57,28 +62,32 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_super_resolve(args: argparse.Namespace) -> None:
-    import torch
-
-    from .inference import resolve_device, select_frames, super_resolve
     from .progress import Progress
-    from .raster_io import atomic_output, check_output_path, read_stack, write_geotiff
-    from .weights import load_model
+    from .raster_io import atomic_outputs, check_output_path, read_stack, select_frames, write_geotiff
 
     progress = Progress(args.progress)
     args.progress_reporter = progress
     started = time.perf_counter()
     if args.tile_size < 16:
         raise MisrError(f"--tile-size {args.tile_size}: must be at least 16 LR pixels")
+    if args.overlap < 0:
+        raise MisrError(f"--overlap {args.overlap}: must be at least 0")
+    if args.max_frames < 1:
+        raise MisrError(f"--max-frames {args.max_frames}: must be at least 1")
     inputs = list(args.frames) + list(args.masks or [])
     outputs = [args.output] + ([args.uncertainty] if args.uncertainty else [])
     if args.uncertainty and os.path.abspath(args.uncertainty) == os.path.abspath(args.output):
         raise MisrError(f"{args.output}: --output and --uncertainty are the same file")
     for path in outputs:
         check_output_path(path, inputs, args.overwrite)
+    stack = read_stack(args.frames, args.masks, args.band, align=args.align)  # every input checked
+    stack, selection_warnings = select_frames(stack, args.max_frames)
+    import torch  # slow to import: only once the inputs are known to be good
+
+    from .inference import resolve_device, super_resolve
+    from .weights import load_model
     device = resolve_device(args.device)
     loaded = load_model(args.model, args.weights, device)
-    stack = read_stack(args.frames, args.masks, args.band)
-    stack, selection_warnings = select_frames(stack, max(1, args.max_frames))
     for warning in stack.warnings + selection_warnings:
         progress.event("warning", message=warning)
     progress.event("start", frames=len(stack.frames), device=str(device), model=loaded.name,
@@ -91,14 +100,13 @@ def run_super_resolve(args: argparse.Namespace) -> None:
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": str(device),
             "MISR_TORCH_VERSION": torch.__version__}
     grid = stack.grid.refined(SCALE)
-    with atomic_output(args.output) as sr_temporary:
-        write_geotiff(sr_temporary, sr, grid, {**tags, "MISR_PRODUCT": "super-resolved"},
-                      "super-resolved x3")
+    with atomic_outputs(outputs) as temporaries:  # both files appear together, or neither
+        write_geotiff(temporaries[0], sr, grid, {**tags, "MISR_PRODUCT": "super-resolved"},
+                      "super-resolved x3", label=args.output)
         if args.uncertainty:
-            with atomic_output(args.uncertainty) as scale_temporary:
-                write_geotiff(scale_temporary, scale, grid,
-                              {**tags, "MISR_PRODUCT": "uncertainty (Laplace scale, input units)"},
-                              "uncertainty: Laplace scale")
+            write_geotiff(temporaries[1], scale, grid,
+                          {**tags, "MISR_PRODUCT": "uncertainty (Laplace scale, input units)"},
+                          "uncertainty: Laplace scale", label=args.uncertainty)
     seconds = round(time.perf_counter() - started, 2)
     if progress.mode == "json":
         progress.event("done", output=os.path.abspath(args.output),
@@ -266,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        args.command(args)
+        with warnings.catch_warnings():  # library warnings: one line each, through the progress channel
+            warnings.showwarning = _warning_printer(args)
+            args.command(args)
         return 0
     except MisrError as exc:
         return _fail(args, str(exc), EXIT_BAD_INPUT)
@@ -279,6 +289,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _fail(args, f"internal error: {exc.__class__.__name__}: {exc} "
                            "(set MISR_DEBUG=1 for a traceback)", 1)
+
+
+def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:
+    def show(message: Warning | str, category: type, *rest: object, **kwargs: object) -> None:
+        text = (str(message).strip().splitlines() or [category.__name__])[0]
+        reporter = getattr(args, "progress_reporter", None)
+        if reporter is not None:
+            reporter.event("warning", message=text)
+        else:
+            print(f"misr: warning: {text}", file=sys.stderr)
+    return show
 
 
 def _fail(args: argparse.Namespace, message: str, status: int) -> int:

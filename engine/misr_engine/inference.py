@@ -11,13 +11,10 @@ import torch
 from . import SCALE
 from .errors import MisrError
 from .preprocess import register
-from .raster_io import Stack
-from .tiling import Blender, make_tiles
+from .raster_io import DEFAULT_MAX_FRAMES, Stack, select_frames  # noqa: F401 (torch-free, re-exported)
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, Blender, make_tiles
 
 ProgressCallback = Callable[[float, str], None]
-DEFAULT_TILE_SIZE = 128
-DEFAULT_OVERLAP = 16
-DEFAULT_MAX_FRAMES = 15
 
 
 @dataclass(frozen=True)
@@ -40,18 +37,6 @@ class Normalisation:
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Normalised frames with cloudy pixels set to 0 (the scene mean)."""
         return np.where(masks, (frames - self.centre) / self.spread, 0.0).astype(np.float32)
-
-
-def select_frames(stack: Stack, max_frames: int) -> tuple[Stack, list[str]]:
-    """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
-    if len(stack.frames) <= max_frames:
-        return stack, []
-    order = np.argsort(-stack.clear_fraction, kind="stable")
-    keep = np.sort(order[:max_frames])
-    dropped = [stack.paths[i] for i in sorted(order[max_frames:])]
-    warning = f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"
-    return (Stack(stack.frames[keep], stack.masks[keep], stack.grid, [stack.paths[i] for i in keep],
-                  stack.nodata, stack.warnings), [warning])
 
 
 def resolve_device(name: str) -> torch.device:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,12 +19,15 @@ from .errors import MisrError
 gdal.UseExceptions()
 
 SUPPORTED_DTYPES = {
-    gdal.GDT_Byte, gdal.GDT_UInt16, gdal.GDT_Int16, gdal.GDT_UInt32, gdal.GDT_Int32,
-    gdal.GDT_Float32, gdal.GDT_Float64,
+    getattr(gdal, name) for name in ("GDT_Byte", "GDT_Int8", "GDT_UInt16", "GDT_Int16", "GDT_UInt32",
+                                     "GDT_Int32", "GDT_UInt64", "GDT_Int64", "GDT_Float32", "GDT_Float64")
+    if hasattr(gdal, name)  # Int8 from GDAL 3.7, 64-bit integers from 3.5
 }
 GEOTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
                    "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
 GEOTRANSFORM_TOLERANCE = 1e-6  # relative to the pixel size
+DEFAULT_MAX_FRAMES = 15
+"""At most this many (the clearest) frames are super-resolved together."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,16 @@ def _same_crs(a: str, b: str) -> bool:
     return bool(sa.IsSame(sb))
 
 
+@contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """Silence GDAL's own stderr messages (warnings about damaged files); errors still raise."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        yield
+    finally:
+        gdal.PopErrorHandler()
+
+
 def open_raster(path: str | os.PathLike) -> gdal.Dataset:
     """Open a raster with GDAL, or raise a one-line MisrError naming the file."""
     path = str(path)
@@ -98,10 +113,13 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
         raise MisrError(f"{path}: file not found")
     if os.path.isdir(path):
         raise MisrError(f"{path}: is a directory, not a raster")
+    if not os.access(path, os.R_OK):
+        raise MisrError(f"{path}: permission denied")
     try:
-        dataset = gdal.Open(path, gdal.GA_ReadOnly)
+        with quiet_gdal():
+            dataset = gdal.Open(path, gdal.GA_ReadOnly)
     except RuntimeError as exc:
-        raise MisrError(f"{path}: not a readable raster ({_first_line(exc)})") from None
+        raise MisrError(f"{path}: not a readable raster ({_gdal_reason(exc, path)})") from None
     if dataset is None or dataset.RasterCount == 0:
         raise MisrError(f"{path}: not a raster")
     return dataset
@@ -112,35 +130,81 @@ def grid_of(dataset: gdal.Dataset) -> Grid:
                 dataset.RasterXSize, dataset.RasterYSize)
 
 
-def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, float | None]:
-    """Read one band as float32 with its grid and nodata value.
+@dataclass
+class BandSource:
+    """One band of an opened raster, checked (band number, data type, georeferencing), not read yet."""
 
-    `band` is 1-based; None means the raster must have exactly one band.
+    path: str
+    dataset: gdal.Dataset
+    band: int
+    grid: Grid
+    nodata: float | None
+
+    def read(self) -> np.ndarray:
+        """The band as float32, or a one-line MisrError if its pixel data cannot be decoded."""
+        try:
+            with quiet_gdal():
+                data = self.dataset.GetRasterBand(self.band).ReadAsArray()
+        except RuntimeError as exc:
+            raise MisrError(f"{self.path}: corrupt or unreadable pixel data "
+                            f"({_gdal_reason(exc, self.path)})") from None
+        except MemoryError:
+            raise MisrError(f"{self.path}: {self.grid.width}x{self.grid.height} pixels "
+                            "do not fit in memory") from None
+        if data is None or data.shape != (self.grid.height, self.grid.width):
+            raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
+        return data.astype(np.float32, copy=False)
+
+
+def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:
+    """Open `path` and check its band (1-based; None: it must have one band) and data type.
+
+    `kind` ("raster", "frame" or "mask") only words the messages: --band applies to frames.
     """
     dataset = open_raster(path)
     count = dataset.RasterCount
     if band is None:
         if count != 1:
+            if kind == "mask":
+                raise MisrError(f"{path}: mask has {count} bands; a mask must have exactly one")
             raise MisrError(f"{path}: has {count} bands; choose one with --band")
         band = 1
     if not 1 <= band <= count:
         raise MisrError(f"{path}: --band {band} is out of range (the raster has {count} band(s))")
-    raster_band = dataset.GetRasterBand(band)
-    if raster_band.DataType not in SUPPORTED_DTYPES:
-        raise MisrError(f"{path}: unsupported data type {gdal.GetDataTypeName(raster_band.DataType)}")
-    try:
-        data = raster_band.ReadAsArray()
+    data_type = dataset.GetRasterBand(band).DataType
+    if data_type not in SUPPORTED_DTYPES:
+        raise MisrError(f"{path}: unsupported data type {gdal.GetDataTypeName(data_type)} "
+                        "(use a real-valued integer or float raster)")
+    if dataset.RasterXSize < 1 or dataset.RasterYSize < 1:
+        raise MisrError(f"{path}: empty raster ({dataset.RasterXSize}x{dataset.RasterYSize})")
+    try:  # GDAL parses the georeferencing lazily: damaged GeoTIFF keys show up here
+        with quiet_gdal():
+            grid = grid_of(dataset)
+            nodata = dataset.GetRasterBand(band).GetNoDataValue()
     except RuntimeError as exc:
-        raise MisrError(f"{path}: corrupt or unreadable pixel data ({_first_line(exc)})") from None
-    if data is None:
-        raise MisrError(f"{path}: corrupt or unreadable pixel data")
-    return data.astype(np.float32, copy=False), grid_of(dataset), raster_band.GetNoDataValue()
+        raise MisrError(f"{path}: corrupt georeferencing ({_gdal_reason(exc, path)})") from None
+    x0, dx, rx, y0, ry, dy = grid.geotransform
+    if not all(np.isfinite(grid.geotransform)) or dx * dy - rx * ry == 0:
+        raise MisrError(f"{path}: corrupt georeferencing (geotransform {grid.geotransform})")
+    return BandSource(str(path), dataset, band, grid, nodata)
+
+
+def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, float | None]:
+    """Read one band as float32 with its grid and nodata value.
+
+    `band` is 1-based; None means the raster must have exactly one band.
+    """
+    source = open_band(path, band)
+    return source.read(), source.grid, source.nodata
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None) -> Stack:
+               band: int | None = None, align: bool = False) -> Stack:
     """Read frames (and optional masks) of one scene, check they share one grid, build masks.
 
+    Every file is opened and checked (bands, data type, grid) before any pixel is read. With
+    `align`, frames and masks off the first frame's grid are warped onto it (frames bilinear,
+    masks nearest; in memory) instead of being refused.
     A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
     nodata value, and it is finite. Fully cloudy frames are dropped with a warning.
     """
@@ -149,26 +213,80 @@ def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     if mask_paths and len(mask_paths) != len(frame_paths):
         raise MisrError(f"{len(mask_paths)} masks given for {len(frame_paths)} frames: "
                         "give one mask per frame, in the same order")
-    frames, masks, reference, nodata = [], [], None, None
-    for index, path in enumerate(frame_paths):
-        data, grid, frame_nodata = read_band(path, band)
-        if reference is None:
-            reference, nodata = grid, frame_nodata
-        elif (why := reference.mismatch(grid)) is not None:
-            raise MisrError(f"{path}: not on the grid of {frame_paths[0]} ({why}); "
-                            "resample it onto one grid first")
-        clear = np.isfinite(data)
-        if frame_nodata is not None:
-            clear &= data != np.float32(frame_nodata)
-        if mask_paths:
-            mask, mask_grid, _ = read_band(mask_paths[index], None)
-            if (why := grid.mismatch(mask_grid)) is not None:
-                raise MisrError(f"{mask_paths[index]}: mask not on the grid of its frame {path} ({why})")
-            clear &= mask != 0
-        frames.append(np.where(clear, data, 0).astype(np.float32))
-        masks.append(clear)
-    stack = Stack(np.stack(frames), np.stack(masks), reference, list(frame_paths), nodata)
+    frames = [open_band(path, band, "frame") for path in frame_paths]
+    masks = [open_band(path, None, "mask") for path in mask_paths or []]
+    reference = frames[0].grid
+    off_grid = [_off_grid(source, reference, frames[0].path, align) for source in frames]
+    off_grid += [_off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
+                 for mask, frame in zip(masks, frames)]
+    data, clear = [], []
+    for index, source in enumerate(frames):
+        if off_grid[index]:
+            values = warp_band(source, reference, "bilinear")
+            valid = np.isfinite(values)  # the frame's nodata and outside its footprint are NaN
+        else:
+            values = source.read()
+            valid = np.isfinite(values)
+            if source.nodata is not None:
+                valid &= values != np.float32(source.nodata)
+        if masks:
+            mask = masks[index]
+            mask_values = warp_band(mask, reference, "near") if off_grid[len(frames) + index] else mask.read()
+            valid &= np.isfinite(mask_values) & (mask_values != 0)
+        data.append(np.where(valid, values, 0).astype(np.float32))
+        clear.append(valid)
+    warnings = []
+    if any(off_grid):
+        warnings.append(f"--align: {sum(off_grid[:len(frames)])} frame(s) and {sum(off_grid[len(frames):])} "
+                        f"mask(s) resampled onto the grid of {frames[0].path}")
+    stack = Stack(np.stack(data), np.stack(clear), reference, list(frame_paths), frames[0].nodata, warnings)
     return drop_cloudy_frames(stack)
+
+
+def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
+              frame: BandSource | None = None) -> bool:
+    """Whether `source` must be warped onto `grid` (only with `align`; otherwise a MisrError)."""
+    why = grid.mismatch(source.grid)
+    if why is None:
+        return False
+    if not align:
+        if frame is not None:
+            raise MisrError(f"{source.path}: mask not on the grid of its frame {frame.path} ({why}); "
+                            "pass --align to resample it")
+        raise MisrError(f"{source.path}: not on the grid of {grid_path} ({why}); "
+                        "pass --align to resample it onto that grid")
+    if bool(grid.crs_wkt) != bool(source.grid.crs_wkt):
+        raise MisrError(f"{source.path}: cannot --align it onto {grid_path}: only one of them has a CRS")
+    return True
+
+
+def warp_band(source: BandSource, grid: Grid, resampling: str) -> np.ndarray:
+    """`source` resampled onto `grid` (float32; NaN = nodata or outside the source), in memory.
+
+    Frames use `resampling` "bilinear" (nodata honoured, NaN outside); masks "near" (their
+    nodata ignored, 0 = not clear outside).
+    """
+    is_mask = resampling == "near"
+    target = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Float32)
+    target.SetGeoTransform(grid.geotransform)
+    if grid.crs_wkt:
+        target.SetProjection(grid.crs_wkt)
+    try:
+        with quiet_gdal():
+            single = gdal.Translate("", source.dataset, format="VRT", bandList=[source.band])
+            nodata = source.nodata
+            options = gdal.WarpOptions(
+                resampleAlg=resampling, srcNodata="None" if is_mask or nodata is None else nodata,
+                dstNodata=None if is_mask else float("nan"),
+                warpOptions=["INIT_DEST=0" if is_mask else "INIT_DEST=NO_DATA"])
+            gdal.Warp(target, single, options=options)
+            data = target.GetRasterBand(1).ReadAsArray()
+    except RuntimeError as exc:
+        raise MisrError(f"{source.path}: cannot resample it onto the first frame's grid "
+                        f"({_gdal_reason(exc, source.path)})") from None
+    except MemoryError:
+        raise MisrError(f"{source.path}: {grid.width}x{grid.height} pixels do not fit in memory") from None
+    return data
 
 
 def drop_cloudy_frames(stack: Stack) -> Stack:
@@ -182,51 +300,180 @@ def drop_cloudy_frames(stack: Stack) -> Stack:
                  [p for p, k in zip(stack.paths, keep) if k], stack.nodata, stack.warnings + warnings)
 
 
+def select_frames(stack: Stack, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[Stack, list[str]]:
+    """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
+    if len(stack.frames) <= max_frames:
+        return stack, []
+    order = np.argsort(-stack.clear_fraction, kind="stable")
+    keep = np.sort(order[:max_frames])
+    dropped = [stack.paths[i] for i in sorted(order[max_frames:])]
+    warning = f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"
+    return (Stack(stack.frames[keep], stack.masks[keep], stack.grid, [stack.paths[i] for i in keep],
+                  stack.nodata, stack.warnings), [warning])
+
+
 def check_output_path(path: str, inputs: Sequence[str], overwrite: bool) -> None:
-    """Refuse an output in a missing directory, equal to an input, or existing without overwrite."""
+    """Refuse an output in a missing or unwritable directory, equal to an input, a directory,
+    or existing without overwrite."""
     target = Path(path).resolve()
     if not target.parent.is_dir():
         raise MisrError(f"{path}: output directory {target.parent} does not exist")
-    if any(target == Path(p).resolve() for p in inputs):
+    if target.is_dir():
+        raise MisrError(f"{path}: is a directory; give an output file name")
+    if any(target == Path(p).resolve() or _same_file(target, p) for p in inputs):
         raise MisrError(f"{path}: output would overwrite an input file")
     if target.exists() and not overwrite:
         raise MisrError(f"{path}: already exists (use --overwrite to replace it)")
+    try:  # the only portable test that the directory is writable: write there
+        handle, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as exc:
+        raise MisrError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+
+
+def _same_file(target: Path, other: str) -> bool:
+    try:
+        return target.exists() and os.path.samefile(target, other)
+    except OSError:
+        return False
+
+
+SIDECARS = (".aux.xml", ".ovr")
+"""GDAL files beside a raster that describe it (statistics, overviews): stale once it is replaced."""
+
+
+@contextmanager
+def atomic_outputs(paths: Sequence[str]) -> Iterator[list[str]]:
+    """Yield temporary paths beside `paths`; move them all onto `paths` only if the block succeeds.
+
+    On failure or interruption no temporary file remains and existing files are untouched.
+    The moves happen together at the end with SIGINT/SIGTERM deferred; if one fails, the
+    outputs already moved are rolled back to the files they replaced.
+    """
+    targets = [Path(p).resolve() for p in paths]
+    temporaries: list[str] = []
+    try:
+        for target in targets:
+            handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial.tif",
+                                                 dir=target.parent)
+            os.close(handle)
+            temporaries.append(temporary)
+        yield list(temporaries)
+        with _signals_deferred():
+            _commit(temporaries, targets)
+    finally:
+        with _signals_deferred():
+            for temporary in temporaries:
+                for leftover in (temporary, temporary + ".aux.xml"):
+                    if os.path.exists(leftover):
+                        os.remove(leftover)
 
 
 @contextmanager
 def atomic_output(path: str) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
-    target = Path(path).resolve()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial.tif",
-                                         dir=target.parent)
-    os.close(handle)
-    try:
+    with atomic_outputs([path]) as (temporary,):
         yield temporary
-        os.replace(temporary, target)
-    finally:
-        for leftover in (temporary, temporary + ".aux.xml"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+
+
+def _commit(temporaries: Sequence[str], targets: Sequence[Path]) -> None:
+    """Move each temporary onto its target, keeping the old targets until all moves succeed."""
+    mode = 0o666 & ~_umask()
+    backups: list[list] = []  # [backup path, target, whether the backup now holds the old target]
+    moved: list[Path] = []
+    current = targets[0] if targets else None
+    try:
+        for temporary, current in zip(temporaries, targets):
+            os.chmod(temporary, mode)  # mkstemp makes files private; outputs get the usual mode
+            if current.exists():
+                handle, backup = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".old",
+                                                  dir=current.parent)
+                os.close(handle)
+                backups.append([backup, current, False])
+                os.replace(current, backup)
+                backups[-1][2] = True
+            os.replace(temporary, current)
+            moved.append(current)
+    except BaseException as exc:
+        for target in moved:
+            os.remove(target)
+        for backup, target, holding in backups:
+            if holding:
+                os.replace(backup, target)
+            else:
+                os.remove(backup)
+        if isinstance(exc, OSError):
+            raise MisrError(f"{current}: cannot replace it ({exc.strerror or exc}); "
+                            "existing files kept") from None
+        raise
+    for backup, _, _ in backups:
+        os.remove(backup)
+    for target in moved:
+        for sidecar in SIDECARS:
+            if os.path.isfile(str(target) + sidecar):
+                os.remove(str(target) + sidecar)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    with ExitStack() as restore:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(number, lambda signum, frame: received.append(signum))
+            restore.callback(signal.signal, number, previous)
+        yield
+    for signum in received[:1]:
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def write_geotiff(path: str, image: np.ndarray, grid: Grid, tags: dict[str, str] | None = None,
-                  description: str = "") -> None:
-    """Write a float32 single-band tiled, compressed GeoTIFF with NaN as nodata."""
-    driver = gdal.GetDriverByName("GTiff")
-    dataset = driver.Create(path, grid.width, grid.height, 1, gdal.GDT_Float32,
-                            options=GEOTIFF_OPTIONS)
-    dataset.SetGeoTransform(grid.geotransform)
-    if grid.crs_wkt:
-        dataset.SetProjection(grid.crs_wkt)
-    if tags:
-        dataset.SetMetadata({k: str(v) for k, v in tags.items()})
-    band = dataset.GetRasterBand(1)
-    band.SetNoDataValue(float("nan"))
-    if description:
-        band.SetDescription(description)
-    band.WriteArray(image.astype(np.float32, copy=False))
-    dataset.FlushCache()
-    dataset = None
+                  description: str = "", label: str | None = None) -> None:
+    """Write a float32 single-band tiled, compressed GeoTIFF with NaN as nodata.
+
+    A failure (disk full...) is a one-line MisrError naming `label` (default: `path`).
+    """
+    try:
+        with quiet_gdal():
+            driver = gdal.GetDriverByName("GTiff")
+            dataset = driver.Create(path, grid.width, grid.height, 1, gdal.GDT_Float32,
+                                    options=GEOTIFF_OPTIONS)
+            dataset.SetGeoTransform(grid.geotransform)
+            if grid.crs_wkt:
+                dataset.SetProjection(grid.crs_wkt)
+            if tags:
+                dataset.SetMetadata({k: str(v) for k, v in tags.items()})
+            band = dataset.GetRasterBand(1)
+            band.SetNoDataValue(float("nan"))
+            if description:
+                band.SetDescription(description)
+            band.WriteArray(image.astype(np.float32, copy=False))
+            dataset.FlushCache()
+            dataset = band = None
+    except (RuntimeError, OSError) as exc:
+        raise MisrError(f"{label or path}: cannot write ({_gdal_reason(exc, path)})") from None
+
+
+def _gdal_reason(exc: BaseException, path: str) -> str:
+    """GDAL's message for `exc` without the file name it repeats (the caller names the file)."""
+    text = _first_line(exc)
+    for noise in (f"`{path}'", f"{path}:", f"{path},"):
+        text = text.replace(noise, "")
+    return text.replace(path, "the file").strip(" :,.") or exc.__class__.__name__
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+DEFAULT_TILE_SIZE = 128
+"""LR pixels per tile side: bounds the memory of one forward pass."""
+DEFAULT_OVERLAP = 16
+"""LR pixels shared by neighbouring tiles, blended with linear ramps."""
+
 
 @dataclass(frozen=True)
 class Tile:

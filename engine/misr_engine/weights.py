@@ -59,16 +59,19 @@ def read_metadata(path: Path) -> dict[str, str]:
         with open(path, "rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size < 100_000_000:
-                raise ValueError("bad header length")
+                raise ValueError("bad header length; not a safetensors file")
             header = json.loads(handle.read(size))
-        return dict(header.get("__metadata__") or {})
+        metadata = (header.get("__metadata__") or {}) if isinstance(header, dict) else None
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise ValueError("malformed safetensors header")
+        return metadata
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MisrError(f"{path}: not a valid weights file ({exc})") from None
+        raise MisrError(f"{path}: not a valid weights file ({str(exc).splitlines()[0]})") from None
 
 
-def load_model(model_name: str, weights: str | Path | None = None,
-               device: torch.device | str = "cpu") -> LoadedModel:
-    """Build `model_name` and load its weights (default: the shipped ones), in eval mode."""
+def check_weights(model_name: str, weights: str | Path | None = None) -> tuple[Path, dict[str, str]]:
+    """The weights file for `model_name` (default: the shipped one) and its metadata, checked
+    cheaply (it exists, has a safetensors header, is for this model) without loading tensors."""
     if model_name not in MODELS:
         raise MisrError(f"unknown model {model_name!r} (available: {', '.join(MODELS)})")
     path = Path(weights) if weights else default_weights(model_name)
@@ -77,6 +80,13 @@ def load_model(model_name: str, weights: str | Path | None = None,
     metadata = read_metadata(path)
     if metadata.get("model") != model_name:
         raise MisrError(f"{path}: weights are for model {metadata.get('model')!r}, not {model_name!r}")
+    return path, metadata
+
+
+def load_model(model_name: str, weights: str | Path | None = None,
+               device: torch.device | str = "cpu") -> LoadedModel:
+    """Build `model_name` and load its weights (default: the shipped ones), in eval mode."""
+    path, metadata = check_weights(model_name, weights)
     try:
         model = build_model(model_name, json.loads(metadata.get("config", "{}")))
         model.load_state_dict(load_file(str(path)))
