@@ -222,7 +222,7 @@ def test_an_output_in_a_missing_directory_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("which", ["output-is-frame", "output-is-mask", "uncertainty-is-frame",
-                                   "output-is-link-to-frame"])
+                                   "output-is-link-to-frame", "output-is-weights"])
 def test_an_output_equal_to_an_input_is_refused_even_with_overwrite(tmp_path, which):
     scene = make_scene(tmp_path)
     before = files_in(tmp_path)
@@ -233,6 +233,11 @@ def test_an_output_equal_to_an_input_is_refused_even_with_overwrite(tmp_path, wh
         output = scene.masks[0]
     elif which == "uncertainty-is-frame":
         extra = ["--uncertainty", scene.frames[0]]
+    elif which == "output-is-weights":
+        output = str(tmp_path / "copy.safetensors")
+        Path(output).write_bytes(WEIGHTS.read_bytes())
+        extra = ["--weights", output]
+        before = files_in(tmp_path)
     else:
         output = str(tmp_path / "link.tif")
         os.symlink(scene.frames[0], output)

@@ -74,7 +74,7 @@ def run_super_resolve(args: argparse.Namespace) -> None:
         raise MisrError(f"--overlap {args.overlap}: must be at least 0")
     if args.max_frames < 1:
         raise MisrError(f"--max-frames {args.max_frames}: must be at least 1")
-    inputs = list(args.frames) + list(args.masks or [])
+    inputs = list(args.frames) + list(args.masks or []) + ([args.weights] if args.weights else [])
     outputs = [args.output] + ([args.uncertainty] if args.uncertainty else [])
     if args.uncertainty and os.path.abspath(args.uncertainty) == os.path.abspath(args.output):
         raise MisrError(f"{args.output}: --output and --uncertainty are the same file")
