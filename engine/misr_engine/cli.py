@@ -46,6 +46,13 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped weights of --model)")
     p.add_argument("--band", type=int, metavar="N", help="1-based band to read from multi-band frames")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the network with PyTorch (default) or ONNX Runtime (exported on first use "
+                        "into ~/.cache/qgis-misr, or give an .onnx file as --weights)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="fp16/bf16: mixed precision (autocast), CUDA with --backend torch only (default: fp32)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="tiles per forward pass (default: 1 on the CPU, 4 on a GPU; halved on out-of-memory)")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, metavar="PX",
                    help=f"LR tile size in pixels; bounds memory (default: {DEFAULT_TILE_SIZE})")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
@@ -63,7 +70,7 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
 
 def run_super_resolve(args: argparse.Namespace) -> None:
     from .progress import Progress
-    from .raster_io import atomic_outputs, check_output_path, read_stack, select_frames, write_geotiff
+    from .raster_io import atomic_outputs, check_output_path, read_stack, select_frames
 
     progress = Progress(args.progress)
     args.progress_reporter = progress
@@ -74,6 +81,8 @@ def run_super_resolve(args: argparse.Namespace) -> None:
         raise MisrError(f"--overlap {args.overlap}: must be at least 0")
     if args.max_frames < 1:
         raise MisrError(f"--max-frames {args.max_frames}: must be at least 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise MisrError(f"--batch-size {args.batch_size}: must be at least 1")
     inputs = list(args.frames) + list(args.masks or []) + ([args.weights] if args.weights else [])
     outputs = [args.output] + ([args.uncertainty] if args.uncertainty else [])
     if args.uncertainty and os.path.abspath(args.uncertainty) == os.path.abspath(args.output):
@@ -84,29 +93,34 @@ def run_super_resolve(args: argparse.Namespace) -> None:
     stack, selection_warnings = select_frames(stack, args.max_frames)
     import torch  # slow to import: only once the inputs are known to be good
 
-    from .inference import resolve_device, super_resolve
-    from .weights import load_model
-    device = resolve_device(args.device)
-    loaded = load_model(args.model, args.weights, device)
+    from .backends import open_engine
+    from .geotiff_writer import write_strips
+    from .inference import super_resolve_strips
+    engine = open_engine(args.backend, args.model, args.weights, args.device, args.precision)
+    device = engine.device
     for warning in stack.warnings + selection_warnings:
         progress.event("warning", message=warning)
-    progress.event("start", frames=len(stack.frames), device=str(device), model=loaded.name,
-                   width=stack.grid.width, height=stack.grid.height)
-    sr, scale = super_resolve(stack, loaded.model, device, args.tile_size, args.overlap, progress.update)
-    progress.close()
-    tags = {"MISR_MODEL": loaded.name, "MISR_WEIGHTS": loaded.path.name,
-            "MISR_WEIGHTS_SHA256": loaded.sha256, "MISR_FRAMES": len(stack.frames),
+    progress.event("start", frames=len(stack.frames), device=device, model=engine.model,
+                   width=stack.grid.width, height=stack.grid.height, backend=engine.backend,
+                   provider=engine.provider, precision=engine.precision)
+    tags = {"MISR_MODEL": engine.model, "MISR_WEIGHTS": engine.weights.name,
+            "MISR_WEIGHTS_SHA256": engine.weights_sha256, "MISR_FRAMES": len(stack.frames),
             "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in stack.paths]),
-            "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": str(device),
-            "MISR_TORCH_VERSION": torch.__version__}
-    grid = stack.grid.refined(SCALE)
+            "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": device,
+            "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
+            "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
+            **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
+    products = [("super-resolved", "super-resolved x3"),
+                ("uncertainty (Laplace scale, input units)", "uncertainty: Laplace scale")]
+    strips = super_resolve_strips(stack, engine.runner, None, args.tile_size, args.overlap, progress.update,
+                                  batch_size=args.batch_size,
+                                  on_warning=lambda message: progress.event("warning", message=message))
     with atomic_outputs(outputs) as temporaries:  # both files appear together, or neither
-        write_geotiff(temporaries[0], sr, grid, {**tags, "MISR_PRODUCT": "super-resolved"},
-                      "super-resolved x3", label=args.output)
-        if args.uncertainty:
-            write_geotiff(temporaries[1], scale, grid,
-                          {**tags, "MISR_PRODUCT": "uncertainty (Laplace scale, input units)"},
-                          "uncertainty: Laplace scale", label=args.uncertainty)
+        # row strips are written as the tiles finish them: the outputs are never held whole
+        write_strips(strips, temporaries, stack.grid.refined(SCALE),
+                     [{**tags, "MISR_PRODUCT": product} for product, _ in products],
+                     [description for _, description in products], labels=outputs)
+    progress.close()
     seconds = round(time.perf_counter() - started, 2)
     if progress.mode == "json":
         progress.event("done", output=os.path.abspath(args.output),
@@ -257,7 +271,91 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"wrote {weights}", file=sys.stderr)
 
 
-SUBCOMMANDS = [add_super_resolve, add_make_dataset, add_train, add_evaluate, add_devices, add_models]
+def add_export_onnx(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export-onnx", help="export a network with its weights to an ONNX model",
+        description="Write an ONNX model (opset 17) with dynamic batch, frame-count and spatial axes: "
+                    "inputs frames and masks (B,T,H,W) float32 (frames normalised by the scene mean "
+                    "and standard deviation, cloudy pixels 0; masks 1 = clear), outputs mean and "
+                    "log_scale (B,1,3H,3W). Model name, config, weights SHA-256, engine version and "
+                    "scale are in its metadata_props. Run it with `misr super-resolve --backend onnx "
+                    "--weights FILE.onnx`.")
+    p.add_argument("--model", default="piunet", help="network to export (default: piunet)")
+    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped weights of --model)")
+    p.add_argument("--output", "-o", required=True, metavar="FILE", help="ONNX file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(command=run_export_onnx)
+
+
+def run_export_onnx(args: argparse.Namespace) -> None:
+    from .backends import export_onnx
+    from .raster_io import check_output_path
+
+    check_output_path(args.output, [args.weights] if args.weights else [], args.overwrite)
+    metadata = export_onnx(args.model, args.weights, args.output)
+    print(f"wrote {args.output} ({metadata['model']}, weights sha256 {metadata['weights_sha256'][:12]})",
+          file=sys.stderr)
+
+
+def add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from .bench import DEFAULTS, QUICK
+    p = subparsers.add_parser(
+        "bench", help="measure speed and peak memory of every available backend on this machine",
+        description="For each model and available backend (torch CPU/CUDA, ONNX Runtime CPU/CUDA): "
+                    "milliseconds per SxS LR scene of T frames (median after warm-up), and the real "
+                    "tiled super-resolution of synthetic rasters of growing size (seconds, output "
+                    "megapixels per second, peak memory, scaling). Each measurement runs in its own "
+                    "process. Options left out take the --quick values with --quick, else the defaults.")
+    p.add_argument("--model", nargs="+", metavar="NAME", help="models (default: every model with shipped weights)")
+    p.add_argument("--weights", metavar="FILE", help="weights file (one --model only)")
+    p.add_argument("--backends", default="torch,onnx", help="comma-separated: torch, onnx (default: both)")
+    p.add_argument("--devices", default="cpu,cuda", help="comma-separated: cpu, cuda (default: both, where present)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes and few repeats: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
+    p.add_argument("--scene-size", type=int, metavar="PX", help=f"LR scene side (default: {DEFAULTS['scene_size']})")
+    p.add_argument("--frames", type=int, metavar="T", help=f"frames per scene (default: {DEFAULTS['frames']})")
+    p.add_argument("--sizes", metavar="PX,PX", help="LR raster sides for super_resolve (default: "
+                                                    + ",".join(map(str, DEFAULTS["sizes"])) + ")")
+    p.add_argument("--tile-size", type=int, metavar="PX", help=f"tile size (default: {DEFAULTS['tile_size']})")
+    p.add_argument("--overlap", type=int, metavar="PX", help=f"tile overlap (default: {DEFAULTS['overlap']})")
+    p.add_argument("--batch-size", type=int, metavar="N", help="tiles per forward pass (default: per device)")
+    p.add_argument("--repeats", type=int, metavar="N", help=f"timed scene runs (default: {DEFAULTS['repeats']})")
+    p.add_argument("--warmup", type=int, metavar="N", help=f"untimed scene runs first (default: {DEFAULTS['warmup']})")
+    p.add_argument("--threads", type=int, metavar="N", help="torch / ONNX Runtime threads (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(command=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from .bench import DEFAULTS, QUICK, format_report, run_bench as bench
+    from .weights import default_weights
+
+    settings = {**DEFAULTS, **(QUICK if args.quick else {})}
+    for key in ("scene_size", "frames", "tile_size", "overlap", "repeats", "warmup"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.sizes:
+        try:
+            settings["sizes"] = sorted(int(size) for size in args.sizes.split(","))
+        except ValueError:
+            raise MisrError(f"--sizes {args.sizes}: give LR sides in pixels, e.g. 128,384") from None
+    settings.update(batch_size=args.batch_size, threads=args.threads, quick=args.quick)
+    for key in ("scene_size", "frames", "tile_size", "repeats"):
+        if settings[key] < 1:
+            raise MisrError(f"--{key.replace('_', '-')} {settings[key]}: must be at least 1")
+    if min(settings["sizes"]) < 1 or settings["warmup"] < 0 or settings["overlap"] < 0:
+        raise MisrError("--sizes, --warmup and --overlap must not be negative")
+    from .models import MODELS
+    models = args.model or [name for name in MODELS if default_weights(name).is_file()]
+    if args.weights and len(models) != 1:
+        raise MisrError("--weights: give exactly one --model with it")
+    report = bench(models, args.weights, args.backends.split(","), args.devices.split(","), settings,
+                   log=None if args.json else (lambda line: print(line, file=sys.stderr, flush=True)))
+    print(json.dumps(report) if args.json else format_report(report))
+
+
+SUBCOMMANDS = [add_super_resolve, add_make_dataset, add_train, add_evaluate, add_devices, add_models,
+               add_export_onnx, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from . import SCALE
+from .backends import Runner, TileOutOfMemory, TorchRunner
 from .errors import MisrError
 from .preprocess import register
 from .raster_io import DEFAULT_MAX_FRAMES, Stack, select_frames  # noqa: F401 (torch-free, re-exported)
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, Blender, make_tiles
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, make_tiles
 
 ProgressCallback = Callable[[float, str], None]
+MIN_TILE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -51,30 +54,120 @@ def resolve_device(name: str) -> torch.device:
         raise MisrError(f"--device {name}: not a device name (use auto, cpu or cuda)") from None
 
 
-@torch.inference_mode()
-def super_resolve(stack: Stack, model: torch.nn.Module, device: torch.device,
+@dataclass
+class Strip:
+    """Finished SR rows `row0` to `row0 + len(sr)` (full width), in input units, NaN where no frame is clear."""
+
+    row0: int
+    sr: np.ndarray
+    scale: np.ndarray
+
+
+def super_resolve(stack: Stack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                   tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
-                  progress: ProgressCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear."""
+                  progress: ProgressCallback | None = None, *, precision: str = "fp32",
+                  batch_size: int | None = None,
+                  on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
+
+    `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`.
+    """
+    height, width = stack.frames.shape[1] * SCALE, stack.frames.shape[2] * SCALE
+    sr, scale = np.empty((height, width), np.float32), np.empty((height, width), np.float32)
+    for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress,
+                                      precision=precision, batch_size=batch_size, on_warning=on_warning):
+        sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
+        scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
+    return sr, scale
+
+
+def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: torch.device | None = None,
+                         tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
+                         progress: ProgressCallback | None = None, *, precision: str = "fp32",
+                         batch_size: int | None = None,
+                         on_warning: Callable[[str], None] | None = None) -> Iterator[Strip]:
+    """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
+
+    Only about one tile row of output is held, so the output side of the memory does not grow
+    with the raster's height (the registered stack itself is held in memory). Tiles of one row
+    run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch is
+    halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning` hears
+    about it.
+    """
+    runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
+              if isinstance(model, torch.nn.Module) else model)
     registered, clear, _ = register(stack.frames, stack.masks)
     norm = Normalisation.of(registered, clear)
-    frames = norm.apply(registered, clear)
-    masks = clear.astype(np.float32)
-    _, height, width = frames.shape
+    _, height, width = registered.shape
     tiles = make_tiles(height, width, tile_size, overlap)
-    blender = Blender((height * SCALE, width * SCALE), channels=2, scale=SCALE, ramp=overlap // 2)
-    for index, tile in enumerate(tiles):
-        rows, cols = tile.lr_slice()
-        x = torch.from_numpy(np.ascontiguousarray(frames[:, rows, cols]))[None].to(device)
-        m = torch.from_numpy(np.ascontiguousarray(masks[:, rows, cols]))[None].to(device)
-        mean, log_scale = model(x, m)
-        blender.add(tile, torch.cat([mean, log_scale], dim=1)[0].float().cpu().numpy())
-        if progress:
-            progress((index + 1) / len(tiles), f"tile {index + 1}/{len(tiles)}")
-    mean, log_scale = blender.result()
-    sr = mean * norm.spread + norm.centre
-    scale = np.exp(log_scale) * norm.spread
-    no_data = np.repeat(np.repeat(~clear.any(axis=0), SCALE, axis=0), SCALE, axis=1)
-    sr[no_data] = np.nan
-    scale[no_data] = np.nan
-    return sr.astype(np.float32), scale.astype(np.float32)
+    tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
+    batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
+    blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
+    no_data = ~clear.any(axis=0)
+    done = 0
+    for row_index, row in enumerate(tile_rows):
+        start = 0
+        while start < len(row):
+            batch = row[start:start + batches.batch_size]
+            frames = np.stack([norm.apply(registered[(slice(None), *t.lr_slice())],
+                                          clear[(slice(None), *t.lr_slice())]) for t in batch])
+            masks = np.stack([clear[(slice(None), *t.lr_slice())] for t in batch]).astype(np.float32)
+            for tile, output in zip(batch, batches.run(frames, masks)):
+                blender.add(tile, output)
+            start += len(batch)
+            done += len(batch)
+            if progress:
+                progress(done / len(tiles), f"tile {done}/{len(tiles)}")
+        until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
+        mean, log_scale = blender.take(until * SCALE)
+        row0 = blender.row0 - len(mean)
+        invalid = np.repeat(np.repeat(no_data[row0 // SCALE:until], SCALE, axis=0), SCALE, axis=1)
+        sr = (mean * norm.spread + norm.centre).astype(np.float32)
+        scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+        sr[invalid] = np.nan
+        scale[invalid] = np.nan
+        yield Strip(row0, sr, scale)
+
+
+class _TileBatches:
+    """Runs batches of equal tiles; out of memory, halves the batch, then the tile size."""
+
+    def __init__(self, runner: Runner, batch_size: int, overlap: int,
+                 on_warning: Callable[[str], None] | None):
+        self.runner, self.batch_size, self.overlap = runner, max(1, batch_size), overlap
+        self.sub_tile: int | None = None  # once a tile size ran out of memory: the size that fits
+        self.warn = on_warning or (lambda message: warnings.warn(message, RuntimeWarning, stacklevel=3))
+
+    def run(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(B, T, h, w) normalised frames and masks -> (B, 2, 3h, 3w) mean and log-scale."""
+        if len(frames) > self.batch_size:
+            return np.concatenate([self.run(frames[i:i + self.batch_size], masks[i:i + self.batch_size])
+                                   for i in range(0, len(frames), self.batch_size)])
+        size = max(frames.shape[-2:])
+        if self.sub_tile is not None and size > self.sub_tile:
+            return np.stack([self._run_sub_tiled(f, m) for f, m in zip(frames, masks)])
+        try:
+            return self.runner(np.ascontiguousarray(frames), np.ascontiguousarray(masks))
+        except TileOutOfMemory as exc:
+            if len(frames) > 1:
+                self.batch_size = len(frames) // 2
+                self.warn(f"out of memory with {len(frames)} tiles per pass ({exc}): "
+                          f"retrying with {self.batch_size}")
+                return self.run(frames, masks)
+            if size // 2 < MIN_TILE_SIZE:
+                raise MisrError(f"out of memory even with {size}-pixel tiles, one at a time ({exc}); "
+                                "use fewer --max-frames or the CPU") from None
+            self.sub_tile = size // 2
+            self.warn(f"out of memory with {size}-pixel tiles ({exc}): retrying with {self.sub_tile}-pixel tiles")
+            return self.run(frames, masks)
+
+    def _run_sub_tiled(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """One tile (T, h, w) run as blended sub-tiles of `sub_tile` pixels: (2, 3h, 3w)."""
+        _, height, width = frames.shape
+        blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=self.overlap // 2)
+        tiles = make_tiles(height, width, self.sub_tile, self.overlap)
+        outputs = self.run(np.stack([frames[(slice(None), *t.lr_slice())] for t in tiles]),
+                           np.stack([masks[(slice(None), *t.lr_slice())] for t in tiles]))
+        for tile, output in zip(tiles, outputs):
+            blender.add(tile, output)
+        return blender.take(height * SCALE)

@@ -56,20 +56,38 @@ def blend_window(height: int, width: int, ramp: int) -> np.ndarray:
     return np.outer(profile(height), profile(width)).astype(np.float32)
 
 
-class Blender:
-    """Accumulates weighted tile outputs into full-size images and normalises at the end."""
+class StripBlender:
+    """Accumulates weighted tile outputs and normalises them, holding only the SR rows that a later
+    tile can still touch: give it the tiles in `make_tiles` order (row by row) and `take` each
+    finished strip of rows (or everything at the end).
 
-    def __init__(self, shape: tuple[int, int], channels: int, scale: int, ramp: int):
-        self.scale, self.ramp = scale, ramp
-        self.sums = np.zeros((channels, *shape), np.float32)
-        self.weights = np.zeros(shape, np.float32)
+    Memory: (channels + 1) x (about one tile height x scale) x (width x scale) float32.
+    """
+
+    def __init__(self, width: int, channels: int, scale: int, ramp: int):
+        self.scale, self.ramp, self.width = scale, ramp, width
+        self.row0 = 0  # first SR row still held
+        self.sums = np.zeros((channels, 0, width), np.float32)
+        self.weights = np.zeros((0, width), np.float32)
 
     def add(self, tile: Tile, output: np.ndarray) -> None:
         """Add a (channels, h*scale, w*scale) output for `tile`."""
         rows, cols = tile.sr_slice(self.scale)
+        top, bottom = rows.start - self.row0, rows.stop - self.row0
+        if top < 0:
+            raise ValueError(f"tile at LR row {tile.y0} reaches above the rows already taken")
+        if bottom > len(self.weights):
+            grow = bottom - len(self.weights)
+            self.sums = np.concatenate([self.sums, np.zeros((len(self.sums), grow, self.width), np.float32)], 1)
+            self.weights = np.concatenate([self.weights, np.zeros((grow, self.width), np.float32)])
         window = blend_window(output.shape[-2], output.shape[-1], self.ramp * self.scale)
-        self.sums[:, rows, cols] += output * window
-        self.weights[rows, cols] += window
+        self.sums[:, top:bottom, cols] += output * window
+        self.weights[top:bottom, cols] += window
 
-    def result(self) -> np.ndarray:
-        return self.sums / np.maximum(self.weights, 1e-12)
+    def take(self, until: int) -> np.ndarray:
+        """The blended SR rows from the first row still held to `until` (exclusive), released."""
+        count = until - self.row0
+        strip = self.sums[:, :count] / np.maximum(self.weights[:count], 1e-12)
+        self.sums, self.weights = self.sums[:, count:].copy(), self.weights[count:].copy()
+        self.row0 = until
+        return strip
