@@ -272,40 +272,41 @@ def test_output_checks_come_before_reading_the_frames(tmp_path):
     assert (tmp_path / "sr.tif").read_bytes() == b"precious"
 
 
-def weights_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """Bad weights files and the words their error must contain."""
-    import torch
-    from safetensors.torch import save_file
+WEIGHTS_PROBLEMS = {"truncated": "weights do not fit", "bit-flipped-header": "not a valid weights file",
+                    "garbage": "not a valid weights file", "json-list-header": "not a valid weights file",
+                    "another-model": "for model 'srcnn', not 'piunet'",
+                    "wrong-tensors": "weights do not fit model 'piunet'", "missing": "weights file not found"}
 
+
+def bad_weights(folder: Path, problem: str) -> Path:
+    """A weights file with `problem` (a key of WEIGHTS_PROBLEMS)."""
+    path = folder / f"{problem}.safetensors"
     shipped = WEIGHTS.read_bytes()
-    header_size = int.from_bytes(shipped[:8], "little")
-    variants = {}
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(shipped[:len(shipped) // 2])
-    variants["truncated"] = (truncated, "weights do not fit")
-    flipped = bytearray(shipped)
-    flipped[8 + header_size // 2] ^= 0x55  # inside the JSON header
-    (tmp_path / "flipped.safetensors").write_bytes(bytes(flipped))
-    variants["bit-flipped header"] = (tmp_path / "flipped.safetensors", "not a valid weights file")
-    (tmp_path / "garbage.safetensors").write_bytes(np.random.default_rng(0).bytes(5000))
-    variants["garbage"] = (tmp_path / "garbage.safetensors", "not a valid weights file")
-    header = b"[1, 2, 3]"
-    (tmp_path / "list.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
-    variants["JSON list header"] = (tmp_path / "list.safetensors", "not a valid weights file")
-    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"model": "srcnn"})
-    variants["another model"] = (tmp_path / "other.safetensors", "for model 'srcnn', not 'piunet'")
-    save_file({"x": torch.zeros(2)}, str(tmp_path / "shapes.safetensors"), metadata={"model": "piunet"})
-    variants["wrong tensors"] = (tmp_path / "shapes.safetensors", "weights do not fit model 'piunet'")
-    variants["missing"] = (tmp_path / "missing.safetensors", "weights file not found")
-    return variants
+    if problem == "truncated":
+        path.write_bytes(shipped[:len(shipped) // 2])
+    elif problem == "bit-flipped-header":
+        flipped = bytearray(shipped)
+        flipped[8 + int.from_bytes(shipped[:8], "little") // 2] ^= 0x55  # inside the JSON header
+        path.write_bytes(bytes(flipped))
+    elif problem == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif problem == "json-list-header":
+        path.write_bytes(len(b"[1, 2, 3]").to_bytes(8, "little") + b"[1, 2, 3]")
+    elif problem in ("another-model", "wrong-tensors"):
+        import torch
+        from safetensors.torch import save_file
+        model = "srcnn" if problem == "another-model" else "piunet"
+        save_file({"x": torch.zeros(2)}, str(path), metadata={"model": model})
+    return path
 
 
-def test_bad_weights_are_one_line_errors_before_inference(tmp_path):
+@pytest.mark.parametrize("problem", WEIGHTS_PROBLEMS)
+def test_bad_weights_are_one_line_errors_before_inference(tmp_path, problem):
     scene = make_scene(tmp_path)
-    for name, (path, words) in weights_variants(tmp_path).items():
-        result = super_resolve(scene, tmp_path / "sr.tif", "--weights", str(path))
-        assert_clean_error(result.returncode, result.stdout, result.stderr, path.name, words)
-        assert not (tmp_path / "sr.tif").exists(), name
+    weights = bad_weights(tmp_path, problem)
+    result = super_resolve(scene, tmp_path / "sr.tif", "--weights", str(weights))
+    assert_clean_error(result.returncode, result.stdout, result.stderr, weights.name, WEIGHTS_PROBLEMS[problem])
+    assert not (tmp_path / "sr.tif").exists()
 
 
 class _Payload:
