@@ -85,11 +85,13 @@ class TorchRunner:
                             else contextlib.nullcontext())
                 with autocast:
                     mean, log_scale = self.model(x, m)
-                return torch.cat([mean, log_scale], dim=1).float().cpu().numpy()
+                return torch.cat([mean.float(), log_scale.float()], dim=1).cpu().numpy()
         except self._oom as exc:
-            if cuda:
-                torch.cuda.empty_cache()
-            raise TileOutOfMemory(str(exc).splitlines()[0] if str(exc) else "out of memory") from None
+            message = (str(exc).strip().splitlines() or ["out of memory"])[0]
+        # outside the except block: the failed pass's tensors are released before emptying the cache
+        if cuda:
+            torch.cuda.empty_cache()
+        raise TileOutOfMemory(message)
 
 
 class OnnxRunner:
