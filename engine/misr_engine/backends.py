@@ -118,6 +118,9 @@ class OnnxRunner:
             import torch
             threads = torch.get_num_threads()
         options.intra_op_num_threads = max(1, threads)
+        # memory patterns pre-plan one shape; our shapes vary (T, edge tiles) and, measured on a
+        # 128x128xT9 scene, the CPU peak drops from about 1100 to 620 MB without them, same speed
+        options.enable_mem_pattern = False
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
