@@ -29,12 +29,16 @@ class Normalisation:
 
     @classmethod
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> "Normalisation":
-        """Mean and standard deviation of all clear pixels (spread never zero)."""
-        clear = frames[masks]
-        if clear.size == 0:
+        """Mean and standard deviation of all clear pixels (spread never zero).
+
+        Accumulated frame by frame in float64: no copy of the whole stack's clear pixels.
+        """
+        count = int(masks.sum())
+        if count == 0:
             return cls(0.0, 1.0)
-        centre = float(clear.mean())
-        spread = float(clear.std())
+        centre = sum(float(f[m].sum(dtype=np.float64)) for f, m in zip(frames, masks)) / count
+        spread = (sum(float(np.square(f[m] - centre, dtype=np.float64).sum()) for f, m in zip(frames, masks))
+                  / count) ** 0.5
         return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
