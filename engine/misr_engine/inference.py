@@ -17,6 +17,7 @@ from .raster_io import DEFAULT_MAX_FRAMES, Stack, select_frames  # noqa: F401 (t
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, make_tiles
 
 ProgressCallback = Callable[[float, str], None]
+EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
 MIN_TILE_SIZE = 16
 
 
@@ -107,7 +108,7 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
-    no_data = ~clear.any(axis=0)
+    no_data = ~stack.masks.any(axis=0)  # nodata where no frame saw the pixel (before registration)
     done = 0
     for row_index, row in enumerate(tile_rows):
         start = 0
@@ -133,6 +134,21 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
         yield Strip(row0, sr, scale)
 
 
+def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Run tiles mirrored by EDGE_CONTEXT LR pixels on every side and crop the result.
+
+    The network is trained with a loss that ignores the outer 3 HR pixels, so its outputs there
+    are unconstrained; mirrored context moves them outside the kept area.
+    """
+    pad = EDGE_CONTEXT
+    mode = "reflect" if min(frames.shape[-2:]) > pad else "edge"
+    widths = ((0, 0), (0, 0), (pad, pad), (pad, pad))
+    output = runner(np.ascontiguousarray(np.pad(frames, widths, mode=mode)),
+                    np.ascontiguousarray(np.pad(masks, widths, mode=mode)))
+    crop = pad * SCALE
+    return output[..., crop:output.shape[-2] - crop, crop:output.shape[-1] - crop]
+
+
 class _TileBatches:
     """Runs batches of equal tiles; out of memory, halves the batch, then the tile size."""
 
@@ -151,7 +167,7 @@ class _TileBatches:
         if self.sub_tile is not None and size > self.sub_tile:
             return np.stack([self._run_sub_tiled(f, m) for f, m in zip(frames, masks)])
         try:
-            return self.runner(np.ascontiguousarray(frames), np.ascontiguousarray(masks))
+            return _run_with_context(self.runner, frames, masks)
         except TileOutOfMemory as exc:
             if len(frames) > 1:
                 self.batch_size = len(frames) // 2

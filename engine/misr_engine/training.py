@@ -23,6 +23,7 @@ from .dataset import load_samples
 from .losses import LOSSES, compensated_loss
 from .metrics import cpsnr
 from .models import build_model
+from .report import plot_training_curves
 from .weights import save_weights
 
 CHECKPOINT = "checkpoint.pt"
@@ -156,6 +157,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 running = []
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                             "step": step}, out / CHECKPOINT)
+    plot_training_curves(out / "log.csv", out / "curves.png")
     weights = out / f"{config.model}.safetensors"
     save_weights(model, weights, {"training": asdict(config), "device": str(device),
                                   "torch": torch.__version__})
