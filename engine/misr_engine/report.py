@@ -50,7 +50,7 @@ def plot_sparsification(path: Path, uncertainty: UncertaintyScores) -> float:
     axis.plot(FRACTIONS, oracle, "--", label="oracle (true error)")
     axis.axhline(uncertainty.abs_error.mean(), color="grey", linestyle=":", label="random removal")
     axis.set_xlabel("fraction of pixels removed (most uncertain first)")
-    axis.set_ylabel("mean |error| of remaining pixels (reflectance)")
+    axis.set_ylabel("mean |error| of remaining pixels (input units)")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -164,7 +164,8 @@ most / least textured third of the pixels (HR gradient). LR fidelity: the SR re-
 
 * Spearman correlation of the predicted scale with |error|: {uncertainty.spearman_pooled:.3f}
   pooled over all pixels, {np.mean(uncertainty.spearman_per_scene):.3f} per scene on average.
-* AUSE (area between the sparsification curve and the oracle, reflectance): {area:.6f}.
+* AUSE (area between the sparsification curve and the oracle, in input units, here digital
+  numbers): {area:.3f}.
 * Calibration of the Laplace scale (nominal -> observed coverage): {calibration}.
 
 ![sparsification](sparsification.png) ![calibration](calibration.png)

@@ -108,6 +108,12 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainC
     return {"val_cpsnr": float(np.mean(scores))}
 
 
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is exact)."""
+    low = config.learning_rate / 20
+    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+
+
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path."""
     out = Path(config.out_dir)
@@ -120,15 +126,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     train_data, val_data = load_samples(config.train_data), load_samples(config.val_data)
     model = build_model(config.model, config.model_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, config.steps, eta_min=config.learning_rate / 20)
     step, history = 0, []
     if (out / CHECKPOINT).exists():
         state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
-        for _ in range(step):  # the schedule follows config.steps, which may have changed
-            scheduler.step()
         log(f"resumed at step {step}")
     rng = np.random.default_rng(config.seed + step)
     model.train()
@@ -140,11 +143,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
             mean, log_scale = model(frames, masks)
             loss_name = "l1" if step < config.l1_warmup_steps else config.loss
             loss = compensated_loss(LOSSES[loss_name], mean, log_scale, hr, hr_mask)
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate_at(step, config)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimiser.step()
-            scheduler.step()
             step += 1
             running.append(loss.item())
             if step % config.val_every == 0 or step == config.steps:
