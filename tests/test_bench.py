@@ -17,7 +17,7 @@ from misr_engine import SCALE
 from misr_engine.backends import check_precision
 from misr_engine.errors import MisrError
 from misr_engine.geotiff_writer import StripWriter
-from misr_engine.inference import super_resolve, super_resolve_strips
+from misr_engine.inference import EDGE_CONTEXT, super_resolve, super_resolve_strips
 from misr_engine.raster_io import Grid, Stack
 
 
@@ -89,7 +89,8 @@ def test_out_of_memory_halves_the_batch_then_the_tile_size(monkeypatch):
     monkeypatch.setattr("misr_engine.inference.register", lambda f, m: (f, m, None))  # pointwise check
     stack = synthetic_stack()
     reference, _ = super_resolve(stack, PixelMean(), torch.device("cpu"), tile_size=40, overlap=8)
-    model, warnings = PixelMean(max_side=20, max_batch=1), []
+    fits = 20 + 2 * EDGE_CONTEXT  # 20-pixel tiles with their mirrored context fit, 40-pixel ones do not
+    model, warnings = PixelMean(max_side=fits, max_batch=1), []
     sr, scale = super_resolve(stack, model, torch.device("cpu"), tile_size=40, overlap=8, batch_size=2,
                               on_warning=warnings.append)
     np.testing.assert_allclose(sr, reference, rtol=1e-5)
@@ -97,7 +98,7 @@ def test_out_of_memory_halves_the_batch_then_the_tile_size(monkeypatch):
     assert np.allclose(finite, finite[0])  # exp(0) x the scene spread everywhere
     assert "retrying with 1" in warnings[0] and "retrying with 20-pixel tiles" in warnings[1]
     assert len(warnings) == 2  # remembered: later tiles go straight to the size that fits
-    assert max(max(shape[-2:]) for shape in model.calls[-4:]) <= 20
+    assert max(max(shape[-2:]) for shape in model.calls[-4:]) <= fits
 
 
 def test_out_of_memory_at_the_smallest_tile_is_a_one_line_error():

@@ -34,6 +34,8 @@ DEFAULTS = {"scene_size": 128, "frames": 9, "sizes": [128, 384], "tile_size": 64
             "repeats": 5, "warmup": 2}
 QUICK = {"scene_size": 48, "sizes": [48, 144], "tile_size": 48, "repeats": 2, "warmup": 1}
 CASE_TIMEOUT_S = 3600
+SHARED_CPU_BUSY = 0.15
+"""Above this fraction of the CPUs busy with other work just before or after: figures are flagged."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +54,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over the next `seconds` (from /proc/stat), or None off Linux.
+
+    Sampled while the bench itself is idle, it tells whether other work shares the CPU.
+    """
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, threads, load and GPUs: what a reader needs to compare figures."""
     import torch
@@ -60,6 +81,7 @@ def machine_info() -> dict[str, Any]:
                             "torch": torch.__version__, "gpus": []}
     if hasattr(os, "getloadavg"):
         info["load_average"] = round(os.getloadavg()[0], 2)
+    info["cpu_busy_before"] = cpu_busy()
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
@@ -241,6 +263,9 @@ def run_bench(models: list[str], weights: str | None, backends: list[str], devic
         report["models"].append(entry)
     if hasattr(os, "getloadavg"):
         machine["load_average_end"] = round(os.getloadavg()[0], 2)
+    machine["cpu_busy_after"] = cpu_busy()
+    busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
+    machine["cpu_shared"] = bool(busy) and max(busy) > SHARED_CPU_BUSY
     return report
 
 
@@ -262,11 +287,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"machine: {machine['cpu']}, {machine['cpu_count']} logical CPUs, torch {machine['torch']} "
              f"with {machine['torch_threads']} threads"
              + (f", onnxruntime {machine['onnxruntime']}" if machine.get("onnxruntime") else "")]
-    if "load_average" in machine:
-        lines.append(f"load average (1 min): {machine['load_average']} at start, "
-                     f"{machine.get('load_average_end', '?')} at end"
-                     + ("  <- the CPU was shared with other work: figures are pessimistic"
-                        if max(machine["load_average"], machine.get("load_average_end", 0)) > 0.5 else ""))
+    if machine.get("cpu_busy_before") is not None:
+        lines.append(f"other work on the CPU: {100 * machine['cpu_busy_before']:.0f}% busy just before, "
+                     f"{100 * (machine.get('cpu_busy_after') or 0):.0f}% just after the bench"
+                     + (f" (load average {machine['load_average']} -> {machine.get('load_average_end')})"
+                        if "load_average" in machine else "")
+                     + ("  <- the CPU was shared: figures are pessimistic" if machine.get("cpu_shared") else ""))
     lines.append("GPU: " + (", ".join(f"{g['name']} ({g['memory_mb']} MB)" for g in machine["gpus"]) or "none"))
     for entry in report["models"]:
         config = ", ".join(f"{k} {v}" for k, v in entry["config"].items())
