@@ -19,7 +19,7 @@ from misr_engine import SCALE, __version__  # noqa: E402
 from misr_engine.backends import OnnxRunner, cached_onnx, export_onnx, onnx_metadata, open_engine  # noqa: E402
 from misr_engine.inference import super_resolve  # noqa: E402
 from misr_engine.models.piunet import PIUnet, PIUnetConfig  # noqa: E402
-from misr_engine.weights import default_weights, file_sha256  # noqa: E402
+from misr_engine.weights import default_weights, file_sha256, save_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,10 @@ def test_one_export_runs_any_frame_count_batch_and_tile_size(onnx_path, shipped_
     for batch, frames, height, width in ((1, 3, 20, 28), (2, 9, 33, 17), (1, 9, 16, 16)):
         x = rng.standard_normal((batch, frames, height, width)).astype(np.float32)
         m = (rng.random((batch, frames, height, width)) > 0.2).astype(np.float32)
+        p = rng.uniform(-0.5, 0.5, (batch, frames, 2)).astype(np.float32)
         with torch.inference_mode():
-            mean, log_scale = shipped_model(torch.from_numpy(x), torch.from_numpy(m))
-        out = runner(x, m)
+            mean, log_scale = shipped_model(torch.from_numpy(x), torch.from_numpy(m), torch.from_numpy(p))
+        out = runner(x, m, p)
         assert out.shape == (batch, 2, SCALE * height, SCALE * width)
         np.testing.assert_allclose(out[:, :1], mean.numpy(), atol=1e-4)
         np.testing.assert_allclose(out[:, 1:], log_scale.numpy(), atol=1e-4)
@@ -62,17 +63,18 @@ def test_export_metadata_names_model_config_weights_and_version(onnx_path):
     assert metadata["weights_sha256"] == file_sha256(default_weights("piunet"))
     assert metadata["engine_version"] == __version__
     assert metadata["scale"] == str(SCALE)
-    assert set(json.loads(metadata["config"])) == {"n_feat", "n_tefa", "bottleneck"}
+    assert set(json.loads(metadata["config"])) == {"n_feat", "n_tefa", "bottleneck", "phase_inputs", "deconv_kernel"}
 
 
 def test_tern_export_form_computes_the_eager_form(monkeypatch):
     torch.manual_seed(0)
-    model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2)).eval()
+    model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=True, deconv_kernel=5)).eval()
     frames, masks = torch.randn(2, 4, 12, 15), (torch.rand(2, 4, 12, 15) > 0.3).float()
+    phases = torch.rand(2, 4, 2) - 0.5
     with torch.inference_mode():
-        eager = model(frames, masks)
+        eager = model(frames, masks, phases)
         monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)  # the shifted-add form
-        exported_form = model(frames, masks)
+        exported_form = model(frames, masks, phases)
     for a, b in zip(eager, exported_form):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
@@ -103,3 +105,26 @@ def test_cli_backend_onnx_says_which_provider_ran(tmp_path, onnx_path, sample_pa
     assert tags["MISR_BACKEND"] == "onnx" and tags["MISR_PROVIDER"] == "CPUExecutionProvider"
     assert tags["MISR_WEIGHTS_SHA256"] == file_sha256(default_weights("piunet"))
     assert tags["MISR_ONNX_MODEL"] == onnx_path.name
+
+
+@pytest.mark.parametrize("phase_inputs, deconv_kernel", [(False, 0), (True, 0), (True, 7)])
+def test_every_model_variant_exports_with_its_inputs_and_matches_torch(tmp_path, phase_inputs, deconv_kernel):
+    torch.manual_seed(1)
+    model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=phase_inputs,
+                                deconv_kernel=deconv_kernel)).eval()
+    if deconv_kernel:  # the mean head starts at zero: give it weights so that it is exercised too
+        torch.nn.init.normal_(model.to_mean.weight, std=0.1)
+    weights = tmp_path / "variant.safetensors"
+    save_weights(model, weights, {})
+    export_onnx("piunet", weights, tmp_path / "variant.onnx")
+    runner = OnnxRunner(tmp_path / "variant.onnx", "cpu")
+    assert ("phases" in runner.input_names) == phase_inputs
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 19, 23)).astype(np.float32)
+    m = (rng.random((2, 5, 19, 23)) > 0.2).astype(np.float32)
+    p = rng.uniform(-0.5, 0.5, (2, 5, 2)).astype(np.float32)
+    with torch.inference_mode():
+        mean, log_scale = model(*(torch.from_numpy(a) for a in (x, m, p)))
+    out = runner(x, m, p)
+    np.testing.assert_allclose(out[:, :1], mean.numpy(), atol=1e-4)
+    np.testing.assert_allclose(out[:, 1:], log_scale.numpy(), atol=1e-4)

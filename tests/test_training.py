@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from misr_engine.dataset import build_samples, save_samples
+from misr_engine.dataset import MARGIN, build_samples, save_samples
 from misr_engine.losses import LOSSES, compensated_loss
-from misr_engine.training import TrainConfig, train
+from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
+from misr_engine.raster_io import read_band
+from misr_engine.registration import register_stack
+from misr_engine.simulate import Degradation, degrade
+from misr_engine.training import TrainConfig, loss_at, train, transform_shifts, warm_start
+from misr_engine.weights import save_weights
 
 from conftest import HOLDOUT_HR
 
@@ -58,6 +63,49 @@ def test_dataset_builder_degrades_and_registers_real_crops(tiny_dataset):
     clear = data["masks"][:, 0]
     relative = np.abs(data["frames"][:, 0] - block_means)[clear].mean() / data["hr"].std()
     assert 0.01 < relative < 0.5
+    # every registered frame carries its sub-pixel phase; they spread over the whole pixel
+    phases = data["shifts"]
+    assert phases.shape == (24, 6, 2) and np.abs(phases).max() <= 0.5
+    assert np.abs(phases).mean() > 0.15
+
+
+def test_augmented_shifts_are_the_shifts_registration_finds_in_the_augmented_stack():
+    hr = read_band(str(HOLDOUT_HR))[0][:16 * 3 + 2 * MARGIN, :16 * 3 + 2 * MARGIN]
+    stack = degrade(hr, 5, np.random.default_rng(4), Degradation(cloud_probability=0.0), MARGIN)
+    shifts = register_stack(stack.frames, stack.masks)
+    assert np.abs(shifts).max() > 0.2
+    for k in range(4):
+        for flip in (False, True):
+            def transform(a):
+                a = np.rot90(a, k, axes=(-2, -1))
+                return np.ascontiguousarray(a[..., ::-1] if flip else a)
+            found = register_stack(transform(stack.frames), transform(stack.masks))
+            np.testing.assert_allclose(found, transform_shifts(shifts, k, flip), atol=1e-6)
+
+
+def test_udl_runs_after_l1_and_an_l_eu_warm_up():
+    config = TrainConfig("a", "b", "c", l1_warmup_steps=10, loss="udl", eu_warmup_steps=5)
+    assert [loss_at(s, config) for s in (0, 9, 10, 14, 15, 99)] == ["l1", "l1", "nll", "nll", "udl", "udl"]
+    assert loss_at(12, TrainConfig("a", "b", "c", l1_warmup_steps=10, loss="nll", eu_warmup_steps=5)) == "nll"
+
+
+def test_warm_start_widens_the_first_layer_and_keeps_what_the_model_computed(tmp_path):
+    torch.manual_seed(0)
+    old = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2)).eval()
+    save_weights(old, tmp_path / "old.safetensors", {})
+    new = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=True)).eval()
+    lines = []
+    warm_start(new, str(tmp_path / "old.safetensors"), [], lines.append)
+    assert "widened ['head.conv.weight']" in lines[0]
+    frames, masks = torch.randn(1, 4, 10, 10), (torch.rand(1, 4, 10, 10) > 0.2).float()
+    phases = torch.rand(1, 4, 2) - 0.5
+    with torch.no_grad():
+        (mean_old, scale_old), (mean_new, scale_new) = old(frames, masks), new(frames, masks, phases)
+        # the phase channels start with zero weight: the learned parts compute what they did
+        torch.testing.assert_close(scale_old, scale_new)
+        filled = fill_cloudy(frames, masks)
+        torch.testing.assert_close(mean_old - old.global_residual(filled, masks, None),
+                                   mean_new - new.global_residual(filled, masks, phases))
 
 
 def test_a_short_training_run_lowers_the_loss_and_resumes(tiny_dataset, tmp_path):
@@ -74,3 +122,24 @@ def test_a_short_training_run_lowers_the_loss_and_resumes(tiny_dataset, tmp_path
     assert [int(r[0]) for r in rows] == [10, 20, 30, 40]
     assert float(rows[-1][2]) < float(rows[0][2])
     assert weights.is_file() and (tmp_path / "curves.png").is_file()
+
+
+@pytest.mark.parametrize("loss, precision", [("udl", "fp32"), ("nll", "bf16")])
+def test_phase_model_trains_with_udl_and_with_mixed_precision(tiny_dataset, tmp_path, loss, precision):
+    """The shipped configuration (phases, Wiener-initialised deconvolution), warm-started from
+    a model without phases; bf16 autocast runs on the CPU too, so its code path is tested here."""
+    base = TrainConfig(train_data=str(tiny_dataset[0]), val_data=str(tiny_dataset[1]), out_dir=str(tmp_path / "base"),
+                       model_config={"n_feat": 8, "n_tefa": 1, "bottleneck": 2}, steps=10, batch_size=4,
+                       patch_lr=12, t_min=2, t_max=6, val_every=10, val_frames=4)
+    first = train(base, log=lambda line: None)
+    config = TrainConfig(**{**base.__dict__, "out_dir": str(tmp_path / "phases"), "steps": 30, "val_every": 10,
+                            "model_config": {**base.model_config, "phase_inputs": True, "deconv_kernel": 7},
+                            "init_weights": str(first), "init_skip": ["to_mean"], "l1_warmup_steps": 0,
+                            "loss": loss, "eu_warmup_steps": 10, "learning_rate": 2e-3, "precision": precision})
+    lines = []
+    train(config, log=lines.append)
+    assert "widened ['head.conv.weight']" in lines[0]
+    with open(tmp_path / "phases" / "log.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert [r[1] for r in rows] == (["nll", "udl", "udl"] if loss == "udl" else ["nll"] * 3)
+    assert float(rows[-1][2]) < float(rows[0][2]) if loss == "nll" else np.isfinite(float(rows[-1][2]))

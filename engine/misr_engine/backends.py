@@ -30,7 +30,7 @@ from .errors import MisrError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 ONNX_OPSET = 17
-ONNX_INPUTS = ("frames", "masks")
+ONNX_INPUTS = ("frames", "masks", "phases")  # phases only for models with phase inputs
 ONNX_OUTPUTS = ("mean", "log_scale")
 DEFAULT_GPU_BATCH = 4
 """Tiles per forward pass on CUDA (a guess, not measured yet: out of memory halves it)."""
@@ -45,7 +45,8 @@ class Runner(Protocol):
     provider: str  # where it really runs: "cpu", "cuda:0", "CPUExecutionProvider", ...
     default_batch: int
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        """(B,T,h,w) normalised frames and masks, (B,T,2) sub-pixel phases -> (B,2,3h,3w)."""
 
 
 def _torch_oom_errors() -> tuple[type[BaseException], ...]:
@@ -71,20 +72,18 @@ class TorchRunner:
         self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self._oom = _torch_oom_errors()
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
         import torch
         cuda = self.device.type == "cuda"
         try:
             with torch.inference_mode():
-                x = torch.from_numpy(frames)
-                m = torch.from_numpy(masks)
+                inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in (frames, masks, phases)]
                 if cuda:
-                    x = x.pin_memory().to(self.device, non_blocking=True)
-                    m = m.pin_memory().to(self.device, non_blocking=True)
+                    inputs = [a.pin_memory().to(self.device, non_blocking=True) for a in inputs]
                 autocast = (torch.autocast("cuda", dtype=self._dtype) if cuda and self._dtype
                             else contextlib.nullcontext())
                 with autocast:
-                    mean, log_scale = self.model(x, m)
+                    mean, log_scale = self.model(*inputs)
                 return torch.cat([mean.float(), log_scale.float()], dim=1).cpu().numpy()
         except self._oom as exc:
             message = (str(exc).strip().splitlines() or ["out of memory"])[0]
@@ -129,10 +128,12 @@ class OnnxRunner:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.default_batch = DEFAULT_GPU_BATCH if self.provider == "CUDAExecutionProvider" else 1
         self.precision = "fp32"
+        self.input_names = {i.name for i in self.session.get_inputs()}
 
-    def __call__(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        feed = {"frames": frames, "masks": masks, "phases": np.ascontiguousarray(phases, np.float32)}
         try:
-            mean, log_scale = self.session.run(list(ONNX_OUTPUTS), {"frames": frames, "masks": masks})
+            mean, log_scale = self.session.run(list(ONNX_OUTPUTS), {k: v for k, v in feed.items() if k in self.input_names})
         except Exception as exc:
             text = str(exc)
             if "out of memory" in text.lower() or "failed to allocate" in text.lower():
@@ -167,8 +168,9 @@ def import_onnxruntime() -> Any:
 def export_onnx(model_name: str, weights: str | Path | None, output: str | Path) -> dict[str, str]:
     """Export `model_name` with `weights` (default: shipped) to an ONNX file; returns its metadata.
 
-    Inputs `frames` and `masks` (B, T, H, W) float32, outputs `mean` and `log_scale`
-    (B, 1, 3H, 3W); batch, T, H and W are dynamic. The file is written atomically.
+    Inputs `frames` and `masks` (B, T, H, W) float32 (and `phases` (B, T, 2) for a model with
+    phase inputs), outputs `mean` and `log_scale` (B, 1, 3H, 3W); batch, T, H and W are
+    dynamic. The file is written atomically.
     """
     import torch
     try:
@@ -178,6 +180,7 @@ def export_onnx(model_name: str, weights: str | Path | None, output: str | Path)
     from .weights import load_model
 
     loaded = load_model(model_name, weights, "cpu")
+    phase_inputs = bool(getattr(loaded.model.config, "phase_inputs", False))
     metadata = {
         "model": loaded.name,
         "config": json.dumps(loaded.model.config.to_dict()),
@@ -187,13 +190,18 @@ def export_onnx(model_name: str, weights: str | Path | None, output: str | Path)
         "scale": str(SCALE),
         "torch_version": torch.__version__,
         "inputs": "frames (B,T,H,W) float32, (value - scene mean) / scene std, cloudy pixels 0; "
-                  "masks (B,T,H,W) float32, 1 = clear, 0 = cloudy",
+                  "masks (B,T,H,W) float32, 1 = clear, 0 = cloudy"
+                  + ("; phases (B,T,2) float32, sub-pixel phase (dy, dx) of each registered frame, "
+                     "LR px in [-0.5, 0.5]" if phase_inputs else ""),
         "outputs": "mean (B,1,3H,3W) and log_scale (B,1,3H,3W) of a Laplace distribution, in "
                    "normalised units (scale = exp(log_scale) * scene std)",
     }
     dynamic = {0: "batch", 1: "frames", 2: "height", 3: "width"}
     dynamic_sr = {0: "batch", 2: "sr_height", 3: "sr_width"}
-    example = (torch.zeros(1, 3, 32, 32), torch.ones(1, 3, 32, 32))
+    example = (torch.zeros(1, 3, 32, 32), torch.ones(1, 3, 32, 32), torch.zeros(1, 3, 2))
+    inputs = list(ONNX_INPUTS) if phase_inputs else list(ONNX_INPUTS[:2])
+    axes = {"frames": dynamic, "masks": dynamic, "phases": {0: "batch", 1: "frames"},
+            "mean": dynamic_sr, "log_scale": dynamic_sr}
     output = Path(output)
     handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     os.close(handle)
@@ -202,10 +210,9 @@ def export_onnx(model_name: str, weights: str | Path | None, output: str | Path)
             # the TorchScript-based exporter: fast (about a second) and it keeps every axis
             # dynamic; it warns that it is the legacy path, and about constant folding of Slice
             warnings.simplefilter("ignore")
-            torch.onnx.export(loaded.model, example, temporary, input_names=list(ONNX_INPUTS),
+            torch.onnx.export(loaded.model, example[:len(inputs)], temporary, input_names=inputs,
                               output_names=list(ONNX_OUTPUTS), opset_version=ONNX_OPSET,
-                              dynamic_axes={"frames": dynamic, "masks": dynamic,
-                                            "mean": dynamic_sr, "log_scale": dynamic_sr},
+                              dynamic_axes={name: axes[name] for name in inputs + list(ONNX_OUTPUTS)},
                               dynamo=False)
         proto = onnx.load(temporary)
         del proto.metadata_props[:]

@@ -174,14 +174,15 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((1, frames, size, size)).astype(np.float32)
         m = (rng.random((1, frames, size, size)) > 0.1).astype(np.float32)
+        p = rng.uniform(-0.5, 0.5, (1, frames, 2)).astype(np.float32)
         for _ in range(int(case["warmup"])):
-            runner(x, m)
+            runner(x, m, p)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         times = []
         for _ in range(int(case["repeats"])):
             started = time.perf_counter()
-            runner(x, m)  # returns numpy: the device is synchronised
+            runner(x, m, p)  # returns numpy: the device is synchronised
             times.append((time.perf_counter() - started) * 1000)
         result.update({"size": size, "frames": frames, "repeats": len(times),
                        "ms_median": round(statistics.median(times), 2), "ms_min": round(min(times), 2),

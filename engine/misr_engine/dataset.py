@@ -17,7 +17,7 @@ import numpy as np
 
 from . import SCALE
 from .errors import MisrError
-from .preprocess import register
+from .preprocess import register, subpixel_phase
 from .raster_io import read_band
 from .simulate import Degradation, degrade
 
@@ -67,9 +67,9 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     rng = np.random.default_rng(spec.seed)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
     if not spec.register:
-        return stack.frames, stack.masks, stack.hr
-    frames, masks, _ = register(stack.frames, stack.masks)
-    return frames, masks, stack.hr
+        return stack.frames, stack.masks, stack.hr, stack.shifts
+    frames, masks, shifts = register(stack.frames, stack.masks)
+    return frames, masks, stack.hr, subpixel_phase(shifts)
 
 
 def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
@@ -79,8 +79,10 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     """`count` random crops from a (rows, columns) window of the HR rasters, degraded and registered.
 
     With `registered` False the frames stay as acquired (for evaluating complete pipelines).
-    Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), and per-sample normalisation
-    (centre, spread) computed on the whole band region, as the engine computes it per scene.
+    Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), per-sample normalisation
+    (centre, spread) computed on the whole band region, as the engine computes it per scene,
+    and `shifts` (N,T,2): the sub-pixel phase of every registered frame (what the network is
+    told), or, unregistered, `true_shifts`: the simulated misregistration (LR px).
     """
     rng = np.random.default_rng(seed)
     (r0, r1), (c0, c1) = window
@@ -99,9 +101,10 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
         stats.append((float(band.mean()), float(band.std())))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
-    frames, masks, hr = (np.stack(parts) for parts in zip(*results))
+    frames, masks, hr, shifts = (np.stack(parts) for parts in zip(*results))
     return {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
-            "norm": np.asarray(stats, np.float32)}
+            "norm": np.asarray(stats, np.float32),
+            "shifts" if registered else "true_shifts": shifts.astype(np.float32)}
 
 
 def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:

@@ -12,7 +12,7 @@ import torch
 from . import SCALE
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .errors import MisrError
-from .preprocess import register
+from .preprocess import register, subpixel_phase
 from .raster_io import DEFAULT_MAX_FRAMES, Stack, select_frames  # noqa: F401 (torch-free, re-exported)
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, make_tiles
 
@@ -101,7 +101,8 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
-    registered, clear, _ = register(stack.frames, stack.masks)
+    registered, clear, shifts = register(stack.frames, stack.masks)
+    phases = subpixel_phase(shifts)
     norm = Normalisation.of(registered, clear)
     _, height, width = registered.shape
     tiles = make_tiles(height, width, tile_size, overlap)
@@ -117,7 +118,7 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
             frames = np.stack([norm.apply(registered[(slice(None), *t.lr_slice())],
                                           clear[(slice(None), *t.lr_slice())]) for t in batch])
             masks = np.stack([clear[(slice(None), *t.lr_slice())] for t in batch]).astype(np.float32)
-            for tile, output in zip(batch, batches.run(frames, masks)):
+            for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
                 blender.add(tile, output)
             start += len(batch)
             done += len(batch)
@@ -134,7 +135,7 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
         yield Strip(row0, sr, scale)
 
 
-def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
     """Run tiles mirrored by EDGE_CONTEXT LR pixels on every side and crop the result.
 
     The network is trained with a loss that ignores the outer 3 HR pixels, so its outputs there
@@ -144,7 +145,7 @@ def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray) -> 
     mode = "reflect" if min(frames.shape[-2:]) > pad else "edge"
     widths = ((0, 0), (0, 0), (pad, pad), (pad, pad))
     output = runner(np.ascontiguousarray(np.pad(frames, widths, mode=mode)),
-                    np.ascontiguousarray(np.pad(masks, widths, mode=mode)))
+                    np.ascontiguousarray(np.pad(masks, widths, mode=mode)), phases)
     crop = pad * SCALE
     return output[..., crop:output.shape[-2] - crop, crop:output.shape[-1] - crop]
 
@@ -158,36 +159,37 @@ class _TileBatches:
         self.sub_tile: int | None = None  # once a tile size ran out of memory: the size that fits
         self.warn = on_warning or (lambda message: warnings.warn(message, RuntimeWarning, stacklevel=3))
 
-    def run(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """(B, T, h, w) normalised frames and masks -> (B, 2, 3h, 3w) mean and log-scale."""
+    def run(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        """(B, T, h, w) normalised frames and masks, (B, T, 2) phases -> (B, 2, 3h, 3w) mean and log-scale."""
         if len(frames) > self.batch_size:
-            return np.concatenate([self.run(frames[i:i + self.batch_size], masks[i:i + self.batch_size])
+            return np.concatenate([self.run(*(a[i:i + self.batch_size] for a in (frames, masks, phases)))
                                    for i in range(0, len(frames), self.batch_size)])
         size = max(frames.shape[-2:])
         if self.sub_tile is not None and size > self.sub_tile:
-            return np.stack([self._run_sub_tiled(f, m) for f, m in zip(frames, masks)])
+            return np.stack([self._run_sub_tiled(*tile) for tile in zip(frames, masks, phases)])
         try:
-            return _run_with_context(self.runner, frames, masks)
+            return _run_with_context(self.runner, frames, masks, phases)
         except TileOutOfMemory as exc:
             if len(frames) > 1:
                 self.batch_size = len(frames) // 2
                 self.warn(f"out of memory with {len(frames)} tiles per pass ({exc}): "
                           f"retrying with {self.batch_size}")
-                return self.run(frames, masks)
+                return self.run(frames, masks, phases)
             if size // 2 < MIN_TILE_SIZE:
                 raise MisrError(f"out of memory even with {size}-pixel tiles, one at a time ({exc}); "
                                 "use fewer --max-frames or the CPU") from None
             self.sub_tile = size // 2
             self.warn(f"out of memory with {size}-pixel tiles ({exc}): retrying with {self.sub_tile}-pixel tiles")
-            return self.run(frames, masks)
+            return self.run(frames, masks, phases)
 
-    def _run_sub_tiled(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def _run_sub_tiled(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
         """One tile (T, h, w) run as blended sub-tiles of `sub_tile` pixels: (2, 3h, 3w)."""
         _, height, width = frames.shape
         blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=self.overlap // 2)
         tiles = make_tiles(height, width, self.sub_tile, self.overlap)
         outputs = self.run(np.stack([frames[(slice(None), *t.lr_slice())] for t in tiles]),
-                           np.stack([masks[(slice(None), *t.lr_slice())] for t in tiles]))
+                           np.stack([masks[(slice(None), *t.lr_slice())] for t in tiles]),
+                           np.stack([phases] * len(tiles)))
         for tile, output in zip(tiles, outputs):
             blender.add(tile, output)
         return blender.take(height * SCALE)

@@ -25,10 +25,15 @@ def laplace_nll(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
 
 
 def uncertainty_weighted_l1(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """UDL (Ning et al.): |e| weighted by s - min(s), the uncertainty detached from the graph."""
+    """UDL (Ning et al.): |e| weighted by s - min(s), the uncertainty detached from the graph.
+
+    The paper freezes the uncertainty after its L_EU stage; here the log-scale head keeps
+    learning the Laplace NLL of the (detached) error, so the uncertainty stays calibrated to the
+    SR as it improves, without that term pulling on the SR itself.
+    """
     s = log_scale.detach()
     weight = s - s.amin(dim=(-2, -1), keepdim=True)
-    return weight * error.abs()
+    return weight * error.abs() + laplace_nll(error.detach(), log_scale)
 
 
 LOSSES: dict[str, PixelLoss] = {"l1": l1, "nll": laplace_nll, "udl": uncertainty_weighted_l1}

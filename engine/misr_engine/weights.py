@@ -83,6 +83,15 @@ def check_weights(model_name: str, weights: str | Path | None = None) -> tuple[P
     return path, metadata
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (checked to be a safetensors file first)."""
+    read_metadata(Path(path))
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise MisrError(f"{path}: not a valid weights file ({str(exc).splitlines()[0]})") from None
+
+
 def load_model(model_name: str, weights: str | Path | None = None,
                device: torch.device | str = "cpu") -> LoadedModel:
     """Build `model_name` and load its weights (default: the shipped ones), in eval mode."""

@@ -15,12 +15,24 @@ Masks (our addition, not in the paper): each frame enters as two channels, its v
 pixels filled with the clear temporal mean, see ``fill_cloudy``) and its clear mask; the
 attention down-weights cloudy frames as keys, and the temporal mean and the global residual
 are weighted by the masks, so clouds do not leak into the result.
+
+Two more additions, both off in the paper's configuration:
+* ``phase_inputs``: the frames arrive registered to whole LR pixels only (their samples are
+  not resampled, so their aliasing is intact), with their sub-pixel phases
+  (``preprocess.subpixel_phase``). Each frame gets its phase as two constant input channels,
+  and the global residual is the masked mean of the frames resampled (bicubic) straight onto
+  the HR grid at their true positions, as the classical registered mean is;
+* ``deconv_kernel``: that residual then goes through a learnable deconvolution kernel that
+  starts as the (windowed) Wiener filter of the classical pipeline, and the mean head starts
+  at zero: the untrained network is the registered mean + Wiener pipeline, and training
+  learns what that pipeline misses.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +51,8 @@ class PIUnetConfig:
     n_feat: int = 42
     n_tefa: int = 16
     bottleneck: int = 5
+    phase_inputs: bool = False  # frames also carry their sub-pixel phase (2 constant channels)
+    deconv_kernel: int = 0  # size of the learnable deconvolution of the global residual (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +165,47 @@ def apply_filters_shifted(padded: torch.Tensor, filters: torch.Tensor) -> torch.
     return out
 
 
+def wiener_kernel(size: int) -> np.ndarray:
+    """The classical pipeline's Wiener deconvolution (``baselines.wiener_deconvolve``) as a
+    `size` x `size` convolution kernel: its impulse response, Hann-windowed, summing to 1."""
+    from ..baselines import wiener_deconvolve  # numpy/scikit-image only, needed at init only
+
+    centre = 4 * size
+    impulse = np.zeros((2 * centre + 1,) * 2, np.float32)
+    impulse[centre, centre] = 1.0
+    radius = size // 2
+    response = wiener_deconvolve(impulse)[centre - radius:centre + radius + 1, centre - radius:centre + radius + 1]
+    taper = np.hanning(size + 2)[1:-1]
+    kernel = response * np.outer(taper, taper)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _hr_centres(size: int, like: torch.Tensor) -> torch.Tensor:
+    """Centres of the SCALE*size HR pixels in grid_sample's normalised LR coordinates."""
+    return (torch.arange(SCALE * size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
+
+
+def resample_at_phases(images: torch.Tensor, phases: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B,T,H,W) LR images sampled on the HR grid x SCALE, each moved back by its sub-pixel
+    phase (B,T,2) (dy, dx in LR px), so that they all land on the reference frame's grid.
+
+    The grid is built from aranges (no affine_grid), so it exports to ONNX opset 17.
+    """
+    b, t, h, w = images.shape
+    phases = phases.reshape(b * t, 2)
+    gy = _hr_centres(h, images)[None, :, None] + (2.0 / h) * phases[:, 0, None, None]
+    gx = _hr_centres(w, images)[None, None, :] + (2.0 / w) * phases[:, 1, None, None]
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
+    out = F.grid_sample(images.reshape(b * t, 1, h, w), grid, mode=mode, padding_mode="border",
+                        align_corners=False)
+    return out.reshape(b, t, SCALE * h, SCALE * w)
+
+
+def phase_channels(phases: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """(B,T,2) sub-pixel phases in [-0.5, 0.5] -> two (B,T,H,W) constant maps in [-1, 1]."""
+    return (2.0 * phases)[..., None, None].expand(*phases.shape, shape[-2], shape[-1]).unbind(dim=2)
+
+
 class PIUnet(nn.Module):
     """The PIUnet network. Input frames (B,T,H,W) normalised, masks (B,T,H,W) in {0,1}.
 
@@ -164,26 +219,54 @@ class PIUnet(nn.Module):
         super().__init__()
         self.config = config
         n = config.n_feat
-        self.head = CNRSA(2, n)
+        self.head = CNRSA(4 if config.phase_inputs else 2, n)
         self.body = nn.ModuleList([TEFA(n, config.bottleneck) for _ in range(config.n_tefa)])
         self.body_tail = CNRSA(n, n)
         self.registration = TERN(n)
         self.to_mean = nn.Conv2d(n, SCALE * SCALE, 3, padding=1)
         self.log_scale_head = nn.Sequential(
             nn.Conv2d(n, n, 3, padding=1), nn.BatchNorm2d(n), nn.LeakyReLU(), nn.Conv2d(n, 1, 1))
+        self.deconvolution = None
+        if config.deconv_kernel:
+            size = config.deconv_kernel
+            self.deconvolution = nn.Conv2d(1, 1, size, padding=size // 2, padding_mode="replicate", bias=False)
+            with torch.no_grad():
+                self.deconvolution.weight.copy_(torch.from_numpy(wiener_kernel(size))[None, None])
+                self.to_mean.weight.zero_()
+                self.to_mean.bias.zero_()
 
-    def forward(self, frames: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor,
+                phases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`phases` (B,T,2): sub-pixel phases of the frames, needed with ``phase_inputs``."""
         frames = fill_cloudy(frames, masks)
         key_bias = (masks - 1.0) * CLOUDY_KEY_PENALTY
-        h = self.head(torch.stack([frames, masks], dim=1), key_bias)
+        channels = [frames, masks]
+        if self.config.phase_inputs:
+            if phases is None:
+                raise ValueError("this PIUnet takes the frames' sub-pixel phases (phase_inputs)")
+            channels += phase_channels(phases, frames.shape)
+        h = self.head(torch.stack(channels, dim=1), key_bias)
         skip = h
         for block in self.body:
             h = block(h, key_bias)
         h = F.leaky_relu(self.body_tail(h, key_bias)) + skip
         h = self.registration(h, key_bias, masks)
         fused = masked_temporal_mean(h, masks[:, None], dim=2)  # (B, F, H, W)
-        base = masked_temporal_mean(frames, masks, dim=1).unsqueeze(1)
         upsample = dict(scale_factor=SCALE, mode="bilinear", align_corners=False)
-        mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + F.interpolate(base, **upsample)
+        base = self.global_residual(frames, masks, phases)
+        mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + base
         log_scale = self.log_scale_head(F.interpolate(fused, **upsample))
         return mean, log_scale
+
+    def global_residual(self, frames: torch.Tensor, masks: torch.Tensor,
+                        phases: torch.Tensor | None) -> torch.Tensor:
+        """(B,1,3H,3W): the masked temporal mean upsampled (the paper: bilinearly, of the LR
+        mean; with phases: of the frames resampled at their phases), then deconvolved."""
+        if self.config.phase_inputs:
+            weights = resample_at_phases(masks, phases, "bilinear")
+            base = masked_temporal_mean(resample_at_phases(frames, phases, "bicubic"), weights, dim=1)[:, None]
+        else:
+            mode = "bicubic" if self.deconvolution is not None else "bilinear"
+            base = F.interpolate(masked_temporal_mean(frames, masks, dim=1)[:, None], scale_factor=SCALE,
+                                 mode=mode, align_corners=False)
+        return base if self.deconvolution is None else self.deconvolution(base)
