@@ -142,6 +142,8 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="piunet", help="network to evaluate (default: piunet)")
     p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped weights)")
     p.add_argument("--out", default="evaluation", metavar="DIR", help="report folder (default: evaluation)")
+    p.add_argument("--compare", nargs="+", default=[], metavar="FILE",
+                   help="other weights of --model (e.g. trained with another loss) to compare in the report")
     p.set_defaults(command=run_evaluate)
 
 
@@ -164,7 +166,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
     else:
         scenes = holdout_scenes(args.scenes)
     label = f"{loaded.name} ({loaded.path.name}, sha256 {loaded.sha256[:12]})"
-    report = write_report(Path(args.out), scenes, loaded.model, label)
+    candidates = {}
+    for path in args.compare:
+        other = load_model(args.model, path)
+        loss = json.loads(other.metadata.get("training", "{}")).get("loss", "?")
+        candidates[f"{path} (loss {loss}, sha256 {other.sha256[:12]})"] = other.model
+    report = write_report(Path(args.out), scenes, loaded.model, label, candidates=candidates)
     print(f"wrote {report}", file=sys.stderr)
 
 

@@ -123,9 +123,31 @@ def plot_training_curves(log_csv: Path, path: Path) -> None:
     plt.close(figure)
 
 
+def candidates_section(scenes: dict[str, np.ndarray], candidates: dict, reference: Scores) -> str:
+    """A Markdown section comparing other trained weights (e.g. other losses) on the same scenes:
+    cPSNR and its margin over `reference`, and the uncertainty's Spearman correlation."""
+    from .evaluation import evaluate, network_method, uncertainty_scores
+
+    if not candidates:
+        return ""
+    lines = ["## Candidates compared", "",
+             f"Other weights on the same scenes (margin over {reference.method}).", "",
+             f"| weights | cPSNR (dB) | vs {reference.method} (dB) | Spearman (pooled / per scene) |",
+             "|---|---:|---:|---:|"]
+    for label, model in candidates.items():
+        scores = evaluate(scenes, {label: network_method(model)})[0]
+        uncertainty = uncertainty_scores(scenes, model)
+        lines.append(f"| {label} | {scores.mean:.2f} | {scores.mean - reference.mean:+.2f} | "
+                     f"{uncertainty.spearman_pooled:.3f} / {np.mean(uncertainty.spearman_per_scene):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out: Path, scenes: dict[str, np.ndarray], model, model_label: str,
-                 reference: str = "registered_mean_wiener", examples: int = 3) -> Path:
-    """Evaluate every baseline and `model` on `scenes`, write report.md and figures into `out`."""
+                 reference: str = "registered_mean_wiener", examples: int = 3,
+                 candidates: dict | None = None) -> Path:
+    """Evaluate every baseline and `model` on `scenes`, write report.md and figures into `out`.
+
+    `candidates` ({label: model}) are other weights, compared in a section of their own."""
     import json
 
     import torch
@@ -174,5 +196,6 @@ most / least textured third of the pixels (HR gradient). LR fidelity: the SR re-
 
 ![examples](examples.png)
 """
-    (out / "report.md").write_text(text)
+    text += "\n" + candidates_section(scenes, candidates or {}, next(r for r in results if r.method == reference))
+    (out / "report.md").write_text(text.rstrip("\n") + "\n")
     return out / "report.md"
