@@ -171,3 +171,21 @@ def test_evaluate_reports_every_baseline_the_model_and_the_compared_weights(tiny
     assert "## Candidates compared" in report and f"{second} (loss udl" in report
     for figure in ("sparsification.png", "calibration.png", "examples.png"):
         assert (tmp_path / "report" / figure).stat().st_size > 1000
+
+
+def test_train_command_reports_progress_per_step_and_validation_lines(tiny_dataset, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config = {"train_data": str(tiny_dataset[0]), "val_data": str(tiny_dataset[1]), "out_dir": str(tmp_path / "run"),
+              "model_config": {"n_feat": 8, "n_tefa": 1, "bottleneck": 2}, "steps": 4, "batch_size": 2,
+              "patch_lr": 12, "t_min": 2, "t_max": 4, "val_every": 2, "val_frames": 4}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = subprocess.run([sys.executable, "-m", "misr_engine.cli", "train", "--config", str(tmp_path / "config.json"),
+                             "--progress", "json"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
+    assert sum("val cPSNR" in e.get("message", "") for e in events if e["event"] == "log") == 2

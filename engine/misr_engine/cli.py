@@ -313,10 +313,13 @@ def add_train(subparsers: argparse._SubParsersAction) -> None:
                               description="Train a network on stacks made by `misr make-dataset`; "
                                           "resumes from the checkpoint in the config's out_dir.")
     p.add_argument("--config", required=True, metavar="FILE", help="JSON training config (see configs/)")
+    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
+                   help="a progress bar on stderr (default), JSON lines on stdout, or none")
     p.set_defaults(command=run_train)
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from .progress import Progress
     from .training import TrainConfig, train
 
     if not os.path.isfile(args.config):
@@ -325,7 +328,13 @@ def run_train(args: argparse.Namespace) -> None:
         config = TrainConfig.from_file(args.config)
     except (ValueError, TypeError) as exc:
         raise MisrError(f"{args.config}: not a valid training config ({exc})") from None
-    weights = train(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    progress = Progress(args.progress)
+    try:
+        weights = train(config, log=progress.note,
+                        on_step=lambda step, loss: progress.update(step / config.steps,
+                                                                   f"step {step}/{config.steps}, loss {loss:.4f}"))
+    finally:
+        progress.close()
     print(f"wrote {weights}", file=sys.stderr)
 
 

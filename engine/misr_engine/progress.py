@@ -36,6 +36,13 @@ class Progress:
             self._bar.n = int(fraction * 1000)
             self._bar.set_description(message, refresh=True)
 
+    def note(self, text: str) -> None:
+        """A line for people (stderr, above the bar); a 'log' event in JSON mode."""
+        if self.mode == "json":
+            self.event("log", message=text)
+        else:
+            self._write(text)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

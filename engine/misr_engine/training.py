@@ -177,8 +177,11 @@ def warm_start(model: torch.nn.Module, path: str, skip: list[str], log: Callable
     log(f"warm start from {path}: {taken} tensors copied, widened {widened or 'none'}")
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path."""
+def train(config: TrainConfig, log: Callable[[str], None] = print,
+          on_step: Callable[[int, float], None] | None = None) -> Path:
+    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path.
+
+    `log` hears the validation lines, `on_step` every step's number and loss (progress bars)."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -223,6 +226,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
             scaler.update()
             step += 1
             running.append(loss.item())
+            if on_step:
+                on_step(step, running[-1])
             if step % config.val_every == 0 or step == config.steps:
                 scores = validate(model, val_data, config, device)
                 row = [step, loss_name, float(np.mean(running)), scores["val_cpsnr"],
