@@ -27,9 +27,14 @@ from qgis_misr.core.engine import (  # noqa: E402
     subprocess_environment,
 )
 from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name  # noqa: E402
-from qgis_misr.core.params import FrameInput, RasterInfo, RunParameters  # noqa: E402
+from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters  # noqa: E402
 from qgis_misr.core.runner import error_message, run_engine  # noqa: E402
-from qgis_misr.core.validation import grid_mismatch, validate_inputs, validate_parameters  # noqa: E402
+from qgis_misr.core.validation import (  # noqa: E402
+    alignment_notes,
+    grid_mismatch,
+    validate_inputs,
+    validate_parameters,
+)
 
 posix_only = pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals and scripts")
 
@@ -114,8 +119,7 @@ def test_validation_lists_every_grid_mismatch(files):
     problems = validate_inputs(frames)
     text = "\n".join(problems)
     assert "Frame b: CRS EPSG:32633 differs from EPSG:32618" in text
-    assert "Frame c: size 11x20 differs from 10x20" in text
-    assert "Frame c: extent" in text
+    assert "Frame c: size 11x20 differs from 10x20; extent" in text  # one line per raster
     assert "Frame d: pixel size 10 x 10 differs from 30 x 30" in text
 
 
@@ -148,6 +152,32 @@ def test_parameters_check_outputs_and_tile_size(files, tmp_path):
     assert "does not exist" in text
     ok = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="")
     assert validate_parameters(ok) == []
+
+
+def test_off_grid_frames_block_with_the_align_hint_unless_align_is_set(files, tmp_path):
+    a, d, ma, md = files("a.tif", "d.tif", "ma.tif", "md.tif")
+    frames = [FrameInput(info("a", a), info("ma", ma)),
+              FrameInput(info("d", d, pixel=(10.0, 10.0)), info("md", md, pixel=(10.0, 10.0)))]
+    assert validate_inputs(frames) == [
+        f'Frame d: pixel size 10 x 10 differs from 30 x 30 (frame a). Tick "{ALIGN_LABEL}" to resample it.']
+    params = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="", align=True)
+    assert validate_parameters(params) == []
+    assert alignment_notes(params) == [
+        "Frame d: pixel size 10 x 10 differs from 30 x 30 (frame a): will be resampled onto the "
+        "first frame's grid (bilinear).",
+        "Mask md: pixel size 10 x 10 differs from 30 x 30 (frame a): will be resampled onto the "
+        "first frame's grid (nearest neighbour)."]
+    params.align = False
+    assert alignment_notes(params) == []
+
+
+def test_align_cannot_fix_a_raster_without_crs_when_the_first_frame_has_one(files):
+    a, b = files("a.tif", "b.tif")
+    frames = [FrameInput(info("a", a)), FrameInput(info("b", b, crs="", pixel=(10.0, 10.0)))]
+    for align in (False, True):
+        [problem] = validate_inputs(frames, align=align)
+        assert problem.startswith("Frame b: CRS unknown differs from EPSG:32618; pixel size")
+        assert problem.endswith("only one of the two has a CRS.") and "Tick" not in problem
 
 
 def test_tiny_coordinate_noise_is_not_a_mismatch():
@@ -190,6 +220,18 @@ def test_ttf_steps_are_passed_only_when_the_engine_lists_them(tmp_path):
     argv = build_command(["misr"], params, EngineCapabilities(options=frozenset({"--ttf-steps"})))
     assert argv[argv.index("--ttf-steps") + 1] == "30"
     assert "--ttf-steps" not in build_command(["misr"], _params(tmp_path))
+
+
+def test_align_flag_is_passed_exactly_when_set(tmp_path):
+    assert "--align" not in build_command(["misr"], _params(tmp_path))
+    argv = build_command(["misr"], _params(tmp_path, align=True))
+    assert argv.count("--align") == 1 and argv[-2:] == ["--progress", "json"]
+    # refused only by an engine known to lack it (unknown engines reject it themselves)
+    with pytest.raises(UnsupportedOption, match="--align"):
+        build_command(["misr"], _params(tmp_path, align=True),
+                      EngineCapabilities(options=frozenset({"--tile-size"})))
+    assert "--align" in build_command(["misr"], _params(tmp_path, align=True),
+                                      EngineCapabilities(options=frozenset({"--align"})))
 
 
 # -- finding the engine ----------------------------------------------------------------------------

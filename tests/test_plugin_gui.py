@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helpers, whatever the import mode
 from test_plugin_helpers import *  # noqa: F401,F403,E402 (fixtures)
-from test_plugin_helpers import crop_sample, load_sample, make_raster, wait_for, wait_for_task
+from test_plugin_helpers import crop_sample, load_sample, make_raster, off_grid_sample, wait_for, wait_for_task
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
@@ -24,7 +24,7 @@ from qgis.core import (  # noqa: E402
 import qgis_misr  # noqa: E402
 from qgis_misr.controller import RunController  # noqa: E402
 from qgis_misr.core.engine import EngineLocation  # noqa: E402
-from qgis_misr.core.params import FrameInput, RunParameters  # noqa: E402
+from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RunParameters  # noqa: E402
 from qgis_misr.layers import ROLE, raster_info, renderer_min_max  # noqa: E402
 
 
@@ -32,10 +32,12 @@ from qgis_misr.layers import ROLE, raster_info, renderer_min_max  # noqa: E402
 def plugin(iface, processing_ready, project):
     from qgis_misr import settings
     settings.set_configured_engine("")  # auto-detect: the repository's .venv (or MISR_ENGINE)
+    settings.set_value("align", False)  # a test that ticks it must not change the others
     instance = qgis_misr.classFactory(iface)
     instance.initGui()
     yield instance
     instance.unload()
+    settings.set_value("align", False)
 
 
 def _group_layers(group):
@@ -106,7 +108,8 @@ def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, 
     dialog.set_frames([a, b, coarse_layer, crs_layer], masks=[mask, None, None, None])
     text = dialog.problems_label.text()
     assert "Frame coarse: size 15x10 differs from 30x20" in text
-    assert "Frame coarse: pixel size 60 x 60 differs from 30 x 30" in text
+    assert "Frame coarse: size 15x10 differs from 30x20; pixel size 60 x 60 differs from 30 x 30 (frame a)" in text
+    assert f'Tick "{ALIGN_LABEL}" to resample it.' in text
     assert "Frame utm33: CRS EPSG:32633 differs from EPSG:32618" in text
     assert "Mask mask_a: extent" in text
     assert "Choose a mask for every frame or for none" in text
@@ -185,6 +188,42 @@ def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, if
     again = plugin.export_active_layer(folder=str(tmp_path / "cog2"))
     assert sorted(os.path.basename(p) for p in again.values()) == sorted(
         os.path.basename(p) for p in written.values())
+
+
+def test_off_grid_frame_needs_the_align_option_then_runs_and_the_option_is_remembered(
+        plugin, project, tmp_path, engine, sample_frames):
+    """frame_02 (and mask_02) of the sample on another grid: blocked with a hint, unless the
+    align box is ticked; then the engine resamples it, and the next dialog has the box ticked."""
+    from qgis_misr.gui.dialog import MisrDialog
+    frames, _masks = load_sample(4, folder=off_grid_sample(tmp_path / "sample", 4))
+    dialog = plugin.show_dialog()
+    dialog.set_frames(frames)
+    assert not dialog.align_check.isChecked()
+    [problem] = [p for p in dialog.problems if "frame_02" in p]
+    assert problem.startswith("Frame frame_02: size 44x44 differs from 48x48; pixel size 33 x 33 "
+                              "differs from 30 x 30; extent")
+    assert problem.endswith(f'(frame frame_01). Tick "{ALIGN_LABEL}" to resample it.')
+    assert not dialog.run_button.isEnabled() and dialog.notes == []
+    dialog.align_check.setChecked(True)
+    assert not [p for p in dialog.problems if "_02" in p]
+    assert [note.split(":")[0] for note in dialog.notes] == ["Frame frame_02", "Mask mask_02"]
+    assert dialog.notes[0].endswith("will be resampled onto the first frame's grid (bilinear).")
+    out = tmp_path / "out"
+    out.mkdir()
+    dialog, task = _run_dialog(plugin, frames, tmp_path, output=out / "sr.tif", uncertainty=out / "unc.tif")
+    assert task.argv.count("--align") == 1
+    assert wait_for_task(task, 300), "the engine did not finish"
+    assert task.result is not None and task.result.ok, task.error
+    assert any("resampled onto the grid of" in w for w in task.result.warnings), task.result.warnings
+    sr = QgsRasterLayer(str(out / "sr.tif"), "sr", "gdal")
+    assert sr.crs() == frames[0].crs() and sr.extent() == frames[0].extent()
+    assert (sr.width(), sr.height()) == (3 * frames[0].width(), 3 * frames[0].height())
+    again = MisrDialog(plugin.controller, project)  # the choice was saved with the run
+    try:
+        assert again.align_check.isChecked()
+    finally:
+        again.disconnect_project()
+        again.deleteLater()
 
 
 def test_temporary_outputs_by_default(plugin, project, tmp_path, engine, sample_frames):

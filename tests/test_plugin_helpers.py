@@ -35,7 +35,8 @@ _APP = None
 _PROCESSING_READY = False
 
 __all__ = ["qgis_app", "iface", "processing_ready", "project", "sample_frames", "engine",
-           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "crop_sample", "make_raster", "REPO", "SAMPLE"]
+           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "crop_sample", "off_grid_sample",
+           "make_raster", "REPO", "SAMPLE"]
 
 
 def ensure_qgis_app() -> QgsApplication:
@@ -169,6 +170,21 @@ def crop_sample(folder, count: int = 9, size: int = 48, offset=(51, 51)) -> Path
             name = f"{kind}_{index:02d}.tif"
             gdal.Translate(str(folder / name), str(SAMPLE / name),
                            srcWin=[offset[0], offset[1], size, size]).FlushCache()
+    return folder
+
+
+def off_grid_sample(folder, count: int = 4, index: int = 2, factor: float = 1.1) -> Path:
+    """A crop of the sample (see crop_sample) where frame `index` and its mask are resampled by
+    GDAL onto pixels `factor` times larger (frame bilinear, mask nearest): the same scene on
+    another grid (pixel size, size and extent differ), as a frame from another product would be."""
+    from osgeo import gdal
+    folder = crop_sample(folder, count)
+    for kind, resampling in (("frame", "bilinear"), ("mask", "near")):
+        path = folder / f"{kind}_{index:02d}.tif"
+        pixel = abs(gdal.Open(str(path)).GetGeoTransform()[1]) * factor
+        warped = folder / f"{kind}_{index:02d}.warped.tif"
+        gdal.Warp(str(warped), str(path), xRes=pixel, yRes=pixel, resampleAlg=resampling).FlushCache()
+        os.replace(warped, path)
     return folder
 
 

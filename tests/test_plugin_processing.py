@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helpers, whatever the import mode
 from test_plugin_helpers import *  # noqa: F401,F403,E402 (fixtures)
-from test_plugin_helpers import crop_sample, make_raster
+from test_plugin_helpers import crop_sample, make_raster, off_grid_sample
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
@@ -43,8 +43,10 @@ def test_algorithm_is_registered_with_its_parameters(provider):
     algorithm = QgsApplication.processingRegistry().algorithmById("misr:superresolve")
     assert algorithm is not None and provider.name() == "MISR"
     names = [p.name() for p in algorithm.parameterDefinitions()]
-    for name in ("FRAMES", "MASKS", "BAND", "MODEL", "TTF_STEPS", "DEVICE", "TILE_SIZE", "OUTPUT", "UNCERTAINTY"):
+    for name in ("FRAMES", "MASKS", "BAND", "MODEL", "TTF_STEPS", "DEVICE", "TILE_SIZE", "ALIGN", "OUTPUT",
+                 "UNCERTAINTY"):
         assert name in names
+    assert algorithm.parameterDefinition("ALIGN").defaultValue() is False
     assert algorithm.parameterDefinition("FRAMES").layerType() == 3  # raster
     assert algorithm.parameterDefinition("MASKS").flags() & 8  # optional
     assert algorithm.parameterDefinition("OUTPUT").type() == "rasterDestination"
@@ -111,6 +113,71 @@ def test_algorithm_rejects_mismatched_frames_before_running(provider, tmp_path):
     with pytest.raises(QgsProcessingException, match="pixel size 10 x 10 differs from 30 x 30"):
         _run({"FRAMES": [a, b], "OUTPUT": str(tmp_path / "sr.tif"), "UNCERTAINTY": str(tmp_path / "u.tif")})
     assert sorted(os.listdir(tmp_path)) == ["a.tif", "b.tif"]
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps what the algorithm reports: (kind, text) for commands, infos and warnings."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def pushCommandInfo(self, text):  # noqa: N802
+        self.lines.append(("command", text))
+        super().pushCommandInfo(text)
+
+    def pushInfo(self, text):  # noqa: N802
+        self.lines.append(("info", text))
+        super().pushInfo(text)
+
+    def pushWarning(self, text):  # noqa: N802
+        self.lines.append(("warning", text))
+        super().pushWarning(text)
+
+    def texts(self, kind):
+        return [text for line_kind, text in self.lines if line_kind == kind]
+
+
+def test_align_resamples_an_off_grid_frame_of_the_sample(provider, engine, tmp_path, sample_frames):
+    """frame_02 and mask_02 on another grid: refused before any run without ALIGN (with the
+    option to tick), resampled by the engine onto frame_01's grid with ALIGN."""
+    sample = off_grid_sample(tmp_path / "sample", 4)
+    parameters = {"FRAMES": [str(sample / f"frame_{i:02d}.tif") for i in range(1, 5)],
+                  "MASKS": [str(sample / f"mask_{i:02d}.tif") for i in range(1, 5)],
+                  "TILE_SIZE": 48, "DEVICE": 1, "OUTPUT": str(tmp_path / "sr.tif"),
+                  "UNCERTAINTY": str(tmp_path / "unc.tif")}
+    with pytest.raises(QgsProcessingException, match=r"^Frame frame_02: size 44x44 differs from 48x48.*"
+                                                     r"\(frame frame_01\)\. Tick .* to resample it\.$"):
+        _run(parameters)
+    assert not (tmp_path / "sr.tif").exists()
+    feedback = RecordingFeedback()
+    result = _run(dict(parameters, ALIGN=True), feedback)
+    [command] = feedback.texts("command")
+    assert command.split().count("--align") == 1
+    assert any(text.startswith("Frame frame_02:") and "will be resampled" in text for text in feedback.texts("info"))
+    assert any("1 frame(s) and 1 mask(s) resampled" in text for text in feedback.texts("warning"))
+    lr = QgsRasterLayer(parameters["FRAMES"][0], "lr", "gdal")
+    sr = QgsRasterLayer(result["OUTPUT"], "sr", "gdal")
+    assert sr.isValid() and sr.crs() == lr.crs() and sr.extent() == lr.extent()
+    assert (sr.width(), sr.height()) == (3 * lr.width(), 3 * lr.height())
+
+
+def test_the_engine_itself_refuses_an_off_grid_frame_without_align(engine, tmp_path, sample_frames):
+    """What the plugin's validation stops early, the real engine refuses with one line naming
+    the file and --align."""
+    from qgis_misr.core.command import build_command
+    from qgis_misr.core.params import FrameInput, RunParameters
+    from qgis_misr.core.runner import run_engine
+    from qgis_misr.layers import raster_info
+    sample = off_grid_sample(tmp_path / "sample", 2)
+    layers = [QgsRasterLayer(str(sample / f"frame_{i:02d}.tif"), f"frame_{i:02d}", "gdal") for i in (1, 2)]
+    params = RunParameters(frames=[FrameInput(raster_info(layer)) for layer in layers], device="cpu",
+                           output=str(tmp_path / "sr.tif"), write_uncertainty=False)
+    result = run_engine(build_command(engine.argv, params), [params.output])
+    assert not result.ok and "\n" not in result.error
+    assert result.error.startswith(f"{sample / 'frame_02.tif'}: not on the grid of {sample / 'frame_01.tif'}")
+    assert result.error.endswith("pass --align to resample it onto that grid")
+    assert not (tmp_path / "sr.tif").exists()
 
 
 def test_algorithm_fails_with_the_engines_one_line_error(provider, tmp_path):

@@ -9,6 +9,7 @@ from .engine import EngineCapabilities
 from .params import RunParameters
 
 TTF_OPTION = "--ttf-steps"
+ALIGN_OPTION = "--align"
 
 
 class UnsupportedOption(ValueError):
@@ -20,7 +21,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     """``misr super-resolve ...`` for `params`, always with ``--progress json``.
 
     Output paths must already be chosen (temporary ones included). ``--ttf-steps`` is passed
-    only when fine-tuning is on, and only if the engine's ``--help`` lists it.
+    only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
+    passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
+    ``--help`` lacks it (without `caps` the engine itself rejects an unknown option).
     """
     if not params.output:
         raise ValueError("the SR output path is not set")
@@ -35,14 +38,25 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.tile_size:
         argv += ["--tile-size", str(int(params.tile_size))]
     if params.ttf_enabled:
-        if caps is None or not caps.supports(TTF_OPTION):
-            raise UnsupportedOption(f"this engine has no {TTF_OPTION} option "
-                                    "(test-time fine-tuning is not available)")
+        _require(caps, TTF_OPTION, "test-time fine-tuning")
         argv += [TTF_OPTION, str(int(params.ttf_steps))]
+    if params.align:
+        _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
+        argv.append(ALIGN_OPTION)
     if params.overwrite:
         argv.append("--overwrite")
     argv += ["--progress", "json"]
     return argv
+
+
+def _require(caps: Optional[EngineCapabilities], option: str, feature: str,
+             known_only: bool = False) -> None:
+    """Raise UnsupportedOption unless the engine's ``--help`` lists `option`. With
+    `known_only`, an engine that was not (or could not be) asked is given the benefit of the doubt."""
+    if known_only and (caps is None or not caps.ok or not caps.options):
+        return
+    if caps is None or not caps.supports(option):
+        raise UnsupportedOption(f"this engine has no {option} option ({feature} is not available)")
 
 
 def _path(path: Optional[str]) -> str:

@@ -17,6 +17,8 @@ DEFAULT_TTF_STEPS = 50
 MIN_TILE_SIZE = 16
 """The engine refuses tiles smaller than this many LR pixels."""
 SCALE = 3
+ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
+"""The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class RunParameters:
     write_uncertainty: bool = True
     overwrite: bool = False
     run_name: str = ""
+    align: bool = False
+    """Let the engine resample frames and masks off the first frame's grid onto it
+    (``--align``: frames bilinear, masks nearest, in memory) instead of refusing them."""
 
     @property
     def uses_masks(self) -> bool:

@@ -7,9 +7,10 @@ the problems next to the inputs and keep Run disabled instead of failing after a
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
-from .params import MIN_TILE_SIZE, FrameInput, RasterInfo, RunParameters
+from .params import ALIGN_LABEL, MIN_TILE_SIZE, FrameInput, RasterInfo, RunParameters
 
 RELATIVE_TOLERANCE = 1e-6
 """Coordinates may differ by this fraction of a pixel (the engine uses the same)."""
@@ -33,8 +34,69 @@ def grid_mismatch(reference: RasterInfo, other: RasterInfo) -> List[str]:
     return problems
 
 
-def validate_inputs(frames: Sequence[FrameInput], band: int = 1) -> List[str]:
-    """Problems with the frames and masks, [] when the engine can read them as one stack."""
+@dataclass(frozen=True)
+class OffGrid:
+    """A frame or mask that is not on the grid the engine compares it with."""
+
+    role: str
+    """``Frame`` or ``Mask``."""
+    raster: RasterInfo
+    reference: str
+    """The raster whose grid it should be on, in words (``frame a``, ``its frame b``)."""
+    mismatches: Tuple[str, ...]
+    alignable: bool
+    """Whether the engine's ``--align`` can resample it onto the first frame's grid (not when
+    only one of it and the first frame has a CRS)."""
+
+    def _head(self) -> str:
+        return f"{self.role} {self.raster.name}: {'; '.join(self.mismatches)} ({self.reference})"
+
+    def problem_line(self) -> str:
+        """The blocking problem: what differs, and what to do about it."""
+        if not self.alignable:
+            return (f"{self._head()}; it cannot be resampled onto the first frame's grid "
+                    f"because only one of the two has a CRS.")
+        return f"{self._head()}. Tick \"{ALIGN_LABEL}\" to resample it."
+
+    def note_line(self) -> str:
+        """The informational note when the engine will resample it (``--align``)."""
+        method = "bilinear" if self.role == "Frame" else "nearest neighbour"
+        return f"{self._head()}: will be resampled onto the first frame's grid ({method})."
+
+
+def off_grid(frames: Sequence[FrameInput], align: bool = False) -> List[OffGrid]:
+    """Frames off the first frame's grid, and masks off their frame's grid (with `align`: off
+    the first frame's grid, which is where the engine resamples everything)."""
+    if not frames:
+        return []
+    reference = frames[0].frame
+    first = f"frame {reference.name}"
+    checks = [("Frame", item.frame, reference, first) for item in frames[1:]]
+    checks += [("Mask", item.mask, reference, first) if align else
+               ("Mask", item.mask, item.frame, f"its frame {item.frame.name}")
+               for item in frames if item.mask is not None]
+    found = []
+    for role, raster, target, label in checks:
+        mismatches = grid_mismatch(target, raster)
+        if mismatches:
+            found.append(OffGrid(role, raster, label, tuple(mismatches),
+                                 alignable=bool(reference.crs) == bool(raster.crs)))
+    return found
+
+
+def alignment_notes(params: RunParameters) -> List[str]:
+    """With ``params.align``: one line per frame or mask the engine will resample (not a problem)."""
+    if not params.align:
+        return []
+    return [finding.note_line() for finding in off_grid(params.frames, align=True) if finding.alignable]
+
+
+def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = False) -> List[str]:
+    """Problems with the frames and masks, [] when the engine can read them as one stack.
+
+    Grid mismatches are problems unless `align` is set and the engine can resample the raster
+    (see :func:`alignment_notes`); the problem line then says which option fixes it.
+    """
     problems: List[str] = []
     if len(frames) < 2:
         problems.append(f"Choose at least 2 frames (multi-image super-resolution); "
@@ -54,13 +116,8 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1) -> List[str]:
     if with_mask and len(with_mask) != len(frames):
         missing = ", ".join(item.frame.name for item in frames if item.mask is None)
         problems.append(f"Choose a mask for every frame or for none (no mask: {missing}).")
-    reference = frames[0].frame
-    for item in frames[1:]:
-        for problem in grid_mismatch(reference, item.frame):
-            problems.append(f"Frame {item.frame.name}: {problem} (frame {reference.name}).")
-    for item in with_mask:
-        for problem in grid_mismatch(item.frame, item.mask):
-            problems.append(f"Mask {item.mask.name}: {problem} (its frame {item.frame.name}).")
+    problems += [finding.problem_line() for finding in off_grid(frames, align)
+                 if not (align and finding.alignable)]
     if band < 1:
         problems.append(f"Band {band}: bands are numbered from 1.")
     else:
@@ -73,7 +130,7 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1) -> List[str]:
 
 def validate_parameters(params: RunParameters) -> List[str]:
     """All problems of a run: inputs, outputs, tile size."""
-    problems = validate_inputs(params.frames, params.band)
+    problems = validate_inputs(params.frames, params.band, params.align)
     if params.tile_size and params.tile_size < MIN_TILE_SIZE:
         problems.append(f"Tile size {params.tile_size}: must be at least {MIN_TILE_SIZE} pixels "
                         f"(or 0 for the engine's default).")

@@ -38,14 +38,18 @@ from ..controller import RunController, RunError
 from ..core.command import TTF_OPTION
 from ..core.engine import EngineCapabilities, EngineLocation, cached_capabilities, capabilities
 from ..core.naming import looks_like_mask, match_masks, run_name
-from ..core.params import DEFAULT_TTF_STEPS, MIN_TILE_SIZE, MODELS, FrameInput, RunParameters
-from ..core.validation import validate_parameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, MIN_TILE_SIZE, MODELS, FrameInput, RunParameters
+from ..core.validation import alignment_notes, validate_parameters
 from ..layers import is_result_layer, layer_date, raster_info
 from ..resources import icon_path
 
 NO_MASK = "none / use nodata"
 TEMPORARY = "[Save to temporary file]"
 CHECKING = "checking the engine..."
+ALIGN_TOOLTIP = ("Frames (and masks) whose CRS, pixel size, extent or size differ from the first "
+                 "frame's are resampled onto its grid by the engine, in memory (the files are not "
+                 "changed): frames bilinear, masks nearest neighbour. Pixels outside a frame's "
+                 "footprint count as not clear. Unticked, such frames are refused.")
 _COL_FRAME, _COL_DATE, _COL_MASK = 0, 1, 2
 
 
@@ -77,6 +81,7 @@ class MisrDialog(QDialog):
         self.caps: Optional[EngineCapabilities] = None
         self.task = None
         self.problems: List[str] = []
+        self.notes: List[str] = []
         self._probing = False
         self._relay = _ProbeRelay()
         self._relay.probed.connect(self._apply_probe)
@@ -169,6 +174,9 @@ class MisrDialog(QDialog):
         self.tile_spin.setToolTip(f"Low-resolution tile size: smaller uses less memory (at least "
                                   f"{MIN_TILE_SIZE} px; 0 = the engine's default)")
         form.addRow("Tile size", self.tile_spin)
+        self.align_check = QCheckBox(ALIGN_LABEL)
+        self.align_check.setToolTip(ALIGN_TOOLTIP)
+        form.addRow("Grids", self.align_check)
         layout.addWidget(options_box)
 
         outputs_box = QGroupBox("Outputs (GeoTIFF, pixel size / 3)")
@@ -205,6 +213,12 @@ class MisrDialog(QDialog):
         self.problems_label.setStyleSheet("color: #b00020;")
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.problems_label)
+        self.notes_label = QLabel()
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setStyleSheet("color: #8a5a00;")
+        self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notes_label.setVisible(False)
+        layout.addWidget(self.notes_label)
         status_row = QHBoxLayout()
         self.status_label = QLabel()
         self.progress_bar = QProgressBar()
@@ -230,7 +244,7 @@ class MisrDialog(QDialog):
 
         for signal in (self.band_combo.currentIndexChanged, self.model_combo.currentIndexChanged,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
-                       self.ttf_steps.valueChanged):
+                       self.ttf_steps.valueChanged, self.align_check.toggled):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -249,6 +263,7 @@ class MisrDialog(QDialog):
         self.model_combo.setCurrentIndex(max(0, index))
         self.tile_spin.setValue(settings.value("tile_size", 0, int))
         self.ttf_steps.setValue(settings.value("ttf_steps", DEFAULT_TTF_STEPS, int))
+        self.align_check.setChecked(settings.value("align", False, bool))
         self._set_devices(None)
         self._ttf_toggled(False)
 
@@ -257,6 +272,7 @@ class MisrDialog(QDialog):
         settings.set_value("tile_size", params.tile_size)
         settings.set_value("ttf_steps", params.ttf_steps)
         settings.set_value("device", params.device)
+        settings.set_value("align", params.align)
         settings.set_configured_engine(self.engine_widget.filePath().strip())
 
     # -- layers ---------------------------------------------------------------------------------
@@ -542,13 +558,16 @@ class MisrDialog(QDialog):
             ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",
             tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
-            overwrite=True, run_name=run_name(model, names, dates))
+            overwrite=True, run_name=run_name(model, names, dates), align=self.align_check.isChecked())
 
     def validate(self) -> List[str]:
-        """Show the problems of the current choice; Run is enabled only without problems."""
+        """Show the problems of the current choice; Run is enabled only without problems.
+
+        Frames the engine will resample (``--align``) are shown as notes, which do not block."""
         if not hasattr(self, "run_button"):
             return []
-        problems = validate_parameters(self.collect_parameters())
+        params = self.collect_parameters()
+        problems = validate_parameters(params)
         if self.engine is None:
             problems.append("MISR engine not found: choose its Python environment below "
                             "(the folder of the engine's .venv).")
@@ -557,10 +576,17 @@ class MisrDialog(QDialog):
         self.problems = problems
         self.problems_label.setText("\n".join(f"\u2022 {p}" for p in problems))
         self.problems_label.setVisible(bool(problems))
+        self._show_notes(alignment_notes(params))
         running = self.task is not None
         self.run_button.setEnabled(not problems and not running and not self._probing)
         self.run_button.setToolTip("Fix the problems listed above first" if problems else "")
         return problems
+
+    def _show_notes(self, notes: List[str]) -> None:
+        """Informational lines (not problems) under the problems, e.g. frames to be resampled."""
+        self.notes = notes
+        self.notes_label.setText("\n".join(f"\u2022 {note}" for note in notes))
+        self.notes_label.setVisible(bool(notes))
 
     # -- running --------------------------------------------------------------------------------
     def run(self):

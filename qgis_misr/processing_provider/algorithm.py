@@ -28,9 +28,9 @@ from ..compat import file_behavior_file, number_type_integer, parameter_flag_adv
 from ..core.command import UnsupportedOption, build_command
 from ..core.engine import capabilities
 from ..core.naming import match_masks, run_name
-from ..core.params import DEFAULT_TTF_STEPS, MODELS, FrameInput, RunParameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, MODELS, FrameInput, RunParameters
 from ..core.runner import run_engine
-from ..core.validation import validate_parameters
+from ..core.validation import alignment_notes, validate_parameters
 from ..layers import raster_info, style_sr_layer, style_uncertainty_layer, tag_layer
 from ..resources import icon_path
 
@@ -70,6 +70,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     TTF_STEPS = "TTF_STEPS"
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
+    ALIGN = "ALIGN"
     ENGINE = "ENGINE"
     OUTPUT = "OUTPUT"
     UNCERTAINTY = "UNCERTAINTY"
@@ -105,7 +106,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "frames; if the order differs they are paired by name (frame_03 with mask_03). "
             "Without masks each frame's nodata marks invalid pixels.<br>"
             "<b>Test-time fine-tuning steps</b>: 0 = off; only when the engine offers it.<br>"
-            "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br><br>"
+            "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
+            f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
+            "size differ from the first frame's are resampled onto its grid in memory (frames "
+            "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
             "The work is done by the separate <code>misr</code> engine (found from the plugin "
             "settings, the MISR_ENGINE environment variable, the repository's .venv or the PATH, "
             "or the Engine parameter).")
@@ -130,6 +134,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.TILE_SIZE, "Tile size in LR pixels (0 = engine default)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
+        self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, ALIGN_LABEL, defaultValue=False))
         engine = QgsProcessingParameterFile(
             self.ENGINE, "Engine (misr executable or its environment's python; empty = auto)",
             file_behavior_file(), optional=True, fileFilter="All files (*)")
@@ -167,7 +172,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
-            overwrite=True, run_name=run_name(model, [f.frame.name for f in pairs]))
+            overwrite=True, run_name=run_name(model, [f.frame.name for f in pairs]),
+            align=self.parameterAsBoolean(parameters, self.ALIGN, context))
 
     def processAlgorithm(self, parameters: Dict, context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict:
@@ -175,6 +181,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         problems = validate_parameters(params)
         if problems:
             raise QgsProcessingException(" ".join(problems))
+        for note in alignment_notes(params):
+            feedback.pushInfo(note)
         configured = self.parameterAsFile(parameters, self.ENGINE, context)
         engine = settings.current_engine(configured or None)
         if engine is None:
