@@ -70,7 +70,7 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
 
 def run_super_resolve(args: argparse.Namespace) -> None:
     from .progress import Progress
-    from .raster_io import atomic_outputs, check_output_path, read_stack, select_frames
+    from .raster_io import atomic_outputs, check_output_path, open_stack, select_frames
 
     progress = Progress(args.progress)
     args.progress_reporter = progress
@@ -89,7 +89,8 @@ def run_super_resolve(args: argparse.Namespace) -> None:
         raise MisrError(f"{args.output}: --output and --uncertainty are the same file")
     for path in outputs:
         check_output_path(path, inputs, args.overwrite)
-    stack = read_stack(args.frames, args.masks, args.band, align=args.align)  # every input checked
+    # every input checked, then read window by window: memory does not grow with the raster
+    stack = open_stack(args.frames, args.masks, args.band, align=args.align)
     stack, selection_warnings = select_frames(stack, args.max_frames)
     import torch  # slow to import: only once the inputs are known to be good
 
@@ -100,11 +101,11 @@ def run_super_resolve(args: argparse.Namespace) -> None:
     device = engine.device
     for warning in stack.warnings + selection_warnings:
         progress.event("warning", message=warning)
-    progress.event("start", frames=len(stack.frames), device=device, model=engine.model,
+    progress.event("start", frames=len(stack.paths), device=device, model=engine.model,
                    width=stack.grid.width, height=stack.grid.height, backend=engine.backend,
                    provider=engine.provider, precision=engine.precision)
     tags = {"MISR_MODEL": engine.model, "MISR_WEIGHTS": engine.weights.name,
-            "MISR_WEIGHTS_SHA256": engine.weights_sha256, "MISR_FRAMES": len(stack.frames),
+            "MISR_WEIGHTS_SHA256": engine.weights_sha256, "MISR_FRAMES": len(stack.paths),
             "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in stack.paths]),
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": device,
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
@@ -128,7 +129,7 @@ def run_super_resolve(args: argparse.Namespace) -> None:
                        device=str(device), seconds=seconds)
     else:
         print(f"wrote {args.output}" + (f" and {args.uncertainty}" if args.uncertainty else "")
-              + f" ({len(stack.frames)} frames, {device}, {seconds} s)", file=sys.stderr)
+              + f" ({len(stack.paths)} frames, {device}, {seconds} s)", file=sys.stderr)
 
 
 def add_evaluate(subparsers: argparse._SubParsersAction) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 import torch
@@ -12,9 +13,11 @@ import torch
 from . import SCALE
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .errors import MisrError
-from .preprocess import register, subpixel_phase
-from .raster_io import DEFAULT_MAX_FRAMES, Stack, select_frames  # noqa: F401 (torch-free, re-exported)
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, make_tiles
+from .preprocess import estimate_shifts, move_rows, registration_window, subpixel_phase, whole_pixel_moves
+from .raster_io import DEFAULT_MAX_FRAMES, LazyStack, Stack, row_blocks, select_frames  # noqa: F401
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, Tile, make_tiles
+
+AnyStack = Union[Stack, LazyStack]
 
 ProgressCallback = Callable[[float, str], None]
 EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
@@ -34,12 +37,28 @@ class Normalisation:
 
         Accumulated frame by frame in float64: no copy of the whole stack's clear pixels.
         """
-        count = int(masks.sum())
+        return cls.of_blocks(zip(frames, masks))
+
+    @classmethod
+    def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> "Normalisation":
+        """`of` over (frames, masks) blocks that together make the stack, one block at a time.
+
+        Each block's count, mean and sum of squared deviations (float64) are merged into the
+        running ones (Chan et al.), so the result is that of all the pixels at once.
+        """
+        count, centre, squares = 0, 0.0, 0.0
+        for frames, masks in blocks:
+            values = np.asarray(frames)[np.asarray(masks, bool)].astype(np.float64)
+            if values.size == 0:
+                continue
+            mean = float(values.mean())
+            delta, total = mean - centre, count + values.size
+            squares += float(np.square(values - mean).sum()) + delta * delta * count * values.size / total
+            centre += delta * values.size / total
+            count = total
         if count == 0:
             return cls(0.0, 1.0)
-        centre = sum(float(f[m].sum(dtype=np.float64)) for f, m in zip(frames, masks)) / count
-        spread = (sum(float(np.square(f[m] - centre, dtype=np.float64).sum()) for f, m in zip(frames, masks))
-                  / count) ** 0.5
+        spread = (squares / count) ** 0.5
         return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -68,7 +87,7 @@ class Strip:
     scale: np.ndarray
 
 
-def super_resolve(stack: Stack, model: torch.nn.Module | Runner, device: torch.device | None = None,
+def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                   tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                   progress: ProgressCallback | None = None, *, precision: str = "fp32",
                   batch_size: int | None = None,
@@ -77,8 +96,9 @@ def super_resolve(stack: Stack, model: torch.nn.Module | Runner, device: torch.d
 
     `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`.
     """
-    height, width = stack.frames.shape[1] * SCALE, stack.frames.shape[2] * SCALE
-    sr, scale = np.empty((height, width), np.float32), np.empty((height, width), np.float32)
+    _, height, width = stack.shape
+    sr = np.empty((height * SCALE, width * SCALE), np.float32)
+    scale = np.empty_like(sr)
     for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress,
                                       precision=precision, batch_size=batch_size, on_warning=on_warning):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
@@ -86,38 +106,84 @@ def super_resolve(stack: Stack, model: torch.nn.Module | Runner, device: torch.d
     return sr, scale
 
 
-def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: torch.device | None = None,
+@dataclass
+class TileRowInput:
+    """What one row of tiles needs: the registered frames and clear masks of its LR rows
+    row0:row0 + len(no_data) (full width), and where no frame was clear before registration."""
+
+    row0: int
+    frames: np.ndarray
+    masks: np.ndarray
+    no_data: np.ndarray
+
+
+class RegisteredRows:
+    """Reads registered rows of a stack window by window: each frame moved by its whole-pixel
+    shift (`preprocess.move_rows`), reading only the input rows they come from."""
+
+    def __init__(self, stack: AnyStack, shifts: np.ndarray):
+        self.stack, self.moves = stack, whole_pixel_moves(shifts)
+        self.reach = int(np.abs(self.moves[:, 0]).max(initial=0))
+
+    def read(self, row0: int, row1: int) -> TileRowInput:
+        """Registered rows row0:row1, and the no-data map (no frame clear before registration)."""
+        height = self.stack.shape[1]
+        top, bottom = max(0, row0 - self.reach), min(height, row1 + self.reach)
+        frames, masks = self.stack.read_rows(top, bottom)
+        moved, moved_masks = move_rows(frames, masks, self.moves, top, (row0, row1), height)
+        return TileRowInput(row0, moved, moved_masks, ~masks[:, row0 - top:row1 - top].any(axis=0))
+
+    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(frames, masks) of the registered stack in blocks of `rows` rows, top to bottom."""
+        for row0, row1 in row_blocks(self.stack.shape[1], rows):
+            block = self.read(row0, row1)
+            yield block.frames, block.masks
+
+
+def stack_shifts(stack: AnyStack) -> np.ndarray:
+    """Shifts (T, 2) of the stack's frames, estimated on its registration window only."""
+    count, height, width = stack.shape
+    if count <= 1:
+        return np.zeros((count, 2))
+    rows, cols = registration_window((height, width))
+    frames, masks = stack.read_rows(rows.start, rows.stop, cols.start, cols.stop)
+    return estimate_shifts(frames, masks)
+
+
+def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                          tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                          progress: ProgressCallback | None = None, *, precision: str = "fp32",
                          batch_size: int | None = None,
                          on_warning: Callable[[str], None] | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
-    Only about one tile row of output is held, so the output side of the memory does not grow
-    with the raster's height (the registered stack itself is held in memory). Tiles of one row
-    run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch is
-    halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning` hears
-    about it.
+    Input and output are both streamed: the shifts are estimated on the registration window,
+    the normalisation accumulated over blocks of registered rows, then each row of tiles reads
+    (in a background thread, while the previous row runs) only the input rows it needs, moved
+    by the whole-pixel shifts. So, at a fixed tile size, memory does not grow with the raster's
+    height, whether `stack` is a `LazyStack` or an in-memory `Stack` (same results). Tiles of one
+    row run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch
+    is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
+    hears about it.
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
-    registered, clear, shifts = register(stack.frames, stack.masks)
+    _, height, width = stack.shape
+    shifts = stack_shifts(stack)
     phases = subpixel_phase(shifts)
-    norm = Normalisation.of(registered, clear)
-    _, height, width = registered.shape
+    rows = RegisteredRows(stack, shifts)
     tiles = make_tiles(height, width, tile_size, overlap)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
+    norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
-    no_data = ~stack.masks.any(axis=0)  # nodata where no frame saw the pixel (before registration)
     done = 0
-    for row_index, row in enumerate(tile_rows):
+    for row_index, row_input in enumerate(_prefetched(rows, tile_rows)):
+        row = tile_rows[row_index]
         start = 0
-        while start < len(row):
+        while start < len(row):  # the batch size may shrink on out-of-memory
             batch = row[start:start + batches.batch_size]
-            frames = np.stack([norm.apply(registered[(slice(None), *t.lr_slice())],
-                                          clear[(slice(None), *t.lr_slice())]) for t in batch])
-            masks = np.stack([clear[(slice(None), *t.lr_slice())] for t in batch]).astype(np.float32)
+            frames, masks = _tile_inputs(row_input, batch, norm)
             for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
                 blender.add(tile, output)
             start += len(batch)
@@ -125,14 +191,42 @@ def super_resolve_strips(stack: Stack, model: torch.nn.Module | Runner, device: 
             if progress:
                 progress(done / len(tiles), f"tile {done}/{len(tiles)}")
         until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
-        mean, log_scale = blender.take(until * SCALE)
-        row0 = blender.row0 - len(mean)
-        invalid = np.repeat(np.repeat(no_data[row0 // SCALE:until], SCALE, axis=0), SCALE, axis=1)
-        sr = (mean * norm.spread + norm.centre).astype(np.float32)
-        scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
-        sr[invalid] = np.nan
-        scale[invalid] = np.nan
-        yield Strip(row0, sr, scale)
+        yield _finished_strip(blender, until, row_input, norm)
+
+
+def _prefetched(rows: RegisteredRows, tile_rows: list[list[Tile]]) -> Iterator[TileRowInput]:
+    """The input of every row of tiles, in order; the next one is read in a background thread
+    while the caller works on the current one (GDAL reads overlap the network)."""
+    def read(row: list[Tile]) -> TileRowInput:
+        return rows.read(row[0].y0, row[0].y0 + row[0].height)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="misr-read") as pool:
+        pending: Future = pool.submit(read, tile_rows[0])
+        for index in range(len(tile_rows)):
+            current = pending.result()
+            if index + 1 < len(tile_rows):
+                pending = pool.submit(read, tile_rows[index + 1])
+            yield current
+
+
+def _tile_inputs(row_input: TileRowInput, batch: list[Tile], norm: Normalisation) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised frames and float masks (B, T, h, w) of a batch of tiles of one row."""
+    windows = [(slice(None), slice(0, t.height), slice(t.x0, t.x0 + t.width)) for t in batch]
+    frames = np.stack([norm.apply(row_input.frames[w], row_input.masks[w]) for w in windows])
+    masks = np.stack([row_input.masks[w] for w in windows]).astype(np.float32)
+    return frames, masks
+
+
+def _finished_strip(blender: StripBlender, until: int, row_input: TileRowInput, norm: Normalisation) -> Strip:
+    """The blended SR rows up to LR row `until`, in input units, NaN where no frame was clear."""
+    mean, log_scale = blender.take(until * SCALE)
+    row0 = blender.row0 - len(mean)
+    no_data = row_input.no_data[row0 // SCALE - row_input.row0:until - row_input.row0]
+    invalid = np.repeat(np.repeat(no_data, SCALE, axis=0), SCALE, axis=1)
+    sr = (mean * norm.spread + norm.centre).astype(np.float32)
+    scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+    sr[invalid] = np.nan
+    scale[invalid] = np.nan
+    return Strip(row0, sr, scale)
 
 
 def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:

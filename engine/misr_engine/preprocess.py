@@ -46,21 +46,66 @@ def subpixel_phase(shifts: np.ndarray) -> np.ndarray:
     return (shifts - np.round(shifts)).astype(np.float32)
 
 
+def registration_window(shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The central window (rows, columns) of an (H, W) raster on which shifts are estimated."""
+    return central_window(shape, REGISTRATION_WINDOW)
+
+
+def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Shifts (T, 2) in LR px of (T, h, w) frames onto the clearest (then sharpest) one.
+
+    Give the frames' `registration_window`. Frames without a clear pixel there get (0, 0).
+    The reference is chosen from the content, so the result does not depend on the order.
+    """
+    shifts = np.zeros((len(frames), 2))
+    if len(frames) <= 1:
+        return shifts
+    order = canonical_order(frames, masks)
+    order = order[masks[order].any(axis=(1, 2))]  # frames with clear pixels in the window
+    if len(order) > 1:
+        shifts[order] = register_stack(frames[order], masks[order])
+    return shifts
+
+
+def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
+    """The whole-pixel part of LR shifts (T, 2), as integers: how far each frame is moved."""
+    return np.round(np.asarray(shifts, np.float64)).astype(int)
+
+
+def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int, rows: tuple[int, int],
+              height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels), as `align_stack` would.
+
+    `frames` and `masks` (T, n, W) hold input rows top:top + n, which must include every input
+    row the moved rows come from (rows[0] + dy to rows[1] + dy, within 0:`height`). Pixels
+    brought in from outside the image are not clear (value 0); other values are copied.
+    """
+    count, _, width = frames.shape
+    moved = np.zeros((count, rows[1] - rows[0], width), np.float32)
+    moved_masks = np.zeros(moved.shape, bool)
+    for index, (dy, dx) in enumerate(np.asarray(moves, int)):
+        source_y = (max(0, rows[0] + dy), min(height, rows[1] + dy))
+        source_x = (max(0, dx), min(width, width + dx))
+        if source_y[0] >= source_y[1] or source_x[0] >= source_x[1]:
+            continue
+        target = (slice(source_y[0] - dy - rows[0], source_y[1] - dy - rows[0]),
+                  slice(source_x[0] - dx, source_x[1] - dx))
+        source = (slice(source_y[0] - top, source_y[1] - top), slice(*source_x))
+        moved[(index, *target)] = frames[(index, *source)]
+        moved_masks[(index, *target)] = masks[(index, *source)]
+    return moved, moved_masks
+
+
 def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Register (T,H,W) frames onto the clearest (then sharpest) one, to whole pixels.
 
     Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
-    to the network), in the input order. The reference is chosen from the content, so the
-    result does not depend on the order of the frames.
+    to the network), in the input order (`estimate_shifts` on the `registration_window`, then
+    `align_stack` by the whole-pixel part; the streamed inference moves rows with `move_rows`).
     """
     if len(frames) == 1:
         return frames, masks, np.zeros((1, 2))
-    rows, cols = central_window(frames.shape[1:], REGISTRATION_WINDOW)
-    window_frames, window_masks = frames[:, rows, cols], masks[:, rows, cols]
-    order = canonical_order(window_frames, window_masks)
-    order = order[window_masks[order].any(axis=(1, 2))]  # frames with clear pixels in the window
-    shifts = np.zeros((len(frames), 2))
-    if len(order) > 1:
-        shifts[order] = register_stack(window_frames[order], window_masks[order])
+    rows, cols = registration_window(frames.shape[1:])
+    shifts = estimate_shifts(frames[:, rows, cols], masks[:, rows, cols])
     aligned, aligned_masks = align_stack(frames, masks, np.round(shifts))
     return aligned, aligned_masks, shifts

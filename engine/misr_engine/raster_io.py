@@ -9,7 +9,7 @@ import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Sequence, TypeVar
 
 import numpy as np
 from osgeo import gdal, osr
@@ -28,6 +28,7 @@ GEOTIFF_OPTIONS = ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DE
 GEOTRANSFORM_TOLERANCE = 1e-6  # relative to the pixel size
 DEFAULT_MAX_FRAMES = 15
 """At most this many (the clearest) frames are super-resolved together."""
+AnyStack = TypeVar("AnyStack", "Stack", "LazyStack")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,11 @@ class Grid:
 
 @dataclass
 class Stack:
-    """A time series of co-registered single-band frames and their clear-sky masks."""
+    """A time series of co-registered single-band frames and their clear-sky masks, in memory.
+
+    It offers the interface of `LazyStack` (shape, clear_fraction, read_rows, subset), so the
+    streamed inference runs on either.
+    """
 
     frames: np.ndarray  # (T, H, W) float32, NaN never present (invalid pixels are masked)
     masks: np.ndarray  # (T, H, W) bool, True = clear
@@ -81,8 +86,105 @@ class Stack:
                    [f"frame {i + 1}" for i in range(t)])
 
     @property
+    def shape(self) -> tuple[int, int, int]:
+        """(T, H, W)."""
+        return tuple(self.frames.shape)
+
+    @property
     def clear_fraction(self) -> np.ndarray:
         return self.masks.reshape(len(self.masks), -1).mean(axis=1)
+
+    def read_rows(self, row0: int, row1: int, col0: int = 0,
+                  col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frames (T, rows, cols) float32 (0 where not clear) and clear masks of a window."""
+        window = (slice(None), slice(row0, row1), slice(col0, col1))
+        return self.frames[window], self.masks[window]
+
+    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "Stack":
+        """The frames `keep` (indices or booleans), with `warnings` added."""
+        index = _indices(keep)
+        return Stack(self.frames[index], self.masks[index], self.grid, [self.paths[i] for i in index],
+                     self.nodata, self.warnings + list(warnings))
+
+    def load(self) -> "Stack":
+        """This stack (already in memory)."""
+        return self
+
+
+@dataclass
+class FrameSource:
+    """One frame and its optional mask, opened and checked, readable window by window on the
+    stack's grid (warped there through a GDAL VRT when `--align` found them off it)."""
+
+    frame: "BandSource"
+    mask: "BandSource | None" = None
+
+    def read_rows(self, row0: int, row1: int, col0: int = 0,
+                  col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Values (0 where not clear) and the clear mask of a window.
+
+        A pixel is clear when its mask is nonzero (if there is a mask), it is not the frame's
+        nodata value (a warped frame's nodata and outside are NaN), and it is finite.
+        """
+        values = self.frame.read_rows(row0, row1, col0, col1)
+        valid = np.isfinite(values)
+        if self.frame.nodata is not None:
+            valid &= values != np.float32(self.frame.nodata)
+        if self.mask is not None:
+            mask_values = self.mask.read_rows(row0, row1, col0, col1)
+            valid &= np.isfinite(mask_values) & (mask_values != 0)
+        return np.where(valid, values, 0).astype(np.float32), valid
+
+
+@dataclass
+class LazyStack:
+    """The frames (and masks) of one scene, every file opened and checked, read only window by
+    window (`read_rows`): its memory does not grow with the raster. Made by `open_stack`."""
+
+    sources: list[FrameSource]
+    grid: Grid
+    paths: list[str]
+    clear_fraction: np.ndarray  # (T,) fraction of clear pixels per frame
+    nodata: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(T, H, W)."""
+        return len(self.sources), self.grid.height, self.grid.width
+
+    def read_rows(self, row0: int, row1: int, col0: int = 0,
+                  col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frames (T, rows, cols) float32 (0 where not clear) and clear masks of a window."""
+        pairs = [source.read_rows(row0, row1, col0, col1) for source in self.sources]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "LazyStack":
+        """The frames `keep` (indices or booleans), with `warnings` added."""
+        index = _indices(keep)
+        return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
+                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings))
+
+    def load(self) -> Stack:
+        """Every pixel read into an in-memory `Stack`."""
+        frames, masks = self.read_rows(0, self.grid.height)
+        return Stack(frames, masks, self.grid, list(self.paths), self.nodata, list(self.warnings))
+
+
+READ_BLOCK_ROWS = 64
+"""Rows per window when a pass reads a whole raster (the clear fractions)."""
+
+
+def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
+    """(row0, row1) windows of at most `rows` rows covering [0, height)."""
+    for row0 in range(0, height, max(1, rows)):
+        yield row0, min(height, row0 + max(1, rows))
+
+
+def _indices(keep: np.ndarray) -> np.ndarray:
+    """Frame indices from indices or a boolean selection."""
+    keep = np.asarray(keep)
+    return np.flatnonzero(keep) if keep.dtype == bool else keep.astype(int)
 
 
 def _same_crs(a: str, b: str) -> bool:
@@ -139,19 +241,26 @@ class BandSource:
     band: int
     grid: Grid
     nodata: float | None
+    keep: object = None  # what a warped VRT reads from: kept alive with it
 
     def read(self) -> np.ndarray:
-        """The band as float32, or a one-line MisrError if its pixel data cannot be decoded."""
+        """The whole band as float32 (see `read_rows`)."""
+        return self.read_rows(0, self.grid.height)
+
+    def read_rows(self, row0: int, row1: int, col0: int = 0, col1: int | None = None) -> np.ndarray:
+        """Rows row0:row1 (columns col0:col1) as float32, or a one-line MisrError if the pixel
+        data there cannot be decoded."""
+        col1 = self.grid.width if col1 is None else col1
+        shape = (row1 - row0, col1 - col0)
         try:
             with quiet_gdal():
-                data = self.dataset.GetRasterBand(self.band).ReadAsArray()
+                data = self.dataset.GetRasterBand(self.band).ReadAsArray(col0, row0, shape[1], shape[0])
         except RuntimeError as exc:
             raise MisrError(f"{self.path}: corrupt or unreadable pixel data "
                             f"({_gdal_reason(exc, self.path)})") from None
         except MemoryError:
-            raise MisrError(f"{self.path}: {self.grid.width}x{self.grid.height} pixels "
-                            "do not fit in memory") from None
-        if data is None or data.shape != (self.grid.height, self.grid.width):
+            raise MisrError(f"{self.path}: {shape[1]}x{shape[0]} pixels do not fit in memory") from None
+        if data is None or data.shape != shape:
             raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
         return data.astype(np.float32, copy=False)
 
@@ -198,15 +307,16 @@ def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, flo
     return source.read(), source.grid, source.nodata
 
 
-def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> Stack:
-    """Read frames (and optional masks) of one scene, check they share one grid, build masks.
+def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False) -> LazyStack:
+    """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
 
     Every file is opened and checked (bands, data type, grid) before any pixel is read. With
-    `align`, frames and masks off the first frame's grid are warped onto it (frames bilinear,
-    masks nearest; in memory) instead of being refused.
+    `align`, frames and masks off the first frame's grid are warped onto it through GDAL VRTs
+    (frames bilinear, masks nearest; window by window) instead of being refused.
     A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
-    nodata value, and it is finite. Fully cloudy frames are dropped with a warning.
+    nodata value, and it is finite. The clear fractions are counted in one pass over row
+    blocks; fully cloudy frames are dropped with a warning.
     """
     if not frame_paths:
         raise MisrError("no frames given")
@@ -219,28 +329,32 @@ def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     off_grid = [_off_grid(source, reference, frames[0].path, align) for source in frames]
     off_grid += [_off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
                  for mask, frame in zip(masks, frames)]
-    data, clear = [], []
-    for index, source in enumerate(frames):
-        if off_grid[index]:
-            values = warp_band(source, reference, "bilinear")
-            valid = np.isfinite(values)  # the frame's nodata and outside its footprint are NaN
-        else:
-            values = source.read()
-            valid = np.isfinite(values)
-            if source.nodata is not None:
-                valid &= values != np.float32(source.nodata)
-        if masks:
-            mask = masks[index]
-            mask_values = warp_band(mask, reference, "near") if off_grid[len(frames) + index] else mask.read()
-            valid &= np.isfinite(mask_values) & (mask_values != 0)
-        data.append(np.where(valid, values, 0).astype(np.float32))
-        clear.append(valid)
+    sources = [FrameSource(warp_band(frame, reference, "bilinear") if moved else frame)
+               for frame, moved in zip(frames, off_grid)]
+    for source, mask, moved in zip(sources, masks, off_grid[len(frames):]):
+        source.mask = warp_band(mask, reference, "near") if moved else mask
     warnings = []
     if any(off_grid):
         warnings.append(f"--align: {sum(off_grid[:len(frames)])} frame(s) and {sum(off_grid[len(frames):])} "
                         f"mask(s) resampled onto the grid of {frames[0].path}")
-    stack = Stack(np.stack(data), np.stack(clear), reference, list(frame_paths), frames[0].nodata, warnings)
+    stack = LazyStack(sources, reference, list(frame_paths), clear_fractions(sources, reference),
+                      frames[0].nodata, warnings)
     return drop_cloudy_frames(stack)
+
+
+def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False) -> Stack:
+    """`open_stack`, then every pixel read into memory (see there)."""
+    return open_stack(frame_paths, mask_paths, band, align).load()
+
+
+def clear_fractions(sources: Sequence[FrameSource], grid: Grid) -> np.ndarray:
+    """Fraction of clear pixels of every frame, read in blocks of READ_BLOCK_ROWS rows."""
+    counts = np.zeros(len(sources), np.int64)
+    for row0, row1 in row_blocks(grid.height, READ_BLOCK_ROWS):
+        for index, source in enumerate(sources):
+            counts[index] += int(np.count_nonzero(source.read_rows(row0, row1)[1]))
+    return counts / (grid.width * grid.height)
 
 
 def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
@@ -260,56 +374,66 @@ def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
     return True
 
 
-def warp_band(source: BandSource, grid: Grid, resampling: str) -> np.ndarray:
-    """`source` resampled onto `grid` (float32; NaN = nodata or outside the source), in memory.
+def warp_band(source: BandSource, grid: Grid, resampling: str) -> BandSource:
+    """`source` resampled onto `grid` on the fly (a warped GDAL VRT, read window by window):
+    float32, NaN = nodata or outside the source.
 
     Frames use `resampling` "bilinear" (nodata honoured, NaN outside); masks "near" (their
-    nodata ignored, 0 = not clear outside).
+    nodata ignored, 0 = not clear outside). A rotated `grid` is warped into memory instead (a
+    VRT's output bounds cannot express it).
     """
     is_mask = resampling == "near"
-    target = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Float32)
-    target.SetGeoTransform(grid.geotransform)
-    if grid.crs_wkt:
-        target.SetProjection(grid.crs_wkt)
+    x0, dx, rx, y0, ry, dy = grid.geotransform
     try:
         with quiet_gdal():
             single = gdal.Translate("", source.dataset, format="VRT", bandList=[source.band])
             nodata = source.nodata
-            options = gdal.WarpOptions(
-                resampleAlg=resampling, srcNodata="None" if is_mask or nodata is None else nodata,
-                dstNodata=None if is_mask else float("nan"),
-                warpOptions=["INIT_DEST=0" if is_mask else "INIT_DEST=NO_DATA"])
-            gdal.Warp(target, single, options=options)
-            data = target.GetRasterBand(1).ReadAsArray()
+            options = dict(resampleAlg=resampling, srcNodata="None" if is_mask or nodata is None else nodata,
+                           dstNodata=None if is_mask else float("nan"), outputType=gdal.GDT_Float32,
+                           warpOptions=["INIT_DEST=0" if is_mask else "INIT_DEST=NO_DATA"])
+            if rx == 0 and ry == 0:
+                target = gdal.Warp("", single, options=gdal.WarpOptions(
+                    format="VRT", outputBounds=(x0, y0 + dy * grid.height, x0 + dx * grid.width, y0),
+                    width=grid.width, height=grid.height, dstSRS=grid.crs_wkt or None, **options))
+            else:
+                target = _memory_raster(grid)
+                gdal.Warp(target, single, options=gdal.WarpOptions(**options))
     except RuntimeError as exc:
         raise MisrError(f"{source.path}: cannot resample it onto the first frame's grid "
                         f"({_gdal_reason(exc, source.path)})") from None
     except MemoryError:
         raise MisrError(f"{source.path}: {grid.width}x{grid.height} pixels do not fit in memory") from None
-    return data
+    return BandSource(source.path, target, 1, grid, None if is_mask else float("nan"), keep=(single, source))
 
 
-def drop_cloudy_frames(stack: Stack) -> Stack:
+def _memory_raster(grid: Grid) -> gdal.Dataset:
+    """An empty float32 in-memory raster on `grid`."""
+    target = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Float32)
+    target.SetGeoTransform(grid.geotransform)
+    if grid.crs_wkt:
+        target.SetProjection(grid.crs_wkt)
+    return target
+
+
+def drop_cloudy_frames(stack: AnyStack) -> AnyStack:
     """Remove frames with no clear pixel, warning about each; fail if none is left."""
     keep = stack.clear_fraction > 0
     if not keep.any():
         raise MisrError("every frame is fully cloudy or nodata: nothing to super-resolve "
                         f"({', '.join(stack.paths)})")
     warnings = [f"{p}: fully cloudy or nodata, dropped" for p, k in zip(stack.paths, keep) if not k]
-    return Stack(stack.frames[keep], stack.masks[keep], stack.grid,
-                 [p for p, k in zip(stack.paths, keep) if k], stack.nodata, stack.warnings + warnings)
+    return stack.subset(keep, warnings)
 
 
-def select_frames(stack: Stack, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[Stack, list[str]]:
+def select_frames(stack: AnyStack, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[AnyStack, list[str]]:
     """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
-    if len(stack.frames) <= max_frames:
+    if len(stack.paths) <= max_frames:
         return stack, []
     order = np.argsort(-stack.clear_fraction, kind="stable")
     keep = np.sort(order[:max_frames])
     dropped = [stack.paths[i] for i in sorted(order[max_frames:])]
     warning = f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"
-    return (Stack(stack.frames[keep], stack.masks[keep], stack.grid, [stack.paths[i] for i in keep],
-                  stack.nodata, stack.warnings), [warning])
+    return stack.subset(keep), [warning]
 
 
 def check_output_path(path: str, inputs: Sequence[str], overwrite: bool) -> None:
