@@ -178,8 +178,9 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
     keep = spec.featureless_keep
     featureless = (f"kept with probability {format_value(keep)}" if keep > 0 else "left out")
     registration = ("registered onto the clearest (then sharpest) frame with `preprocess.register`, "
-                    "exactly as the engine registers a stack at inference; `shifts` is the residual "
-                    "sub-pixel shift of every frame after the registration (LR px)" if spec.registered else
+                    "exactly as the engine registers a stack at inference: moved by whole LR pixels, "
+                    "not interpolated; `shifts` is every frame's sub-pixel phase, the remainder of its "
+                    "shift in [-0.5, 0.5] LR px, which the network receives" if spec.registered else
                     "left as acquired (unregistered, `--raw`, for `misr evaluate`); `true_shifts` is the "
                     "simulated misregistration (LR px)")
     lines = [
@@ -265,8 +266,8 @@ def probav_card(root: str | Path, arrays: Arrays, frames_per_scene: np.ndarray, 
     """The card of a set read from Proba-V-style scene folders."""
     n, t, h, w = arrays["frames"][0]
     registration = ("registered onto the clearest (then sharpest) frame with `preprocess.register`, "
-                    "exactly as the engine registers a stack; `shifts` is what it returned per frame "
-                    "(LR px)" if registered else "left as acquired (unregistered, `--raw`)")
+                    "exactly as the engine registers a stack (whole-pixel moves); `shifts` is every "
+                    "frame's sub-pixel phase (LR px)" if registered else "left as acquired (unregistered, `--raw`)")
     lines = [
         f"# Dataset card: {title}",
         "",

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import SCALE
 from .errors import MisrError
-from .preprocess import canonical_order, register
+from .preprocess import canonical_order, register, subpixel_phase
 from .raster_io import open_raster, read_band
 
 SUFFIXES = (".png", ".tif", ".tiff")
@@ -54,7 +54,7 @@ class Scene:
 
     frames: np.ndarray  # (t, h, w) float32
     masks: np.ndarray  # (t, h, w) bool, True = clear
-    shifts: np.ndarray  # (t, 2) what preprocess.register returned (or zeros, unregistered)
+    shifts: np.ndarray  # (t, 2) sub-pixel phases of the registered frames (zeros, unregistered)
     hr: np.ndarray  # (3h, 3w) float32
     hr_mask: np.ndarray  # (3h, 3w) bool, True = clear
 
@@ -188,7 +188,7 @@ def prepare_scene(job: tuple[SceneFiles, int, bool]) -> Scene:
     if registered:
         frames, masks, shifts = register(scene.frames, scene.masks)
         scene = Scene(np.asarray(frames, np.float32), np.asarray(masks, bool),
-                      np.asarray(shifts, np.float32), scene.hr, scene.hr_mask)
+                      subpixel_phase(shifts), scene.hr, scene.hr_mask)
     return scene
 
 
@@ -218,7 +218,7 @@ def load_probav(root: str | Path, max_frames: int = DEFAULT_MAX_FRAMES, workers:
                 registered: bool = True) -> dict[str, np.ndarray]:
     """Every scene under `root` as the arrays of `dataset.build_samples`, plus `hr_mask`.
 
-    frames, masks (N,T,h,w) float32 / bool; shifts (N,T,2) float32 (from `register`; absent
+    frames, masks (N,T,h,w) float32 / bool; shifts (N,T,2) float32 (sub-pixel phases, as `dataset.build_samples`; absent
     with `registered` False); hr (N,3h,3w) float32; hr_mask (N,3h,3w) bool (from SM); norm (N,2)
     float32: (mean, std) of each scene's clear LR pixels. T is the largest number of frames kept
     in a scene (at most `max_frames`); shorter scenes end with fully masked zero frames. Every

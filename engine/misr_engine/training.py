@@ -106,7 +106,7 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
 
 def _phases(data: dict[str, np.ndarray]) -> np.ndarray:
     """The frames' sub-pixel phases (N,T,2); zeros for stacks stored without them."""
-    return data["shifts"] if "shifts" in data else np.zeros((*data["frames"].shape[:2], 2), np.float32)
+    return subpixel_phase(data["shifts"]) if "shifts" in data else np.zeros((*data["frames"].shape[:2], 2), np.float32)
 
 
 def _hr_mask(data: dict[str, np.ndarray]) -> np.ndarray:
