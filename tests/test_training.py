@@ -189,3 +189,20 @@ def test_train_command_reports_progress_per_step_and_validation_lines(tiny_datas
     fractions = [e["fraction"] for e in events if e["event"] == "progress"]
     assert fractions == [0.25, 0.5, 0.75, 1.0]
     assert sum("val cPSNR" in e.get("message", "") for e in events if e["event"] == "log") == 2
+
+
+def test_evaluate_ignores_hr_pixels_marked_unusable_in_the_status_map():
+    from misr_engine.baselines import BASELINES
+    from misr_engine.evaluation import evaluate
+
+    window = ((0, None), (0, None))
+    scenes = build_samples([str(HOLDOUT_HR)], window, 2, 20, 4, seed=5, workers=1, registered=False)
+    methods = {"registered_mean": BASELINES["registered_mean"]}
+    clean = evaluate(scenes, methods)[0].cpsnr
+    damaged = dict(scenes, hr=scenes["hr"].copy())
+    damaged["hr"][:, 20:30, 20:40] += 3000.0  # e.g. a cloud in the HR target
+    assert evaluate(damaged, methods)[0].mean < np.mean(clean) - 3
+    damaged["hr_mask"] = np.ones(scenes["hr"].shape, bool)
+    damaged["hr_mask"][:, 20:30, 20:40] = False
+    masked = evaluate(damaged, methods)[0].cpsnr
+    np.testing.assert_allclose(masked, clean, atol=0.5)

@@ -70,15 +70,17 @@ def evaluate(scenes: dict[str, np.ndarray], methods: dict[str, Method],
     results = []
     for name, method in methods.items():
         scores = Scores(name, [], 0.0)
-        for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
+        hr_masks = scenes.get("hr_mask", [None] * len(scenes["hr"]))  # e.g. Proba-V's SM
+        for index, (frames, masks, hr, hr_mask) in enumerate(zip(scenes["frames"], scenes["masks"],
+                                                                  scenes["hr"], hr_masks)):
             started = time.perf_counter()
             sr = method(frames, masks)
             scores.seconds += time.perf_counter() - started
             sr, hr_unit = sr / data_range, hr / data_range
-            scores.cpsnr.append(cpsnr(sr, hr_unit))
+            scores.cpsnr.append(cpsnr(sr, hr_unit, hr_mask))
             if full:
-                scores.cssim.append(cssim(sr, hr_unit))
-                flat, _, edges = gradient_stratified_psnr(sr, hr_unit)
+                scores.cssim.append(cssim(sr, hr_unit, hr_mask))
+                flat, _, edges = gradient_stratified_psnr(sr, hr_unit, hr_mask)
                 scores.flat_psnr.append(float(flat))
                 scores.edge_psnr.append(float(edges))
                 fidelity = lr_fidelity(sr, frames / data_range, masks, shifts[index], LR_FIDELITY_PSF_SIGMA)
@@ -103,9 +105,10 @@ def uncertainty_scores(scenes: dict[str, np.ndarray], model: torch.nn.Module,
                        device: torch.device = torch.device("cpu"), border: int = 3) -> UncertaintyScores:
     """|error| of the cPSNR-aligned, bias-corrected SR against the predicted scale, per pixel."""
     errors, scales, per_scene = [], [], []
-    for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+    hr_masks = scenes.get("hr_mask", [None] * len(scenes["hr"]))
+    for frames, masks, hr, hr_mask in zip(scenes["frames"], scenes["masks"], scenes["hr"], hr_masks):
         sr, scale = super_resolve(Stack.in_memory(frames, masks), model, device)
-        best = best_alignment(sr.astype(np.float64), hr.astype(np.float64), None, border)
+        best = best_alignment(sr.astype(np.float64), hr.astype(np.float64), hr_mask, border)
         height, width = sr.shape
         cropped = scale[border:height - border, border:width - border]
         error = np.abs(best.error)[best.mask]
