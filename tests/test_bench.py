@@ -69,7 +69,7 @@ class PixelMean(torch.nn.Module):
         super().__init__()
         self.max_side, self.max_batch, self.calls = max_side, max_batch, []
 
-    def forward(self, frames: torch.Tensor, masks: torch.Tensor):
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor | None = None):
         self.calls.append(tuple(frames.shape))
         if max(frames.shape[-2:]) > self.max_side or len(frames) > self.max_batch:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

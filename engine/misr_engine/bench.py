@@ -6,10 +6,11 @@ execution providers, whichever are present) it measures
 * **scene**: milliseconds per forward pass of one SxS LR scene of T frames (default 128x128, T=9,
   the Proba-V scene of the PIUnet paper): median of repeated runs after warm-up runs, through the
   backend's runner (host-to-device copies included);
-* **rasters**: the real pipeline of `misr super-resolve` after reading (registration, tiles,
-  blending, SR and uncertainty GeoTIFFs written strip by strip) on synthetic rasters of growing
-  size (default 128 and 384 LR pixels, 9x the pixels): seconds, output megapixels per second
-  and peak memory, and how time and memory scale with the pixels.
+* **rasters**: the real pipeline of `misr super-resolve` (frames and masks read from GeoTIFFs
+  window by window, registration, tiles, blending, SR and uncertainty GeoTIFFs written strip by
+  strip) on synthetic rasters of growing size (default 128 and 384 LR pixels, 9x the pixels),
+  written to files beforehand by the parent process: seconds, output megapixels per second and
+  peak memory, and how time and memory scale with the pixels.
 
 Every measurement runs in a fresh process (`python -m misr_engine.bench CASE`), so its peak
 memory (process RSS from getrusage; torch.cuda.max_memory_allocated on a GPU) is its own.
@@ -23,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -154,6 +156,18 @@ def synthetic_stack(size: int, frames: int, seed: int = 0):
     return Stack.in_memory(np.stack(stack), np.stack(masks))
 
 
+def write_synthetic_rasters(size: int, frames: int, folder: str) -> tuple[list[str], list[str]]:
+    """`synthetic_stack(size, frames)` as GeoTIFF frames and masks in `folder`: their paths."""
+    from .raster_io import write_geotiff
+    stack = synthetic_stack(size, frames)
+    paths: tuple[list[str], list[str]] = ([], [])
+    for index, (frame, mask) in enumerate(zip(stack.frames, stack.masks)):
+        for kind, data, listed in (("frame", frame, paths[0]), ("mask", mask, paths[1])):
+            listed.append(os.path.join(folder, f"{kind}_{size}_{index:02d}.tif"))
+            write_geotiff(listed[-1], data.astype(np.float32), stack.grid)
+    return paths
+
+
 def measure(case: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement described by `case` in this process (see `run_case`)."""
     import torch
@@ -192,9 +206,9 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
 
         from .geotiff_writer import write_strips
         from .inference import super_resolve_strips
+        from .raster_io import open_stack, select_frames
         from .tiling import make_tiles
         size, tile, overlap = int(case["size"]), int(case["tile_size"]), int(case["overlap"])
-        stack = synthetic_stack(size, frames)
         # one tile through the same path first: one-time set-up (allocators, kernels) not timed
         for _ in super_resolve_strips(synthetic_stack(min(tile, size), frames, seed=1), runner, None, tile,
                                       overlap):
@@ -205,6 +219,7 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
             # as `misr super-resolve` does it: strips written to the two GeoTIFFs as they finish
             paths = [os.path.join(folder, "sr.tif"), os.path.join(folder, "uncertainty.tif")]
             started = time.perf_counter()
+            stack, _ = select_frames(open_stack(case["frame_paths"], case["mask_paths"]))
             strips = super_resolve_strips(stack, runner, None, tile, overlap, batch_size=case.get("batch_size"))
             write_strips(strips, paths, stack.grid.refined(SCALE), [{}, {}], ["", ""])
             seconds = time.perf_counter() - started
@@ -239,8 +254,6 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 def run_bench(models: list[str], weights: str | None, backends: list[str], devices: list[str],
               settings: dict[str, Any], log: Any = None) -> dict[str, Any]:
     """Measure every available configuration; returns the report (see docs/performance.md)."""
-    from .backends import cached_onnx
-    from .weights import load_model
     machine = machine_info()
     configs = available_configs(backends, devices)
     if not configs:
@@ -248,36 +261,48 @@ def run_bench(models: list[str], weights: str | None, backends: list[str], devic
                         "is available here")
     report: dict[str, Any] = {"engine_version": __version__, "machine": machine,
                               "settings": settings, "models": []}
-    for name in models:
-        loaded = load_model(name, weights)
-        entry: dict[str, Any] = {"model": name, "weights": loaded.path.name, "weights_sha256": loaded.sha256,
-                                 "config": loaded.model.config.to_dict(), "results": []}
-        onnx_path = None
-        for config in configs:
-            case_weights = str(loaded.path)
-            if config["backend"] == "onnx":
-                onnx_path = onnx_path or str(cached_onnx(name, loaded.path))
-                case_weights = onnx_path
-            base = {**config, **settings, "model": name, "weights": case_weights}
-            label = f"{config['backend']} {config['device']} {config['precision']}"
-            if log:
-                log(f"bench: {name} {label}: scene {settings['scene_size']}x{settings['scene_size']}"
-                    f"xT{settings['frames']}")
-            result: dict[str, Any] = {**config, "scene": run_case({**base, "kind": "scene"}), "rasters": []}
-            result["provider"] = result["scene"]["provider"]
-            for size in settings["sizes"]:
-                if log:
-                    log(f"bench: {name} {label}: raster {size}x{size}")
-                result["rasters"].append(run_case({**base, "kind": "raster", "size": size}))
-            result["scaling"] = scaling(result["rasters"])
-            entry["results"].append(result)
-        report["models"].append(entry)
+    with tempfile.TemporaryDirectory(prefix="misr-bench-inputs-") as folder:
+        rasters = {size: write_synthetic_rasters(size, settings["frames"], folder) for size in settings["sizes"]}
+        for name in models:
+            report["models"].append(_bench_model(name, weights, configs, settings, rasters, log))
     if hasattr(os, "getloadavg"):
         machine["load_average_end"] = round(os.getloadavg()[0], 2)
     machine["cpu_busy_after"] = cpu_busy()
     busy = [b for b in (machine["cpu_busy_before"], machine["cpu_busy_after"]) if b is not None]
     machine["cpu_shared"] = bool(busy) and max(busy) > SHARED_CPU_BUSY
     return report
+
+
+def _bench_model(name: str, weights: str | None, configs: list[dict[str, str]], settings: dict[str, Any],
+                 rasters: dict[int, tuple[list[str], list[str]]], log: Any) -> dict[str, Any]:
+    """Every measurement of one model: a scene and the rasters (paths by size) per configuration."""
+    from .backends import cached_onnx
+    from .weights import load_model
+    loaded = load_model(name, weights)
+    entry: dict[str, Any] = {"model": name, "weights": loaded.path.name, "weights_sha256": loaded.sha256,
+                             "config": loaded.model.config.to_dict(), "results": []}
+    onnx_path = None
+    for config in configs:
+        case_weights = str(loaded.path)
+        if config["backend"] == "onnx":
+            onnx_path = onnx_path or str(cached_onnx(name, loaded.path))
+            case_weights = onnx_path
+        base = {**config, **settings, "model": name, "weights": case_weights}
+        label = f"{config['backend']} {config['device']} {config['precision']}"
+        if log:
+            log(f"bench: {name} {label}: scene {settings['scene_size']}x{settings['scene_size']}"
+                f"xT{settings['frames']}")
+        result: dict[str, Any] = {**config, "scene": run_case({**base, "kind": "scene"}), "rasters": []}
+        result["provider"] = result["scene"]["provider"]
+        for size in settings["sizes"]:
+            if log:
+                log(f"bench: {name} {label}: raster {size}x{size}")
+            frame_paths, mask_paths = rasters[size]
+            result["rasters"].append(run_case({**base, "kind": "raster", "size": size,
+                                               "frame_paths": frame_paths, "mask_paths": mask_paths}))
+        result["scaling"] = scaling(result["rasters"])
+        entry["results"].append(result)
+    return entry
 
 
 def scaling(rasters: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -315,8 +340,9 @@ def format_report(report: dict[str, Any]) -> str:
             scene = result["scene"]
             lines.append(f"{_label(result):<34}{scene['ms_median']:>10.1f}{scene['ms_min']:>10.1f}"
                          f"{scene['peak_rss_mb']:>13.0f}{_gpu(scene):>13}")
-        lines += ["", f"rasters: registration, tiles {settings['tile_size']} px, overlap {settings['overlap']}, "
-                      f"blending, two GeoTIFFs written in strips; T={settings['frames']}",
+        lines += ["", f"rasters: GeoTIFFs read in windows, registration, tiles {settings['tile_size']} px, "
+                      f"overlap {settings['overlap']}, blending, two GeoTIFFs written in strips; "
+                      f"T={settings['frames']}",
                   f"{'backend':<34}{'LR size':>10}{'tiles':>7}{'seconds':>10}{'output MP/s':>13}"
                   f"{'peak RSS MB':>13}{'peak GPU MB':>13}"]
         for result in entry["results"]:
