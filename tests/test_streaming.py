@@ -216,3 +216,12 @@ def test_a_damaged_strip_of_a_real_file_is_a_one_line_error_naming_it(tmp_path, 
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(error) == 1 and error[0].startswith(f"misr: error: {damaged}: ")
     assert os.listdir(output.parent) == []
+
+
+@pytest.mark.skipif(bool(os.environ.get("GDAL_CACHEMAX")), reason="the user's GDAL_CACHEMAX is kept")
+def test_gdal_block_cache_is_bounded_while_streaming_and_restored_after(sample_paths):
+    """GDAL caches every block read or written: bounded, it cannot grow with the raster."""
+    stack, before = open_stack(*sample_paths), gdal.GetCacheMax()
+    assert gdal.GetCacheMax() == before  # restored after the clear-fraction pass
+    seen = [gdal.GetCacheMax() for _ in super_resolve_strips(stack, MeanRunner(), tile_size=TILE)]
+    assert set(seen) == {min(before, stack.cache_bytes())} and gdal.GetCacheMax() == before

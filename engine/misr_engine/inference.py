@@ -14,7 +14,8 @@ from . import SCALE
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .errors import MisrError
 from .preprocess import estimate_shifts, move_rows, registration_window, subpixel_phase, whole_pixel_moves
-from .raster_io import DEFAULT_MAX_FRAMES, LazyStack, Stack, row_blocks, select_frames  # noqa: F401
+from .raster_io import (DEFAULT_MAX_FRAMES, LazyStack, Stack, gdal_cache_limit, row_blocks,  # noqa: F401
+                        select_frames)
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, Tile, make_tiles
 
 AnyStack = Union[Stack, LazyStack]
@@ -168,6 +169,13 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
+    with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, on_warning)
+
+
+def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
+            batch_size: int | None, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
+    """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     shifts = stack_shifts(stack)
     phases = subpixel_phase(shifts)

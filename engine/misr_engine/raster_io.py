@@ -110,6 +110,10 @@ class Stack:
         """This stack (already in memory)."""
         return self
 
+    def cache_bytes(self) -> int | None:
+        """No bound on GDAL's block cache: nothing is read from files."""
+        return None
+
 
 @dataclass
 class FrameSource:
@@ -165,6 +169,10 @@ class LazyStack:
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
                          self.clear_fraction[index], self.nodata, self.warnings + list(warnings))
 
+    def cache_bytes(self) -> int:
+        """Enough of GDAL's block cache to stream this stack and its x3 outputs (see `stream_cache_bytes`)."""
+        return stream_cache_bytes(self.sources, self.grid)
+
     def load(self) -> Stack:
         """Every pixel read into an in-memory `Stack`."""
         frames, masks = self.read_rows(0, self.grid.height)
@@ -173,6 +181,35 @@ class LazyStack:
 
 READ_BLOCK_ROWS = 64
 """Rows per window when a pass reads a whole raster (the clear fractions)."""
+CACHE_ROWS = 128
+"""GDAL's block cache keeps at least twice this many rows of every input while streaming."""
+OUTPUT_BLOCK_ROWS = 256  # BLOCKYSIZE of GEOTIFF_OPTIONS
+
+
+def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int = 2, scale: int = 3) -> int:
+    """GDAL block cache for streaming: two block rows of every input band and of `outputs`
+    float32 outputs `scale` times finer. It grows with the width, never with the height."""
+    inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
+    return inputs + outputs * 2 * OUTPUT_BLOCK_ROWS * grid.width * scale * 4
+
+
+@contextmanager
+def gdal_cache_limit(size: int | None) -> Iterator[None]:
+    """GDAL's block cache bounded to `size` bytes inside the block, then restored.
+
+    GDAL keeps every block read or written in a process-wide cache of up to GDAL_CACHEMAX (5% of
+    the RAM by default); streamed through it, a large raster would fill it. Nothing changes with
+    `size` None, when the user set GDAL_CACHEMAX, or when the cache is already smaller.
+    """
+    previous = gdal.GetCacheMax()
+    if size is None or os.environ.get("GDAL_CACHEMAX") or size >= previous:
+        yield
+        return
+    gdal.SetCacheMax(int(size))
+    try:
+        yield
+    finally:
+        gdal.SetCacheMax(previous)
 
 
 def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -242,6 +279,12 @@ class BandSource:
     grid: Grid
     nodata: float | None
     keep: object = None  # what a warped VRT reads from: kept alive with it
+
+    def cache_bytes(self) -> int:
+        """Bytes of GDAL's block cache that keep two rows of this band's blocks (or CACHE_ROWS rows)."""
+        band = self.dataset.GetRasterBand(self.band)
+        rows = 2 * max(band.GetBlockSize()[1], CACHE_ROWS)
+        return rows * self.grid.width * max(1, gdal.GetDataTypeSize(band.DataType) // 8)
 
     def read(self) -> np.ndarray:
         """The whole band as float32 (see `read_rows`)."""
@@ -337,8 +380,9 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     if any(off_grid):
         warnings.append(f"--align: {sum(off_grid[:len(frames)])} frame(s) and {sum(off_grid[len(frames):])} "
                         f"mask(s) resampled onto the grid of {frames[0].path}")
-    stack = LazyStack(sources, reference, list(frame_paths), clear_fractions(sources, reference),
-                      frames[0].nodata, warnings)
+    with gdal_cache_limit(stream_cache_bytes(sources, reference)):
+        clear = clear_fractions(sources, reference)
+    stack = LazyStack(sources, reference, list(frame_paths), clear, frames[0].nodata, warnings)
     return drop_cloudy_frames(stack)
 
 
