@@ -14,6 +14,7 @@ from typing import Iterator, Sequence, TypeVar
 import numpy as np
 from osgeo import gdal, osr
 
+from . import SCALE
 from .errors import MisrError
 
 gdal.UseExceptions()
@@ -186,7 +187,8 @@ CACHE_ROWS = 128
 OUTPUT_BLOCK_ROWS = 256  # BLOCKYSIZE of GEOTIFF_OPTIONS
 
 
-def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int = 2, scale: int = 3) -> int:
+def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int = 2,
+                       scale: int = SCALE) -> int:
     """GDAL block cache for streaming: two block rows of every input band and of `outputs`
     float32 outputs `scale` times finer. It grows with the width, never with the height."""
     inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
