@@ -37,12 +37,16 @@ def hr() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def misregistered(hr):
-    """Nine frames misregistered by up to 2 LR px, one of them 40% cloudy (bright clouds)."""
+    """Nine frames misregistered by up to 2 LR px, one of them 40% cloudy (bright clouds).
+
+    Frame 0 is the only one clear everywhere (the others miss one corner pixel), so it is the
+    reference: outputs sit on its grid, which is the HR's."""
     shifts = random_shifts(9, 2.0, seed=1)
     frames, masks = simulate_stack(hr, shifts)
     cloud = np.zeros(masks.shape[1:], bool)
     cloud[10:40, 5:45] = True
     frames[4][cloud], masks[4][cloud] = 0.6, False
+    masks[1:, -1, -1] = False
     return frames, masks, shifts
 
 
@@ -85,6 +89,21 @@ def test_clearest_frame_counts_clear_pixels():
     masks[0, 0] = False
     masks[2, :2] = False
     assert registration.clearest_frame(masks) == 1
+
+
+def test_baselines_pick_the_engines_reference_frame_among_equally_clear_ones(holdout_stack):
+    """Ties in clear pixels go to the sharpest frame, in the baselines as in the engine, so
+    every method's output sits on the same frame's grid (LR fidelity compares them there)."""
+    from misr_engine.preprocess import canonical_order
+    from misr_engine.resample import gaussian_blur
+
+    frames = np.stack([gaussian_blur(holdout_stack.frames[0], 1.0), holdout_stack.frames[0],
+                       gaussian_blur(holdout_stack.frames[0], 0.5)])
+    masks = np.ones(frames.shape, bool)
+    assert registration.clearest_frame(masks) == 0  # without frames: the first
+    assert registration.clearest_frame(masks, frames) == 1 == canonical_order(frames, masks)[0]
+    for order in ([2, 1, 0], [1, 0, 2]):
+        assert order[registration.clearest_frame(masks, frames[order])] == 1
 
 
 def test_register_stack_recovers_subpixel_shifts_within_a_tenth_of_a_pixel(misregistered,

@@ -51,7 +51,7 @@ def bicubic_masked_mean(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
 def bicubic_clearest(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Bicubic x3 of the clearest frame, its cloudy pixels filled by the other frames' mean."""
     _, any_clear = masked_mean(frames, masks)
-    return _upsampled(fill_masked(frames, masks)[clearest_frame(masks)], any_clear)
+    return _upsampled(fill_masked(frames, masks)[clearest_frame(masks, frames)], any_clear)
 
 
 def registered_mean(frames: np.ndarray, masks: np.ndarray,

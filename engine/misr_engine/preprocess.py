@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registration import align_stack, register_stack
+from .registration import align_stack, frame_ranking_keys, register_stack
 
 REGISTRATION_WINDOW = 512
 
@@ -26,16 +26,9 @@ def central_window(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
     return slice(y0, y0 + min(size, height)), slice(x0, x0 + min(size, width))
 
 
-def sharpness(frame: np.ndarray, mask: np.ndarray) -> float:
-    """Mean squared difference between vertically adjacent clear pixels."""
-    both = mask[1:, :] & mask[:-1, :]
-    differences = np.diff(frame.astype(np.float64), axis=0)[both]
-    return float(np.mean(differences ** 2)) if differences.size else 0.0
-
-
 def canonical_order(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Frame indices, clearest first, ties broken by sharpness: a function of content, not order."""
-    keys = [(-int(m.sum()), -sharpness(f, m)) for f, m in zip(frames, masks)]
+    keys = frame_ranking_keys(frames, masks)
     return np.array(sorted(range(len(frames)), key=lambda t: keys[t]), dtype=int)
 
 

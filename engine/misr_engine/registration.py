@@ -178,9 +178,26 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
     return float(shift[0]), float(shift[1])
 
 
-def clearest_frame(masks: np.ndarray) -> int:
-    """Index of the frame with the most clear pixels (the first one on ties)."""
-    return int(np.argmax(np.asarray(masks, bool).reshape(len(masks), -1).sum(axis=1)))
+def sharpness(frame: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared difference between vertically adjacent clear pixels."""
+    both = mask[1:, :] & mask[:-1, :]
+    differences = np.diff(frame.astype(np.float64), axis=0)[both]
+    return float(np.mean(differences ** 2)) if differences.size else 0.0
+
+
+def frame_ranking_keys(frames: np.ndarray, masks: np.ndarray) -> list[tuple[int, float]]:
+    """Sort keys of the frames, best reference first: most clear pixels, then sharpest."""
+    masks = np.asarray(masks, bool)
+    return [(-int(m.sum()), -sharpness(f, m)) for f, m in zip(frames, masks)]
+
+
+def clearest_frame(masks: np.ndarray, frames: np.ndarray | None = None) -> int:
+    """Index of the frame with the most clear pixels; ties go to the sharpest of `frames`
+    (the engine's reference frame, so baselines and metrics share it), else the first."""
+    if frames is None:
+        return int(np.argmax(np.asarray(masks, bool).reshape(len(masks), -1).sum(axis=1)))
+    keys = frame_ranking_keys(frames, masks)
+    return min(range(len(keys)), key=lambda t: keys[t])
 
 
 def masked_mean(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +248,7 @@ def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int =
     shifts = np.zeros((len(frames), 2))
     if len(frames) == 0:
         return shifts
-    ref = clearest_frame(masks)
+    ref = clearest_frame(masks, frames)
     if not masks[ref].any():
         return shifts
     for t, (frame, mask) in enumerate(zip(frames, masks)):
