@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registration import align_stack, frame_ranking_keys, register_stack
+from .registration import frame_ranking_keys, register_stack
 
 REGISTRATION_WINDOW = 512
 
@@ -67,7 +67,7 @@ def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
 
 def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int, rows: tuple[int, int],
               height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels), as `align_stack` would.
+    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels).
 
     `frames` and `masks` (T, n, W) hold input rows top:top + n, which must include every input
     row the moved rows come from (rows[0] + dy to rows[1] + dy, within 0:`height`). Pixels
@@ -94,11 +94,12 @@ def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
     to the network), in the input order (`estimate_shifts` on the `registration_window`, then
-    `align_stack` by the whole-pixel part; the streamed inference moves rows with `move_rows`).
+    `move_rows` by the whole-pixel part over all rows, as the streamed inference does per row).
     """
     if len(frames) == 1:
         return frames, masks, np.zeros((1, 2))
     rows, cols = registration_window(frames.shape[1:])
     shifts = estimate_shifts(frames[:, rows, cols], masks[:, rows, cols])
-    aligned, aligned_masks = align_stack(frames, masks, np.round(shifts))
+    height = frames.shape[1]
+    aligned, aligned_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     return aligned, aligned_masks, shifts

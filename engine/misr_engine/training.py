@@ -98,7 +98,7 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
         spread = spread * float(np.exp(rng.uniform(-0.4, 0.4)))
         centre = centre + rng.normal(0, 0.2) * spread
         for part, value in zip(batch, (np.where(masks, (frames - centre) / spread, 0.0), masks,
-                                       subpixel_phase(phases), (hr - centre) / spread, hr_mask)):
+                                       phases, (hr - centre) / spread, hr_mask)):
             part.append(value)
     frames, masks, phases, hr, hr_mask = (torch.from_numpy(np.stack(b).astype(np.float32)).to(device) for b in batch)
     return frames, masks, phases, hr[:, None], hr_mask[:, None]
