@@ -16,7 +16,7 @@ pixels filled with the clear temporal mean, see ``fill_cloudy``) and its clear m
 attention down-weights cloudy frames as keys, and the temporal mean and the global residual
 are weighted by the masks, so clouds do not leak into the result.
 
-Two more additions, both off in the paper's configuration:
+Three more additions, all off in the paper's configuration:
 * ``phase_inputs``: the frames arrive registered to whole LR pixels only (their samples are
   not resampled, so their aliasing is intact), with their sub-pixel phases
   (``preprocess.subpixel_phase``). Each frame gets its phase as two constant input channels,
@@ -25,7 +25,10 @@ Two more additions, both off in the paper's configuration:
 * ``deconv_kernel``: that residual then goes through a learnable deconvolution kernel that
   starts as the (windowed) Wiener filter of the classical pipeline, and the mean head starts
   at zero: the untrained network is the registered mean + Wiener pipeline, and training
-  learns what that pipeline misses.
+  learns what that pipeline misses;
+* ``backprojection_steps``: the SR then goes through that many unrolled, learnable steps of
+  iterative back-projection (``backprojection.BackProjection``, needs ``phase_inputs``), which
+  make it consistent with every clear frame as the classical IBP does.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import SCALE
+from .backprojection import BackProjection
+from .sampling import masked_temporal_mean, resample_at_phases
 
 CLOUDY_KEY_PENALTY = 8.0  # attention logit penalty of a cloudy key (e^-8: near-zero weight)
-MASK_EPS = 1e-3  # weight of cloudy frames in masked means (avoids 0/0 where all are cloudy)
 TERN_KERNEL = 5
 
 
@@ -53,15 +57,10 @@ class PIUnetConfig:
     bottleneck: int = 5
     phase_inputs: bool = False  # frames also carry their sub-pixel phase (2 constant channels)
     deconv_kernel: int = 0  # size of the learnable deconvolution of the global residual (0: none)
+    backprojection_steps: int = 0  # unrolled back-projection steps on the SR (needs phase_inputs)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def masked_temporal_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mean of `x` over `dim` weighted by `weights` (clear = 1), plain mean where all are 0."""
-    weights = weights + MASK_EPS
-    return (x * weights).sum(dim) / weights.sum(dim)
 
 
 def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -180,27 +179,6 @@ def wiener_kernel(size: int) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _hr_centres(size: int, like: torch.Tensor) -> torch.Tensor:
-    """Centres of the SCALE*size HR pixels in grid_sample's normalised LR coordinates."""
-    return (torch.arange(SCALE * size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
-
-
-def resample_at_phases(images: torch.Tensor, phases: torch.Tensor, mode: str) -> torch.Tensor:
-    """(B,T,H,W) LR images sampled on the HR grid x SCALE, each moved back by its sub-pixel
-    phase (B,T,2) (dy, dx in LR px), so that they all land on the reference frame's grid.
-
-    The grid is built from aranges (no affine_grid), so it exports to ONNX opset 17.
-    """
-    b, t, h, w = images.shape
-    phases = phases.reshape(b * t, 2)
-    gy = _hr_centres(h, images)[None, :, None] + (2.0 / h) * phases[:, 0, None, None]
-    gx = _hr_centres(w, images)[None, None, :] + (2.0 / w) * phases[:, 1, None, None]
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
-    out = F.grid_sample(images.reshape(b * t, 1, h, w), grid, mode=mode, padding_mode="border",
-                        align_corners=False)
-    return out.reshape(b, t, SCALE * h, SCALE * w)
-
-
 def phase_channels(phases: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """(B,T,2) sub-pixel phases in [-0.5, 0.5] -> two (B,T,H,W) constant maps in [-1, 1]."""
     return (2.0 * phases)[..., None, None].expand(*phases.shape, shape[-2], shape[-1]).unbind(dim=2)
@@ -234,6 +212,9 @@ class PIUnet(nn.Module):
                 self.deconvolution.weight.copy_(torch.from_numpy(wiener_kernel(size))[None, None])
                 self.to_mean.weight.zero_()
                 self.to_mean.bias.zero_()
+        if config.backprojection_steps and not config.phase_inputs:
+            raise ValueError("backprojection_steps needs phase_inputs")
+        self.backprojection = BackProjection(config.backprojection_steps) if config.backprojection_steps else None
 
     def forward(self, frames: torch.Tensor, masks: torch.Tensor,
                 phases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,6 +236,8 @@ class PIUnet(nn.Module):
         upsample = dict(scale_factor=SCALE, mode="bilinear", align_corners=False)
         base = self.global_residual(frames, masks, phases)
         mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + base
+        if self.backprojection is not None:
+            mean = self.backprojection(mean, frames, masks, phases)
         log_scale = self.log_scale_head(F.interpolate(fused, **upsample))
         return mean, log_scale
 

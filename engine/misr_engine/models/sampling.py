@@ -1,0 +1,56 @@
+"""Resampling between a frame's LR grid and the reference frame's HR grid, at sub-pixel phases.
+
+Conventions: a frame's phase (dy, dx), in LR pixels, is where the reference frame's content
+sits in that frame (``preprocess.subpixel_phase``): the frame's value at LR position q shows
+the scene at reference position q - phase. Grids are built from aranges (no affine_grid) so
+that everything exports to ONNX opset 17.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import SCALE
+
+MASK_EPS = 1e-3  # weight of cloudy frames in masked means (avoids 0/0 where all are cloudy)
+
+
+def masked_temporal_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of `x` over `dim` weighted by `weights` (clear = 1), plain mean where all are 0."""
+    weights = weights + MASK_EPS
+    return (x * weights).sum(dim) / weights.sum(dim)
+
+
+def hr_centres(size: int, like: torch.Tensor) -> torch.Tensor:
+    """Centres of the SCALE*size HR pixels in grid_sample's normalised coordinates."""
+    return (torch.arange(SCALE * size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
+
+
+def _sample(images: torch.Tensor, phases: torch.Tensor, lr_shape: tuple[int, int], sign: float,
+            mode: str) -> torch.Tensor:
+    """Sample (N,1,*,*) images on the HR grid of an LR `lr_shape` moved by `sign` x phases (N,2)."""
+    h, w = lr_shape
+    gy = hr_centres(h, images)[None, :, None] + sign * (2.0 / h) * phases[:, 0, None, None]
+    gx = hr_centres(w, images)[None, None, :] + sign * (2.0 / w) * phases[:, 1, None, None]
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def resample_at_phases(images: torch.Tensor, phases: torch.Tensor, mode: str) -> torch.Tensor:
+    """(B,T,H,W) LR images sampled on the HR grid x SCALE, each moved back by its sub-pixel
+    phase (B,T,2) (dy, dx in LR px), so that they all land on the reference frame's grid."""
+    b, t, h, w = images.shape
+    out = _sample(images.reshape(b * t, 1, h, w), phases.reshape(b * t, 2), (h, w), 1.0, mode)
+    return out.reshape(b, t, SCALE * h, SCALE * w)
+
+
+def observe_at_phases(hr: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """The reference-grid HR image (B,1,3H,3W) seen by every frame (B,T,2 phases): moved by the
+    frame's phase (bicubic) and integrated over each LR pixel's 3x3 HR block -> (B,T,H,W).
+    The sensor's blur is applied by the caller, once, before this."""
+    b, t = phases.shape[:2]
+    height, width = hr.shape[-2] // SCALE, hr.shape[-1] // SCALE
+    moved = _sample(hr.expand(b, t, *hr.shape[-2:]).reshape(b * t, 1, *hr.shape[-2:]),
+                    phases.reshape(b * t, 2), (height, width), -1.0, "bicubic")
+    return F.avg_pool2d(moved, SCALE).reshape(b, t, height, width)
