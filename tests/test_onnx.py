@@ -107,15 +107,17 @@ def test_cli_backend_onnx_says_which_provider_ran(tmp_path, onnx_path, sample_pa
     assert tags["MISR_ONNX_MODEL"] == onnx_path.name
 
 
-@pytest.mark.parametrize("phase_inputs, deconv_kernel, backprojection_steps",
-                         [(False, 0, 0), (True, 0, 0), (True, 7, 0), (True, 7, 2)])
+@pytest.mark.parametrize("phase_inputs, deconv_kernel, backprojection_steps, refine_features",
+                         [(False, 0, 0, 0), (True, 0, 0, 0), (True, 7, 0, 0), (True, 7, 2, 4)])
 def test_every_model_variant_exports_with_its_inputs_and_matches_torch(tmp_path, phase_inputs, deconv_kernel,
-                                                                       backprojection_steps):
+                                                                       backprojection_steps, refine_features):
     torch.manual_seed(1)
     model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=phase_inputs,
-                                deconv_kernel=deconv_kernel, backprojection_steps=backprojection_steps)).eval()
-    if deconv_kernel:  # the mean head starts at zero: give it weights so that it is exercised too
-        torch.nn.init.normal_(model.to_mean.weight, std=0.1)
+                                deconv_kernel=deconv_kernel, backprojection_steps=backprojection_steps,
+                                refine_features=refine_features)).eval()
+    for layer in (model.to_mean, model.refinement and model.refinement.layers[-1]):
+        if deconv_kernel and layer:  # zero-initialised: give them weights so they are exercised too
+            torch.nn.init.normal_(layer.weight, std=0.1)
     weights = tmp_path / "variant.safetensors"
     save_weights(model, weights, {})
     export_onnx("piunet", weights, tmp_path / "variant.onnx")

@@ -28,7 +28,11 @@ Three more additions, all off in the paper's configuration:
   learns what that pipeline misses;
 * ``backprojection_steps``: the SR then goes through that many unrolled, learnable steps of
   iterative back-projection (``backprojection.BackProjection``, needs ``phase_inputs``), which
-  make it consistent with every clear frame as the classical IBP does.
+  make it consistent with every clear frame as the classical IBP does;
+* ``refine_features``: a last residual CNN at HR resolution (``HRRefinement``) sees that SR and
+  the fused features, and restores what the LR layers and the back-projection cannot (detail
+  beyond the sensor's cut-off); its last layer starts at zero, so adding it changes nothing
+  until it is trained.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class PIUnetConfig:
     phase_inputs: bool = False  # frames also carry their sub-pixel phase (2 constant channels)
     deconv_kernel: int = 0  # size of the learnable deconvolution of the global residual (0: none)
     backprojection_steps: int = 0  # unrolled back-projection steps on the SR (needs phase_inputs)
+    refine_features: int = 0  # width of the HR refinement CNN on the SR (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,6 +189,22 @@ def phase_channels(phases: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return (2.0 * phases)[..., None, None].expand(*phases.shape, shape[-2], shape[-1]).unbind(dim=2)
 
 
+class HRRefinement(nn.Module):
+    """Residual conv-LReLU-conv-LReLU-conv at HR on the SR and the upsampled fused features."""
+
+    def __init__(self, n_fused: int, n_feat: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(n_fused + 1, n_feat, 3, padding=1), nn.LeakyReLU(),
+            nn.Conv2d(n_feat, n_feat, 3, padding=1), nn.LeakyReLU(),
+            nn.Conv2d(n_feat, 1, 3, padding=1))
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, sr: torch.Tensor, fused_hr: torch.Tensor) -> torch.Tensor:
+        return sr + self.layers(torch.cat([sr, fused_hr], dim=1))
+
+
 class PIUnet(nn.Module):
     """The PIUnet network. Input frames (B,T,H,W) normalised, masks (B,T,H,W) in {0,1}.
 
@@ -215,6 +236,7 @@ class PIUnet(nn.Module):
         if config.backprojection_steps and not config.phase_inputs:
             raise ValueError("backprojection_steps needs phase_inputs")
         self.backprojection = BackProjection(config.backprojection_steps) if config.backprojection_steps else None
+        self.refinement = HRRefinement(n, config.refine_features) if config.refine_features else None
 
     def forward(self, frames: torch.Tensor, masks: torch.Tensor,
                 phases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,13 +255,14 @@ class PIUnet(nn.Module):
         h = F.leaky_relu(self.body_tail(h, key_bias)) + skip
         h = self.registration(h, key_bias, masks)
         fused = masked_temporal_mean(h, masks[:, None], dim=2)  # (B, F, H, W)
-        upsample = dict(scale_factor=SCALE, mode="bilinear", align_corners=False)
+        fused_hr = F.interpolate(fused, scale_factor=SCALE, mode="bilinear", align_corners=False)
         base = self.global_residual(frames, masks, phases)
         mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + base
         if self.backprojection is not None:
             mean = self.backprojection(mean, frames, masks, phases)
-        log_scale = self.log_scale_head(F.interpolate(fused, **upsample))
-        return mean, log_scale
+        if self.refinement is not None:
+            mean = self.refinement(mean, fused_hr)
+        return mean, self.log_scale_head(fused_hr)
 
     def global_residual(self, frames: torch.Tensor, masks: torch.Tensor,
                         phases: torch.Tensor | None) -> torch.Tensor:
