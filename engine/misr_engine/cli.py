@@ -59,6 +59,10 @@ def add_super_resolve(subparsers: argparse._SubParsersAction) -> None:
                    help=f"LR overlap between tiles, blended without seams (default: {DEFAULT_OVERLAP})")
     p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
                    help=f"use at most the N clearest frames (default: {DEFAULT_MAX_FRAMES})")
+    p.add_argument("--ttf-steps", type=int, default=0, metavar="N",
+                   help="test-time fine-tuning: first tune (a copy of) the network for N steps on the scene "
+                        "itself, each frame in turn left out and predicted from the others; needs 3 frames "
+                        "and --backend torch; slow on a CPU (default: 0, off)")
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
@@ -83,6 +87,10 @@ def run_super_resolve(args: argparse.Namespace) -> None:
         raise MisrError(f"--max-frames {args.max_frames}: must be at least 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise MisrError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.ttf_steps < 0:
+        raise MisrError(f"--ttf-steps {args.ttf_steps}: must be at least 0")
+    if args.ttf_steps and args.backend != "torch":
+        raise MisrError("--ttf-steps needs --backend torch: ONNX Runtime runs fixed weights")
     inputs = list(args.frames) + list(args.masks or []) + ([args.weights] if args.weights else [])
     outputs = [args.output] + ([args.uncertainty] if args.uncertainty else [])
     if args.uncertainty and os.path.abspath(args.uncertainty) == os.path.abspath(args.output):
@@ -110,11 +118,12 @@ def run_super_resolve(args: argparse.Namespace) -> None:
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": device,
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
+            "MISR_TTF_STEPS": args.ttf_steps,
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
     products = [("super-resolved", "super-resolved x3"),
                 ("uncertainty (Laplace scale, input units)", "uncertainty: Laplace scale")]
     strips = super_resolve_strips(stack, engine.runner, None, args.tile_size, args.overlap, progress.update,
-                                  batch_size=args.batch_size,
+                                  batch_size=args.batch_size, ttf_steps=args.ttf_steps,
                                   on_warning=lambda message: progress.event("warning", message=message))
     with atomic_outputs(outputs) as temporaries:  # both files appear together, or neither
         # row strips are written as the tiles finish them: the outputs are never held whole

@@ -13,11 +13,14 @@ import torch
 from . import SCALE
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .errors import MisrError
-from .preprocess import estimate_shifts, move_rows, registration_window, subpixel_phase, whole_pixel_moves
+from .finetune import MIN_FRAMES, TTF_WINDOW, finetune_on_scene
+from .preprocess import (central_window, estimate_shifts, move_rows, registration_window, subpixel_phase,
+                         whole_pixel_moves)
 from .raster_io import (DEFAULT_MAX_FRAMES, LazyStack, Stack, gdal_cache_limit, row_blocks,  # noqa: F401
                         select_frames)
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, StripBlender, Tile, make_tiles
 
+TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
 AnyStack = Union[Stack, LazyStack]
 
 ProgressCallback = Callable[[float, str], None]
@@ -91,17 +94,18 @@ class Strip:
 def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                   tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                   progress: ProgressCallback | None = None, *, precision: str = "fp32",
-                  batch_size: int | None = None,
+                  batch_size: int | None = None, ttf_steps: int = 0,
                   on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
 
-    `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`.
+    `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
+    `ttf_steps` > 0 fine-tunes (a copy of) a torch model on the scene first (``finetune``).
     """
     _, height, width = stack.shape
     sr = np.empty((height * SCALE, width * SCALE), np.float32)
     scale = np.empty_like(sr)
-    for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress,
-                                      precision=precision, batch_size=batch_size, on_warning=on_warning):
+    for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
+                                      batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
         scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
     return sr, scale
@@ -154,7 +158,7 @@ def stack_shifts(stack: AnyStack) -> np.ndarray:
 def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                          tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                          progress: ProgressCallback | None = None, *, precision: str = "fp32",
-                         batch_size: int | None = None,
+                         batch_size: int | None = None, ttf_steps: int = 0,
                          on_warning: Callable[[str], None] | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
@@ -165,16 +169,17 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     height, whether `stack` is a `LazyStack` or an in-memory `Stack` (same results). Tiles of one
     row run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch
     is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
-    hears about it.
+    hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on the
+    scene's central window (``finetune.finetune_on_scene``; half of the progress).
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
-        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, on_warning)
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
-            batch_size: int | None, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
+            batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     shifts = stack_shifts(stack)
@@ -183,6 +188,8 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     tiles = make_tiles(height, width, tile_size, overlap)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
+    tuned = ttf_steps > 0 and _finetune(runner, rows, norm, phases, ttf_steps, progress, on_warning)
+    share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
     done = 0
@@ -197,9 +204,32 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             start += len(batch)
             done += len(batch)
             if progress:
-                progress(done / len(tiles), f"tile {done}/{len(tiles)}")
+                progress(share + (1.0 - share) * done / len(tiles), f"tile {done}/{len(tiles)}")
         until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
         yield _finished_strip(blender, until, row_input, norm)
+
+
+def _finetune(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
+              progress: ProgressCallback | None, on_warning: Callable[[str], None] | None) -> bool:
+    """Replace the runner's network by a copy fine-tuned on the central window of the registered
+    stack. Returns False (with a warning) when there are too few frames to leave one out."""
+    if not isinstance(runner, TorchRunner):
+        raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
+    count, height, width = rows.stack.shape
+    if count < MIN_FRAMES:
+        if on_warning:
+            on_warning(f"test-time fine-tuning skipped: it needs at least {MIN_FRAMES} frames, got {count}")
+        return False
+    window_rows, window_cols = central_window((height, width), TTF_WINDOW)
+    window = rows.read(window_rows.start, window_rows.stop)
+    frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
+
+    def on_step(step: int, loss: float) -> None:
+        if progress:
+            progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
+    runner.model = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps,
+                                     runner.device, on_step=on_step)
+    return True
 
 
 def _prefetched(rows: RegisteredRows, tile_rows: list[list[Tile]]) -> Iterator[TileRowInput]:

@@ -31,9 +31,15 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def radiometric_residuals(frames: torch.Tensor, observed: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Per frame, fit frame = gain * observed + offset on its clear pixels (least squares, gain
-    clamped), and return the masked residual in the SR's units: (frame - offset) / gain - observed."""
+def blur(image: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) image convolved with a (1,1,K,K) PSF, replicate-padded to the same size."""
+    return F.conv2d(F.pad(image, [psf.shape[-1] // 2] * 4, mode="replicate"), psf)
+
+
+def gain_and_offset(frames: torch.Tensor, observed: torch.Tensor,
+                    masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame (..., H, W), the least-squares fit frame = gain * observed + offset on its
+    clear pixels, the gain clamped to GAIN_RANGE; each shaped (..., 1, 1)."""
     count = masks.sum(dim=(-2, -1), keepdim=True).clamp(min=1.0)
     mean_obs = (masks * observed).sum(dim=(-2, -1), keepdim=True) / count
     mean_frame = (masks * frames).sum(dim=(-2, -1), keepdim=True) / count
@@ -41,7 +47,13 @@ def radiometric_residuals(frames: torch.Tensor, observed: torch.Tensor, masks: t
     covariance = (centred_obs * (frames - mean_frame)).sum(dim=(-2, -1), keepdim=True)
     variance = (centred_obs * centred_obs).sum(dim=(-2, -1), keepdim=True)
     gain = (covariance / (variance + 1e-6)).clamp(*GAIN_RANGE)
-    offset = mean_frame - gain * mean_obs
+    return gain, mean_frame - gain * mean_obs
+
+
+def radiometric_residuals(frames: torch.Tensor, observed: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The masked residual of each frame in the SR's units, (frame - offset) / gain - observed,
+    after ``gain_and_offset``: what back-projection adds to the SR."""
+    gain, offset = gain_and_offset(frames, observed, masks)
     return masks * ((frames - offset) / gain - observed)
 
 
@@ -61,9 +73,8 @@ class BackProjection(nn.Module):
                 phases: torch.Tensor) -> torch.Tensor:
         weights = resample_at_phases(masks, phases, "bilinear")
         for step in range(self.step_sizes.shape[0]):
-            blurred = F.conv2d(F.pad(sr, [PSF_SIZE // 2] * 4, mode="replicate"), self.psf)
-            residuals = radiometric_residuals(frames, observe_at_phases(blurred, phases), masks)
+            residuals = radiometric_residuals(frames, observe_at_phases(blur(sr, self.psf), phases), masks)
             back = masked_temporal_mean(resample_at_phases(residuals, phases, "bicubic"), weights, dim=1)[:, None]
-            back = F.conv2d(F.pad(back, [FILTER_SIZE // 2] * 4, mode="replicate"), self.filters[step:step + 1])
+            back = blur(back, self.filters[step:step + 1])
             sr = sr + self.step_sizes[step] * back
         return sr
