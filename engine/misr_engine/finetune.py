@@ -6,10 +6,10 @@ the SR as that frame would have (the frame's own PSF, the frame's sub-pixel phas
 integration, its gain and offset: ``models.backprojection``) and takes an Adam step on the L1
 difference over the frame's clear pixels, for the network's weights and for that frame's PSF
 (as the paper's kernel latents: acquisitions differ in blur; each PSF starts as the network's
-learnt one, or a Gaussian, and stays positive and normalised through a softmax). The SR never sees the frame it is
-scored against, so the network cannot simply copy it; the frames it adapts to are the scene's
-own. The weights are tuned on a copy, on the central window of the scene only, then run on
-every tile.
+learnt one, or a Gaussian, and stays positive and normalised through a softmax). The SR never
+sees the frame it is scored against, so the network cannot simply copy it; the frames it adapts
+to are the scene's own. The weights are tuned on a copy, on the central window of the scene
+only, then run on every tile.
 """
 
 from __future__ import annotations
