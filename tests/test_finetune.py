@@ -123,3 +123,12 @@ def test_the_plugin_probe_finds_the_engines_ttf_option():
     from qgis_misr.core.engine import EngineLocation, probe_engine
     caps = probe_engine(EngineLocation(tuple(MISR), "test"))
     assert caps.ok and caps.supports(TTF_OPTION)
+
+
+def test_a_callers_runner_keeps_its_network_after_a_fine_tuned_run(holdout_stack, shipped_model):
+    from misr_engine.backends import TorchRunner
+    runner = TorchRunner(shipped_model, CPU)
+    stack = Stack.in_memory(holdout_stack.frames[:, :32, :32], holdout_stack.masks[:, :32, :32])
+    tuned_sr, _ = super_resolve(stack, runner, ttf_steps=2)
+    assert runner.model is shipped_model  # the next scene must not inherit this scene's tuning
+    assert not np.allclose(tuned_sr, super_resolve(stack, runner)[0], equal_nan=True)

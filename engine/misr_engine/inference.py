@@ -188,7 +188,8 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     tiles = make_tiles(height, width, tile_size, overlap)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
-    tuned = ttf_steps > 0 and _finetune(runner, rows, norm, phases, ttf_steps, progress, on_warning)
+    tuned = _finetuned(runner, rows, norm, phases, ttf_steps, progress, on_warning) if ttf_steps > 0 else None
+    runner = tuned or runner
     share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
@@ -209,17 +210,18 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
         yield _finished_strip(blender, until, row_input, norm)
 
 
-def _finetune(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
-              progress: ProgressCallback | None, on_warning: Callable[[str], None] | None) -> bool:
-    """Replace the runner's network by a copy fine-tuned on the central window of the registered
-    stack. Returns False (with a warning) when there are too few frames to leave one out."""
+def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
+               progress: ProgressCallback | None, on_warning: Callable[[str], None] | None) -> TorchRunner | None:
+    """A runner of a copy of the runner's network fine-tuned on the central window of the
+    registered stack (the given runner is left as it is), or None, with a warning, when there
+    are too few frames to leave one out."""
     if not isinstance(runner, TorchRunner):
         raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
     count, height, width = rows.stack.shape
     if count < MIN_FRAMES:
         if on_warning:
             on_warning(f"test-time fine-tuning skipped: it needs at least {MIN_FRAMES} frames, got {count}")
-        return False
+        return None
     window_rows, window_cols = central_window((height, width), TTF_WINDOW)
     window = rows.read(window_rows.start, window_rows.stop)
     frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
@@ -227,9 +229,9 @@ def _finetune(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases:
     def on_step(step: int, loss: float) -> None:
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
-    runner.model = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps,
-                                     runner.device, on_step=on_step)
-    return True
+    tuned = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps, runner.device,
+                              on_step=on_step)
+    return TorchRunner(tuned, runner.device, runner.precision)
 
 
 def _prefetched(rows: RegisteredRows, tile_rows: list[list[Tile]]) -> Iterator[TileRowInput]:

@@ -59,7 +59,8 @@ def radiometric_residuals(frames: torch.Tensor, observed: torch.Tensor, masks: t
 
 class BackProjection(nn.Module):
     """`steps` unrolled back-projection steps on an SR (B,1,3H,3W) given its frames (B,T,H,W),
-    masks (B,T,H,W) in {0,1} and sub-pixel phases (B,T,2)."""
+    masks (B,T,H,W) in {0,1}, sub-pixel phases (B,T,2) and the masks resampled onto the HR grid
+    (``resample_at_phases(masks, phases, "bilinear")``, B,T,3H,3W) that weight the residuals."""
 
     def __init__(self, steps: int):
         super().__init__()
@@ -70,11 +71,10 @@ class BackProjection(nn.Module):
         self.step_sizes = nn.Parameter(torch.ones(steps))
 
     def forward(self, sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor,
-                phases: torch.Tensor) -> torch.Tensor:
-        weights = resample_at_phases(masks, phases, "bilinear")
+                phases: torch.Tensor, hr_weights: torch.Tensor) -> torch.Tensor:
         for step in range(self.step_sizes.shape[0]):
             residuals = radiometric_residuals(frames, observe_at_phases(blur(sr, self.psf), phases), masks)
-            back = masked_temporal_mean(resample_at_phases(residuals, phases, "bicubic"), weights, dim=1)[:, None]
+            back = masked_temporal_mean(resample_at_phases(residuals, phases, "bicubic"), hr_weights, dim=1)[:, None]
             back = blur(back, self.filters[step:step + 1])
             sr = sr + self.step_sizes[step] * back
         return sr

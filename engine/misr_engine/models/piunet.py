@@ -16,7 +16,7 @@ pixels filled with the clear temporal mean, see ``fill_cloudy``) and its clear m
 attention down-weights cloudy frames as keys, and the temporal mean and the global residual
 are weighted by the masks, so clouds do not leak into the result.
 
-Three more additions, all off in the paper's configuration:
+Four more additions, all off in the paper's configuration:
 * ``phase_inputs``: the frames arrive registered to whole LR pixels only (their samples are
   not resampled, so their aliasing is intact), with their sub-pixel phases
   (``preprocess.subpixel_phase``). Each frame gets its phase as two constant input channels,
@@ -256,21 +256,25 @@ class PIUnet(nn.Module):
         h = self.registration(h, key_bias, masks)
         fused = masked_temporal_mean(h, masks[:, None], dim=2)  # (B, F, H, W)
         fused_hr = F.interpolate(fused, scale_factor=SCALE, mode="bilinear", align_corners=False)
-        base = self.global_residual(frames, masks, phases)
+        # clear weights of the frames on the HR grid, shared by the global residual and back-projection
+        hr_weights = resample_at_phases(masks, phases, "bilinear") if self.config.phase_inputs else None
+        base = self.global_residual(frames, masks, phases, hr_weights)
         mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + base
         if self.backprojection is not None:
-            mean = self.backprojection(mean, frames, masks, phases)
+            mean = self.backprojection(mean, frames, masks, phases, hr_weights)
         if self.refinement is not None:
             mean = self.refinement(mean, fused_hr)
         return mean, self.log_scale_head(fused_hr)
 
-    def global_residual(self, frames: torch.Tensor, masks: torch.Tensor,
-                        phases: torch.Tensor | None) -> torch.Tensor:
+    def global_residual(self, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor | None,
+                        hr_weights: torch.Tensor | None = None) -> torch.Tensor:
         """(B,1,3H,3W): the masked temporal mean upsampled (the paper: bilinearly, of the LR
-        mean; with phases: of the frames resampled at their phases), then deconvolved."""
+        mean; with phases: of the frames resampled at their phases, weighted by `hr_weights`,
+        the masks resampled the same way, computed here unless given), then deconvolved."""
         if self.config.phase_inputs:
-            weights = resample_at_phases(masks, phases, "bilinear")
-            base = masked_temporal_mean(resample_at_phases(frames, phases, "bicubic"), weights, dim=1)[:, None]
+            if hr_weights is None:
+                hr_weights = resample_at_phases(masks, phases, "bilinear")
+            base = masked_temporal_mean(resample_at_phases(frames, phases, "bicubic"), hr_weights, dim=1)[:, None]
         else:
             mode = "bicubic" if self.deconvolution is not None else "bilinear"
             base = F.interpolate(masked_temporal_mean(frames, masks, dim=1)[:, None], scale_factor=SCALE,
