@@ -107,15 +107,18 @@ def test_cli_backend_onnx_says_which_provider_ran(tmp_path, onnx_path, sample_pa
     assert tags["MISR_ONNX_MODEL"] == onnx_path.name
 
 
-@pytest.mark.parametrize("phase_inputs, deconv_kernel, backprojection_steps, refine_features",
-                         [(False, 0, 0, 0), (True, 0, 0, 0), (True, 7, 0, 0), (True, 7, 2, 4)])
+@pytest.mark.parametrize("phase_inputs, deconv_kernel, backprojection_steps, refine_features, detail_features",
+                         [(False, 0, 0, 0, 0), (True, 0, 0, 0, 0), (True, 7, 0, 0, 0), (True, 7, 2, 4, 0),
+                          (True, 7, 2, 4, 5)])
 def test_every_model_variant_exports_with_its_inputs_and_matches_torch(tmp_path, phase_inputs, deconv_kernel,
-                                                                       backprojection_steps, refine_features):
+                                                                       backprojection_steps, refine_features,
+                                                                       detail_features):
     torch.manual_seed(1)
     model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=phase_inputs,
                                 deconv_kernel=deconv_kernel, backprojection_steps=backprojection_steps,
-                                refine_features=refine_features)).eval()
-    for layer in (model.to_mean, model.refinement and model.refinement.layers[-1]):
+                                refine_features=refine_features, detail_features=detail_features,
+                                detail_blocks=2)).eval()
+    for layer in (model.to_mean, model.refinement and model.refinement.layers[-1], model.detail and model.detail.tail):
         if deconv_kernel and layer:  # zero-initialised: give them weights so they are exercised too
             torch.nn.init.normal_(layer.weight, std=0.1)
     weights = tmp_path / "variant.safetensors"

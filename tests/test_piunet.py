@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from misr_engine.inference import super_resolve
@@ -113,15 +114,19 @@ def test_the_sub_pixel_phases_reach_the_network_and_travel_with_their_frames():
     assert not torch.allclose(mean, other, atol=1e-4)
 
 
-def test_a_new_hr_refinement_changes_nothing_until_trained_then_acts_on_the_sr():
+@pytest.mark.parametrize("addition, last_layer", [
+    (dict(refine_features=6), lambda model: model.refinement.layers[-1]),
+    (dict(detail_features=6, detail_blocks=2), lambda model: model.detail.tail),
+])
+def test_a_new_sr_refinement_changes_nothing_until_trained_then_acts_on_the_sr(addition, last_layer):
     torch.manual_seed(0)
     config = dict(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=True, deconv_kernel=7)
     plain = PIUnet(PIUnetConfig(**config)).eval()
-    refined = PIUnet(PIUnetConfig(**config, refine_features=6)).eval()
+    refined = PIUnet(PIUnetConfig(**config, **addition)).eval()
     refined.load_state_dict(plain.state_dict(), strict=False)  # as a warm start does
     frames, masks = torch.randn(1, 4, 10, 10), (torch.rand(1, 4, 10, 10) > 0.2).float()
     phases = torch.rand(1, 4, 2) - 0.5
     with torch.no_grad():
         assert torch.equal(plain(frames, masks, phases)[0], refined(frames, masks, phases)[0])
-        torch.nn.init.normal_(refined.refinement.layers[-1].weight, std=0.1)
+        torch.nn.init.normal_(last_layer(refined).weight, std=0.1)
         assert not torch.allclose(plain(frames, masks, phases)[0], refined(frames, masks, phases)[0], atol=1e-3)

@@ -16,7 +16,7 @@ pixels filled with the clear temporal mean, see ``fill_cloudy``) and its clear m
 attention down-weights cloudy frames as keys, and the temporal mean and the global residual
 are weighted by the masks, so clouds do not leak into the result.
 
-Four more additions, all off in the paper's configuration:
+Five more additions, all off in the paper's configuration:
 * ``phase_inputs``: the frames arrive registered to whole LR pixels only (their samples are
   not resampled, so their aliasing is intact), with their sub-pixel phases
   (``preprocess.subpixel_phase``). Each frame gets its phase as two constant input channels,
@@ -32,7 +32,12 @@ Four more additions, all off in the paper's configuration:
 * ``refine_features``: a last residual CNN at HR resolution (``HRRefinement``) sees that SR and
   the fused features, and restores what the LR layers and the back-projection cannot (detail
   beyond the sensor's cut-off); its last layer starts at zero, so adding it changes nothing
-  until it is trained.
+  until it is trained;
+* ``detail_features``: a final residual CNN of ``detail_blocks`` residual blocks on the SR
+  rearranged to LR pixels (space-to-depth, 9 channels per LR pixel) and the fused features
+  (``DetailRestoration``): the HR refinement's view is 7 HR pixels wide, this one's is
+  2 * ``detail_blocks`` + 3 LR pixels, at the cost of LR-sized convolutions. Its last layer
+  starts at zero too.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class PIUnetConfig:
     deconv_kernel: int = 0  # size of the learnable deconvolution of the global residual (0: none)
     backprojection_steps: int = 0  # unrolled back-projection steps on the SR (needs phase_inputs)
     refine_features: int = 0  # width of the HR refinement CNN on the SR (0: none)
+    detail_features: int = 0  # width of the space-to-depth detail CNN on the SR (0: none)
+    detail_blocks: int = 4  # its residual blocks
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,6 +212,28 @@ class HRRefinement(nn.Module):
         return sr + self.layers(torch.cat([sr, fused_hr], dim=1))
 
 
+class DetailRestoration(nn.Module):
+    """Residual CNN on the SR seen as SCALE x SCALE channels per LR pixel, with the fused LR
+    features: conv, `blocks` x (conv-LReLU-conv + skip), conv back to SCALE^2 channels (zero
+    at start), depth-to-space, added to the SR."""
+
+    def __init__(self, n_fused: int, n_feat: int, blocks: int):
+        super().__init__()
+        self.head = nn.Conv2d(n_fused + SCALE * SCALE, n_feat, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(n_feat, n_feat, 3, padding=1), nn.LeakyReLU(),
+                          nn.Conv2d(n_feat, n_feat, 3, padding=1)) for _ in range(blocks))
+        self.tail = nn.Conv2d(n_feat, SCALE * SCALE, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, sr: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.head(torch.cat([F.pixel_unshuffle(sr, SCALE), fused], dim=1)))
+        for block in self.blocks:
+            h = h + block(h)
+        return sr + F.pixel_shuffle(self.tail(h), SCALE)
+
+
 class PIUnet(nn.Module):
     """The PIUnet network. Input frames (B,T,H,W) normalised, masks (B,T,H,W) in {0,1}.
 
@@ -237,6 +266,8 @@ class PIUnet(nn.Module):
             raise ValueError("backprojection_steps needs phase_inputs")
         self.backprojection = BackProjection(config.backprojection_steps) if config.backprojection_steps else None
         self.refinement = HRRefinement(n, config.refine_features) if config.refine_features else None
+        self.detail = (DetailRestoration(n, config.detail_features, config.detail_blocks)
+                       if config.detail_features else None)
 
     def forward(self, frames: torch.Tensor, masks: torch.Tensor,
                 phases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,6 +295,8 @@ class PIUnet(nn.Module):
             mean = self.backprojection(mean, frames, masks, phases, hr_weights)
         if self.refinement is not None:
             mean = self.refinement(mean, fused_hr)
+        if self.detail is not None:
+            mean = self.detail(mean, fused)
         return mean, self.log_scale_head(fused_hr)
 
     def global_residual(self, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor | None,
