@@ -117,7 +117,7 @@ def test_every_model_variant_exports_with_its_inputs_and_matches_torch(tmp_path,
     model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=phase_inputs,
                                 deconv_kernel=deconv_kernel, backprojection_steps=backprojection_steps,
                                 refine_features=refine_features, detail_features=detail_features,
-                                detail_blocks=2)).eval()
+                                detail_blocks=2, anchor_brightness=bool(detail_features))).eval()
     for layer in (model.to_mean, model.refinement and model.refinement.layers[-1], model.detail and model.detail.tail):
         if deconv_kernel and layer:  # zero-initialised: give them weights so they are exercised too
             torch.nn.init.normal_(layer.weight, std=0.1)
