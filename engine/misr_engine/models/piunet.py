@@ -36,7 +36,7 @@ Six more additions, all off in the paper's configuration:
 * ``detail_features``: a final residual CNN of ``detail_blocks`` residual blocks on the SR
   rearranged to LR pixels (space-to-depth, 9 channels per LR pixel) and the fused features
   (``DetailRestoration``): the HR refinement's view is 7 HR pixels wide, this one's is
-  2 * ``detail_blocks`` + 3 LR pixels, at the cost of LR-sized convolutions. Its last layer
+  4 * ``detail_blocks`` + 5 LR pixels, at the cost of LR-sized convolutions. Its last layer
   starts at zero too;
 * ``anchor_brightness``: the SR's mean over the tile is set to the mean of the frames' clear
   temporal mean. The training losses ignore a brightness bias (as the Proba-V score does), and
