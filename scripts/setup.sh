@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 
-stamp=".venv/.misr-setup-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
+stamp=".venv/.misr-setup-$(cat engine/pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     echo "setup: installing the engine into .venv"
     # Keep Debian's numpy (GDAL's bindings are compiled against it).
@@ -32,7 +32,9 @@ if [ ! -f "$stamp" ]; then
     # torch first and pinned: on this project's machines the CPU wheel of 2.13.0 is served
     # locally; an unpinned torch would pull gigabytes of CUDA libraries.
     .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" "torch==2.13.0"
-    "${pip[@]}" -e '.[test]'
+    # the engine was once installed from the repository root as "qgis-misr": replace it
+    .venv/bin/python -m pip uninstall -y -q qgis-misr 2>/dev/null || true
+    "${pip[@]}" -e './engine[test]'
     rm -f .venv/.misr-setup-*
     touch "$stamp"
 fi

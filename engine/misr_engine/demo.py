@@ -6,26 +6,20 @@ Writes demo_output/sr.tif, demo_output/uncertainty.tif and demo_output/preview.p
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from .baselines import bicubic_masked_mean
-from .cli import main as misr_main
-from .metrics import cpsnr
-from .raster_io import read_band, read_stack
-from .weights import RESOURCES
+from .evaluation.baselines import bicubic_masked_mean
+from .evaluation.metrics import cpsnr
+from .rasters.bands import read_band
+from .rasters.stack import read_stack
+from .models.registry import DEFAULT_MODEL, model_spec
+from .pipeline import SuperResolveRequest, super_resolve_files
+from .progress import Progress
+from .resources import sample_dir, sample_paths
 
-SAMPLE = RESOURCES / "sample"
 S2_REFLECTANCE_SCALE = 10000.0
-
-
-def sample_paths() -> tuple[list[str], list[str]]:
-    frames = sorted(str(p) for p in SAMPLE.glob("frame_*.tif"))
-    masks = sorted(str(p) for p in SAMPLE.glob("mask_*.tif"))
-    return frames, masks
 
 
 def write_preview(path: Path, panels: list[tuple[str, np.ndarray, str]]) -> None:
@@ -49,34 +43,27 @@ def write_preview(path: Path, panels: list[tuple[str, np.ndarray, str]]) -> None
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
+def run_demo(out: Path, model: str = DEFAULT_MODEL, weights: str | None = None,
+             progress: Progress | None = None) -> str:
+    """Super-resolve the sample into `out` (overwriting), write the preview; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     frames, masks = sample_paths()
     sr_path, unc_path = out / "sr.tif", out / "uncertainty.tif"
-    status = misr_main(["super-resolve", "--frames", *frames, "--masks", *masks, "--output", str(sr_path),
-                        "--uncertainty", str(unc_path), "--overwrite"])
-    if status:
-        return status
+    request = SuperResolveRequest(frames=frames, masks=masks, output=str(sr_path), uncertainty=str(unc_path),
+                                  model=model, weights=weights, overwrite=True)
+    super_resolve_files(request, progress)
     stack = read_stack(frames, masks)
-    reference = read_band(str(SAMPLE / "reference_hr.tif"))[0]
+    reference = read_band(str(sample_dir() / "reference_hr.tif"))[0]
     sr, uncertainty = read_band(str(sr_path))[0], read_band(str(unc_path))[0]
     bicubic = bicubic_masked_mean(stack.frames, stack.masks)
     score = {name: cpsnr(image / S2_REFLECTANCE_SCALE, reference / S2_REFLECTANCE_SCALE)
              for name, image in (("bicubic", bicubic), ("sr", sr))}
+    label = model_spec(model).label
     preview = out / "preview.png"
     write_preview(preview, [
         (f"bicubic of masked mean ({score['bicubic']:.2f} dB)", bicubic, "gray"),
-        (f"PIUnet SR x3 ({score['sr']:.2f} dB)", sr, "gray"),
+        (f"{label} SR x3 ({score['sr']:.2f} dB)", sr, "gray"),
         ("uncertainty (Laplace scale)", uncertainty, "magma"),
         ("real 10 m reference", reference, "gray")])
-    print(f"super-resolved: {sr_path}\nuncertainty:    {unc_path}\npreview:        {preview}\n"
-          f"cPSNR vs the real 10 m image: bicubic {score['bicubic']:.2f} dB, PIUnet {score['sr']:.2f} dB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return (f"super-resolved: {sr_path}\nuncertainty:    {unc_path}\npreview:        {preview}\n"
+            f"cPSNR vs the real 10 m image: bicubic {score['bicubic']:.2f} dB, {label} {score['sr']:.2f} dB")

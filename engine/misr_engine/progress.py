@@ -8,6 +8,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+EVENTS = ("start", "progress", "warning", "log", "done", "error")
+"""The names of the JSON-lines events (``--progress json``; docs/cli-contract.md)."""
+
 
 class Progress:
     """Reports events of a run. mode: 'bar' (stderr), 'json' (stdout lines) or 'none'."""
@@ -19,11 +22,17 @@ class Progress:
         self._bar: tqdm | None = None
 
     def event(self, name: str, **fields: Any) -> None:
-        """Emit a named event (start, warning, done, error...)."""
+        """Emit a named event (one of EVENTS). Without JSON, warnings are printed as
+        ``misr: warning: ...`` lines and a ``done`` event's ``summary`` as a line of its own."""
+        if name not in EVENTS:
+            raise ValueError(f"unknown progress event {name!r}")
         if self.mode == "json":
             print(json.dumps({"event": name, **fields}), flush=True)
         elif name == "warning":
             self._write(f"misr: warning: {fields['message']}")
+        elif name == "done" and fields.get("summary"):
+            self.close()
+            self._write(str(fields["summary"]))
 
     def update(self, fraction: float, message: str = "") -> None:
         """Report that a `fraction` in [0, 1] of the work is done."""

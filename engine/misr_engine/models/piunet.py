@@ -50,12 +50,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import SCALE
+from ..imaging.deconvolution import wiener_kernel
 from .backprojection import BackProjection
 from .sampling import masked_temporal_mean, resample_at_phases
 
@@ -181,21 +181,6 @@ def apply_filters_shifted(padded: torch.Tensor, filters: torch.Tensor) -> torch.
             weight = filters[:, :, i * TERN_KERNEL + j][:, None, :, None, None]
             out = out + weight * padded[:, :, :, i:i + y, j:j + x]
     return out
-
-
-def wiener_kernel(size: int) -> np.ndarray:
-    """The classical pipeline's Wiener deconvolution (``baselines.wiener_deconvolve``) as a
-    `size` x `size` convolution kernel: its impulse response, Hann-windowed, summing to 1."""
-    from ..baselines import wiener_deconvolve  # numpy/scikit-image only, needed at init only
-
-    centre = 4 * size
-    impulse = np.zeros((2 * centre + 1,) * 2, np.float32)
-    impulse[centre, centre] = 1.0
-    radius = size // 2
-    response = wiener_deconvolve(impulse)[centre - radius:centre + radius + 1, centre - radius:centre + radius + 1]
-    taper = np.hanning(size + 2)[1:-1]
-    kernel = response * np.outer(taper, taper)
-    return (kernel / kernel.sum()).astype(np.float32)
 
 
 def phase_channels(phases: torch.Tensor, shape: torch.Size) -> torch.Tensor:

@@ -1,0 +1,232 @@
+"""Tiled super-resolution of a whole stack: normalise, run the network tile by tile, blend."""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .. import SCALE
+from ..errors import MisrError
+from ..rasters.gdal_utils import gdal_cache_limit
+from ..registration.stack import central_window, subpixel_phase
+from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, stack_shifts
+from .backends import Runner, TileOutOfMemory, TorchRunner
+from .finetune import MIN_FRAMES, TTF_WINDOW, finetune_on_scene
+from .normalisation import Normalisation
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
+
+TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
+
+
+ProgressCallback = Callable[[float, str], None]
+
+
+EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
+
+
+@dataclass
+class Strip:
+    """Finished SR rows `row0` to `row0 + len(sr)` (full width), in input units, NaN where no frame is clear."""
+
+    row0: int
+    sr: np.ndarray
+    scale: np.ndarray
+
+
+def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
+                  tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
+                  progress: ProgressCallback | None = None, *, precision: str = "fp32",
+                  batch_size: int | None = None, ttf_steps: int = 0,
+                  on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
+
+    `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
+    `ttf_steps` > 0 fine-tunes (a copy of) a torch model on the scene first (``finetune``).
+    """
+    _, height, width = stack.shape
+    sr = np.empty((height * SCALE, width * SCALE), np.float32)
+    scale = np.empty_like(sr)
+    for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
+                                      batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning):
+        sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
+        scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
+    return sr, scale
+
+
+def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
+                         tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
+                         progress: ProgressCallback | None = None, *, precision: str = "fp32",
+                         batch_size: int | None = None, ttf_steps: int = 0,
+                         on_warning: Callable[[str], None] | None = None) -> Iterator[Strip]:
+    """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
+
+    Input and output are both streamed: the shifts are estimated on the registration window,
+    the normalisation accumulated over blocks of registered rows, then each row of tiles reads
+    (in a background thread, while the previous row runs) only the input rows it needs, moved
+    by the whole-pixel shifts. So, at a fixed tile size, memory does not grow with the raster's
+    height, whether `stack` is a `LazyStack` or an in-memory `Stack` (same results). Tiles of one
+    row run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch
+    is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
+    hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on the
+    scene's central window (``finetune.finetune_on_scene``; half of the progress).
+    """
+    runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
+              if isinstance(model, torch.nn.Module) else model)
+    with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning)
+
+
+def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
+            batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
+    """`super_resolve_strips` once the runner is known (see there)."""
+    _, height, width = stack.shape
+    shifts = stack_shifts(stack)
+    phases = subpixel_phase(shifts)
+    rows = RegisteredRows(stack, shifts)
+    tiles = make_tiles(height, width, tile_size, overlap)
+    tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
+    norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
+    tuned = _finetuned(runner, rows, norm, phases, ttf_steps, progress, on_warning) if ttf_steps > 0 else None
+    runner = tuned or runner
+    share = TTF_PROGRESS_SHARE if tuned else 0.0
+    batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
+    blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
+    done = 0
+    for row_index, row_input in enumerate(_prefetched(rows, tile_rows)):
+        row = tile_rows[row_index]
+        start = 0
+        while start < len(row):  # the batch size may shrink on out-of-memory
+            batch = row[start:start + batches.batch_size]
+            frames, masks = _tile_inputs(row_input, batch, norm)
+            for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
+                blender.add(tile, output)
+            start += len(batch)
+            done += len(batch)
+            if progress:
+                progress(share + (1.0 - share) * done / len(tiles), f"tile {done}/{len(tiles)}")
+        until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
+        yield _finished_strip(blender, until, row_input, norm)
+
+
+def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
+               progress: ProgressCallback | None, on_warning: Callable[[str], None] | None) -> TorchRunner | None:
+    """A runner of a copy of the runner's network fine-tuned on the central window of the
+    registered stack (the given runner is left as it is), or None, with a warning, when there
+    are too few frames to leave one out."""
+    if not isinstance(runner, TorchRunner):
+        raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
+    count, height, width = rows.stack.shape
+    if count < MIN_FRAMES:
+        if on_warning:
+            on_warning(f"test-time fine-tuning skipped: it needs at least {MIN_FRAMES} frames, got {count}")
+        return None
+    window_rows, window_cols = central_window((height, width), TTF_WINDOW)
+    window = rows.read(window_rows.start, window_rows.stop)
+    frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
+
+    def on_step(step: int, loss: float) -> None:
+        if progress:
+            progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
+    tuned = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps, runner.device,
+                              on_step=on_step)
+    return TorchRunner(tuned, runner.device, runner.precision)
+
+
+def _prefetched(rows: RegisteredRows, tile_rows: list[list[Tile]]) -> Iterator[TileRowInput]:
+    """The input of every row of tiles, in order; the next one is read in a background thread
+    while the caller works on the current one (GDAL reads overlap the network)."""
+    def read(row: list[Tile]) -> TileRowInput:
+        return rows.read(row[0].y0, row[0].y0 + row[0].height)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="misr-read") as pool:
+        pending: Future = pool.submit(read, tile_rows[0])
+        for index in range(len(tile_rows)):
+            current = pending.result()
+            if index + 1 < len(tile_rows):
+                pending = pool.submit(read, tile_rows[index + 1])
+            yield current
+
+
+def _tile_inputs(row_input: TileRowInput, batch: list[Tile], norm: Normalisation) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised frames and float masks (B, T, h, w) of a batch of tiles of one row."""
+    windows = [(slice(None), slice(0, t.height), slice(t.x0, t.x0 + t.width)) for t in batch]
+    frames = np.stack([norm.apply(row_input.frames[w], row_input.masks[w]) for w in windows])
+    masks = np.stack([row_input.masks[w] for w in windows]).astype(np.float32)
+    return frames, masks
+
+
+def _finished_strip(blender: StripBlender, until: int, row_input: TileRowInput, norm: Normalisation) -> Strip:
+    """The blended SR rows up to LR row `until`, in input units, NaN where no frame was clear."""
+    mean, log_scale = blender.take(until * SCALE)
+    row0 = blender.row0 - len(mean)
+    no_data = row_input.no_data[row0 // SCALE - row_input.row0:until - row_input.row0]
+    invalid = np.repeat(np.repeat(no_data, SCALE, axis=0), SCALE, axis=1)
+    sr = (mean * norm.spread + norm.centre).astype(np.float32)
+    scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+    sr[invalid] = np.nan
+    scale[invalid] = np.nan
+    return Strip(row0, sr, scale)
+
+
+def _run_with_context(runner: Runner, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """Run tiles mirrored by EDGE_CONTEXT LR pixels on every side and crop the result.
+
+    The network is trained with a loss that ignores the outer 3 HR pixels, so its outputs there
+    are unconstrained; mirrored context moves them outside the kept area.
+    """
+    pad = EDGE_CONTEXT
+    mode = "reflect" if min(frames.shape[-2:]) > pad else "edge"
+    widths = ((0, 0), (0, 0), (pad, pad), (pad, pad))
+    output = runner(np.ascontiguousarray(np.pad(frames, widths, mode=mode)),
+                    np.ascontiguousarray(np.pad(masks, widths, mode=mode)), phases)
+    crop = pad * SCALE
+    return output[..., crop:output.shape[-2] - crop, crop:output.shape[-1] - crop]
+
+
+class _TileBatches:
+    """Runs batches of equal tiles; out of memory, halves the batch, then the tile size."""
+
+    def __init__(self, runner: Runner, batch_size: int, overlap: int,
+                 on_warning: Callable[[str], None] | None):
+        self.runner, self.batch_size, self.overlap = runner, max(1, batch_size), overlap
+        self.sub_tile: int | None = None  # once a tile size ran out of memory: the size that fits
+        self.warn = on_warning or (lambda message: warnings.warn(message, RuntimeWarning, stacklevel=3))
+
+    def run(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        """(B, T, h, w) normalised frames and masks, (B, T, 2) phases -> (B, 2, 3h, 3w) mean and log-scale."""
+        if len(frames) > self.batch_size:
+            return np.concatenate([self.run(*(a[i:i + self.batch_size] for a in (frames, masks, phases)))
+                                   for i in range(0, len(frames), self.batch_size)])
+        size = max(frames.shape[-2:])
+        if self.sub_tile is not None and size > self.sub_tile:
+            return np.stack([self._run_sub_tiled(*tile) for tile in zip(frames, masks, phases)])
+        try:
+            return _run_with_context(self.runner, frames, masks, phases)
+        except TileOutOfMemory as exc:
+            if len(frames) > 1:
+                self.batch_size = len(frames) // 2
+                self.warn(f"out of memory with {len(frames)} tiles per pass ({exc}): "
+                          f"retrying with {self.batch_size}")
+                return self.run(frames, masks, phases)
+            if size // 2 < MIN_TILE_SIZE:
+                raise MisrError(f"out of memory even with {size}-pixel tiles, one at a time ({exc}); "
+                                "use fewer --max-frames or the CPU") from None
+            self.sub_tile = size // 2
+            self.warn(f"out of memory with {size}-pixel tiles ({exc}): retrying with {self.sub_tile}-pixel tiles")
+            return self.run(frames, masks, phases)
+
+    def _run_sub_tiled(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        """One tile (T, h, w) run as blended sub-tiles of `sub_tile` pixels: (2, 3h, 3w)."""
+        _, height, width = frames.shape
+        blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=self.overlap // 2)
+        tiles = make_tiles(height, width, self.sub_tile, self.overlap)
+        outputs = self.run(np.stack([frames[(slice(None), *t.lr_slice())] for t in tiles]),
+                           np.stack([masks[(slice(None), *t.lr_slice())] for t in tiles]),
+                           np.stack([phases] * len(tiles)))
+        for tile, output in zip(tiles, outputs):
+            blender.add(tile, output)
+        return blender.take(height * SCALE)

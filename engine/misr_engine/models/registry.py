@@ -1,0 +1,73 @@
+"""The networks the engine offers, by name: how to build each, its label, its shipped weights and
+model card, and what it can do (the plugin and `misr models --json` read this). Importing it does
+not import torch: a network's module is imported when it is built."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MisrError
+from ..resources import weights_dir
+
+if TYPE_CHECKING:
+    from torch import nn
+
+UNCERTAINTY = "uncertainty"  # a per-pixel expected absolute error beside the SR
+ORDER_INVARIANT = "order-invariant"  # the result does not depend on the order of the frames
+FINE_TUNABLE = "fine-tunable"  # test-time fine-tuning (--ttf-steps) works with it
+ONNX = "onnx"  # exports to ONNX and runs in ONNX Runtime (--backend onnx)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One network: its name on the command line, its label for people, its classes and abilities."""
+
+    name: str
+    label: str
+    module: str  # the network's module, under misr_engine.models
+    network: str  # its nn.Module class
+    config: str  # its config dataclass
+    capabilities: frozenset[str]
+
+    @property
+    def default_weights(self) -> Path:
+        return weights_dir() / f"{self.name}.safetensors"
+
+    @property
+    def card(self) -> Path:
+        return weights_dir() / f"{self.name}.md"
+
+    def build(self, config: dict[str, Any] | None = None) -> nn.Module:
+        """The network with a config dict (layer sizes); defaults otherwise."""
+        module = importlib.import_module(f"{__package__}.{self.module}")
+        return getattr(module, self.network)(getattr(module, self.config)(**(config or {})))
+
+    def describe(self) -> dict[str, Any]:
+        """What `misr models --json` says about it."""
+        weights = self.default_weights
+        return {"name": self.name, "label": self.label, "default": self.name == DEFAULT_MODEL,
+                "weights": str(weights) if weights.is_file() else None,
+                "card": str(self.card) if self.card.is_file() else None,
+                "capabilities": sorted(self.capabilities)}
+
+
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("piunet", "PIUnet", "piunet", "PIUnet", "PIUnetConfig",
+              frozenset({UNCERTAINTY, ORDER_INVARIANT, FINE_TUNABLE, ONNX})),
+)}
+DEFAULT_MODEL = "piunet"
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The model called `name`, or a one-line MisrError listing the available ones."""
+    if name not in MODELS:
+        raise MisrError(f"unknown model {name!r} (available: {', '.join(MODELS)})")
+    return MODELS[name]
+
+
+def build_model(name: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Instantiate the network `name` with a config dict (layer sizes); defaults otherwise."""
+    return model_spec(name).build(config)

@@ -1,0 +1,165 @@
+"""Opening one band of a raster with GDAL, checked, and reading it window by window (or warped
+onto another grid)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from ..errors import MisrError
+from .gdal_utils import gdal_reason, quiet_gdal
+from .grid import Grid, grid_of
+
+gdal.UseExceptions()
+
+SUPPORTED_DTYPES = {
+    getattr(gdal, name) for name in ("GDT_Byte", "GDT_Int8", "GDT_UInt16", "GDT_Int16", "GDT_UInt32",
+                                     "GDT_Int32", "GDT_UInt64", "GDT_Int64", "GDT_Float32", "GDT_Float64")
+    if hasattr(gdal, name)  # Int8 from GDAL 3.7, 64-bit integers from 3.5
+}
+CACHE_ROWS = 128
+"""GDAL's block cache keeps at least twice this many rows of every input while streaming."""
+
+
+def open_raster(path: str | os.PathLike) -> gdal.Dataset:
+    """Open a raster with GDAL, or raise a one-line MisrError naming the file."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise MisrError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise MisrError(f"{path}: is a directory, not a raster")
+    if not os.access(path, os.R_OK):
+        raise MisrError(f"{path}: permission denied")
+    try:
+        with quiet_gdal():
+            dataset = gdal.Open(path, gdal.GA_ReadOnly)
+    except RuntimeError as exc:
+        raise MisrError(f"{path}: not a readable raster ({gdal_reason(exc, path)})") from None
+    if dataset is None or dataset.RasterCount == 0:
+        raise MisrError(f"{path}: not a raster")
+    return dataset
+
+
+@dataclass
+class BandSource:
+    """One band of an opened raster, checked (band number, data type, georeferencing), not read yet."""
+
+    path: str
+    dataset: gdal.Dataset
+    band: int
+    grid: Grid
+    nodata: float | None
+    keep: object = None  # what a warped VRT reads from: kept alive with it
+
+    def cache_bytes(self) -> int:
+        """Bytes of GDAL's block cache that keep two rows of this band's blocks (or CACHE_ROWS rows)."""
+        band = self.dataset.GetRasterBand(self.band)
+        rows = 2 * max(band.GetBlockSize()[1], CACHE_ROWS)
+        return rows * self.grid.width * max(1, gdal.GetDataTypeSize(band.DataType) // 8)
+
+    def read(self) -> np.ndarray:
+        """The whole band as float32 (see `read_rows`)."""
+        return self.read_rows(0, self.grid.height)
+
+    def read_rows(self, row0: int, row1: int, col0: int = 0, col1: int | None = None) -> np.ndarray:
+        """Rows row0:row1 (columns col0:col1) as float32, or a one-line MisrError if the pixel
+        data there cannot be decoded."""
+        col1 = self.grid.width if col1 is None else col1
+        shape = (row1 - row0, col1 - col0)
+        try:
+            with quiet_gdal():
+                data = self.dataset.GetRasterBand(self.band).ReadAsArray(col0, row0, shape[1], shape[0])
+        except RuntimeError as exc:
+            raise MisrError(f"{self.path}: corrupt or unreadable pixel data "
+                            f"({gdal_reason(exc, self.path)})") from None
+        except MemoryError:
+            raise MisrError(f"{self.path}: {shape[1]}x{shape[0]} pixels do not fit in memory") from None
+        if data is None or data.shape != shape:
+            raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
+        return data.astype(np.float32, copy=False)
+
+
+def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:
+    """Open `path` and check its band (1-based; None: it must have one band) and data type.
+
+    `kind` ("raster", "frame" or "mask") only words the messages: --band applies to frames.
+    """
+    dataset = open_raster(path)
+    count = dataset.RasterCount
+    if band is None:
+        if count != 1:
+            if kind == "mask":
+                raise MisrError(f"{path}: mask has {count} bands; a mask must have exactly one")
+            raise MisrError(f"{path}: has {count} bands; choose one with --band")
+        band = 1
+    if not 1 <= band <= count:
+        raise MisrError(f"{path}: --band {band} is out of range (the raster has {count} band(s))")
+    data_type = dataset.GetRasterBand(band).DataType
+    if data_type not in SUPPORTED_DTYPES:
+        raise MisrError(f"{path}: unsupported data type {gdal.GetDataTypeName(data_type)} "
+                        "(use a real-valued integer or float raster)")
+    if dataset.RasterXSize < 1 or dataset.RasterYSize < 1:
+        raise MisrError(f"{path}: empty raster ({dataset.RasterXSize}x{dataset.RasterYSize})")
+    try:  # GDAL parses the georeferencing lazily: damaged GeoTIFF keys show up here
+        with quiet_gdal():
+            grid = grid_of(dataset)
+            nodata = dataset.GetRasterBand(band).GetNoDataValue()
+    except RuntimeError as exc:
+        raise MisrError(f"{path}: corrupt georeferencing ({gdal_reason(exc, path)})") from None
+    x0, dx, rx, y0, ry, dy = grid.geotransform
+    if not all(np.isfinite(grid.geotransform)) or dx * dy - rx * ry == 0:
+        raise MisrError(f"{path}: corrupt georeferencing (geotransform {grid.geotransform})")
+    return BandSource(str(path), dataset, band, grid, nodata)
+
+
+def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, float | None]:
+    """Read one band as float32 with its grid and nodata value.
+
+    `band` is 1-based; None means the raster must have exactly one band.
+    """
+    source = open_band(path, band)
+    return source.read(), source.grid, source.nodata
+
+
+def warp_band(source: BandSource, grid: Grid, resampling: str) -> BandSource:
+    """`source` resampled onto `grid` on the fly (a warped GDAL VRT, read window by window):
+    float32, NaN = nodata or outside the source.
+
+    Frames use `resampling` "bilinear" (nodata honoured, NaN outside); masks "near" (their
+    nodata ignored, 0 = not clear outside). A rotated `grid` is warped into memory instead (a
+    VRT's output bounds cannot express it).
+    """
+    is_mask = resampling == "near"
+    x0, dx, rx, y0, ry, dy = grid.geotransform
+    try:
+        with quiet_gdal():
+            single = gdal.Translate("", source.dataset, format="VRT", bandList=[source.band])
+            nodata = source.nodata
+            options = dict(resampleAlg=resampling, srcNodata="None" if is_mask or nodata is None else nodata,
+                           dstNodata=None if is_mask else float("nan"), outputType=gdal.GDT_Float32,
+                           warpOptions=["INIT_DEST=0" if is_mask else "INIT_DEST=NO_DATA"])
+            if rx == 0 and ry == 0:
+                target = gdal.Warp("", single, options=gdal.WarpOptions(
+                    format="VRT", outputBounds=(x0, y0 + dy * grid.height, x0 + dx * grid.width, y0),
+                    width=grid.width, height=grid.height, dstSRS=grid.crs_wkt or None, **options))
+            else:
+                target = _memory_raster(grid)
+                gdal.Warp(target, single, options=gdal.WarpOptions(**options))
+    except RuntimeError as exc:
+        raise MisrError(f"{source.path}: cannot resample it onto the first frame's grid "
+                        f"({gdal_reason(exc, source.path)})") from None
+    except MemoryError:
+        raise MisrError(f"{source.path}: {grid.width}x{grid.height} pixels do not fit in memory") from None
+    return BandSource(source.path, target, 1, grid, None if is_mask else float("nan"), keep=(single, source))
+
+
+def _memory_raster(grid: Grid) -> gdal.Dataset:
+    """An empty float32 in-memory raster on `grid`."""
+    target = gdal.GetDriverByName("MEM").Create("", grid.width, grid.height, 1, gdal.GDT_Float32)
+    target.SetGeoTransform(grid.geotransform)
+    if grid.crs_wkt:
+        target.SetProjection(grid.crs_wkt)
+    return target

@@ -1,0 +1,178 @@
+"""Sub-pixel registration of LR frames by phase cross-correlation, and stack alignment.
+
+A shift (dy, dx) returned here says where the content of `moving` sits relative to
+`reference`: positive = moved down / right, in pixels of the images given. Shifting `moving`
+by (-dy, -dx) with ``resample.shift_image`` puts it onto the reference grid.
+
+Why the three steps of `estimate_shift` (measured on real Sentinel-2 B04 texture, 64 x 64
+LR frames from ``simulate.degrade``: per-frame anisotropic PSF, gain/offset drift, noise,
+clouds; 6 sites x 4 seeds, 210 frames):
+* one plain cross-correlation with clouds filled by the clear mean errs by up to tens of
+  pixels on cloudy frames (a strong negative lobe from large-scale trends wins the |peak|);
+  whole-pixel masked normalised cross-correlation of high-passed images fixes that;
+* an upsampled correlation of only the pixels clear in both images has no mask-edge bias;
+* a least-squares polish (shift + gain + offset, analytic Jacobian) removes the correlation
+  grid and taper biases: median error 0.008 LR px (clear frames) / 0.011 (cloudy,
+  20-99% clear), 95th percentile 0.04 / 0.05, worst 0.08 px. 9 frames of 512 x 512 LR px
+  take about 7 s on 2 busy cores. Phase-normalised (whitened) correlation was about twice less accurate on these
+  aliased, noisy frames, so the correlation is not normalised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import least_squares
+from skimage.filters import window
+from skimage.registration import phase_cross_correlation
+
+from ..imaging.resample import shift_image
+
+WINDOW = ("tukey", 0.25)
+"""Taper applied before the FFT: flat in the centre, cosine to zero over the outer eighths."""
+HIGHPASS_SIGMA = 4.0
+"""Local means (Gaussian, pixels) removed before correlating: trends would bias the peak."""
+CLEAR_WEIGHT = 1.0 - 1e-3
+"""A shifted mask (linear interpolation of 0/1) is clear only where it stays above this."""
+MIN_AGREEMENT = 0.2
+"""Lowest high-pass correlation of the registered images for a shift to be trusted."""
+MAX_RESIDUAL = 1.0
+"""A refinement step larger than this (pixels) is a spurious peak: the estimate stops there."""
+
+
+def _clear(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Where `image` is usable: finite and, if a mask is given, clear."""
+    finite = np.isfinite(image)
+    return finite if mask is None else finite & np.asarray(mask, bool)
+
+
+def _highpass(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """The image minus the local mean of its clear pixels; zero where not clear."""
+    image = np.where(clear, image, 0.0).astype(np.float64)
+    weight = ndimage.gaussian_filter(clear.astype(np.float64), HIGHPASS_SIGMA, mode="reflect")
+    local = ndimage.gaussian_filter(image, HIGHPASS_SIGMA, mode="reflect") / np.maximum(weight, 1e-6)
+    return np.where(clear, image - local, 0.0)
+
+
+def _prepared(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """High-passed clear pixels, zero elsewhere, edges tapered: ready for an FFT correlation."""
+    return _highpass(image, clear) * window(WINDOW, image.shape)
+
+
+def shift_mask(mask: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Shift a boolean clear-mask; a pixel stays clear only if all its sources were clear.
+
+    Pixels brought in from outside the image are not clear.
+    """
+    if dy == 0 and dx == 0:
+        return np.asarray(mask, bool).copy()
+    moved = shift_image(np.asarray(mask, np.float32), dy, dx, order=1, mode="constant")
+    return moved > CLEAR_WEIGHT
+
+
+def _integer_shift(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+                   moving_clear: np.ndarray) -> np.ndarray:
+    """Whole-pixel shift of `moving` by masked normalised cross-correlation (robust to clouds)."""
+    shift = phase_cross_correlation(_highpass(reference, reference_clear),
+                                    _highpass(moving, moving_clear),
+                                    reference_mask=reference_clear, moving_mask=moving_clear)
+    shift = shift[0] if isinstance(shift, tuple) else shift
+    return -np.round(np.asarray(shift, np.float64))
+
+
+def _phase_refinement(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+                      moving_clear: np.ndarray, start: np.ndarray, upsample_factor: int) -> np.ndarray:
+    """One sub-pixel step: upsampled cross-correlation of the pixels clear in both images."""
+    common = reference_clear & shift_mask(moving_clear, *(-start))
+    if not common.any():
+        return start
+    back = shift_image(moving, *(-start))
+    residual, _, _ = phase_cross_correlation(
+        _prepared(reference, common), _prepared(back, common),
+        upsample_factor=upsample_factor, normalization=None)
+    if np.abs(residual).max() > MAX_RESIDUAL:
+        return start
+    return start - residual  # skimage gives the shift that registers `moving`: the opposite
+
+
+def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+                          moving_clear: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Refine (dy, dx) with a gain and an offset by least squares on the common clear pixels.
+
+    The pixel set is fixed (common mask at `start`, eroded by one pixel), so nothing but the
+    data pulls the estimate: no taper, no mask edge, no correlation-grid quantisation.
+    """
+    common = ndimage.binary_erosion(reference_clear & shift_mask(moving_clear, *(-start)),
+                                    iterations=1, border_value=0)
+    if common.sum() < 16:
+        return start
+    target = reference[common]
+    cache: dict[tuple[float, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def moved(dy: float, dx: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`moving` shifted back by (dy, dx) and its y / x derivatives, on the common pixels."""
+        if (dy, dx) not in cache:
+            image = shift_image(moving, -dy, -dx)
+            cache.clear()
+            cache[dy, dx] = tuple(a[common] for a in (image, *np.gradient(image)))
+        return cache[dy, dx]
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        dy, dx, gain, offset = params
+        return gain * moved(dy, dx)[0] + offset - target
+
+    def jacobian(params: np.ndarray) -> np.ndarray:
+        dy, dx, gain, _ = params
+        image, along_y, along_x = moved(dy, dx)
+        return np.stack([gain * along_y, gain * along_x, image, np.ones_like(image)], axis=1)
+
+    scale = float(np.std(target)) or 1.0
+    first = np.array([start[0], start[1], 1.0, float(target.mean() - moving[moving_clear].mean())])
+    fit = least_squares(residuals, first, jac=jacobian, method="lm",
+                        x_scale=[1.0, 1.0, 1.0, scale])
+    if not fit.success or np.abs(fit.x[:2] - start).max() > MAX_RESIDUAL:
+        return start
+    return fit.x[:2]
+
+
+def _agreement(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+               moving_clear: np.ndarray, shift: np.ndarray) -> float:
+    """Correlation of the high-passed images on their common clear pixels once `shift` is undone."""
+    moved_clear = shift_mask(moving_clear, *(-shift))
+    common = reference_clear & moved_clear
+    if common.sum() < 16:
+        return -1.0
+    a = _highpass(reference, common)[common]
+    b = _highpass(shift_image(moving, *(-shift)), common)[common]
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else -1.0
+
+
+def estimate_shift(reference: np.ndarray, moving: np.ndarray,
+                   reference_mask: np.ndarray | None = None,
+                   moving_mask: np.ndarray | None = None,
+                   upsample_factor: int = 20, polish: bool = True) -> tuple[float, float]:
+    """Sub-pixel translation (dy, dx) of `moving` relative to `reference` (True in masks = clear).
+
+    1. whole pixels: masked normalised cross-correlation (clouds do not matter);
+    2. sub-pixel: upsampled cross-correlation of the pixels clear in both, after undoing 1;
+    3. if `polish`: least squares (shift, gain, offset) on those pixels, from 2.
+    The result is kept only if it matches the images better than no shift at all and with a
+    high-pass correlation of at least MIN_AGREEMENT; otherwise (texture drowned in noise)
+    the shift is (0, 0), i.e. the products' own geolocation is trusted.
+    """
+    reference = np.asarray(reference, np.float64)
+    moving = np.asarray(moving, np.float64)
+    reference_clear, moving_clear = _clear(reference, reference_mask), _clear(moving, moving_mask)
+    if not reference_clear.any() or not moving_clear.any():
+        raise ValueError("cannot register a frame without clear pixels")
+    moving = np.where(moving_clear, moving, moving[moving_clear].mean())
+    shift = _integer_shift(reference, moving, reference_clear, moving_clear)
+    shift = _phase_refinement(reference, moving, reference_clear, moving_clear, shift,
+                              upsample_factor)
+    if polish:
+        shift = _least_squares_polish(reference, moving, reference_clear, moving_clear, shift)
+    agreement = _agreement(reference, moving, reference_clear, moving_clear, shift)
+    if agreement < max(MIN_AGREEMENT, _agreement(reference, moving, reference_clear, moving_clear,
+                                                 np.zeros(2))):
+        shift = np.zeros(2)  # a spurious peak (no texture above the noise): trust geolocation
+    return float(shift[0]), float(shift[1])

@@ -1,0 +1,132 @@
+"""Registering a stack onto its reference frame: shifts estimated once on a central window,
+frames moved by whole LR pixels only (with their masks), sub-pixel phases left to the network.
+
+Why whole pixels: resampling aliased LR frames by a fraction of a pixel mixes their aliasing into
+the content (measured on a held-out Sentinel-2 stack: the masked mean of LR-resampled frames,
+bicubic x3 and Wiener-deconvolved, scores 0.85 dB cPSNR below the same pipeline resampling each
+frame straight onto the HR grid). The sub-pixel remainder of every shift (``subpixel_phase``)
+goes to the network, which resamples onto the HR grid itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..imaging.compositing import fill_masked
+from ..imaging.resample import shift_image
+from .reference import canonical_order, clearest_frame
+from .shift import estimate_shift, shift_mask
+
+REGISTRATION_WINDOW = 512
+
+
+def central_window(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
+    height, width = shape
+    y0, x0 = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return slice(y0, y0 + min(size, height)), slice(x0, x0 + min(size, width))
+
+
+def subpixel_phase(shifts: np.ndarray) -> np.ndarray:
+    """The sub-pixel part of LR shifts, in [-0.5, 0.5] pixels: where a frame's samples sat
+    between the reference frame's (whole-pixel shifts do not change the sampling phase)."""
+    shifts = np.asarray(shifts, np.float64)
+    return (shifts - np.round(shifts)).astype(np.float32)
+
+
+def registration_window(shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The central window (rows, columns) of an (H, W) raster on which shifts are estimated."""
+    return central_window(shape, REGISTRATION_WINDOW)
+
+
+def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Shifts (T, 2) in LR px of (T, h, w) frames onto the clearest (then sharpest) one.
+
+    Give the frames' `registration_window`. Frames without a clear pixel there get (0, 0).
+    The reference is chosen from the content, so the result does not depend on the order.
+    """
+    shifts = np.zeros((len(frames), 2))
+    if len(frames) <= 1:
+        return shifts
+    order = canonical_order(frames, masks)
+    order = order[masks[order].any(axis=(1, 2))]  # frames with clear pixels in the window
+    if len(order) > 1:
+        shifts[order] = register_stack(frames[order], masks[order])
+    return shifts
+
+
+def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
+    """The whole-pixel part of LR shifts (T, 2), as integers: how far each frame is moved."""
+    return np.round(np.asarray(shifts, np.float64)).astype(int)
+
+
+def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int, rows: tuple[int, int],
+              height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels).
+
+    `frames` and `masks` (T, n, W) hold input rows top:top + n, which must include every input
+    row the moved rows come from (rows[0] + dy to rows[1] + dy, within 0:`height`). Pixels
+    brought in from outside the image are not clear (value 0); other values are copied.
+    """
+    count, _, width = frames.shape
+    moved = np.zeros((count, rows[1] - rows[0], width), np.float32)
+    moved_masks = np.zeros(moved.shape, bool)
+    for index, (dy, dx) in enumerate(np.asarray(moves, int)):
+        source_y = (max(0, rows[0] + dy), min(height, rows[1] + dy))
+        source_x = (max(0, dx), min(width, width + dx))
+        if source_y[0] >= source_y[1] or source_x[0] >= source_x[1]:
+            continue
+        target = (slice(source_y[0] - dy - rows[0], source_y[1] - dy - rows[0]),
+                  slice(source_x[0] - dx, source_x[1] - dx))
+        source = (slice(source_y[0] - top, source_y[1] - top), slice(*source_x))
+        moved[(index, *target)] = frames[(index, *source)]
+        moved_masks[(index, *target)] = masks[(index, *source)]
+    return moved, moved_masks
+
+
+def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Register (T,H,W) frames onto the clearest (then sharpest) one, to whole pixels.
+
+    Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
+    to the network), in the input order (`estimate_shifts` on the `registration_window`, then
+    `move_rows` by the whole-pixel part over all rows, as the streamed inference does per row).
+    """
+    if len(frames) == 1:
+        return frames, masks, np.zeros((1, 2))
+    rows, cols = registration_window(frames.shape[1:])
+    shifts = estimate_shifts(frames[:, rows, cols], masks[:, rows, cols])
+    height = frames.shape[1]
+    aligned, aligned_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
+    return aligned, aligned_masks, shifts
+
+
+def align_stack(frames: np.ndarray, masks: np.ndarray,
+                shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shift every (filled) frame and its mask by -shift onto the reference grid.
+
+    `shifts` must be in pixels of `frames` (multiply LR shifts by SCALE for HR frames).
+    """
+    filled = fill_masked(frames, masks)
+    aligned = np.stack([shift_image(f, -dy, -dx) for f, (dy, dx) in zip(filled, shifts)])
+    aligned_masks = np.stack([shift_mask(m, -dy, -dx) for m, (dy, dx) in zip(masks, shifts)])
+    return aligned.astype(np.float32), aligned_masks
+
+
+def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int = 20) -> np.ndarray:
+    """Shifts (T, 2) of every frame relative to the clearest one (whose shift is (0, 0)).
+
+    Frames without any clear pixel get a zero shift. (A second pass against the mean of the
+    other aligned frames was tried: it helps only at noise levels above ~4% of the signal and
+    was slightly worse on ``simulate.degrade`` stacks, for twice the time.)
+    """
+    frames = np.asarray(frames, np.float32)
+    masks = np.asarray(masks, bool) & np.isfinite(frames)
+    shifts = np.zeros((len(frames), 2))
+    if len(frames) == 0:
+        return shifts
+    ref = clearest_frame(masks, frames)
+    if not masks[ref].any():
+        return shifts
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
+        if t != ref and mask.any():
+            shifts[t] = estimate_shift(frames[ref], frame, masks[ref], mask, upsample_factor)
+    return shifts

@@ -1,0 +1,58 @@
+"""Registration applied to a streamed stack: shifts estimated on its registration window, then
+rows read window by window with every frame moved by its whole-pixel shift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Union
+
+import numpy as np
+
+from ..rasters.stack import LazyStack, Stack, row_blocks
+from .stack import estimate_shifts, move_rows, registration_window, whole_pixel_moves
+
+AnyStack = Union[Stack, LazyStack]
+
+
+@dataclass
+class TileRowInput:
+    """What one row of tiles needs: the registered frames and clear masks of its LR rows
+    row0:row0 + len(no_data) (full width), and where no frame was clear before registration."""
+
+    row0: int
+    frames: np.ndarray
+    masks: np.ndarray
+    no_data: np.ndarray
+
+
+class RegisteredRows:
+    """Reads registered rows of a stack window by window: each frame moved by its whole-pixel
+    shift (`preprocess.move_rows`), reading only the input rows they come from."""
+
+    def __init__(self, stack: AnyStack, shifts: np.ndarray):
+        self.stack, self.moves = stack, whole_pixel_moves(shifts)
+        self.reach = int(np.abs(self.moves[:, 0]).max(initial=0))
+
+    def read(self, row0: int, row1: int) -> TileRowInput:
+        """Registered rows row0:row1, and the no-data map (no frame clear before registration)."""
+        height = self.stack.shape[1]
+        top, bottom = max(0, row0 - self.reach), min(height, row1 + self.reach)
+        frames, masks = self.stack.read_rows(top, bottom)
+        moved, moved_masks = move_rows(frames, masks, self.moves, top, (row0, row1), height)
+        return TileRowInput(row0, moved, moved_masks, ~masks[:, row0 - top:row1 - top].any(axis=0))
+
+    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(frames, masks) of the registered stack in blocks of `rows` rows, top to bottom."""
+        for row0, row1 in row_blocks(self.stack.shape[1], rows):
+            block = self.read(row0, row1)
+            yield block.frames, block.masks
+
+
+def stack_shifts(stack: AnyStack) -> np.ndarray:
+    """Shifts (T, 2) of the stack's frames, estimated on its registration window only."""
+    count, height, width = stack.shape
+    if count <= 1:
+        return np.zeros((count, 2))
+    rows, cols = registration_window((height, width))
+    frames, masks = stack.read_rows(rows.start, rows.stop, cols.start, cols.stop)
+    return estimate_shifts(frames, masks)

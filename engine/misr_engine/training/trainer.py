@@ -1,0 +1,257 @@
+"""Supervised training of a MISR network on stacks built by ``dataset.build_samples``.
+
+Each step draws random samples, a random number of frames (t_min..t_max) in a random order,
+a random crop and a random flip/rotation, normalises them like the engine does per scene
+(with jittered statistics, so the network does not depend on the exact normalisation), and
+minimises a registration- and brightness-compensated loss. Checkpoints make it resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import SCALE
+from ..errors import MisrError
+from ..datasets.samples import load_samples
+from .losses import LOSSES, compensated_loss
+from ..evaluation.metrics import cpsnr
+from ..registration.stack import subpixel_phase
+from ..models.registry import build_model
+from ..evaluation.report import plot_training_curves
+from ..models.weights import read_state_dict, save_weights
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    train_data: str
+    val_data: str
+    out_dir: str
+    model: str = "piunet"
+    model_config: dict = field(default_factory=lambda: {"n_feat": 32, "n_tefa": 4, "bottleneck": 4})
+    steps: int = 2000
+    batch_size: int = 8
+    patch_lr: int = 32
+    t_min: int = 3
+    t_max: int = 12
+    learning_rate: float = 5e-4
+    l1_warmup_steps: int = 300
+    loss: str = "nll"  # after the L1 warm-up: l1, nll or udl
+    eu_warmup_steps: int = 0  # with udl: steps of L_EU (the Laplace NLL) between L1 and UDL
+    init_weights: str | None = None  # start from these weights (tensors of matching shape)
+    init_skip: list[str] = field(default_factory=list)  # parameter prefixes not taken from them
+    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, fp16, bf16
+    grad_clip: float = 15.0
+    val_every: int = 200
+    val_frames: int = 9
+    data_range: float = 10000.0  # Sentinel-2 L1C digital numbers per unit reflectance
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def load_config(path: str) -> TrainConfig:
+    """The training config in `path`, or a one-line MisrError saying what is wrong with it."""
+    if not os.path.isfile(path):
+        raise MisrError(f"{path}: config file not found")
+    try:
+        return TrainConfig.from_file(path)
+    except (ValueError, TypeError) as exc:
+        raise MisrError(f"{path}: not a valid training config ({exc})") from None
+
+
+def transform_shifts(shifts: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Shifts (..., 2) = (dy, dx) of images rotated by ``np.rot90(k)`` then flipped left-right."""
+    dy, dx = shifts[..., 0], shifts[..., 1]
+    for _ in range(k % 4):
+        dy, dx = -dx, dy
+    return np.stack([dy, -dx if flip else dx], axis=-1)
+
+
+def augment(arrays: list[np.ndarray], shifts: np.ndarray, rng: np.random.Generator):
+    """The same random rotation by a multiple of 90 degrees and flip of every (..., H, W) array,
+    and of the shifts between them."""
+    k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+    def transform(a: np.ndarray) -> np.ndarray:
+        a = np.rot90(a, k, axes=(-2, -1))
+        return np.ascontiguousarray(a[..., ::-1] if flip else a)
+    return [transform(a) for a in arrays], transform_shifts(shifts, k, flip)
+
+
+def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.random.Generator,
+                 device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A normalised training batch: frames, masks (B,T,p,p), phases (B,T,2), HR, HR mask (B,1,3p,3p)."""
+    n, t_all, size = data["frames"].shape[:3]
+    t = int(rng.integers(config.t_min, min(config.t_max, t_all) + 1))
+    p = config.patch_lr
+    batch: list[list[np.ndarray]] = [[], [], [], [], []]
+    for index in rng.integers(0, n, config.batch_size):
+        order = rng.permutation(t_all)[:t]
+        y, x = rng.integers(0, size - p + 1, size=2)
+        hr_window = (index, slice(SCALE * y, SCALE * (y + p)), slice(SCALE * x, SCALE * (x + p)))
+        (frames, masks, hr, hr_mask), phases = augment(
+            [data["frames"][index, order, y:y + p, x:x + p], data["masks"][index, order, y:y + p, x:x + p],
+             data["hr"][hr_window], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
+        centre, spread = data["norm"][index]
+        spread = spread * float(np.exp(rng.uniform(-0.4, 0.4)))
+        centre = centre + rng.normal(0, 0.2) * spread
+        for part, value in zip(batch, (np.where(masks, (frames - centre) / spread, 0.0), masks,
+                                       phases, (hr - centre) / spread, hr_mask)):
+            part.append(value)
+    frames, masks, phases, hr, hr_mask = (torch.from_numpy(np.stack(b).astype(np.float32)).to(device) for b in batch)
+    return frames, masks, phases, hr[:, None], hr_mask[:, None]
+
+
+def _phases(data: dict[str, np.ndarray]) -> np.ndarray:
+    """The frames' sub-pixel phases (N,T,2); zeros for stacks stored without them."""
+    return subpixel_phase(data["shifts"]) if "shifts" in data else np.zeros((*data["frames"].shape[:2], 2), np.float32)
+
+
+def _hr_mask(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Clear HR pixels (N,3h,3w): the stored status map (e.g. Proba-V's SM), else all clear."""
+    return data["hr_mask"] if "hr_mask" in data else np.ones(data["hr"].shape, bool)
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainConfig,
+             device: torch.device) -> dict[str, float]:
+    """Mean cPSNR (dB) and compensated L1 on the first `val_frames` frames of every sample."""
+    model.eval()
+    scores = []
+    for index in range(len(data["frames"])):
+        frames = data["frames"][index, :config.val_frames]
+        masks = data["masks"][index, :config.val_frames]
+        centre, spread = data["norm"][index]
+        inputs = (np.where(masks, (frames - centre) / spread, 0.0), masks, _phases(data)[index, :config.val_frames])
+        mean, _ = model(*(torch.from_numpy(a.astype(np.float32))[None].to(device) for a in inputs))
+        sr = mean[0, 0].float().cpu().numpy() * spread + centre
+        scores.append(cpsnr(sr / config.data_range, data["hr"][index] / config.data_range,
+                            _hr_mask(data)[index]))
+    model.train()
+    return {"val_cpsnr": float(np.mean(scores))}
+
+
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is exact)."""
+    low = config.learning_rate / 20
+    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+
+
+def loss_at(step: int, config: TrainConfig) -> str:
+    """The loss of a step: L1 warm-up, then (for UDL) L_EU = the Laplace NLL, then `loss`."""
+    if step < config.l1_warmup_steps:
+        return "l1"
+    if config.loss == "udl" and step < config.l1_warmup_steps + config.eu_warmup_steps:
+        return "nll"
+    return config.loss
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of a `precision` on `device` (None: plain fp32)."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def warm_start(model: torch.nn.Module, path: str, skip: list[str], log: Callable[[str], None]) -> None:
+    """Copy the tensors of a weights file whose name and shape match; a first layer with fewer
+    input channels fills the first ones (the new ones stay zero). Parameters named with a
+    prefix in `skip` keep their initialisation."""
+    own = model.state_dict()
+    taken, widened = 0, []
+    for name, tensor in read_state_dict(path).items():
+        if name not in own or any(name.startswith(prefix) for prefix in skip):
+            continue
+        target = own[name]
+        if target.shape == tensor.shape:
+            target.copy_(tensor)
+            taken += 1
+        elif target.dim() == tensor.dim() >= 2 and target.shape[0] == tensor.shape[0] and target.shape[2:] == tensor.shape[2:]:
+            target.zero_()
+            target[:, :tensor.shape[1]].copy_(tensor)
+            widened.append(name)
+    log(f"warm start from {path}: {taken} tensors copied, widened {widened or 'none'}")
+
+
+def train(config: TrainConfig, log: Callable[[str], None] = print,
+          on_step: Callable[[int, float], None] | None = None) -> Path:
+    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path.
+
+    `log` hears the validation lines, `on_step` every step's number and loss (progress bars)."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train_data, val_data = load_samples(config.train_data), load_samples(config.val_data)
+    model = build_model(config.model, config.model_config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    dtype = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    step = 0
+    if (out / CHECKPOINT).exists():
+        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = int(state["step"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        log(f"resumed at step {step}")
+    elif config.init_weights:
+        warm_start(model, config.init_weights, config.init_skip, log)
+    rng = np.random.default_rng(config.seed + step)
+    model.train()
+    started, running = time.perf_counter(), []
+    with open(out / "log.csv", "a", newline="") as log_file:
+        writer = csv.writer(log_file)
+        while step < config.steps:
+            frames, masks, phases, hr, hr_mask = sample_batch(train_data, config, rng, device)
+            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                mean, log_scale = model(frames, masks, phases)
+            loss_name = loss_at(step, config)
+            loss = compensated_loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate_at(step, config)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimiser)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimiser)
+            scaler.update()
+            step += 1
+            running.append(loss.item())
+            if on_step:
+                on_step(step, running[-1])
+            if step % config.val_every == 0 or step == config.steps:
+                scores = validate(model, val_data, config, device)
+                row = [step, loss_name, float(np.mean(running)), scores["val_cpsnr"],
+                       round(time.perf_counter() - started, 1)]
+                writer.writerow(row)
+                log_file.flush()
+                log(f"step {step}: {loss_name} loss {row[2]:.4f}, val cPSNR {row[3]:.2f} dB, {row[4]} s")
+                running = []
+                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                            "scaler": scaler.state_dict(), "step": step}, out / CHECKPOINT)
+    plot_training_curves(out / "log.csv", out / "curves.png")
+    weights = out / f"{config.model}.safetensors"
+    save_weights(model, weights, {"training": asdict(config), "device": str(device),
+                                  "torch": torch.__version__})
+    return weights
