@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer
+from qgis.core import QgsProject, QgsRasterLayer
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QObject, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QIcon
@@ -241,7 +241,8 @@ class MisrDialog(QDialog):
         self.button_box.rejected.connect(self.reject)
         layout.addWidget(self.button_box)
 
-        self.model_combo.currentIndexChanged.connect(lambda *_: self._ttf_toggled(self.ttf_check.isChecked()))
+        self.model_combo.currentIndexChanged.connect(  # fine-tuning depends on the model
+            lambda *_: self._ttf_toggled(self.ttf_check.isChecked()))
         for signal in (self.band_combo.currentIndexChanged,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled):
@@ -581,7 +582,7 @@ class MisrDialog(QDialog):
         model = self.current_model()
         return RunParameters(
             frames=frames, band=int(self.band_combo.currentData() or 1),
-            model=model.name if model else (self.model_combo.currentData() or ""),
+            model=model.name if model else "",
             ttf_enabled=self.ttf_check.isChecked() and self.ttf_available(),
             ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",
             tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),

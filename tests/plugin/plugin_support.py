@@ -21,8 +21,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "sample"
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 _APP = None
 _PROCESSING_READY = False

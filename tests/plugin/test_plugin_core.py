@@ -15,12 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from qgis_misr.core.command import UnsupportedOption, build_command  # noqa: E402
-from qgis_misr.core.engine import (  # noqa: E402
+from qgis_misr.core.command import UnsupportedOption, build_command
+from qgis_misr.core.engine import (
     EngineCapabilities,
     EngineLimits,
     EngineLocation,
@@ -30,16 +26,16 @@ from qgis_misr.core.engine import (  # noqa: E402
     parse_models,
     subprocess_environment,
 )
-from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name  # noqa: E402
-from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters  # noqa: E402
-from qgis_misr.core.runner import error_message, run_engine  # noqa: E402
-from .engine_stub import NEW_MODELS_ANSWER  # noqa: E402
-from qgis_misr.core.validation import (  # noqa: E402
+from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name
+from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
+from qgis_misr.core.runner import error_message, run_engine
+from qgis_misr.core.validation import (
     alignment_notes,
     grid_mismatch,
     validate_inputs,
     validate_parameters,
 )
+from .engine_stub import NEW_MODELS_ANSWER
 
 posix_only = pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals and scripts")
 

@@ -5,14 +5,10 @@ its QGIS layers, the engine through GDAL)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 osr = pytest.importorskip("osgeo.osr")
 pytest.importorskip("misr_engine")

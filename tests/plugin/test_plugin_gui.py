@@ -13,7 +13,6 @@ pytest.importorskip("qgis.core")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsProject,
     QgsRasterLayer,
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,

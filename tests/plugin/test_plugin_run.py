@@ -5,20 +5,13 @@ only: the real one runs in test_plugin_gui.py and test_plugin_processing.py."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs  # noqa: E402
-from qgis_misr.core import contract  # noqa: E402
-from qgis_misr.core.engine import EngineCapabilities, EngineLocation, parse_models  # noqa: E402
-from qgis_misr.core.params import FrameInput, RasterInfo, RunParameters  # noqa: E402
-from qgis_misr.core.run import (  # noqa: E402
+from qgis_misr.core import contract
+from qgis_misr.core.engine import EngineCapabilities, EngineLocation, parse_models
+from qgis_misr.core.params import FrameInput, RasterInfo, RunParameters
+from qgis_misr.core.run import (
     ENGINE_NOT_FOUND,
     RunError,
     RunReporter,
@@ -26,6 +19,7 @@ from qgis_misr.core.run import (  # noqa: E402
     execute,
     prepare_run,
 )
+from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs
 
 
 class Recorder(RunReporter):
