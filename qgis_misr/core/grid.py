@@ -106,7 +106,8 @@ def mismatches(reference: Grid, other: Grid, crs_names: Tuple[str, str] = ("", "
     if not same_crs(reference.crs, other.crs):
         ref_name, other_name = (name or _short_crs(crs) for name, crs in
                                 zip(crs_names, (reference.crs, other.crs)))
-        problems.append(f"CRS {other_name} differs from {ref_name}")
+        same_name = " (same name, other definition)" if other_name == ref_name else ""
+        problems.append(f"CRS {other_name} differs from {ref_name}{same_name}")
     resized = (reference.width, reference.height) != (other.width, other.height)
     if resized:
         problems.append(f"size {other.width}x{other.height} differs from "

@@ -1,8 +1,9 @@
 """Running the engine as a subprocess: JSON progress events in, cancel out.
 
-Used by the QGIS task and by the Processing algorithm alike. Cancelling sends SIGTERM (the
-engine then deletes its temporary files and exits with status 130) and, if the engine has not
-stopped after a grace period, kills it; any file the run created is removed afterwards.
+Used by core.run, for the dialog's task and the Processing algorithm alike. Cancelling sends
+SIGTERM (the engine then deletes its temporary files and exits with status 130) and, if the
+engine has not stopped after a grace period, kills it; any file the run created is removed
+afterwards.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ it is imported only by the fixtures that use QGIS, so the Qt-free core tests run
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "sample"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QGIS application exists
 
 
 def _support():

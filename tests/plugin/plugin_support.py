@@ -16,8 +16,6 @@ from pathlib import Path
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask
 from qgis.PyQt.QtCore import QCoreApplication
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "resources" / "sample"
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"

@@ -68,6 +68,20 @@ def test_plugin_and_engine_agree_on_grids(first, second, same):
     assert (plugin_says == []) == same, plugin_says
 
 
+def test_the_plugin_says_what_differs():
+    first = Grid(UTM33, GT, 30, 20)
+    assert mismatches(first, Grid(UTM33, (500030.0,) + GT[1:], 30, 20)) == [
+        "extent (500030, 3999400, 500930, 4000000) differs from (500000, 3999400, 500900, 4000000)"]
+    assert mismatches(first, Grid(_wkt(32618), GT, 30, 20)) == ["CRS EPSG:32618 differs from EPSG:32633"]
+    assert mismatches(first, Grid(CASES["a WKT that claims EPSG:32633 with another meridian"][1][0], GT, 30, 20),
+                      ("EPSG:32633", "EPSG:32633")) == [
+        "CRS EPSG:32633 differs from EPSG:32633 (same name, other definition)"]
+    assert mismatches(first, Grid("", GT, 30, 20)) == ["CRS unknown differs from EPSG:32633"]
+    assert mismatches(first, Grid(UTM33, (500000.0, 30.0, 0.0, 3999400.0, 0.0, 30.0), 30, 20)) == [
+        "orientation (geotransform (500000, 30, 0, 3999400, 0, 30)) differs from "
+        "(500000, 30, 0, 4000000, 0, -30)"]
+
+
 FILES = {
     # name: (make_raster's keyword arguments for the second file (the first has the defaults),
     #        whether they are one grid)
