@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import replace
 from typing import Callable, Dict, List, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsProcessingUtils, QgsProject, QgsTask
 
-from .core.command import build_command
 from .core.engine import EngineCapabilities, EngineLocation, cached_capabilities
 from .core.export import export_results
 from .core.naming import safe_file_stem
 from .core.params import RunParameters
-from .core.validation import validate_parameters
+from .core.run import prepare_run
 from .layers import add_results
 from .task import MisrTask, log
 
 MESSAGE_TITLE = "MISR"
 
 
-class RunError(Exception):
-    """A run could not be started (bad parameters, no engine): one line for people."""
-
-
 class RunController:
-    """Owns the running tasks. `iface` may be None (tests, Processing): no message bar then."""
+    """Owns the running tasks. `iface` may be None (tests): no message bar then."""
 
     def __init__(self, iface=None, project: Optional[QgsProject] = None):
         self.iface = iface
@@ -36,38 +28,12 @@ class RunController:
         self.last_results: Dict[str, str] = {}
 
     # -- starting -------------------------------------------------------------------------
-    def prepare(self, params: RunParameters) -> tuple:
-        """Fill temporary output paths; returns (params, temporary folder or None)."""
-        folder = None
-        if not params.output or (params.write_uncertainty and not params.uncertainty):
-            folder = tempfile.mkdtemp(prefix="misr_", dir=QgsProcessingUtils.tempFolder())
-            stem = safe_file_stem(params.run_name or "misr")
-            params = replace(
-                params,
-                output=params.output or os.path.join(folder, f"{stem}_sr.tif"),
-                uncertainty=(params.uncertainty or os.path.join(folder, f"{stem}_uncertainty.tif"))
-                if params.write_uncertainty else "")
-        return params, folder
-
     def start(self, params: RunParameters, engine: Optional[EngineLocation],
               caps: Optional[EngineCapabilities] = None, reference=None) -> MisrTask:
-        """Validate, build the command and start a background task. Raises RunError."""
-        if engine is None:
-            raise RunError("MISR engine not found: set its Python environment in the dialog")
-        problems = validate_parameters(params)
-        if problems:
-            raise RunError(problems[0])
-        params, folder = self.prepare(params)
-        caps = caps or cached_capabilities(engine)
-        try:
-            argv = build_command(engine.argv, params, caps)
-        except ValueError as exc:
-            raise RunError(str(exc)) from exc
-        outputs = [params.output] + ([params.uncertainty] if params.write_uncertainty else [])
-        task = MisrTask(f"MISR super-resolution: {params.run_name}", argv, outputs,
-                        self._finished, temporary_folder=folder,
-                        context={"params": params, "reference": reference,
-                                 "temporary": folder is not None})
+        """Prepare the run (core.run) and start it in a background task. Raises core.run.RunError."""
+        prepared = prepare_run(params, engine, caps or cached_capabilities(engine),
+                               QgsProcessingUtils.tempFolder())
+        task = MisrTask(prepared, self._finished, context={"reference": reference})
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
@@ -81,50 +47,48 @@ class RunController:
     def _finished(self, task: MisrTask) -> None:
         if task in self.tasks:
             self.tasks.remove(task)
-        params: RunParameters = task.context["params"]
-        result = task.result
-        if result is not None and result.ok:
-            self._add_layers(task, params)
-        elif result is not None and result.canceled:
-            self.message(f"{params.run_name}: canceled; no files were left behind.",
-                         Qgis.MessageLevel.Info)
-            log(f"{params.run_name}: canceled" + (f"; removed {', '.join(result.removed)}"
-                                                  if result.removed else ""))
+        run = task.prepared.params.run_name
+        outcome = task.outcome
+        if outcome is not None and outcome.ok:
+            self._add_layers(task)
+        elif outcome is not None and outcome.canceled:
+            self.message(f"{run}: canceled; no files were left behind.", Qgis.MessageLevel.Info)
+            removed = outcome.result.removed
+            log(f"{run}: canceled" + (f"; removed {', '.join(removed)}" if removed else ""))
         else:
             error = task.error or "unknown error"
-            log(f"{params.run_name} failed: {error}", Qgis.MessageLevel.Critical)
-            for line in (result.stderr_tail[-20:] if result is not None else []):
+            log(f"{run} failed: {error}", Qgis.MessageLevel.Critical)
+            for line in (outcome.result.stderr_tail[-20:] if outcome is not None else []):
                 log("  " + line, Qgis.MessageLevel.Critical)
             self.message(f"Super-resolution failed: {error}", Qgis.MessageLevel.Critical)
         for listener in list(self.listeners):
             listener(task)
 
-    def _add_layers(self, task: MisrTask, params: RunParameters) -> None:
-        result = task.result
-        done = result.done or {}
-        sr = done.get("output") or params.output
-        uncertainty = done.get("uncertainty") or (params.uncertainty if params.write_uncertainty else None)
+    def _add_layers(self, task: MisrTask) -> None:
+        outcome, params = task.outcome, task.prepared.params
         project = self.project or QgsProject.instance()
         try:
-            group, sr_layer, unc_layer = add_results(project, params.run_name, sr, uncertainty,
-                                                     task.context.get("reference"), params.band)
+            group, sr_layer, unc_layer = add_results(project, params.run_name, outcome.sr,
+                                                     outcome.uncertainty, task.context.get("reference"),
+                                                     params.band)
         except RuntimeError as exc:
             log(str(exc), Qgis.MessageLevel.Critical)
             self.message(f"Super-resolution finished but its result cannot be shown: {exc}",
                          Qgis.MessageLevel.Critical)
             return
         task.context["layers"] = (group, sr_layer, unc_layer)
-        self.last_results = {"sr": sr, "uncertainty": uncertainty or "", "run": params.run_name}
-        device = done.get("device") or (result.start or {}).get("device", "?")
-        text = f"{params.run_name}: done on {device} in {done.get('seconds', '?')} s."
+        self.last_results = {"sr": outcome.sr, "uncertainty": outcome.uncertainty or "",
+                             "run": params.run_name}
+        seconds = "?" if outcome.seconds is None else outcome.seconds
+        text = f"{params.run_name}: done on {outcome.device} in {seconds} s."
         level = Qgis.MessageLevel.Success
-        if params.device.startswith("cuda") and not str(device).startswith("cuda"):
-            text += f" The GPU was requested but the engine ran on {device}."
+        if outcome.gpu_fallback:
+            text += f" The GPU was requested but the engine ran on {outcome.device}."
             level = Qgis.MessageLevel.Warning
-        if result.warnings:
-            text += f" {len(result.warnings)} warning(s), see the MISR log."
+        if outcome.warnings:
+            text += f" {len(outcome.warnings)} warning(s), see the MISR log."
             level = Qgis.MessageLevel.Warning
-        if task.context.get("temporary"):
+        if task.prepared.plan.temporary:
             text += " The results are temporary files: use Export to keep them."
         self.message(text, level)
 

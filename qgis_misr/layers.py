@@ -20,6 +20,7 @@ from qgis.core import (
     QgsSingleBandPseudoColorRenderer,
 )
 
+from .core.grid import read_grid
 from .core.naming import parse_date, parse_metadata_date
 from .core.params import RasterInfo
 from .resources import style_path
@@ -45,12 +46,18 @@ def layer_file(layer: QgsRasterLayer) -> Optional[str]:
 
 
 def raster_info(layer: QgsRasterLayer) -> RasterInfo:
-    """The grid of `layer`, for validation and for the engine command line."""
+    """What validation and the engine command line need of `layer`; for a local file, its CRS
+    and geotransform as GDAL reads them (what the engine compares), else QGIS's."""
     crs = layer.crs()
-    crs_key = crs.authid() or (crs.toWkt() if crs.isValid() else "")
+    path = layer_file(layer)
+    grid = read_grid(path) if path else None
+    if grid is not None:
+        crs_name, crs_wkt, geotransform = (crs.authid() if grid.crs else ""), grid.crs, grid.geotransform
+    else:
+        crs_name, crs_wkt, geotransform = crs.authid(), (crs.toWkt() if crs.isValid() else ""), None
     extent = layer.extent()
     return RasterInfo(
-        name=layer.name(), path=layer_file(layer), crs=crs_key,
+        name=layer.name(), path=path, crs=crs_name, crs_wkt=crs_wkt, geotransform=geotransform,
         extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
         width=layer.width(), height=layer.height(),
         pixel_size=(abs(layer.rasterUnitsPerPixelX()), abs(layer.rasterUnitsPerPixelY())),

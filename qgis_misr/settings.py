@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from qgis.core import QgsSettings
 
-from .core.engine import EngineLocation, locate_engine
+from .core.engine import EngineCapabilities, EngineLocation, capabilities, locate_engine
 from .resources import PLUGIN_DIR
 
 PREFIX = "qgis_misr/"
 ENGINE_KEY = "engine_path"
+MODELS_KEY = "engine_models"
 
 
 def value(key: str, default: Any = None, type_: Optional[type] = None) -> Any:
@@ -37,3 +38,18 @@ def current_engine(configured: Optional[str] = None) -> Optional[EngineLocation]
     """The engine to use: settings, then MISR_ENGINE, the repository's .venv, the PATH."""
     return locate_engine(configured_engine() if configured is None else configured,
                          plugin_dir=PLUGIN_DIR)
+
+
+def probe(location: Optional[EngineLocation], refresh: bool = False) -> EngineCapabilities:
+    """core.engine.capabilities (subprocesses: not on the GUI thread), remembering the names of
+    the models a successful probe offers (see :func:`known_models`)."""
+    caps = capabilities(location, refresh)
+    if caps.ok:
+        set_value(MODELS_KEY, ",".join(model.name for model in caps.models))
+    return caps
+
+
+def known_models() -> List[str]:
+    """The model names of the last successful engine probe, also from earlier sessions
+    (the Processing algorithm offers them without starting the engine)."""
+    return [name for name in (value(MODELS_KEY, "", str) or "").split(",") if name]

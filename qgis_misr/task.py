@@ -1,18 +1,18 @@
 """The background task that runs the engine (QgsTask): progress into QGIS's task bar.
 
 ``run()`` runs in a worker thread and never touches the GUI; ``finished()`` runs on the main
-thread and hands the outcome to a callback (which adds layers, shows messages).
+thread and hands the outcome to a callback (which adds layers, shows messages). The run itself
+is core.run's, shared with the Processing algorithm.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
-from .core.runner import EngineResult, run_engine
+from .core.run import PreparedRun, RunOutcome, RunReporter, execute
+from .core.runner import EngineResult
 
 LOG_TAG = "MISR"
 
@@ -22,55 +22,64 @@ def log(message: str, level=Qgis.MessageLevel.Info) -> None:
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
 
-class MisrTask(QgsTask):
-    """Runs one ``misr super-resolve`` command. After it ends, ``result`` says how it went."""
+class _TaskReporter(RunReporter):
+    """Engine events into the task's progress and the MISR log."""
 
-    def __init__(self, description: str, argv: Sequence[str], outputs: Sequence[str],
-                 on_finished: Optional[Callable[["MisrTask"], None]] = None,
-                 temporary_folder: Optional[str] = None, context: Optional[object] = None):
-        super().__init__(description, QgsTask.Flag.CanCancel)
-        self.argv: List[str] = list(argv)
-        self.outputs = [o for o in outputs if o]
+    def __init__(self, task: "MisrTask"):
+        self.task = task
+
+    def start(self, summary: str) -> None:
+        log(summary)
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.task.message = message
+        self.task.setProgress(100.0 * fraction)
+
+    def warning(self, message: str) -> None:
+        log(f"Warning: {message}", Qgis.MessageLevel.Warning)
+
+    def log(self, message: str) -> None:
+        log(message)
+
+    def done(self, summary: str) -> None:
+        log(summary, Qgis.MessageLevel.Success)
+
+    def error(self, message: str) -> None:
+        log(f"Error: {message}", Qgis.MessageLevel.Critical)
+
+
+class MisrTask(QgsTask):
+    """Runs one prepared engine run. After it ends, ``outcome`` says how it went."""
+
+    def __init__(self, prepared: PreparedRun, on_finished: Optional[Callable[["MisrTask"], None]] = None,
+                 context: Optional[dict] = None):
+        super().__init__(f"MISR super-resolution: {prepared.params.run_name}", QgsTask.Flag.CanCancel)
+        self.prepared = prepared
         self.on_finished = on_finished
-        self.temporary_folder = temporary_folder
-        self.context = context
-        """Whatever the caller needs back in on_finished (the run's parameters)."""
-        self.result: Optional[EngineResult] = None
+        self.context = context if context is not None else {}
+        """Whatever the caller needs back in on_finished (the reference layer)."""
+        self.outcome: Optional[RunOutcome] = None
         self.exception: Optional[BaseException] = None
         self.message = ""
 
+    @property
+    def argv(self) -> List[str]:
+        return self.prepared.argv
+
+    @property
+    def result(self) -> Optional[EngineResult]:
+        """The engine's result (None until the run has ended, or when it raised)."""
+        return self.outcome.result if self.outcome is not None else None
+
     def run(self) -> bool:
-        log("Running: " + " ".join(_quote(a) for a in self.argv))
+        log("Running: " + self.prepared.command_text)
         try:
-            self.result = run_engine(self.argv, self.outputs, self._on_event, self.isCanceled)
+            self.outcome = execute(self.prepared, _TaskReporter(self), self.isCanceled)
         except Exception as exc:  # never let an exception escape into the task manager
             self.exception = exc
+            self.prepared.plan.discard()
             return False
-        if not self.result.ok and self.temporary_folder:
-            shutil.rmtree(self.temporary_folder, ignore_errors=True)
-        return self.result.ok
-
-    def _on_event(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "progress":
-            try:
-                fraction = min(1.0, max(0.0, float(event.get("fraction", 0.0))))
-            except (TypeError, ValueError):
-                return
-            self.message = str(event.get("message", ""))
-            self.setProgress(100.0 * fraction)
-        elif kind == "start":
-            log(f"Engine started: {event.get('frames')} frames, model {event.get('model')}, "
-                f"device {event.get('device')}")
-        elif kind == "warning":
-            log(f"Warning: {event.get('message')}", Qgis.MessageLevel.Warning)
-        elif kind == "error":
-            log(f"Error: {event.get('message')}", Qgis.MessageLevel.Critical)
-        elif kind == "done":
-            log(f"Done in {event.get('seconds')} s on {event.get('device')}: {event.get('output')}",
-                Qgis.MessageLevel.Success)
-        elif kind in ("stderr", "log"):
-            log(str(event.get("message", "")))
+        return self.outcome.ok
 
     def cancel(self) -> None:
         log("Cancel requested: stopping the engine")
@@ -80,19 +89,10 @@ class MisrTask(QgsTask):
     def error(self) -> Optional[str]:
         if self.exception is not None:
             return f"{type(self.exception).__name__}: {self.exception}"
-        if self.result is None:
+        if self.outcome is None:
             return "the engine did not run"
-        return self.result.error
+        return self.outcome.error
 
     def finished(self, result: bool) -> None:  # main thread
         if self.on_finished is not None:
             self.on_finished(self)
-
-
-def _quote(arg: str) -> str:
-    return f'"{arg}"' if (" " in arg or not arg) else arg
-
-
-def remove_folder_if_empty(folder: Optional[str]) -> None:
-    if folder and os.path.isdir(folder) and not os.listdir(folder):
-        os.rmdir(folder)

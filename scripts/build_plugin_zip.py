@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build the installable QGIS plugin: dist/qgis_misr-<version>.zip (run by `make plugin-zip`).
 
-The zip has one top folder, qgis_misr/, holding the plugin's code, metadata.txt, LICENSE, the
+The zip has one top folder, qgis_misr/, holding the plugin's code, metadata.txt (the top-level
+file's content: qgis_misr/metadata.txt is only a link to it in the repository), LICENSE, the
 icons (from resources/icons/) and the layer styles (from resources/styles/); no compiled Python,
 no __pycache__, no VCS files. The engine (torch, weights) is not in it: it is installed apart.
 """
@@ -33,15 +34,13 @@ def read_metadata(path: Path) -> dict:
 
 
 def check_metadata(repo: Path = REPO) -> dict:
-    """The plugin's metadata, after checking it is complete and identical to the root copy."""
-    inner, outer = repo / PLUGIN / "metadata.txt", repo / "metadata.txt"
-    if outer.read_bytes() != inner.read_bytes():
-        raise SystemExit(f"{outer} and {inner} differ: keep them identical "
-                         f"(cp {PLUGIN}/metadata.txt metadata.txt)")
-    metadata = read_metadata(inner)
+    """The plugin's metadata (the top-level metadata.txt; qgis_misr/metadata.txt links to it),
+    after checking it is complete."""
+    path = repo / "metadata.txt"
+    metadata = read_metadata(path)
     missing = [key for key in REQUIRED if not metadata.get(key, "").strip()]
     if missing:
-        raise SystemExit(f"{inner}: missing {', '.join(missing)}")
+        raise SystemExit(f"{path}: missing {', '.join(missing)}")
     return metadata
 
 
@@ -52,11 +51,11 @@ def _wanted(path: Path) -> bool:
 
 def plugin_files(repo: Path = REPO) -> List[Tuple[Path, str]]:
     """(source file, name in the zip) for every file the plugin ships."""
-    files = []
+    files = [(repo / "metadata.txt", f"{PLUGIN}/metadata.txt")]  # the file itself, not the link
     root = repo / PLUGIN
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if path.is_file() and _wanted(relative):
+        if path.is_file() and _wanted(relative) and relative != Path("metadata.txt"):
             files.append((path, f"{PLUGIN}/{relative.as_posix()}"))
     for source, target, suffixes in RESOURCES:
         for path in sorted((repo / source).glob("*")):

@@ -10,6 +10,8 @@ from osgeo import gdal, osr
 
 gdal.UseExceptions()
 
+SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "misr_engine" / "data" / "sample"
+"""The engine's embedded sample scene: 9 Sentinel-2 NIR frames with masks and the 10 m reference."""
 HOLDOUT_HR = Path(__file__).resolve().parent / "data" / "s2_holdout_hr.tif"
 """A real held-out Sentinel-2 10 m crop (B08, 216 x 216 px; see scripts/make_sample.py)."""
 UTM33 = 32633
@@ -18,18 +20,22 @@ GEOTRANSFORM = (500000.0, 30.0, 0.0, 4000000.0, 0.0, -30.0)
 
 def make_raster(path: Path | str, data: np.ndarray, data_type: int = gdal.GDT_UInt16,
                 geotransform: tuple[float, ...] = GEOTRANSFORM, epsg: int | None = UTM33,
-                nodata: float | None = None, options: list[str] | None = None) -> Path:
-    """Write `data` ((H, W) or (bands, H, W)) as a GeoTIFF and return its path."""
+                nodata: float | None = None, options: list[str] | None = None,
+                wkt: str | None = None) -> Path:
+    """Write `data` ((H, W) or (bands, H, W)) as a GeoTIFF and return its path. The CRS is
+    EPSG:`epsg` (None: no CRS), or the given `wkt` ('' : no CRS)."""
     data = np.asarray(data)
     bands = data[None] if data.ndim == 2 else data
     count, height, width = bands.shape
     dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, count, data_type,
                                                    options=options or [])
     dataset.SetGeoTransform(geotransform)
-    if epsg is not None:
+    if wkt is None and epsg is not None:
         srs = osr.SpatialReference()
         srs.ImportFromEPSG(epsg)
-        dataset.SetProjection(srs.ExportToWkt())
+        wkt = srs.ExportToWkt()
+    if wkt:
+        dataset.SetProjection(wkt)
     for index, band_data in enumerate(bands):
         band = dataset.GetRasterBand(index + 1)
         if nodata is not None:

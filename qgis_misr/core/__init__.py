@@ -1,7 +1,8 @@
-"""The plugin's logic without any GUI: parameters, validation, engine discovery and the engine
-command line, the subprocess runner and the COG export.
+"""The plugin's logic without any GUI: parameters, validation (with the engine's grid check),
+engine discovery and its models, the engine command line and contract, the subprocess runner,
+the one run path that the dialog's task and the Processing algorithm share, and the COG export.
 
-Nothing in this package imports Qt or QGIS (``export`` uses GDAL's Python bindings only), so it
-can be unit-tested without a QGIS application. It never imports torch nor ``misr_engine``: the
-engine is always a subprocess.
+Nothing in this package imports Qt or QGIS (``grid`` and ``export`` use GDAL's Python bindings
+only), so it can be unit-tested without a QGIS application. It never imports torch nor
+``misr_engine``: the engine is always a subprocess.
 """

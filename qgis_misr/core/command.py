@@ -20,7 +20,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
                   caps: Optional[EngineCapabilities] = None) -> List[str]:
     """``misr super-resolve ...`` for `params`, always with ``--progress json``.
 
-    Output paths must already be chosen (temporary ones included). ``--ttf-steps`` is passed
+    Output paths must already be chosen (temporary ones included). ``--model`` is left out when
+    ``params.model`` is '' (the engine's default). ``--ttf-steps`` is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option).
@@ -34,7 +35,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     argv += ["--output", os.path.abspath(params.output)]
     if params.write_uncertainty and params.uncertainty:
         argv += ["--uncertainty", os.path.abspath(params.uncertainty)]
-    argv += ["--model", params.model, "--band", str(int(params.band)), "--device", params.device]
+    if params.model:
+        argv += ["--model", params.model]
+    argv += ["--band", str(int(params.band)), "--device", params.device]
     if params.tile_size:
         argv += ["--tile-size", str(int(params.tile_size))]
     if params.ttf_enabled:

@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 ENV_VAR = "MISR_ENGINE"
 IS_WINDOWS = sys.platform.startswith("win")
@@ -111,6 +111,69 @@ def popen_flags() -> dict:
     return {"start_new_session": True}
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model of ``misr models --json``. ``capabilities`` is None when the engine does not
+    say (engines before the capabilities field): nothing is then refused on its account."""
+
+    name: str
+    label: str
+    weights: Optional[str] = None
+    default: bool = False
+    capabilities: Optional[FrozenSet[str]] = None
+    card: Optional[str] = None
+
+    def can(self, capability: str) -> bool:
+        """Whether the model has `capability` (``fine-tunable``, ``uncertainty``...); True when
+        the engine does not list capabilities."""
+        return self.capabilities is None or capability in self.capabilities
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """The engine's fixed numbers (``limits`` of ``misr models --json``); None = not reported."""
+
+    scale: Optional[int] = None
+    min_tile_size: Optional[int] = None
+    default_tile_size: Optional[int] = None
+    max_frames: Optional[int] = None
+    min_ttf_frames: Optional[int] = None
+
+
+def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
+    """The runnable models (those with weights) and the limits in a ``misr models --json`` answer.
+
+    Tolerant of older engines: without ``label`` the name is title-cased, without
+    ``capabilities`` they are unknown, without ``limits`` every limit is None.
+    """
+    models = []
+    for item in answer.get("models") or []:
+        if not isinstance(item, Mapping) or not item.get("name") or not item.get("weights"):
+            continue
+        name = str(item["name"])
+        capabilities = item.get("capabilities")
+        models.append(ModelInfo(
+            name=name, label=str(item.get("label") or name.title()), weights=str(item["weights"]),
+            default=bool(item.get("default", False)),
+            capabilities=frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None,
+            card=item.get("card") or None))
+    limits = answer.get("limits") if isinstance(answer.get("limits"), Mapping) else {}
+    values = {key: _positive_int(limits.get(key)) for key in EngineLimits.__dataclass_fields__}
+    return models, EngineLimits(**values)
+
+
+def _positive_int(value) -> Optional[int]:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+class UnknownModel(ValueError):
+    """A model name the engine does not offer (the message lists those it does)."""
+
+
 @dataclass
 class EngineCapabilities:
     """What ``misr`` reported about itself. ``error`` is set when it could not be asked."""
@@ -118,7 +181,8 @@ class EngineCapabilities:
     location: Optional[EngineLocation] = None
     error: str = ""
     options: frozenset = frozenset()
-    models: List[dict] = field(default_factory=list)
+    models: List[ModelInfo] = field(default_factory=list)
+    limits: EngineLimits = EngineLimits()
     devices: List[dict] = field(default_factory=list)
     torch: str = ""
     cuda: bool = False
@@ -132,9 +196,19 @@ class EngineCapabilities:
         """Whether ``misr super-resolve --help`` lists `option` (e.g. ``--ttf-steps``)."""
         return option in self.options
 
-    @property
-    def model_names(self) -> List[str]:
-        return [str(m.get("name", "")).lower() for m in self.models]
+    def model(self, text: str = "") -> ModelInfo:
+        """The model named `text` (its name or label, any case; '' = the engine's default).
+        Raises UnknownModel, listing the models the engine offers."""
+        wanted = text.strip().lower()
+        for info in self.models:
+            if (info.default and not wanted) or wanted in (info.name.lower(), info.label.lower()):
+                return info
+        if not wanted and self.models:
+            return self.models[0]
+        if not self.models:
+            raise UnknownModel("this engine offers no model with weights (misr models --json)")
+        offered = ", ".join(f"{m.name} ({m.label})" for m in self.models)
+        raise UnknownModel(f"this engine has no model '{text.strip()}'; it offers: {offered}")
 
     @property
     def gpus(self) -> List[dict]:
@@ -203,7 +277,7 @@ def probe_engine(location: Optional[EngineLocation], timeout: float = PROBE_TIME
     if parsed is None:
         caps.error = _failure(base + queries["models"], models)
         return caps
-    caps.models = [m for m in parsed.get("models", []) if isinstance(m, dict)]
+    caps.models, caps.limits = parse_models(parsed)
     devices = answers["devices"]
     parsed = _last_json_object(devices.stdout) if devices.returncode == 0 else None
     if parsed is None:

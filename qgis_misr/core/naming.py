@@ -105,10 +105,10 @@ def match_masks(frame_names: Sequence[str], mask_names: Iterable[str]) -> List[O
     return result
 
 
-def run_name(model: str, frame_names: Sequence[str], dates: Sequence[Optional[_dt.date]] = (),
+def run_name(model_label: str, frame_names: Sequence[str], dates: Sequence[Optional[_dt.date]] = (),
              when: Optional[_dt.datetime] = None) -> str:
     """A short human name for a run, used for the layer group: 'MISR PIUnet 2024-05-17..2024-06-30
-    (9 frames) 14:05'."""
+    (9 frames) 14:05'. `model_label` is the engine's label of the model ('' when not known)."""
     known = sorted(d for d in dates if d is not None)
     if known:
         span = known[0].isoformat() if known[0] == known[-1] else f"{known[0]}..{known[-1]}"
@@ -117,9 +117,9 @@ def run_name(model: str, frame_names: Sequence[str], dates: Sequence[Optional[_d
         span = first if first == last else f"{first}..{last}"
     else:
         span = "no frames"
-    display = dict((name, label) for name, label in (("piunet", "PIUnet"), ("deepsum", "DeepSUM")))
     when = when or _dt.datetime.now()
-    return f"MISR {display.get(model, model)} {span} ({len(frame_names)} frames) {when:%H:%M}"
+    return " ".join(part for part in ("MISR", model_label, span) if part) + \
+        f" ({len(frame_names)} frames) {when:%H:%M}"
 
 
 def safe_file_stem(text: str) -> str:

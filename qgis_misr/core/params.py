@@ -9,14 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-MODELS: Tuple[Tuple[str, str], ...] = (("piunet", "PIUnet"), ("deepsum", "DeepSUM"))
-"""(engine name, display name) of the networks the plugin knows about."""
+from .grid import GeoTransform, Grid
 
-DEFAULT_MODEL = "piunet"
 DEFAULT_TTF_STEPS = 50
-MIN_TILE_SIZE = 16
-"""The engine refuses tiles smaller than this many LR pixels."""
-SCALE = 3
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
 """The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 
@@ -25,10 +20,11 @@ ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
 class RasterInfo:
     """What validation needs to know about one raster (read from a QGIS layer or a file).
 
-    ``crs`` is a comparable string (an authority id such as ``EPSG:32633`` or WKT);
-    ``extent`` is (xmin, ymin, xmax, ymax) in that CRS; ``pixel_size`` is (x, y), positive.
-    ``path`` is the local file the engine will read, or None when the layer has none
-    (a web service, a memory layer...), in which case ``provider`` says what it is.
+    ``crs`` names the CRS for people (an authority id such as ``EPSG:32633``; '' = none or
+    unnamed); ``crs_wkt`` and ``geotransform`` are the file's own, as GDAL (and so the engine)
+    reads them, when known. ``extent`` is (xmin, ymin, xmax, ymax) in that CRS; ``pixel_size``
+    is (x, y), positive. ``path`` is the local file the engine will read, or None when the layer
+    has none (a web service, a memory layer...), in which case ``provider`` says what it is.
     """
 
     name: str
@@ -41,6 +37,17 @@ class RasterInfo:
     band_count: int = 1
     provider: str = "gdal"
     layer_id: Optional[str] = None
+    crs_wkt: str = ""
+    geotransform: Optional[GeoTransform] = None
+
+    @property
+    def grid(self) -> Grid:
+        """The grid the engine compares (north-up from extent and pixel size when the file's
+        geotransform is not known)."""
+        crs = self.crs_wkt or self.crs
+        if self.geotransform is not None:
+            return Grid(crs, tuple(self.geotransform), self.width, self.height)
+        return Grid.north_up(crs, self.extent, self.pixel_size, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ class RunParameters:
 
     frames: List[FrameInput] = field(default_factory=list)
     band: int = 1
-    model: str = DEFAULT_MODEL
+    model: str = ""
+    """A model name from ``misr models --json``; '' = the engine's default."""
     ttf_enabled: bool = False
     ttf_steps: int = DEFAULT_TTF_STEPS
     device: str = "auto"

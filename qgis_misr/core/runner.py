@@ -1,8 +1,9 @@
 """Running the engine as a subprocess: JSON progress events in, cancel out.
 
-Used by the QGIS task and by the Processing algorithm alike. Cancelling sends SIGTERM (the
-engine then deletes its temporary files and exits with status 130) and, if the engine has not
-stopped after a grace period, kills it; any file the run created is removed afterwards.
+Used by core.run, for the dialog's task and the Processing algorithm alike. Cancelling sends
+SIGTERM (the engine then deletes its temporary files and exits with status 130) and, if the
+engine has not stopped after a grace period, kills it; any file the run created is removed
+afterwards.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
 
+from . import contract
+from .contract import ERROR_PREFIX
 from .engine import IS_WINDOWS, popen_flags, subprocess_environment
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 TERMINATE_GRACE_S = 10.0
-ERROR_PREFIX = "misr: error:"
 
 
 @dataclass
@@ -43,7 +41,7 @@ class EngineResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.canceled and self.error is None
+        return self.returncode == contract.EXIT_OK and not self.canceled and self.error is None
 
 
 def error_message(returncode: Optional[int], error_event: Optional[str],
@@ -97,7 +95,7 @@ class EngineProcess:
             except ValueError:
                 event = None
             if not isinstance(event, dict) or "event" not in event:
-                event = {"event": "log", "message": line}
+                event = {"event": contract.LOG, "message": line}
             self.events.put(event)
         stream.close()
 
@@ -106,7 +104,7 @@ class EngineProcess:
             line = line.rstrip()
             if line:
                 self.stderr_tail.append(line)
-                self.events.put({"event": "stderr", "message": line})
+                self.events.put({"event": contract.STDERR, "message": line})
         stream.close()
 
     @property
@@ -207,13 +205,13 @@ def run_engine(argv: Sequence[str], outputs: Sequence[str] = (),
                 break
             continue
         kind = event.get("event")
-        if kind == "start":
+        if kind == contract.START:
             result.start = event
-        elif kind == "done":
+        elif kind == contract.DONE:
             result.done = event
-        elif kind == "warning":
+        elif kind == contract.WARNING:
             result.warnings.append(str(event.get("message", "")))
-        elif kind == "error":
+        elif kind == contract.ERROR:
             error_event = str(event.get("message", ""))
         if on_event is not None:
             try:
@@ -224,7 +222,7 @@ def run_engine(argv: Sequence[str], outputs: Sequence[str] = (),
     result.stderr_tail = list(engine.stderr_tail)
     if result.canceled:
         result.error = "canceled"
-    elif result.returncode != 0:
+    elif result.returncode != contract.EXIT_OK:
         result.error = error_message(result.returncode, error_event, result.stderr_tail)
     elif result.done is None:
         result.error = error_message(result.returncode, error_event, result.stderr_tail) \

@@ -10,28 +10,17 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .params import ALIGN_LABEL, MIN_TILE_SIZE, FrameInput, RasterInfo, RunParameters
+from .engine import EngineCapabilities, UnknownModel
+from .grid import mismatches
+from .params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
 
-RELATIVE_TOLERANCE = 1e-6
-"""Coordinates may differ by this fraction of a pixel (the engine uses the same)."""
+FINE_TUNABLE = "fine-tunable"
+"""The capability (``misr models --json``) a model needs for test-time fine-tuning."""
 
 
 def grid_mismatch(reference: RasterInfo, other: RasterInfo) -> List[str]:
-    """How `other` differs from `reference`'s grid: CRS, size, pixel size, extent."""
-    problems = []
-    if reference.crs != other.crs:
-        problems.append(f"CRS {other.crs or 'unknown'} differs from {reference.crs or 'unknown'}")
-    if (reference.width, reference.height) != (other.width, other.height):
-        problems.append(f"size {other.width}x{other.height} differs from "
-                        f"{reference.width}x{reference.height}")
-    tolerance = RELATIVE_TOLERANCE * max(reference.pixel_size)
-    if any(abs(a - b) > tolerance for a, b in zip(reference.pixel_size, other.pixel_size)):
-        problems.append("pixel size {} differs from {}".format(
-            _fmt_pair(other.pixel_size), _fmt_pair(reference.pixel_size)))
-    if any(abs(a - b) > tolerance for a, b in zip(reference.extent, other.extent)):
-        problems.append("extent {} differs from {}".format(
-            _fmt_extent(other.extent), _fmt_extent(reference.extent)))
-    return problems
+    """How `other` is off `reference`'s grid ([] when the engine takes them as one grid)."""
+    return mismatches(reference.grid, other.grid, (reference.crs, other.crs))
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ def off_grid(frames: Sequence[FrameInput], align: bool = False) -> List[OffGrid]
         mismatches = grid_mismatch(target, raster)
         if mismatches:
             found.append(OffGrid(role, raster, label, tuple(mismatches),
-                                 alignable=bool(reference.crs) == bool(raster.crs)))
+                                 alignable=bool(reference.grid.crs) == bool(raster.grid.crs)))
     return found
 
 
@@ -128,12 +117,11 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = F
     return problems
 
 
-def validate_parameters(params: RunParameters) -> List[str]:
-    """All problems of a run: inputs, outputs, tile size."""
+def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
+    """All problems of a run: inputs, outputs, tile size and, when `caps` is a successful probe
+    of the engine, the model and its limits (without it the engine is left to refuse)."""
     problems = validate_inputs(params.frames, params.band, params.align)
-    if params.tile_size and params.tile_size < MIN_TILE_SIZE:
-        problems.append(f"Tile size {params.tile_size}: must be at least {MIN_TILE_SIZE} pixels "
-                        f"(or 0 for the engine's default).")
+    problems += _engine_problems(params, caps) if caps is not None and caps.ok else []
     if params.ttf_enabled and params.ttf_steps < 1:
         problems.append("Test-time fine-tuning needs at least 1 step.")
     outputs = [p for p in (params.output, params.uncertainty if params.write_uncertainty else "") if p]
@@ -155,6 +143,22 @@ def validate_parameters(params: RunParameters) -> List[str]:
     return problems
 
 
+def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[str]:
+    """The model and the tile size against what the engine reported."""
+    problems = []
+    minimum = caps.limits.min_tile_size
+    if params.tile_size and minimum and params.tile_size < minimum:
+        problems.append(f"Tile size {params.tile_size}: must be at least {minimum} pixels "
+                        f"(or 0 for the engine's default).")
+    try:
+        model = caps.model(params.model)
+    except UnknownModel as exc:
+        return problems + [f"Model: {exc}."]
+    if params.ttf_enabled and not model.can(FINE_TUNABLE):
+        problems.append(f"Test-time fine-tuning: {model.label} is not fine-tunable.")
+    return problems
+
+
 def _file_problem(info: RasterInfo) -> Optional[str]:
     if not info.path:
         return f"not a local file (provider {info.provider}); save it as a GeoTIFF first"
@@ -162,14 +166,3 @@ def _file_problem(info: RasterInfo) -> Optional[str]:
         return f"file {info.path} not found"
     return None
 
-
-def _fmt(value: float) -> str:
-    return f"{value:.6g}"
-
-
-def _fmt_pair(pair) -> str:
-    return f"{_fmt(pair[0])} x {_fmt(pair[1])}"
-
-
-def _fmt_extent(extent) -> str:
-    return "(" + ", ".join(f"{v:.10g}" for v in extent) + ")"

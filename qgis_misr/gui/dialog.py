@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from qgis.core import QgsMapLayer, QgsProject, QgsRasterLayer
+from qgis.core import QgsProject, QgsRasterLayer
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QObject, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QIcon
@@ -34,12 +34,13 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
-from ..controller import RunController, RunError
+from ..controller import RunController
 from ..core.command import TTF_OPTION
-from ..core.engine import EngineCapabilities, EngineLocation, cached_capabilities, capabilities
+from ..core.engine import EngineCapabilities, EngineLocation, ModelInfo, UnknownModel, cached_capabilities
 from ..core.naming import looks_like_mask, match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, MIN_TILE_SIZE, MODELS, FrameInput, RunParameters
-from ..core.validation import alignment_notes, validate_parameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
+from ..core.run import RunError
+from ..core.validation import FINE_TUNABLE, alignment_notes, validate_parameters
 from ..layers import is_result_layer, layer_date, raster_info
 from ..resources import icon_path
 
@@ -112,8 +113,8 @@ class MisrDialog(QDialog):
         header.setSectionResizeMode(_COL_FRAME, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(_COL_DATE, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(_COL_MASK, QHeaderView.ResizeMode.Stretch)
-        self.table.setToolTip("Tick the frames to fuse. Order matters for DeepSUM (the first frame "
-                              "is the reference); PIUnet is order-invariant.")
+        self.table.setToolTip("Tick the frames to fuse. The others must be on the first frame's "
+                              "grid (or be resampled onto it).")
         self.table.itemChanged.connect(self._item_changed)
         self.table.setMinimumHeight(240)
         frames_layout.addWidget(self.table)
@@ -143,8 +144,7 @@ class MisrDialog(QDialog):
         self.band_combo.setToolTip("The band of the frames to super-resolve (masks: band 1)")
         form.addRow("Band", self.band_combo)
         self.model_combo = QComboBox()
-        for name, label in MODELS:
-            self.model_combo.addItem(label, name)
+        self.model_combo.setToolTip("The models the engine offers ('misr models')")
         form.addRow("Model", self.model_combo)
         ttf_row = QHBoxLayout()
         self.ttf_check = QCheckBox("Test-time fine-tuning")
@@ -171,8 +171,7 @@ class MisrDialog(QDialog):
         self.tile_spin.setSingleStep(32)
         self.tile_spin.setSpecialValueText("engine default")
         self.tile_spin.setSuffix(" px")
-        self.tile_spin.setToolTip(f"Low-resolution tile size: smaller uses less memory (at least "
-                                  f"{MIN_TILE_SIZE} px; 0 = the engine's default)")
+        self._set_tile_tooltip(None)
         form.addRow("Tile size", self.tile_spin)
         self.align_check = QCheckBox(ALIGN_LABEL)
         self.align_check.setToolTip(ALIGN_TOOLTIP)
@@ -242,7 +241,9 @@ class MisrDialog(QDialog):
         self.button_box.rejected.connect(self.reject)
         layout.addWidget(self.button_box)
 
-        for signal in (self.band_combo.currentIndexChanged, self.model_combo.currentIndexChanged,
+        self.model_combo.currentIndexChanged.connect(  # fine-tuning depends on the model
+            lambda *_: self._ttf_toggled(self.ttf_check.isChecked()))
+        for signal in (self.band_combo.currentIndexChanged,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled):
             signal.connect(lambda *_: self.validate())
@@ -259,12 +260,11 @@ class MisrDialog(QDialog):
         return widget
 
     def _restore_options(self) -> None:
-        index = self.model_combo.findData(settings.value("model", "piunet", str))
-        self.model_combo.setCurrentIndex(max(0, index))
         self.tile_spin.setValue(settings.value("tile_size", 0, int))
         self.ttf_steps.setValue(settings.value("ttf_steps", DEFAULT_TTF_STEPS, int))
         self.align_check.setChecked(settings.value("align", False, bool))
         self._set_devices(None)
+        self._apply_models(None)
         self._ttf_toggled(False)
 
     def _save_options(self, params: RunParameters) -> None:
@@ -441,7 +441,7 @@ class MisrDialog(QDialog):
         location, relay = self.engine, self._relay
 
         def probe() -> None:
-            caps = capabilities(location, refresh=force)
+            caps = settings.probe(location, refresh=force)
             try:
                 relay.probed.emit(location, caps)
             except RuntimeError:  # the dialog was deleted meanwhile
@@ -474,6 +474,7 @@ class MisrDialog(QDialog):
             self.engine_label.setText(f"Engine problem: {caps.error}")
         self._set_devices(caps if caps.ok else None)
         self._apply_models(caps if caps.ok else None)
+        self._set_tile_tooltip(caps if caps.ok else None)
         self._ttf_toggled(self.ttf_check.isChecked())
         self.validate()
 
@@ -506,33 +507,60 @@ class MisrDialog(QDialog):
         self.device_combo.blockSignals(False)
 
     def _apply_models(self, caps: Optional[EngineCapabilities]) -> None:
-        model = self.model_combo.model()
-        for index in range(self.model_combo.count()):
-            name = self.model_combo.itemData(index)
-            if caps is None:
-                available, tip = name == "piunet", f"{CHECKING}" if name != "piunet" else ""
-            else:
-                available = name in caps.model_names
-                listed = ", ".join(caps.model_names) or "none"
-                tip = "" if available else (f"Not available: 'misr models --json' does not list "
-                                            f"{name} (it lists: {listed})")
-            model.item(index).setEnabled(available)
-            self.model_combo.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
-        if not model.item(self.model_combo.currentIndex()).isEnabled():
-            self.model_combo.setCurrentIndex(0)
+        """Offer the engine's models, with its labels (nothing until it has answered)."""
+        current = self.model_combo.currentData() or settings.value("model", "", str)
+        models = caps.models if caps is not None else []
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for index, info in enumerate(models):
+            self.model_combo.addItem(info.label, info.name)
+            self.model_combo.setItemData(index, _model_tooltip(info), Qt.ItemDataRole.ToolTipRole)
+        if not models:
+            self.model_combo.addItem(CHECKING if self._probing else "none: see Engine below", None)
+            self.model_combo.model().item(0).setEnabled(False)
+        index = self.model_combo.findData(current)
+        if index < 0:
+            index = next((i for i, info in enumerate(models) if info.default), 0)
+        self.model_combo.setCurrentIndex(index)
+        self.model_combo.blockSignals(False)
+
+    def _set_tile_tooltip(self, caps: Optional[EngineCapabilities]) -> None:
+        limits = caps.limits if caps is not None else None
+        minimum = f"at least {limits.min_tile_size} px; " if limits and limits.min_tile_size else ""
+        default = f" ({limits.default_tile_size} px)" if limits and limits.default_tile_size else ""
+        self.tile_spin.setToolTip(f"Low-resolution tile size: smaller uses less memory ({minimum}"
+                                  f"0 = the engine's default{default})")
+
+    def current_model(self) -> Optional[ModelInfo]:
+        """The chosen model as the engine described it (None before it has answered)."""
+        if self.caps is None or not self.caps.ok or self.model_combo.currentData() is None:
+            return None
+        try:
+            return self.caps.model(self.model_combo.currentData())
+        except UnknownModel:
+            return None
 
     def ttf_available(self) -> bool:
-        return self.caps is not None and self.caps.ok and self.caps.supports(TTF_OPTION)
+        model = self.current_model()
+        return model is not None and self.caps.supports(TTF_OPTION) and model.can(FINE_TUNABLE)
+
+    def _ttf_unavailable_reason(self) -> str:
+        model = self.current_model()
+        if self._probing:
+            return CHECKING
+        if model is None:
+            return "Needs an engine that answers, and a model"
+        if not model.can(FINE_TUNABLE):
+            return f"{model.label} is not fine-tunable"
+        return f"This engine's 'misr super-resolve --help' has no {TTF_OPTION} option"
 
     def _ttf_toggled(self, checked: bool) -> None:
         available = self.ttf_available()
         self.ttf_check.setEnabled(available)
         if not available:
             self.ttf_check.setChecked(False)
-            tip = (CHECKING if self._probing else
-                   f"This engine's 'misr super-resolve --help' has no {TTF_OPTION} option")
-        else:
-            tip = "Fine-tune the network on the frames themselves before fusing (slower)"
+        tip = ("Fine-tune the network on the frames themselves before fusing (slower)"
+               if available else self._ttf_unavailable_reason())
         self.ttf_check.setToolTip(tip)
         self.ttf_steps.setToolTip(tip)
         self.ttf_steps.setEnabled(available and self.ttf_check.isChecked())
@@ -551,14 +579,16 @@ class MisrDialog(QDialog):
             frames.append(FrameInput(raster_info(layer), raster_info(mask) if mask else None))
             names.append(layer.name())
             dates.append(self._dates.get(row.layer_id))
-        model = self.model_combo.currentData() or "piunet"
+        model = self.current_model()
         return RunParameters(
-            frames=frames, band=int(self.band_combo.currentData() or 1), model=model,
+            frames=frames, band=int(self.band_combo.currentData() or 1),
+            model=model.name if model else "",
             ttf_enabled=self.ttf_check.isChecked() and self.ttf_available(),
             ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",
             tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
-            overwrite=True, run_name=run_name(model, names, dates), align=self.align_check.isChecked())
+            overwrite=True, run_name=run_name(model.label if model else "", names, dates),
+            align=self.align_check.isChecked())
 
     def validate(self) -> List[str]:
         """Show the problems of the current choice; Run is enabled only without problems.
@@ -567,7 +597,7 @@ class MisrDialog(QDialog):
         if not hasattr(self, "run_button"):
             return []
         params = self.collect_parameters()
-        problems = validate_parameters(params)
+        problems = validate_parameters(params, self.caps)
         if self.engine is None:
             problems.append("MISR engine not found: choose its Python environment below "
                             "(the folder of the engine's .venv).")
@@ -627,11 +657,11 @@ class MisrDialog(QDialog):
         self.task = None
         self.cancel_button.setEnabled(False)
         self.progress_bar.setVisible(False)
-        result = task.result
-        if result is not None and result.ok:
-            self.status_label.setText(f"Done: {task.context['params'].run_name}")
+        outcome = task.outcome
+        if outcome is not None and outcome.ok:
+            self.status_label.setText(f"Done: {task.prepared.params.run_name}")
             self.export_button.setEnabled(True)
-        elif result is not None and result.canceled:
+        elif outcome is not None and outcome.canceled:
             self.status_label.setText("Canceled.")
         else:
             self.status_label.setText(f"Failed: {task.error}")
@@ -659,3 +689,13 @@ class MisrDialog(QDialog):
                 pass
         if self._task_finished in self.controller.listeners:
             self.controller.listeners.remove(self._task_finished)
+
+
+def _model_tooltip(info: ModelInfo) -> str:
+    """A model's name, capabilities and model card, as the engine lists them."""
+    lines = [f"Engine model '{info.name}'"]
+    if info.capabilities:
+        lines.append("Capabilities: " + ", ".join(sorted(info.capabilities)))
+    if info.card:
+        lines.append(f"Model card: {info.card}")
+    return "\n".join(lines)

@@ -3,7 +3,7 @@ the modeler, batch mode and qgis_process."""
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from typing import Dict, List, Optional
 
 from qgis.core import (
@@ -18,19 +18,17 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingUtils,
+    QgsProcessingParameterString,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
 from .. import settings
 from ..compat import file_behavior_file, number_type_integer, parameter_flag_advanced, source_type_raster
-from ..core.command import UnsupportedOption, build_command
-from ..core.engine import capabilities
+from ..core.engine import EngineCapabilities, UnknownModel
 from ..core.naming import match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, MODELS, FrameInput, RunParameters
-from ..core.runner import run_engine
-from ..core.validation import alignment_notes, validate_parameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
+from ..core.run import RunError, RunReporter, check, execute, prepare_run
 from ..layers import raster_info, style_sr_layer, style_uncertainty_layer, tag_layer
 from ..resources import icon_path
 
@@ -60,6 +58,30 @@ class StyleOutput(QgsProcessingLayerPostProcessorInterface):
         else:
             style_uncertainty_layer(layer)
         tag_layer(layer, self.role, self.run, self.sr, self.uncertainty)
+
+
+class FeedbackReporter(RunReporter):
+    """Engine events into the Processing feedback (its error arrives as the exception)."""
+
+    def __init__(self, feedback: QgsProcessingFeedback):
+        self.feedback = feedback
+
+    def start(self, summary: str) -> None:
+        self.feedback.pushInfo(summary)
+
+    def progress(self, fraction: float, message: str) -> None:
+        self.feedback.setProgress(100.0 * fraction)
+        if message:
+            self.feedback.setProgressText(message)
+
+    def warning(self, message: str) -> None:
+        self.feedback.pushWarning(message)
+
+    def log(self, message: str) -> None:
+        self.feedback.pushConsoleInfo(message)
+
+    def done(self, summary: str) -> None:
+        self.feedback.pushInfo(summary)
 
 
 class SuperResolveAlgorithm(QgsProcessingAlgorithm):
@@ -92,7 +114,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         return ""
 
     def tags(self) -> List[str]:
-        return ["super-resolution", "misr", "piunet", "deepsum", "time series", "satellite", "x3"]
+        return ["super-resolution", "misr", "piunet", "time series", "satellite", "x3"]
 
     def icon(self) -> QIcon:
         return QIcon(icon_path("misr.svg"))
@@ -105,7 +127,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<b>Masks</b>: optional, one per frame (nonzero = clear), in the same order as the "
             "frames; if the order differs they are paired by name (frame_03 with mask_03). "
             "Without masks each frame's nodata marks invalid pixels.<br>"
-            "<b>Test-time fine-tuning steps</b>: 0 = off; only when the engine offers it.<br>"
+            "<b>Model</b>: a model name from <code>misr models</code> (empty = the engine's "
+            "default); checked against the engine when the algorithm runs.<br>"
+            "<b>Test-time fine-tuning steps</b>: 0 = off; only for a model and an engine that "
+            "offer it.<br>"
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
@@ -124,8 +149,12 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.MASKS, "Masks (one per frame, nonzero = clear)", source_type_raster(), optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.BAND, "Band", number_type_integer(), 1, minValue=1))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.MODEL, "Model", options=[label for _name, label in MODELS], defaultValue=0))
+        model = QgsProcessingParameterString(
+            self.MODEL, "Model (empty = the engine's default)", defaultValue="", optional=True)
+        known = settings.known_models()  # no subprocess here: QGIS may be starting
+        if known:  # a drop-down in QGIS >= 3.24, a text box before
+            model.setMetadata({"widget_wrapper": {"value_hints": known}})
+        self.addParameter(model)
         self.addParameter(QgsProcessingParameterNumber(
             self.TTF_STEPS, "Test-time fine-tuning steps (0 = off)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
@@ -147,6 +176,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
 
     # -- run ----------------------------------------------------------------------------------------
     def _parameters(self, parameters: Dict, context: QgsProcessingContext) -> RunParameters:
+        """The run as asked for (the model not yet checked against the engine)."""
         frames = self.parameterAsLayerList(parameters, self.FRAMES, context)
         masks = self.parameterAsLayerList(parameters, self.MASKS, context) if parameters.get(self.MASKS) else []
         frame_infos = [raster_info(layer) for layer in frames if isinstance(layer, QgsRasterLayer)]
@@ -161,71 +191,58 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
                 mask_infos = [by_name[name] for name in matched]
         pairs = [FrameInput(frame, mask_infos[i] if mask_infos else None)
                  for i, frame in enumerate(frame_infos)]
-        model = MODELS[self.parameterAsEnum(parameters, self.MODEL, context)][0]
         ttf = self.parameterAsInt(parameters, self.TTF_STEPS, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         uncertainty = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) \
             if parameters.get(self.UNCERTAINTY) is not None else ""
         return RunParameters(
-            frames=pairs, band=self.parameterAsInt(parameters, self.BAND, context), model=model,
+            frames=pairs, band=self.parameterAsInt(parameters, self.BAND, context),
+            model=self.parameterAsString(parameters, self.MODEL, context).strip(),
             ttf_enabled=ttf > 0, ttf_steps=ttf or DEFAULT_TTF_STEPS,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
-            overwrite=True, run_name=run_name(model, [f.frame.name for f in pairs]),
-            align=self.parameterAsBoolean(parameters, self.ALIGN, context))
+            overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context))
+
+    @staticmethod
+    def _with_model(params: RunParameters, caps: EngineCapabilities) -> RunParameters:
+        """`params` with its model checked against the engine's (when it could be asked; else
+        passed on as given, '' = the engine's default) and the run named after it."""
+        name = label = params.model
+        if caps.ok:
+            if name.isdigit() and int(name) < len(caps.models):  # an index, as the former enum took
+                name = caps.models[int(name)].name
+            try:
+                model = caps.model(name)
+            except UnknownModel as exc:
+                raise RunError(f"Model: {exc}") from exc
+            name, label = model.name, model.label
+        return replace(params, model=name,
+                       run_name=run_name(label, [item.frame.name for item in params.frames]))
 
     def processAlgorithm(self, parameters: Dict, context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback) -> Dict:
         params = self._parameters(parameters, context)
-        problems = validate_parameters(params)
-        if problems:
-            raise QgsProcessingException(" ".join(problems))
-        for note in alignment_notes(params):
-            feedback.pushInfo(note)
-        configured = self.parameterAsFile(parameters, self.ENGINE, context)
-        engine = settings.current_engine(configured or None)
-        if engine is None:
-            raise QgsProcessingException(
-                "MISR engine not found: set the Engine parameter, the plugin's engine setting or "
-                "the MISR_ENGINE environment variable")
-        caps = capabilities(engine) if params.ttf_enabled else None
         try:
-            argv = build_command(engine.argv, params, caps)
-        except UnsupportedOption as exc:
+            check(params)  # the inputs first: asking the engine takes seconds
+            engine = settings.current_engine(self.parameterAsFile(parameters, self.ENGINE, context) or None)
+            caps = settings.probe(engine)
+            if engine is not None and not caps.ok:
+                feedback.pushWarning(f"The engine could not be asked for its models ({caps.error}); "
+                                     "it checks the run itself.")
+            prepared = prepare_run(self._with_model(params, caps), engine, caps if caps.ok else None)
+        except RunError as exc:
             raise QgsProcessingException(str(exc))
-        feedback.pushCommandInfo(" ".join(argv))
-
-        def on_event(event: dict) -> None:
-            kind = event.get("event")
-            if kind == "progress":
-                try:
-                    feedback.setProgress(100.0 * float(event.get("fraction", 0.0)))
-                except (TypeError, ValueError):
-                    return
-                if event.get("message"):
-                    feedback.setProgressText(str(event["message"]))
-            elif kind == "start":
-                feedback.pushInfo(f"Engine started: {event.get('frames')} frames, model "
-                                  f"{event.get('model')}, device {event.get('device')}")
-            elif kind == "warning":
-                feedback.pushWarning(str(event.get("message", "")))
-            elif kind == "done":
-                feedback.pushInfo(f"Done in {event.get('seconds')} s on {event.get('device')}")
-            elif kind in ("stderr", "log"):
-                feedback.pushConsoleInfo(str(event.get("message", "")))
-
-        outputs = [params.output] + ([params.uncertainty] if params.write_uncertainty else [])
-        result = run_engine(argv, outputs, on_event, feedback.isCanceled)
-        if result.canceled:
+        for note in prepared.notes:
+            feedback.pushInfo(note)
+        feedback.pushCommandInfo(prepared.command_text)
+        outcome = execute(prepared, FeedbackReporter(feedback), feedback.isCanceled)
+        if outcome.canceled:
             raise QgsProcessingException("Canceled: the engine was stopped and its files removed")
-        if not result.ok:
-            raise QgsProcessingException(f"MISR engine: {result.error}")
-        done = result.done or {}
-        sr = done.get("output") or params.output
-        uncertainty = done.get("uncertainty") or (params.uncertainty if params.write_uncertainty else None)
-        self._finished_run = (params, sr, uncertainty)
-        return {self.OUTPUT: sr, self.UNCERTAINTY: uncertainty}
+        if not outcome.ok:
+            raise QgsProcessingException(f"MISR engine: {outcome.error}")
+        self._finished_run = (prepared.params, outcome.sr, outcome.uncertainty)
+        return {self.OUTPUT: outcome.sr, self.UNCERTAINTY: outcome.uncertainty}
 
     def postProcessAlgorithm(self, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict:
         """Main thread, real context: style the outputs Processing is about to load."""

@@ -1,42 +1,28 @@
-"""Shared set-up for the plugin tests (no tests here): one headless QgsApplication per process,
-a QgisInterface stub, Processing, the sample time series and the real engine.
+"""Helpers for the plugin tests that need QGIS (the fixtures are in conftest.py): one headless
+QgsApplication per process, a QgisInterface stub, Processing, waiting for tasks, crops of the
+sample time series.
 
-Import the fixtures into a test module with ``from test_plugin_helpers import *``. Everything is
-idempotent, so test files can be run alone or together, and other test files are unaffected
-(the QgsApplication is created once and never torn down while the process lives).
+Everything is idempotent, so test files can be run alone or together, and other test files are
+unaffected (the QgsApplication is created once and never torn down while the process lives).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask
+from qgis.PyQt.QtCore import QCoreApplication
 
-qgis = pytest.importorskip("qgis")
-pytest.importorskip("qgis.core")
+from tests.rasters import SAMPLE
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask  # noqa: E402
-from qgis.PyQt.QtCore import QCoreApplication  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = REPO / "resources" / "sample"
+REPO = Path(__file__).resolve().parents[2]
 PROCESSING_PLUGINS = "/usr/share/qgis/python/plugins"
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 _APP = None
 _PROCESSING_READY = False
-
-__all__ = ["qgis_app", "iface", "processing_ready", "project", "sample_frames", "engine",
-           "IfaceStub", "wait_for", "wait_for_task", "load_sample", "crop_sample", "off_grid_sample",
-           "make_raster", "REPO", "SAMPLE"]
 
 
 def ensure_qgis_app() -> QgsApplication:
@@ -206,85 +192,3 @@ def load_sample(count: int = 9, masks: bool = True, project=None, folder=None):
             mask_layers.append(mask)
     return frames, mask_layers
 
-
-def make_raster(path, width=30, height=20, origin=(500000.0, 4000000.0), pixel=30.0, epsg=32618,
-                bands=1, value=None):
-    """A small GeoTIFF written with GDAL (for mismatched-grid tests)."""
-    import numpy as np
-    from osgeo import gdal, osr
-    driver = gdal.GetDriverByName("GTiff")
-    dataset = driver.Create(str(path), width, height, bands, gdal.GDT_Float32)
-    dataset.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    dataset.SetProjection(srs.ExportToWkt())
-    rng = np.random.default_rng(0)
-    for band in range(1, bands + 1):
-        data = rng.random((height, width), dtype=np.float32) if value is None else \
-            np.full((height, width), value, np.float32)
-        dataset.GetRasterBand(band).WriteArray(data)
-    dataset = None
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def qgis_app():
-    return ensure_qgis_app()
-
-
-@pytest.fixture(scope="session")
-def processing_ready(qgis_app):
-    ensure_processing()
-    return True
-
-
-@pytest.fixture()
-def iface(qgis_app):
-    return IfaceStub()
-
-
-@pytest.fixture()
-def project(qgis_app):
-    """QgsProject.instance(), emptied after the test."""
-    project = QgsProject.instance()
-    yield project
-    wait_for(lambda: False, 0.05)
-    project.removeAllMapLayers()
-    project.layerTreeRoot().removeAllChildren()
-
-
-@pytest.fixture()
-def sample_frames():
-    if not (SAMPLE / "frame_01.tif").is_file():
-        pytest.skip("the sample time series (resources/sample/frame_01.tif...) is not there")
-    return sorted(SAMPLE.glob("frame_*.tif")), sorted(SAMPLE.glob("mask_*.tif"))
-
-
-_ENGINE_STATE = {}
-
-
-@pytest.fixture(scope="session")
-def engine(qgis_app):
-    """The real engine (an EngineLocation); skips when it is not installed or cannot run
-    (e.g. no model weights yet)."""
-    if "value" not in _ENGINE_STATE:
-        from qgis_misr.core.engine import locate_engine
-        location = locate_engine("", plugin_dir=REPO / "qgis_misr")
-        reason = None
-        if location is None:
-            reason = "the misr engine is not installed (.venv/bin/misr, MISR_ENGINE or PATH)"
-        else:
-            try:
-                out = subprocess.run(list(location.argv) + ["models", "--json"], capture_output=True,
-                                     text=True, timeout=120)
-                models = json.loads(out.stdout.strip().splitlines()[-1])["models"]
-                piunet = [m for m in models if m.get("name") == "piunet"]
-                if not piunet or not piunet[0].get("weights"):
-                    reason = "the engine has no PIUnet weights yet (misr models --json)"
-            except Exception as exc:  # noqa: BLE001
-                reason = f"the engine does not answer 'misr models --json': {exc}"
-        _ENGINE_STATE["value"] = (location, reason)
-    location, reason = _ENGINE_STATE["value"]
-    if reason:
-        pytest.skip(reason)
-    return location

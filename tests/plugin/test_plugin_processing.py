@@ -9,9 +9,7 @@ import textwrap
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helpers, whatever the import mode
-from test_plugin_helpers import *  # noqa: F401,F403,E402 (fixtures)
-from test_plugin_helpers import crop_sample, make_raster, off_grid_sample
+pytest.importorskip("qgis.core")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
@@ -22,6 +20,8 @@ from qgis.core import (  # noqa: E402
 )
 
 import qgis_misr  # noqa: E402
+from .engine_stub import fake_engine, writes_outputs  # noqa: E402
+from .plugin_support import crop_sample, off_grid_sample  # noqa: E402
 
 
 @pytest.fixture()
@@ -54,6 +54,41 @@ def test_algorithm_is_registered_with_its_parameters(provider):
     assert {o.name() for o in algorithm.outputDefinitions()} == {"OUTPUT", "UNCERTAINTY"}
 
 
+def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_raster):
+    """MODEL takes an engine model's name or label ('' = its default, a number = the former
+    enum's index); anything else is refused in one line that lists what the engine offers."""
+    engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs()))
+    frames = [make_raster(tmp_path / "a.tif"), make_raster(tmp_path / "b.tif")]
+    base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
+            "UNCERTAINTY": str(tmp_path / "unc.tif")}
+    with pytest.raises(QgsProcessingException, match=r"^Model: this engine has no model 'deepsum'; it offers: "
+                                                     r"piunet \(PIUnet\), fixednet \(FixedNet\)$"):
+        _run(dict(base, MODEL="deepsum"))
+    for value, model in (("", "piunet"), ("FixedNet", "fixednet"), (0, "piunet"), ("1", "fixednet")):
+        feedback = RecordingFeedback()
+        result = _run(dict(base, MODEL=value), feedback)
+        [command] = feedback.texts("command")
+        assert command.split()[command.split().index("--model") + 1] == model, value
+        assert os.path.samefile(result["OUTPUT"], tmp_path / "sr.tif")
+        assert "frame b.tif is fully cloudy: dropped" in feedback.texts("warning")
+    with pytest.raises(QgsProcessingException, match="^Test-time fine-tuning: FixedNet is not fine-tunable.$"):
+        _run(dict(base, MODEL="fixednet", TTF_STEPS=5))
+    with pytest.raises(QgsProcessingException, match=r"^Tile size 20: must be at least 24 pixels"):
+        _run(dict(base, TILE_SIZE=20))
+
+
+def test_model_parameter_offers_the_last_probed_models_without_starting_the_engine(provider, tmp_path):
+    from qgis_misr import settings
+    from qgis_misr.core.engine import EngineLocation
+    settings.probe(EngineLocation((str(fake_engine(tmp_path / "engine")),), "test"))
+    assert settings.known_models() == ["piunet", "fixednet"]
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("misr:superresolve")
+    model = algorithm.parameterDefinition("MODEL")
+    assert model.type() == "string" and model.defaultValue() == ""
+    assert model.metadata()["widget_wrapper"]["value_hints"] == ["piunet", "fixednet"]
+
+
+@pytest.mark.slow
 def test_algorithm_super_resolves_the_sample(provider, engine, tmp_path, sample_frames):
     sample = crop_sample(tmp_path / "sample", 4)
     frames = [str(sample / f"frame_{i:02d}.tif") for i in range(1, 5)]
@@ -77,6 +112,7 @@ def test_algorithm_super_resolves_the_sample(provider, engine, tmp_path, sample_
         assert (layer.width(), layer.height()) == (lr.width() * 3, lr.height() * 3)
 
 
+@pytest.mark.slow
 def test_outputs_loaded_by_processing_are_styled_and_exportable(iface, processing_ready, engine, project,
                                                                 tmp_path, sample_frames):
     """From the Toolbox, Processing loads the outputs: they get the plugin's styles."""
@@ -107,7 +143,7 @@ def _run_and_check_loaded_outputs(processing, plugin, iface, project, tmp_path):
     assert registered == {layers["sr"].id(), layers["uncertainty"].id()}
 
 
-def test_algorithm_rejects_mismatched_frames_before_running(provider, tmp_path):
+def test_algorithm_rejects_mismatched_frames_before_running(provider, tmp_path, make_raster):
     a = make_raster(tmp_path / "a.tif")
     b = make_raster(tmp_path / "b.tif", pixel=10.0, width=90, height=60)
     with pytest.raises(QgsProcessingException, match="pixel size 10 x 10 differs from 30 x 30"):
@@ -138,6 +174,7 @@ class RecordingFeedback(QgsProcessingFeedback):
         return [text for line_kind, text in self.lines if line_kind == kind]
 
 
+@pytest.mark.slow
 def test_align_resamples_an_off_grid_frame_of_the_sample(provider, engine, tmp_path, sample_frames):
     """frame_02 and mask_02 on another grid: refused before any run without ALIGN (with the
     option to tick), resampled by the engine onto frame_01's grid with ALIGN."""
@@ -162,6 +199,7 @@ def test_align_resamples_an_off_grid_frame_of_the_sample(provider, engine, tmp_p
     assert (sr.width(), sr.height()) == (3 * lr.width(), 3 * lr.height())
 
 
+@pytest.mark.slow
 def test_the_engine_itself_refuses_an_off_grid_frame_without_align(engine, tmp_path, sample_frames):
     """What the plugin's validation stops early, the real engine refuses with one line naming
     the file and --align."""
@@ -180,7 +218,7 @@ def test_the_engine_itself_refuses_an_off_grid_frame_without_align(engine, tmp_p
     assert not (tmp_path / "sr.tif").exists()
 
 
-def test_algorithm_fails_with_the_engines_one_line_error(provider, tmp_path):
+def test_algorithm_fails_with_the_engines_one_line_error(provider, tmp_path, make_raster):
     """The engine is a stand-in here (the real one's errors are tested in the engine's tests):
     what matters is that its one-line message becomes the QgsProcessingException."""
     script = tmp_path / "misr"
@@ -197,6 +235,7 @@ def test_algorithm_fails_with_the_engines_one_line_error(provider, tmp_path):
               "UNCERTAINTY": str(tmp_path / "u.tif")})
 
 
+@pytest.mark.slow
 def test_canceling_the_algorithm_terminates_the_engine_and_leaves_no_files(provider, engine, tmp_path,
                                                                          sample_frames):
     sample = crop_sample(tmp_path / "sample", 9)

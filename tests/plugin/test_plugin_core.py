@@ -1,6 +1,7 @@
 """The plugin's GUI-free logic (qgis_misr.core): names and dates, validation, the engine command
-line, finding the engine, and the subprocess runner (with small stand-in scripts: the real engine
-is exercised end to end in test_plugin_gui.py and test_plugin_processing.py)."""
+line, finding the engine and reading its models, and the subprocess runner (with small stand-in
+scripts: the real engine is exercised end to end in test_plugin_gui.py and
+test_plugin_processing.py)."""
 
 from __future__ import annotations
 
@@ -14,33 +15,34 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from qgis_misr.core.command import UnsupportedOption, build_command  # noqa: E402
-from qgis_misr.core.engine import (  # noqa: E402
+from qgis_misr.core.command import UnsupportedOption, build_command
+from qgis_misr.core.engine import (
     EngineCapabilities,
+    EngineLimits,
     EngineLocation,
+    UnknownModel,
     engine_from_path,
     locate_engine,
+    parse_models,
     subprocess_environment,
 )
-from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name  # noqa: E402
-from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters  # noqa: E402
-from qgis_misr.core.runner import error_message, run_engine  # noqa: E402
-from qgis_misr.core.validation import (  # noqa: E402
+from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name
+from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
+from qgis_misr.core.runner import error_message, run_engine
+from qgis_misr.core.validation import (
     alignment_notes,
     grid_mismatch,
     validate_inputs,
     validate_parameters,
 )
+from .engine_stub import NEW_MODELS_ANSWER
 
 posix_only = pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals and scripts")
 
 
 def info(name="frame_01", path=None, crs="EPSG:32618", extent=(0.0, 0.0, 300.0, 600.0),
          width=10, height=20, pixel=(30.0, 30.0), bands=1):
+    """A north-up raster's description (its grid starts at the extent's top-left corner)."""
     return RasterInfo(name, path, crs, extent, width, height, pixel, bands)
 
 
@@ -93,12 +95,13 @@ def test_mask_like_names_are_recognised():
     assert not looks_like_mask("frame_03") and not looks_like_mask("masked_area_frame")
 
 
-def test_run_names_show_model_dates_and_frame_count():
-    name = run_name("piunet", ["a", "b"], [dt.date(2024, 6, 2), dt.date(2024, 5, 17)],
+def test_run_names_show_the_models_label_dates_and_frame_count():
+    name = run_name("PIUnet", ["a", "b"], [dt.date(2024, 6, 2), dt.date(2024, 5, 17)],
                     dt.datetime(2024, 1, 1, 14, 5))
     assert name == "MISR PIUnet 2024-05-17..2024-06-02 (2 frames) 14:05"
-    assert run_name("piunet", ["frame_01", "frame_09"], [None, None],
-                    dt.datetime(2024, 1, 1, 9, 0)).startswith("MISR PIUnet frame_01..frame_09")
+    assert run_name("FixedNet", ["frame_01", "frame_09"], [None, None],
+                    dt.datetime(2024, 1, 1, 9, 0)).startswith("MISR FixedNet frame_01..frame_09")
+    assert run_name("", ["a"], [], dt.datetime(2024, 1, 1, 9, 0)) == "MISR a (1 frames) 09:00"
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -114,13 +117,13 @@ def test_validation_lists_every_grid_mismatch(files):
         FrameInput(info("a", a)),
         FrameInput(info("b", b, crs="EPSG:32633")),
         FrameInput(info("c", c, width=11, extent=(0.0, 0.0, 330.0, 600.0))),
-        FrameInput(info("d", d, pixel=(10.0, 10.0))),
+        FrameInput(info("d", d, pixel=(10.0, 10.0), width=30, height=60)),
     ]
     problems = validate_inputs(frames)
     text = "\n".join(problems)
     assert "Frame b: CRS EPSG:32633 differs from EPSG:32618" in text
     assert "Frame c: size 11x20 differs from 10x20; extent" in text  # one line per raster
-    assert "Frame d: pixel size 10 x 10 differs from 30 x 30" in text
+    assert "Frame d: size 30x60 differs from 10x20; pixel size 10 x 10 differs from 30 x 30 (frame a)" in text
 
 
 def test_masks_must_match_their_frame_and_be_all_or_none(files):
@@ -141,43 +144,110 @@ def test_validation_rejects_missing_files_bad_band_and_too_few_frames(tmp_path):
     assert "at least 2 frames" in "\n".join(validate_inputs(frames[:1]))
 
 
-def test_parameters_check_outputs_and_tile_size(files, tmp_path):
+def test_parameters_check_outputs(files, tmp_path):
     a, b = files("a.tif", "b.tif")
     frames = [FrameInput(info("a", a)), FrameInput(info("b", b))]
-    params = RunParameters(frames=frames, tile_size=8, output=a,
-                           uncertainty=str(tmp_path / "missing" / "u.tif"))
+    params = RunParameters(frames=frames, output=a, uncertainty=str(tmp_path / "missing" / "u.tif"))
     text = "\n".join(validate_parameters(params))
-    assert "Tile size 8" in text
     assert "would overwrite an input" in text
     assert "does not exist" in text
     ok = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="")
     assert validate_parameters(ok) == []
 
 
+def _caps(answer=None, options=("--ttf-steps", "--align")) -> EngineCapabilities:
+    models, limits = parse_models(NEW_MODELS_ANSWER if answer is None else answer)
+    return EngineCapabilities(options=frozenset(options), models=models, limits=limits)
+
+
+def test_tile_size_is_checked_against_the_engines_minimum_only_when_it_reported_one(files, tmp_path):
+    a, b = files("a.tif", "b.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b))],
+                           output=str(tmp_path / "sr.tif"), uncertainty="", tile_size=20)
+    assert validate_parameters(params, _caps()) == [
+        "Tile size 20: must be at least 24 pixels (or 0 for the engine's default)."]
+    params.tile_size = 24
+    assert validate_parameters(params, _caps()) == []
+    params.tile_size = 8
+    assert validate_parameters(params) == []  # engine not asked: it refuses by itself
+    assert validate_parameters(params, _caps(OLD_MODELS_ANSWER)) == []  # no limits reported
+
+
+def test_models_and_fine_tuning_are_checked_against_the_engines_models(files, tmp_path):
+    a, b = files("a.tif", "b.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b))],
+                           output=str(tmp_path / "sr.tif"), uncertainty="", model="deepsum")
+    assert validate_parameters(params, _caps()) == [
+        "Model: this engine has no model 'deepsum'; it offers: piunet (PIUnet), fixednet (FixedNet)."]
+    params.model, params.ttf_enabled = "fixednet", True
+    assert validate_parameters(params, _caps()) == ["Test-time fine-tuning: FixedNet is not fine-tunable."]
+    params.model = "piunet"
+    assert validate_parameters(params, _caps()) == []
+    params.model = ""  # the engine's default
+    assert validate_parameters(params, _caps()) == []
+    assert validate_parameters(params, _caps({"models": []})) == [
+        "Model: this engine offers no model with weights (misr models --json)."]
+
+
+FINER = dict(pixel=(10.0, 10.0), width=30, height=60)
+"""The footprint of info()'s default raster in pixels 3 times finer."""
+FINER_TEXT = "size 30x60 differs from 10x20; pixel size 10 x 10 differs from 30 x 30"
+
+
 def test_off_grid_frames_block_with_the_align_hint_unless_align_is_set(files, tmp_path):
     a, d, ma, md = files("a.tif", "d.tif", "ma.tif", "md.tif")
     frames = [FrameInput(info("a", a), info("ma", ma)),
-              FrameInput(info("d", d, pixel=(10.0, 10.0)), info("md", md, pixel=(10.0, 10.0)))]
+              FrameInput(info("d", d, **FINER), info("md", md, **FINER))]
     assert validate_inputs(frames) == [
-        f'Frame d: pixel size 10 x 10 differs from 30 x 30 (frame a). Tick "{ALIGN_LABEL}" to resample it.']
+        f'Frame d: {FINER_TEXT} (frame a). Tick "{ALIGN_LABEL}" to resample it.']
     params = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="", align=True)
     assert validate_parameters(params) == []
     assert alignment_notes(params) == [
-        "Frame d: pixel size 10 x 10 differs from 30 x 30 (frame a): will be resampled onto the "
-        "first frame's grid (bilinear).",
-        "Mask md: pixel size 10 x 10 differs from 30 x 30 (frame a): will be resampled onto the "
-        "first frame's grid (nearest neighbour)."]
+        f"Frame d: {FINER_TEXT} (frame a): will be resampled onto the first frame's grid (bilinear).",
+        f"Mask md: {FINER_TEXT} (frame a): will be resampled onto the first frame's grid "
+        "(nearest neighbour)."]
     params.align = False
     assert alignment_notes(params) == []
 
 
 def test_align_cannot_fix_a_raster_without_crs_when_the_first_frame_has_one(files):
     a, b = files("a.tif", "b.tif")
-    frames = [FrameInput(info("a", a)), FrameInput(info("b", b, crs="", pixel=(10.0, 10.0)))]
+    frames = [FrameInput(info("a", a)), FrameInput(info("b", b, crs="", **FINER))]
     for align in (False, True):
         [problem] = validate_inputs(frames, align=align)
-        assert problem.startswith("Frame b: CRS unknown differs from EPSG:32618; pixel size")
+        assert problem.startswith(f"Frame b: CRS unknown differs from EPSG:32618; {FINER_TEXT}")
         assert problem.endswith("only one of the two has a CRS.") and "Tick" not in problem
+
+
+# -- the engine's models -----------------------------------------------------------------------
+OLD_MODELS_ANSWER = {"models": [{"name": "piunet", "weights": "/w/piunet.safetensors", "default": True},
+                                {"name": "deepsum", "weights": None, "default": False}]}
+
+
+def test_models_are_read_from_the_engines_new_answer():
+    models, limits = parse_models(NEW_MODELS_ANSWER)
+    assert [(m.name, m.label, m.default) for m in models] == [("piunet", "PIUnet", True),
+                                                               ("fixednet", "FixedNet", False)]
+    assert models[0].card == "/w/piunet.md" and models[0].can("fine-tunable")
+    assert not models[1].can("fine-tunable") and models[1].can("uncertainty")
+    assert limits == EngineLimits(scale=3, min_tile_size=24, default_tile_size=128, max_frames=15,
+                                  min_ttf_frames=3)
+
+
+def test_models_are_read_from_the_engines_old_answer():
+    """Before labels, capabilities and limits: the name title-cased, nothing refused."""
+    models, limits = parse_models(OLD_MODELS_ANSWER)
+    assert [(m.name, m.label, m.capabilities) for m in models] == [("piunet", "Piunet", None)]
+    assert models[0].can("fine-tunable") and limits == EngineLimits()
+
+
+def test_a_model_is_found_by_name_or_label_and_unknown_ones_list_the_offer():
+    caps = _caps()
+    assert caps.model("").name == "piunet"  # the engine's default
+    assert caps.model("FIXEDNET").name == caps.model("FixedNet").name == "fixednet"
+    with pytest.raises(UnknownModel, match=r"^this engine has no model 'deepsum'; it offers: "
+                                           r"piunet \(PIUnet\), fixednet \(FixedNet\)$"):
+        caps.model("deepsum")
 
 
 def test_tiny_coordinate_noise_is_not_a_mismatch():
@@ -197,7 +267,7 @@ def _params(tmp_path, **changes):
 
 
 def test_command_line_follows_the_engine_contract(tmp_path):
-    argv = build_command(["/venv/bin/misr"], _params(tmp_path))
+    argv = build_command(["/venv/bin/misr"], _params(tmp_path, model="piunet"))
     assert argv == ["/venv/bin/misr", "super-resolve", "--frames", "/data/f1.tif", "/data/f2.tif",
                     "--masks", "/data/m1.tif", "/data/m2.tif",
                     "--output", str(tmp_path / "sr.tif"), "--uncertainty", str(tmp_path / "u.tif"),
@@ -210,6 +280,7 @@ def test_command_line_without_masks_or_uncertainty(tmp_path):
                      write_uncertainty=False, tile_size=0, overwrite=True)
     argv = build_command(["misr"], params)
     assert "--masks" not in argv and "--uncertainty" not in argv and "--tile-size" not in argv
+    assert "--model" not in argv  # '' = the engine's default
     assert "--overwrite" in argv and argv[-2:] == ["--progress", "json"]
 
 

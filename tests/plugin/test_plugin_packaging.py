@@ -6,12 +6,13 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib.util
+import os
+import stat
 import zipfile
 from pathlib import Path
 
-import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "qgis_misr"
 
 
@@ -29,12 +30,15 @@ def _builder():
     return module
 
 
-def test_root_metadata_is_identical_to_the_plugins():
-    assert (REPO / "metadata.txt").read_bytes() == (PLUGIN / "metadata.txt").read_bytes()
+def test_the_plugins_metadata_is_a_link_to_the_top_level_file():
+    """One metadata.txt: the plugin folder's is a link, so QGIS loading a checkout finds it."""
+    inner = PLUGIN / "metadata.txt"
+    assert inner.is_symlink() and os.readlink(inner) == "../metadata.txt"
+    assert inner.read_bytes() == (REPO / "metadata.txt").read_bytes()
 
 
 def test_metadata_has_what_the_plugin_repository_requires():
-    meta = _metadata(PLUGIN / "metadata.txt")
+    meta = _metadata(REPO / "metadata.txt")
     for key in ("name", "description", "version", "qgisMinimumVersion", "qgisMaximumVersion", "author",
                 "email", "about", "tracker", "repository", "homepage", "changelog", "tags",
                 "hasProcessingProvider", "experimental"):
@@ -46,10 +50,9 @@ def test_metadata_has_what_the_plugin_repository_requires():
     assert (PLUGIN / meta["icon"]).is_file() or (REPO / "resources" / meta["icon"]).is_file()
 
 
-def test_metadata_version_matches_the_project():
-    tomllib = pytest.importorskip("tomllib")
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert _metadata(PLUGIN / "metadata.txt")["version"] == project["version"]
+def test_metadata_version_matches_the_engine():
+    from misr_engine import __version__
+    assert _metadata(REPO / "metadata.txt")["version"] == __version__
 
 
 def test_zip_has_one_top_folder_with_metadata_icons_styles_and_no_bytecode(tmp_path):
@@ -59,15 +62,20 @@ def test_zip_has_one_top_folder_with_metadata_icons_styles_and_no_bytecode(tmp_p
         target = _builder().build(tmp_path)
     finally:
         (PLUGIN / "__pycache__" / "junk.cpython-311.pyc").unlink()
-    assert target.name == f"qgis_misr-{_metadata(PLUGIN / 'metadata.txt')['version']}.zip"
+    assert target.name == f"qgis_misr-{_metadata(REPO / 'metadata.txt')['version']}.zip"
     assert target.stat().st_size < 25 * 1024 * 1024
-    names = zipfile.ZipFile(target).namelist()
+    archive = zipfile.ZipFile(target)
+    names = archive.namelist()
     assert {name.split("/")[0] for name in names} == {"qgis_misr"}
     for required in ("qgis_misr/metadata.txt", "qgis_misr/__init__.py", "qgis_misr/LICENSE",
                      "qgis_misr/icons/misr.svg", "qgis_misr/icons/misr.png",
                      "qgis_misr/styles/misr_sr.qml", "qgis_misr/styles/misr_uncertainty.qml"):
         assert required in names, required
     assert not [n for n in names if n.endswith((".pyc", ".pyo")) or "__pycache__" in n or "/.git" in n]
+    # the metadata itself, a regular file (not the repository's link), exactly once
+    metadata = archive.getinfo("qgis_misr/metadata.txt")
+    assert names.count("qgis_misr/metadata.txt") == 1 and not stat.S_ISLNK(metadata.external_attr >> 16)
+    assert archive.read(metadata) == (REPO / "metadata.txt").read_bytes()
 
 
 def _imports(path: Path):

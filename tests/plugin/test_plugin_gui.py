@@ -9,13 +9,10 @@ import textwrap
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the helpers, whatever the import mode
-from test_plugin_helpers import *  # noqa: F401,F403,E402 (fixtures)
-from test_plugin_helpers import crop_sample, load_sample, make_raster, off_grid_sample, wait_for, wait_for_task
+pytest.importorskip("qgis.core")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
-    QgsProject,
     QgsRasterLayer,
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
@@ -26,6 +23,8 @@ from qgis_misr.controller import RunController  # noqa: E402
 from qgis_misr.core.engine import EngineLocation  # noqa: E402
 from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RunParameters  # noqa: E402
 from qgis_misr.layers import ROLE, raster_info, renderer_min_max  # noqa: E402
+from .engine_stub import fake_engine  # noqa: E402
+from .plugin_support import crop_sample, load_sample, off_grid_sample, wait_for, wait_for_task  # noqa: E402
 
 
 @pytest.fixture()
@@ -82,7 +81,7 @@ def test_dialog_opens_with_frames_and_masks_paired_by_name(plugin, project, samp
     assert [f.frame.name for f in dialog.collect_parameters().frames][:2] == ["frame_01", "frame_02"]
 
 
-def test_dates_in_layer_names_are_shown_and_sortable(plugin, project, tmp_path):
+def test_dates_in_layer_names_are_shown_and_sortable(plugin, project, tmp_path, make_raster):
     later = QgsRasterLayer(make_raster(tmp_path / "a.tif"), "S2_2024-06-02_B04", "gdal")
     earlier = QgsRasterLayer(make_raster(tmp_path / "b.tif"), "S2_20240517_B04", "gdal")
     project.addMapLayers([later, earlier])
@@ -90,10 +89,10 @@ def test_dates_in_layer_names_are_shown_and_sortable(plugin, project, tmp_path):
     dialog.set_frames([later, earlier], masks=[None, None])
     dialog.sort_by_date()
     assert [dialog.table.item(row, 1).text() for row in range(2)] == ["2024-05-17", "2024-06-02"]
-    assert dialog.collect_parameters().run_name.startswith("MISR PIUnet 2024-05-17..2024-06-02 (2 frames)")
+    assert " 2024-05-17..2024-06-02 (2 frames) " in dialog.collect_parameters().run_name
 
 
-def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, tmp_path):
+def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, tmp_path, make_raster):
     good_a = make_raster(tmp_path / "a.tif")
     good_b = make_raster(tmp_path / "b.tif")
     coarse = make_raster(tmp_path / "coarse.tif", width=15, height=10, pixel=60.0)
@@ -125,6 +124,34 @@ def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, 
     assert not [p for p in dialog.problems if "differs" in p or "mask" in p.lower()]
 
 
+def test_dialog_offers_the_engines_models_with_its_labels_and_limits(plugin, project, tmp_path, make_raster):
+    """Only the models `misr models --json` lists with weights (no DeepSUM here), under the
+    engine's labels; fine-tuning only for a fine-tunable model; the engine's minimum tile size."""
+    layers = [QgsRasterLayer(make_raster(tmp_path / f"{name}.tif"), name, "gdal") for name in ("a", "b")]
+    project.addMapLayers(layers)
+    dialog = plugin.show_dialog()
+    dialog.engine_widget.setFilePath(str(fake_engine(tmp_path / "engine")))
+    dialog.refresh_engine()
+    assert dialog.wait_for_engine(60), "the stand-in engine did not answer"
+    dialog.set_frames(layers, masks=[None, None])
+    dialog.tile_spin.setValue(0)  # the engine's default (the last run's size is remembered)
+    combo = dialog.model_combo
+    assert [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())] == [
+        ("PIUnet", "piunet"), ("FixedNet", "fixednet")]
+    assert combo.currentData() == "piunet" and dialog.ttf_check.isEnabled()
+    dialog.ttf_check.setChecked(True)
+    combo.setCurrentIndex(combo.findData("fixednet"))
+    assert not dialog.ttf_check.isEnabled() and not dialog.ttf_check.isChecked()
+    assert dialog.ttf_check.toolTip() == "FixedNet is not fine-tunable"
+    params = dialog.collect_parameters()
+    assert params.model == "fixednet" and params.run_name.startswith("MISR FixedNet a..b (2 frames)")
+    assert dialog.problems == [] and dialog.run_button.isEnabled()
+    dialog.tile_spin.setValue(20)
+    assert dialog.problems == ["Tile size 20: must be at least 24 pixels (or 0 for the engine's default)."]
+    assert "at least 24 px" in dialog.tile_spin.toolTip()
+    dialog.engine_widget.setFilePath("")
+
+
 def _run_dialog(plugin, frames, tmp_path, tile_size=48, **outputs):
     dialog = plugin.show_dialog()
     assert dialog.wait_for_engine(180), "the engine probe did not answer"
@@ -140,6 +167,7 @@ def _run_dialog(plugin, frames, tmp_path, tile_size=48, **outputs):
     return dialog, task
 
 
+@pytest.mark.slow
 def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, iface, project, tmp_path,
                                                                       engine, sample_frames):
     frames, _masks = load_sample(4, folder=crop_sample(tmp_path / "sample", 4))
@@ -148,7 +176,7 @@ def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, if
     dialog, task = _run_dialog(plugin, frames, tmp_path, output=out / "sr.tif", uncertainty=out / "unc.tif")
     assert wait_for_task(task, 300), "the engine did not finish"
     assert task.result is not None and task.result.ok, task.error
-    run = task.context["params"].run_name
+    run = task.prepared.params.run_name
     group = project.layerTreeRoot().findGroup(run)
     assert group is not None, [c.name() for c in project.layerTreeRoot().children()]
     uncertainty, sr = _group_layers(group)
@@ -190,6 +218,7 @@ def test_dialog_runs_the_engine_and_adds_the_styled_layers_in_a_group(plugin, if
         os.path.basename(p) for p in written.values())
 
 
+@pytest.mark.slow
 def test_off_grid_frame_needs_the_align_option_then_runs_and_the_option_is_remembered(
         plugin, project, tmp_path, engine, sample_frames):
     """frame_02 (and mask_02) of the sample on another grid: blocked with a hint, unless the
@@ -226,17 +255,19 @@ def test_off_grid_frame_needs_the_align_option_then_runs_and_the_option_is_remem
         again.deleteLater()
 
 
+@pytest.mark.slow
 def test_temporary_outputs_by_default(plugin, project, tmp_path, engine, sample_frames):
     frames, _masks = load_sample(3, folder=crop_sample(tmp_path / "sample", 3))
     dialog, task = _run_dialog(plugin, frames, tmp_path)
     assert wait_for_task(task, 300)
     assert task.result.ok, task.error
-    params = task.context["params"]
-    assert task.context["temporary"] and os.path.isfile(params.output) and os.path.isfile(params.uncertainty)
+    params = task.prepared.params
+    assert task.prepared.plan.temporary and os.path.isfile(params.output) and os.path.isfile(params.uncertainty)
     from qgis.core import QgsProcessingUtils
     assert os.path.commonpath([params.output, QgsProcessingUtils.tempFolder()]) == QgsProcessingUtils.tempFolder()
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_engine_and_leaves_no_files(plugin, project, tmp_path, engine, sample_frames):
     frames, _masks = load_sample(9, folder=crop_sample(tmp_path / "sample", 9))
     out = tmp_path / "out"
@@ -250,11 +281,11 @@ def test_cancel_stops_the_engine_and_leaves_no_files(plugin, project, tmp_path, 
     # the engine stopped on SIGTERM by itself (status 130), it was not killed
     assert task.result.returncode == 130 and not task.result.killed
     assert os.listdir(out) == []
-    assert project.layerTreeRoot().findGroup(task.context["params"].run_name) is None
+    assert project.layerTreeRoot().findGroup(task.prepared.params.run_name) is None
     assert dialog.status_label.text() == "Canceled."
 
 
-def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, project, tmp_path):
+def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, project, tmp_path, make_raster):
     """An engine that fails (stand-in script: the real engine's error paths are in its own
     tests) gives a clear message bar entry and a MISR log entry, and no layers."""
     script = tmp_path / "failing_misr.py"
@@ -284,6 +315,7 @@ def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, projec
     assert project.layerTreeRoot().findGroup("failing run") is None
 
 
+@pytest.mark.slow
 def test_engine_itself_removes_its_files_on_sigterm(engine, tmp_path, sample_frames):
     """Without the plugin's own clean-up: the engine, sent SIGTERM mid-run, exits with 130 and
     leaves nothing in the output folder (docs/cli-contract.md)."""
