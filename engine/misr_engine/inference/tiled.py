@@ -14,7 +14,7 @@ from .. import SCALE
 from ..errors import MisrError
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import central_window, subpixel_phase
-from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, stack_shifts
+from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .finetune import MIN_FRAMES, TTF_WINDOW, finetune_on_scene
 from .normalisation import Normalisation
@@ -85,9 +85,10 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
-    shifts = stack_shifts(stack)
+    shifts, reference = stack_registration(stack)
     phases = subpixel_phase(shifts)
     rows = RegisteredRows(stack, shifts)
+    rows.radiometry = scene_radiometry(rows, reference)
     tiles = make_tiles(height, width, tile_size, overlap)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))

@@ -54,6 +54,14 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return shifts
 
 
+def reference_frame(frames: np.ndarray, masks: np.ndarray) -> int:
+    """The frame the others are registered onto: the clearest (then sharpest) with a clear pixel
+    in the window given (the first frame when none has one)."""
+    order = canonical_order(frames, masks)
+    order = order[masks[order].any(axis=(1, 2))]
+    return int(order[0]) if len(order) else 0
+
+
 def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
     """The whole-pixel part of LR shifts (T, 2), as integers: how far each frame is moved."""
     return np.round(np.asarray(shifts, np.float64)).astype(int)
