@@ -15,16 +15,15 @@ keep the frames as acquired; their HR is the mean surface in the reference frame
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import SCALE
-from ..rasters.bands import read_band
 from ..registration.radiometry import stack_radiometry
 from ..registration.stack import reference_frame, register, registration_window, subpixel_phase
-from .simulate import Degradation, degrade, mean_state, reference_target
+from .simulate import Degradation, degrade, mean_state, reference_change, reference_target
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
@@ -49,10 +48,12 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     if not spec.register:
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         hr = state * stack.gains[reference] + stack.offsets[reference]
-        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts
+        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, stack.change_mask(), stack.changed
     frames, masks, shifts = register(stack.frames, stack.masks)
     frames = stack_radiometry(frames, masks, reference).apply(frames, masks)
-    return frames, masks, reference_target(hr_with_margin, stack, reference), subpixel_phase(shifts)
+    unchanged = replace(stack, changed=np.zeros_like(stack.changed))
+    return (frames, masks, reference_target(hr_with_margin, unchanged, reference), subpixel_phase(shifts),
+            reference_change(stack, reference), stack.changed)
 
 
 def robust_statistics(values: np.ndarray) -> tuple[float, float]:
@@ -76,6 +77,8 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     (what the network is told; then `aligned` is True: `hr` is on the reference frame's grid),
     or, unregistered, `true_shifts`: the simulated misregistration (LR px).
     """
+    from ..rasters.bands import read_band  # GDAL: only to build samples (training reads .npz files)
+
     rng = np.random.default_rng(seed)
     (r0, r1), (c0, c1) = window
     bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
@@ -95,11 +98,15 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
         stats.append(band_statistics[which])
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
-    frames, masks, hr, shifts = (np.stack(parts) for parts in zip(*results))
-    return {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
-            "norm": np.asarray(stats, np.float32),
-            "shifts" if registered else "true_shifts": shifts.astype(np.float32),
-            **({"aligned": np.array(True)} if registered else {})}
+    frames, masks, hr, shifts, change, changed = (np.stack(parts) for parts in zip(*results))
+    samples = {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
+               "norm": np.asarray(stats, np.float32),
+               "shifts" if registered else "true_shifts": shifts.astype(np.float32)}
+    if registered:
+        samples["aligned"] = np.array(True)
+    if changed.any():  # registered: the change to add per frame subset; raw: where it is
+        samples.update({"change" if registered else "change_mask": change, "changed": changed})
+    return samples
 
 
 def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:

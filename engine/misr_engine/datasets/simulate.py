@@ -75,6 +75,12 @@ class SimulatedStack:
     changed: np.ndarray  # (T,) bool: the frames that show the change
     margin: int = 12
 
+    def change_mask(self, threshold: float = 0.5) -> np.ndarray:
+        """Where the surface changed (HR, without margin): the field above `threshold` of its peak."""
+        m = self.margin
+        field = np.abs(self.change[m:m + self.hr.shape[0], m:m + self.hr.shape[1]])
+        return field > threshold * field.max() if field.max() > 0 else np.zeros(field.shape, bool)
+
 
 def transfer_function(shape: tuple[int, int], sigma: tuple[float, float], angle: float,
                       shift: tuple[float, float], halo: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -163,27 +169,49 @@ def degrade(hr_with_margin: np.ndarray, n_frames: int, rng: np.random.Generator,
                           change.astype(np.float32), changed, margin)
 
 
+def change_share(masks: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """At every LR pixel, the share of the frames clear there (all frames where none is) that
+    show the change: (T, h, w) masks, (T,) changed flags -> (h, w)."""
+    clear = np.asarray(masks, np.float64)
+    count = clear.sum(axis=0)
+    shown = (clear * np.asarray(changed, np.float64)[:, None, None]).sum(axis=0)
+    return np.where(count > 0, shown / np.maximum(count, 1), np.mean(changed) if len(changed) else 0.0)
+
+
+def upsampled_share(masks: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """`change_share` on the HR grid (each LR pixel's value on its 3 x 3 HR pixels)."""
+    return np.kron(change_share(masks, changed), np.ones((SCALE, SCALE)))
+
+
 def mean_state(hr_with_margin: np.ndarray, stack: SimulatedStack) -> np.ndarray:
     """The clear-temporal-mean surface (HR, with margin): the HR image plus the change field
-    weighted, at every pixel, by the share of the frames clear there that show the change (all
-    frames where none is clear). This is what the SR of a changing stack should show."""
+    weighted, at every pixel, by the share of the frames clear there that show the change
+    (`change_share`). This is what the SR of a changing stack should show."""
     if not stack.changed.any():
         return hr_with_margin.astype(np.float64)
-    clear = stack.masks.astype(np.float64)
-    count = clear.sum(axis=0)
-    share = np.where(count > 0, (clear * stack.changed[:, None, None]).sum(axis=0) / np.maximum(count, 1),
-                     stack.changed.mean())
-    share_hr = np.pad(np.kron(share, np.ones((SCALE, SCALE))), stack.margin, mode="edge")
-    return hr_with_margin + stack.change * share_hr
+    share = np.pad(upsampled_share(stack.masks, stack.changed), stack.margin, mode="edge")
+    return hr_with_margin + stack.change * share
+
+
+def on_reference(image_with_margin: np.ndarray, stack: SimulatedStack, reference: int) -> np.ndarray:
+    """An HR image (with margin) on the grid of frame `reference` (moved by its shift: the
+    registration leaves the reference frame where it is), without margin, float64."""
+    moved = np.fft.ifft2(np.fft.fft2(image_with_margin)
+                         * shift_phase(image_with_margin.shape, tuple(stack.shifts[reference] * SCALE))).real
+    m = stack.margin
+    height, width = stack.hr.shape
+    return moved[m:m + height, m:m + width]
 
 
 def reference_target(hr_with_margin: np.ndarray, stack: SimulatedStack, reference: int) -> np.ndarray:
     """What the SR of the registered stack should be, pixel for pixel: the `mean_state` on the grid
-    of frame `reference` (moved by its sub-pixel shift: the registration leaves the reference
-    frame where it is) and in its radiometry (its gain and offset). Float32, without margin."""
-    state = mean_state(hr_with_margin, stack)
-    moved = np.fft.ifft2(np.fft.fft2(state) * shift_phase(state.shape, tuple(stack.shifts[reference] * SCALE))).real
-    m = stack.margin
-    height, width = stack.hr.shape
-    target = moved[m:m + height, m:m + width] * stack.gains[reference] + stack.offsets[reference]
-    return target.astype(np.float32)
+    of frame `reference`, in its radiometry (its gain and offset). Float32, without margin."""
+    state = on_reference(mean_state(hr_with_margin, stack), stack, reference)
+    return (state * stack.gains[reference] + stack.offsets[reference]).astype(np.float32)
+
+
+def reference_change(stack: SimulatedStack, reference: int) -> np.ndarray:
+    """The change field on the grid of frame `reference`, in its radiometry (x its gain), float32:
+    for a subset of the frames, the target is the unchanged surface's target plus this times
+    `upsampled_share` of the subset."""
+    return (on_reference(stack.change, stack, reference) * stack.gains[reference]).astype(np.float32)

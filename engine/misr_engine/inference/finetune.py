@@ -44,7 +44,7 @@ def network_psf(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
     """The PSF the network's back-projection learnt, or the Gaussian it starts from."""
     backprojection = getattr(model, "backprojection", None)
     if backprojection is not None:
-        return backprojection.psf
+        return backprojection.kernels()[0]
     return torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None].to(device)
 
 

@@ -23,7 +23,8 @@ import torch
 from .. import SCALE
 from ..errors import MisrError
 from ..datasets.samples import load_samples
-from .losses import LOSSES, compensated_loss
+from ..datasets.simulate import upsampled_share
+from .losses import LOSSES, aligned_loss, compensated_loss
 from ..evaluation.metrics import cpsnr
 from ..registration.stack import subpixel_phase
 from ..models.registry import build_model
@@ -105,7 +106,7 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
         hr_window = (index, slice(SCALE * y, SCALE * (y + p)), slice(SCALE * x, SCALE * (x + p)))
         (frames, masks, hr, hr_mask), phases = augment(
             [data["frames"][index, order, y:y + p, x:x + p], data["masks"][index, order, y:y + p, x:x + p],
-             data["hr"][hr_window], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
+             target(data, index, order)[hr_window[1:]], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
         centre, spread = data["norm"][index]
         spread = spread * float(np.exp(rng.uniform(-0.4, 0.4)))
         centre = centre + rng.normal(0, 0.2) * spread
@@ -114,6 +115,17 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
             part.append(value)
     frames, masks, phases, hr, hr_mask = (torch.from_numpy(np.stack(b).astype(np.float32)).to(device) for b in batch)
     return frames, masks, phases, hr[:, None], hr_mask[:, None]
+
+
+def target(data: dict[str, np.ndarray], index: int, frames: np.ndarray) -> np.ndarray:
+    """The HR target (3h, 3w) of sample `index` super-resolved from its frames `frames` (indices):
+    where the surface changed in some frames (``change``), the target is the clear-temporal-mean
+    surface of those frames (``simulate.upsampled_share``)."""
+    hr = data["hr"][index]
+    if "change" not in data or not data["changed"][index, frames].any():
+        return hr
+    share = upsampled_share(data["masks"][index, frames], data["changed"][index, frames])
+    return (hr + data["change"][index] * share).astype(np.float32)
 
 
 def _phases(data: dict[str, np.ndarray]) -> np.ndarray:
@@ -139,8 +151,8 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainC
         inputs = (np.where(masks, (frames - centre) / spread, 0.0), masks, _phases(data)[index, :config.val_frames])
         mean, _ = model(*(torch.from_numpy(a.astype(np.float32))[None].to(device) for a in inputs))
         sr = mean[0, 0].float().cpu().numpy() * spread + centre
-        scores.append(cpsnr(sr / config.data_range, data["hr"][index] / config.data_range,
-                            _hr_mask(data)[index]))
+        hr = target(data, index, np.arange(min(config.val_frames, data["frames"].shape[1])))
+        scores.append(cpsnr(sr / config.data_range, hr / config.data_range, _hr_mask(data)[index]))
     model.train()
     return {"val_cpsnr": float(np.mean(scores))}
 
@@ -218,6 +230,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     elif config.init_weights:
         warm_start(model, config.init_weights, config.init_skip, log)
     rng = np.random.default_rng(config.seed + step)
+    # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
+    objective = aligned_loss if bool(train_data.get("aligned", False)) else compensated_loss
+    log(f"loss applied {'directly (aligned targets)' if objective is aligned_loss else 'with shift and brightness compensation'}")
     model.train()
     started, running = time.perf_counter(), []
     with open(out / "log.csv", "a", newline="") as log_file:
@@ -227,7 +242,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
                 mean, log_scale = model(frames, masks, phases)
             loss_name = loss_at(step, config)
-            loss = compensated_loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
+            loss = objective(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate_at(step, config)
             optimiser.zero_grad(set_to_none=True)

@@ -10,6 +10,7 @@ import torch
 
 from misr_engine.datasets.samples import MARGIN, build_samples, save_samples
 from misr_engine.training.losses import LOSSES, compensated_loss
+from misr_engine.models.sampling import resample_at_phases
 from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
 from misr_engine.registration.stack import register_stack
@@ -106,8 +107,10 @@ def test_warm_start_widens_the_first_layer_and_keeps_what_the_model_computed(tmp
         # the phase channels start with zero weight: the learned parts compute what they did
         torch.testing.assert_close(scale_old, scale_new)
         filled = fill_cloudy(frames, masks)
-        torch.testing.assert_close(mean_old - old.global_residual(filled, masks, None),
-                                   mean_new - new.global_residual(filled, masks, phases))
+        hr_frames = resample_at_phases(filled, phases, "bicubic")
+        hr_weights = resample_at_phases(masks, phases, "bilinear")
+        torch.testing.assert_close(mean_old - old.global_residual(filled, masks, None, None),
+                                   mean_new - new.global_residual(filled, masks, hr_frames, hr_weights))
 
 
 def test_a_short_training_run_lowers_the_loss_and_resumes(tiny_dataset, tmp_path):
