@@ -11,11 +11,12 @@ import torch
 
 from misr_engine.kernel_prior_training import (FAMILIES, KernelPriorTrainConfig, anisotropic_gaussians,
                                                noise_kernels, train_kernel_prior)
-from misr_engine.models.kernel_prior import (CENTRING_TOLERANCE, KernelPrior, KernelPriorConfig, centroid,
-                                             fit_latent, load_kernel_prior)
+from misr_engine.models.kernel_prior import (CENTRING_TOLERANCE, KernelPrior, KernelPriorConfig, centred_softmax,
+                                             centroid, fit_latent, load_kernel_prior, pixel_offsets)
 from misr_engine.weights import default_weights, read_metadata
 
-FIT_TOLERANCE = 0.03  # relative L2 error of a fitted held-out Gaussian (measured: about 0.01)
+FIT_TOLERANCE = 0.05  # relative L2 error of a fitted held-out Gaussian (measured, 200 steps: 0.003-0.010,
+# 0.025 for the widest, sigma 3.0 x 1.5 px)
 FIT_STEPS = 200
 
 
@@ -49,11 +50,22 @@ def test_training_kernels_are_normalised_and_centred():
         assert_valid(family(64, config, generator))
 
 
-def test_kernels_from_random_and_far_latents_are_valid(prior):
+def test_kernels_from_random_latents_are_valid(prior):
     generator = torch.Generator().manual_seed(1)
-    z = torch.randn(64, prior.latent_size, generator=generator) * torch.linspace(0.5, 3.0, 64)[:, None]
+    assert_valid(prior.sample(256, generator))
+
+
+def test_centring_converges_for_far_latents_and_extreme_logits(prior):
+    """Far latents give multi-peaked kernels (plain Newton steps oscillate on some of them) and
+    delta-like kernels in a corner need large tilts: all come out valid and centred."""
+    generator = torch.Generator().manual_seed(5)
+    z = torch.randn(1024, prior.latent_size, generator=generator) * torch.linspace(1.0, 10.0, 1024)[:, None]
     assert_valid(prior.kernel(z))
-    assert_valid(prior.sample(16, generator))
+    corners = torch.full((2, 225), -40.0)
+    corners[0, 0] = corners[1, 224] = 0.0
+    logits = torch.cat([corners, 15 * torch.randn(256, 225, generator=generator)])
+    weights = centred_softmax(logits, pixel_offsets(15), prior.config.centring_iterations)
+    assert_valid(weights.reshape(-1, 1, 15, 15))
 
 
 def test_kernels_are_differentiable_in_the_latent(prior):
@@ -117,7 +129,8 @@ def test_onnx_export_matches_in_eval_mode(prior, tmp_path):
 
 def tiny_config(out_dir) -> KernelPriorTrainConfig:
     return KernelPriorTrainConfig(out_dir=str(out_dir), steps=4, batch_size=16, val_every=1, val_count=4,
-                                  projection_steps=1, model_config={"n_blocks": 2, "hidden_size": 8})
+                                  projection_steps=1, calibration_count=64, plot=False,
+                                  model_config={"n_blocks": 2, "hidden_size": 8})
 
 
 def test_training_resumes_from_its_checkpoint_exactly(tmp_path):

@@ -27,18 +27,20 @@ from typing import Callable
 
 import torch
 
-from .models.kernel_prior import KernelPrior, KernelPriorConfig, fit_latent, pixel_offsets
+from .models.kernel_prior import FlowBatchNorm, KernelPrior, KernelPriorConfig, fit_latent, pixel_offsets
 from .weights import save_weights
 
 CHECKPOINT = "checkpoint.pt"
 LOG_COLUMNS = ["step", "train_nll", "val_nll_gaussian", "val_nll_motion", "val_nll_defocus",
                "val_nll_noise", "seconds"]
 VALIDATION_SEED_OFFSET = 10_000  # validation kernels: seed + this, disjoint from training draws
+CALIBRATION_SEED_OFFSET = 20_000  # the batch that sets the batch norms' running statistics
 
 
 @dataclass
 class KernelPriorTrainConfig:
     out_dir: str
+    model: str = KernelPrior.name  # lets ``misr train`` tell this config from a TrainConfig
     steps: int = 20000
     batch_size: int = 128
     learning_rate: float = 1e-3  # cosine decay to 1/20 of it
@@ -49,6 +51,8 @@ class KernelPriorTrainConfig:
     val_every: int = 1000
     val_count: int = 256  # held-out kernels per family
     projection_steps: int = 300  # Adam steps of ``fit_latent`` in the final evaluation
+    calibration_count: int = 8192  # kernels of the batch that sets the batch norms' statistics
+    plot: bool = True  # kernels.png: samples, held-out kernels and their projections
     model_config: dict = field(default_factory=dict)
     mix: dict = field(default_factory=lambda: {"gaussian": 0.8, "motion": 0.1, "defocus": 0.1})
     sigma_range: tuple[float, float] = (0.4, 4.0)  # Gaussian sigma per axis, HR px (log-uniform)
@@ -208,7 +212,55 @@ def evaluate_kernel_prior(prior: KernelPrior, config: KernelPriorTrainConfig,
     return results
 
 
+def plot_kernels(prior: KernelPrior, config: KernelPriorTrainConfig, path: Path, columns: int = 8) -> None:
+    """A PNG: kernels sampled from the prior, then held-out kernels of each training family above
+    their projections onto the prior (``fit_latent``); each kernel scaled to its own peak."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prior.eval()
+    held_out = validation_sets(config, prior.config.kernel_size)
+    with torch.no_grad():
+        rows = {"prior samples": prior.sample(columns, torch.Generator().manual_seed(config.seed))}
+    for name in ("gaussian", "motion", "defocus"):
+        rows[f"held-out {name}"] = held_out[name][:columns]
+        with torch.no_grad():
+            rows["projection"] = prior.kernel(fit_latent(prior, held_out[name][:columns], config.projection_steps))
+        rows[f"projection ({name})"] = rows.pop("projection")
+    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.1, len(rows) * 1.2))
+    for axis_row, (label, kernels) in zip(axes, rows.items()):
+        axis_row[0].set_title(label, fontsize=8, loc="left")
+        for axis, kernel in zip(axis_row, kernels[:, 0]):
+            axis.imshow(kernel.numpy(), cmap="magma", vmin=0, vmax=float(kernel.max()))
+            axis.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 # --- training ---------------------------------------------------------------------------------
+
+@torch.no_grad()
+def calibrate_batch_norm(prior: KernelPrior, config: KernelPriorTrainConfig) -> None:
+    """Set every flow batch norm's running statistics to those of one large batch of training
+    kernels. Eval mode (test-time fine-tuning's) relies on them, and the running averages of
+    128-kernel batches are noisy; this touches no trained parameter."""
+    size = prior.config.kernel_size
+    generator = torch.Generator().manual_seed(config.seed + CALIBRATION_SEED_OFFSET)
+    kernels = training_kernels(config.calibration_count, config, generator, size)
+    noise = torch.rand(len(kernels), size * size, generator=generator) * prior.config.dequantisation
+    layers = [m for m in prior.modules() if isinstance(m, FlowBatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    was_training = prior.training
+    for layer in layers:
+        layer.momentum = 1.0
+    prior.train()
+    prior.to_latent(prior.represent(kernels, noise))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    prior.train(was_training)
+
 
 def learning_rate_at(step: int, config: KernelPriorTrainConfig) -> float:
     """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is exact)."""
@@ -286,9 +338,10 @@ def train_kernel_prior(config: KernelPriorTrainConfig, log: Callable[[str], None
             if on_step:
                 on_step(step, running[-1])
             if step % config.val_every == 0 or step == config.steps:
+                calibrate_batch_norm(prior, config)
+                nll = {name: mean_nll(prior, held_out[name]) for name in ("gaussian", "motion", "defocus", "noise")}
                 seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                nll = {name: mean_nll(prior, held_out[name]) for name in ("gaussian", "motion", "defocus", "noise")}
                 row = [step, sum(running) / len(running), *nll.values(), round(seconds, 1)]
                 writer.writerow([f"{v:.4f}" if isinstance(v, float) else v for v in row])
                 log_file.flush()
@@ -306,6 +359,8 @@ def _finish(prior: KernelPrior, config: KernelPriorTrainConfig, out: Path, secon
     started = time.perf_counter()
     figures = evaluate_kernel_prior(prior, config)
     (out / "validation.json").write_text(json.dumps(figures, indent=2))
+    if config.plot:
+        plot_kernels(prior, config, out / "kernels.png")
     log(f"evaluated in {time.perf_counter() - started:.0f} s: " +
         ", ".join(f"{name} NLL {f['nll']:.1f} / fit {f['rel_l2_mean']:.4f}" for name, f in figures.items()))
     weights = out / f"{KernelPrior.name}.safetensors"
