@@ -75,6 +75,22 @@ def test_kernels_are_differentiable_in_the_latent(prior):
     assert all(p.grad is None for p in prior.parameters())  # the loaded prior is frozen
 
 
+def test_flow_is_invertible_with_the_exact_log_determinant(prior):
+    """log_prob is a true density: the flow inverts, and its log-determinant is that of its
+    Jacobian (computed by autograd)."""
+    y = prior.represent(held_out_gaussians()[:1]).double()
+    flow = prior.double()
+    try:
+        z, log_det = flow.to_latent(y)
+        back, inverse_log_det = flow.from_latent(z)
+        jacobian = torch.autograd.functional.jacobian(lambda v: flow.to_latent(v[None])[0][0], y[0], vectorize=True)
+    finally:
+        prior.float()
+    torch.testing.assert_close(back, y)
+    torch.testing.assert_close(inverse_log_det, -log_det)
+    torch.testing.assert_close(log_det[0], torch.linalg.slogdet(jacobian)[1])
+
+
 def test_prior_prefers_held_out_gaussians_to_noise(prior):
     gaussians = held_out_gaussians()
     noise = noise_kernels(16, torch.Generator().manual_seed(2))

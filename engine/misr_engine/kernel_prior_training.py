@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -366,9 +367,20 @@ def _finish(prior: KernelPrior, config: KernelPriorTrainConfig, out: Path, secon
     weights = out / f"{KernelPrior.name}.safetensors"
     save_weights(prior, weights, {
         "training": asdict(config), "training_seconds": round(seconds, 1), "validation": figures,
-        "device": "cpu", "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "device": "cpu", "torch": torch.__version__, "machine": machine_description(),
         "parameters": sum(p.numel() for p in prior.parameters())})
     return weights
+
+
+def machine_description() -> str:
+    """The CPU model and core count, e.g. "AMD EPYC, 2 cores" (Linux), else the architecture."""
+    name = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")]
+        name = models[0] if models else name
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,14 +18,15 @@ applied as ``backprojection.blur(image, kernel)``.
   [0, ``dequantisation``) (its mean when no noise is given), then logit.
 * Non-negative and summing to one by construction: the kernel is a softmax of log sigmoid(y).
 * Centred by construction: the first moment (centroid) sum_x x k(x) is moved to the centre
-  pixel by an exponential tilt, k(x) proportional to sigmoid(y(x)) exp(a . x), with a (2,) found by
-  ``centring_iterations`` damped Newton steps on the convex log-partition (unrolled, so the
-  kernel is differentiable in z; ``centred_softmax``). A tilt keeps the kernel positive and normalised, and on a Gaussian it
-  is exactly a shift (N(m, S) exp(a . x) is proportional to N(m + S a, S)), so it re-centres
-  without reshaping; a sub-pixel resampling would blur and a Fourier shift would ring into
-  negative values. Why centre: the frame's sub-pixel phase is estimated separately
-  (registration); a kernel free to move its centroid would trade off against that phase and
-  shift the SR. "Centred" means: centroid within ``CENTRING_TOLERANCE`` HR px of pixel (7, 7).
+  pixel by an exponential tilt, k(x) proportional to sigmoid(y(x)) exp(a . x), with a (2,) found
+  by ``centring_iterations`` damped Newton steps on the convex log-partition (unrolled, so the
+  kernel is differentiable in z; ``centred_softmax``). A tilt keeps the kernel positive and
+  normalised, and on a Gaussian it is exactly a shift (N(m, S) exp(a . x) is proportional to
+  N(m + S a, S)), so it re-centres without reshaping; a sub-pixel resampling would blur and a
+  Fourier shift would ring into negative values. Why centre: the frame's sub-pixel phase is
+  estimated separately (registration); a kernel free to move its centroid would trade off
+  against that phase and shift the SR. "Centred" means: centroid within ``CENTRING_TOLERANCE``
+  HR px of pixel (7, 7) per axis (measured: under 2e-5 px, even for far latents).
 
 Test-time fine-tuning freezes the flow (``load_kernel_prior``) and optimises one latent z per
 frame through ``kernel(z)``; ``fit_latent`` projects a given kernel onto the prior.
@@ -58,8 +59,9 @@ class KernelPriorConfig:
     hidden_size: int = 20
     n_hidden: int = 1
     normalization: float = 0.86  # peak of the sharpest training kernel (0.845) + 0.01, as FKP
-    # uniform noise added to kernel / normalization (FKP: 1/720). Its mean stays in generated
-    # kernels as a flat pedestal: 225 x 0.5e-5 x 0.86 = 0.1% of the mass (FKP's: 13%)
+    # uniform noise added to kernel / normalization (FKP: 1/720). Its mean (and alpha) stays in
+    # generated kernels as a flat pedestal of about 5e-6 per pixel, 0.1% of the mass (FKP's
+    # 1/720 would leave 12%)
     dequantisation: float = 1e-5
     alpha: float = 1e-6  # logit margin, as FKP
     centring_iterations: int = 8
@@ -151,8 +153,9 @@ def centred_softmax(logits: torch.Tensor, offsets: torch.Tensor, iterations: int
     is the centroid. Each iteration takes the Newton step (the centroid through the covariance,
     ridged and capped at ``MAX_TILT_STEP``) times the fraction in ``STEP_FRACTIONS`` that lowers
     A most. The change of A is computed relative to the current weights, as
-    sum_x p(x) expm1(move . x), so that float32 resolves it near the optimum. A never increases, so this converges for any logits,
-    even the multi-peaked kernels of far latents where plain Newton steps oscillate."""
+    sum_x p(x) expm1(move . x), so that float32 resolves it near the optimum. A never increases,
+    so this converges for any logits, even the multi-peaked kernels of far latents where plain
+    Newton steps oscillate."""
     tilt = torch.zeros_like(logits[:, :2])
     fractions = logits.new_tensor(STEP_FRACTIONS)[None, :, None]  # (1,S,1)
     moments = torch.cat([offsets, offsets ** 2, offsets[:, :1] * offsets[:, 1:]], dim=1)  # y x yy xx yx
@@ -238,8 +241,10 @@ class KernelPrior(nn.Module):
         """(1,225) latent of the isotropic Gaussian (sigma ``PSF_SIGMA`` HR px) that the network's
         back-projection PSF starts from: an initialisation for test-time fine-tuning."""
         gaussian = torch.from_numpy(gaussian_kernel(self.config.kernel_size, PSF_SIGMA))
+        was_training = self.training
         with torch.no_grad():
-            z, _ = self.to_latent(self.represent(gaussian[None, None].to(self.offsets.device)))
+            z, _ = self.eval().to_latent(self.represent(gaussian[None, None].to(self.offsets.device)))
+        self.train(was_training)
         return z
 
 
