@@ -3,13 +3,13 @@
 Crops come from one window of the bands (``sentinel2``: train, validation and test windows are
 disjoint). Every sample is degraded with ``simulate.degrade``. Registered samples (training and
 validation) are then prepared exactly as the engine prepares a scene: registered onto the
-reference frame by whole pixels (``registration.stack.register``) and mapped onto its
-radiometry (``registration.radiometry``); their HR target is what the SR should be pixel for
-pixel (``simulate.reference_target``: the clear-temporal-mean surface on the reference frame's
-grid, in its radiometry), so that training needs neither a shift search nor a brightness
-correction and holds the output's level. Unregistered samples (evaluation of whole pipelines)
-keep the frames as acquired; their HR is the mean surface in the reference frame's radiometry
-(the cPSNR searches the shift). The arrays are stored in one ``.npz`` file.
+frames' median position by whole pixels (``registration.stack.register``) and mapped onto their
+median radiometry (``registration.radiometry``); their HR target is what the SR should be pixel
+for pixel (``simulate.reference_target``: the clear-temporal-mean surface on that grid, in that
+radiometry), so that training needs neither a shift search nor a brightness correction and
+holds the output's level. Unregistered samples (evaluation of whole pipelines) keep the frames
+as acquired; their HR is the mean surface in the frames' median radiometry (the cPSNR searches
+the shift and removes what is left of the brightness difference). The arrays are stored in one ``.npz`` file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from .. import SCALE
 from ..registration.radiometry import stack_radiometry
 from ..registration.stack import reference_frame, register, registration_window, subpixel_phase
-from .simulate import Degradation, degrade, mean_state, reference_change, reference_target
+from .simulate import Degradation, degrade, mean_state, output_frame, reference_change, reference_target
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
@@ -45,15 +45,18 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
     window = registration_window(stack.frames.shape[1:])
     reference = reference_frame(stack.frames[:, window[0], window[1]], stack.masks[:, window[0], window[1]])
-    if not spec.register:
+    if not spec.register:  # the level of the frames' median radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
-        hr = state * stack.gains[reference] + stack.offsets[reference]
+        hr = state * np.median(stack.gains) + np.median(stack.offsets)
         return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, stack.change_mask(), stack.changed
     frames, masks, shifts = register(stack.frames, stack.masks)
-    frames = stack_radiometry(frames, masks, reference).apply(frames, masks)
+    radiometry = stack_radiometry(frames, masks, reference)
+    frames = radiometry.apply(frames, masks)
+    output = output_frame(stack, reference, shifts[reference], radiometry.gains[reference],
+                          radiometry.offsets[reference])
     unchanged = replace(stack, changed=np.zeros_like(stack.changed))
-    return (frames, masks, reference_target(hr_with_margin, unchanged, reference), subpixel_phase(shifts),
-            reference_change(stack, reference), stack.changed)
+    return (frames, masks, reference_target(hr_with_margin, unchanged, output), subpixel_phase(shifts),
+            reference_change(stack, output), stack.changed)
 
 
 def robust_statistics(values: np.ndarray) -> tuple[float, float]:

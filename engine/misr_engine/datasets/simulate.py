@@ -16,8 +16,8 @@ Each LR frame is the HR image seen through a realistic acquisition, all in the F
   partly cloudy, a few mostly cloudy).
 
 The decimation follows the engine's pixel-area convention: LR pixel i is centred on HR pixel
-3i + 1. `reference_target` gives what the SR of a stack should show: the clear-temporal-mean
-surface on the reference frame's grid, in its radiometry.
+3i + 1. `reference_target` gives what the SR of a registered stack should show: the
+clear-temporal-mean surface on the engine's output grid, in its output radiometry.
 """
 
 from __future__ import annotations
@@ -193,25 +193,46 @@ def mean_state(hr_with_margin: np.ndarray, stack: SimulatedStack) -> np.ndarray:
     return hr_with_margin + stack.change * share
 
 
-def on_reference(image_with_margin: np.ndarray, stack: SimulatedStack, reference: int) -> np.ndarray:
-    """An HR image (with margin) on the grid of frame `reference` (moved by its shift: the
-    registration leaves the reference frame where it is), without margin, float64."""
+def on_grid(image_with_margin: np.ndarray, stack: SimulatedStack, shift_lr: np.ndarray) -> np.ndarray:
+    """An HR image (with margin) moved by `shift_lr` (dy, dx) LR pixels, as a frame with that
+    shift sees the scene (without margin, float64)."""
     moved = np.fft.ifft2(np.fft.fft2(image_with_margin)
-                         * shift_phase(image_with_margin.shape, tuple(stack.shifts[reference] * SCALE))).real
+                         * shift_phase(image_with_margin.shape, tuple(np.asarray(shift_lr) * SCALE))).real
     m = stack.margin
     height, width = stack.hr.shape
     return moved[m:m + height, m:m + width]
 
 
-def reference_target(hr_with_margin: np.ndarray, stack: SimulatedStack, reference: int) -> np.ndarray:
-    """What the SR of the registered stack should be, pixel for pixel: the `mean_state` on the grid
-    of frame `reference`, in its radiometry (its gain and offset). Float32, without margin."""
-    state = on_reference(mean_state(hr_with_margin, stack), stack, reference)
-    return (state * stack.gains[reference] + stack.offsets[reference]).astype(np.float32)
+@dataclass(frozen=True)
+class OutputFrame:
+    """Where and in what radiometry the engine puts a registered stack's SR: on the grid of a frame
+    shifted by `shift_lr` (LR px, absolute: the simulated frames' frame of reference), in the
+    radiometry gain * HR + offset (HR digital numbers)."""
+
+    shift_lr: np.ndarray
+    gain: float
+    offset: float
 
 
-def reference_change(stack: SimulatedStack, reference: int) -> np.ndarray:
-    """The change field on the grid of frame `reference`, in its radiometry (x its gain), float32:
-    for a subset of the frames, the target is the unchanged surface's target plus this times
+def output_frame(stack: SimulatedStack, reference: int, registered_shift: np.ndarray,
+                 reference_gain: float, reference_offset: float) -> OutputFrame:
+    """The `OutputFrame` of a stack registered with the engine: frame `reference` was measured
+    at `registered_shift` on the output grid, and the engine maps it with (x - offset) / gain."""
+    true_shift = stack.shifts[reference]
+    gain = stack.gains[reference] / reference_gain
+    return OutputFrame(true_shift - np.asarray(registered_shift), float(gain),
+                       float((stack.offsets[reference] - reference_offset) / reference_gain))
+
+
+def reference_target(hr_with_margin: np.ndarray, stack: SimulatedStack, output: OutputFrame) -> np.ndarray:
+    """What the SR of the registered stack should be, pixel for pixel: the `mean_state` on the
+    output grid, in the output radiometry. Float32, without margin."""
+    state = on_grid(mean_state(hr_with_margin, stack), stack, output.shift_lr)
+    return (state * output.gain + output.offset).astype(np.float32)
+
+
+def reference_change(stack: SimulatedStack, output: OutputFrame) -> np.ndarray:
+    """The change field on the output grid, in its radiometry (x its gain), float32: for a subset
+    of the frames, the target is the unchanged surface's target plus this times
     `upsampled_share` of the subset."""
-    return (on_reference(stack.change, stack, reference) * stack.gains[reference]).astype(np.float32)
+    return (on_grid(stack.change, stack, output.shift_lr) * output.gain).astype(np.float32)

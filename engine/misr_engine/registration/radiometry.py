@@ -1,9 +1,11 @@
-"""Radiometric normalisation of a registered stack onto its reference frame.
+"""Radiometric normalisation of a registered stack onto the frames' median radiometry.
 
 Dates differ radiometrically (illumination, atmosphere, calibration): each frame is mapped onto
-the reference frame's radiometry by a gain and an offset fitted once per frame over the whole
-scene, before any tiling, so that every tile sees the same correction and the SR keeps the
-reference frame's level. The fit is
+one radiometry by a gain and an offset fitted once per frame over the whole scene, before any
+tiling, so that every tile sees the same correction and the SR keeps the frames' level. The
+fits are made against the reference frame, then expressed against the frames' median gain and
+offset (`Radiometry.centred`), so the level does not depend on which frame is the reference.
+The fit is
 
 * low-pass: on means of blocks of LR pixels that are clear in both frames (aliasing, noise and
   the residual sub-pixel misregistration average out);
@@ -42,6 +44,13 @@ class Radiometry:
     @classmethod
     def identity(cls, count: int) -> "Radiometry":
         return cls(np.ones(count), np.zeros(count))
+
+    def centred(self) -> "Radiometry":
+        """The same frames expressed against their median radiometry instead of the reference
+        frame's (frame = gain / median gain * M + ..., M = median gain * reference + median
+        offset): the output's level then depends on every frame, not on which is the reference."""
+        gain, offset = float(np.median(self.gains)), float(np.median(self.offsets))
+        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(T, ...) frames in the reference's radiometry; pixels not clear stay 0."""
@@ -117,5 +126,5 @@ def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Rad
 
 
 def stack_radiometry(frames: np.ndarray, masks: np.ndarray, reference: int) -> Radiometry:
-    """`fit_radiometry` of a registered (T, H, W) stack held in memory."""
-    return fit_radiometry(*block_means(frames, masks, block_size(*frames.shape[1:])), reference)
+    """`fit_radiometry` of a registered (T, H, W) stack held in memory, `Radiometry.centred`."""
+    return fit_radiometry(*block_means(frames, masks, block_size(*frames.shape[1:])), reference).centred()

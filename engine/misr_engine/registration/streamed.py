@@ -10,7 +10,8 @@ import numpy as np
 
 from ..rasters.stack import LazyStack, Stack, row_blocks
 from .radiometry import Radiometry, block_means, block_size, fit_radiometry
-from .stack import estimate_shifts, move_rows, reference_frame, registration_window, whole_pixel_moves
+from .stack import (centre_shifts, estimate_shifts, move_rows, reference_frame, registration_window,
+                    whole_pixel_moves)
 
 AnyStack = Union[Stack, LazyStack]
 
@@ -53,19 +54,21 @@ class RegisteredRows:
 
 
 def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
-    """Shifts (T, 2) of the stack's frames onto the reference frame, and its index, estimated on
-    the registration window only."""
+    """Shifts (T, 2) of the stack's frames onto their median position (``stack.centre_shifts``),
+    and the index of the reference frame they were measured against (the radiometric fits'
+    reference too), estimated on the registration window only."""
     count, height, width = stack.shape
     if count <= 1:
         return np.zeros((count, 2)), 0
     rows, cols = registration_window((height, width))
     frames, masks = stack.read_rows(rows.start, rows.stop, cols.start, cols.stop)
-    return estimate_shifts(frames, masks), reference_frame(frames, masks)
+    return centre_shifts(estimate_shifts(frames, masks), masks), reference_frame(frames, masks)
 
 
 def scene_radiometry(rows: RegisteredRows, reference: int) -> Radiometry:
-    """Every frame's gain and offset against the reference frame, fitted once over the whole
-    registered scene (``radiometry.fit_radiometry`` on block means gathered row block by row block)."""
+    """Every frame's gain and offset, fitted once over the whole registered scene against the
+    reference frame (``radiometry.fit_radiometry`` on block means gathered row block by row
+    block), expressed against the frames' median radiometry (``Radiometry.centred``)."""
     count, height, width = rows.stack.shape
     if count <= 1:
         return Radiometry.identity(count)
@@ -75,4 +78,4 @@ def scene_radiometry(rows: RegisteredRows, reference: int) -> Radiometry:
         block_values, block_clear = block_means(frames, masks, block)
         values.append(block_values)
         clear.append(block_clear)
-    return fit_radiometry(np.concatenate(values, axis=1), np.concatenate(clear, axis=1), reference)
+    return fit_radiometry(np.concatenate(values, axis=1), np.concatenate(clear, axis=1), reference).centred()

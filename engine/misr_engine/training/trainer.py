@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 
 from .. import SCALE
-from ..errors import MisrError
 from ..datasets.samples import load_samples
 from ..datasets.simulate import upsampled_share
 from .losses import LOSSES, aligned_loss, compensated_loss
@@ -65,14 +63,6 @@ class TrainConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def load_config(path: str) -> TrainConfig:
-    """The training config in `path`, or a one-line MisrError saying what is wrong with it."""
-    if not os.path.isfile(path):
-        raise MisrError(f"{path}: config file not found")
-    try:
-        return TrainConfig.from_file(path)
-    except (ValueError, TypeError) as exc:
-        raise MisrError(f"{path}: not a valid training config ({exc})") from None
 
 
 def transform_shifts(shifts: np.ndarray, k: int, flip: bool) -> np.ndarray:
