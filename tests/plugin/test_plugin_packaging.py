@@ -123,5 +123,5 @@ def _is_enum_class(holder: str, attr: str) -> bool:
     enum_classes = {"AlignmentFlag", "ItemDataRole", "CheckState", "ItemFlag", "TextInteractionFlag",
                     "StandardButton", "ButtonRole", "SelectionBehavior", "SelectionMode",
                     "EditTrigger", "ResizeMode", "Policy", "Option", "Format", "GlobalColor",
-                    "Orientation", "WindowType", "CursorShape"}
+                    "Orientation", "WindowType", "CursorShape", "Shape"}
     return attr in enum_classes

@@ -58,7 +58,7 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
     """MODEL takes an engine model's name or label ('' = its default, a number = the former
     enum's index); anything else is refused in one line that lists what the engine offers."""
     engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs()))
-    frames = [make_raster(tmp_path / "a.tif"), make_raster(tmp_path / "b.tif")]
+    frames = [make_raster(tmp_path / f"{name}.tif") for name in "abc"]
     base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
             "UNCERTAINTY": str(tmp_path / "unc.tif")}
     with pytest.raises(QgsProcessingException, match=r"^Model: this engine has no model 'deepsum'; it offers: "
