@@ -141,12 +141,10 @@ def style_sr_layer(layer: QgsRasterLayer, reference: Optional[QgsRasterLayer] = 
 
 
 def _apply(layer: QgsRasterLayer, renderer) -> None:
-    """Give `layer` its finished renderer and tell the layer tree to rebuild its legend: a
-    layer Processing has already added keeps the legend it was added with (for the
-    uncertainty: the style file's 0-1) until its ``legendChanged`` is emitted."""
+    """Give `layer` its finished renderer with setRenderer, which makes the layer tree rebuild
+    its legend: a layer Processing has already added would otherwise keep the legend of the
+    style file (for the uncertainty: 0-1) when its renderer is changed in place."""
     layer.setRenderer(renderer)
-    layer.emitStyleChanged()
-    layer.legendChanged.emit()
     layer.triggerRepaint()
 
 
