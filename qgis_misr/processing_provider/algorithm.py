@@ -167,9 +167,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
-            "The work is done by the separate <code>misr</code> engine (found from the plugin "
-            "settings, the MISR_ENGINE environment variable, the repository's .venv or the PATH, "
-            "or the Engine parameter).")
+            "The work is done by the separate <code>misr</code> engine: the one set up or chosen "
+            "in the plugin's dialog (in any QGIS profile and in qgis_process), else the "
+            "MISR_ENGINE environment variable, the repository's .venv or the PATH, or the Engine "
+            "parameter.")
 
     def createInstance(self) -> "SuperResolveAlgorithm":
         return SuperResolveAlgorithm()
