@@ -53,7 +53,7 @@ qt6-check: setup
 
 # docs/screenshots/*.png under Xvfb on a 1366x768 screen, with the real engine on the sample
 screenshots: setup
-	@xvfb-run -a -s "-screen 0 1366x768x24" $(PY) docs/screenshots/make_screenshots.py
+	@QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1366x768x24" $(PY) docs/screenshots/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist demo_output

@@ -735,6 +735,20 @@ class MisrDialog(QDialog):
         self.notes_label.setText("\n".join(f"\u2022 {note}" for note in notes))
         self.notes_label.setVisible(bool(notes))
         self.messages.setVisible(bool(problems or notes))
+        self._fit_messages()
+
+    def _fit_messages(self) -> None:
+        """The messages box as high as its lines, at most MESSAGES_MAX_HEIGHT (then it scrolls)."""
+        inner = self.messages.widget()
+        width = max(200, self.messages.viewport().width() if self.messages.isVisible() else self.width() - 40)
+        needed = inner.layout().totalHeightForWidth(width) if inner.layout().hasHeightForWidth() \
+            else inner.sizeHint().height()
+        self.messages.setFixedHeight(max(1, min(MESSAGES_MAX_HEIGHT, needed + 2)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        if self.messages.isVisible():
+            self._fit_messages()
 
     # -- running --------------------------------------------------------------------------------
     def run(self):

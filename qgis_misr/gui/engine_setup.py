@@ -20,6 +20,7 @@ from qgis.PyQt.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -85,11 +86,14 @@ class EngineSetupPanel(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 100)
         self.progress_bar.setVisible(False)
-        row.addWidget(self.setup_button)
-        row.addWidget(self.cancel_button)
+        for button in (self.setup_button, self.cancel_button):
+            button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            row.addWidget(button)
         row.addWidget(self.progress_bar, 1)
+        row.addStretch(0)
         layout.addLayout(row)
         self.status_label = QLabel()
+        self.status_label.setVisible(False)
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
@@ -103,6 +107,10 @@ class EngineSetupPanel(QWidget):
         log_layout.addWidget(self.log_view)
         self.log_box.setCollapsed(True)
         layout.addWidget(self.log_box)
+
+    def _status(self, text: str) -> None:
+        self.status_label.setText(text)
+        self.status_label.setVisible(bool(text))
 
     def _build_changed(self, *_args) -> None:
         self.pip_options.setText(" ".join(default_torch_options(self.build_combo.currentData())))
@@ -119,7 +127,7 @@ class EngineSetupPanel(QWidget):
         """Start the set-up in the background (returns its task)."""
         options = options or self.options()
         self.log_view.clear()
-        self.status_label.setText("Setting up the engine...")
+        self._status("Setting up the engine...")
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
         self._set_running(True)
@@ -132,7 +140,7 @@ class EngineSetupPanel(QWidget):
 
     def cancel(self) -> None:
         if self.task is not None:
-            self.status_label.setText("Stopping the set-up...")
+            self._status("Stopping the set-up...")
             self.task.cancel()
 
     def _set_running(self, running: bool) -> None:
@@ -144,7 +152,7 @@ class EngineSetupPanel(QWidget):
     def _progress(self, value: float) -> None:
         self.progress_bar.setValue(int(value))
         if self.task is not None and self.task.step:
-            self.status_label.setText(f"{self.task.step}...")
+            self._status(f"{self.task.step}...")
 
     def _finished(self, task: EngineSetupTask) -> None:
         if task is not self.task:
@@ -156,13 +164,13 @@ class EngineSetupPanel(QWidget):
         if result is not None and result.ok:
             problem = settings.set_configured_engine(result.engine)
             text = f"The engine is ready in {result.engine}."
-            self.status_label.setText(text + (f" ({problem}: other profiles will not find it)" if problem else ""))
+            self._status(text + (f" ({problem}: other profiles will not find it)" if problem else ""))
             self.engine_ready.emit(result.engine)
         elif result is not None and result.canceled:
-            self.status_label.setText("Set-up canceled.")
+            self._status("Set-up canceled.")
         else:
             reason = result.reason if result is not None else "the set-up did not run"
-            self.status_label.setText(f"Set-up failed: {reason}")
+            self._status(f"Set-up failed: {reason}")
             self.log_box.setCollapsed(False)
         if result is not None and result.log_path:
             self.status_label.setToolTip(f"Full log: {result.log_path}")
