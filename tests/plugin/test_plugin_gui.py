@@ -282,7 +282,7 @@ def test_cancel_stops_the_engine_and_leaves_no_files(plugin, project, tmp_path, 
     assert task.result.returncode == 130 and not task.result.killed
     assert os.listdir(out) == []
     assert project.layerTreeRoot().findGroup(task.prepared.params.run_name) is None
-    assert dialog.status_label.text() == "Canceled."
+    assert dialog.status_label.text() == "Canceled: the engine was stopped; no files were left behind."
 
 
 def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, project, tmp_path, make_raster):
