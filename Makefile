@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: setup demo test test-fast data dataset train plugin-zip clean
+.PHONY: setup demo test test-fast data dataset train plugin-zip qt6-check screenshots clean
 
 setup:
 	@bash scripts/setup.sh
@@ -41,6 +41,19 @@ train: dataset
 
 plugin-zip: setup
 	@$(PY) scripts/build_plugin_zip.py
+
+# QGIS's Qt5-to-Qt6 migration check over the plugin (scripts/qt6_check.py). The tool is QGIS's
+# scripts/pyqt5_to_pyqt6/pyqt5_to_pyqt6.py: save it as build/tools/pyqt5_to_pyqt6.py (or set
+# PYQT5_TO_PYQT6); its Python (PyQt6, PyQt6-QScintilla, tokenize-rt) is made in build/.
+QT6_VENV := build/qt6-check-venv
+qt6-check: setup
+	@[ -x $(QT6_VENV)/bin/python ] || (/usr/bin/python3 -m venv $(QT6_VENV) && \
+		$(QT6_VENV)/bin/pip install -q PyQt6 PyQt6-QScintilla tokenize-rt)
+	@$(PY) scripts/qt6_check.py
+
+# docs/screenshots/*.png under Xvfb on a 1366x768 screen, with the real engine on the sample
+screenshots: setup
+	@QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1366x768x24" $(PY) docs/screenshots/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist demo_output
