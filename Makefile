@@ -57,3 +57,17 @@ screenshots: setup
 
 clean:
 	rm -rf $(VENV) build dist demo_output
+
+# A lent GPU machine (see docs/performance.md): pack the data here (`make gpu-pack`, after `make
+# dataset`), then run there, with device/ carried: `make gpu-train` (the paper-sized PIUnet,
+# stopped after about 8 minutes) and `make gpu-check` (speed, mixed-precision quality, a full
+# Sentinel-2 tile; writes $$OUT/gpu_check.json). Both use the machine's own python3 and torch.
+gpu-pack: dataset
+	@$(PY) scripts/pack_for_device.py
+
+gpu-train:
+	@PYTHONPATH=engine python3 -m misr_engine.cli train --config configs/piunet_s2_gpu.json --progress none
+
+gpu-check:
+	@PYTHONPATH=engine python3 scripts/gpu_check.py --output $${OUT:-gpu_check}
+

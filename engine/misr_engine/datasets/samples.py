@@ -117,6 +117,8 @@ def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
 
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a samples `.npz`, float16 ones (compact copies for a device) as float32."""
     with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+        return {key: data[key].astype(np.float32) if data[key].dtype == np.float16 else data[key]
+                for key in data.files}
 

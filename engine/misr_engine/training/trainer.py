@@ -57,6 +57,7 @@ class TrainConfig:
     data_range: float = 10000.0  # Sentinel-2 L1C digital numbers per unit reflectance
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -147,10 +148,14 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainC
     return {"val_cpsnr": float(np.mean(scores))}
 
 
-def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is exact)."""
+def learning_rate_at(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
+    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is
+    exact), or over `max_seconds` of training when that comes first (a time-boxed GPU run)."""
     low = config.learning_rate / 20
-    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+    progress = min(step, config.steps) / config.steps
+    if config.max_seconds:
+        progress = max(progress, min(1.0, seconds / config.max_seconds))
+    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
 def loss_at(step: int, config: TrainConfig) -> str:
@@ -227,14 +232,14 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     started, running = time.perf_counter(), []
     with open(out / "log.csv", "a", newline="") as log_file:
         writer = csv.writer(log_file)
-        while step < config.steps:
+        while step < config.steps and not (config.max_seconds and time.perf_counter() - started >= config.max_seconds):
             frames, masks, phases, hr, hr_mask = sample_batch(train_data, config, rng, device)
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
                 mean, log_scale = model(frames, masks, phases)
             loss_name = loss_at(step, config)
             loss = objective(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
             for group in optimiser.param_groups:
-                group["lr"] = learning_rate_at(step, config)
+                group["lr"] = learning_rate_at(step, config, time.perf_counter() - started)
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimiser)
@@ -245,7 +250,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
             running.append(loss.item())
             if on_step:
                 on_step(step, running[-1])
-            if step % config.val_every == 0 or step == config.steps:
+            out_of_time = bool(config.max_seconds) and time.perf_counter() - started >= config.max_seconds
+            if step % config.val_every == 0 or step == config.steps or out_of_time:
                 scores = validate(model, val_data, config, device)
                 row = [step, loss_name, float(np.mean(running)), scores["val_cpsnr"],
                        round(time.perf_counter() - started, 1)]

@@ -45,16 +45,6 @@ def test_laplace_nll_is_minimised_by_the_true_absolute_error():
     assert scores[0.5] < scores[0.25] and scores[0.5] < scores[1.0]
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dataset")
-    train_path, val_path = folder / "train.npz", folder / "val.npz"
-    window = ((0, None), (0, None))
-    save_samples(train_path, build_samples([str(HOLDOUT_HR)], window, 24, 16, 6, seed=1, workers=1))
-    save_samples(val_path, build_samples([str(HOLDOUT_HR)], window, 4, 16, 6, seed=2, workers=1))
-    return train_path, val_path
-
-
 def test_dataset_builder_degrades_and_registers_real_crops(tiny_dataset):
     data = dict(np.load(tiny_dataset[0]))
     assert data["frames"].shape == (24, 6, 16, 16) and data["hr"].shape == (24, 48, 48)
