@@ -14,9 +14,9 @@ from ..errors import MisrError
 
 GPU = "GPU"
 """The worker resource that GPU workers declare (`dask worker --resources GPU=1`); GPU scenes ask for one."""
-THREADS_PER_CPU_WORKER = 2
-"""A CPU worker gets this many torch threads by default (more workers with fewer threads each
-give more scenes per minute than one worker with every thread; docs/scale-out.md)."""
+THREADS_PER_CPU_WORKER = 1
+"""A CPU worker gets this many torch threads by default: workers of one thread each give more
+scenes per minute than fewer workers with more threads (measured: docs/scale-out.md)."""
 MEMORY_PER_WORKER = 3 * 2 ** 30
 """Bytes a worker needs for one scene at the default tile size (fine-tuning: about 2.8 GB)."""
 CONNECT_TIMEOUT = "30s"

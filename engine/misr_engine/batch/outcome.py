@@ -25,3 +25,4 @@ class SceneOutcome:
     message: str = ""  # the error, for failed and invalid scenes
     warnings: list[str] = field(default_factory=list)
     loaded_model: bool = False  # this scene loaded the network on its worker (the first there)
+    peak_rss_mb: float | None = None  # the worker process's peak memory so far (Linux, macOS)

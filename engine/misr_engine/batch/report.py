@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from .outcome import DONE, FAILED, INVALID, INTERRUPTED, SKIPPED, SceneOutcome
 
-COLUMNS = [item.name for item in fields(SceneOutcome) if item.name not in ("warnings", "loaded_model")]
+COLUMNS = [item.name for item in fields(SceneOutcome)
+           if item.name not in ("warnings", "loaded_model", "peak_rss_mb")]
 """The CSV's columns: scene, status, seconds, device, worker, attempts, output, output_sha256, ..."""
 STATUSES = (DONE, SKIPPED, FAILED, INVALID, INTERRUPTED)
 

@@ -4,9 +4,9 @@ any cluster (Dask Gateway, dask-jobqueue, dask-kubernetes) without going through
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,14 @@ def run_batch(options: BatchOptions, progress: Reporter | None = None, client: A
         else:
             progress.event("start", scenes=_total(plan), to_run=0, skipped=len(plan.skipped),
                            invalid=len(plan.invalid), workers=0, dashboard=None)
-    finally:  # interrupted too: what ended is in the report, the rest "interrupted"
+    except KeyboardInterrupt:  # what ended is in the report, the rest "interrupted"
         ended = {outcome.scene for outcome in outcomes}
         outcomes += [SceneOutcome(scene.id, INTERRUPTED, output=scene.request.output,
                                   uncertainty=scene.request.uncertainty or "")
                      for scene in plan.todo if scene.id not in ended]
-        result = _report(outcomes, plan, options, folder, about, started)
-    return result
+        _report(outcomes, plan, options, folder, about, started)
+        raise
+    return _report(outcomes, plan, options, folder, about, started)
 
 
 def _run_on_cluster(plan: Plan, options: BatchOptions, progress: Reporter, client: Any,
@@ -104,7 +105,7 @@ def _run_on_cluster(plan: Plan, options: BatchOptions, progress: Reporter, clien
         todo = [replace(scene, request=replace(scene.request, device="cuda")) for scene in todo]
     threads = size.torch_threads if size else options.torch_threads
     with open_client(options.scheduler, size, options.dashboard_address) if client is None \
-            else _given(client) as joined:
+            else nullcontext(client) as joined:
         wait_for_workers(joined)
         workers = workers_of(joined)
         gpu = device != "cpu" and any(worker.get("resources", {}).get(GPU) for worker in workers)
@@ -131,19 +132,6 @@ def _run_on_cluster(plan: Plan, options: BatchOptions, progress: Reporter, clien
 
         run_scenes(joined, todo, retries=options.retries, resources={GPU: 1} if gpu else None,
                    torch_threads=threads, on_outcome=ended, on_retry=retried)
-
-
-class _given:
-    """A client given by the caller: used as is, not closed."""
-
-    def __init__(self, client: Any):
-        self.client = client
-
-    def __enter__(self) -> Any:
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _skipped(scenes: list[Scene]) -> list[SceneOutcome]:

@@ -5,6 +5,7 @@ precision) and scenes run one at a time per process, each with the worker's thre
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import warnings
@@ -41,6 +42,7 @@ def run_scene(scene_id: str, request: SuperResolveRequest, torch_threads: int | 
             outcome.seconds = round(time.perf_counter() - started, 2)
             return outcome
     outcome.status, outcome.seconds = DONE, round(time.perf_counter() - started, 2)
+    outcome.peak_rss_mb = _peak_rss_mb()
     outcome.warnings = list(result.warnings) + [_one_line(item.message) for item in caught]
     outcome.output_sha256 = checksum(result.output)
     outcome.uncertainty_sha256 = checksum(result.uncertainty)
@@ -78,6 +80,15 @@ def _worker_address() -> str:
         return get_worker().address
     except (ImportError, ValueError):
         return f"pid {os.getpid()}"
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)  # bytes on macOS, KiB on Linux
 
 
 def _one_line(message: Warning | str) -> str:
