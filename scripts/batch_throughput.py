@@ -66,10 +66,17 @@ def measure(manifest: Path, workers: int, threads: int, output: Path) -> dict:
     running = (last or first) - first
     scenes_report = json.loads((output / f"{manifest.stem}_report.json").read_text())["scenes"]
     peak = max((scene.get("peak_rss_mb") or 0 for scene in scenes_report), default=0)
+    loading = [scene["seconds"] for scene in scenes_report if scene.get("loaded_model")]
+    warm = [scene["seconds"] for scene in scenes_report if not scene.get("loaded_model")]
     return {"workers": workers, "torch_threads": threads, "scenes": scenes, "wall_s": round(wall, 1),
             "running_s": round(running, 1), "scenes_per_min": round(scenes / running * 60, 2),
-            "scenes_per_min_wall": round(scenes / wall * 60, 2), "worker_peak_rss_mb": peak, "cpu_busy_before": busy,
+            "scenes_per_min_wall": round(scenes / wall * 60, 2), "worker_peak_rss_mb": peak,
+            "scene_s_first_on_worker": _mean(loading), "scene_s_after": _mean(warm), "cpu_busy_before": busy,
             "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
 
 
 def main() -> None:

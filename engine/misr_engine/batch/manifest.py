@@ -76,14 +76,14 @@ def read_manifest(path: str | os.PathLike, output_dir: str | os.PathLike | None 
     if not manifest.is_file():
         raise MisrError(f"{manifest}: manifest not found" if not manifest.exists()
                         else f"{manifest}: is not a file")
-    output_dir = Path(output_dir) if output_dir is not None else manifest.resolve().parent
+    output_dir = Path(output_dir).absolute() if output_dir is not None else manifest.resolve().parent
     scenes: list[Scene] = []
     bad: list[BadRow] = []
     seen_ids: dict[str, str] = {}
     seen_outputs: dict[str, str] = {}
     for line, row, problem in _rows(manifest):
         where = f"{manifest}:{line}"
-        scene_id = str(row.get("id") or "").strip()
+        scene_id = "" if row.get("id") is None else str(row["id"]).strip()
         try:
             if problem:
                 raise MisrError(problem)

@@ -34,7 +34,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         "scheduler file (default: start a local cluster for this run)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="local cluster: number of workers (default: one per GPU; without a GPU, one per "
-                        "2 cores as memory allows)")
+                        "core as memory allows, 3 GiB each)")
     p.add_argument("--torch-threads", type=int, metavar="N",
                    help="torch threads of each worker (default: local cluster: the cores shared out; "
                         "existing cluster: each worker's Dask thread count)")

@@ -71,8 +71,10 @@ def test_a_manifest_gives_the_files_of_super_resolve_and_a_rerun_rewrites_nothin
     assert (tmp_path / "scenes_report.csv").read_text().startswith("scene,status,seconds,device,worker")
 
     before = file_states(tmp_path)
-    found = ok(batch(manifest, "-o", str(tmp_path)))
+    found = ok(batch(manifest, "-o", str(tmp_path), "--json"))
     assert found[0]["workers"] == 0 and found[-1]["counts"]["skipped"] == 3  # no cluster even started
+    [document] = [line for line in found if "scenes" in line and "counts" in line]  # --json: the report
+    assert document["counts"]["skipped"] == 3 and len(document["scenes"]) == 3
     assert file_states(tmp_path) == before
     assert {s["status"] for s in report(tmp_path).values()} == {"skipped"}
     assert [s["output_sha256"] for s in report(tmp_path).values()] == [s["output_sha256"] for s in scenes.values()]
