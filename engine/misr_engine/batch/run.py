@@ -130,8 +130,12 @@ def _run_on_cluster(plan: Plan, options: BatchOptions, progress: Reporter, clien
         def retried(scene: Scene, attempt: int, error: str) -> None:
             progress.event("warning", message=f"scene {scene.id}: attempt {attempt} failed ({error}); retrying")
 
+        def stopping(running: int, grace: float) -> None:
+            _note(progress, f"misr batch: stopping; waiting up to {grace:.0f} s for the {running} scene(s) "
+                            "running to finish (interrupt again to stop at once)")
+
         run_scenes(joined, todo, retries=options.retries, resources={GPU: 1} if gpu else None,
-                   torch_threads=threads, on_outcome=ended, on_retry=retried)
+                   torch_threads=threads, on_outcome=ended, on_retry=retried, on_stop=stopping)
 
 
 def _skipped(scenes: list[Scene]) -> list[SceneOutcome]:

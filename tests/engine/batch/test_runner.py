@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from misr_engine.batch.manifest import Scene
@@ -12,6 +14,13 @@ from misr_engine.errors import MisrError
 from misr_engine.pipeline import SuperResolveRequest
 
 ATTEMPTS: dict[str, int] = {}
+
+
+def slow(scene_id: str, request: SuperResolveRequest, threads: int | None) -> SceneOutcome:
+    """Takes 2 s, except 'fast'."""
+    ATTEMPTS[scene_id] = ATTEMPTS.get(scene_id, 0) + 1
+    time.sleep(0 if scene_id == "fast" else 2)
+    return SceneOutcome(scene_id, DONE)
 
 
 def flaky(scene_id: str, request: SuperResolveRequest, threads: int | None) -> SceneOutcome:
@@ -51,3 +60,25 @@ def test_failures_are_retried_a_bounded_number_of_times_and_never_stop_the_other
     ATTEMPTS.clear()
     outcomes = run_scenes(client, scenes[2:3], retries=0, task=flaky)
     assert (outcomes[0].status, outcomes[0].attempts) == (FAILED, 1)
+
+
+def test_an_interruption_cancels_the_queued_scenes_and_lets_the_running_ones_finish(client):
+    """Interrupted once the first scene ends: the scene running on the other worker finishes and
+    is reported (its output is committed, not killed half written); the queued ones never start."""
+    ATTEMPTS.clear()
+    scenes = [Scene(name, f"m.csv:{i}", i, SuperResolveRequest(frames=["f.tif"], output=f"{name}.tif"))
+              for i, name in enumerate(["fast", "slow1", "slow2", "slow3", "slow4"], start=2)]
+    seen, stops = [], []
+
+    def interrupt(outcome: SceneOutcome) -> None:
+        seen.append(outcome.scene)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_scenes(client, scenes, task=slow, on_outcome=interrupt, grace=30,
+                   on_stop=lambda running, grace: stops.append((running, grace)))
+    assert seen[0] == "fast" and "slow1" in seen and set(seen) <= {"fast", "slow1", "slow2"}
+    assert stops and stops[0][1] == 30 and stops[0][0] == len(seen) - 1
+    time.sleep(2.5)
+    assert "slow3" not in ATTEMPTS and "slow4" not in ATTEMPTS
