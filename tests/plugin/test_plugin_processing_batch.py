@@ -145,3 +145,24 @@ def test_the_manifest_algorithm_fails_with_the_engines_summary(provider, tmp_pat
         processing.run("misr:batch", {"MANIFEST": str(manifest), "ENGINE": engine}, feedback=feedback,
                        context=QgsProcessingContext())
     assert "scenes.csv:2: scene a: frames: 'a/*.tif' matches no file" in feedback.texts("error")
+
+
+@pytest.mark.slow
+def test_the_manifest_algorithm_runs_a_real_manifest_and_again_skips_it(provider, engine, tmp_path, sample_frames):
+    import processing
+    from qgis.core import QgsProcessingContext
+    for index, offset in enumerate([(10, 10), (60, 60)]):
+        crop_sample(tmp_path / f"scene{index}", 3, size=24, offset=offset)
+    manifest = tmp_path / "scenes.csv"
+    manifest.write_text("id,frames,masks,tile_size\n" + "".join(
+        f"scene{i},scene{i}/frame_*.tif,scene{i}/mask_*.tif,16\n" for i in (0, 1)))
+    (tmp_path / "out").mkdir()
+    parameters = {"MANIFEST": str(manifest), "OUTPUT_FOLDER": str(tmp_path / "out"), "DEVICE": 1, "WORKERS": 1}
+    feedback = RecordingFeedback()
+    result = processing.run("misr:batch", parameters, feedback=feedback, context=QgsProcessingContext())
+    assert result["REPORT"] == str(tmp_path / "out" / "scenes_report.csv")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["scene0_sr.tif", "scene1_sr.tif"]
+    assert any("2 scenes: 2 done" in text for text in feedback.texts("info"))
+    again = RecordingFeedback()
+    processing.run("misr:batch", parameters, feedback=again, context=QgsProcessingContext())
+    assert any("2 scenes: 0 done, 2 skipped" in text for text in again.texts("info"))
