@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, Sequence
 
 from typing import TYPE_CHECKING
@@ -175,7 +175,27 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
             "MISR_TTF_STEPS": request.ttf_steps,
+            "MISR_OPTIONS": json.dumps(run_options(request), sort_keys=True),
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
+
+
+NOT_PROVENANCE = ("output", "uncertainty", "overwrite", "device", "batch_size", "weights")
+"""Request fields that say where a run writes or runs, not what it computes (the weights are
+tagged by their SHA-256)."""
+
+
+def run_options(request: SuperResolveRequest) -> dict[str, Any]:
+    """Every other request field, input paths made absolute: the MISR_OPTIONS tag, which tells
+    whether an existing output came from the same run (`misr batch` skips it then)."""
+    options: dict[str, Any] = {}
+    for item in fields(request):
+        value = getattr(request, item.name)
+        if item.name in NOT_PROVENANCE:
+            continue
+        if item.name in ("frames", "masks") and value:
+            value = [os.path.abspath(path) for path in value]
+        options[item.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return options
 
 
 def _summary(request: SuperResolveRequest, result: SuperResolveResult) -> str:

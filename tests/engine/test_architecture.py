@@ -27,8 +27,8 @@ LAYERS = {
     "inference": 3,
     # one run from files to files; where training and evaluation data come from
     "pipeline": 4, "datasets": 4,
-    # scoring against baselines, reports, benchmarks
-    "evaluation": 5,
+    # scoring against baselines, reports, benchmarks; whole archives on a Dask cluster
+    "evaluation": 5, "batch": 5,
     # training
     "training": 6,
     # applications: the demo, and the command line over everything

@@ -4,4 +4,5 @@ import sys
 
 from .app import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a process started with "spawn" (a Dask worker) re-imports it
+    sys.exit(main())

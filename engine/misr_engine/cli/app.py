@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, MisrError
-from . import bench, data, demo, evaluate, export, info, super_resolve, train
+from . import batch, bench, data, demo, evaluate, export, info, super_resolve, train
 
-COMMANDS = (super_resolve, demo, data, train, evaluate, info, export, bench)
+COMMANDS = (super_resolve, batch, demo, data, train, evaluate, info, export, bench)
 """The modules of the commands, each with `add(subparsers)`, in the order `misr --help` lists them."""
 
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MisrError as exc:
         return _fail(args, str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        return _fail(args, "interrupted; no output written", EXIT_INTERRUPTED)
+        return _fail(args, getattr(args, "interrupted", "interrupted; no output written"), EXIT_INTERRUPTED)
     except MemoryError:
         return _fail(args, "out of memory: try a smaller --tile-size or fewer --max-frames", EXIT_BAD_INPUT)
     except Exception as exc:  # a bug: still one line, traceback on request
