@@ -49,7 +49,8 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     if not spec.register:
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         hr = state * stack.gains[reference] + stack.offsets[reference]
-        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts
+        change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change
     frames, masks, shifts = register(stack.frames, stack.masks)
     frames = stack_radiometry(frames, masks, reference).apply(frames, masks)
     return frames, masks, reference_target(hr_with_margin, stack, reference), subpixel_phase(shifts)
@@ -72,16 +73,19 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     With `registered` False the frames stay as acquired (for evaluating complete pipelines).
     Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w) (see the module's docstring),
     per-sample normalisation (centre, spread) computed on the whole band window as the engine
-    computes it per scene, and `shifts` (N,T,2): the sub-pixel phase of every registered frame
-    (what the network is told; then `aligned` is True: `hr` is on the reference frame's grid),
-    or, unregistered, `true_shifts`: the simulated misregistration (LR px).
+    computes it per scene, `origins` (N,2): the (row, column) of every HR crop's corner
+    (margin included) in the rasters, and `shifts` (N,T,2): the sub-pixel phase of every
+    registered frame (what the network is told; then `aligned` is True: `hr` is on the reference
+    frame's grid), or, unregistered, `true_shifts`: the simulated misregistration (LR px), and
+    `change` (N,3h,3w): the surface change that the frames showing it saw (0 where none), on
+    the HR grid.
     """
     rng = np.random.default_rng(seed)
     (r0, r1), (c0, c1) = window
     bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
     band_statistics = [robust_statistics(band) for band in bands]
     size = lr_size * SCALE + 2 * MARGIN
-    jobs, stats = [], []
+    jobs, stats, origins = [], [], []
     while len(jobs) < count:
         which = rng.integers(len(bands))
         band = bands[which]
@@ -93,13 +97,14 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
         jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)))
         stats.append(band_statistics[which])
+        origins.append((r0 + y, c0 + x))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
-    frames, masks, hr, shifts = (np.stack(parts) for parts in zip(*results))
+    frames, masks, hr, shifts, *change = (np.stack(parts) for parts in zip(*results))
     return {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
-            "norm": np.asarray(stats, np.float32),
+            "norm": np.asarray(stats, np.float32), "origins": np.asarray(origins, np.int32),
             "shifts" if registered else "true_shifts": shifts.astype(np.float32),
-            **({"aligned": np.array(True)} if registered else {})}
+            **({"aligned": np.array(True)} if registered else {"change": change[0].astype(np.float32)})}
 
 
 def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
