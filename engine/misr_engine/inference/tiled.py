@@ -26,6 +26,8 @@ TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when 
 ProgressCallback = Callable[[float, str], None]
 
 
+LOG_SCALE_LIMIT = 30.0
+"""The Laplace log-scale is clipped to +-this before exp (float32 overflows near 88)."""
 EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
 
 
@@ -167,7 +169,7 @@ def _finished_strip(blender: StripBlender, until: int, row_input: TileRowInput, 
     no_data = row_input.no_data[row0 // SCALE - row_input.row0:until - row_input.row0]
     invalid = np.repeat(np.repeat(no_data, SCALE, axis=0), SCALE, axis=1)
     sr = (mean * norm.spread + norm.centre).astype(np.float32)
-    scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+    scale = (np.exp(np.clip(log_scale, -LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)) * norm.spread).astype(np.float32)
     sr[invalid] = np.nan
     scale[invalid] = np.nan
     return Strip(row0, sr, scale)
