@@ -21,8 +21,9 @@ from . import SCALE, __version__
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .models.registry import DEFAULT_MODEL
-from .rasters.outputs import atomic_outputs, check_output_path
-from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, open_stack, select_frames
+from .rasters.outputs import atomic_outputs, check_outputs
+from .rasters.writer import check_geotiff_name
+from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, open_planned, plan_stack
 from .rasters.writer import write_strips
 
 if TYPE_CHECKING:  # torch is imported only once the inputs are known to be good (slow: ~1 s)
@@ -81,8 +82,9 @@ class SuperResolveRequest:
         """The files the run writes: the SR, then the uncertainty if asked for."""
         return [self.output] + ([self.uncertainty] if self.uncertainty else [])
 
-    def check(self) -> None:
-        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet)."""
+    def check(self) -> list[str]:
+        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet).
+        Partial files of killed runs on the outputs are removed: returns a note for each."""
         for name, value, low in (("tile-size", self.tile_size, MIN_TILE_SIZE), ("overlap", self.overlap, 0),
                                  ("max-frames", self.max_frames, 1), ("ttf-steps", self.ttf_steps, 0)):
             if value < low:
@@ -92,10 +94,9 @@ class SuperResolveRequest:
             raise MisrError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.ttf_steps and self.backend != "torch":
             raise MisrError("--ttf-steps needs --backend torch: ONNX Runtime runs fixed weights")
-        if self.uncertainty and os.path.abspath(self.uncertainty) == os.path.abspath(self.output):
-            raise MisrError(f"{self.output}: --output and --uncertainty are the same file")
         for path in self.outputs:
-            check_output_path(path, self.inputs, self.overwrite)
+            check_geotiff_name(path)
+        return check_outputs(self.outputs, self.inputs, self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,16 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     """
     progress = progress or _Silent()
     started = time.perf_counter()
-    request.check()
-    # every input checked, then read window by window: memory does not grow with the raster
-    stack, selection_warnings = select_frames(
-        open_stack(request.frames, request.masks, request.band, align=request.align), request.max_frames)
+    notes = request.check()
+    # every input's header checked, then its pixels read one file at a time; only the frames
+    # used stay open, read window by window: memory does not grow with the raster
+    plan = plan_stack(request.frames, request.masks, request.band, align=request.align)
+    stack = open_planned(plan, request.max_frames)
     from .inference.engine import open_engine
     from .inference.tiled import super_resolve_strips
     if engine is None:
         engine = open_engine(request.backend, request.model, request.weights, request.device, request.precision)
-    warnings = stack.warnings + selection_warnings
+    warnings = notes + stack.warnings
     for warning in warnings:
         progress.event("warning", message=warning)
     progress.event("start", frames=len(stack.paths), device=engine.device, model=engine.model,
@@ -142,7 +144,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         progress.event("warning", message=message)
     strips = super_resolve_strips(stack, engine.runner, None, request.tile_size, request.overlap, progress.update,
                                   batch_size=request.batch_size, ttf_steps=request.ttf_steps, on_warning=warn)
-    with atomic_outputs(request.outputs) as temporaries:  # both files appear together, or neither
+    with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # both files appear together, or neither
         # row strips are written as the tiles finish them: the outputs are never held whole
         write_strips(strips, temporaries, stack.grid.refined(SCALE),
                      [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
