@@ -89,7 +89,8 @@ class BandSource:
             raise MisrError(f"{self.path}: {shape[1]}x{shape[0]} pixels do not fit in memory") from None
         if data is None or data.shape != shape:
             raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
-        return data.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes +-inf: not clear
+            return data.astype(np.float32, copy=False)
 
 
 def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:

@@ -28,7 +28,8 @@ def unique_inputs(frame_paths: Sequence[str], mask_paths: Sequence[str] | None) 
         seen.add(key)
         keep.append(index)
         if times[key] > 1:
-            warnings.append(f"{frame_paths[index]}: given {times[key]} times (with the same mask); used once")
+            same_mask = " (with the same mask)" if mask_paths else ""
+            warnings.append(f"{frame_paths[index]}: given {times[key]} times{same_mask}; used once")
     return keep, warnings
 
 
@@ -37,7 +38,7 @@ def cloudy_selection(paths: Sequence[str], clear: np.ndarray) -> tuple[np.ndarra
     when no frame has one."""
     keep = np.asarray(clear) > 0
     if not keep.any():
-        raise MisrError("every frame is fully cloudy or nodata: nothing to super-resolve "
+        raise MisrError("every frame is fully cloudy or nodata (or NaN, or beyond +-1e30): nothing to super-resolve "
                         f"({', '.join(paths)})")
     return keep, [f"{p}: fully cloudy or nodata, dropped" for p, k in zip(paths, keep) if not k]
 

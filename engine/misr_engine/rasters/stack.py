@@ -13,11 +13,14 @@ from .. import SCALE
 from ..errors import MisrError
 from ..files import ensure_open_files
 from .bands import BandSource, open_band, warp_band
-from .gdal_utils import gdal_cache_limit
+from .gdal_utils import bounded_cache, gdal_cache_limit
 from .grid import Grid
 from .selection import clearest_selection, cloudy_selection, duplicate_selection, unique_inputs
 from .writer import BLOCK_SIZE
 
+VALUE_LIMIT = 1e30
+"""Frame values this large are not data: +-3.4e38 (float32's extremes) is a common undeclared
+nodata value, and such values would overflow the arithmetic. They count as not clear."""
 DEFAULT_MAX_FRAMES = 15
 """At most this many (the clearest) frames are super-resolved together."""
 
@@ -91,10 +94,11 @@ class FrameSource:
         """Values (0 where not clear) and the clear mask of a window.
 
         A pixel is clear when its mask is nonzero (if there is a mask), it is not the frame's
-        nodata value (a warped frame's nodata and outside are NaN), and it is finite.
+        nodata value (a warped frame's nodata and outside are NaN), and it is finite and within
+        +-VALUE_LIMIT.
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
-        valid = np.isfinite(values)
+        valid = np.abs(values) < VALUE_LIMIT  # NaN, Inf and float32 extremes are not clear
         if self.frame.nodata is not None:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
@@ -150,7 +154,12 @@ def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int 
     """GDAL block cache for streaming: two block rows of every input band and of `outputs`
     float32 outputs `scale` times finer. It grows with the width, never with the height."""
     inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
-    return inputs + outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
+    return inputs + output_cache_bytes(grid, outputs, scale)
+
+
+def output_cache_bytes(grid: Grid, outputs: int = 2, scale: int = SCALE) -> int:
+    """GDAL block cache for two block rows of `outputs` float32 outputs `scale` times finer than `grid`."""
+    return outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
 
 
 def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -176,7 +185,18 @@ class StackPlan:
     grid: Grid
     nodata: float | None  # the first frame's
     warp: list[tuple[bool, bool]]  # per frame: whether --align warps the frame, its mask
+    cache: list[int]  # per frame: GDAL block cache to stream it and its mask (`BandSource.cache_bytes`)
     warnings: list[str] = field(default_factory=list)
+
+    def cache_bytes(self, frames: int, outputs: int = 2) -> int:
+        """GDAL's block cache while streaming `frames` of these frames and `outputs` outputs (at most)."""
+        inputs = sum(sorted(self.cache, reverse=True)[:frames])
+        return bounded_cache(inputs + output_cache_bytes(self.grid, outputs))
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the grid is rotated (--align then warps whole frames into memory)."""
+        return bool(self.grid.geotransform[2] or self.grid.geotransform[4])
 
     def open(self, index: int) -> FrameSource:
         """Frame `index` and its mask opened (and warped onto the grid if needed)."""
@@ -206,21 +226,23 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     keep, warnings = unique_inputs(frame_paths, mask_paths)
     frame_paths = [frame_paths[i] for i in keep]
     mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
-    reference, nodata, warp = None, None, []
+    reference, nodata, warp, cache = None, None, [], []
     for index, path in enumerate(frame_paths):  # one frame and its mask open at a time
         frame = open_band(path, band, "frame")
         if reference is None:
             reference, nodata = frame.grid, frame.nodata
         moved = _off_grid(frame, reference, frame_paths[0], align)
-        moved_mask = False
+        moved_mask, cache_bytes = False, frame.cache_bytes()
         if mask_paths:
             mask = open_band(mask_paths[index], None, "mask")
             moved_mask = _off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
+            cache_bytes += mask.cache_bytes()
         warp.append((moved, moved_mask))
+        cache.append(cache_bytes)
     if any(any(pair) for pair in warp):
         warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {sum(m for _, m in warp)} "
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
-    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, warnings)
+    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings)
 
 
 def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
@@ -230,7 +252,7 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     `plan_stack` checks every header (see there), then `open_planned` reads the pixels: fully
     cloudy and duplicate frames are dropped, the `max_frames` clearest (default: all) kept.
     A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
-    nodata value, and it is finite.
+    nodata value, and it is finite and within +-VALUE_LIMIT.
     """
     return open_planned(plan_stack(frame_paths, mask_paths, band, align), max_frames)
 

@@ -170,8 +170,9 @@ def write_error(label: str, path: str, exc: BaseException) -> MisrError:
         free = None
     if "No space left" in reason or (free is not None and free < DISK_FULL_FREE):
         where = os.path.dirname(os.path.abspath(label))
-        left = f"{free / 2 ** 20:.1f} MB left" if free is not None else "no space left"
-        return MisrError(f"{label}: cannot write: disk full ({left} in {where}); nothing was written")
+        left = f"; {free / 2 ** 20:.1f} MB free there now" if free is not None else ""
+        return MisrError(f"{label}: cannot write: disk full in {where} (no space left on device{left}); "
+                         "no output written")
     return MisrError(f"{label}: cannot write ({reason})")
 
 

@@ -270,7 +270,7 @@ def test_output_checks_come_before_reading_the_frames(tmp_path):
     assert (tmp_path / "sr.tif").read_bytes() == b"precious"
 
 
-WEIGHTS_PROBLEMS = {"truncated": "weights do not fit", "bit-flipped-header": "not a valid weights file",
+WEIGHTS_PROBLEMS = {"truncated": "truncated or damaged weights file", "bit-flipped-header": "not a valid weights file",
                     "garbage": "not a valid weights file", "json-list-header": "not a valid weights file",
                     "another-model": "for model 'srcnn', not 'piunet'",
                     "wrong-tensors": "weights do not fit model 'piunet'", "missing": "weights file not found"}
@@ -528,7 +528,7 @@ def test_a_failure_writing_the_second_output_keeps_both_old_files(tmp_path, monk
     driver = _fail_second_output(monkeypatch, RuntimeError("No space left on device"))
     status, stdout, stderr = _run_in_process(scene, out, capsys)
     assert driver.calls == 2
-    assert_clean_error(status, "", stderr, "unc.tif", "cannot write", "No space left on device")
+    assert_clean_error(status, "", stderr, "unc.tif", "cannot write: disk full")
     assert files_in(out) == before
 
 
