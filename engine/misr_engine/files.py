@@ -87,8 +87,9 @@ def check_name_length(path: str | os.PathLike) -> None:
         raise MisrError(f"{path}: file name too long ({size} bytes; this file system takes at most {limit})")
 
 
-OPEN_FILES_MARGIN = 64
-"""Descriptors left for Python, torch, GDAL and the outputs beside the input files held open."""
+OPEN_FILES_MARGIN = 32
+"""Descriptors left for Python, torch, GDAL and the outputs beside the input files held open (a run
+of the sample holds 8 more than its frames and masks)."""
 
 
 def ensure_open_files(count: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Sequence
 
 from typing import TYPE_CHECKING
 
-from . import SCALE, __version__
+from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .models.registry import DEFAULT_MODEL
@@ -178,11 +178,12 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     """Before any pixel is read: the weights checked without loading them (config bounds, every
     tensor by name and shape), the device, the run's memory against the budget and both outputs'
     size against the free disk space; one-line MisrErrors. Returns warnings."""
-    from .inference.backends import resolve_device
-    from .inference.budget import check_memory, estimate, memory_budget, warp_bytes
-    from .inference.finetune import TTF_WINDOW
-    from .inference.tiled import EDGE_CONTEXT
-    from .models.weights import plan_model
+    with signals.deferred():  # torch, scipy, scikit-image: ~1 s; a signal acts after, not inside an import
+        from .inference.backends import resolve_device
+        from .inference.budget import check_memory, estimate, memory_budget, warp_bytes
+        from .inference.finetune import TTF_WINDOW
+        from .inference.tiled import EDGE_CONTEXT
+        from .models.weights import plan_model
 
     grid, frames = plan.grid, min(request.max_frames, len(plan.frames))
     if engine is not None:

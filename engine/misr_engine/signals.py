@@ -3,9 +3,11 @@ of the command line to the commit of its outputs.
 
 `interrupt_on_signals` is installed before any heavy import (numpy, GDAL, torch). A signal then
 raises KeyboardInterrupt (exit status 130, one line, no file left) and is remembered: a library
-that swallows the KeyboardInterrupt, or turns it into another exception (an import in progress),
-cannot hide it, because `check` raises it again at the run's safe points and the command line
-reads `received`. `deferred` holds the signals over a critical section (committing outputs).
+that swallows the KeyboardInterrupt, or turns it into another exception, cannot hide it, because
+`check` raises it again before outputs are committed and the command line reads `received`.
+`deferred` holds the signals over a section that must not be cut (committing outputs, creating a
+partial file) or must not see a KeyboardInterrupt inside (the imports of numpy, GDAL and torch,
+where it used to print an import's traceback, or be swallowed): they act when it ends.
 A signal that the parent process ignores (`nohup`, SIGINT of a shell's background job) stays
 ignored, as every Unix tool does.
 """

@@ -20,19 +20,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     restore = signals.interrupt_on_signals()
     try:
-        try:
+        with signals.deferred():  # a signal during the imports acts when they are done, not inside them
             from .app import main as run_command
-        except BaseException:
-            if signals.received() is None:
-                raise
-            return interrupted_before_start(sys.argv[1:] if argv is None else list(argv))
-        return run_command(argv)
+        return run_command(argv)  # reports its own interruptions once the command line is parsed
+    except BaseException:
+        if signals.received() is None:
+            raise
+        return interrupted_before_start(sys.argv[1:] if argv is None else list(argv))
     finally:
         restore()
 
 
 def interrupted_before_start(argv: list[str]) -> int:
-    """Report an interruption that came before the command line was parsed (during the imports)."""
+    """Report an interruption that came before the command line was parsed (imports, parsing)."""
     from ..errors import EXIT_INTERRUPTED
 
     message = "interrupted; no output written"

@@ -68,9 +68,10 @@ def check_output_path(path: str, inputs: Sequence[str], overwrite: bool) -> None
     if os.path.lexists(path):
         _check_replaceable(path, target, overwrite)
     try:  # the only portable test that the directory is writable: write there
-        handle, probe = tempfile.mkstemp(prefix=".misr-", suffix=".probe", dir=target.parent)
-        os.close(handle)
-        os.remove(probe)
+        with signals.deferred():  # an interruption must not leave the probe behind
+            handle, probe = tempfile.mkstemp(prefix=".misr-", suffix=".probe", dir=target.parent)
+            os.close(handle)
+            os.remove(probe)
     except OSError as exc:
         raise MisrError(f"{path}: cannot write in {target.parent} ({exc.strerror or exc})") from None
 
@@ -152,8 +153,9 @@ def atomic_outputs(paths: Sequence[str], overwrite: bool = False) -> Iterator[li
     try:
         for target in targets:
             temporary = _work_path(target, PARTIAL)
-            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            temporaries.append(str(temporary))
+            with signals.deferred():  # created and recorded together: an interruption leaves none
+                os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                temporaries.append(str(temporary))
         yield list(temporaries)
         with signals.deferred():
             signals.check()  # a signal whose KeyboardInterrupt a library swallowed: still no output
