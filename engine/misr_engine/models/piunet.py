@@ -91,8 +91,9 @@ class PIUnetConfig:
     def tile_bytes(self, frames: int, pixels: int, batch: int = 1) -> int:
         """Peak memory of one forward pass on the CPU over `batch` tiles of `pixels` LR pixels
         (context included) and `frames` frames. Fitted to peak RSS measured on 36 to 132 pixel
-        tiles, 4 to 18 frames, 32 or 64 features (docs/performance.md); errs high, by up to 45%."""
-        return 64 * 2 ** 20 + 4 * batch * pixels * (10 * self.n_feat * frames + 18 * (self.refine_features + frames))
+        tiles, 4 to 18 frames, 32 to 64 features (docs/performance.md): above every measurement,
+        by 15 to 75%."""
+        return 64 * 2 ** 20 + 4 * batch * pixels * (14 * self.n_feat * frames + 18 * (self.refine_features + frames))
 
 
 def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

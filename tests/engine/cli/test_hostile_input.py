@@ -122,13 +122,15 @@ def test_a_file_written_at_the_output_during_the_run_is_kept(tmp_path):
 
 @pytest.mark.slow
 def test_two_concurrent_runs_to_one_output_cannot_both_succeed(tmp_path):
+    scene = make_scene(tmp_path, height=32, width=32)
     out = tmp_path / "out"
     out.mkdir()
-    processes = [sample_run(out / "sr.tif") for _ in range(2)]
+    processes = [subprocess.Popen([*MISR, "super-resolve", "--frames", *scene.frames, "-o", str(out / "sr.tif"), *FAST],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.returncode, stderr) for p in processes for _, stderr in [finish(p)]]
     assert sorted(code for code, _ in results) == [0, 2], results
     assert "appeared during the run" in next(stderr for code, stderr in results if code == 2)
-    assert os.listdir(out) == ["sr.tif"] and read(out / "sr.tif")[0].shape == (420, 420)
+    assert os.listdir(out) == ["sr.tif"] and read(out / "sr.tif")[0].shape == (96, 96)
 
 
 def test_overwrite_does_not_replace_dev_null(tmp_path, capfd):
