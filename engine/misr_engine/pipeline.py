@@ -205,8 +205,9 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     budget, source = memory_budget(request.memory_budget)
     check_memory(estimate(grid, frames, request.tile_size, outputs=len(request.outputs),
                           cache_bytes=plan.cache_bytes(frames, len(request.outputs)), network_bytes=network,
-                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid)
-    return check_free_space(request.outputs, grid.refined(SCALE))
+                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
+                 plan.frames[0])
+    return check_free_space(request.outputs, grid.refined(SCALE), plan.frames[0])
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:

@@ -87,8 +87,9 @@ def estimate(grid: Grid, frames: int, tile_size: int, *, outputs: int = 2,
                            "rows of tiles": data, "--align warps": warp})
 
 
-def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid) -> None:
-    """A one-line MisrError when the run would need more than `budget` bytes."""
+def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid, subject: str = "") -> None:
+    """A one-line MisrError when the run would need more than `budget` bytes (`source`: where the
+    budget comes from; `subject`: the file whose grid it is, named first)."""
     if estimated.total <= budget:
         return
     largest = estimated.largest()
@@ -98,7 +99,8 @@ def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid
             "network": "the weights file's network is that large",
             "--align warps": "--align onto a rotated grid holds every warped frame in memory: "
                              "warp them beforehand (gdalwarp)"}.get(largest, "")
-    raise MisrError(f"this run needs about {_size(estimated.total)} of memory ({largest}: "
+    named = f"{subject}: {grid.width}x{grid.height} pixels: " if subject else ""
+    raise MisrError(f"{named}this run needs about {_size(estimated.total)} of memory ({largest}: "
                     f"{_size(estimated.parts[largest])}) and the budget is {_size(budget)} ({source}); "
                     f"{hint}, or raise the budget with --memory-budget or {ENVIRONMENT}")
 

@@ -2,9 +2,10 @@
 is built: a weights file's embedded config is data from outside, and a config asking for a
 million features or blocks would have the process killed for memory before it could say why.
 
-A config dataclass declares its bounds as a class attribute, beside its fields:
+A config dataclass declares its bounds as a class attribute (not annotated: not a field), beside
+its fields:
 
-    BOUNDS: ClassVar[dict[str, Bound]] = {"n_feat": Bound(1, 256), "deconv_kernel": Bound(0, 63, odd=True)}
+    BOUNDS = {"n_feat": Bound(1, 256), "deconv_kernel": Bound(0, 63, odd=True)}
 
 Every int or float field must have a bound (`tests/engine/models/test_config_bounds.py` checks
 that each registered model's config does); bool fields must be booleans.

@@ -49,7 +49,6 @@ Six more additions, all off in the paper's configuration:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +79,7 @@ class PIUnetConfig:
     detail_blocks: int = 4  # its residual blocks
     anchor_brightness: bool = False  # SR mean over the tile = mean of the frames' clear temporal mean
 
-    BOUNDS: ClassVar[dict[str, Bound]] = {  # what a weights file's embedded config may ask for
+    BOUNDS = {  # what a weights file's embedded config may ask for (a class attribute, not a field)
         "n_feat": Bound(1, 256), "n_tefa": Bound(0, 64), "bottleneck": Bound(1, 256),
         "deconv_kernel": Bound(0, 63, odd=True), "backprojection_steps": Bound(0, 32),
         "refine_features": Bound(0, 256), "detail_features": Bound(0, 256), "detail_blocks": Bound(0, 32)}

@@ -43,8 +43,11 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
 def _check_member_files(path: str, dataset: gdal.Dataset) -> None:
     """The other files a dataset reads (a VRT's sources, sidecars) are regular files too: GDAL
     opens them only when pixels are read, and a FIFO or a device there would block or never end."""
-    with quiet_gdal():
-        members = dataset.GetFileList() or []
+    try:
+        with quiet_gdal():
+            members = dataset.GetFileList() or []
+    except RuntimeError:  # damaged georeferencing keys surface here: the grid check names them
+        return
     for member in members[1:]:
         if not member.startswith("/vsi") and os.path.lexists(member):
             try:

@@ -23,9 +23,10 @@ def output_bytes(grid: Grid) -> tuple[int, int]:
     return int(raw / COMPRESSION_RATIO), raw
 
 
-def check_free_space(paths: Sequence[str], grid: Grid) -> list[str]:
+def check_free_space(paths: Sequence[str], grid: Grid, source: str = "") -> list[str]:
     """Refuse outputs that will not fit on their file systems (with the expected compression),
-    in one line; warn when they would not fit uncompressed. `grid` is the outputs' grid."""
+    in one line; warn when they would not fit uncompressed. `grid` is the outputs' grid, `source`
+    the input whose size it is (named in the message)."""
     expected, raw = output_bytes(grid)
     by_device: dict[int, list[str]] = defaultdict(list)
     for path in paths:
@@ -39,7 +40,8 @@ def check_free_space(paths: Sequence[str], grid: Grid) -> list[str]:
         needed, uncompressed = expected * len(group), raw * len(group)
         names = " and ".join(group)
         if needed > free:
-            raise MisrError(f"{group[0]}: not enough disk space in {folder}: {names} need about {_gb(needed)} "
+            of = f" (the x3 of {source})" if source else ""
+            raise MisrError(f"{group[0]}: not enough disk space in {folder}: {names}{of} need about {_gb(needed)} "
                             f"({_gb(uncompressed)} uncompressed, {grid.width}x{grid.height} float32 pixels each) "
                             f"and {_gb(free)} are free")
         if uncompressed > free:

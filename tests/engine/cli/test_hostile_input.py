@@ -369,7 +369,7 @@ def test_degenerate_frames_give_no_library_warning(tmp_path, capfd, kind):
 def test_a_disk_that_fills_up_while_writing_is_one_line_and_leaves_nothing(tmp_path, tiny_disk, capfd, monkeypatch):
     """The up-front check passes (it is told the disk is large), the disk then fills: no
     'Exception ignored in: delete_Dataset ... Traceback', no partial file."""
-    monkeypatch.setattr("misr_engine.pipeline.check_free_space", lambda paths, grid: [])
+    monkeypatch.setattr("misr_engine.pipeline.check_free_space", lambda *args: [])
     scene = make_scene(tmp_path, height=64, width=64)
     status, out, err = in_process(capfd, scene, tiny_disk / "sr.tif", "--uncertainty", str(tiny_disk / "unc.tif"))
     assert_clean_error(status, "", err, "cannot write: disk full in", "no output written")  # it ran, then failed
