@@ -17,8 +17,10 @@ ENGINE = REPO / "engine" / "misr_engine"
 PLUGIN = REPO / "qgis_misr"
 
 LAYERS = {
-    # foundations: constants, errors, progress events, shipped files, image maths
-    "misr_engine": 0, "errors": 0, "progress": 0, "resources": 0, "imaging": 0,
+    # foundations: constants, errors, progress events, shipped files, image maths, interrupting signals
+    "misr_engine": 0, "errors": 0, "progress": 0, "resources": 0, "imaging": 0, "signals": 0,
+    # checks on paths (file kinds, identity, name length, open files), with one-line errors
+    "files": 0.5,
     # reading/writing rasters; the networks
     "rasters": 1, "models": 1,
     # registration of a (streamed) stack

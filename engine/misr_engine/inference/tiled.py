@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
+TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is announced after its first step
 
 
 ProgressCallback = Callable[[float, str], None]
@@ -107,6 +109,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             batch = row[start:start + batches.batch_size]
             frames, masks = _tile_inputs(row_input, batch, norm)
             for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
+                check_finite(output, tile)
                 blender.add(tile, output)
             start += len(batch)
             done += len(batch)
@@ -114,6 +117,15 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
                 progress(share + (1.0 - share) * done / len(tiles), f"tile {done}/{len(tiles)}")
         until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
         yield _finished_strip(blender, until, row_input, norm)
+
+
+def check_finite(output: np.ndarray, tile: Tile) -> None:
+    """A one-line MisrError when the network's output for `tile` holds NaN or Inf (its inputs are
+    finite: damaged or hostile weights, or a backend failure), rather than an output of NaNs."""
+    if not np.isfinite(output).all():
+        raise MisrError(f"the network's output is not finite (NaN or Inf) on the tile at LR rows "
+                        f"{tile.y0}-{tile.y0 + tile.height}, columns {tile.x0}-{tile.x0 + tile.width}: "
+                        "damaged weights? no output written")
 
 
 def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
@@ -132,7 +144,14 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
     window = rows.read(window_rows.start, window_rows.stop)
     frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
 
+    started = time.perf_counter()
+
     def on_step(step: int, loss: float) -> None:
+        if step == 1 and on_warning and steps > 1:
+            seconds = (time.perf_counter() - started) * steps
+            if seconds > TTF_WARN_SECONDS:
+                on_warning(f"test-time fine-tuning: {steps} steps will take about {seconds / 60:.0f} minutes "
+                           f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
     tuned = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps, runner.device,

@@ -188,7 +188,7 @@ def test_bad_pixel_data_in_a_later_window_is_one_line_naming_the_file_and_no_out
     assert lazy.shape == (8, 140, 140)
     sources_read["count"] = 1  # from now on, the rows below 60 of frame 4 are damaged
     monkeypatch.setattr(raster_io.BandSource, "read_rows", failing)
-    monkeypatch.setattr("misr_engine.pipeline.open_stack", lambda *args, **kwargs: lazy)
+    monkeypatch.setattr("misr_engine.pipeline.open_planned", lambda *args, **kwargs: lazy)
     output = tmp_path / "sr.tif"
     status = main(["super-resolve", "--frames", *frames, "--masks", *masks, "-o", str(output),
                    "--device", "cpu", "--tile-size", str(TILE), "--progress", "none"])
