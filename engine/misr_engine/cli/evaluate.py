@@ -10,7 +10,8 @@ from .options import DeprecatedAlias, add_model, add_output
 
 def _set_names() -> str:
     from ..evaluation.sets import REPORTED, SETS
-    return "; ".join(f"{name}{' (default)' if name in REPORTED else ''}: {s.description}" for name, s in SETS.items())
+    text = "; ".join(f"{name}{' (default)' if name in REPORTED else ''}: {s.description}" for name, s in SETS.items())
+    return text.replace("%", "%%")  # argparse formats help strings with %
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:

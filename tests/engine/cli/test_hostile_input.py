@@ -250,7 +250,7 @@ def test_a_vrt_reading_a_fifo_or_a_device_is_refused_without_hanging(tmp_path, c
 def test_outputs_that_cannot_fit_on_the_disk_are_refused_up_front(tmp_path, tiny_disk, capfd):
     scene = make_scene(tmp_path, height=64, width=64)  # two outputs of 192 x 192 float32: ~120 kB each
     status, out, err = in_process(capfd, scene, tiny_disk / "sr.tif", "--uncertainty", str(tiny_disk / "unc.tif"))
-    assert_clean_error(status, out, err, "not enough disk space", "sr.tif and", "unc.tif need about")
+    assert_clean_error(status, out, err, "not enough disk space", "sr.tif and", "unc.tif (the x3 of", "frame_01.tif) need about")
     assert os.listdir(tiny_disk) == []
 
 
