@@ -3,11 +3,11 @@
 Dates differ radiometrically (illumination, atmosphere, calibration): each frame is mapped onto
 one radiometry by a gain and an offset fitted once per frame over the whole scene, before any
 tiling, so that every tile sees the same correction and the SR keeps the frames' level. The
-fits are made against the reference frame, then expressed against the frames' median gain and
-offset (`Radiometry.centred`), so the level does not depend on which frame is the reference.
+fits are made against the frames' per-block median (in the reference frame's radiometry: a first
+pass maps them), then expressed against the frames' median gain and offset (`Radiometry.centred`).
 The fit is
 
-* low-pass: on means of blocks of LR pixels that are clear in both frames (aliasing, noise and
+* low-pass: on means of blocks of LR pixels that are clear in the frame and at least two frames (aliasing, noise and
   the residual sub-pixel misregistration average out);
 * robust: iteratively reweighted least squares with Tukey's biweight on residuals scaled by their
   median absolute deviation, started from a median/MAD fit, so that a real change of the surface
@@ -109,20 +109,42 @@ def _mad(values: np.ndarray) -> float:
 
 
 def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Radiometry:
-    """Gain and offset of every frame against frame `reference`, from block means (T, n) and
-    their clear flags (T, n) (``block_means``, possibly gathered over many row blocks)."""
+    """Gain and offset of every frame, from block means (T, n) and their clear flags (T, n)
+    (``block_means``, possibly gathered over many row blocks).
+
+    Two passes: every frame against frame `reference`; then, with the frames mapped onto the
+    reference's radiometry, every frame against their per-block median. No single frame is the
+    target of the final fits, so a change of the surface in some frames (the reference among
+    them, or one it makes the sharpest) shifts no frame's fit; the mapping first keeps the
+    median's radiometry the same wherever clouds leave other frames clear."""
+    first = _fits(values, clear, values[reference], clear[reference])
+    target, usable = median_target(first.apply(values, clear), clear)
+    return _fits(values, clear, target, usable)
+
+
+def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.ndarray) -> Radiometry:
+    """Every frame's robust line against `target` (n,) on the blocks clear in it and `usable`."""
     count = len(values)
     gains, offsets = np.ones(count), np.zeros(count)
     for index in range(count):
-        if index == reference:
-            continue
-        common = clear[index] & clear[reference]
-        x, y = values[reference, common], values[index, common]
+        common = clear[index] & usable
+        x, y = target[common], values[index, common]
         if common.sum() >= MIN_SAMPLES and _mad(x) > 0:
             gains[index], offsets[index] = robust_line(x, y)
         elif common.any():
             offsets[index] = float(np.median(y - x))
     return Radiometry(gains, offsets)
+
+
+def median_target(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per block, the median of the block means over the frames clear there (n,), and whether
+    at least two frames are (n,)."""
+    clear = np.asarray(clear, bool)
+    usable = clear.sum(axis=0) >= 2
+    target = np.zeros(values.shape[1])
+    if usable.any():
+        target[usable] = np.nanmedian(np.where(clear[:, usable], values[:, usable], np.nan), axis=0)
+    return target, usable
 
 
 def stack_radiometry(frames: np.ndarray, masks: np.ndarray, reference: int) -> Radiometry:

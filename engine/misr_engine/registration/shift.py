@@ -107,7 +107,8 @@ def _phase_refinement(reference: np.ndarray, moving: np.ndarray, reference_clear
 
 def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
                           moving_clear: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Refine (dy, dx) with a gain and an offset by least squares on the common clear pixels.
+    """Refine (dy, dx) with a gain and an offset by robust least squares on the common clear
+    pixels (Cauchy loss scaled to the residuals' MAD: a changed field is an outlier, not a shift).
 
     The pixel set is fixed (common mask at `start`, eroded by one pixel), so nothing but the
     data pulls the estimate: no taper, no mask edge, no correlation-grid quantisation.
@@ -138,8 +139,12 @@ def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_c
 
     scale = float(np.std(target)) or 1.0
     first = np.array([start[0], start[1], 1.0, float(target.mean() - moving[moving_clear].mean())])
-    fit = least_squares(residuals, first, jac=jacobian, method="lm",
-                        x_scale=[1.0, 1.0, 1.0, scale])
+    first_residuals = residuals(first)
+    noise = 1.4826 * float(np.median(np.abs(first_residuals - np.median(first_residuals))))
+    # robust (Cauchy) loss: pixels where the surface changed between the dates have residuals
+    # far above the noise and do not pull the shift (a plain least squares moved it 0.1 px)
+    fit = least_squares(residuals, first, jac=jacobian, method="trf", loss="cauchy",
+                        f_scale=max(noise, 1e-6 * scale), x_scale=[1.0, 1.0, 1.0, scale])
     if not fit.success or np.abs(fit.x[:2] - start).max() > MAX_RESIDUAL:
         return start
     return fit.x[:2]

@@ -67,7 +67,7 @@ def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
 
 def scene_radiometry(rows: RegisteredRows, reference: int) -> Radiometry:
     """Every frame's gain and offset, fitted once over the whole registered scene against the
-    reference frame (``radiometry.fit_radiometry`` on block means gathered row block by row
+    frames' per-block median (``radiometry.fit_radiometry`` on block means gathered row block by row
     block), expressed against the frames' median radiometry (``Radiometry.centred``)."""
     count, height, width = rows.stack.shape
     if count <= 1:
