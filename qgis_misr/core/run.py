@@ -18,7 +18,7 @@ from .engine import ENV_VAR, EngineCapabilities, EngineLocation
 from .naming import safe_file_stem
 from .params import RunParameters
 from .runner import EngineResult, run_engine
-from .validation import alignment_notes, validate_parameters
+from .validation import run_notes, validate_parameters
 
 ENGINE_NOT_FOUND = ("MISR engine not found: set its Python environment (the dialog's Engine box, "
                     f"the Processing parameter ENGINE) or the {ENV_VAR} environment variable")
@@ -54,7 +54,7 @@ class OutputPlan:
 @dataclass(frozen=True)
 class PreparedRun:
     """A run ready to start: its parameters (output paths filled in), command and outputs, and
-    the notes for people (frames the engine will resample)."""
+    the notes for people (frames the engine will resample, coarse masks, cloud screening)."""
 
     params: RunParameters
     argv: List[str]
@@ -104,7 +104,7 @@ def prepare_run(params: RunParameters, engine: Optional[EngineLocation],
     except ValueError as exc:
         plan.discard()
         raise RunError(str(exc)) from exc
-    return PreparedRun(params, argv, plan, tuple(alignment_notes(params)))
+    return PreparedRun(params, argv, plan, tuple(run_notes(params)))
 
 
 class RunReporter:

@@ -11,6 +11,7 @@ import numpy as np
 from .. import SCALE
 from ..errors import MisrError
 from .bands import BandSource, open_band, warp_band
+from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
 from .gdal_utils import gdal_cache_limit
 from .grid import Grid
 from .writer import BLOCK_SIZE
@@ -81,22 +82,27 @@ class FrameSource:
     stack's grid (warped there through a GDAL VRT when `--align` found them off it)."""
 
     frame: "BandSource"
-    mask: "BandSource | None" = None
+    mask: "MaskReader | None" = None
+    bands: tuple[BandSource, ...] = ()
+    """Every band read of the frame when several are (``frame`` is the first), else ()."""
+
+    def band_view(self, index: int) -> "FrameSource":
+        """This frame reading its band number `index` (0-based among `bands`) with the same mask."""
+        return FrameSource(self.bands[index], self.mask, self.bands) if self.bands else self
 
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Values (0 where not clear) and the clear mask of a window.
 
-        A pixel is clear when its mask is nonzero (if there is a mask), it is not the frame's
-        nodata value (a warped frame's nodata and outside are NaN), and it is finite.
+        A pixel is clear when its mask says so (if there is a mask: `MaskReader`), it is not the
+        frame's nodata value (a warped frame's nodata and outside are NaN), and it is finite.
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
         valid = np.isfinite(values)
         if self.frame.nodata is not None:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
-            mask_values = self.mask.read_rows(row0, row1, col0, col1)
-            valid &= np.isfinite(mask_values) & (mask_values != 0)
+            valid &= self.mask.read_clear(row0, row1, col0, col1)
         return np.where(valid, values, 0).astype(np.float32), valid
 
 
@@ -111,11 +117,39 @@ class LazyStack:
     clear_fraction: np.ndarray  # (T,) fraction of clear pixels per frame
     nodata: float | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What people should know that is not a problem (mask kinds detected, masks resampled)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(T, H, W)."""
         return len(self.sources), self.grid.height, self.grid.width
+
+    @property
+    def band_count(self) -> int:
+        """How many bands of every frame were opened (`band` reads each)."""
+        return max(1, len(self.sources[0].bands))
+
+    def band(self, index: int) -> "LazyStack":
+        """The same frames, masks and selection reading band `index` (0-based among those opened)."""
+        if self.band_count == 1:
+            return self
+        sources = [source.band_view(index) for source in self.sources]
+        return LazyStack(sources, self.grid, list(self.paths), self.clear_fraction, sources[0].frame.nodata,
+                         list(self.warnings), list(self.notes))
+
+    @property
+    def first_bands(self) -> tuple[BandSource, ...]:
+        """The bands opened of the first frame (the reference, never resampled)."""
+        return self.sources[0].bands or (self.sources[0].frame,)
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range every frame's integer data type can hold (None if one is floating-point)."""
+        ranges = [source.frame.value_range for source in self.sources]
+        if not ranges or any(r is None for r in ranges):
+            return None
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +161,7 @@ class LazyStack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
         index = _indices(keep)
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
-                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings))
+                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings), list(self.notes))
 
     def cache_bytes(self) -> int:
         """Enough of GDAL's block cache to stream this stack and its x3 outputs (see `stream_cache_bytes`)."""
@@ -163,45 +197,79 @@ def _indices(keep: np.ndarray) -> np.ndarray:
 
 
 def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> LazyStack:
+               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions(),
+               bands: Sequence[int] | None = None) -> LazyStack:
     """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
 
     Every file is opened and checked (bands, data type, grid) before any pixel is read. With
     `align`, frames and masks off the first frame's grid are warped onto it through GDAL VRTs
-    (frames bilinear, masks nearest; window by window) instead of being refused.
-    A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
+    (frames bilinear, masks nearest; window by window) instead of being refused. A mask that
+    covers its frame with pixels an integer multiple of the frame's (a 20 m SCL beside 10 m
+    bands) is read onto the frame's grid by nearest neighbour, with a note. Masks are read as
+    `mask_options` say (their kind, detected from their values for ``auto``: ``masks.py``).
+    A pixel is clear when its mask says so (if masks are given), it is not the frame's
     nodata value, and it is finite. The clear fractions are counted in one pass over row
-    blocks; fully cloudy frames are dropped with a warning.
+    blocks; fully cloudy frames are dropped with a warning. `bands` (1-based) opens several
+    bands of every frame (`LazyStack.band` reads one of them); the first is `band`'s stand-in.
     """
     if not frame_paths:
         raise MisrError("no frames given")
     if mask_paths and len(mask_paths) != len(frame_paths):
         raise MisrError(f"{len(mask_paths)} masks given for {len(frame_paths)} frames: "
                         "give one mask per frame, in the same order")
-    frames = [open_band(path, band, "frame") for path in frame_paths]
+    mask_options.check()
+    band_numbers = list(bands) if bands else [band]
+    frames = [[open_band(path, number, "frame") for number in band_numbers] for path in frame_paths]
     masks = [open_band(path, None, "mask") for path in mask_paths or []]
-    reference = frames[0].grid
-    off_grid = [_off_grid(source, reference, frames[0].path, align) for source in frames]
-    off_grid += [_off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
-                 for mask, frame in zip(masks, frames)]
-    sources = [FrameSource(warp_band(frame, reference, "bilinear") if moved else frame)
-               for frame, moved in zip(frames, off_grid)]
-    for source, mask, moved in zip(sources, masks, off_grid[len(frames):]):
-        source.mask = warp_band(mask, reference, "near") if moved else mask
+    reference = frames[0][0].grid
+    off_grid = [_off_grid(source[0], reference, frames[0][0].path, align) for source in frames]
+    sources = [FrameSource(*_on_grid(frame, reference, moved)) for frame, moved in zip(frames, off_grid)]
+    mask_bands, notes, moved_masks = _masks_on_grid(masks, [f[0] for f in frames], reference, align)
+    kinds, kind_notes = resolve_kinds([m.path for m in masks], [mask_options.kind_of(i, len(masks))
+                                                                 for i in range(len(masks))],
+                                      [count_values(m) for m in masks])
+    for source, mask_band, kind in zip(sources, mask_bands, kinds):
+        source.mask = MaskReader(mask_band, kind, mask_options.snow, mask_options.dark_areas, mask_options.dilation)
     warnings = []
-    if any(off_grid):
-        warnings.append(f"--align: {sum(off_grid[:len(frames)])} frame(s) and {sum(off_grid[len(frames):])} "
-                        f"mask(s) resampled onto the grid of {frames[0].path}")
+    if any(off_grid) or moved_masks:
+        warnings.append(f"--align: {sum(off_grid)} frame(s) and {moved_masks} "
+                        f"mask(s) resampled onto the grid of {frames[0][0].path}")
     with gdal_cache_limit(stream_cache_bytes(sources, reference)):
         clear = clear_fractions(sources, reference)
-    stack = LazyStack(sources, reference, list(frame_paths), clear, frames[0].nodata, warnings)
+    stack = LazyStack(sources, reference, list(frame_paths), clear, frames[0][0].nodata, warnings,
+                      kind_notes + notes)
     return drop_cloudy_frames(stack)
 
 
+def _on_grid(bands: list[BandSource], grid: Grid, moved: bool) -> tuple[BandSource, None, tuple[BandSource, ...]]:
+    """(first band, no mask yet, every band) of one frame, warped onto `grid` when `moved`."""
+    bands = [warp_band(b, grid, "bilinear") if moved else b for b in bands]
+    return bands[0], None, tuple(bands) if len(bands) > 1 else ()
+
+
+def _masks_on_grid(masks: list[BandSource], frames: list[BandSource], reference: Grid,
+                   align: bool) -> tuple[list[BandSource], list[str], int]:
+    """Every mask on the grid it is read on (its frame's; the first frame's with `align`), the
+    notes about coarser masks read by nearest neighbour, and how many `--align` resampled."""
+    on_grid, notes, aligned = [], [], 0
+    for mask, frame in zip(masks, frames):
+        target = reference if align else frame.grid
+        factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
+        if factor:
+            on_grid.append(warp_band(mask, target, "near"))
+            notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
+                         "by nearest neighbour")
+            continue
+        moved = _off_grid(mask, target, frame.path, align, frame)
+        on_grid.append(warp_band(mask, reference, "near") if moved else mask)
+        aligned += moved
+    return on_grid, merge_notes(notes), aligned
+
+
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> Stack:
+               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions()) -> Stack:
     """`open_stack`, then every pixel read into memory (see there)."""
-    return open_stack(frame_paths, mask_paths, band, align).load()
+    return open_stack(frame_paths, mask_paths, band, align, mask_options).load()
 
 
 def clear_fractions(sources: Sequence[FrameSource], grid: Grid) -> np.ndarray:
@@ -211,6 +279,16 @@ def clear_fractions(sources: Sequence[FrameSource], grid: Grid) -> np.ndarray:
         for index, source in enumerate(sources):
             counts[index] += int(np.count_nonzero(source.read_rows(row0, row1)[1]))
     return counts / (grid.width * grid.height)
+
+
+def clear_fractions_of(stack: AnyStack) -> np.ndarray:
+    """Fraction of clear pixels of every frame of any stack (its `read_rows`), in row blocks."""
+    count, height, width = stack.shape
+    counts = np.zeros(count, np.int64)
+    with gdal_cache_limit(stack.cache_bytes()):
+        for row0, row1 in row_blocks(height, READ_BLOCK_ROWS):
+            counts += stack.read_rows(row0, row1)[1].reshape(count, -1).sum(axis=1)
+    return counts / (width * height)
 
 
 def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
