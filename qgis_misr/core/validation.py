@@ -88,15 +88,15 @@ def alignment_notes(params: RunParameters) -> List[str]:
 def coarse_mask_notes(params: RunParameters) -> List[str]:
     """One line per mask whose pixels are a whole multiple of its frame's (a 20 m SCL beside 10 m
     bands): the engine reads it by nearest neighbour."""
-    notes = []
+    by_factor: dict = {}
     reference = params.frames[0].frame if params.frames else None
     for item in params.frames:
         target = reference if params.align else item.frame
         factor = coarser_factor(item.mask.grid, target.grid) if item.mask is not None else None
         if factor:
-            notes.append(f"Mask {item.mask.name}: pixels {factor}x larger than its frame's: read onto the "
-                         f"frame's grid by nearest neighbour.")
-    return notes
+            by_factor.setdefault(factor, []).append(item.mask.name)
+    return [f"{'Mask' if len(names) == 1 else 'Masks'} {', '.join(names)}: pixels {factor}x larger than "
+            f"the frame's: read onto the frame's grid by nearest neighbour." for factor, names in by_factor.items()]
 
 
 def screening_notes(params: RunParameters) -> List[str]:

@@ -72,7 +72,8 @@ def test_a_20m_scl_beside_10m_frames_is_no_problem_but_a_note(tmp_path):
     frames = sample_inputs(masks)
     assert validate_inputs(frames) == []
     notes = run_notes(RunParameters(frames=frames))
-    assert any("pixels 2x larger than its frame's" in note for note in notes)
+    assert notes == ["Masks scl_01, scl_02, scl_03, scl_04: pixels 2x larger than the frame's: read onto the "
+                     "frame's grid by nearest neighbour."]
 
 
 def test_without_masks_the_note_names_the_frames_with_no_nodata_either():
@@ -236,3 +237,38 @@ def test_sentinel2_bands_and_a_20m_scl_give_a_cloud_free_true_colour_sr_in_one_d
     assert sr.shape == hr.shape
     for band in range(3):  # clouds are 2.5-5x the scene's level: none comes through
         assert np.nanmax(np.abs(sr[band] - hr[band])) < 1.5 * hr[band].mean(), band
+
+
+def test_processing_takes_bands_mask_kind_and_screening_and_keeps_the_old_parameters(iface, processing_ready,
+                                                                                    tmp_path):
+    import qgis_misr
+    from qgis.core import QgsProcessingException
+
+    from .engine_stub import ANALYST_OPTIONS, fake_engine, writes_outputs
+    from .test_plugin_processing import RecordingFeedback, _run
+    plugin = qgis_misr.classFactory(iface)
+    plugin.initProcessing()
+    try:
+        frames, masks, _ = simulated_series(tmp_path / "rgb", count=3)
+        scl, _ = product_masks(tmp_path / "scl", "scl", frames=frames, masks=masks)
+        engine = str(fake_engine(tmp_path / "new", run_body=writes_outputs(), options=ANALYST_OPTIONS))
+        base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif")}
+
+        def command(**parameters) -> list[str]:
+            feedback = RecordingFeedback()
+            _run({**base, **parameters}, feedback)
+            return feedback.texts("command")[0].split()
+        argv = command(BANDS="3,2,1", MASKS=scl, MASK_KIND=2, MASK_DILATION=1, MASK_SNOW=True)
+        assert argv[argv.index("--bands") + 1] == "3,2,1" and "--band" not in argv
+        assert argv[argv.index("--mask-kind") + 1] == "scl" and argv[argv.index("--mask-dilation") + 1] == "1"
+        assert "--mask-snow" in argv
+        assert "--no-auto-mask" in command(AUTO_MASK=False)
+        old = command(BAND=2)  # the parameters of before: one band, masks detected by the engine
+        assert old[old.index("--band") + 1] == "2" and "--bands" not in old and "--mask-kind" not in old
+        every = command(BANDS="all")
+        assert every[every.index("--bands") + 1] == "1,2,3"
+        without = str(fake_engine(tmp_path / "old", run_body=writes_outputs()))
+        with pytest.raises(QgsProcessingException, match="this engine has no --bands option"):
+            _run({**base, "ENGINE": without, "BANDS": "all"})
+    finally:
+        plugin.unload()

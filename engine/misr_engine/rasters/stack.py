@@ -225,9 +225,10 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     off_grid = [_off_grid(source[0], reference, frames[0][0].path, align) for source in frames]
     sources = [FrameSource(*_on_grid(frame, reference, moved)) for frame, moved in zip(frames, off_grid)]
     mask_bands, notes, moved_masks = _masks_on_grid(masks, [f[0] for f in frames], reference, align)
-    kinds, kind_notes = resolve_kinds([m.path for m in masks], [mask_options.kind_of(i, len(masks))
-                                                                 for i in range(len(masks))],
-                                      [count_values(m) for m in masks])
+    with gdal_cache_limit(sum(mask.cache_bytes() for mask in masks) or None):
+        counts = [count_values(mask) for mask in masks]
+    kinds, kind_notes = resolve_kinds([m.path for m in masks],
+                                      [mask_options.kind_of(i, len(masks)) for i in range(len(masks))], counts)
     for source, mask_band, kind in zip(sources, mask_bands, kinds):
         source.mask = MaskReader(mask_band, kind, mask_options.snow, mask_options.dark_areas, mask_options.dilation)
     warnings = []

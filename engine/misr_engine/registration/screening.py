@@ -1,19 +1,26 @@
 """Automatic cloud and shadow screening from the time series itself, for frames without masks.
 
 A pixel of a registered frame is screened out when it is a temporal outlier among the frames
-at that pixel: much brighter than the frames' lower quartile there (cloud, haze), or, among
-the frames not found bright, much darker than their median (cloud shadow). "Much" is
-`BRIGHT_THRESHOLD` / `DARK_THRESHOLD` times the spread of the pixel's darker half (the
-lower quartile to the median, as a standard deviation; the larger of the pixel's and its
-neighbourhood's mean), which clouds covering up to half the frames do not inflate. The
-screened areas are then grown by `dilation` pixels (cloud edges are thin and bright).
+at that pixel:
+
+* bright (cloud, haze): above the frames' lower quartile there by more than `BRIGHT_THRESHOLD`
+  spreads, the spread being that of the darker dates (10th to 40th percentile, as a standard
+  deviation), which clouds on up to half of the dates do not inflate;
+* dark (cloud shadow): among the dates not found bright, below their median by more than
+  `DARK_THRESHOLD` of their median absolute deviations (as standard deviations).
+
+Each spread is at least its mean over the pixel's neighbourhood (`SPREAD_RADIUS`) and a small
+fraction of the pixel's level. The screened areas are then grown by `dilation` pixels (cloud
+edges are thin and bright), and frames left almost entirely screened out are dropped.
 
 It works on whole-pixel registered frames (as the network sees them) and streams: `ScreenedStack`
 reads any window of a stack with the screened pixels marked not clear, reading only the rows it
-needs (plus a halo for the neighbourhood and the dilation). Pixels seen by fewer than
-`MIN_FRAMES` frames are not screened. Limits: a pixel cloudy in more than three quarters of
-the frames cannot be told from a bright surface; real changes (harvest, flooding) in one or
-two dates are screened out too (those dates are then filled from the others).
+needs (plus the registration moves and a halo for the neighbourhood and the dilation), and gives
+the same pixels whatever the window. Pixels seen by fewer than `MIN_FRAMES` frames are not
+screened. Limits: a place cloudy on more than about half of the dates cannot be told from a
+bright surface; shallow shadows on dark ground (water) stay; real changes (harvest, flooding)
+seen on one or two dates are screened out too (those dates are then filled from the others).
+Measured on the sample scene: tests/engine/registration/test_screening.py.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from typing import Sequence, Union
 import numpy as np
 from scipy import ndimage
 
-from ..rasters.masks import disc
 from ..errors import MisrError
+from ..rasters.masks import disc
 from ..rasters.stack import LazyStack, Stack, clear_fractions_of
 from .stack import move_rows, whole_pixel_moves
 
@@ -40,7 +47,7 @@ chance do not make a pixel hair-triggered."""
 DEFAULT_DILATION = 2
 MIN_FRAMES = 3
 RELATIVE_FLOOR = 1e-3
-"""The spread is at least this fraction of the pixel's median (identical dates, synthetic data)."""
+"""The spread is at least this fraction of the pixel's lower quartile (identical dates, synthetic data)."""
 SPREAD_QUANTILES = (0.1, 0.4)
 SPREAD_NORMAL = 1.0282  # the distance between those quantiles of a standard normal
 NORMAL_QUARTILE = 0.6745  # the median absolute deviation of a standard normal
@@ -132,14 +139,21 @@ class ScreenedStack:
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frames (T, rows, cols) float32 (0 where not clear) and clear masks of a window, the
-        screened pixels not clear."""
-        frames, masks = self.inner.read_rows(row0, row1, col0, col1)
-        screened = self.screened(row0, row1, col0, self.grid.width if col1 is None else col1)
+        screened pixels not clear (when the evidence is this stack, its rows are read once)."""
+        col1 = self.grid.width if col1 is None else col1
+        screened, block = self._screened(row0, row1, col0, col1)
+        if block is not None and self.evidence is self.inner:
+            frames, masks, top = block
+            frames, masks = frames[:, row0 - top:row1 - top, col0:col1], masks[:, row0 - top:row1 - top, col0:col1]
+        else:
+            frames, masks = self.inner.read_rows(row0, row1, col0, col1)
         masks = masks & ~screened
         return np.where(masks, frames, 0).astype(np.float32), masks
 
-    def screened(self, row0: int, row1: int, col0: int, col1: int) -> np.ndarray:
-        """The screened pixels (T, rows, cols) of a window, in the frames' own (unregistered) pixels."""
+    def _screened(self, row0: int, row1: int, col0: int, col1: int
+                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, int] | None]:
+        """The screened pixels (T, rows, cols) of a window, in the frames' own (unregistered)
+        pixels, and the evidence rows read for them (frames, masks, first row; None if none)."""
         count, height, width = self.shape
         result = np.zeros((count, row1 - row0, col1 - col0), bool)
         dy, dx = self.moves[:, 0], self.moves[:, 1]
@@ -147,8 +161,8 @@ class ScreenedStack:
         # frame t's row y is registered row y - dy[t]: the registered rows to screen, with a halo
         first, last = max(0, row0 - int(dy.max()) - halo), min(height, row1 - int(dy.min()) + halo)
         if count < MIN_FRAMES or first >= last:
-            return result
-        top, bottom = max(0, first + int(dy.min())), min(height, last + int(dy.max()))
+            return result, None
+        top, bottom = min(row0, max(0, first + int(dy.min()))), max(row1, min(height, last + int(dy.max())))
         frames, masks = self.evidence.read_rows(top, bottom)
         registered, valid = move_rows(frames, masks, self.moves, top, (first, last), height)
         with warnings.catch_warnings():
@@ -161,7 +175,7 @@ class ScreenedStack:
                 result[index, rows[0] - row0:rows[1] - row0, cols[0] - col0:cols[1] - col0] = outliers[
                     index, rows[0] - dy[index] - first:rows[1] - dy[index] - first,
                     cols[0] - dx[index]:cols[1] - dx[index]]
-        return result
+        return result, (frames, masks, top)
 
     def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "ScreenedStack":
         """The frames `keep` (indices or booleans), screened among themselves, with `warnings` added."""
