@@ -8,10 +8,11 @@ from qgis.core import Qgis, QgsApplication, QgsProcessingUtils, QgsProject, QgsT
 
 from .core.engine import EngineCapabilities, EngineLocation, cached_capabilities
 from .core.export import export_results
+from . import settings
 from .core.naming import safe_file_stem
 from .core.params import RunParameters
 from .core.run import prepare_run
-from .layers import add_results
+from .layers import add_results, result_group_name
 from .task import MisrTask, log
 
 MESSAGE_TITLE = "MISR"
@@ -67,8 +68,9 @@ class RunController:
     def _add_layers(self, task: MisrTask) -> None:
         outcome, params = task.outcome, task.prepared.params
         project = self.project or QgsProject.instance()
+        run = result_group_name(project, params.run_name, outcome.frames_used)
         try:
-            group, sr_layer, unc_layer = add_results(project, params.run_name, outcome.sr,
+            group, sr_layer, unc_layer = add_results(project, run, outcome.sr,
                                                      outcome.uncertainty, task.context.get("reference"),
                                                      params.band)
         except RuntimeError as exc:
@@ -77,10 +79,9 @@ class RunController:
                          Qgis.MessageLevel.Critical)
             return
         task.context["layers"] = (group, sr_layer, unc_layer)
-        self.last_results = {"sr": outcome.sr, "uncertainty": outcome.uncertainty or "",
-                             "run": params.run_name}
+        self.last_results = {"sr": outcome.sr, "uncertainty": outcome.uncertainty or "", "run": run}
         seconds = "?" if outcome.seconds is None else outcome.seconds
-        text = f"{params.run_name}: done on {outcome.device} in {seconds} s."
+        text = f"{run}: done on {outcome.device} in {seconds} s."
         level = Qgis.MessageLevel.Success
         if outcome.gpu_fallback:
             text += f" The GPU was requested but the engine ran on {outcome.device}."
@@ -88,8 +89,7 @@ class RunController:
         if outcome.warnings:
             text += f" {len(outcome.warnings)} warning(s), see the MISR log."
             level = Qgis.MessageLevel.Warning
-        if task.prepared.plan.temporary:
-            text += " The results are temporary files: use Export to keep them."
+        text = f"{text} {task.prepared.plan.saved_text()}".strip()
         self.message(text, level)
 
     def message(self, text: str, level=Qgis.MessageLevel.Info) -> None:
@@ -101,7 +101,9 @@ class RunController:
     def export(self, sr: str, uncertainty: Optional[str], folder: str, run: str) -> Dict[str, str]:
         """Write a run's results as Cloud-Optimized GeoTIFFs into `folder`."""
         written = export_results(sr, uncertainty or None, folder, safe_file_stem(run))
+        settings.remember_export_folder(folder)
         text = "Exported as Cloud-Optimized GeoTIFF: " + ", ".join(written.values())
         log(text, Qgis.MessageLevel.Success)
         self.message(text, Qgis.MessageLevel.Success)
         return written
+

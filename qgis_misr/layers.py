@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from .core.grid import read_grid
-from .core.naming import parse_date, parse_metadata_date
+from .core.naming import parse_date, parse_metadata_date, unique_name, with_frames_used
 from .core.params import RasterInfo
 from .resources import style_path
 
@@ -181,18 +181,26 @@ def style_sr_layer(layer: QgsRasterLayer, reference: Optional[QgsRasterLayer] = 
     limits = renderer_min_max(reference, reference_band) if reference is not None else None
     if limits is None:
         limits = cumulative_cut(layer)
-    renderer = layer.renderer()
-    if not isinstance(renderer, QgsSingleBandGrayRenderer):
-        renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
-        layer.setRenderer(renderer)
+    styled = layer.renderer()
+    renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
+    if isinstance(styled, QgsSingleBandGrayRenderer):
+        renderer = styled.clone()
     enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(1))
     enhancement.setContrastEnhancementAlgorithm(
         QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
     enhancement.setMinimumValue(limits[0])
     enhancement.setMaximumValue(limits[1])
     renderer.setContrastEnhancement(enhancement)
-    layer.triggerRepaint()
+    _apply(layer, renderer)
     return limits
+
+
+def _apply(layer: QgsRasterLayer, renderer) -> None:
+    """Give `layer` its finished renderer with setRenderer, which makes the layer tree rebuild
+    its legend: a layer Processing has already added would otherwise keep the legend of the
+    style file (for the uncertainty: 0-1) when its renderer is changed in place."""
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
 
 
 def _label(value: float, span: float) -> str:
@@ -231,8 +239,8 @@ def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
         high = low + (abs(low) or 1.0) * 1e-3
     renderer = layer.renderer()
     if not isinstance(renderer, QgsSingleBandPseudoColorRenderer):
-        renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1)
-        layer.setRenderer(renderer)
+        raise RuntimeError(f"{style_path(UNCERTAINTY_STYLE)}: not a pseudocolor style")
+    renderer = renderer.clone()
     shader = renderer.shader()
     function = shader.rasterShaderFunction() if shader is not None else None
     items: List[QgsColorRampShader.ColorRampItem] = []
@@ -252,8 +260,8 @@ def style_uncertainty_layer(layer: QgsRasterLayer) -> Tuple[float, float]:
     function.setMaximumValue(high)
     renderer.setClassificationMin(low)
     renderer.setClassificationMax(high)
-    layer.renderer().setOpacity(UNCERTAINTY_OPACITY)
-    layer.triggerRepaint()
+    renderer.setOpacity(UNCERTAINTY_OPACITY)
+    _apply(layer, renderer)
     return low, high
 
 
@@ -284,8 +292,7 @@ def add_results(project: QgsProject, run: str, sr_path: str, uncertainty_path: O
             raise RuntimeError(f"cannot open the uncertainty result {uncertainty_path}")
     style_sr_layer(sr, reference, reference_band)
     tag_layer(sr, "sr", run, sr_path, uncertainty_path or "")
-    root = project.layerTreeRoot()
-    group = root.insertGroup(0, run)
+    group = project.layerTreeRoot().insertGroup(0, run)
     if uncertainty is not None:
         style_uncertainty_layer(uncertainty)
         tag_layer(uncertainty, "uncertainty", run, sr_path, uncertainty_path or "")
@@ -294,3 +301,29 @@ def add_results(project: QgsProject, run: str, sr_path: str, uncertainty_path: O
     project.addMapLayer(sr, False)
     group.addLayer(sr)
     return group, sr, uncertainty
+
+
+def top_level_group_names(project: QgsProject) -> List[str]:
+    root = project.layerTreeRoot()
+    return [node.name() for node in root.children() if isinstance(node, QgsLayerTreeGroup)]
+
+
+def result_group_name(project: QgsProject, planned: str, frames_used: Optional[int]) -> str:
+    """The name of a run's layer group: the planned run name saying how many frames the engine
+    really used, made unique among the project's top-level groups."""
+    return unique_name(with_frames_used(planned, frames_used), top_level_group_names(project))
+
+
+def move_into_group(project: QgsProject, layer: QgsRasterLayer, group: QgsLayerTreeGroup,
+                    on_top: bool) -> None:
+    """Move `layer`'s node (wherever Processing put it) into `group`, first or last."""
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    if node is None:
+        group.insertLayer(0 if on_top else -1, layer)
+        return
+    if node.parent() is group:
+        return
+    clone = node.clone()
+    group.insertChildNode(0 if on_top else len(group.children()), clone)
+    node.parent().removeChildNode(node)

@@ -3,13 +3,13 @@ provider; everything it adds is removed again by unload()."""
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QFileDialog
 
+from . import settings
 from .compat import QAction, raster_layer_type
 from .controller import RunController
 from .layers import ROLE, RUN, SR_PATH, UNCERTAINTY_PATH, is_result_layer
@@ -116,7 +116,7 @@ class MisrPlugin:
         if folder is None:
             folder = QFileDialog.getExistingDirectory(
                 self.iface.mainWindow(), "Export the results as Cloud-Optimized GeoTIFFs",
-                os.path.dirname(sr))
+                settings.export_folder())
         if not folder:
             return None
         return self.controller.export(sr, uncertainty, folder, layer.customProperty(RUN, "misr"))

@@ -1,17 +1,21 @@
-"""The plugin's settings (QgsSettings, under ``qgis_misr/``)."""
+"""The plugin's settings (QgsSettings, under ``qgis_misr/``), and the engine path shared by
+every profile and ``qgis_process`` (core.userfiles)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, List, Optional
 
-from qgis.core import QgsSettings
+from qgis.core import QgsProject, QgsSettings
 
+from .core import userfiles
 from .core.engine import EngineCapabilities, EngineLocation, capabilities, locate_engine
 from .resources import PLUGIN_DIR
 
 PREFIX = "qgis_misr/"
 ENGINE_KEY = "engine_path"
 MODELS_KEY = "engine_models"
+EXPORT_KEY = "export_folder"
 
 
 def value(key: str, default: Any = None, type_: Optional[type] = None) -> Any:
@@ -30,8 +34,12 @@ def configured_engine() -> str:
     return value(ENGINE_KEY, "", str) or ""
 
 
-def set_configured_engine(path: str) -> None:
+def set_configured_engine(path: str) -> Optional[str]:
+    """Use the engine at `path` in this profile and, when it is set, in every profile and in
+    ``qgis_process`` too (the user's engine file). Returns why that file could not be
+    written, or None."""
     set_value(ENGINE_KEY, path or "")
+    return userfiles.write_engine_path(path) if path else None
 
 
 def current_engine(configured: Optional[str] = None) -> Optional[EngineLocation]:
@@ -53,3 +61,18 @@ def known_models() -> List[str]:
     """The model names of the last successful engine probe, also from earlier sessions
     (the Processing algorithm offers them without starting the engine)."""
     return [name for name in (value(MODELS_KEY, "", str) or "").split(",") if name]
+
+
+def export_folder(project: Optional[QgsProject] = None) -> str:
+    """Where an export's folder picker opens: the last export folder, else the project's
+    folder, else the home folder (never QGIS's temporary folder)."""
+    last = value(EXPORT_KEY, "", str) or ""
+    if last and os.path.isdir(last):
+        return last
+    project = project or QgsProject.instance()
+    home = project.homePath() if project is not None else ""
+    return home if home and os.path.isdir(home) else os.path.expanduser("~")
+
+
+def remember_export_folder(folder: str) -> None:
+    set_value(EXPORT_KEY, folder)

@@ -45,7 +45,10 @@ class _TaskReporter(RunReporter):
         log(summary, Qgis.MessageLevel.Success)
 
     def error(self, message: str) -> None:
-        log(f"Error: {message}", Qgis.MessageLevel.Critical)
+        if self.task.isCanceled():  # the engine's word on being stopped: not an error
+            log(f"Engine stopped: {message}")
+        else:
+            log(f"Error: {message}", Qgis.MessageLevel.Critical)
 
 
 class MisrTask(QgsTask):
@@ -72,6 +75,8 @@ class MisrTask(QgsTask):
         return self.outcome.result if self.outcome is not None else None
 
     def run(self) -> bool:
+        """Worker thread. A run people canceled ends as a completed task whose description
+        says "canceled" (a terminated task is announced by QGIS as "Task failed")."""
         log("Running: " + self.prepared.command_text)
         try:
             self.outcome = execute(self.prepared, _TaskReporter(self), self.isCanceled)
@@ -79,6 +84,9 @@ class MisrTask(QgsTask):
             self.exception = exc
             self.prepared.plan.discard()
             return False
+        if self.outcome.canceled:
+            self.setDescription(f"{self.description()} (canceled)")
+            return True
         return self.outcome.ok
 
     def cancel(self) -> None:

@@ -3,15 +3,20 @@
 
 The zip has one top folder, qgis_misr/, holding the plugin's code, metadata.txt (the top-level
 file's content: qgis_misr/metadata.txt is only a link to it in the repository), LICENSE, the
-icons (from resources/icons/) and the layer styles (from resources/styles/); no compiled Python,
-no __pycache__, no VCS files. The engine (torch, weights) is not in it: it is installed apart.
+icons (from resources/icons/), the layer styles (from resources/styles/) and the engine's wheel
+(qgis_misr/engine/misr_engine-<version>-py3-none-any.whl, built by `pip wheel --no-deps ./engine`,
+with its weights and sample scene), which the dialog's engine set-up installs into the engine's
+own environment together with PyTorch; no compiled Python, no __pycache__, no VCS files.
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterable, List, Tuple
@@ -24,6 +29,7 @@ REQUIRED = ("name", "description", "version", "qgisMinimumVersion", "author", "e
 EXCLUDED_DIRS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".orig", ".rej", ".swp"}
 RESOURCES = (("resources/icons", "icons", {".svg", ".png"}), ("resources/styles", "styles", {".qml"}))
+WHEEL_FOLDER = "engine"  # qgis_misr.core.engine_setup.ENGINE_WHEEL_FOLDER
 
 
 def read_metadata(path: Path) -> dict:
@@ -68,16 +74,38 @@ def plugin_files(repo: Path = REPO) -> List[Tuple[Path, str]]:
     return files
 
 
+def build_engine_wheel(folder: Path, repo: Path = REPO) -> Path:
+    """`pip wheel --no-deps` of the engine, from a clean copy of engine/ (no stale build/ or
+    egg-info), into `folder`; returns the wheel."""
+    with tempfile.TemporaryDirectory(prefix="misr-engine-") as tmp:
+        source = Path(tmp) / "engine"
+        shutil.copytree(repo / "engine", source, ignore=shutil.ignore_patterns(
+            "build", "dist", "*.egg-info", "__pycache__", "*.pyc"))
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                   "--disable-pip-version-check", "-q", "-w", str(folder), str(source)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["?"]
+            raise SystemExit(f"building the engine wheel failed: {tail[0]}")
+    wheels = sorted(folder.glob("misr_engine-*.whl"))
+    if len(wheels) != 1:
+        raise SystemExit(f"expected one engine wheel in {folder}, found {len(wheels)}")
+    return wheels[0]
+
+
 def build(output_dir: Path = REPO / "dist", repo: Path = REPO) -> Path:
-    """Write the zip and return its path."""
+    """Write the zip (with the engine's wheel) and return its path."""
     metadata = check_metadata(repo)
     files = plugin_files(repo)
     output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / f"{PLUGIN}-{metadata['version']}.zip"
     temporary = target.with_suffix(".zip.part")
-    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, name in files:
-            archive.write(path, name)
+    with tempfile.TemporaryDirectory(prefix="misr-wheel-") as wheel_dir:
+        wheel = build_engine_wheel(Path(wheel_dir), repo)
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, name in files:
+                archive.write(path, name)
+            archive.write(wheel, f"{PLUGIN}/{WHEEL_FOLDER}/{wheel.name}")
     size = temporary.stat().st_size
     if size > MAX_BYTES:
         temporary.unlink()

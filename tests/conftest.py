@@ -32,6 +32,6 @@ def shipped_model():
 def holdout_stack():
     """A 9-frame stack simulated (fixed seed) from a real held-out Sentinel-2 crop, and its HR."""
     from misr_engine.rasters.bands import read_band
-    from misr_engine.datasets.simulate import degrade
+    from misr_engine.datasets.simulate import SENTINEL2, degrade
     hr = read_band(str(HOLDOUT_HR))[0]
-    return degrade(hr, 9, np.random.default_rng(7))
+    return degrade(hr, 9, np.random.default_rng(7), SENTINEL2)

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Screenshots of the plugin for the docs, with the real engine on the sample time series.
+"""Screenshots of the plugin for the docs, on a 1366x768 screen, with the real engine on the
+sample time series (`make screenshots`):
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/screenshots/make_screenshots.py
+    QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/screenshots/make_screenshots.py
 
-Writes docs/screenshots/dialog.png (the dialog, ready to run), dialog_problems.png (validation
-of a mismatched layer) and map_overlay.png (layer tree and map with the SR and the uncertainty
-overlay). Takes a minute or two on a CPU.
+Writes, each a grab of the whole screen: docs/screenshots/dialog.png (the dialog, ready to
+run), dialog_problems.png (validation of a mismatched layer), dialog_engine.png (the Engine
+section with the engine set-up), dialog_running.png (a run in progress) and map_overlay.png
+(layer tree and map with the SR and the uncertainty overlay). Takes a minute or two on a CPU.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
-SAMPLE = REPO / "resources" / "sample"
+SAMPLE = REPO / "engine" / "misr_engine" / "data" / "sample"  # the engine's package data
 sys.path.insert(0, str(REPO))
 
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer  # noqa: E402
 from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsLayerTreeView, QgsMapCanvas, QgsMessageBar  # noqa: E402
 from qgis.core import QgsLayerTreeModel  # noqa: E402
 from qgis.PyQt.QtCore import QCoreApplication, Qt  # noqa: E402
+from qgis.PyQt.QtGui import QGuiApplication  # noqa: E402
 from qgis.PyQt.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget  # noqa: E402
 
 
@@ -45,6 +48,13 @@ class Iface:
     def removeCustomActionForLayerType(self, action): return True  # noqa: E704,N802
     def addCustomActionForLayer(self, action, layer): pass  # noqa: E704,N802
     def activeLayer(self): return self._active  # noqa: E704,N802
+
+
+def grab_screen(path: Path) -> None:
+    """The whole screen as people see it (the dialog over the main window)."""
+    pump(0.5)
+    if not QGuiApplication.primaryScreen().grabWindow(0).save(str(path)):
+        raise RuntimeError(f"cannot grab the screen into {path} (run under Xvfb with QT_QPA_PLATFORM=xcb)")
 
 
 def pump(seconds: float) -> None:
@@ -80,7 +90,9 @@ def main() -> int:
     splitter.setSizes([380, 1000])
     layout.addWidget(splitter, 1)
     window.setCentralWidget(central)
-    window.resize(1380, 860)
+    screen = QGuiApplication.primaryScreen().geometry()
+    window.setGeometry(screen)
+    window.show()
 
     frames = []
     for index in range(1, 10):
@@ -98,6 +110,9 @@ def main() -> int:
     if not dialog.wait_for_engine(300):
         print("the engine did not answer", file=sys.stderr)
         return 1
+    dialog.fit_to_screen()
+    dialog.move((screen.width() - dialog.width()) // 2, (screen.height() - dialog.height()) // 2)
+    print(f"screen {screen.width()}x{screen.height()}, dialog {dialog.width()}x{dialog.height()}")
 
     # 1. validation of a layer on another grid
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,22 +123,32 @@ def main() -> int:
         project.addMapLayer(odd_layer, False)
         dialog.set_frames(frames + [odd_layer])
         pump(1.0)
-        dialog.grab().save(str(OUT / "dialog_problems.png"))
+        grab_screen(OUT / "dialog_problems.png")
         project.removeMapLayer(odd_layer.id())
 
-    # 2. the dialog ready to run
+    # 2. the Engine section with the engine set-up
     dialog.set_frames(frames)
+    dialog.engine_section.setCollapsed(False)
+    dialog.setup_box.setCollapsed(False)
+    pump(0.5)
+    dialog.scroll.ensureWidgetVisible(dialog.setup_panel.setup_button)
+    grab_screen(OUT / "dialog_engine.png")
+    dialog.setup_box.setCollapsed(True)
+    dialog.engine_section.setCollapsed(True)
+    dialog.scroll.verticalScrollBar().setValue(0)
+
+    # 3. the dialog ready to run
     dialog.tile_spin.setValue(128)
     pump(1.0)
-    dialog.grab().save(str(OUT / "dialog.png"))
+    grab_screen(OUT / "dialog.png")
 
-    # 3. run, then the map with the results
+    # 4. run, then the map with the results
     task = dialog.run()
     if task is None:
         print("could not start:", dialog.problems_label.text(), file=sys.stderr)
         return 1
     pump(3.0)
-    dialog.grab().save(str(OUT / "dialog_running.png"))
+    grab_screen(OUT / "dialog_running.png")
     end = time.monotonic() + 900
     while task.result is None and time.monotonic() < end:
         pump(0.5)
@@ -146,7 +171,7 @@ def main() -> int:
     pump(4.0)
     canvas.waitWhileRendering()
     pump(1.0)
-    window.grab().save(str(OUT / "map_overlay.png"))
+    grab_screen(OUT / "map_overlay.png")
     plugin.unload()
     print("wrote", ", ".join(str(p.relative_to(REPO)) for p in sorted(OUT.glob("*.png"))))
     return 0

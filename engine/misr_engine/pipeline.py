@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import chain
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
@@ -20,14 +20,16 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from . import SCALE, __version__
+from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .models.registry import DEFAULT_MODEL
-from .rasters.bands import band_identity, resolve_bands
+from .rasters.bands import band_identity, parse_bands, resolve_bands
 from .rasters.masks import AUTO, MaskOptions
-from .rasters.outputs import atomic_outputs, check_output_path
-from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, open_stack, select_frames
+from .rasters.outputs import atomic_outputs, check_outputs
+from .rasters.writer import check_geotiff_name
+from .rasters.disk import check_free_space
+from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, StackPlan, open_planned, plan_stack
 from .rasters.writer import write_strips
 from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES, Screening, screen_stack
 
@@ -86,11 +88,13 @@ class SuperResolveRequest:
     ttf_steps: int = 0
     align: bool = False
     overwrite: bool = False
+    memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
 
     @property
     def mask_options(self) -> MaskOptions:
         """How the given masks are read."""
-        return MaskOptions(tuple(self.mask_kind), self.mask_snow, self.mask_dark_areas, self.mask_dilation or 0)
+        kinds = (self.mask_kind,) if isinstance(self.mask_kind, str) else tuple(self.mask_kind)
+        return MaskOptions(kinds, self.mask_snow, self.mask_dark_areas, self.mask_dilation or 0)
 
     @property
     def screening(self) -> Screening | None:
@@ -109,8 +113,9 @@ class SuperResolveRequest:
         """The files the run writes: the SR, then the uncertainty if asked for."""
         return [self.output] + ([self.uncertainty] if self.uncertainty else [])
 
-    def check(self) -> None:
-        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet)."""
+    def check(self) -> list[str]:
+        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet).
+        Partial files of killed runs on the outputs are removed: returns a note for each."""
         for name, value, low in (("tile-size", self.tile_size, MIN_TILE_SIZE), ("overlap", self.overlap, 0),
                                  ("max-frames", self.max_frames, 1), ("ttf-steps", self.ttf_steps, 0)):
             if value < low:
@@ -118,15 +123,20 @@ class SuperResolveRequest:
                 raise MisrError(f"--{name} {value}: must be at least {low}{unit}")
         if self.band is not None and self.bands is not None:
             raise MisrError("--band and --bands: give only one of them")
+        parse_bands(self.bands)
         self.mask_options.check()
         if self.batch_size is not None and self.batch_size < 1:
             raise MisrError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.ttf_steps and self.backend != "torch":
             raise MisrError("--ttf-steps needs --backend torch: ONNX Runtime runs fixed weights")
-        if self.uncertainty and os.path.abspath(self.uncertainty) == os.path.abspath(self.output):
-            raise MisrError(f"{self.output}: --output and --uncertainty are the same file")
+        if self.ttf_steps:
+            from .inference.finetune import MAX_STEPS
+            if self.ttf_steps > MAX_STEPS:
+                raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
+                                "on 2 CPU cores; the model card's runs use 50 to 200)")
         for path in self.outputs:
-            check_output_path(path, self.inputs, self.overwrite)
+            check_geotiff_name(path)
+        return check_outputs(self.outputs, self.inputs, self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -152,19 +162,21 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     """
     progress = progress or _Silent()
     started = time.perf_counter()
-    request.check()
-    # every input checked, then read window by window: memory does not grow with the raster
-    stack = open_stack(request.frames, request.masks, request.band, align=request.align,
-                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
+    notes = request.check()
+    # every input's header checked, then its pixels read one file at a time; only the frames
+    # used stay open, read window by window: memory does not grow with the raster
+    plan = plan_stack(request.frames, request.masks, request.band, align=request.align,
+                      mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
+    notes += check_resources(request, plan, engine)
+    stack = open_planned(plan, request.max_frames)
     stack, screening_notes = _screened(stack, request.screening)
-    stack, selection_warnings = select_frames(stack, request.max_frames)
     from .inference.engine import open_engine
     from .inference.tiled import super_resolve_strips
-    from .registration.streamed import stack_shifts
+    from .registration.streamed import stack_registration
     if engine is None:
         engine = open_engine(request.backend, request.model, request.weights, request.device, request.precision)
-    warnings = stack.warnings + selection_warnings
-    for note in list(getattr(stack, "notes", [])) + screening_notes:
+    warnings = notes + stack.warnings
+    for note in list(stack.notes) + screening_notes:
         progress.event("log", message=note)
     for warning in warnings:
         progress.event("warning", message=warning)
@@ -177,17 +189,17 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         warnings.append(message)
         progress.event("warning", message=message)
     count = stack.band_count
-    shifts = stack_shifts(stack) if count > 1 else None  # one registration for every band
+    registration = stack_registration(stack) if count > 1 else None  # one registration for every band
 
     def band_strips(index: int):
         def update(fraction: float, message: str = "") -> None:
             progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
-                                      on_warning=warn, shifts=shifts)
+                                      on_warning=warn, registration=registration)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
-    with atomic_outputs(request.outputs) as temporaries:  # both files appear together, or neither
+    with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # both files appear together, or neither
         # row strips are written as the tiles finish them: the outputs are never held whole
         write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries,
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
@@ -234,10 +246,49 @@ def _band_descriptions(stack: Any) -> tuple[list, list[int] | None]:
 
 def limits() -> dict[str, int]:
     """The bounds of a run's options (`misr models --json`; the plugin checks against them)."""
-    from .inference.finetune import MIN_FRAMES as MIN_TTF_FRAMES
+    from .inference.finetune import MAX_STEPS as MAX_TTF_STEPS, MIN_FRAMES as MIN_TTF_FRAMES
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
-            "min_ttf_frames": MIN_TTF_FRAMES}
+            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS}
+
+
+def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:
+    """Before any pixel is read: the weights checked without loading them (config bounds, every
+    tensor by name and shape), the device, the run's memory against the budget and both outputs'
+    size against the free disk space; one-line MisrErrors. Returns warnings."""
+    with signals.deferred():  # torch, scipy, scikit-image: ~1 s; a signal acts after, not inside an import
+        from .inference.backends import resolve_device
+        from .inference.budget import check_memory, estimate, memory_budget, warp_bytes
+        from .inference.finetune import TTF_WINDOW
+        from .inference.tiled import EDGE_CONTEXT
+        from .models.weights import plan_model
+
+    grid, frames = plan.grid, min(request.max_frames, len(plan.frames))
+    if engine is not None:
+        device, config, network = engine.device, getattr(getattr(engine.runner, "model", None), "config", None), 0
+    elif request.weights and str(request.weights).endswith(".onnx"):
+        device, config, network = ("cuda" if request.device.startswith("cuda") else "cpu"), None, 0
+    else:
+        model = plan_model(request.model, request.weights)
+        config, network = model.config, model.parameter_bytes * (5 if request.ttf_steps else 1)  # + copy, grads, Adam
+        device = str(resolve_device(request.device)) if request.backend == "torch" else \
+            ("cuda" if request.device.startswith("cuda") else "cpu")
+    tile = 0
+    if device.startswith("cpu") and hasattr(config, "tile_bytes"):  # on a GPU, tiles halve on out of memory
+        side = [min(request.tile_size, n) + 2 * EDGE_CONTEXT for n in (grid.height, grid.width)]
+        tile = config.tile_bytes(frames, side[0] * side[1], request.batch_size or 1)
+        if request.ttf_steps:  # training steps keep every activation for the backward pass
+            tile = max(tile, 12 * config.tile_bytes(frames, min(TTF_WINDOW, grid.height) * min(TTF_WINDOW, grid.width)))
+    bands = len(plan.band_numbers)  # each frame's bands are open (and warped) together; SR'd one at a time
+    warped = min(sum(f * bands + m for f, m in plan.warp), (bands + 1) * frames)
+    # a screened multi-band run reads the first band (the screening's evidence) beside each band
+    rows_read = frames * (2 if bands > 1 and request.screening else 1)
+    budget, source = memory_budget(request.memory_budget)
+    check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.outputs),
+                          cache_bytes=plan.cache_bytes(frames, len(request.outputs)), network_bytes=network,
+                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
+                 plan.frames[0])
+    return check_free_space(request.outputs, grid.refined(SCALE), plan.frames[0], bands)
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:
@@ -252,7 +303,27 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
             "MISR_TTF_STEPS": request.ttf_steps, "MISR_AUTO_MASK": "yes" if hasattr(stack, "screening") else "no",
             "MISR_BANDS": json.dumps([band.band for band in stack.first_bands]),
+            "MISR_OPTIONS": json.dumps(run_options(request), sort_keys=True),
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
+
+
+NOT_PROVENANCE = ("output", "uncertainty", "overwrite", "device", "batch_size", "weights")
+"""Request fields that say where a run writes or runs, not what it computes (the weights are
+tagged by their SHA-256)."""
+
+
+def run_options(request: SuperResolveRequest) -> dict[str, Any]:
+    """Every other request field, input paths made absolute: the MISR_OPTIONS tag, which tells
+    whether an existing output came from the same run (`misr batch` skips it then)."""
+    options: dict[str, Any] = {}
+    for item in fields(request):
+        value = getattr(request, item.name)
+        if item.name in NOT_PROVENANCE:
+            continue
+        if item.name in ("frames", "masks") and value:
+            value = [os.path.abspath(path) for path in value]
+        options[item.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return options
 
 
 def _summary(request: SuperResolveRequest, result: SuperResolveResult) -> str:

@@ -1,9 +1,10 @@
 """Finding the `misr` engine and asking it what it can do (models, devices, options).
 
 The engine is a separate Python environment with torch; the plugin only ever runs its command
-line. Where it is found, in order: the path configured in the plugin's settings, the
-``MISR_ENGINE`` environment variable, the ``.venv`` of the repository the plugin folder sits in,
-then ``misr`` on the PATH. A configured path may be the environment's folder, its Python, or the
+line. Where it is found, in order: the path configured in the plugin's settings (this QGIS
+profile), the ``MISR_ENGINE`` environment variable, the user's engine file (every profile and
+``qgis_process``: see core.userfiles), the ``.venv`` of the repository the plugin folder sits
+in, then ``misr`` on the PATH. A configured path may be the environment's folder, its Python, or the
 ``misr`` executable itself.
 """
 
@@ -21,10 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
+from . import userfiles
+
 ENV_VAR = "MISR_ENGINE"
 IS_WINDOWS = sys.platform.startswith("win")
 _EXE = ".exe" if IS_WINDOWS else ""
 PROBE_TIMEOUT_S = 180.0
+ENGINE_NOT_FOUND = ("MISR engine not found: set it up or choose its Python environment in the "
+                    "dialog's Engine section (every QGIS profile and qgis_process then find it), "
+                    f"pass the Processing parameter ENGINE, or set the {ENV_VAR} environment variable")
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 
@@ -78,6 +84,7 @@ def locate_engine(configured: str = "", environ: Optional[Mapping[str, str]] = N
     candidates = [
         (configured, "plugin settings"),
         (environ.get(ENV_VAR, ""), f"{ENV_VAR} environment variable"),
+        (userfiles.read_engine_path(environ), str(userfiles.config_file(environ))),
         (str(repository_venv(plugin_dir)), "the repository's .venv"),
     ]
     for value, source in candidates:
@@ -245,8 +252,7 @@ def probe_engine(location: Optional[EngineLocation], timeout: float = PROBE_TIME
     since the engine imports torch: call it off the GUI thread)."""
     caps = EngineCapabilities(location=location)
     if location is None:
-        caps.error = ("MISR engine not found: set its Python environment in the dialog, or the "
-                      f"{ENV_VAR} environment variable")
+        caps.error = ENGINE_NOT_FOUND
         return caps
     base = list(location.argv)
     queries = {"help": ["super-resolve", "--help"], "version": ["--version"],

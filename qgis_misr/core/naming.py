@@ -105,10 +105,24 @@ def match_masks(frame_names: Sequence[str], mask_names: Iterable[str]) -> List[O
     return result
 
 
+def _frames_text(chosen: int, used: Optional[int] = None) -> str:
+    """'9 frames', '1 frame', or '8 of 9 frames' when the engine used fewer than were chosen."""
+    count = chosen if used is None else used
+    noun = "frame" if count == 1 and (used is None or used == chosen) else "frames"
+    if used is not None and used != chosen:
+        return f"{used} of {chosen} frames"
+    return f"{count} {noun}"
+
+
+_FRAMES_PART = re.compile(r"\((\d+) (?:of (\d+) )?frames?\)")
+
+
 def run_name(model_label: str, frame_names: Sequence[str], dates: Sequence[Optional[_dt.date]] = (),
              when: Optional[_dt.datetime] = None) -> str:
-    """A short human name for a run, used for the layer group: 'MISR PIUnet 2024-05-17..2024-06-30
-    (9 frames) 14:05'. `model_label` is the engine's label of the model ('' when not known)."""
+    """A short human name for a run, used for the layer group and the task: 'MISR PIUnet
+    2024-05-17..2024-06-30 (9 frames) 14:05:32'. `model_label` is the engine's label of the model
+    ('' when not known). To the second, so that runs started a minute apart differ; see
+    :func:`unique_name` for runs started within the same second."""
     known = sorted(d for d in dates if d is not None)
     if known:
         span = known[0].isoformat() if known[0] == known[-1] else f"{known[0]}..{known[-1]}"
@@ -119,10 +133,32 @@ def run_name(model_label: str, frame_names: Sequence[str], dates: Sequence[Optio
         span = "no frames"
     when = when or _dt.datetime.now()
     return " ".join(part for part in ("MISR", model_label, span) if part) + \
-        f" ({len(frame_names)} frames) {when:%H:%M}"
+        f" ({_frames_text(len(frame_names))}) {when:%H:%M:%S}"
+
+
+def with_frames_used(name: str, used: Optional[int]) -> str:
+    """`name` (from :func:`run_name`) saying how many frames the engine really used (its
+    ``start`` event): 'MISR ... (8 of 9 frames) 14:05:32' when it dropped some."""
+    match = _FRAMES_PART.search(name)
+    if used is None or match is None:
+        return name
+    chosen = int(match.group(2) or match.group(1))
+    return name[:match.start()] + f"({_frames_text(chosen, used)})" + name[match.end():]
+
+
+def unique_name(name: str, taken: Iterable[str]) -> str:
+    """`name`, or `name (2)`, `name (3)`... whichever is not in `taken`."""
+    taken = set(taken)
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} ({number})"
+    return candidate
 
 
 def safe_file_stem(text: str) -> str:
-    """`text` reduced to characters safe in a file name."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    """`text` reduced to a clean file name stem: letters, digits and dashes, the rest (spaces,
+    dots, colons, brackets) one underscore. 'MISR PIUnet a..b (2 frames) 14:05:32' gives
+    'MISR_PIUnet_a_b_2_frames_14_05_32'."""
+    stem = re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_-")
     return stem or "misr"

@@ -14,14 +14,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import contract
 from .command import build_command
-from .engine import ENV_VAR, EngineCapabilities, EngineLocation
+from .engine import ENGINE_NOT_FOUND, EngineCapabilities, EngineLocation
 from .naming import safe_file_stem
 from .params import RunParameters
 from .runner import EngineResult, run_engine
 from .validation import run_notes, validate_parameters
 
-ENGINE_NOT_FOUND = ("MISR engine not found: set its Python environment (the dialog's Engine box, "
-                    f"the Processing parameter ENGINE) or the {ENV_VAR} environment variable")
 
 
 class RunError(Exception):
@@ -44,6 +42,25 @@ class OutputPlan:
     @property
     def temporary(self) -> bool:
         return self.temporary_folder is not None
+
+    def is_temporary(self, path: str) -> bool:
+        """Whether `path` is one of the files planned in the temporary folder."""
+        return bool(self.temporary_folder and path
+                    and os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.temporary_folder))
+
+    def saved_text(self) -> str:
+        """Where the results are, in one sentence that is true of this plan: saved files are
+        named, temporary ones said to be temporary."""
+        parts = [("SR", self.sr), ("uncertainty", self.uncertainty)]
+        saved = [f"the {label} to {path}" for label, path in parts
+                 if path and not self.is_temporary(path)]
+        temporary = [label for label, path in parts if path and self.is_temporary(path)]
+        text = f"Saved {' and '.join(saved)}." if saved else ""
+        if len(temporary) == 2:
+            text += " The results are temporary files: use Export to keep them."
+        elif temporary:
+            text += f" The {temporary[0]} is a temporary file: use Export to keep it."
+        return text.strip()
 
     def discard(self) -> None:
         """Remove the temporary folder, if any, with whatever is in it."""
@@ -175,6 +192,8 @@ class RunOutcome:
     seconds: Optional[float] = None
     gpu_fallback: bool = False
     """A GPU was asked for but the engine ran elsewhere."""
+    frames_used: Optional[int] = None
+    """How many frames the engine fused (its ``start`` event; fully cloudy ones are dropped)."""
 
     @property
     def ok(self) -> bool:
@@ -203,7 +222,15 @@ def resolve(result: EngineResult, params: RunParameters) -> RunOutcome:
     device = str(done.get("device") or (result.start or {}).get("device") or "?")
     return RunOutcome(result, sr=done.get("output") or params.output, uncertainty=uncertainty or None,
                       device=device, seconds=done.get("seconds"),
-                      gpu_fallback=params.device.startswith("cuda") and not device.startswith("cuda"))
+                      gpu_fallback=params.device.startswith("cuda") and not device.startswith("cuda"),
+                      frames_used=_count((result.start or {}).get("frames")))
+
+
+def _count(value) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def execute(run: PreparedRun, reporter: RunReporter,

@@ -19,6 +19,8 @@ MIN_SCREENED_FRAMES = 3
 
 FINE_TUNABLE = "fine-tunable"
 """The capability (``misr models --json``) a model needs for test-time fine-tuning."""
+ONE_FRAME_NOTE = ("One frame: the network has no other acquisition to fuse, so the result is a "
+                  "single-image upscaling; several frames of the scene give more detail.")
 
 
 def grid_mismatch(reference: RasterInfo, other: RasterInfo) -> List[str]:
@@ -118,9 +120,20 @@ def screening_notes(params: RunParameters) -> List[str]:
 
 
 def run_notes(params: RunParameters) -> List[str]:
-    """Every informational line about a run (not problems): resampled frames, coarse masks,
-    automatic cloud screening."""
-    return alignment_notes(params) + coarse_mask_notes(params) + screening_notes(params)
+    """What people should know about a run that is not a problem: a single frame, frames the
+    engine will resample, coarse masks, automatic cloud screening."""
+    notes = [ONE_FRAME_NOTE] if len(params.frames) == 1 else []
+    return notes + alignment_notes(params) + coarse_mask_notes(params) + screening_notes(params)
+
+
+def ttf_frames_problem(frame_count: int, caps: Optional[EngineCapabilities]) -> Optional[str]:
+    """Why test-time fine-tuning cannot run on `frame_count` frames (the engine's
+    ``limits.min_ttf_frames``), or None. Unknown limits are left to the engine."""
+    minimum = caps.limits.min_ttf_frames if caps is not None and caps.ok else None
+    if minimum and frame_count < minimum:
+        return (f"Test-time fine-tuning needs at least {minimum} frames "
+                f"(each is predicted from the others); {frame_count} chosen.")
+    return None
 
 
 def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = False,
@@ -130,12 +143,9 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = F
     Grid mismatches are problems unless `align` is set and the engine can resample the raster
     (see :func:`alignment_notes`); the problem line then says which option fixes it.
     """
-    problems: List[str] = []
-    if len(frames) < 2:
-        problems.append(f"Choose at least 2 frames (multi-image super-resolution); "
-                        f"{len(frames)} chosen.")
     if not frames:
-        return problems
+        return ["Choose at least one frame (tick it in the Frames list)."]
+    problems: List[str] = []
     for item in frames:
         for role, info in (("frame", item.frame), ("mask", item.mask)):
             if info is not None:
@@ -204,7 +214,8 @@ def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[st
         return problems + [f"Model: {exc}."]
     if params.ttf_enabled and not model.can(FINE_TUNABLE):
         problems.append(f"Test-time fine-tuning: {model.label} is not fine-tunable.")
-    return problems
+    too_few = ttf_frames_problem(len(params.frames), caps) if params.ttf_enabled else None
+    return problems + ([too_few] if too_few else [])
 
 
 def _file_problem(info: RasterInfo) -> Optional[str]:
@@ -214,3 +225,23 @@ def _file_problem(info: RasterInfo) -> Optional[str]:
         return f"file {info.path} not found"
     return None
 
+
+
+def preselect(candidates: Sequence[RasterInfo], reference: Optional[RasterInfo] = None) -> List[bool]:
+    """Which of `candidates` to tick as frames without being asked: local files on
+    `reference`'s grid (the first frame already ticked); without one, the local files on the
+    grid most of them share (ties: the grid of the first). A basemap from a web service, or a
+    mosaic on another grid, is not ticked."""
+    local = [index for index, info in enumerate(candidates) if info.path]
+    if reference is None:
+        groups: List[List[int]] = []
+        for index in local:
+            group = next((g for g in groups if not grid_mismatch(candidates[g[0]], candidates[index])), None)
+            if group is None:
+                groups.append([index])
+            else:
+                group.append(index)
+        chosen = set(max(groups, key=len)) if groups else set()
+    else:
+        chosen = {index for index in local if not grid_mismatch(reference, candidates[index])}
+    return [index in chosen for index in range(len(candidates))]

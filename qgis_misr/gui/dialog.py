@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from qgis.core import QgsProject, QgsRasterLayer
-from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtCore import QObject, Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QIcon
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsScrollArea
+from qgis.PyQt.QtCore import QObject, QRect, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QGuiApplication, QIcon
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -19,12 +19,14 @@ from qgis.PyQt.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -41,9 +43,10 @@ from ..core.naming import looks_like_mask, match_masks, run_name
 from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
 from ..core.run import RunError
 from ..core.masks import detect_kinds
-from ..core.validation import FINE_TUNABLE, run_notes, validate_parameters
+from ..core.validation import FINE_TUNABLE, preselect, run_notes, ttf_frames_problem, validate_parameters
 from ..layers import is_result_layer, layer_date, layer_file, raster_info
 from ..resources import icon_path
+from .engine_setup import EngineSetupPanel
 from .inputs import BandChooser, MaskOptions, mask_kind_combo
 
 NO_MASK = "none / use nodata"
@@ -54,6 +57,28 @@ ALIGN_TOOLTIP = ("Frames (and masks) whose CRS, pixel size, extent or size diffe
                  "changed): frames bilinear, masks nearest neighbour. Pixels outside a frame's "
                  "footprint count as not clear. Unticked, such frames are refused.")
 _COL_FRAME, _COL_DATE, _COL_MASK, _COL_KIND = 0, 1, 2, 3
+PREFERRED_SIZE = (860, 820)
+SCREEN_MARGIN = (60, 70)
+"""Room left on the screen for the window's frame and the desktop's panels."""
+TABLE_MIN_HEIGHT = 150
+MESSAGES_MAX_HEIGHT = 110
+"""About six lines of problems and notes; more scroll inside their box."""
+
+
+def no_default_buttons(widget: QWidget) -> None:
+    """No push button in `widget` is a default button: Enter in a field must not move frames,
+    start a run or close the dialog."""
+    for button in widget.findChildren(QPushButton):
+        button.setAutoDefault(False)
+        button.setDefault(False)
+
+
+def _section(title: str, name: str) -> QgsCollapsibleGroupBox:
+    """A collapsible section of the dialog (its state is not remembered between sessions)."""
+    box = QgsCollapsibleGroupBox(title)
+    box.setObjectName(name)
+    box.setSaveCollapsedState(False)
+    return box
 
 
 @dataclass
@@ -99,13 +124,51 @@ class MisrDialog(QDialog):
 
     # -- construction ---------------------------------------------------------------------------
     def _build(self) -> None:
+        """Sections in a scroll area (Frames, Options, Outputs, Engine: other modules add their
+        rows to ``frames_layout``, ``options_form`` and ``engine_form``); below it, always
+        visible, the problems and notes, the status and the buttons."""
         self.setWindowTitle("MISR super-resolution (x3)")
         self.setWindowIcon(QIcon(icon_path("misr.svg")))
-        self.resize(780, 720)
         layout = QVBoxLayout(self)
+        self.scroll = QgsScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        content = QWidget()
+        self.sections = QVBoxLayout(content)
+        self.sections.setContentsMargins(0, 0, 0, 0)
+        self.sections.addWidget(self._build_frames_section(), 1)
+        self.sections.addWidget(self._build_options_section())
+        self.sections.addWidget(self._build_outputs_section())
+        self.sections.addWidget(self._build_engine_section())
+        self.scroll.setWidget(content)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self._build_messages())
+        status_row = QHBoxLayout()
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(False)
+        status_row.addWidget(self.status_label, 1)
+        status_row.addWidget(self.progress_bar, 1)
+        layout.addLayout(status_row)
+        layout.addWidget(self._build_buttons())
 
-        frames_box = QGroupBox("Frames (one scene, one grid) and their cloud masks")
-        frames_layout = QVBoxLayout(frames_box)
+        self.model_combo.currentIndexChanged.connect(lambda *_: self.validate())
+        for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
+                       self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
+                       self.ttf_steps.valueChanged, self.align_check.toggled):
+            signal.connect(lambda *_: self.validate())
+        for widget in (self.output_widget, self.uncertainty_widget):
+            widget.fileChanged.connect(lambda *_: self.validate())
+        self._restore_options()
+        no_default_buttons(self)
+        self.fit_to_screen()
+
+    def _build_frames_section(self) -> QGroupBox:
+        box = self.frames_section = QGroupBox("Frames (one scene, one grid) and their cloud masks")
+        self.frames_layout = QVBoxLayout(box)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Frame", "Date", "Mask", "Mask kind"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -118,10 +181,11 @@ class MisrDialog(QDialog):
         header.setSectionResizeMode(_COL_MASK, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(_COL_KIND, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip("Tick the frames to fuse. The others must be on the first frame's "
-                              "grid (or be resampled onto it).")
+                              "grid (or be resampled onto it). Layers that are local files on the "
+                              "first frame's grid are ticked when they are added.")
         self.table.itemChanged.connect(self._item_changed)
-        self.table.setMinimumHeight(240)
-        frames_layout.addWidget(self.table)
+        self.table.setMinimumHeight(TABLE_MIN_HEIGHT)
+        self.frames_layout.addWidget(self.table, 1)
         buttons = QHBoxLayout()
         self.up_button = QPushButton("Move up")
         self.down_button = QPushButton("Move down")
@@ -139,29 +203,31 @@ class MisrDialog(QDialog):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.reload_button)
-        frames_layout.addLayout(buttons)
-        layout.addWidget(frames_box, 1)
+        self.frames_layout.addLayout(buttons)
+        return box
 
-        options_box = QGroupBox("Options")
-        form = QFormLayout(options_box)
+    def _build_options_section(self) -> QgsCollapsibleGroupBox:
+        box = self.options_section = _section("Options", "misrOptionsSection")
+        self.options_form = QFormLayout(box)
         self.band_chooser = BandChooser()
-        form.addRow("Bands", self.band_chooser)
+        self.options_form.addRow("Bands", self.band_chooser)
         self.mask_options = MaskOptions()
-        form.addRow("Cloud masks", self.mask_options)
+        self.options_form.addRow("Cloud masks", self.mask_options)
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The models the engine offers ('misr models')")
-        form.addRow("Model", self.model_combo)
+        self.options_form.addRow("Model", self.model_combo)
         ttf_row = QHBoxLayout()
         self.ttf_check = QCheckBox("Test-time fine-tuning")
         self.ttf_steps = QSpinBox()
         self.ttf_steps.setRange(1, 10000)
         self.ttf_steps.setValue(DEFAULT_TTF_STEPS)
         self.ttf_steps.setSuffix(" steps")
-        self.ttf_check.toggled.connect(self._ttf_toggled)
+        self.ttf_note = QLabel()
+        self.ttf_note.setStyleSheet("color: palette(mid);")
         ttf_row.addWidget(self.ttf_check)
         ttf_row.addWidget(self.ttf_steps)
-        ttf_row.addStretch(1)
-        form.addRow("Fine-tuning", ttf_row)
+        ttf_row.addWidget(self.ttf_note, 1)
+        self.options_form.addRow("Fine-tuning", ttf_row)
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
         self.device_refresh = QToolButton()
@@ -170,34 +236,36 @@ class MisrDialog(QDialog):
         self.device_refresh.clicked.connect(lambda: self.refresh_engine(force=True))
         device_row.addWidget(self.device_combo, 1)
         device_row.addWidget(self.device_refresh)
-        form.addRow("Device", device_row)
+        self.options_form.addRow("Device", device_row)
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(0, 8192)
         self.tile_spin.setSingleStep(32)
         self.tile_spin.setSpecialValueText("engine default")
         self.tile_spin.setSuffix(" px")
         self._set_tile_tooltip(None)
-        form.addRow("Tile size", self.tile_spin)
+        self.options_form.addRow("Tile size", self.tile_spin)
         self.align_check = QCheckBox(ALIGN_LABEL)
         self.align_check.setToolTip(ALIGN_TOOLTIP)
-        form.addRow("Grids", self.align_check)
-        layout.addWidget(options_box)
+        self.options_form.addRow("Grids", self.align_check)
+        return box
 
-        outputs_box = QGroupBox("Outputs (GeoTIFF, pixel size / 3)")
-        outputs = QFormLayout(outputs_box)
+    def _build_outputs_section(self) -> QgsCollapsibleGroupBox:
+        box = self.outputs_section = _section("Outputs (GeoTIFF, pixel size / 3)", "misrOutputsSection")
+        self.outputs_form = QFormLayout(box)
         self.output_widget = self._save_widget()
         self.uncertainty_widget = self._save_widget()
-        outputs.addRow("Super-resolved", self.output_widget)
-        outputs.addRow("Uncertainty", self.uncertainty_widget)
-        layout.addWidget(outputs_box)
+        self.outputs_form.addRow("Super-resolved", self.output_widget)
+        self.outputs_form.addRow("Uncertainty", self.uncertainty_widget)
+        return box
 
-        engine_box = QGroupBox("Engine")
-        engine_form = QFormLayout(engine_box)
+    def _build_engine_section(self) -> QgsCollapsibleGroupBox:
+        self.engine_section = _section("Engine", "misrEngineSection")
+        self.engine_form = QFormLayout(self.engine_section)
         self.engine_widget = QgsFileWidget()
         self.engine_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.engine_widget.setFilePath(settings.configured_engine())
         self.engine_widget.lineEdit().setPlaceholderText(
-            "auto-detect (MISR_ENGINE, the repository's .venv, PATH)")
+            "auto-detect (MISR_ENGINE, the engine set up for every profile, the repository's .venv, PATH)")
         self.engine_widget.setToolTip("The engine's Python environment (a folder such as "
                                       "qgis-misr/.venv), its python, or the misr executable")
         self._engine_timer = QTimer(self)  # typing a path: ask the engine once the user pauses
@@ -205,56 +273,78 @@ class MisrDialog(QDialog):
         self._engine_timer.setInterval(700)
         self._engine_timer.timeout.connect(self.refresh_engine)
         self.engine_widget.fileChanged.connect(lambda _path: self._engine_timer.start())
-        engine_form.addRow("Python environment", self.engine_widget)
+        self.engine_form.addRow("Python environment", self.engine_widget)
         self.engine_label = QLabel()
         self.engine_label.setWordWrap(True)
         self.engine_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        engine_form.addRow(self.engine_label)
-        layout.addWidget(engine_box)
+        self.engine_form.addRow(self.engine_label)
+        self.setup_box = _section("Set up the engine here (no terminal needed)", "misrEngineSetup")
+        setup_layout = QVBoxLayout(self.setup_box)
+        self.setup_panel = EngineSetupPanel()
+        self.setup_panel.engine_ready.connect(self._engine_set_up)
+        setup_layout.addWidget(self.setup_panel)
+        self.setup_box.setCollapsed(True)
+        self.engine_form.addRow(self.setup_box)
+        found = settings.current_engine(self.engine_widget.filePath().strip()) is not None
+        self.engine_section.setCollapsed(found)  # opened again when the engine has a problem
+        return self.engine_section
 
+    def _build_messages(self) -> QScrollArea:
+        """Problems (red) and notes (amber) in a box of bounded height that scrolls: a long
+        list never pushes or covers the controls."""
+        self.messages = QScrollArea()
+        self.messages.setWidgetResizable(True)
+        self.messages.setFrameShape(QFrame.Shape.NoFrame)
+        self.messages.setMaximumHeight(MESSAGES_MAX_HEIGHT)
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(0, 0, 0, 0)
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
         self.problems_label.setStyleSheet("color: #b00020;")
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.problems_label)
         self.notes_label = QLabel()
         self.notes_label.setWordWrap(True)
         self.notes_label.setStyleSheet("color: #8a5a00;")
         self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notes_label.setVisible(False)
-        layout.addWidget(self.notes_label)
-        status_row = QHBoxLayout()
-        self.status_label = QLabel()
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 100)
-        self.progress_bar.setValue(0)
-        self.progress_bar.setVisible(False)
-        status_row.addWidget(self.status_label, 1)
-        status_row.addWidget(self.progress_bar, 1)
-        layout.addLayout(status_row)
+        column.addWidget(self.problems_label)
+        column.addWidget(self.notes_label)
+        column.addStretch(1)
+        self.messages.setWidget(inner)
+        self.messages.setVisible(False)
+        return self.messages
 
+    def _build_buttons(self) -> QDialogButtonBox:
         self.button_box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.run_button = self.button_box.addButton("Run", QDialogButtonBox.ButtonRole.ActionRole)
         self.cancel_button = self.button_box.addButton("Cancel run", QDialogButtonBox.ButtonRole.ActionRole)
         self.export_button = self.button_box.addButton("Export as COG...", QDialogButtonBox.ButtonRole.ActionRole)
-        self.export_button.setToolTip("Write the last results as Cloud-Optimized GeoTIFFs")
+        self.export_button.setToolTip("Write the results of the last finished run as Cloud-Optimized GeoTIFFs")
         self.cancel_button.setEnabled(False)
         self.export_button.setEnabled(False)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel_run)
         self.export_button.clicked.connect(self._export_clicked)
         self.button_box.rejected.connect(self.reject)
-        layout.addWidget(self.button_box)
+        return self.button_box
 
-        self.model_combo.currentIndexChanged.connect(  # fine-tuning depends on the model
-            lambda *_: self._ttf_toggled(self.ttf_check.isChecked()))
-        for signal in (self.band_chooser.changed, self.mask_options.changed,
-                       self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
-                       self.ttf_steps.valueChanged, self.align_check.toggled):
-            signal.connect(lambda *_: self.validate())
-        for widget in (self.output_widget, self.uncertainty_widget):
-            widget.fileChanged.connect(lambda *_: self.validate())
-        self._restore_options()
+    def fit_to_screen(self, available: Optional[QRect] = None) -> None:
+        """Open at a comfortable size that fits the screen (1366x768 included): the sections
+        scroll when there is not room for all of them."""
+        if available is None:
+            screen = QGuiApplication.primaryScreen()
+            parent = self.parentWidget()
+            if parent is not None and parent.window().windowHandle() is not None:
+                screen = parent.window().windowHandle().screen() or screen
+            available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1366, 728)
+        width = min(PREFERRED_SIZE[0], available.width() - SCREEN_MARGIN[0])
+        height = min(PREFERRED_SIZE[1], available.height() - SCREEN_MARGIN[1])
+        self.resize(max(width, 480), max(height, 400))
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        no_default_buttons(self)  # also buttons other modules added; before QDialog picks one
+        super().showEvent(event)
 
     def _save_widget(self) -> QgsFileWidget:
         widget = QgsFileWidget()
@@ -270,7 +360,7 @@ class MisrDialog(QDialog):
         self.align_check.setChecked(settings.value("align", False, bool))
         self._set_devices(None)
         self._apply_models(None)
-        self._ttf_toggled(False)
+        self.validate()
 
     def _save_options(self, params: RunParameters) -> None:
         settings.set_value("model", params.model)
@@ -297,9 +387,9 @@ class MisrDialog(QDialog):
         frames.sort(key=lambda layer: layer.name().lower())
         rows = [known[row.layer_id] for row in self.rows
                 if row.layer_id in {layer.id() for layer in frames}]
-        for layer in frames:
-            if layer.id() not in known:
-                rows.append(FrameRow(layer.id()))
+        new = [layer for layer in frames if layer.id() not in known]
+        for layer, ticked in zip(new, self._preselect(new, rows)):
+            rows.append(FrameRow(layer.id(), checked=ticked))
         ids = {layer.id() for layer in layers}
         for row in rows:
             if row.mask_id not in ids:
@@ -307,6 +397,16 @@ class MisrDialog(QDialog):
         self.rows = rows
         self._dates = {layer.id(): layer_date(layer) for layer in layers}
         self.match_masks(overwrite=False)
+
+    def _preselect(self, layers: List[QgsRasterLayer], rows: List[FrameRow]) -> List[bool]:
+        """Which new frame layers to tick: local files on the first ticked frame's grid (see
+        core.validation.preselect)."""
+        first = next((self._layer(row.layer_id) for row in rows if row.checked), None)
+        reference = raster_info(first) if first is not None else None
+        infos = [raster_info(layer) if layer_file(layer) else None for layer in layers]
+        local = [info for info in infos if info is not None]
+        ticks = iter(preselect(local, reference))
+        return [next(ticks) if info is not None else False for info in infos]
 
     def mask_candidates(self) -> List[QgsRasterLayer]:
         """Mask-like layers first, then the other layers not used as frames."""
@@ -446,9 +546,11 @@ class MisrDialog(QDialog):
         self._probing = True
         self.engine_label.setText(f"{self.engine.label}: {CHECKING}" if self.engine
                                   else "MISR engine not found.")
+        if self.engine is None:
+            self.engine_section.setCollapsed(False)
+            self.setup_box.setCollapsed(False)
         self._set_devices(None)
         self._apply_models(None)
-        self._ttf_toggled(self.ttf_check.isChecked())
         self.validate()
         location, relay = self.engine, self._relay
 
@@ -484,11 +586,17 @@ class MisrDialog(QDialog):
             self.engine_label.setToolTip(" ".join(location.argv))
         else:
             self.engine_label.setText(f"Engine problem: {caps.error}")
+            self.engine_section.setCollapsed(False)
         self._set_devices(caps if caps.ok else None)
         self._apply_models(caps if caps.ok else None)
         self._set_tile_tooltip(caps if caps.ok else None)
-        self._ttf_toggled(self.ttf_check.isChecked())
         self.validate()
+
+    def _engine_set_up(self, path: str) -> None:
+        """The set-up made an engine: use it (the setting is already saved)."""
+        self.engine_widget.setFilePath(path)
+        self._engine_timer.stop()
+        self.refresh_engine(force=True)
 
     def _set_devices(self, caps: Optional[EngineCapabilities]) -> None:
         current = self.device_combo.currentData() or settings.value("device", "auto", str)
@@ -552,11 +660,14 @@ class MisrDialog(QDialog):
         except UnknownModel:
             return None
 
-    def ttf_available(self) -> bool:
-        model = self.current_model()
-        return model is not None and self.caps.supports(TTF_OPTION) and model.can(FINE_TUNABLE)
+    def _checked_count(self) -> int:
+        return sum(1 for row in self.rows if row.checked and self._layer(row.layer_id) is not None)
 
-    def _ttf_unavailable_reason(self) -> str:
+    def ttf_available(self) -> bool:
+        return self._ttf_unavailable_reason() is None
+
+    def _ttf_unavailable_reason(self) -> Optional[str]:
+        """Why fine-tuning cannot be chosen now (None when it can)."""
         model = self.current_model()
         if self._probing:
             return CHECKING
@@ -564,19 +675,24 @@ class MisrDialog(QDialog):
             return "Needs an engine that answers, and a model"
         if not model.can(FINE_TUNABLE):
             return f"{model.label} is not fine-tunable"
-        return f"This engine's 'misr super-resolve --help' has no {TTF_OPTION} option"
+        if not self.caps.supports(TTF_OPTION):
+            return f"This engine's 'misr super-resolve --help' has no {TTF_OPTION} option"
+        return ttf_frames_problem(self._checked_count(), self.caps)
 
-    def _ttf_toggled(self, checked: bool) -> None:
-        available = self.ttf_available()
-        self.ttf_check.setEnabled(available)
-        if not available:
+    def _update_ttf(self) -> None:
+        """Fine-tuning enabled only when the model, the engine and the number of frames allow
+        it; otherwise unticked, with the reason beside it."""
+        reason = self._ttf_unavailable_reason()
+        self.ttf_check.blockSignals(True)
+        self.ttf_check.setEnabled(reason is None)
+        if reason is not None:
             self.ttf_check.setChecked(False)
-        tip = ("Fine-tune the network on the frames themselves before fusing (slower)"
-               if available else self._ttf_unavailable_reason())
+        self.ttf_check.blockSignals(False)
+        tip = reason or "Fine-tune the network on the frames themselves before fusing (slower)"
         self.ttf_check.setToolTip(tip)
         self.ttf_steps.setToolTip(tip)
-        self.ttf_steps.setEnabled(available and self.ttf_check.isChecked())
-        self.validate()
+        self.ttf_steps.setEnabled(reason is None and self.ttf_check.isChecked())
+        self.ttf_note.setText(reason if reason and reason != CHECKING else "")
 
     # -- parameters and validation ------------------------------------------------------------------
     def collect_parameters(self) -> RunParameters:
@@ -610,27 +726,43 @@ class MisrDialog(QDialog):
         Frames the engine will resample (``--align``) are shown as notes, which do not block."""
         if not hasattr(self, "run_button"):
             return []
+        self._update_ttf()
         params = self.collect_parameters()
         problems = validate_parameters(params, self.caps)
         if self.engine is None:
-            problems.append("MISR engine not found: choose its Python environment below "
-                            "(the folder of the engine's .venv).")
+            problems.append("MISR engine not found: set it up in the Engine section below, or "
+                            "choose its Python environment there.")
         elif self.caps is not None and not self.caps.ok:
             problems.append(f"Engine problem: {self.caps.error}")
-        self.problems = problems
-        self.problems_label.setText("\n".join(f"\u2022 {p}" for p in problems))
-        self.problems_label.setVisible(bool(problems))
-        self._show_notes(run_notes(params))
+        self._show_messages(problems, run_notes(params))
         running = self.task is not None
         self.run_button.setEnabled(not problems and not running and not self._probing)
         self.run_button.setToolTip("Fix the problems listed above first" if problems else "")
         return problems
 
-    def _show_notes(self, notes: List[str]) -> None:
-        """Informational lines (not problems) under the problems, e.g. frames to be resampled."""
-        self.notes = notes
+    def _show_messages(self, problems: List[str], notes: List[str]) -> None:
+        """Problems, then informational notes (one frame, frames to be resampled), in their
+        scrolling box under the sections."""
+        self.problems, self.notes = problems, notes
+        self.problems_label.setText("\n".join(f"\u2022 {p}" for p in problems))
+        self.problems_label.setVisible(bool(problems))
         self.notes_label.setText("\n".join(f"\u2022 {note}" for note in notes))
         self.notes_label.setVisible(bool(notes))
+        self.messages.setVisible(bool(problems or notes))
+        self._fit_messages()
+
+    def _fit_messages(self) -> None:
+        """The messages box as high as its lines, at most MESSAGES_MAX_HEIGHT (then it scrolls)."""
+        inner = self.messages.widget()
+        width = max(200, self.messages.viewport().width() if self.messages.isVisible() else self.width() - 40)
+        needed = inner.layout().totalHeightForWidth(width) if inner.layout().hasHeightForWidth() \
+            else inner.sizeHint().height()
+        self.messages.setFixedHeight(max(1, min(MESSAGES_MAX_HEIGHT, needed + 2)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        if self.messages.isVisible():
+            self._fit_messages()
 
     # -- running --------------------------------------------------------------------------------
     def run(self):
@@ -643,10 +775,10 @@ class MisrDialog(QDialog):
         try:
             task = self.controller.start(params, self.engine, self.caps, reference=reference)
         except RunError as exc:
-            self.problems_label.setText(f"\u2022 {exc}")
-            self.problems_label.setVisible(True)
+            self._show_messages([str(exc)], self.notes)
             return None
         self.task = task
+        self.export_button.setEnabled(False)  # until this run has finished
         task.progressChanged.connect(self._progress)
         self.status_label.setText(f"Running {params.run_name}...")
         self.progress_bar.setValue(0)
@@ -672,17 +804,19 @@ class MisrDialog(QDialog):
         self.cancel_button.setEnabled(False)
         self.progress_bar.setVisible(False)
         outcome = task.outcome
-        if outcome is not None and outcome.ok:
-            self.status_label.setText(f"Done: {task.prepared.params.run_name}")
-            self.export_button.setEnabled(True)
+        shown = "layers" in task.context  # the results are on the map, ready to export
+        if outcome is not None and outcome.ok and shown:
+            self.status_label.setText(f"Done: {task.context['layers'][0].name()}")
         elif outcome is not None and outcome.canceled:
-            self.status_label.setText("Canceled.")
+            self.status_label.setText("Canceled: the engine was stopped; no files were left behind.")
         else:
-            self.status_label.setText(f"Failed: {task.error}")
+            self.status_label.setText(f"Failed: {task.error or 'the results cannot be shown'}")
+        self.export_button.setEnabled(outcome is not None and outcome.ok and shown)
         self.validate()
 
     def _export_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export the results as Cloud-Optimized GeoTIFFs")
+        folder = QFileDialog.getExistingDirectory(self, "Export the results as Cloud-Optimized GeoTIFFs",
+                                                  settings.export_folder(self.project))
         if folder:
             self.export_to(folder)
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Dict, List, Optional
 
 from qgis.core import (
+    QgsLayerTreeGroup,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -30,7 +31,14 @@ from ..core.masks import AUTO, KINDS, LABELS
 from ..core.naming import match_masks, run_name
 from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
 from ..core.run import RunError, RunReporter, check, execute, prepare_run
-from ..layers import raster_info, style_sr_layer, style_uncertainty_layer, tag_layer
+from ..layers import (
+    move_into_group,
+    raster_info,
+    result_group_name,
+    style_sr_layer,
+    style_uncertainty_layer,
+    tag_layer,
+)
 from ..resources import icon_path
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -39,10 +47,28 @@ MASK_KINDS = (AUTO,) + KINDS
 _POST_PROCESSORS: List["StyleOutput"] = []
 
 
-class StyleOutput(QgsProcessingLayerPostProcessorInterface):
-    """Styles an output layer once Processing has loaded it (main thread)."""
+class RunGroup:
+    """The layer group of one run's outputs, made at the top of the layer tree when Processing
+    loads the first of them (else Processing would add them where the user last clicked:
+    inside the previous run's group)."""
 
-    def __init__(self, role: str, run: str, sr: str, uncertainty: str,
+    def __init__(self, planned_name: str, frames_used: Optional[int]):
+        self.planned_name, self.frames_used = planned_name, frames_used
+        self._group: Optional[QgsLayerTreeGroup] = None
+
+    def group(self, project) -> QgsLayerTreeGroup:
+        root = project.layerTreeRoot()
+        if self._group is None or self._group not in root.children():
+            name = result_group_name(project, self.planned_name, self.frames_used)
+            self._group = root.insertGroup(0, name)
+        return self._group
+
+
+class StyleOutput(QgsProcessingLayerPostProcessorInterface):
+    """Styles an output layer once Processing has loaded it, and moves it into its run's group
+    (main thread)."""
+
+    def __init__(self, role: str, run: RunGroup, sr: str, uncertainty: str,
                  reference_source: Optional[str] = None, band: int = 1):
         super().__init__()
         self.role, self.run, self.sr, self.uncertainty = role, run, sr, uncertainty
@@ -51,16 +77,22 @@ class StyleOutput(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer, context, feedback) -> None:
         if not isinstance(layer, QgsRasterLayer):
             return
+        project = context.project()
         if self.role == "sr":
             reference = None
-            for candidate in context.project().mapLayers().values() if context.project() else []:
+            for candidate in project.mapLayers().values() if project else []:
                 if isinstance(candidate, QgsRasterLayer) and candidate.source() == self.reference_source:
                     reference = candidate
                     break
             style_sr_layer(layer, reference, self.band)
         else:
             style_uncertainty_layer(layer)
-        tag_layer(layer, self.role, self.run, self.sr, self.uncertainty)
+        name = self.run.planned_name
+        if project is not None:
+            group = self.run.group(project)
+            move_into_group(project, layer, group, on_top=self.role == "uncertainty")
+            name = group.name()
+        tag_layer(layer, self.role, name, self.sr, self.uncertainty)
 
 
 class FeedbackReporter(RunReporter):
@@ -153,9 +185,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
-            "The work is done by the separate <code>misr</code> engine (found from the plugin "
-            "settings, the MISR_ENGINE environment variable, the repository's .venv or the PATH, "
-            "or the Engine parameter).")
+            "The work is done by the separate <code>misr</code> engine: the one set up or chosen "
+            "in the plugin's dialog (in any QGIS profile and in qgis_process), else the "
+            "MISR_ENGINE environment variable, the repository's .venv or the PATH, or the Engine "
+            "parameter.")
 
     def createInstance(self) -> "SuperResolveAlgorithm":
         return SuperResolveAlgorithm()
@@ -290,19 +323,19 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("Canceled: the engine was stopped and its files removed")
         if not outcome.ok:
             raise QgsProcessingException(f"MISR engine: {outcome.error}")
-        self._finished_run = (prepared.params, outcome.sr, outcome.uncertainty)
+        self._finished_run = (prepared.params, outcome.sr, outcome.uncertainty, outcome.frames_used)
         return {self.OUTPUT: outcome.sr, self.UNCERTAINTY: outcome.uncertainty}
 
     def postProcessAlgorithm(self, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict:
         """Main thread, real context: style the outputs Processing is about to load."""
         if self._finished_run is None:
             return {}
-        params, sr, uncertainty = self._finished_run
+        params, sr, uncertainty, frames_used = self._finished_run
         reference = params.frames[0].frame.path if params.frames else None
+        run = RunGroup(params.run_name, frames_used)
         for role, path in (("sr", sr), ("uncertainty", uncertainty)):
             if path and context.willLoadLayerOnCompletion(path):
-                processor = StyleOutput(role, params.run_name, sr, uncertainty or "", reference,
-                                        params.band)
+                processor = StyleOutput(role, run, sr, uncertainty or "", reference, params.band)
                 _POST_PROCESSORS.append(processor)  # Processing keeps only a pointer to it
                 del _POST_PROCESSORS[:-20]
                 context.layerToLoadOnCompletionDetails(path).setPostProcessor(processor)

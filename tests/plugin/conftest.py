@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before any QGIS application exists
+# The plugin writes the engine path for every profile into $XDG_CONFIG_HOME/qgis-misr, and the
+# engine set-up goes to $XDG_DATA_HOME/qgis-misr: keep the tests' out of the user's own (and
+# the user's out of the tests). QgsSettings then live there too, fresh for every session.
+_USER_FILES = Path(tempfile.mkdtemp(prefix="misr-test-user-"))
+os.environ["XDG_CONFIG_HOME"] = str(_USER_FILES / "config")
+os.environ["XDG_DATA_HOME"] = str(_USER_FILES / "data")
 
 
 def _support():

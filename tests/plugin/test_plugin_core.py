@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from qgis_misr.core import userfiles
 from qgis_misr.core.command import UnsupportedOption, build_command
 from qgis_misr.core.engine import (
     EngineCapabilities,
@@ -26,12 +27,23 @@ from qgis_misr.core.engine import (
     parse_models,
     subprocess_environment,
 )
-from qgis_misr.core.naming import looks_like_mask, match_masks, parse_date, run_name
+from qgis_misr.core.naming import (
+    looks_like_mask,
+    match_masks,
+    parse_date,
+    run_name,
+    safe_file_stem,
+    unique_name,
+    with_frames_used,
+)
 from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
 from qgis_misr.core.runner import error_message, run_engine
 from qgis_misr.core.validation import (
+    ONE_FRAME_NOTE,
     alignment_notes,
     grid_mismatch,
+    preselect,
+    run_notes,
     validate_inputs,
     validate_parameters,
 )
@@ -95,13 +107,32 @@ def test_mask_like_names_are_recognised():
     assert not looks_like_mask("frame_03") and not looks_like_mask("masked_area_frame")
 
 
-def test_run_names_show_the_models_label_dates_and_frame_count():
+def test_run_names_show_the_models_label_dates_and_frame_count_to_the_second():
     name = run_name("PIUnet", ["a", "b"], [dt.date(2024, 6, 2), dt.date(2024, 5, 17)],
-                    dt.datetime(2024, 1, 1, 14, 5))
-    assert name == "MISR PIUnet 2024-05-17..2024-06-02 (2 frames) 14:05"
+                    dt.datetime(2024, 1, 1, 14, 5, 7))
+    assert name == "MISR PIUnet 2024-05-17..2024-06-02 (2 frames) 14:05:07"
     assert run_name("FixedNet", ["frame_01", "frame_09"], [None, None],
                     dt.datetime(2024, 1, 1, 9, 0)).startswith("MISR FixedNet frame_01..frame_09")
-    assert run_name("", ["a"], [], dt.datetime(2024, 1, 1, 9, 0)) == "MISR a (1 frames) 09:00"
+    assert run_name("", ["a"], [], dt.datetime(2024, 1, 1, 9, 0)) == "MISR a (1 frame) 09:00:00"
+    # two runs a few seconds apart (the same minute) have different names
+    assert run_name("", ["a"], [], dt.datetime(2024, 1, 1, 9, 0, 1)) != \
+        run_name("", ["a"], [], dt.datetime(2024, 1, 1, 9, 0, 2))
+
+
+def test_run_names_count_the_frames_the_engine_used_and_are_made_unique():
+    name = run_name("PIUnet", [f"f{i}" for i in range(9)], [], dt.datetime(2024, 1, 1, 14, 5, 7))
+    assert with_frames_used(name, 8) == "MISR PIUnet f0..f8 (8 of 9 frames) 14:05:07"
+    assert with_frames_used(name, 9) == name and with_frames_used(name, None) == name
+    assert with_frames_used("MISR a (1 frame) 09:00:00", 1) == "MISR a (1 frame) 09:00:00"
+    assert unique_name(name, ["other"]) == name
+    assert unique_name(name, [name, f"{name} (2)"]) == f"{name} (3)"
+
+
+def test_export_names_are_clean_file_names():
+    assert safe_file_stem("MISR PIUnet 2024-05-17..2024-06-02 (9 frames) 14:05:07") == \
+        "MISR_PIUnet_2024-05-17_2024-06-02_9_frames_14_05_07"
+    assert safe_file_stem("MISR a..b (8 of 9 frames) 09:00:00 (2)") == "MISR_a_b_8_of_9_frames_09_00_00_2"
+    assert ".." not in safe_file_stem("x..y...z") and safe_file_stem("..") == "misr"
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -141,7 +172,38 @@ def test_validation_rejects_missing_files_bad_band_and_too_few_frames(tmp_path):
     text = "\n".join(validate_inputs(frames, band=4))
     assert "not found" in text and "not a local file" in text
     assert "band 4 does not exist" in text
-    assert "at least 2 frames" in "\n".join(validate_inputs(frames[:1]))
+    assert validate_inputs([]) == ["Choose at least one frame (tick it in the Frames list)."]
+
+
+def test_one_frame_is_allowed_with_a_note(files, tmp_path):
+    (a,) = files("a.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a))], output=str(tmp_path / "sr.tif"))
+    assert validate_parameters(params, _caps()) == []
+    assert run_notes(params) == [ONE_FRAME_NOTE]
+    params.frames.append(FrameInput(info("b", a)))
+    assert ONE_FRAME_NOTE not in run_notes(params)
+
+
+def test_fine_tuning_needs_the_engines_minimum_number_of_frames(files, tmp_path):
+    a, b, c = files("a.tif", "b.tif", "c.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b))],
+                           output=str(tmp_path / "sr.tif"), uncertainty="", ttf_enabled=True)
+    assert validate_parameters(params, _caps()) == [
+        "Test-time fine-tuning needs at least 3 frames (each is predicted from the others); 2 chosen."]
+    params.frames.append(FrameInput(info("c", c)))
+    assert validate_parameters(params, _caps()) == []
+    params.frames.pop()
+    assert validate_parameters(params, _caps(OLD_MODELS_ANSWER)) == []  # limit not reported
+
+
+def test_preselection_ticks_local_files_on_the_first_frames_grid():
+    frames = [info("f1", "/d/f1.tif"), info("f2", "/d/f2.tif"), info("basemap", None),
+              info("mosaic", "/d/mosaic.vrt", **FINER), info("f3", "/d/f3.tif")]
+    assert preselect(frames) == [True, True, False, False, True]
+    # the grid most local files share wins, whatever comes first by name
+    assert preselect([frames[3]] + frames[:2]) == [False, True, True]
+    # with a frame already ticked: its grid
+    assert preselect(frames, reference=frames[3]) == [False, False, False, True, False]
 
 
 def test_parameters_check_outputs(files, tmp_path):
@@ -174,8 +236,8 @@ def test_tile_size_is_checked_against_the_engines_minimum_only_when_it_reported_
 
 
 def test_models_and_fine_tuning_are_checked_against_the_engines_models(files, tmp_path):
-    a, b = files("a.tif", "b.tif")
-    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b))],
+    a, b, c = files("a.tif", "b.tif", "c.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b)), FrameInput(info("c", c))],
                            output=str(tmp_path / "sr.tif"), uncertainty="", model="deepsum")
     assert validate_parameters(params, _caps()) == [
         "Model: this engine has no model 'deepsum'; it offers: piunet (PIUnet), fixednet (FixedNet)."]
@@ -326,20 +388,42 @@ def test_engine_is_found_from_a_venv_folder_its_python_or_misr(tmp_path):
 
 
 @posix_only
-def test_engine_search_order_settings_env_repository_path(tmp_path):
+def test_engine_search_order_settings_env_user_file_repository_path(tmp_path):
     configured = _executable(tmp_path / "configured" / "bin" / "misr")
     from_env = _executable(tmp_path / "env" / "bin" / "misr")
+    from_file = _executable(tmp_path / "set-up" / "bin" / "misr")
     repo_venv = _executable(tmp_path / "repo" / ".venv" / "bin" / "misr")
     on_path = _executable(tmp_path / "path" / "misr")
     plugin_dir = tmp_path / "repo" / "qgis_misr"
     plugin_dir.mkdir()
-    env = {"MISR_ENGINE": str(tmp_path / "env"), "PATH": str(tmp_path / "path")}
+    base = {"PATH": str(tmp_path / "path"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env = dict(base, MISR_ENGINE=str(tmp_path / "env"))
     assert locate_engine(str(tmp_path / "configured"), env, plugin_dir) == \
         EngineLocation((str(configured),), "plugin settings")
     assert locate_engine("", env, plugin_dir).argv == (str(from_env),)
-    assert locate_engine("", {"PATH": env["PATH"]}, plugin_dir).argv == (str(repo_venv),)
-    assert locate_engine("", {"PATH": env["PATH"]}, tmp_path).argv == (str(on_path),)
-    assert locate_engine("", {"PATH": ""}, tmp_path) is None
+    assert locate_engine("", base, plugin_dir).argv == (str(repo_venv),)
+    # the engine written for every profile and qgis_process comes before the repository's
+    assert userfiles.write_engine_path(str(tmp_path / "set-up"), base) is None
+    found = locate_engine("", base, plugin_dir)
+    assert found.argv == (str(from_file),) and found.source == str(tmp_path / "config" / "qgis-misr" / "engine.json")
+    assert userfiles.write_engine_path("", base) is None and userfiles.read_engine_path(base) == ""
+    assert locate_engine("", base, tmp_path).argv == (str(on_path),)
+    assert locate_engine("", dict(base, PATH=""), tmp_path) is None
+
+
+def test_a_missing_engine_is_explained_naming_the_environment_variable():
+    from qgis_misr.core.engine import ENGINE_NOT_FOUND, probe_engine
+    assert "MISR_ENGINE" in ENGINE_NOT_FOUND and "\n" not in ENGINE_NOT_FOUND
+    assert probe_engine(None).error == ENGINE_NOT_FOUND
+
+
+def test_an_unreadable_user_file_is_ignored(tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    (tmp_path / "qgis-misr").mkdir()
+    (tmp_path / "qgis-misr" / "engine.json").write_text("{not json")
+    assert userfiles.read_engine_path(env) == ""
+    (tmp_path / "qgis-misr" / "engine.json").write_text('["a list"]')
+    assert userfiles.read_engine_path(env) == ""
 
 
 def test_engine_environment_drops_qgis_python_settings(monkeypatch):

@@ -127,13 +127,13 @@ def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, 
 def test_dialog_offers_the_engines_models_with_its_labels_and_limits(plugin, project, tmp_path, make_raster):
     """Only the models `misr models --json` lists with weights (no DeepSUM here), under the
     engine's labels; fine-tuning only for a fine-tunable model; the engine's minimum tile size."""
-    layers = [QgsRasterLayer(make_raster(tmp_path / f"{name}.tif"), name, "gdal") for name in ("a", "b")]
+    layers = [QgsRasterLayer(make_raster(tmp_path / f"{name}.tif"), name, "gdal") for name in ("a", "b", "c")]
     project.addMapLayers(layers)
     dialog = plugin.show_dialog()
     dialog.engine_widget.setFilePath(str(fake_engine(tmp_path / "engine")))
     dialog.refresh_engine()
     assert dialog.wait_for_engine(60), "the stand-in engine did not answer"
-    dialog.set_frames(layers, masks=[None, None])
+    dialog.set_frames(layers, masks=[None, None, None])
     dialog.tile_spin.setValue(0)  # the engine's default (the last run's size is remembered)
     combo = dialog.model_combo
     assert [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())] == [
@@ -144,7 +144,7 @@ def test_dialog_offers_the_engines_models_with_its_labels_and_limits(plugin, pro
     assert not dialog.ttf_check.isEnabled() and not dialog.ttf_check.isChecked()
     assert dialog.ttf_check.toolTip() == "FixedNet is not fine-tunable"
     params = dialog.collect_parameters()
-    assert params.model == "fixednet" and params.run_name.startswith("MISR FixedNet a..b (2 frames)")
+    assert params.model == "fixednet" and params.run_name.startswith("MISR FixedNet a..c (3 frames)")
     assert dialog.problems == [] and dialog.run_button.isEnabled()
     dialog.tile_spin.setValue(20)
     assert dialog.problems == ["Tile size 20: must be at least 24 pixels (or 0 for the engine's default)."]
@@ -282,7 +282,7 @@ def test_cancel_stops_the_engine_and_leaves_no_files(plugin, project, tmp_path, 
     assert task.result.returncode == 130 and not task.result.killed
     assert os.listdir(out) == []
     assert project.layerTreeRoot().findGroup(task.prepared.params.run_name) is None
-    assert dialog.status_label.text() == "Canceled."
+    assert dialog.status_label.text() == "Canceled: the engine was stopped; no files were left behind."
 
 
 def test_engine_errors_reach_the_message_bar_and_the_log(qgis_app, iface, project, tmp_path, make_raster):

@@ -76,6 +76,17 @@ def test_zip_has_one_top_folder_with_metadata_icons_styles_and_no_bytecode(tmp_p
     metadata = archive.getinfo("qgis_misr/metadata.txt")
     assert names.count("qgis_misr/metadata.txt") == 1 and not stat.S_ISLNK(metadata.external_attr >> 16)
     assert archive.read(metadata) == (REPO / "metadata.txt").read_bytes()
+    # the engine's wheel, for the dialog's engine set-up, with the weights and the sample scene
+    version = _metadata(REPO / "metadata.txt")["version"]
+    wheel_name = f"qgis_misr/engine/misr_engine-{version}-py3-none-any.whl"
+    assert wheel_name in names
+    import io
+    wheel = zipfile.ZipFile(io.BytesIO(archive.read(wheel_name)))
+    inside = wheel.namelist()
+    assert "misr_engine/cli/__init__.py" in inside
+    assert any(n.startswith("misr_engine/data/weights/") and n.endswith(".safetensors") for n in inside)
+    assert any(n.startswith("misr_engine/data/sample/") for n in inside)
+    assert not [n for n in inside if "__pycache__" in n or n.endswith(".pyc")]
 
 
 def _imports(path: Path):
@@ -123,5 +134,5 @@ def _is_enum_class(holder: str, attr: str) -> bool:
     enum_classes = {"AlignmentFlag", "ItemDataRole", "CheckState", "ItemFlag", "TextInteractionFlag",
                     "StandardButton", "ButtonRole", "SelectionBehavior", "SelectionMode",
                     "EditTrigger", "ResizeMode", "Policy", "Option", "Format", "GlobalColor",
-                    "Orientation", "WindowType", "CursorShape"}
+                    "Orientation", "WindowType", "CursorShape", "Shape"}
     return attr in enum_classes

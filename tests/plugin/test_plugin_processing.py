@@ -58,7 +58,7 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
     """MODEL takes an engine model's name or label ('' = its default, a number = the former
     enum's index); anything else is refused in one line that lists what the engine offers."""
     engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs()))
-    frames = [make_raster(tmp_path / "a.tif"), make_raster(tmp_path / "b.tif")]
+    frames = [make_raster(tmp_path / f"{name}.tif") for name in "abc"]
     base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
             "UNCERTAINTY": str(tmp_path / "unc.tif")}
     with pytest.raises(QgsProcessingException, match=r"^Model: this engine has no model 'deepsum'; it offers: "
@@ -248,3 +248,80 @@ def test_canceling_the_algorithm_terminates_the_engine_and_leaves_no_files(provi
         _run({"FRAMES": frames, "TILE_SIZE": 16, "DEVICE": 1, "OUTPUT": str(out / "sr.tif"),
               "UNCERTAINTY": str(out / "unc.tif")}, feedback)
     assert os.listdir(out) == []
+
+
+def test_loaded_outputs_get_their_own_statistics_their_legend_and_a_new_group_on_top(
+        iface, processing_ready, project, tmp_path, make_raster):
+    """Processing adds its outputs where the user last clicked (here: inside the previous run's
+    group) and builds their legend before the plugin styles them: the plugin moves them into a
+    new group at the top, and the legend the layer tree shows is the restyled one (its own
+    range, not the style file's 0-1)."""
+    import processing
+    from qgis.core import QgsLayerTreeGroup, QgsLayerTreeModel, QgsLayerTreeRegistryBridge
+    from .engine_stub import writes_rasters
+    plugin = qgis_misr.classFactory(iface)
+    plugin.initGui()
+    try:
+        root = project.layerTreeRoot()
+        previous = root.insertGroup(0, "MISR previous run")
+        project.layerTreeRegistryBridge().setLayerInsertionPoint(
+            QgsLayerTreeRegistryBridge.InsertionPoint(previous, 0))
+        model = QgsLayerTreeModel(root)  # like the layer tree panel: legends built when layers arrive
+        engine = str(fake_engine(tmp_path / "engine", run_body=writes_rasters(frames_used=2)))
+        frames = [make_raster(tmp_path / f"{name}.tif") for name in "abc"]
+        processing.runAndLoadResults("misr:superresolve", {
+            "FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
+            "UNCERTAINTY": str(tmp_path / "unc.tif")}, feedback=QgsProcessingFeedback())
+        top = root.children()[0]
+        assert isinstance(top, QgsLayerTreeGroup) and top.name().startswith("MISR PIUnet a..c (2 of 3 frames) ")
+        assert [layer.customProperty("misr/role") for layer in (n.layer() for n in top.findLayers())] == \
+            ["uncertainty", "sr"]
+        assert previous.findLayers() == []
+        uncertainty = top.findLayers()[0].layer()
+        renderer = uncertainty.renderer()
+        assert (renderer.classificationMin(), renderer.classificationMax()) == pytest.approx((5.9, 49.1), abs=0.2)
+        legend = model.layerLegendNodes(top.findLayers()[0])[-1]
+        legend_settings = legend.settings()  # keep it: numericFormat() points into it
+        assert legend.ramp().color1().name() == "#440154"  # the style's ramp, not the grey default
+        assert legend_settings.numericFormat().numberDecimalPlaces() == 1  # the rescaled legend
+        for layer in (n.layer() for n in top.findLayers()):
+            assert layer.customProperty("misr/run") == top.name()
+    finally:
+        _delete_model(locals().get("model"))
+        project.layerTreeRegistryBridge().setLayerInsertionPoint(  # not into a group about to go
+            QgsLayerTreeRegistryBridge.InsertionPoint(project.layerTreeRoot(), 0))
+        plugin.unload()
+
+
+def _delete_model(model) -> None:
+    """Delete a layer tree model now: one left to the garbage collector crashes a later test."""
+    from qgis.PyQt import sip
+    if model is not None and not sip.isdeleted(model):
+        sip.delete(model)
+
+
+def test_restyling_a_layer_already_in_the_layer_tree_refreshes_its_legend(qgis_app, project, tmp_path):
+    """The legend the layer tree shows for an uncertainty layer that was added before it was
+    styled (as Processing does) is rebuilt from the new range, not left at the style file's."""
+    import numpy as np
+    from qgis.core import QgsLayerTreeModel
+    from qgis_misr.layers import UNCERTAINTY_STYLE, style_uncertainty_layer
+    from qgis_misr.resources import style_path
+    from tests.rasters import make_raster
+    from osgeo import gdal
+    values = np.linspace(5.0, 50.0, 600, dtype=np.float32).reshape(1, 20, 30)
+    path = str(make_raster(tmp_path / "unc.tif", values, gdal.GDT_Float32, (500000.0, 10.0, 0.0, 4e6, 0.0, -10.0), 32618))
+    model = QgsLayerTreeModel(project.layerTreeRoot())
+    try:
+        layer = QgsRasterLayer(path, "uncertainty", "gdal")
+        layer.loadNamedStyle(style_path(UNCERTAINTY_STYLE))  # Processing's default style: the file's range
+        project.addMapLayer(layer)
+        node = project.layerTreeRoot().findLayer(layer.id())
+        before = model.layerLegendNodes(node)[-1].settings()
+        assert before.numericFormat().numberDecimalPlaces() == 6
+        low, high = style_uncertainty_layer(layer)
+        assert 5.0 <= low < high <= 50.0
+        after = model.layerLegendNodes(node)[-1].settings()
+        assert after.numericFormat().numberDecimalPlaces() == 1
+    finally:
+        _delete_model(model)

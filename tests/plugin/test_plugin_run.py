@@ -19,6 +19,7 @@ from qgis_misr.core.run import (
     execute,
     prepare_run,
 )
+from qgis_misr.core.validation import ONE_FRAME_NOTE
 from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs
 
 
@@ -86,12 +87,12 @@ def test_every_contract_event_reaches_the_reporter_method_of_its_name():
 
 
 def test_a_run_without_output_paths_gets_temporary_ones_in_a_new_folder(tmp_path):
-    params = RunParameters(frames=_frames(tmp_path), run_name="MISR PIUnet a..b (2 frames) 14:05")
+    params = RunParameters(frames=_frames(tmp_path), run_name="MISR PIUnet a..b (2 frames) 14:05:07")
     prepared = prepare_run(params, EngineLocation(("misr",), "test"), temp_root=str(tmp_path))
     folder = prepared.plan.temporary_folder
     assert prepared.plan.temporary and os.path.isdir(folder) and os.path.dirname(folder) == str(tmp_path)
-    assert prepared.plan.paths == [os.path.join(folder, "MISR_PIUnet_a..b_2_frames_14_05_sr.tif"),
-                                   os.path.join(folder, "MISR_PIUnet_a..b_2_frames_14_05_uncertainty.tif")]
+    assert prepared.plan.paths == [os.path.join(folder, "MISR_PIUnet_a_b_2_frames_14_05_07_sr.tif"),
+                                   os.path.join(folder, "MISR_PIUnet_a_b_2_frames_14_05_07_uncertainty.tif")]
     argv = prepared.argv
     assert argv[argv.index("--output") + 1] == prepared.params.output == prepared.plan.sr
     assert argv[argv.index("--uncertainty") + 1] == prepared.plan.uncertainty
@@ -109,8 +110,8 @@ def test_a_run_that_cannot_start_says_why_in_one_line_and_leaves_nothing(tmp_pat
     with pytest.raises(RunError, match="^MISR engine not found"):
         prepare_run(params, None)
     assert str(RunError(ENGINE_NOT_FOUND)).count("\n") == 0
-    with pytest.raises(RunError, match=r"^Choose at least 2 frames .* 1 chosen\.$"):
-        prepare_run(params, EngineLocation(("misr",), "test"))
+    with pytest.raises(RunError, match=r"^Choose at least one frame .*\.$"):
+        prepare_run(RunParameters(frames=[]), EngineLocation(("misr",), "test"))
     # fine-tuning on an engine whose --help lacks it: refused after the outputs were planned
     no_ttf = EngineCapabilities(options=frozenset({"--tile-size"}), models=parse_models(NEW_MODELS_ANSWER)[0])
     params = RunParameters(frames=_frames(tmp_path), ttf_enabled=True)
@@ -176,3 +177,41 @@ def test_the_command_line_is_shown_quoted_where_needed(tmp_path):
     text = prepare_run(params, EngineLocation(("misr",), "test")).command_text
     assert f'--output "{tmp_path / "my sr.tif"}"' in text and text.startswith("misr super-resolve --frames ")
     assert "\n" not in text
+
+
+def test_one_frame_runs_with_a_note(tmp_path):
+    params = RunParameters(frames=_frames(tmp_path)[:1], output=str(tmp_path / "sr.tif"))
+    prepared = prepare_run(params, EngineLocation(("misr",), "test"))
+    assert prepared.notes == (ONE_FRAME_NOTE,)
+    assert prepared.argv[prepared.argv.index("--frames") + 1:prepared.argv.index("--output")] == [
+        str(tmp_path / "a.tif")]
+
+
+def test_the_success_text_says_which_results_are_temporary(tmp_path):
+    named = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"),
+                          uncertainty=str(tmp_path / "unc.tif"))
+    plan = prepare_run(named, EngineLocation(("misr",), "test"), temp_root=str(tmp_path)).plan
+    assert plan.saved_text() == f"Saved the SR to {tmp_path / 'sr.tif'} and the uncertainty to {tmp_path / 'unc.tif'}."
+    assert "temporary" not in plan.saved_text()
+    half = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"), run_name="r")
+    plan = prepare_run(half, EngineLocation(("misr",), "test"), temp_root=str(tmp_path)).plan
+    assert plan.saved_text() == (f"Saved the SR to {tmp_path / 'sr.tif'}. The uncertainty is a temporary "
+                                 f"file: use Export to keep it.")
+    temporary = prepare_run(RunParameters(frames=_frames(tmp_path), run_name="r"),
+                            EngineLocation(("misr",), "test"), temp_root=str(tmp_path)).plan
+    assert temporary.saved_text() == "The results are temporary files: use Export to keep them."
+    no_uncertainty = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"), write_uncertainty=False)
+    plan = prepare_run(no_uncertainty, EngineLocation(("misr",), "test")).plan
+    assert plan.saved_text() == f"Saved the SR to {tmp_path / 'sr.tif'}."
+
+
+def test_the_outcome_counts_the_frames_the_engine_used(tmp_path):
+    body = """
+        out = args[args.index("--output") + 1]
+        print(json.dumps({"event": "start", "frames": 1, "model": "piunet", "device": "cpu"}), flush=True)
+        open(out, "w").write("x")
+        print(json.dumps({"event": "done", "output": out, "device": "cpu", "seconds": 0.1}), flush=True)
+    """
+    params = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"), write_uncertainty=False)
+    outcome = execute(prepare_run(params, _engine(tmp_path, body)), RunReporter())
+    assert outcome.ok and outcome.frames_used == 1

@@ -7,6 +7,8 @@ import argparse
 import sys
 from dataclasses import fields
 
+from ..datasets.cards import format_window
+from ..datasets.sentinel2 import SPLITS
 from .options import add_output
 
 
@@ -26,9 +28,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         help="real scenes instead of simulated ones: DIR/[GROUP/]SCENE/ with LR000.png, "
                              "QM000.png, ... (quality maps, nonzero = clear), HR.png (3x the LR size) and "
                              "SM.png (its status map); .tif read too")
-    p.add_argument("--split", choices=["train", "holdout"],
-                   help="window of the Sentinel-2 sample: train (rows < 1440) or holdout (rows >= 1500, "
-                        "columns < 1300)")
+    p.add_argument("--split", choices=list(SPLITS),
+                   help="window of the Sentinel-2 bands: " + "; ".join(f"{name} ({format_window(window)})"
+                                                                       for name, window in SPLITS.items())
+                   + " (disjoint: train for training, validation for every choice, test for reporting)")
     p.add_argument("--count", type=int, help="number of samples (default: 2400)")
     p.add_argument("--lr-size", type=int, metavar="PX", help="LR sample size (default: 40)")
     p.add_argument("--frames-per-sample", type=int, metavar="T", help="frames per sample (default: 12)")

@@ -71,18 +71,22 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="refuse the run up front if it would need more memory than this (bytes, or 800M, 6G; "
+                        "default: $MISR_MEMORY_BUDGET, or half of the memory available)")
     add_progress(p)
     p.set_defaults(command=run)
 
 
 def band_list(text: str) -> list[int] | str:
-    """``--bands``: ``all`` or comma-separated 1-based band numbers."""
-    if text.strip().lower() == "all":
-        return "all"
+    """``--bands``: ``all`` or comma-separated 1-based band numbers (`rasters.bands.parse_bands`)."""
+    from ..errors import MisrError
+    from ..rasters.bands import parse_bands
+
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give band numbers such as 1,2,3, or all") from None
+        return parse_bands(text)
+    except MisrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--bands {text}: ")) from None
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,23 +1,30 @@
-"""Semi-simulated training and validation stacks from real HR rasters (Sentinel-2 10 m bands).
+"""Semi-simulated stacks from real HR rasters (Sentinel-2 bands), for training and evaluation.
 
-Train and validation crops come from disjoint column ranges of the same bands, separated by a
-gap, so that no validation texture is seen in training. Every sample is degraded with
-``simulate.degrade`` and registered with ``preprocess.register`` exactly as the engine does at
-inference; the arrays are stored in one ``.npz`` file.
+Crops come from one window of the bands (``sentinel2``: train, validation and test windows are
+disjoint). Every sample is degraded with ``simulate.degrade``. Registered samples (training and
+validation) are then prepared exactly as the engine prepares a scene: registered onto the
+frames' median position by whole pixels (``registration.stack.register``) and mapped onto their
+median radiometry (``registration.radiometry``); their HR target is what the SR should be pixel
+for pixel (``simulate.reference_target``: the clear-temporal-mean surface on that grid, in that
+radiometry), so that training needs neither a shift search nor a brightness correction and
+holds the output's level. Unregistered samples (evaluation of whole pipelines) keep the frames
+as acquired; their HR is the mean surface in the frames' median radiometry (the cPSNR searches
+the shift and removes what is left of the brightness difference). The arrays are stored in one ``.npz`` file.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import SCALE
-from ..registration.stack import register, subpixel_phase
-from ..rasters.bands import read_band
-from .simulate import Degradation, degrade
+from ..inference.normalisation import Normalisation
+from ..registration.radiometry import stack_radiometry
+from ..registration.stack import reference_frame, register, registration_window, subpixel_phase
+from .simulate import Degradation, degrade, mean_state, output_frame, reference_change, reference_target
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
@@ -37,10 +44,27 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     hr_with_margin, spec = args
     rng = np.random.default_rng(spec.seed)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
-    if not spec.register:
-        return stack.frames, stack.masks, stack.hr, stack.shifts
+    window = registration_window(stack.frames.shape[1:])
+    reference = reference_frame(stack.frames[:, window[0], window[1]], stack.masks[:, window[0], window[1]])
+    if not spec.register:  # the level of the frames' median radiometry (the engine's output)
+        state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        hr = state * np.median(stack.gains) + np.median(stack.offsets)
+        change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed
     frames, masks, shifts = register(stack.frames, stack.masks)
-    return frames, masks, stack.hr, subpixel_phase(shifts)
+    radiometry = stack_radiometry(frames, masks, reference)
+    frames = radiometry.apply(frames, masks)
+    output = output_frame(stack, reference, shifts[reference], radiometry.gains[reference],
+                          radiometry.offsets[reference])
+    unchanged = replace(stack, changed=np.zeros_like(stack.changed))
+    return (frames, masks, reference_target(hr_with_margin, unchanged, output), subpixel_phase(shifts),
+            reference_change(stack, output), stack.changed)
+
+
+def robust_statistics(values: np.ndarray) -> tuple[float, float]:
+    """The engine's scene normalisation (``Normalisation.of_values``), here of a whole band window."""
+    norm = Normalisation.of_values(np.asarray(values, np.float64).ravel()[::7])
+    return norm.centre, norm.spread
 
 
 def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
@@ -50,18 +74,26 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     """`count` random crops from a (rows, columns) window of the HR rasters, degraded and registered.
 
     With `registered` False the frames stay as acquired (for evaluating complete pipelines).
-    Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w), per-sample normalisation
-    (centre, spread) computed on the whole band region, as the engine computes it per scene,
-    and `shifts` (N,T,2): the sub-pixel phase of every registered frame (what the network is
-    told), or, unregistered, `true_shifts`: the simulated misregistration (LR px).
+    Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w) (see the module's docstring),
+    per-sample normalisation (centre, spread) computed on the whole band window as the engine
+    computes it per scene, `origins` (N,2): the (row, column) of every HR crop's corner
+    (margin included) in the rasters, and `shifts` (N,T,2): the sub-pixel phase of every
+    registered frame (what the network is told; then `aligned` is True: `hr` is on the reference
+    frame's grid), or, unregistered, `true_shifts`: the simulated misregistration (LR px), and
+    `change` (N,3h,3w): the surface change that the frames showing it saw (0 where none), on
+    the HR grid.
     """
+    from ..rasters.bands import read_band  # GDAL: only to build samples (training reads .npz files)
+
     rng = np.random.default_rng(seed)
     (r0, r1), (c0, c1) = window
     bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
+    band_statistics = [robust_statistics(band) for band in bands]
     size = lr_size * SCALE + 2 * MARGIN
-    jobs, stats = [], []
+    jobs, stats, origins = [], [], []
     while len(jobs) < count:
-        band = bands[rng.integers(len(bands))]
+        which = rng.integers(len(bands))
+        band = bands[which]
         y, x = rng.integers(0, band.shape[0] - size), rng.integers(0, band.shape[1] - size)
         crop = band[y:y + size, x:x + size]
         if crop.std() < MIN_TEXTURE * crop.mean() and rng.random() >= featureless_keep:
@@ -69,13 +101,21 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
         index = len(jobs)
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
         jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)))
-        stats.append((float(band.mean()), float(band.std())))
+        stats.append(band_statistics[which])
+        origins.append((r0 + y, c0 + x))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
-    frames, masks, hr, shifts = (np.stack(parts) for parts in zip(*results))
-    return {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
-            "norm": np.asarray(stats, np.float32),
-            "shifts" if registered else "true_shifts": shifts.astype(np.float32)}
+    frames, masks, hr, shifts, change, changed = (np.stack(parts) for parts in zip(*results))
+    samples = {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
+               "norm": np.asarray(stats, np.float32), "origins": np.asarray(origins, np.int32),
+               "shifts" if registered else "true_shifts": shifts.astype(np.float32)}
+    if not registered:  # where the surface changed, for the evaluation inside and away from it
+        samples["change"] = change.astype(np.float32)
+    else:
+        samples["aligned"] = np.array(True)
+        if changed.any():  # the change on the output grid, added per subset of frames (training)
+            samples.update({"change": change.astype(np.float32), "changed": changed})
+    return samples
 
 
 def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
@@ -83,6 +123,8 @@ def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
 
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a samples `.npz`, float16 ones (compact copies for a device) as float32."""
     with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+        return {key: data[key].astype(np.float32) if data[key].dtype == np.float16 else data[key]
+                for key in data.files}
 

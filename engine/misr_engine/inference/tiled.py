@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,18 +15,21 @@ from .. import SCALE
 from ..errors import MisrError
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import central_window, subpixel_phase
-from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, stack_shifts
+from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
 from .backends import Runner, TileOutOfMemory, TorchRunner
 from .finetune import MIN_FRAMES, TTF_WINDOW, finetune_on_scene
 from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
+TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is announced after its first step
 
 
 ProgressCallback = Callable[[float, str], None]
 
 
+LOG_SCALE_LIMIT = 30.0
+"""The Laplace log-scale is clipped to +-this before exp (float32 overflows near 88)."""
 EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
 
 
@@ -65,7 +69,7 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          progress: ProgressCallback | None = None, *, precision: str = "fp32",
                          batch_size: int | None = None, ttf_steps: int = 0,
                          on_warning: Callable[[str], None] | None = None,
-                         shifts: np.ndarray | None = None) -> Iterator[Strip]:
+                         registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -76,24 +80,25 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     row run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch
     is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
     hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on the
-    scene's central window (``finetune.finetune_on_scene``; half of the progress). `shifts`
-    (T, 2), when given, are used instead of estimating them (the bands of one multi-band run
-    share one registration).
+    scene's central window (``finetune.finetune_on_scene``; half of the progress).
+    `registration` (shifts (T, 2), reference frame: ``streamed.stack_registration``), when given,
+    is used instead of estimating it (the bands of one multi-band run share one registration).
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
-        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning, shifts)
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning, registration)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
             batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None,
-            shifts: np.ndarray | None = None) -> Iterator[Strip]:
+            registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
-    shifts = stack_shifts(stack) if shifts is None else shifts
+    shifts, reference = stack_registration(stack) if registration is None else registration
     phases = subpixel_phase(shifts)
     rows = RegisteredRows(stack, shifts)
+    rows.radiometry = scene_radiometry(rows, reference)
     tiles = make_tiles(height, width, tile_size, overlap)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
@@ -110,6 +115,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             batch = row[start:start + batches.batch_size]
             frames, masks = _tile_inputs(row_input, batch, norm)
             for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
+                check_finite(output, tile)
                 blender.add(tile, output)
             start += len(batch)
             done += len(batch)
@@ -117,6 +123,15 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
                 progress(share + (1.0 - share) * done / len(tiles), f"tile {done}/{len(tiles)}")
         until = tile_rows[row_index + 1][0].y0 if row_index + 1 < len(tile_rows) else height
         yield _finished_strip(blender, until, row_input, norm)
+
+
+def check_finite(output: np.ndarray, tile: Tile) -> None:
+    """A one-line MisrError when the network's output for `tile` holds NaN or Inf (its inputs are
+    finite: damaged or hostile weights, or a backend failure), rather than an output of NaNs."""
+    if not np.isfinite(output).all():
+        raise MisrError(f"the network's output is not finite (NaN or Inf) on the tile at LR rows "
+                        f"{tile.y0}-{tile.y0 + tile.height}, columns {tile.x0}-{tile.x0 + tile.width}: "
+                        "damaged weights? no output written")
 
 
 def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
@@ -135,7 +150,14 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
     window = rows.read(window_rows.start, window_rows.stop)
     frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
 
+    started = time.perf_counter()
+
     def on_step(step: int, loss: float) -> None:
+        if step == 1 and on_warning and steps > 1:
+            seconds = (time.perf_counter() - started) * steps
+            if seconds > TTF_WARN_SECONDS:
+                on_warning(f"test-time fine-tuning: {steps} steps will take about {seconds / 60:.0f} minutes "
+                           f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
     tuned = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps, runner.device,
@@ -172,7 +194,7 @@ def _finished_strip(blender: StripBlender, until: int, row_input: TileRowInput, 
     no_data = row_input.no_data[row0 // SCALE - row_input.row0:until - row_input.row0]
     invalid = np.repeat(np.repeat(no_data, SCALE, axis=0), SCALE, axis=1)
     sr = (mean * norm.spread + norm.centre).astype(np.float32)
-    scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+    scale = (np.exp(np.clip(log_scale, -LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)) * norm.spread).astype(np.float32)
     sr[invalid] = np.nan
     scale[invalid] = np.nan
     return Strip(row0, sr, scale)

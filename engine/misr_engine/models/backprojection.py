@@ -1,11 +1,18 @@
 """Learned iterative back-projection: the SR is made consistent with every clear LR frame.
 
-Irani & Peleg's IBP (``baselines.ibp``), unrolled for a fixed number of steps with learnable
-parts: each step blurs the current SR with a learnable PSF, observes it at every frame's
-sub-pixel phase (``sampling.observe_at_phases``), matches each frame's gain and offset to the
-observation (dates differ radiometrically), and adds the clear-weighted mean of the residuals,
-resampled back onto the HR grid and filtered by a learnable kernel, times a learnable step.
-Initialised as IBP (Gaussian PSF, identity filter, step 1), it needs no training to help.
+Irani & Peleg's IBP (``evaluation.baselines.ibp``), unrolled for a fixed number of steps with
+learnable parts: each step blurs the current SR with a learnable PSF, observes it at every
+frame's sub-pixel phase (``sampling.observe_at_phases``), and adds the clear-weighted mean of
+the residuals, resampled back onto the HR grid and filtered by a learnable kernel, times a
+learnable step. Initialised as IBP (Gaussian PSF, identity filter, step 1), it needs no training
+to help.
+
+With `constrained` (the physics held by construction): the PSF is non-negative, sums to one and
+is centred, and so are the back-projection kernels (``kernels.PointSpreadFunction``); the frames
+arrive in the reference frame's radiometry (fitted once per scene, before tiling:
+``registration.radiometry``), so no gain or offset is fitted here and a real change of the
+surface stays in the residuals instead of passing for radiometry. Without it (the first trained
+weights): a free PSF and free filters, and each frame's gain and offset fitted per tile.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import PointSpreadFunction
 from .sampling import masked_temporal_mean, observe_at_phases, resample_at_phases
 
 PSF_SIGMA = 1.2  # initial Gaussian PSF (HR px), as ``baselines.IBP_SIGMA``
@@ -62,19 +70,35 @@ class BackProjection(nn.Module):
     masks (B,T,H,W) in {0,1}, sub-pixel phases (B,T,2) and the masks resampled onto the HR grid
     (``resample_at_phases(masks, phases, "bilinear")``, B,T,3H,3W) that weight the residuals."""
 
-    def __init__(self, steps: int):
+    def __init__(self, steps: int, constrained: bool = False):
         super().__init__()
-        self.psf = nn.Parameter(torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None])
-        delta = torch.zeros(steps, 1, FILTER_SIZE, FILTER_SIZE)
+        self.constrained = constrained
+        psf = torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None]
+        delta = torch.zeros(1, 1, FILTER_SIZE, FILTER_SIZE)
         delta[:, :, FILTER_SIZE // 2, FILTER_SIZE // 2] = 1.0
-        self.filters = nn.Parameter(delta)
+        if constrained:
+            self.point_spread = PointSpreadFunction(psf)
+            # a near-delta start: softmax logits cannot be exactly one-hot
+            self.back_kernels = PointSpreadFunction(delta + 1e-4, steps)
+        else:
+            self.psf = nn.Parameter(psf)
+            self.filters = nn.Parameter(delta.repeat(steps, 1, 1, 1))
         self.step_sizes = nn.Parameter(torch.ones(steps))
+
+    def kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The PSF (1,1,K,K) and the back-projection filters (steps,1,k,k) in use."""
+        if self.constrained:
+            return self.point_spread(), self.back_kernels()
+        return self.psf, self.filters
 
     def forward(self, sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor,
                 phases: torch.Tensor, hr_weights: torch.Tensor) -> torch.Tensor:
+        psf, filters = self.kernels()
         for step in range(self.step_sizes.shape[0]):
-            residuals = radiometric_residuals(frames, observe_at_phases(blur(sr, self.psf), phases), masks)
+            observed = observe_at_phases(blur(sr, psf), phases)
+            residuals = masks * (frames - observed) if self.constrained else \
+                radiometric_residuals(frames, observed, masks)
             back = masked_temporal_mean(resample_at_phases(residuals, phases, "bicubic"), hr_weights, dim=1)[:, None]
-            back = blur(back, self.filters[step:step + 1])
+            back = blur(back, filters[step:step + 1])
             sr = sr + self.step_sizes[step] * back
         return sr

@@ -38,12 +38,21 @@ Six more additions, all off in the paper's configuration:
   (``DetailRestoration``): the HR refinement's view is 7 HR pixels wide, this one's is
   4 * ``detail_blocks`` + 5 LR pixels, at the cost of LR-sized convolutions. Its last layer
   starts at zero too;
-* ``anchor_brightness``: the SR's mean over the tile is set to the mean of the frames' clear
-  temporal mean. The training losses ignore a brightness bias (as the Proba-V score does), and
-  the back-projection fits each frame's offset, so nothing else holds the output's level: with
-  longer training it drifted by tile (about 100 digital numbers between 48- and 160-pixel
-  tiles on the demo sample) and overall (+5%). The anchor keeps the input's radiometry and
-  changes no bias-free score.
+* ``anchor_brightness`` (the first trained weights only): the SR's mean over the tile is set to
+  the mean of the frames' clear temporal mean: their losses ignored a brightness bias and their
+  back-projection fitted each frame's offset per tile, so nothing held the output's level.
+
+Three more make the physics hold by construction and the result independent of the tile size
+(the second weights; the frames then arrive in the reference frame's radiometry, fitted once
+per scene: ``registration.radiometry``, and the training targets are aligned, so the training
+itself holds the level):
+* ``constrained``: the back-projection PSF and kernels are non-negative, sum to one and are
+  centred, no gain or offset is fitted per tile, and the deconvolution has a DC gain of exactly
+  one (``kernels``);
+* ``pool_window``: the TEFA channel gate and the TERN descriptor pool over each pixel's
+  neighbourhood instead of the whole tile (``local_mean``);
+* ``uncertainty_inputs``: the log-scale head also sees the SR's gradient, the frames' spread and
+  the share of clear frames (``PIUnet.uncertainty_cues``), where errors gather.
 """
 
 from __future__ import annotations
@@ -57,9 +66,13 @@ from torch import nn
 from .. import SCALE
 from ..imaging.deconvolution import wiener_kernel
 from .backprojection import BackProjection
-from .sampling import masked_temporal_mean, resample_at_phases
+from .config_bounds import Bound
+from .kernels import UnitGainFilter
+from .sampling import MASK_EPS, masked_temporal_mean, resample_at_phases
 
 CLOUDY_KEY_PENALTY = 8.0  # attention logit penalty of a cloudy key (e^-8: near-zero weight)
+UNCERTAINTY_CUES = ("SR gradient", "frames' spread", "clear frames")
+"""What the log-scale head sees beside the fused features with ``uncertainty_inputs`` (HR maps)."""
 TERN_KERNEL = 5
 
 
@@ -77,9 +90,25 @@ class PIUnetConfig:
     detail_features: int = 0  # width of the space-to-depth detail CNN on the SR (0: none)
     detail_blocks: int = 4  # its residual blocks
     anchor_brightness: bool = False  # SR mean over the tile = mean of the frames' clear temporal mean
+    constrained: bool = False  # physics by construction: PSFs, back-projection and deconvolution kernels
+    pool_window: int = 0  # TEFA gate and TERN descriptor over local windows of this side (0: the whole tile)
+    uncertainty_inputs: bool = False  # the log-scale head also sees the SR's gradient and the frames' spread
+
+    BOUNDS = {  # what a weights file's embedded config may ask for (a class attribute, not a field)
+        "n_feat": Bound(1, 256), "n_tefa": Bound(0, 64), "bottleneck": Bound(1, 256),
+        "deconv_kernel": Bound(0, 63, odd=True), "backprojection_steps": Bound(0, 32),
+        "refine_features": Bound(0, 256), "detail_features": Bound(0, 256), "detail_blocks": Bound(0, 32),
+        "pool_window": Bound(0, 127, odd=True)}
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def tile_bytes(self, frames: int, pixels: int, batch: int = 1) -> int:
+        """Peak memory of one forward pass on the CPU over `batch` tiles of `pixels` LR pixels
+        (context included) and `frames` frames. Fitted to peak RSS measured on 36 to 132 pixel
+        tiles, 4 to 18 frames, 32 to 64 features (docs/performance.md): above every measurement,
+        by 15 to 75%."""
+        return 64 * 2 ** 20 + 4 * batch * pixels * (14 * self.n_feat * frames + 18 * (self.refine_features + frames))
 
 
 def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -126,11 +155,25 @@ class CNRSA(nn.Module):
         return self.norm_attention(h + self.attention(h, key_bias))
 
 
-class TEFA(nn.Module):
-    """Temporally-equivariant feature attention: two CNR-SA units, a channel gate, a residual."""
+def local_mean(x: torch.Tensor, window: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of (B, C, H, W) maps over `window` x `window` neighbourhoods (`window` odd; borders:
+    the pixels inside the image only), weighted by (B, 1 or C, H, W) `weights` if given."""
+    pool = dict(kernel_size=window, stride=1, padding=window // 2, count_include_pad=False)
+    if weights is None:
+        return F.avg_pool2d(x, **pool)
+    weights = weights + MASK_EPS
+    return F.avg_pool2d(x * weights, **pool) / F.avg_pool2d(weights.expand_as(x), **pool)
 
-    def __init__(self, n_feat: int, bottleneck: int):
+
+class TEFA(nn.Module):
+    """Temporally-equivariant feature attention: two CNR-SA units, a channel gate, a residual.
+
+    The gate squeezes the features' mean over frames and space: over the whole tile (the paper),
+    or with `window` over each pixel's neighbourhood, so that it does not depend on the tile size."""
+
+    def __init__(self, n_feat: int, bottleneck: int, window: int = 0):
         super().__init__()
+        self.window = window
         self.unit0 = CNRSA(n_feat, n_feat)
         self.unit1 = CNRSA(n_feat, n_feat)
         self.squeeze = nn.Linear(n_feat, bottleneck)
@@ -138,25 +181,39 @@ class TEFA(nn.Module):
 
     def forward(self, h: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
         features = self.unit1(F.leaky_relu(self.unit0(h, key_bias)), key_bias)
-        gate = torch.sigmoid(self.excite(F.leaky_relu(self.squeeze(features.mean(dim=(2, 3, 4))))))
-        return features * gate[:, :, None, None, None] + h
+        if not self.window:
+            gate = torch.sigmoid(self.excite(F.leaky_relu(self.squeeze(features.mean(dim=(2, 3, 4))))))
+            return features * gate[:, :, None, None, None] + h
+        pooled = local_mean(features.mean(dim=2), self.window).permute(0, 2, 3, 1)  # (B, H, W, F)
+        gate = torch.sigmoid(self.excite(F.leaky_relu(self.squeeze(pooled)))).permute(0, 3, 1, 2)
+        return features * gate[:, :, None] + h
 
 
 class TERN(nn.Module):
-    """Temporally-equivariant registration: one dynamic 5x5 filter per frame, from its features."""
+    """Temporally-equivariant registration: one dynamic 5x5 filter per frame, from its features
+    averaged over its clear pixels: over the whole tile (the paper), or with `window` over each
+    pixel's neighbourhood (a filter per frame and pixel, independent of the tile size)."""
 
-    def __init__(self, n_feat: int):
+    def __init__(self, n_feat: int, window: int = 0):
         super().__init__()
+        self.window = window
         self.unit = CNRSA(n_feat, n_feat)
         self.to_filter = nn.Linear(n_feat, TERN_KERNEL * TERN_KERNEL)
 
     def forward(self, h: torch.Tensor, key_bias: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         b, f, t, y, x = h.shape
         descriptor = F.leaky_relu(self.unit(h, key_bias))
+        pad = TERN_KERNEL // 2
+        if self.window:
+            local = local_mean(descriptor.reshape(b, f * t, y, x), self.window,
+                               masks[:, None].expand(b, f, t, y, x).reshape(b, f * t, y, x))
+            filters = self.to_filter(local.reshape(b, f, t, y, x).permute(0, 2, 3, 4, 1))  # (B, T, H, W, K*K)
+            padded = F.pad(h.reshape(b, f * t, y, x), (pad, pad, pad, pad), mode="replicate")
+            return apply_filters_shifted(padded.reshape(b, f, t, y + 2 * pad, x + 2 * pad),
+                                         filters.permute(0, 1, 4, 2, 3))
         # per-frame global descriptor over its clear pixels: (B, T, F)
         descriptor = masked_temporal_mean(descriptor.flatten(3), masks.flatten(2)[:, None], dim=3)
         filters = self.to_filter(descriptor.transpose(1, 2))  # (B, T, K*K)
-        pad = TERN_KERNEL // 2
         padded = F.pad(h.reshape(b, f * t, y, x), (pad, pad, pad, pad), mode="replicate")
         if torch.onnx.is_in_onnx_export():
             return apply_filters_shifted(padded.reshape(b, f, t, y + 2 * pad, x + 2 * pad), filters)
@@ -172,13 +229,16 @@ def apply_filters_shifted(padded: torch.Tensor, filters: torch.Tensor) -> torch.
     """TERN's dynamic filtering as K*K shifted multiply-adds (static shapes only: ONNX-friendly).
 
     padded: (B, F, T, H+K-1, W+K-1) replicate-padded features; filters: (B, T, K*K), one filter
-    per frame shared by its features. Returns (B, F, T, H, W).
+    per frame shared by its features, or (B, T, K*K, H, W), one per frame and pixel.
+    Returns (B, F, T, H, W).
     """
     y, x = padded.shape[-2] - TERN_KERNEL + 1, padded.shape[-1] - TERN_KERNEL + 1
     out = torch.zeros_like(padded[..., :y, :x])
+    per_pixel = filters.dim() == 5
     for i in range(TERN_KERNEL):
         for j in range(TERN_KERNEL):
-            weight = filters[:, :, i * TERN_KERNEL + j][:, None, :, None, None]
+            weight = filters[:, :, i * TERN_KERNEL + j]
+            weight = weight[:, None] if per_pixel else weight[:, None, :, None, None]
             out = out + weight * padded[:, :, :, i:i + y, j:j + x]
     return out
 
@@ -240,23 +300,29 @@ class PIUnet(nn.Module):
         self.config = config
         n = config.n_feat
         self.head = CNRSA(4 if config.phase_inputs else 2, n)
-        self.body = nn.ModuleList([TEFA(n, config.bottleneck) for _ in range(config.n_tefa)])
+        self.body = nn.ModuleList([TEFA(n, config.bottleneck, config.pool_window) for _ in range(config.n_tefa)])
         self.body_tail = CNRSA(n, n)
-        self.registration = TERN(n)
+        self.registration = TERN(n, config.pool_window)
         self.to_mean = nn.Conv2d(n, SCALE * SCALE, 3, padding=1)
+        if config.uncertainty_inputs and not config.phase_inputs:
+            raise ValueError("uncertainty_inputs needs phase_inputs")
+        head_inputs = n + (len(UNCERTAINTY_CUES) if config.uncertainty_inputs else 0)
         self.log_scale_head = nn.Sequential(
-            nn.Conv2d(n, n, 3, padding=1), nn.BatchNorm2d(n), nn.LeakyReLU(), nn.Conv2d(n, 1, 1))
+            nn.Conv2d(head_inputs, n, 3, padding=1), nn.BatchNorm2d(n), nn.LeakyReLU(), nn.Conv2d(n, 1, 1))
         self.deconvolution = None
         if config.deconv_kernel:
             size = config.deconv_kernel
-            self.deconvolution = nn.Conv2d(1, 1, size, padding=size // 2, padding_mode="replicate", bias=False)
+            wiener = torch.from_numpy(wiener_kernel(size))[None, None]
+            self.deconvolution = (UnitGainFilter(wiener) if config.constrained else
+                                  nn.Conv2d(1, 1, size, padding=size // 2, padding_mode="replicate", bias=False))
             with torch.no_grad():
-                self.deconvolution.weight.copy_(torch.from_numpy(wiener_kernel(size))[None, None])
+                self.deconvolution.weight.copy_(wiener)
                 self.to_mean.weight.zero_()
                 self.to_mean.bias.zero_()
         if config.backprojection_steps and not config.phase_inputs:
             raise ValueError("backprojection_steps needs phase_inputs")
-        self.backprojection = BackProjection(config.backprojection_steps) if config.backprojection_steps else None
+        self.backprojection = (BackProjection(config.backprojection_steps, config.constrained)
+                               if config.backprojection_steps else None)
         self.refinement = HRRefinement(n, config.refine_features) if config.refine_features else None
         self.detail = (DetailRestoration(n, config.detail_features, config.detail_blocks)
                        if config.detail_features else None)
@@ -279,9 +345,11 @@ class PIUnet(nn.Module):
         h = self.registration(h, key_bias, masks)
         fused = masked_temporal_mean(h, masks[:, None], dim=2)  # (B, F, H, W)
         fused_hr = F.interpolate(fused, scale_factor=SCALE, mode="bilinear", align_corners=False)
-        # clear weights of the frames on the HR grid, shared by the global residual and back-projection
-        hr_weights = resample_at_phases(masks, phases, "bilinear") if self.config.phase_inputs else None
-        base = self.global_residual(frames, masks, phases, hr_weights)
+        hr_frames = hr_weights = None
+        if self.config.phase_inputs:  # the frames on the HR grid and their clear weights, shared below
+            hr_frames = resample_at_phases(frames, phases, "bicubic")
+            hr_weights = resample_at_phases(masks, phases, "bilinear")
+        base = self.global_residual(frames, masks, hr_frames, hr_weights)
         mean = F.pixel_shuffle(self.to_mean(fused), SCALE) + base
         if self.backprojection is not None:
             mean = self.backprojection(mean, frames, masks, phases, hr_weights)
@@ -292,19 +360,31 @@ class PIUnet(nn.Module):
         if self.config.anchor_brightness:
             level = masked_temporal_mean(frames, masks, dim=1).mean(dim=(-2, -1))
             mean = mean - mean.mean(dim=(-2, -1), keepdim=True) + level[:, None, None, None]
-        return mean, self.log_scale_head(fused_hr)
+        cues = self.uncertainty_cues(mean, hr_frames, hr_weights) if self.config.uncertainty_inputs else []
+        return mean, self.log_scale_head(torch.cat([fused_hr, *cues], dim=1))
 
-    def global_residual(self, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor | None,
-                        hr_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def global_residual(self, frames: torch.Tensor, masks: torch.Tensor, hr_frames: torch.Tensor | None,
+                        hr_weights: torch.Tensor | None) -> torch.Tensor:
         """(B,1,3H,3W): the masked temporal mean upsampled (the paper: bilinearly, of the LR
-        mean; with phases: of the frames resampled at their phases, weighted by `hr_weights`,
-        the masks resampled the same way, computed here unless given), then deconvolved."""
-        if self.config.phase_inputs:
-            if hr_weights is None:
-                hr_weights = resample_at_phases(masks, phases, "bilinear")
-            base = masked_temporal_mean(resample_at_phases(frames, phases, "bicubic"), hr_weights, dim=1)[:, None]
+        mean; with phases: of the frames resampled at their phases, `hr_frames`, weighted by the
+        masks resampled the same way, `hr_weights`), then deconvolved."""
+        if hr_frames is not None:
+            base = masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None]
         else:
             mode = "bicubic" if self.deconvolution is not None else "bilinear"
             base = F.interpolate(masked_temporal_mean(frames, masks, dim=1)[:, None], scale_factor=SCALE,
                                  mode=mode, align_corners=False)
         return base if self.deconvolution is None else self.deconvolution(base)
+
+    @staticmethod
+    def uncertainty_cues(mean: torch.Tensor, hr_frames: torch.Tensor, hr_weights: torch.Tensor) -> list[torch.Tensor]:
+        """(B,1,3H,3W) maps that tell where the SR is likely wrong (UNCERTAINTY_CUES): the SR's
+        gradient magnitude (errors gather on edges and texture), the clear frames' spread around
+        their mean (change, residual clouds, misregistration) and the share of frames clear there."""
+        sr = mean.detach()
+        padded = F.pad(sr, (1, 1, 1, 1), mode="replicate")
+        gradient = torch.sqrt((padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) ** 2
+                              + (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) ** 2 + 1e-8)
+        centre = masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None]
+        spread = torch.sqrt(masked_temporal_mean((hr_frames - centre) ** 2, hr_weights, dim=1)[:, None] + 1e-8)
+        return [gradient, spread, hr_weights.mean(dim=1, keepdim=True)]

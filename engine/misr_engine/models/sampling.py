@@ -23,18 +23,23 @@ def masked_temporal_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> to
 
 
 def hr_centres(size: int, like: torch.Tensor) -> torch.Tensor:
-    """Centres of the SCALE*size HR pixels in grid_sample's normalised coordinates."""
-    return (torch.arange(SCALE * size, dtype=like.dtype, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
+    """Centres of the SCALE*size HR pixels in grid_sample's normalised coordinates (float32)."""
+    return (torch.arange(SCALE * size, dtype=torch.float32, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
 
 
 def _sample(images: torch.Tensor, phases: torch.Tensor, lr_shape: tuple[int, int], sign: float,
             mode: str) -> torch.Tensor:
-    """Sample (N,1,*,*) images on the HR grid of an LR `lr_shape` moved by `sign` x phases (N,2)."""
+    """Sample (N,1,*,*) images on the HR grid of an LR `lr_shape` moved by `sign` x phases (N,2).
+
+    In float32 whatever autocast says: in bfloat16 (8 bits of mantissa) a grid coordinate near 1
+    is off by up to 1/128 of the image, several HR pixels on a 128-pixel tile."""
     h, w = lr_shape
-    gy = hr_centres(h, images)[None, :, None] + sign * (2.0 / h) * phases[:, 0, None, None]
-    gx = hr_centres(w, images)[None, None, :] + sign * (2.0 / w) * phases[:, 1, None, None]
-    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
-    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
+    with torch.autocast(images.device.type, enabled=False):
+        phases = phases.float()
+        gy = hr_centres(h, images)[None, :, None] + sign * (2.0 / h) * phases[:, 0, None, None]
+        gx = hr_centres(w, images)[None, None, :] + sign * (2.0 / w) * phases[:, 1, None, None]
+        grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1)
+        return F.grid_sample(images.float(), grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def resample_at_phases(images: torch.Tensor, phases: torch.Tensor, mode: str) -> torch.Tensor:

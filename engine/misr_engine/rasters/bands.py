@@ -11,6 +11,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import MisrError
+from ..files import check_input_file
 from .gdal_utils import gdal_reason, quiet_gdal
 from .grid import Grid, grid_of
 
@@ -28,12 +29,7 @@ CACHE_ROWS = 128
 def open_raster(path: str | os.PathLike) -> gdal.Dataset:
     """Open a raster with GDAL, or raise a one-line MisrError naming the file."""
     path = str(path)
-    if not os.path.exists(path):
-        raise MisrError(f"{path}: file not found")
-    if os.path.isdir(path):
-        raise MisrError(f"{path}: is a directory, not a raster")
-    if not os.access(path, os.R_OK):
-        raise MisrError(f"{path}: permission denied")
+    check_input_file(path, "raster")  # before GDAL: opening a FIFO would block
     try:
         with quiet_gdal():
             dataset = gdal.Open(path, gdal.GA_ReadOnly)
@@ -41,7 +37,24 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
         raise MisrError(f"{path}: not a readable raster ({gdal_reason(exc, path)})") from None
     if dataset is None or dataset.RasterCount == 0:
         raise MisrError(f"{path}: not a raster")
+    _check_member_files(path, dataset)
     return dataset
+
+
+def _check_member_files(path: str, dataset: gdal.Dataset) -> None:
+    """The other files a dataset reads (a VRT's sources, sidecars) are regular files too: GDAL
+    opens them only when pixels are read, and a FIFO or a device there would block or never end."""
+    try:
+        with quiet_gdal():
+            members = dataset.GetFileList() or []
+    except RuntimeError:  # damaged georeferencing keys surface here: the grid check names them
+        return
+    for member in members[1:]:
+        if not member.startswith("/vsi") and os.path.lexists(member):
+            try:
+                check_input_file(member, "raster")
+            except MisrError as exc:
+                raise MisrError(f"{path}: reads {exc}") from None
 
 
 @dataclass
@@ -81,7 +94,8 @@ class BandSource:
             raise MisrError(f"{self.path}: {shape[1]}x{shape[0]} pixels do not fit in memory") from None
         if data is None or data.shape != shape:
             raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
-        return data.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes +-inf: not clear
+            return data.astype(np.float32, copy=False)
 
 
 def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:
@@ -126,21 +140,33 @@ def integer_range(data_type: int) -> tuple[float, float] | None:
     return float(info.min), float(info.max)
 
 
-def resolve_bands(bands: "Sequence[int] | str | None", first_frame: str) -> list[int] | None:
-    """The 1-based band numbers `bands` names: a list as is, ``all`` every band of `first_frame`
-    (None: not asked)."""
+def parse_bands(bands: "Sequence[int] | str | None") -> "list[int] | str | None":
+    """`bands` checked: 1-based band numbers (a list, or text such as ``1,2,3`` or ``1;2;3``: a
+    batch manifest's cell), ``all``, or None (not asked); a one-line MisrError otherwise."""
     if bands is None:
         return None
     if isinstance(bands, str):
-        if bands != "all":
-            raise MisrError(f"--bands {bands}: give band numbers (1,2,3) or all")
-        return list(range(1, open_raster(first_frame).RasterCount + 1))
+        if bands.strip().lower() == "all":
+            return "all"
+        try:
+            bands = [int(part) for part in bands.replace(";", ",").split(",") if part.strip()]
+        except ValueError:
+            raise MisrError(f"--bands {bands}: give band numbers (1,2,3) or all") from None
     numbers = [int(b) for b in bands]
     if not numbers or min(numbers) < 1:
         raise MisrError(f"--bands {','.join(map(str, numbers))}: bands are numbered from 1")
     if len(set(numbers)) != len(numbers):
         raise MisrError(f"--bands {','.join(map(str, numbers))}: a band is named twice")
     return numbers
+
+
+def resolve_bands(bands: "Sequence[int] | str | None", first_frame: str) -> list[int] | None:
+    """The 1-based band numbers `bands` names (`parse_bands`): ``all`` is every band of
+    `first_frame` (None: not asked)."""
+    parsed = parse_bands(bands)
+    if parsed == "all":
+        return list(range(1, open_raster(first_frame).RasterCount + 1))
+    return parsed
 
 
 def band_identity(source: BandSource) -> tuple[str, int]:

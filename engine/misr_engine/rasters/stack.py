@@ -3,6 +3,7 @@ by window, the fully cloudy frames dropped and the clearest kept."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, TypeVar
 
@@ -10,12 +11,17 @@ import numpy as np
 
 from .. import SCALE
 from ..errors import MisrError
+from ..files import ensure_open_files
 from .bands import BandSource, open_band, warp_band
+from .gdal_utils import bounded_cache, gdal_cache_limit
 from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
-from .gdal_utils import gdal_cache_limit
 from .grid import Grid
+from .selection import clearest_selection, cloudy_selection, duplicate_selection, unique_inputs
 from .writer import BLOCK_SIZE
 
+VALUE_LIMIT = 1e30
+"""Frame values this large are not data: +-3.4e38 (float32's extremes) is a common undeclared
+nodata value, and such values would overflow the arithmetic. They count as not clear."""
 DEFAULT_MAX_FRAMES = 15
 """At most this many (the clearest) frames are super-resolved together."""
 
@@ -95,10 +101,11 @@ class FrameSource:
         """Values (0 where not clear) and the clear mask of a window.
 
         A pixel is clear when its mask says so (if there is a mask: `MaskReader`), it is not the
-        frame's nodata value (a warped frame's nodata and outside are NaN), and it is finite.
+        frame's nodata value (a warped frame's nodata and outside are NaN), and it is finite and
+        within +-VALUE_LIMIT.
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
-        valid = np.isfinite(values)
+        valid = np.abs(values) < VALUE_LIMIT  # NaN, Inf and float32 extremes are not clear
         if self.frame.nodata is not None:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
@@ -180,8 +187,14 @@ def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int 
                        scale: int = SCALE) -> int:
     """GDAL block cache for streaming: two block rows of every input band and of `outputs`
     float32 outputs `scale` times finer. It grows with the width, never with the height."""
-    inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
-    return inputs + outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
+    inputs = sum(band.cache_bytes() for source in sources
+                 for band in (source.bands or (source.frame,)) + ((source.mask,) if source.mask else ()))
+    return inputs + output_cache_bytes(grid, outputs, scale)
+
+
+def output_cache_bytes(grid: Grid, outputs: int = 2, scale: int = SCALE) -> int:
+    """GDAL block cache for two block rows of `outputs` float32 outputs `scale` times finer than `grid`."""
+    return outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
 
 
 def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -196,21 +209,88 @@ def _indices(keep: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep) if keep.dtype == bool else keep.astype(int)
 
 
-def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions(),
-               bands: Sequence[int] | None = None) -> LazyStack:
-    """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
+@dataclass
+class StackPlan:
+    """Every frame and mask of a run with its header checked (bands, data type, grid), none held
+    open: what `open_planned` streams through. Made by `plan_stack`."""
 
-    Every file is opened and checked (bands, data type, grid) before any pixel is read. With
-    `align`, frames and masks off the first frame's grid are warped onto it through GDAL VRTs
-    (frames bilinear, masks nearest; window by window) instead of being refused. A mask that
-    covers its frame with pixels an integer multiple of the frame's (a 20 m SCL beside 10 m
-    bands) is read onto the frame's grid by nearest neighbour, with a note. Masks are read as
-    `mask_options` say (their kind, detected from their values for ``auto``: ``masks.py``).
-    A pixel is clear when its mask says so (if masks are given), it is not the frame's
-    nodata value, and it is finite. The clear fractions are counted in one pass over row
-    blocks; fully cloudy frames are dropped with a warning. `bands` (1-based) opens several
-    bands of every frame (`LazyStack.band` reads one of them); the first is `band`'s stand-in.
+    frames: list[str]
+    masks: list[str] | None
+    band: int | None
+    grid: Grid
+    nodata: float | None  # the first frame's (first band's)
+    warp: list[tuple[bool, bool]]  # per frame: whether the frame is warped (--align), its mask (--align, coarser)
+    cache: list[int]  # per frame: GDAL block cache to stream its bands and its mask (`BandSource.cache_bytes`)
+    warnings: list[str] = field(default_factory=list)
+    bands: list[int] = field(default_factory=list)
+    """Several bands (1-based) read of every frame (`--bands`), else [] (`band` alone)."""
+    mask_options: MaskOptions = MaskOptions()
+    kinds: list[str] = field(default_factory=list)
+    """Per mask: the kind asked (maybe ``auto``), then the kind read once `resolve_mask_kinds` ran."""
+    notes: list[str] = field(default_factory=list)
+    """What people should know that is not a problem (coarser masks, mask kinds detected)."""
+    kinds_resolved: bool = False
+
+    @property
+    def band_numbers(self) -> list[int | None]:
+        """The bands read of every frame (the first stands in for a single-band run's)."""
+        return list(self.bands) or [self.band]
+
+    def cache_bytes(self, frames: int, outputs: int = 2) -> int:
+        """GDAL's block cache while streaming `frames` of these frames and `outputs` outputs (at most)."""
+        inputs = sum(sorted(self.cache, reverse=True)[:frames])
+        return bounded_cache(inputs + output_cache_bytes(self.grid, outputs))
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the grid is rotated (--align then warps whole frames into memory)."""
+        return bool(self.grid.geotransform[2] or self.grid.geotransform[4])
+
+    def resolve_mask_kinds(self) -> None:
+        """Every mask's kind (``masks.resolve_kinds``: ``auto`` detected from the values, an explicit
+        kind checked against them), the masks' values counted one file at a time; notes added."""
+        if self.kinds_resolved or not self.masks:
+            return
+        counts = []
+        for path in self.masks:
+            mask = open_band(path, None, "mask")
+            with gdal_cache_limit(bounded_cache(mask.cache_bytes())):
+                counts.append(count_values(mask))
+            del mask  # closes it
+        self.kinds, notes = resolve_kinds(self.masks, self.kinds, counts)
+        self.notes += notes
+        self.kinds_resolved = True
+
+    def open(self, index: int) -> FrameSource:
+        """Frame `index` (every band read) and its mask read as its kind says, opened (and warped
+        onto the grid if needed: frames bilinear, masks nearest)."""
+        warp_frame, warp_mask = self.warp[index]
+        bands = [open_band(self.frames[index], number, "frame") for number in self.band_numbers]
+        bands = [warp_band(band, self.grid, "bilinear") if warp_frame else band for band in bands]
+        source = FrameSource(bands[0], None, tuple(bands) if len(bands) > 1 else ())
+        if self.masks:
+            self.resolve_mask_kinds()
+            mask = open_band(self.masks[index], None, "mask")
+            options = self.mask_options
+            source.mask = MaskReader(warp_band(mask, self.grid, "near") if warp_mask else mask, self.kinds[index],
+                                     options.snow, options.dark_areas, options.dilation)
+        return source
+
+
+def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions(),
+               bands: Sequence[int] | None = None) -> StackPlan:
+    """Check every frame's and mask's header, one file open at a time: a `StackPlan`.
+
+    Bands, data type and grid are checked before any pixel is read. Without `align`, a frame off
+    the first frame's grid, or a mask off its frame's, is refused; with it, they are marked to be
+    warped onto the first frame's grid (frames bilinear, masks nearest; window by window). A mask
+    that covers its frame with pixels an integer multiple of the frame's (a 20 m SCL beside 10 m
+    bands) is marked to be read onto the frame's grid by nearest neighbour, with a note. Masks
+    are read as `mask_options` say (their kinds are resolved from their values by
+    `StackPlan.resolve_mask_kinds`). `bands` (1-based) reads several bands of every frame
+    (`LazyStack.band` reads one of them). A file given more than once (by any name: links
+    count) is kept once, with a warning.
     """
     if not frame_paths:
         raise MisrError("no frames given")
@@ -218,68 +298,104 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
         raise MisrError(f"{len(mask_paths)} masks given for {len(frame_paths)} frames: "
                         "give one mask per frame, in the same order")
     mask_options.check()
-    band_numbers = list(bands) if bands else [band]
-    frames = [[open_band(path, number, "frame") for number in band_numbers] for path in frame_paths]
-    masks = [open_band(path, None, "mask") for path in mask_paths or []]
-    reference = frames[0][0].grid
-    off_grid = [_off_grid(source[0], reference, frames[0][0].path, align) for source in frames]
-    sources = [FrameSource(*_on_grid(frame, reference, moved)) for frame, moved in zip(frames, off_grid)]
-    mask_bands, notes, moved_masks = _masks_on_grid(masks, [f[0] for f in frames], reference, align)
-    with gdal_cache_limit(sum(mask.cache_bytes() for mask in masks) or None):
-        counts = [count_values(mask) for mask in masks]
-    kinds, kind_notes = resolve_kinds([m.path for m in masks],
-                                      [mask_options.kind_of(i, len(masks)) for i in range(len(masks))], counts)
-    for source, mask_band, kind in zip(sources, mask_bands, kinds):
-        source.mask = MaskReader(mask_band, kind, mask_options.snow, mask_options.dark_areas, mask_options.dilation)
-    warnings = []
-    if any(off_grid) or moved_masks:
-        warnings.append(f"--align: {sum(off_grid)} frame(s) and {moved_masks} "
-                        f"mask(s) resampled onto the grid of {frames[0][0].path}")
-    with gdal_cache_limit(stream_cache_bytes(sources, reference)):
-        clear = clear_fractions(sources, reference)
-    stack = LazyStack(sources, reference, list(frame_paths), clear, frames[0][0].nodata, warnings,
-                      kind_notes + notes)
-    return drop_cloudy_frames(stack)
+    asked = [mask_options.kind_of(i, len(mask_paths)) for i in range(len(mask_paths))] if mask_paths else []
+    keep, warnings = unique_inputs(frame_paths, mask_paths)
+    frame_paths = [frame_paths[i] for i in keep]
+    mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
+    numbers = list(bands) if bands else [band]
+    reference, nodata, warp, cache, notes, aligned_masks = None, None, [], [], [], 0
+    for index, path in enumerate(frame_paths):  # one frame (its bands) and its mask open at a time
+        frame_bands = [open_band(path, number, "frame") for number in numbers]
+        frame = frame_bands[0]
+        if reference is None:
+            reference, nodata = frame.grid, frame.nodata
+        moved = _off_grid(frame, reference, frame_paths[0], align)
+        moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
+        if mask_paths:
+            mask = open_band(mask_paths[index], None, "mask")
+            target = reference if align else frame.grid
+            factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
+            if factor:
+                moved_mask = True
+                notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
+                             "by nearest neighbour")
+            else:
+                moved_mask = _off_grid(mask, target, frame.path, align, frame)
+                aligned_masks += moved_mask
+            cache_bytes += mask.cache_bytes()
+        warp.append((moved, moved_mask))
+        cache.append(cache_bytes)
+        del frame, frame_bands  # closes the files before the next frame's are opened
+    if any(f for f, _ in warp) or aligned_masks:
+        warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {aligned_masks} "
+                        f"mask(s) resampled onto the grid of {frame_paths[0]}")
+    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings,
+                     list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
+                     merge_notes(notes))
 
 
-def _on_grid(bands: list[BandSource], grid: Grid, moved: bool) -> tuple[BandSource, None, tuple[BandSource, ...]]:
-    """(first band, no mask yet, every band) of one frame, warped onto `grid` when `moved`."""
-    bands = [warp_band(b, grid, "bilinear") if moved else b for b in bands]
-    return bands[0], None, tuple(bands) if len(bands) > 1 else ()
+def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False, max_frames: int | None = None,
+               mask_options: MaskOptions = MaskOptions(), bands: Sequence[int] | None = None) -> LazyStack:
+    """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
+
+    `plan_stack` checks every header (see there), then `open_planned` reads the pixels: fully
+    cloudy and duplicate frames are dropped, the `max_frames` clearest (default: all) kept.
+    A pixel is clear when its mask says so (if masks are given: their kinds, `mask_options`), it
+    is not the frame's nodata value, and it is finite and within +-VALUE_LIMIT.
+    """
+    return open_planned(plan_stack(frame_paths, mask_paths, band, align, mask_options, bands), max_frames)
 
 
-def _masks_on_grid(masks: list[BandSource], frames: list[BandSource], reference: Grid,
-                   align: bool) -> tuple[list[BandSource], list[str], int]:
-    """Every mask on the grid it is read on (its frame's; the first frame's with `align`), the
-    notes about coarser masks read by nearest neighbour, and how many `--align` resampled."""
-    on_grid, notes, aligned = [], [], 0
-    for mask, frame in zip(masks, frames):
-        target = reference if align else frame.grid
-        factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
-        if factor:
-            on_grid.append(warp_band(mask, target, "near"))
-            notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
-                         "by nearest neighbour")
-            continue
-        moved = _off_grid(mask, target, frame.path, align, frame)
-        on_grid.append(warp_band(mask, reference, "near") if moved else mask)
-        aligned += moved
-    return on_grid, merge_notes(notes), aligned
+def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
+    """The masks' kinds resolved (`StackPlan.resolve_mask_kinds`), then the planned frames' pixels
+    counted and hashed one file at a time (`scan_frame`), then fully cloudy frames and frames
+    identical to another dropped, the `max_frames` clearest (default: all) kept, each with a
+    warning; only those are opened: a `LazyStack`."""
+    plan.resolve_mask_kinds()
+    grid, counts, digests = plan.grid, [], []
+    for index in range(len(plan.frames)):
+        source = plan.open(index)
+        with gdal_cache_limit(stream_cache_bytes([source], grid)):
+            count, digest = scan_frame(source, grid)
+        counts.append(count)
+        digests.append(digest)
+        del source  # closes its files: a thousand frames never hold a thousand files open
+    clear = np.asarray(counts) / (grid.width * grid.height)
+    paths, warnings = list(plan.frames), list(plan.warnings)
+    keep, said = cloudy_selection(paths, clear)
+    keep = np.flatnonzero(keep)
+    warnings += said
+    unique, said = duplicate_selection([paths[i] for i in keep], [digests[i] for i in keep])
+    keep = keep[unique]
+    warnings += said
+    clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep))
+    keep = keep[clearest]
+    warnings += said
+    ensure_open_files((len(plan.band_numbers) + 1) * len(keep))
+    return LazyStack([plan.open(int(i)) for i in keep], grid, [paths[i] for i in keep], clear[keep],
+                     plan.nodata, warnings, list(plan.notes))
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
                band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions()) -> Stack:
     """`open_stack`, then every pixel read into memory (see there)."""
-    return open_stack(frame_paths, mask_paths, band, align, mask_options).load()
+    return open_stack(frame_paths, mask_paths, band, align, mask_options=mask_options).load()
 
 
-def clear_fractions(sources: Sequence[FrameSource], grid: Grid) -> np.ndarray:
-    """Fraction of clear pixels of every frame, read in blocks of READ_BLOCK_ROWS rows."""
-    counts = np.zeros(len(sources), np.int64)
+def scan_frame(source: FrameSource, grid: Grid) -> tuple[int, bytes]:
+    """The number of clear pixels of a frame (of its first band) and a digest of the values and
+    clear masks of every band read, read in blocks of READ_BLOCK_ROWS rows."""
+    count, digest = 0, hashlib.blake2b(digest_size=16)
+    views = [source.band_view(index) for index in range(len(source.bands))] or [source]
     for row0, row1 in row_blocks(grid.height, READ_BLOCK_ROWS):
-        for index, source in enumerate(sources):
-            counts[index] += int(np.count_nonzero(source.read_rows(row0, row1)[1]))
-    return counts / (grid.width * grid.height)
+        for number, view in enumerate(views):
+            values, clear = view.read_rows(row0, row1)
+            if number == 0:
+                count += int(np.count_nonzero(clear))
+            digest.update(values.tobytes())
+            digest.update(np.packbits(clear).tobytes())
+    return count, digest.digest()
 
 
 def clear_fractions_of(stack: AnyStack) -> np.ndarray:
@@ -311,11 +427,7 @@ def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
 
 def drop_cloudy_frames(stack: AnyStack) -> AnyStack:
     """Remove frames with no clear pixel, warning about each; fail if none is left."""
-    keep = stack.clear_fraction > 0
-    if not keep.any():
-        raise MisrError("every frame is fully cloudy or nodata: nothing to super-resolve "
-                        f"({', '.join(stack.paths)})")
-    warnings = [f"{p}: fully cloudy or nodata, dropped" for p, k in zip(stack.paths, keep) if not k]
+    keep, warnings = cloudy_selection(stack.paths, stack.clear_fraction)
     return stack.subset(keep, warnings)
 
 
@@ -323,8 +435,5 @@ def select_frames(stack: AnyStack, max_frames: int = DEFAULT_MAX_FRAMES) -> tupl
     """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
     if len(stack.paths) <= max_frames:
         return stack, []
-    order = np.argsort(-stack.clear_fraction, kind="stable")
-    keep = np.sort(order[:max_frames])
-    dropped = [stack.paths[i] for i in sorted(order[max_frames:])]
-    warning = f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"
-    return stack.subset(keep), [warning]
+    keep, warnings = clearest_selection(stack.paths, stack.clear_fraction, max_frames)
+    return stack.subset(keep), warnings

@@ -207,12 +207,12 @@ def screen_stack(stack: AnyStack, screening: Screening = Screening(), passes: in
     in, the stack screened, then the shifts estimated again on the screened frames (`passes`
     times in all) before the final screening.
     """
-    from .streamed import stack_shifts
+    from .streamed import stack_registration
 
-    screened = ScreenedStack(stack, whole_pixel_moves(stack_shifts(stack)), screening)
+    screened = ScreenedStack(stack, whole_pixel_moves(stack_registration(stack)[0]), screening)
     for _ in range(passes - 1):
         screened = _mostly_clear(screened)
-        screened = ScreenedStack(screened.inner, whole_pixel_moves(stack_shifts(screened)), screening)
+        screened = ScreenedStack(screened.inner, whole_pixel_moves(stack_registration(screened)[0]), screening)
     return _mostly_clear(screened)
 
 

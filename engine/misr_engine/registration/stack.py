@@ -43,6 +43,8 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
     Give the frames' `registration_window`. Frames without a clear pixel there get (0, 0).
     The reference is chosen from the content, so the result does not depend on the order.
+    The engine then centres them (`centre_shifts`): the output grid is the frames' median
+    position, not the reference frame's.
     """
     shifts = np.zeros((len(frames), 2))
     if len(frames) <= 1:
@@ -52,6 +54,26 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     if len(order) > 1:
         shifts[order] = register_stack(frames[order], masks[order])
     return shifts
+
+
+def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Shifts (T, 2) relative to the frames' median position (per axis, over the frames with a
+    clear pixel in `masks`, the window the shifts were estimated on) instead of the reference
+    frame's: the output grid then depends on every frame, not on which one is the reference
+    (a field that changed in some frames may make another frame the sharpest), and is the best
+    estimate of the scene's true position when misregistration is random."""
+    usable = np.asarray(masks, bool).reshape(len(masks), -1).any(axis=1)
+    if not usable.any():
+        return np.asarray(shifts, np.float64)
+    return np.asarray(shifts, np.float64) - np.median(np.asarray(shifts)[usable], axis=0)
+
+
+def reference_frame(frames: np.ndarray, masks: np.ndarray) -> int:
+    """The frame the others are registered onto: the clearest (then sharpest) with a clear pixel
+    in the window given (the first frame when none has one)."""
+    order = canonical_order(frames, masks)
+    order = order[masks[order].any(axis=(1, 2))]
+    return int(order[0]) if len(order) else 0
 
 
 def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
@@ -84,16 +106,18 @@ def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int
 
 
 def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Register (T,H,W) frames onto the clearest (then sharpest) one, to whole pixels.
+    """Register (T,H,W) frames onto their median position, to whole pixels.
 
     Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
-    to the network), in the input order (`estimate_shifts` on the `registration_window`, then
-    `move_rows` by the whole-pixel part over all rows, as the streamed inference does per row).
+    to the network), in the input order (`estimate_shifts` on the `registration_window`,
+    `centre_shifts`, then `move_rows` by the whole-pixel part over all rows, as the streamed
+    inference does per row).
     """
     if len(frames) == 1:
         return frames, masks, np.zeros((1, 2))
     rows, cols = registration_window(frames.shape[1:])
-    shifts = estimate_shifts(frames[:, rows, cols], masks[:, rows, cols])
+    window = (slice(None), rows, cols)
+    shifts = centre_shifts(estimate_shifts(frames[window], masks[window]), masks[window])
     height = frames.shape[1]
     aligned, aligned_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     return aligned, aligned_masks, shifts

@@ -9,7 +9,9 @@ from typing import Iterator, Union
 import numpy as np
 
 from ..rasters.stack import LazyStack, Stack, row_blocks
-from .stack import estimate_shifts, move_rows, registration_window, whole_pixel_moves
+from .radiometry import Radiometry, block_means, block_size, fit_radiometry
+from .stack import (centre_shifts, estimate_shifts, move_rows, reference_frame, registration_window,
+                    whole_pixel_moves)
 
 AnyStack = Union[Stack, LazyStack]
 
@@ -27,10 +29,11 @@ class TileRowInput:
 
 class RegisteredRows:
     """Reads registered rows of a stack window by window: each frame moved by its whole-pixel
-    shift (`preprocess.move_rows`), reading only the input rows they come from."""
+    shift (`stack.move_rows`), reading only the input rows they come from, and mapped onto the
+    reference frame's radiometry once `radiometry` is known (`scene_radiometry`)."""
 
-    def __init__(self, stack: AnyStack, shifts: np.ndarray):
-        self.stack, self.moves = stack, whole_pixel_moves(shifts)
+    def __init__(self, stack: AnyStack, shifts: np.ndarray, radiometry: Radiometry | None = None):
+        self.stack, self.moves, self.radiometry = stack, whole_pixel_moves(shifts), radiometry
         self.reach = int(np.abs(self.moves[:, 0]).max(initial=0))
 
     def read(self, row0: int, row1: int) -> TileRowInput:
@@ -39,6 +42,8 @@ class RegisteredRows:
         top, bottom = max(0, row0 - self.reach), min(height, row1 + self.reach)
         frames, masks = self.stack.read_rows(top, bottom)
         moved, moved_masks = move_rows(frames, masks, self.moves, top, (row0, row1), height)
+        if self.radiometry is not None:
+            moved = self.radiometry.apply(moved, moved_masks)
         return TileRowInput(row0, moved, moved_masks, ~masks[:, row0 - top:row1 - top].any(axis=0))
 
     def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -48,11 +53,29 @@ class RegisteredRows:
             yield block.frames, block.masks
 
 
-def stack_shifts(stack: AnyStack) -> np.ndarray:
-    """Shifts (T, 2) of the stack's frames, estimated on its registration window only."""
+def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
+    """Shifts (T, 2) of the stack's frames onto their median position (``stack.centre_shifts``),
+    and the index of the reference frame they were measured against (the radiometric fits'
+    reference too), estimated on the registration window only."""
     count, height, width = stack.shape
     if count <= 1:
-        return np.zeros((count, 2))
+        return np.zeros((count, 2)), 0
     rows, cols = registration_window((height, width))
     frames, masks = stack.read_rows(rows.start, rows.stop, cols.start, cols.stop)
-    return estimate_shifts(frames, masks)
+    return centre_shifts(estimate_shifts(frames, masks), masks), reference_frame(frames, masks)
+
+
+def scene_radiometry(rows: RegisteredRows, reference: int) -> Radiometry:
+    """Every frame's gain and offset, fitted once over the whole registered scene against the
+    reference frame (``radiometry.fit_radiometry`` on block means gathered row block by row
+    block), expressed against the frames' median radiometry (``Radiometry.centred``)."""
+    count, height, width = rows.stack.shape
+    if count <= 1:
+        return Radiometry.identity(count)
+    block = block_size(height, width)
+    values, clear = [], []
+    for frames, masks in RegisteredRows(rows.stack, rows.moves).blocks(block * max(1, 64 // block)):
+        block_values, block_clear = block_means(frames, masks, block)
+        values.append(block_values)
+        clear.append(block_clear)
+    return fit_radiometry(np.concatenate(values, axis=1), np.concatenate(clear, axis=1), reference).centred()

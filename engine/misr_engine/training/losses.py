@@ -1,9 +1,16 @@
-"""Training losses, all registration- and brightness-compensated as the Proba-V score is.
+"""Training losses: a pixel loss (L1, Laplace NLL, UDL) applied in one of two ways.
 
-The SR is cropped by `border` pixels and compared with every HR crop shifted by 0..2*border
-pixels; at each position the brightness bias (mean HR - SR over clear HR pixels) is removed;
-the best position counts (Molini et al., DeepSUM; Valsesia & Magli, PIUnet). Masked HR
-pixels never count.
+* `compensated_loss`, as the Proba-V score: the SR is cropped by `border` pixels and compared
+  with every HR crop shifted by 0..2*border pixels; at each position the brightness bias (mean
+  HR - SR over clear HR pixels) is removed; the best position counts (Molini et al., DeepSUM;
+  Valsesia & Magli, PIUnet). For targets whose grid and radiometry are not the SR's (real
+  LR/HR pairs such as Proba-V).
+* `aligned_loss`: the SR against a target on its own grid and in its radiometry (simulated
+  stacks, ``datasets.simulate.reference_target``): no shift search and no brightness correction,
+  so the training holds the output's level and position. Only the outer `border` pixels are left
+  out (their context is mirrored).
+
+Masked HR pixels never count.
 """
 
 from __future__ import annotations
@@ -56,3 +63,12 @@ def compensated_loss(pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch
             loss_map = pixel_loss(target - sr - bias, s) * clear
             per_position.append(loss_map.sum(dim=(-2, -1)) / count)
     return torch.stack(per_position, dim=-1).amin(dim=-1).mean()
+
+
+def aligned_loss(pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor,
+                 hr: torch.Tensor, hr_mask: torch.Tensor, border: int = 3) -> torch.Tensor:
+    """Mean over the batch of the masked loss of the SR against its aligned target (B,1,H,W)."""
+    inner = (..., slice(border, mean.shape[-2] - border), slice(border, mean.shape[-1] - border))
+    clear = hr_mask[inner]
+    loss_map = pixel_loss(hr[inner] - mean[inner], log_scale[inner]) * clear
+    return (loss_map.sum(dim=(-2, -1)) / clear.sum(dim=(-2, -1)).clamp_min(1.0)).mean()

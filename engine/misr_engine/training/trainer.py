@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,16 +20,19 @@ import numpy as np
 import torch
 
 from .. import SCALE
-from ..errors import MisrError
 from ..datasets.samples import load_samples
-from .losses import LOSSES, compensated_loss
+from ..datasets.simulate import upsampled_share
+from .losses import LOSSES, aligned_loss, compensated_loss
 from ..evaluation.metrics import cpsnr
 from ..registration.stack import subpixel_phase
 from ..models.registry import build_model
 from ..evaluation.report import plot_training_curves
-from ..models.weights import read_state_dict, save_weights
+from ..errors import MisrError
+from ..models.weights import read_metadata, read_state_dict, save_weights
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.safetensors"
+"""The weights of the step with the best validation cPSNR, beside the last ones."""
 
 
 @dataclass
@@ -58,20 +60,13 @@ class TrainConfig:
     data_range: float = 10000.0  # Sentinel-2 L1C digital numbers per unit reflectance
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
         return cls(**json.loads(Path(path).read_text()))
 
 
-def load_config(path: str) -> TrainConfig:
-    """The training config in `path`, or a one-line MisrError saying what is wrong with it."""
-    if not os.path.isfile(path):
-        raise MisrError(f"{path}: config file not found")
-    try:
-        return TrainConfig.from_file(path)
-    except (ValueError, TypeError) as exc:
-        raise MisrError(f"{path}: not a valid training config ({exc})") from None
 
 
 def transform_shifts(shifts: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -105,7 +100,7 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
         hr_window = (index, slice(SCALE * y, SCALE * (y + p)), slice(SCALE * x, SCALE * (x + p)))
         (frames, masks, hr, hr_mask), phases = augment(
             [data["frames"][index, order, y:y + p, x:x + p], data["masks"][index, order, y:y + p, x:x + p],
-             data["hr"][hr_window], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
+             target(data, index, order)[hr_window[1:]], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
         centre, spread = data["norm"][index]
         spread = spread * float(np.exp(rng.uniform(-0.4, 0.4)))
         centre = centre + rng.normal(0, 0.2) * spread
@@ -114,6 +109,17 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
             part.append(value)
     frames, masks, phases, hr, hr_mask = (torch.from_numpy(np.stack(b).astype(np.float32)).to(device) for b in batch)
     return frames, masks, phases, hr[:, None], hr_mask[:, None]
+
+
+def target(data: dict[str, np.ndarray], index: int, frames: np.ndarray) -> np.ndarray:
+    """The HR target (3h, 3w) of sample `index` super-resolved from its frames `frames` (indices):
+    where the surface changed in some frames (``change``), the target is the clear-temporal-mean
+    surface of those frames (``simulate.upsampled_share``)."""
+    hr = data["hr"][index]
+    if "change" not in data or not data["changed"][index, frames].any():
+        return hr
+    share = upsampled_share(data["masks"][index, frames], data["changed"][index, frames])
+    return (hr + data["change"][index] * share).astype(np.float32)
 
 
 def _phases(data: dict[str, np.ndarray]) -> np.ndarray:
@@ -139,16 +145,20 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainC
         inputs = (np.where(masks, (frames - centre) / spread, 0.0), masks, _phases(data)[index, :config.val_frames])
         mean, _ = model(*(torch.from_numpy(a.astype(np.float32))[None].to(device) for a in inputs))
         sr = mean[0, 0].float().cpu().numpy() * spread + centre
-        scores.append(cpsnr(sr / config.data_range, data["hr"][index] / config.data_range,
-                            _hr_mask(data)[index]))
+        hr = target(data, index, np.arange(min(config.val_frames, data["frames"].shape[1])))
+        scores.append(cpsnr(sr / config.data_range, hr / config.data_range, _hr_mask(data)[index]))
     model.train()
     return {"val_cpsnr": float(np.mean(scores))}
 
 
-def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is exact)."""
+def learning_rate_at(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
+    """Cosine decay from `learning_rate` to 1/20 of it over `steps` (stateless, so resuming is
+    exact), or over `max_seconds` of training when that comes first (a time-boxed GPU run)."""
     low = config.learning_rate / 20
-    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * min(step, config.steps) / config.steps)))
+    progress = min(step, config.steps) / config.steps
+    if config.max_seconds:
+        progress = max(progress, min(1.0, seconds / config.max_seconds))
+    return float(low + (config.learning_rate - low) * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
 def loss_at(step: int, config: TrainConfig) -> str:
@@ -191,7 +201,8 @@ def warm_start(model: torch.nn.Module, path: str, skip: list[str], log: Callable
 
 def train(config: TrainConfig, log: Callable[[str], None] = print,
           on_step: Callable[[int, float], None] | None = None) -> Path:
-    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path.
+    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path;
+    the weights of the best validation step are kept beside them (`BEST`).
 
     `log` hears the validation lines, `on_step` every step's number and loss (progress bars)."""
     out = Path(config.out_dir)
@@ -218,18 +229,21 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     elif config.init_weights:
         warm_start(model, config.init_weights, config.init_skip, log)
     rng = np.random.default_rng(config.seed + step)
+    # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
+    objective = aligned_loss if bool(train_data.get("aligned", False)) else compensated_loss
+    log(f"loss applied {'directly (aligned targets)' if objective is aligned_loss else 'with shift and brightness compensation'}")
     model.train()
     started, running = time.perf_counter(), []
     with open(out / "log.csv", "a", newline="") as log_file:
         writer = csv.writer(log_file)
-        while step < config.steps:
+        while step < config.steps and not (config.max_seconds and time.perf_counter() - started >= config.max_seconds):
             frames, masks, phases, hr, hr_mask = sample_batch(train_data, config, rng, device)
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
                 mean, log_scale = model(frames, masks, phases)
             loss_name = loss_at(step, config)
-            loss = compensated_loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
+            loss = objective(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
             for group in optimiser.param_groups:
-                group["lr"] = learning_rate_at(step, config)
+                group["lr"] = learning_rate_at(step, config, time.perf_counter() - started)
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimiser)
@@ -240,7 +254,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
             running.append(loss.item())
             if on_step:
                 on_step(step, running[-1])
-            if step % config.val_every == 0 or step == config.steps:
+            out_of_time = bool(config.max_seconds) and time.perf_counter() - started >= config.max_seconds
+            if step % config.val_every == 0 or step == config.steps or out_of_time:
                 scores = validate(model, val_data, config, device)
                 row = [step, loss_name, float(np.mean(running)), scores["val_cpsnr"],
                        round(time.perf_counter() - started, 1)]
@@ -248,6 +263,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
                 log_file.flush()
                 log(f"step {step}: {loss_name} loss {row[2]:.4f}, val cPSNR {row[3]:.2f} dB, {row[4]} s")
                 running = []
+                if scores["val_cpsnr"] > best_score(out):  # chosen on validation: the best so far
+                    save_weights(model, out / BEST, {"training": asdict(config), "device": str(device),
+                                                     "torch": torch.__version__, "step": step,
+                                                     "val_cpsnr": scores["val_cpsnr"]})
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                             "scaler": scaler.state_dict(), "step": step}, out / CHECKPOINT)
     plot_training_curves(out / "log.csv", out / "curves.png")
@@ -255,3 +274,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     save_weights(model, weights, {"training": asdict(config), "device": str(device),
                                   "torch": torch.__version__})
     return weights
+
+
+def best_score(out: Path) -> float:
+    """The validation cPSNR of the best weights saved in `out` so far (-inf if none)."""
+    try:
+        return float(read_metadata(out / BEST)["val_cpsnr"])
+    except (MisrError, KeyError, ValueError):
+        return float("-inf")

@@ -104,3 +104,12 @@ def test_help_documents_every_flag():
     for flag in ("--frames", "--masks", "--output", "--uncertainty", "--model", "--weights",
                  "--device", "--tile-size", "--band", "--overwrite", "--progress"):
         assert flag in result.stdout
+
+
+def test_every_command_prints_its_help():
+    """argparse formats help strings with %: one stray % breaks a command's --help."""
+    from misr_engine.cli.app import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        assert parser.format_help(), name

@@ -14,7 +14,7 @@ import torch
 from misr_engine.inference.finetune import as_batch, finetune_on_scene, held_out_order, leave_one_out_loss, network_psf
 from misr_engine.inference.normalisation import Normalisation
 from misr_engine.inference.tiled import super_resolve
-from misr_engine.registration.streamed import stack_shifts
+from misr_engine.registration.streamed import stack_registration
 from misr_engine.evaluation.metrics import cpsnr
 from misr_engine.registration.stack import move_rows, subpixel_phase, whole_pixel_moves
 from misr_engine.rasters.stack import Stack
@@ -26,7 +26,7 @@ MISR = [sys.executable, "-m", "misr_engine.cli"]
 def registered_crop(stack, size: int = 32):
     """Normalised, registered frames, masks and phases of a crop, as inference prepares them."""
     frames, masks = stack.frames[:, :size, :size], stack.masks[:, :size, :size]
-    shifts = stack_shifts(Stack.in_memory(frames, masks))
+    shifts = stack_registration(Stack.in_memory(frames, masks))[0]
     moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, size), size)
     return Normalisation.of(moved, moved_masks).apply(moved, moved_masks), moved_masks, subpixel_phase(shifts)
 

@@ -57,8 +57,8 @@ def run(series, folder, engine, **options):
 def rgb_run(series, engine, tmp_path_factory, monkeypatch_module):
     calls = []
     for module in (streamed, tiled):
-        original = module.stack_shifts
-        monkeypatch_module.setattr(module, "stack_shifts", lambda stack, o=original: calls.append(1) or o(stack))
+        original = module.stack_registration
+        monkeypatch_module.setattr(module, "stack_registration", lambda stack, o=original: calls.append(1) or o(stack))
     counting = Counting(engine.runner)
     sr, unc, result = run(series, tmp_path_factory.mktemp("out"), replace(engine, runner=counting), bands=[1, 2, 3])
     return sr, unc, result, len(calls), counting.tiles

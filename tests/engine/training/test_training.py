@@ -10,6 +10,7 @@ import torch
 
 from misr_engine.datasets.samples import MARGIN, build_samples, save_samples
 from misr_engine.training.losses import LOSSES, compensated_loss
+from misr_engine.models.sampling import resample_at_phases
 from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
 from misr_engine.registration.stack import register_stack
@@ -42,16 +43,6 @@ def test_laplace_nll_is_minimised_by_the_true_absolute_error():
     error = torch.full((1, 1, 8, 8), 0.5)
     scores = {s: LOSSES["nll"](error, torch.full_like(error, np.log(s))).mean().item() for s in (0.25, 0.5, 1.0)}
     assert scores[0.5] < scores[0.25] and scores[0.5] < scores[1.0]
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dataset")
-    train_path, val_path = folder / "train.npz", folder / "val.npz"
-    window = ((0, None), (0, None))
-    save_samples(train_path, build_samples([str(HOLDOUT_HR)], window, 24, 16, 6, seed=1, workers=1))
-    save_samples(val_path, build_samples([str(HOLDOUT_HR)], window, 4, 16, 6, seed=2, workers=1))
-    return train_path, val_path
 
 
 def test_dataset_builder_degrades_and_registers_real_crops(tiny_dataset):
@@ -106,8 +97,10 @@ def test_warm_start_widens_the_first_layer_and_keeps_what_the_model_computed(tmp
         # the phase channels start with zero weight: the learned parts compute what they did
         torch.testing.assert_close(scale_old, scale_new)
         filled = fill_cloudy(frames, masks)
-        torch.testing.assert_close(mean_old - old.global_residual(filled, masks, None),
-                                   mean_new - new.global_residual(filled, masks, phases))
+        hr_frames = resample_at_phases(filled, phases, "bicubic")
+        hr_weights = resample_at_phases(masks, phases, "bilinear")
+        torch.testing.assert_close(mean_old - old.global_residual(filled, masks, None, None),
+                                   mean_new - new.global_residual(filled, masks, hr_frames, hr_weights))
 
 
 def test_a_short_training_run_lowers_the_loss_and_resumes(tiny_dataset, tmp_path):
@@ -168,10 +161,12 @@ def test_evaluate_reports_every_baseline_the_model_and_the_compared_weights(tiny
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "report" / "report.md").read_text()
     results = json.loads((tmp_path / "report" / "results.json").read_text())
-    for method in ("bicubic_masked_mean", "bicubic_clearest", "registered_mean", "registered_mean_wiener", "ibp", "piunet"):
-        assert method in report and np.isfinite(results[method]["cpsnr"])
-    assert "## Candidates compared" in report and f"{second} (loss udl" in report
-    for figure in ("sparsification.png", "calibration.png", "examples.png"):
+    methods = results["sets"]["data"]["methods"]
+    for method in ("bicubic_masked_mean", "registered_mean", "registered_mean_wiener", "ibp", "strongest_classical",
+                   "piunet", "piunet (1)"):
+        assert method in report and np.isfinite(methods[method]["cpsnr_mean"])
+    assert f"| piunet (1) | `{second}` |" in report and "loss udl" in report
+    for figure in ("sparsification.png", "calibration.png", "examples_data.png"):
         assert (tmp_path / "report" / figure).stat().st_size > 1000
 
 

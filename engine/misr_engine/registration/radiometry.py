@@ -1,0 +1,130 @@
+"""Radiometric normalisation of a registered stack onto the frames' median radiometry.
+
+Dates differ radiometrically (illumination, atmosphere, calibration): each frame is mapped onto
+one radiometry by a gain and an offset fitted once per frame over the whole scene, before any
+tiling, so that every tile sees the same correction and the SR keeps the frames' level. The
+fits are made against the reference frame, then expressed against the frames' median gain and
+offset (`Radiometry.centred`), so the level does not depend on which frame is the reference.
+The fit is
+
+* low-pass: on means of blocks of LR pixels that are clear in both frames (aliasing, noise and
+  the residual sub-pixel misregistration average out);
+* robust: iteratively reweighted least squares with Tukey's biweight on residuals scaled by their
+  median absolute deviation, started from a median/MAD fit, so that a real change of the surface
+  (a harvested field, a flood: large residuals on a minority of blocks) is not taken for
+  radiometry and stays in the frames, where the network can render it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_BLOCKS = 200_000
+"""Block means kept per frame: blocks grow with the scene so that memory stays bounded."""
+MIN_BLOCK = 4
+"""Smallest block side (LR pixels)."""
+MIN_SAMPLES = 12
+"""Fewer common clear blocks than this: the frame keeps gain 1 and gets the median offset."""
+TUKEY_C = 4.685
+"""Tukey's biweight constant (95% efficiency under Gaussian residuals), in robust-sigma units."""
+GAIN_RANGE = (0.2, 5.0)
+"""Fitted gains are kept in this range (a degenerate fit on a nearly flat scene)."""
+ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """Per-frame gain and offset: frame = gain * reference + offset on the clear pixels."""
+
+    gains: np.ndarray  # (T,)
+    offsets: np.ndarray  # (T,)
+
+    @classmethod
+    def identity(cls, count: int) -> "Radiometry":
+        return cls(np.ones(count), np.zeros(count))
+
+    def centred(self) -> "Radiometry":
+        """The same frames expressed against their median radiometry instead of the reference
+        frame's (frame = gain / median gain * M + ..., M = median gain * reference + median
+        offset): the output's level then depends on every frame, not on which is the reference."""
+        gain, offset = float(np.median(self.gains)), float(np.median(self.offsets))
+        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain)
+
+    def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(T, ...) frames in the reference's radiometry; pixels not clear stay 0."""
+        shape = (-1,) + (1,) * (frames.ndim - 1)
+        mapped = (frames - self.offsets.reshape(shape)) / self.gains.reshape(shape)
+        return np.where(masks, mapped, 0.0).astype(np.float32)
+
+
+def block_size(height: int, width: int) -> int:
+    """Block side for a scene: MIN_BLOCK, larger where more than MAX_BLOCKS blocks would result."""
+    return max(MIN_BLOCK, int(np.ceil(np.sqrt(height * width / MAX_BLOCKS))))
+
+
+def block_means(frames: np.ndarray, masks: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means (T, n) of the whole `block` x `block` blocks of (T, H, W) frames, and whether each
+    block is entirely clear (T, n). Rows and columns beyond whole blocks are left out."""
+    count, height, width = frames.shape
+    rows, cols = height // block, width // block
+    if rows == 0 or cols == 0:
+        return np.zeros((count, 0)), np.zeros((count, 0), bool)
+    window = (slice(None), slice(0, rows * block), slice(0, cols * block))
+    shape = (count, rows, block, cols, block)
+    values = np.asarray(frames[window], np.float64).reshape(shape).mean(axis=(2, 4))
+    clear = np.asarray(masks[window], bool).reshape(shape).all(axis=(2, 4))
+    return values.reshape(count, -1), clear.reshape(count, -1)
+
+
+def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(gain, offset) of y = gain * x + offset, robust to a minority of outliers (Tukey IRLS)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    spread_x = _mad(x)
+    gain = _mad(y) / spread_x if spread_x > 0 else 1.0
+    gain = float(np.clip(gain, *GAIN_RANGE))
+    offset = float(np.median(y - gain * x))
+    for _ in range(ITERATIONS):
+        residual = y - gain * x - offset
+        scale = _mad(residual)
+        if scale <= 1e-12 * max(1.0, float(np.abs(y).max())):
+            break
+        u = residual / (TUKEY_C * scale)
+        weight = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if weight.sum() <= 0:
+            break
+        mx, my = np.average(x, weights=weight), np.average(y, weights=weight)
+        variance = np.average((x - mx) ** 2, weights=weight)
+        if variance <= 0:
+            break
+        gain = float(np.clip(np.average((x - mx) * (y - my), weights=weight) / variance, *GAIN_RANGE))
+        offset = float(my - gain * mx)
+    return gain, offset
+
+
+def _mad(values: np.ndarray) -> float:
+    """Median absolute deviation, scaled to a Gaussian's standard deviation."""
+    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else 0.0
+
+
+def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Radiometry:
+    """Gain and offset of every frame against frame `reference`, from block means (T, n) and
+    their clear flags (T, n) (``block_means``, possibly gathered over many row blocks)."""
+    count = len(values)
+    gains, offsets = np.ones(count), np.zeros(count)
+    for index in range(count):
+        if index == reference:
+            continue
+        common = clear[index] & clear[reference]
+        x, y = values[reference, common], values[index, common]
+        if common.sum() >= MIN_SAMPLES and _mad(x) > 0:
+            gains[index], offsets[index] = robust_line(x, y)
+        elif common.any():
+            offsets[index] = float(np.median(y - x))
+    return Radiometry(gains, offsets)
+
+
+def stack_radiometry(frames: np.ndarray, masks: np.ndarray, reference: int) -> Radiometry:
+    """`fit_radiometry` of a registered (T, H, W) stack held in memory, `Radiometry.centred`."""
+    return fit_radiometry(*block_means(frames, masks, block_size(*frames.shape[1:])), reference).centred()
