@@ -130,3 +130,32 @@ def test_every_band_shares_one_screening_of_the_first_band(series):
     assert (~masks[0]).any()
     np.testing.assert_array_equal(masks[0], masks[1])
     np.testing.assert_array_equal(masks[0], masks[2])
+
+
+def test_the_plan_reads_every_band_and_the_budget_and_disk_checks_count_them(series, tmp_path, monkeypatch):
+    """Issue 20's up-front checks with --bands: every band of a frame is open (GDAL's cache, open
+    files, --align warps) and written (disk space), one frame at a time."""
+    import os
+    from types import SimpleNamespace
+
+    from misr_engine.rasters.bands import open_band
+    from misr_engine.rasters.disk import check_free_space, output_bytes
+    from misr_engine.rasters.stack import open_planned, plan_stack
+
+    frames, masks, _ = series
+    one, three = plan_stack(frames, masks, band=1), plan_stack(frames, masks, bands=[1, 2, 3])
+    per_band = [open_band(frames[0], number).cache_bytes() for number in (2, 3)]
+    assert three.band_numbers == [1, 2, 3] and one.band_numbers == [1]
+    assert [b - a for a, b in zip(one.cache, three.cache)] == [sum(per_band)] * len(frames)
+    stack = open_planned(three)
+    assert stack.band_count == 3 and len(stack.sources[0].bands) == 3
+    grid = three.grid.refined(3)
+    assert output_bytes(grid, 3)[1] == 3 * output_bytes(grid)[1]
+    status = os.statvfs(tmp_path)
+    free_blocks = 2 * output_bytes(grid)[0] // status.f_frsize + 1  # room for one band of each output
+    monkeypatch.setattr("misr_engine.rasters.disk.os.statvfs",
+                        lambda folder: SimpleNamespace(f_bavail=free_blocks, f_frsize=status.f_frsize))
+    outputs = [str(tmp_path / "sr.tif"), str(tmp_path / "unc.tif")]
+    assert check_free_space(outputs, grid, frames[0], bands=1)[0]  # fits compressed (a warning)
+    with pytest.raises(MisrError, match=r"not enough disk space.* float32 pixels x 3 bands each"):
+        check_free_space(outputs, grid, frames[0], bands=3)
