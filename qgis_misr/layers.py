@@ -56,12 +56,14 @@ def raster_info(layer: QgsRasterLayer) -> RasterInfo:
     else:
         crs_name, crs_wkt, geotransform = crs.authid(), (crs.toWkt() if crs.isValid() else ""), None
     extent = layer.extent()
+    provider = layer.dataProvider()
+    nodata = provider.sourceNoDataValue(1) if provider is not None and provider.sourceHasNoDataValue(1) else None
     return RasterInfo(
         name=layer.name(), path=path, crs=crs_name, crs_wkt=crs_wkt, geotransform=geotransform,
         extent=(extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()),
         width=layer.width(), height=layer.height(),
         pixel_size=(abs(layer.rasterUnitsPerPixelX()), abs(layer.rasterUnitsPerPixelY())),
-        band_count=layer.bandCount(), provider=layer.providerType(), layer_id=layer.id())
+        band_count=layer.bandCount(), provider=layer.providerType(), layer_id=layer.id(), nodata=nodata)
 
 
 def layer_date(layer: QgsRasterLayer) -> Optional[_dt.date]:
@@ -118,10 +120,63 @@ def cumulative_cut(layer: QgsRasterLayer, band: int = 1, cut: Tuple[float, float
     return float(low), float(high)
 
 
+COLOUR_NAMES = {"red": ("red", "b04", "b4"), "green": ("green", "b03", "b3"), "blue": ("blue", "b02", "b2")}
+"""Band descriptions known to be red, green, blue: the words, and the Sentinel-2 and Landsat 8-9
+band names (Landsat 4-7 number them otherwise: set their colour interpretation instead)."""
+
+
+def true_colour_bands(path: Optional[str]) -> Optional[Tuple[int, int, int]]:
+    """The band numbers of red, green and blue in the raster at `path` when its bands say so (GDAL
+    colour interpretation, else their descriptions; see COLOUR_NAMES), else None."""
+    if not path:
+        return None
+    from osgeo import gdal
+    try:
+        dataset = gdal.Open(path)
+    except RuntimeError:
+        return None
+    if dataset is None:
+        return None
+    found = {}
+    interpretations = {gdal.GCI_RedBand: "red", gdal.GCI_GreenBand: "green", gdal.GCI_BlueBand: "blue"}
+    for number in range(1, dataset.RasterCount + 1):
+        band = dataset.GetRasterBand(number)
+        colour = interpretations.get(band.GetColorInterpretation())
+        name = band.GetDescription().strip().lower()
+        colour = colour or next((c for c, names in COLOUR_NAMES.items() if name in names), None)
+        if colour and colour not in found:
+            found[colour] = number
+    return (found["red"], found["green"], found["blue"]) if len(found) == 3 else None
+
+
+def style_rgb_layer(layer: QgsRasterLayer) -> Tuple[int, int, int]:
+    """An RGB rendering of a 3-band SR: true colour when its bands are known to be red, green and
+    blue (``true_colour_bands``), else bands 1, 2, 3; each stretched to its 2-98 % cumulative
+    cut. Returns the (red, green, blue) band numbers."""
+    bands = true_colour_bands(layer_file(layer)) or (1, 2, 3)
+    provider = layer.dataProvider()
+    renderer = QgsMultiBandColorRenderer(provider, *bands)
+    for number, setter in zip(bands, (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+                                      renderer.setBlueContrastEnhancement)):
+        low, high = cumulative_cut(layer, number)
+        enhancement = QgsContrastEnhancement(provider.dataType(number))
+        enhancement.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
+        enhancement.setMinimumValue(low)
+        enhancement.setMaximumValue(high if high > low else low + 1.0)
+        setter(enhancement)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return bands
+
+
 def style_sr_layer(layer: QgsRasterLayer, reference: Optional[QgsRasterLayer] = None,
                    reference_band: int = 1) -> Tuple[float, float]:
     """Grey stretch for the SR layer: the min/max of the input layer's renderer, or a
-    2-98 % cumulative cut of the SR itself. Returns the stretch used."""
+    2-98 % cumulative cut of the SR itself. Returns the stretch used. A 3-band SR is rendered in
+    colour instead (``style_rgb_layer``; the stretch returned is then its first band's)."""
+    if layer.bandCount() == 3:
+        return cumulative_cut(layer, style_rgb_layer(layer)[0])
     layer.loadNamedStyle(style_path(SR_STYLE))
     limits = renderer_min_max(reference, reference_band) if reference is not None else None
     if limits is None:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LR_SIZE = 140
 FRAMES = 9
 OVERCAST = 5  # frame_06
+RGB_BANDS = ("B04", "B03", "B02")
 
 
 def crop(band: str, row: int, col: int, size: int) -> tuple[np.ndarray, tuple[float, ...], str]:
@@ -71,7 +72,24 @@ def main() -> None:
     tests.mkdir(parents=True, exist_ok=True)
     holdout, transform, projection = crop("B08", TEST_WINDOW[0][0] + 150, 560, 64 * SCALE + 2 * MARGIN)
     write(tests / "s2_holdout_hr.tif", holdout.astype(np.uint16), transform, projection)
+    write_rgb_crop(tests)
     print("cloud-free fraction per frame:", np.round(stack.masks.mean(axis=(1, 2)), 2))
+
+
+def write_rgb_crop(tests: Path) -> None:
+    """tests/data/s2_holdout_rgb.tif: the same held-out window in B04, B03, B02 (red, green, blue;
+    the band descriptions name them), for the multi-band tests."""
+    size = 64 * SCALE + 2 * MARGIN
+    bands = [crop(band, HOLDOUT_WINDOW[0][0] + 150, 560, size) for band in RGB_BANDS]
+    _, transform, projection = bands[0]
+    out = gdal.GetDriverByName("GTiff").Create(str(tests / "s2_holdout_rgb.tif"), size, size, len(bands),
+                                               gdal.GDT_UInt16, options=["COMPRESS=DEFLATE", "TILED=YES"])
+    out.SetGeoTransform(transform)
+    out.SetProjection(projection)
+    for index, (name, (data, _, _)) in enumerate(zip(RGB_BANDS, bands), start=1):
+        out.GetRasterBand(index).WriteArray(data.astype(np.uint16))
+        out.GetRasterBand(index).SetDescription(name)
+    out = None
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass, field, fields, replace
+from itertools import chain
+from typing import Any, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
 
 from typing import TYPE_CHECKING
 
@@ -21,11 +24,14 @@ from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .models.registry import DEFAULT_MODEL
+from .rasters.bands import band_identity, parse_bands, resolve_bands
+from .rasters.masks import AUTO, MaskOptions
 from .rasters.outputs import atomic_outputs, check_outputs
 from .rasters.writer import check_geotiff_name
 from .rasters.disk import check_free_space
 from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, StackPlan, open_planned, plan_stack
 from .rasters.writer import write_strips
+from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES, Screening, screen_stack
 
 if TYPE_CHECKING:  # torch is imported only once the inputs are known to be good (slow: ~1 s)
     from .inference.engine import Engine
@@ -62,6 +68,16 @@ class SuperResolveRequest:
     model: str = DEFAULT_MODEL
     weights: str | None = None
     band: int | None = None
+    bands: Sequence[int] | str | None = None
+    """Several bands (1-based), or ``all``: one registration, every band super-resolved."""
+    mask_kind: Sequence[str] = (AUTO,)
+    """One kind for every mask, or one per mask (``rasters.masks``)."""
+    mask_snow: bool = False
+    mask_dark_areas: bool = False
+    mask_dilation: int | None = None
+    """Pixels the unusable areas grow by (None: 0 for given masks, the screening's default)."""
+    auto_mask: bool = True
+    """Without masks, screen clouds and shadows from the time series (``registration.screening``)."""
     device: str = "auto"
     backend: str = "torch"
     precision: str = "fp32"
@@ -73,6 +89,19 @@ class SuperResolveRequest:
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
+
+    @property
+    def mask_options(self) -> MaskOptions:
+        """How the given masks are read."""
+        kinds = (self.mask_kind,) if isinstance(self.mask_kind, str) else tuple(self.mask_kind)
+        return MaskOptions(kinds, self.mask_snow, self.mask_dark_areas, self.mask_dilation or 0)
+
+    @property
+    def screening(self) -> Screening | None:
+        """The automatic screening this run applies (None: masks given, or turned off)."""
+        if self.masks or not self.auto_mask:
+            return None
+        return Screening(dilation=DEFAULT_DILATION if self.mask_dilation is None else self.mask_dilation)
 
     @property
     def inputs(self) -> list[str]:
@@ -92,6 +121,10 @@ class SuperResolveRequest:
             if value < low:
                 unit = " LR pixels" if name == "tile-size" else ""
                 raise MisrError(f"--{name} {value}: must be at least {low}{unit}")
+        if self.band is not None and self.bands is not None:
+            raise MisrError("--band and --bands: give only one of them")
+        parse_bands(self.bands)
+        self.mask_options.check()
         if self.batch_size is not None and self.batch_size < 1:
             raise MisrError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.ttf_steps and self.backend != "torch":
@@ -132,14 +165,19 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     notes = request.check()
     # every input's header checked, then its pixels read one file at a time; only the frames
     # used stay open, read window by window: memory does not grow with the raster
-    plan = plan_stack(request.frames, request.masks, request.band, align=request.align)
+    plan = plan_stack(request.frames, request.masks, request.band, align=request.align,
+                      mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
     notes += check_resources(request, plan, engine)
     stack = open_planned(plan, request.max_frames)
+    stack, screening_notes = _screened(stack, request.screening)
     from .inference.engine import open_engine
     from .inference.tiled import super_resolve_strips
+    from .registration.streamed import stack_registration
     if engine is None:
         engine = open_engine(request.backend, request.model, request.weights, request.device, request.precision)
     warnings = notes + stack.warnings
+    for note in list(stack.notes) + screening_notes:
+        progress.event("log", message=note)
     for warning in warnings:
         progress.event("warning", message=warning)
     progress.event("start", frames=len(stack.paths), device=engine.device, model=engine.model,
@@ -150,13 +188,22 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     def warn(message: str) -> None:
         warnings.append(message)
         progress.event("warning", message=message)
-    strips = super_resolve_strips(stack, engine.runner, None, request.tile_size, request.overlap, progress.update,
-                                  batch_size=request.batch_size, ttf_steps=request.ttf_steps, on_warning=warn)
+    count = stack.band_count
+    registration = stack_registration(stack) if count > 1 else None  # one registration for every band
+
+    def band_strips(index: int):
+        def update(fraction: float, message: str = "") -> None:
+            progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
+        strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
+                                      update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
+                                      on_warning=warn, registration=registration)
+        return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
+    descriptions, colours = _band_descriptions(stack)
     with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # both files appear together, or neither
         # row strips are written as the tiles finish them: the outputs are never held whole
-        write_strips(strips, temporaries, stack.grid.refined(SCALE),
-                     [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
-                     [description for _, description in PRODUCTS], labels=request.outputs)
+        write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries,
+                     stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
+                     descriptions, labels=request.outputs, bands=count, colours=colours)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 list(stack.paths), str(engine.device),
@@ -164,6 +211,37 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     progress.event("done", output=result.output, uncertainty=result.uncertainty, device=result.device,
                    seconds=result.seconds, summary=_summary(request, result))
     return result
+
+
+def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:
+    """The stack screened for clouds and shadows when `screening` is asked for (no masks), and
+    the note saying so (or why it could not be)."""
+    if screening is None:
+        return stack, []
+    if stack.shape[0] < MIN_SCREENED_FRAMES:
+        return stack, [f"no cloud masks and only {stack.shape[0]} frame(s): clouds cannot be screened "
+                       f"automatically (that needs {MIN_SCREENED_FRAMES} frames); they will show in the result"]
+    return screen_stack(stack, screening), [
+        "no cloud masks: clouds and shadows screened automatically from the time series (pixels much brighter "
+        f"or darker than the other dates, grown by {screening.dilation} px); --no-auto-mask turns this off"]
+
+
+def _clipped(strips: Iterable[Any], value_range: tuple[float, float] | None) -> Iterator[Any]:
+    """The SR of `strips` clipped to the range of the input's integer data type (uint16: >= 0)."""
+    for strip in strips:
+        if value_range is not None:
+            np.clip(strip.sr, value_range[0], value_range[1], out=strip.sr)
+        yield strip
+
+
+def _band_descriptions(stack: Any) -> tuple[list, list[int] | None]:
+    """The band descriptions of both outputs and the SR's colour interpretations: the input bands'
+    own (``B04``, red) for a multi-band run, the products' names for one band."""
+    if stack.band_count == 1:
+        return [description for _, description in PRODUCTS], None
+    identities = [band_identity(band) for band in stack.first_bands]
+    names = [name or f"band {band.band}" for (name, _), band in zip(identities, stack.first_bands)]
+    return [names, [f"{name}: uncertainty (Laplace scale)" for name in names]], [colour for _, colour in identities]
 
 
 def limits() -> dict[str, int]:
@@ -201,13 +279,16 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
         tile = config.tile_bytes(frames, side[0] * side[1], request.batch_size or 1)
         if request.ttf_steps:  # training steps keep every activation for the backward pass
             tile = max(tile, 12 * config.tile_bytes(frames, min(TTF_WINDOW, grid.height) * min(TTF_WINDOW, grid.width)))
-    warped = min(sum(f + m for f, m in plan.warp), 2 * frames)
+    bands = len(plan.band_numbers)  # each frame's bands are open (and warped) together; SR'd one at a time
+    warped = min(sum(f * bands + m for f, m in plan.warp), (bands + 1) * frames)
+    # a screened multi-band run reads the first band (the screening's evidence) beside each band
+    rows_read = frames * (2 if bands > 1 and request.screening else 1)
     budget, source = memory_budget(request.memory_budget)
-    check_memory(estimate(grid, frames, request.tile_size, outputs=len(request.outputs),
+    check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.outputs),
                           cache_bytes=plan.cache_bytes(frames, len(request.outputs)), network_bytes=network,
                           tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
                  plan.frames[0])
-    return check_free_space(request.outputs, grid.refined(SCALE), plan.frames[0])
+    return check_free_space(request.outputs, grid.refined(SCALE), plan.frames[0], bands)
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:
@@ -220,7 +301,8 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": engine.device,
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
-            "MISR_TTF_STEPS": request.ttf_steps,
+            "MISR_TTF_STEPS": request.ttf_steps, "MISR_AUTO_MASK": "yes" if hasattr(stack, "screening") else "no",
+            "MISR_BANDS": json.dumps([band.band for band in stack.first_bands]),
             "MISR_OPTIONS": json.dumps(run_options(request), sort_keys=True),
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
 

@@ -23,13 +23,14 @@ class Progress:
 
     def event(self, name: str, **fields: Any) -> None:
         """Emit a named event (one of EVENTS). Without JSON, warnings are printed as
-        ``misr: warning: ...`` lines and a ``done`` event's ``summary`` as a line of its own."""
+        ``misr: warning: ...`` lines, ``log`` events as ``misr: note: ...`` lines and a ``done``
+        event's ``summary`` as a line of its own."""
         if name not in EVENTS:
             raise ValueError(f"unknown progress event {name!r}")
         if self.mode == "json":
             print(json.dumps({"event": name, **fields}), flush=True)
-        elif name == "warning":
-            self._write(f"misr: warning: {fields['message']}")
+        elif name in ("warning", "log"):
+            self._write(f"misr: {'warning' if name == 'warning' else 'note'}: {fields['message']}")
         elif name == "done" and fields.get("summary"):
             self.close()
             self._write(str(fields["summary"]))

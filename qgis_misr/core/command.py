@@ -10,6 +10,12 @@ from .params import RunParameters
 
 TTF_OPTION = "--ttf-steps"
 ALIGN_OPTION = "--align"
+BANDS_OPTION = "--bands"
+MASK_KIND_OPTION = "--mask-kind"
+NO_AUTO_MASK_OPTION = "--no-auto-mask"
+MASK_DILATION_OPTION = "--mask-dilation"
+MASK_SNOW_OPTION = "--mask-snow"
+MASK_DARK_OPTION = "--mask-dark-areas"
 
 
 class UnsupportedOption(ValueError):
@@ -24,7 +30,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     ``params.model`` is '' (the engine's default). ``--ttf-steps`` is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
-    ``--help`` lacks it (without `caps` the engine itself rejects an unknown option).
+    ``--help`` lacks it (without `caps` the engine itself rejects an unknown option). The options
+    of masks, screening and bands (docs/cli-contract.md) are passed only when they differ from
+    the engine's defaults, each only if the engine's ``--help`` lists it.
     """
     if not params.output:
         raise ValueError("the SR output path is not set")
@@ -37,7 +45,13 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
         argv += ["--uncertainty", os.path.abspath(params.uncertainty)]
     if params.model:
         argv += ["--model", params.model]
-    argv += ["--band", str(int(params.band)), "--device", params.device]
+    if len(params.band_list) > 1:
+        _require(caps, BANDS_OPTION, "super-resolving several bands together", known_only=True)
+        argv += [BANDS_OPTION, ",".join(str(int(b)) for b in params.band_list)]
+    else:
+        argv += ["--band", str(int(params.band_list[0]))]
+    argv += ["--device", params.device]
+    argv += _mask_options(params, caps)
     if params.tile_size:
         argv += ["--tile-size", str(int(params.tile_size))]
     if params.ttf_enabled:
@@ -49,6 +63,28 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.overwrite:
         argv.append("--overwrite")
     argv += ["--progress", "json"]
+    return argv
+
+
+def _mask_options(params: RunParameters, caps: Optional[EngineCapabilities]) -> List[str]:
+    """The mask-kind, screening and dilation options `params` asks for (none at the defaults)."""
+    argv: List[str] = []
+    kinds = [item.mask_kind for item in params.frames]
+    if params.uses_masks and any(kind != "auto" for kind in kinds):
+        _require(caps, MASK_KIND_OPTION, "choosing the kind of the masks", known_only=True)
+        argv += [MASK_KIND_OPTION] + (kinds[:1] if len(set(kinds)) == 1 else kinds)
+    if not params.uses_masks and not params.auto_mask:
+        # an engine without the option does not screen: nothing to turn off
+        if caps is None or not caps.ok or not caps.options or caps.supports(NO_AUTO_MASK_OPTION):
+            argv.append(NO_AUTO_MASK_OPTION)
+    if params.mask_dilation is not None:
+        _require(caps, MASK_DILATION_OPTION, "growing the masks", known_only=True)
+        argv += [MASK_DILATION_OPTION, str(int(params.mask_dilation))]
+    for wanted, option, feature in ((params.mask_snow, MASK_SNOW_OPTION, "counting snow as unusable"),
+                                    (params.mask_dark_areas, MASK_DARK_OPTION, "counting dark areas as unusable")):
+        if wanted and params.uses_masks:
+            _require(caps, option, feature, known_only=True)
+            argv.append(option)
     return argv
 
 

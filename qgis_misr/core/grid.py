@@ -132,6 +132,25 @@ def mismatches(reference: Grid, other: Grid, crs_names: Tuple[str, str] = ("", "
     return problems + details
 
 
+def coarser_factor(coarse: Grid, fine: Grid) -> Optional[int]:
+    """k when `coarse` covers `fine`'s extent with pixels exactly k >= 2 times larger, in the same
+    CRS, both north-up: the engine then reads such a mask onto its frame's grid by nearest
+    neighbour (the engine's ``Grid.coarser_factor``); else None."""
+    x0, dx, rx, y0, ry, dy = coarse.geotransform
+    fx0, fdx, frx, fy0, fry, fdy = fine.geotransform
+    if rx or ry or frx or fry or dx * fdx <= 0 or dy * fdy <= 0 or not same_crs(coarse.crs, fine.crs):
+        return None
+    factor = round(dx / fdx)
+    if factor < 2 or any(abs(size / fine_size - factor) > RELATIVE_TOLERANCE * factor
+                         for size, fine_size in ((dx, fdx), (dy, fdy))):
+        return None
+    tolerance = RELATIVE_TOLERANCE * max(coarse.pixel_size)
+    outer, inner = coarse.extent, fine.extent
+    covers = (outer[0] <= inner[0] + tolerance and outer[1] <= inner[1] + tolerance
+              and inner[2] <= outer[2] + tolerance and inner[3] <= outer[3] + tolerance)
+    return factor if covers else None
+
+
 def _short_crs(crs: str) -> str:
     """An authority id for a WKT when GDAL finds one, else the start of the WKT."""
     if not crs:

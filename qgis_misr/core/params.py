@@ -39,6 +39,8 @@ class RasterInfo:
     layer_id: Optional[str] = None
     crs_wkt: str = ""
     geotransform: Optional[GeoTransform] = None
+    nodata: Optional[float] = None
+    """Band 1's nodata value, None when it has none."""
 
     @property
     def grid(self) -> Grid:
@@ -56,6 +58,8 @@ class FrameInput:
 
     frame: RasterInfo
     mask: Optional[RasterInfo] = None
+    mask_kind: str = "auto"
+    """What the mask is (core.masks.KINDS), or ``auto``: the engine detects it from its values."""
 
 
 @dataclass
@@ -81,6 +85,20 @@ class RunParameters:
     """Let the engine resample frames and masks off the first frame's grid onto it
     (``--align``: frames bilinear, masks nearest, in memory) instead of refusing them."""
 
+    bands: Tuple[int, ...] = ()
+    """Several bands (1-based) super-resolved together (``--bands``); () = just ``band``."""
+    auto_mask: bool = True
+    """Without masks, let the engine screen clouds and shadows from the time series."""
+    mask_dilation: Optional[int] = None
+    """Pixels the unusable areas grow by; None = the engine's default."""
+    mask_snow: bool = False
+    mask_dark_areas: bool = False
+
     @property
     def uses_masks(self) -> bool:
         return any(item.mask is not None for item in self.frames)
+
+    @property
+    def band_list(self) -> Tuple[int, ...]:
+        """Every band the run super-resolves."""
+        return tuple(self.bands) or (int(self.band),)

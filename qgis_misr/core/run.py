@@ -71,7 +71,7 @@ class OutputPlan:
 @dataclass(frozen=True)
 class PreparedRun:
     """A run ready to start: its parameters (output paths filled in), command and outputs, and
-    the notes for people (frames the engine will resample)."""
+    the notes for people (frames the engine will resample, coarse masks, cloud screening)."""
 
     params: RunParameters
     argv: List[str]

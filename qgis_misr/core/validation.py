@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from .engine import EngineCapabilities, UnknownModel
-from .grid import mismatches
+from .grid import coarser_factor, mismatches
 from .params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
+
+MIN_SCREENED_FRAMES = 3
+"""Frames the engine's automatic cloud screening needs (``misr_engine.registration.screening``)."""
 
 FINE_TUNABLE = "fine-tunable"
 """The capability (``misr models --json``) a model needs for test-time fine-tuning."""
@@ -68,6 +71,8 @@ def off_grid(frames: Sequence[FrameInput], align: bool = False) -> List[OffGrid]
                for item in frames if item.mask is not None]
     found = []
     for role, raster, target, label in checks:
+        if role == "Mask" and coarser_factor(raster.grid, target.grid):
+            continue  # read onto the frame's grid by nearest neighbour: a note, not a problem
         mismatches = grid_mismatch(target, raster)
         if mismatches:
             found.append(OffGrid(role, raster, label, tuple(mismatches),
@@ -82,11 +87,43 @@ def alignment_notes(params: RunParameters) -> List[str]:
     return [finding.note_line() for finding in off_grid(params.frames, align=True) if finding.alignable]
 
 
+def coarse_mask_notes(params: RunParameters) -> List[str]:
+    """One line per mask whose pixels are a whole multiple of its frame's (a 20 m SCL beside 10 m
+    bands): the engine reads it by nearest neighbour."""
+    by_factor: dict = {}
+    reference = params.frames[0].frame if params.frames else None
+    for item in params.frames:
+        target = reference if params.align else item.frame
+        factor = coarser_factor(item.mask.grid, target.grid) if item.mask is not None else None
+        if factor:
+            by_factor.setdefault(factor, []).append(item.mask.name)
+    return [f"{'Mask' if len(names) == 1 else 'Masks'} {', '.join(names)}: pixels {factor}x larger than "
+            f"the frame's: read onto the frame's grid by nearest neighbour." for factor, names in by_factor.items()]
+
+
+def screening_notes(params: RunParameters) -> List[str]:
+    """What happens to clouds in a run without masks: screened by the engine (naming the frames
+    that have no nodata value either), or not."""
+    if params.uses_masks or not params.frames:
+        return []
+    if not params.auto_mask:
+        return ["No cloud masks and automatic cloud screening is off: clouds and shadows will show in "
+                "the result."]
+    if len(params.frames) < MIN_SCREENED_FRAMES:
+        return [f"No cloud masks: automatic cloud screening needs {MIN_SCREENED_FRAMES} frames; clouds "
+                f"will show in the result."]
+    bare = [item.frame.name for item in params.frames if item.frame.nodata is None]
+    which = (f"Frames without a mask or a nodata value ({', '.join(bare)}): " if bare
+             else "No cloud masks: ")
+    return [which + "the engine screens clouds and shadows automatically from the time series "
+                    "(pixels much brighter or darker than the other dates)."]
+
+
 def run_notes(params: RunParameters) -> List[str]:
     """What people should know about a run that is not a problem: a single frame, frames the
-    engine will resample."""
+    engine will resample, coarse masks, automatic cloud screening."""
     notes = [ONE_FRAME_NOTE] if len(params.frames) == 1 else []
-    return notes + alignment_notes(params)
+    return notes + alignment_notes(params) + coarse_mask_notes(params) + screening_notes(params)
 
 
 def ttf_frames_problem(frame_count: int, caps: Optional[EngineCapabilities]) -> Optional[str]:
@@ -99,7 +136,8 @@ def ttf_frames_problem(frame_count: int, caps: Optional[EngineCapabilities]) -> 
     return None
 
 
-def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = False) -> List[str]:
+def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = False,
+                    bands: Sequence[int] = ()) -> List[str]:
     """Problems with the frames and masks, [] when the engine can read them as one stack.
 
     Grid mismatches are problems unless `align` is set and the engine can resample the raster
@@ -123,20 +161,24 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = F
         problems.append(f"Choose a mask for every frame or for none (no mask: {missing}).")
     problems += [finding.problem_line() for finding in off_grid(frames, align)
                  if not (align and finding.alignable)]
-    if band < 1:
-        problems.append(f"Band {band}: bands are numbered from 1.")
+    numbers = list(bands) or [band]
+    if len(set(numbers)) != len(numbers):
+        problems.append(f"Bands {', '.join(map(str, numbers))}: a band is chosen twice.")
+    if min(numbers) < 1:
+        problems.append(f"Band {min(numbers)}: bands are numbered from 1.")
     else:
         for item in frames:
-            if band > item.frame.band_count:
+            missing = [b for b in numbers if b > item.frame.band_count]
+            if missing:
                 problems.append(f"Frame {item.frame.name} has {item.frame.band_count} band(s); "
-                                f"band {band} does not exist.")
+                                f"band {', '.join(map(str, missing))} does not exist.")
     return problems
 
 
 def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
     """All problems of a run: inputs, outputs, tile size and, when `caps` is a successful probe
     of the engine, the model and its limits (without it the engine is left to refuse)."""
-    problems = validate_inputs(params.frames, params.band, params.align)
+    problems = validate_inputs(params.frames, params.band, params.align, params.bands)
     problems += _engine_problems(params, caps) if caps is not None and caps.ok else []
     if params.ttf_enabled and params.ttf_steps < 1:
         problems.append("Test-time fine-tuning needs at least 1 step.")

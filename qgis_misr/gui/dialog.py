@@ -42,10 +42,12 @@ from ..core.engine import EngineCapabilities, EngineLocation, ModelInfo, Unknown
 from ..core.naming import looks_like_mask, match_masks, run_name
 from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
 from ..core.run import RunError
+from ..core.masks import detect_kinds
 from ..core.validation import FINE_TUNABLE, preselect, run_notes, ttf_frames_problem, validate_parameters
 from ..layers import is_result_layer, layer_date, layer_file, raster_info
 from ..resources import icon_path
 from .engine_setup import EngineSetupPanel
+from .inputs import BandChooser, MaskOptions, mask_kind_combo
 
 NO_MASK = "none / use nodata"
 TEMPORARY = "[Save to temporary file]"
@@ -54,7 +56,7 @@ ALIGN_TOOLTIP = ("Frames (and masks) whose CRS, pixel size, extent or size diffe
                  "frame's are resampled onto its grid by the engine, in memory (the files are not "
                  "changed): frames bilinear, masks nearest neighbour. Pixels outside a frame's "
                  "footprint count as not clear. Unticked, such frames are refused.")
-_COL_FRAME, _COL_DATE, _COL_MASK = 0, 1, 2
+_COL_FRAME, _COL_DATE, _COL_MASK, _COL_KIND = 0, 1, 2, 3
 PREFERRED_SIZE = (860, 820)
 SCREEN_MARGIN = (60, 70)
 """Room left on the screen for the window's frame and the desktop's panels."""
@@ -86,6 +88,7 @@ class FrameRow:
     layer_id: str
     checked: bool = True
     mask_id: Optional[str] = None
+    mask_kind: str = "auto"
 
 
 class _ProbeRelay(QObject):
@@ -153,7 +156,7 @@ class MisrDialog(QDialog):
         layout.addWidget(self._build_buttons())
 
         self.model_combo.currentIndexChanged.connect(lambda *_: self.validate())
-        for signal in (self.band_combo.currentIndexChanged, self.ttf_check.toggled,
+        for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled):
             signal.connect(lambda *_: self.validate())
@@ -166,8 +169,8 @@ class MisrDialog(QDialog):
     def _build_frames_section(self) -> QGroupBox:
         box = self.frames_section = QGroupBox("Frames (one scene, one grid) and their cloud masks")
         self.frames_layout = QVBoxLayout(box)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Frame", "Date", "Mask (nonzero = clear)"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Frame", "Date", "Mask", "Mask kind"])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -176,6 +179,7 @@ class MisrDialog(QDialog):
         header.setSectionResizeMode(_COL_FRAME, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(_COL_DATE, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(_COL_MASK, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(_COL_KIND, QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip("Tick the frames to fuse. The others must be on the first frame's "
                               "grid (or be resampled onto it). Layers that are local files on the "
                               "first frame's grid are ticked when they are added.")
@@ -205,9 +209,10 @@ class MisrDialog(QDialog):
     def _build_options_section(self) -> QgsCollapsibleGroupBox:
         box = self.options_section = _section("Options", "misrOptionsSection")
         self.options_form = QFormLayout(box)
-        self.band_combo = QComboBox()
-        self.band_combo.setToolTip("The band of the frames to super-resolve (masks: band 1)")
-        self.options_form.addRow("Band", self.band_combo)
+        self.band_chooser = BandChooser()
+        self.options_form.addRow("Bands", self.band_chooser)
+        self.mask_options = MaskOptions()
+        self.options_form.addRow("Cloud masks", self.mask_options)
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The models the engine offers ('misr models')")
         self.options_form.addRow("Model", self.model_combo)
@@ -424,12 +429,14 @@ class MisrDialog(QDialog):
         selected = self.selected_row()
         for index in range(self.table.rowCount()):
             # Qt deletes replaced cell widgets later: hide them now so none lingers on screen
-            old = self.table.cellWidget(index, _COL_MASK)
-            if old is not None:
-                old.hide()
-                self.table.removeCellWidget(index, _COL_MASK)
+            for column in (_COL_MASK, _COL_KIND):
+                old = self.table.cellWidget(index, column)
+                if old is not None:
+                    old.hide()
+                    self.table.removeCellWidget(index, column)
         self.table.setRowCount(len(self.rows))
         candidates = self.mask_candidates()
+        detected = self._detected_kinds()
         for index, row in enumerate(self.rows):
             layer = self._layer(row.layer_id)
             item = QTableWidgetItem(layer.name())
@@ -452,6 +459,9 @@ class MisrDialog(QDialog):
             combo.setEnabled(row.checked)
             combo.currentIndexChanged.connect(lambda _i, r=row, c=combo: self._mask_changed(r, c))
             self.table.setCellWidget(index, _COL_MASK, combo)
+            kind = mask_kind_combo(row.mask_kind, detected.get(row.layer_id), row.checked and row.mask_id is not None)
+            kind.currentIndexChanged.connect(lambda _i, r=row, c=kind: self._kind_changed(r, c))
+            self.table.setCellWidget(index, _COL_KIND, kind)
         if selected is not None and selected < len(self.rows):
             self.table.selectRow(selected)
         self.table.blockSignals(False)
@@ -459,8 +469,20 @@ class MisrDialog(QDialog):
         self.validate()
 
     def _mask_changed(self, row: FrameRow, combo: QComboBox) -> None:
-        row.mask_id = combo.currentData()
+        row.mask_id, row.mask_kind = combo.currentData(), "auto"
+        self._fill_table()  # the kinds shown depend on every mask chosen
+
+    def _kind_changed(self, row: FrameRow, combo: QComboBox) -> None:
+        row.mask_kind = combo.currentData()
+        combo.setToolTip(combo.itemData(combo.currentIndex(), Qt.ItemDataRole.ToolTipRole) or "")
         self.validate()
+
+    def _detected_kinds(self) -> Dict[str, tuple]:
+        """(kind, other fitting kinds) of the mask of every ticked row with one, detected as a set
+        as the engine does (``core.masks``), by frame layer id."""
+        rows = [row for row in self.rows if row.checked and self._layer(row.mask_id) is not None]
+        paths = [layer_file(self._layer(row.mask_id)) for row in rows]
+        return {row.layer_id: answer for row, answer in zip(rows, detect_kinds(paths))}
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() != _COL_FRAME:
@@ -510,17 +532,7 @@ class MisrDialog(QDialog):
             self._fill_table()
 
     def _fill_bands(self) -> None:
-        first = next((self._layer(row.layer_id) for row in self.rows if row.checked), None)
-        current = self.band_combo.currentData() or 1
-        self.band_combo.blockSignals(True)
-        self.band_combo.clear()
-        if first is not None:
-            for band in range(1, first.bandCount() + 1):
-                name = first.bandName(band)
-                self.band_combo.addItem(name or f"Band {band}", band)
-        index = self.band_combo.findData(current)
-        self.band_combo.setCurrentIndex(index if index >= 0 else 0)
-        self.band_combo.blockSignals(False)
+        self.band_chooser.fill(next((self._layer(row.layer_id) for row in self.rows if row.checked), None))
 
     # -- engine ---------------------------------------------------------------------------------
     def refresh_engine(self, force: bool = False) -> None:
@@ -692,12 +704,14 @@ class MisrDialog(QDialog):
             if not row.checked or layer is None:
                 continue
             mask = self._layer(row.mask_id)
-            frames.append(FrameInput(raster_info(layer), raster_info(mask) if mask else None))
+            frames.append(FrameInput(raster_info(layer), raster_info(mask) if mask else None,
+                                     row.mask_kind if mask else "auto"))
             names.append(layer.name())
             dates.append(self._dates.get(row.layer_id))
         model = self.current_model()
+        band, bands = self.band_chooser.selection()
         return RunParameters(
-            frames=frames, band=int(self.band_combo.currentData() or 1),
+            frames=frames, band=band, bands=bands, **self.mask_options.values(),
             model=model.name if model else "",
             ttf_enabled=self.ttf_check.isChecked() and self.ttf_available(),
             ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",

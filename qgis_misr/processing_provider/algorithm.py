@@ -27,6 +27,7 @@ from qgis.PyQt.QtGui import QIcon
 from .. import settings
 from ..compat import file_behavior_file, number_type_integer, parameter_flag_advanced, source_type_raster
 from ..core.engine import EngineCapabilities, UnknownModel
+from ..core.masks import AUTO, KINDS, LABELS
 from ..core.naming import match_masks, run_name
 from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
 from ..core.run import RunError, RunReporter, check, execute, prepare_run
@@ -41,6 +42,8 @@ from ..layers import (
 from ..resources import icon_path
 
 DEVICES = ("auto", "cpu", "cuda")
+MASK_KINDS = (AUTO,) + KINDS
+"""The MASK_KIND enum's values, in its order."""
 _POST_PROCESSORS: List["StyleOutput"] = []
 
 
@@ -125,6 +128,12 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
     ALIGN = "ALIGN"
+    BANDS = "BANDS"
+    MASK_KIND = "MASK_KIND"
+    AUTO_MASK = "AUTO_MASK"
+    MASK_DILATION = "MASK_DILATION"
+    MASK_SNOW = "MASK_SNOW"
+    MASK_DARK_AREAS = "MASK_DARK_AREAS"
     ENGINE = "ENGINE"
     OUTPUT = "OUTPUT"
     UNCERTAINTY = "UNCERTAINTY"
@@ -156,9 +165,18 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "Fuses co-registered frames of one scene (single-band rasters on one grid) into one "
             "image with 3x finer pixels, and a per-pixel uncertainty (expected absolute error, "
             "in the input's units).<br><br>"
-            "<b>Masks</b>: optional, one per frame (nonzero = clear), in the same order as the "
-            "frames; if the order differs they are paired by name (frame_03 with mask_03). "
-            "Without masks each frame's nodata marks invalid pixels.<br>"
+            "<b>Masks</b>: optional, one per frame, in the same order as the frames; if the order "
+            "differs they are paired by name (frame_03 with mask_03). <b>Mask kind</b>: binary "
+            "(nonzero = clear), Sentinel-2 SCL, Landsat QA_PIXEL or Fmask, or Auto (the engine detects "
+            "it from the values). A mask with pixels a whole multiple of the frame's (a 20 m SCL "
+            "beside 10 m bands) is read by nearest neighbour. <b>Snow</b> and SCL <b>dark areas</b> "
+            "count as unusable on request; <b>Mask dilation</b> grows the unusable areas (-1 = the "
+            "engine's default). Without masks each frame's nodata marks invalid pixels and, unless "
+            "<b>Screen clouds automatically</b> is off, the engine screens clouds and shadows from the "
+            "time series itself (needs 3 frames).<br>"
+            "<b>Bands</b>: empty = the Band parameter; <code>all</code> or a list such as "
+            "<code>4,3,2</code> super-resolves several bands with one registration into one multi-band "
+            "GeoTIFF (three bands are shown in colour).<br>"
             "<b>Model</b>: a model name from <code>misr models</code> (empty = the engine's "
             "default); checked against the engine when the algorithm runs.<br>"
             "<b>Test-time fine-tuning steps</b>: 0 = off; only for a model and an engine that "
@@ -197,6 +215,20 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.TILE_SIZE, "Tile size in LR pixels (0 = engine default)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
         self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, ALIGN_LABEL, defaultValue=False))
+        self.addParameter(QgsProcessingParameterString(
+            self.BANDS, "Bands (all, or a list such as 4,3,2; empty = Band)", defaultValue="", optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MASK_KIND, "Mask kind", options=["Auto (detected)"] + [LABELS[k] for k in KINDS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.AUTO_MASK, "Screen clouds automatically when there are no masks", defaultValue=True))
+        for parameter in (
+                QgsProcessingParameterNumber(self.MASK_DILATION, "Mask dilation in pixels (-1 = engine default)",
+                                             number_type_integer(), -1, minValue=-1, maxValue=1000),
+                QgsProcessingParameterBoolean(self.MASK_SNOW, "Count snow and ice as unusable", defaultValue=False),
+                QgsProcessingParameterBoolean(self.MASK_DARK_AREAS, "Count SCL dark areas as unusable",
+                                              defaultValue=False)):
+            parameter.setFlags(parameter.flags() | parameter_flag_advanced())
+            self.addParameter(parameter)
         engine = QgsProcessingParameterFile(
             self.ENGINE, "Engine (misr executable or its environment's python; empty = auto)",
             file_behavior_file(), optional=True, fileFilter="All files (*)")
@@ -222,14 +254,31 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             matched = match_masks([info.name for info in frame_infos], list(by_name))
             if all(matched) and len(set(matched)) == len(matched):
                 mask_infos = [by_name[name] for name in matched]
-        pairs = [FrameInput(frame, mask_infos[i] if mask_infos else None)
+        kind = MASK_KINDS[self.parameterAsEnum(parameters, self.MASK_KIND, context)]
+        pairs = [FrameInput(frame, mask_infos[i] if mask_infos else None, kind if mask_infos else AUTO)
                  for i, frame in enumerate(frame_infos)]
+        band, bands = self.parameterAsInt(parameters, self.BAND, context), ()
+        text = self.parameterAsString(parameters, self.BANDS, context).strip().lower()
+        if text == "all":
+            bands = tuple(range(1, frame_infos[0].band_count + 1)) if frame_infos else ()
+        elif text:
+            try:
+                bands = tuple(int(part) for part in text.split(",") if part.strip())
+            except ValueError:
+                raise QgsProcessingException(f"Bands {text!r}: give all or band numbers such as 4,3,2")
+        if len(bands) == 1:
+            band, bands = bands[0], ()
+        dilation = self.parameterAsInt(parameters, self.MASK_DILATION, context)
         ttf = self.parameterAsInt(parameters, self.TTF_STEPS, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         uncertainty = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) \
             if parameters.get(self.UNCERTAINTY) is not None else ""
         return RunParameters(
-            frames=pairs, band=self.parameterAsInt(parameters, self.BAND, context),
+            frames=pairs, band=band, bands=bands,
+            auto_mask=self.parameterAsBoolean(parameters, self.AUTO_MASK, context),
+            mask_dilation=None if dilation < 0 else dilation,
+            mask_snow=self.parameterAsBoolean(parameters, self.MASK_SNOW, context),
+            mask_dark_areas=self.parameterAsBoolean(parameters, self.MASK_DARK_AREAS, context),
             model=self.parameterAsString(parameters, self.MODEL, context).strip(),
             ttf_enabled=ttf > 0, ttf_steps=ttf or DEFAULT_TTF_STEPS,
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],

@@ -23,10 +23,16 @@ NEW_MODELS_ANSWER = {
 fine-tunable), one without weights, and a minimum tile size other than today's 16."""
 
 
-def fake_engine(folder, models=None, run_body: str = "sys.exit(0)") -> Path:
+BASE_OPTIONS = "[--ttf-steps N] [--align] [--tile-size PX]"
+ANALYST_OPTIONS = BASE_OPTIONS + (" [--bands LIST] [--mask-kind KIND] [--mask-snow] [--mask-dark-areas]"
+                                  " [--mask-dilation PX] [--no-auto-mask]")
+"""A `--help` listing the options of masks, screening and bands too (an engine with issue 17)."""
+
+
+def fake_engine(folder, models=None, run_body: str = "sys.exit(0)", options: str = BASE_OPTIONS) -> Path:
     """An executable stand-in `misr` in `folder`: it answers the plugin's probe (``--help`` lists
-    --ttf-steps and --align, `models` prints `models`, `devices` a CPU) and runs `run_body` (Python,
-    with json and sys imported) for ``super-resolve``."""
+    `options`: by default --ttf-steps and --align, `models` prints `models`, `devices` a CPU) and
+    runs `run_body` (Python, with json and sys imported) for ``super-resolve``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "misr"
@@ -37,7 +43,7 @@ def fake_engine(folder, models=None, run_body: str = "sys.exit(0)") -> Path:
         if args == ["--version"]:
             print("misr 0.0-test")
         elif args == ["super-resolve", "--help"]:
-            print("usage: misr super-resolve --frames F [--ttf-steps N] [--align] [--tile-size PX]")
+            print("usage: misr super-resolve --frames F {options}")
         elif args == ["models", "--json"]:
             print({answer!r})
         elif args == ["devices", "--json"]:

@@ -44,6 +44,7 @@ from qgis_misr.core.validation import (
     grid_mismatch,
     preselect,
     run_notes,
+    screening_notes,
     validate_inputs,
     validate_parameters,
 )
@@ -179,7 +180,9 @@ def test_one_frame_is_allowed_with_a_note(files, tmp_path):
     (a,) = files("a.tif")
     params = RunParameters(frames=[FrameInput(info("a", a))], output=str(tmp_path / "sr.tif"))
     assert validate_parameters(params, _caps()) == []
-    assert run_notes(params) == [ONE_FRAME_NOTE]
+    # without masks, a second note: one frame is too few for the automatic cloud screening (issue 17)
+    assert run_notes(params) == [ONE_FRAME_NOTE] + screening_notes(params)
+    assert "needs 3 frames" in screening_notes(params)[0]
     params.frames.append(FrameInput(info("b", a)))
     assert ONE_FRAME_NOTE not in run_notes(params)
 

@@ -19,7 +19,7 @@ from qgis_misr.core.run import (
     execute,
     prepare_run,
 )
-from qgis_misr.core.validation import ONE_FRAME_NOTE
+from qgis_misr.core.validation import ONE_FRAME_NOTE, screening_notes
 from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs
 
 
@@ -182,7 +182,7 @@ def test_the_command_line_is_shown_quoted_where_needed(tmp_path):
 def test_one_frame_runs_with_a_note(tmp_path):
     params = RunParameters(frames=_frames(tmp_path)[:1], output=str(tmp_path / "sr.tif"))
     prepared = prepare_run(params, EngineLocation(("misr",), "test"))
-    assert prepared.notes == (ONE_FRAME_NOTE,)
+    assert prepared.notes == (ONE_FRAME_NOTE, *screening_notes(params))  # + too few frames to screen clouds
     assert prepared.argv[prepared.argv.index("--frames") + 1:prepared.argv.index("--output")] == [
         str(tmp_path / "a.tif")]
 

@@ -138,6 +138,8 @@ def convert(name: str, value: Any, hint: Any) -> Any:
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         if value is None:
             return None
+        if len(options) > 1 and isinstance(value, list):  # a JSON array for `bands` (numbers, or "all")
+            options = [o for o in options if typing.get_origin(o) in (list, tuple, AbstractSequence)] or options
         hint = options[0] if len(options) == 1 else str
     if typing.get_origin(hint) in (list, tuple, AbstractSequence):
         (item,) = typing.get_args(hint)[:1] or (str,)

@@ -6,25 +6,50 @@ import argparse
 from dataclasses import fields
 
 from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from ..rasters.masks import AUTO, MASK_KINDS, UNUSABLE
 from ..rasters.stack import DEFAULT_MAX_FRAMES
+from ..registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES
 from .options import add_device, add_model, add_output, add_progress
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "super-resolve", help="super-resolve a time series of co-located frames x3",
-        description="Super-resolve x3 a time series of single-band rasters of one scene on one "
-                    "grid, writing a float32 GeoTIFF of the SR image and, optionally, one of its "
-                    "per-pixel uncertainty (Laplace scale = expected absolute error, input units).")
+        description="Super-resolve x3 a time series of rasters of one scene on one grid (one band, or "
+                    "several with --bands), writing a float32 GeoTIFF of the SR image and, optionally, one "
+                    "of its per-pixel uncertainty (Laplace scale = expected absolute error, input units).",
+        epilog="Mask kinds and what each treats as unusable: "
+               + "; ".join(f"{kind}: {what}" for kind, what in UNUSABLE.items())
+               + ". Without masks, clouds and shadows are screened from the time series itself (pixels much "
+                 f"brighter or darker than the other dates at that place; needs {MIN_SCREENED_FRAMES} frames) "
+                 "unless --no-auto-mask. Output of integer input is clipped to its data type's range "
+                 "(unsigned: at 0).")
     p.add_argument("--frames", nargs="+", required=True, metavar="FILE",
                    help="the frames (any GDAL raster, any numeric type), all on one grid")
     p.add_argument("--masks", nargs="+", metavar="FILE",
-                   help="one mask per frame, same order and grid: nonzero = clear, 0 = cloud/invalid "
+                   help="one mask per frame, same order, on its frame's grid or covering it with pixels an "
+                        "integer multiple of the frame's (read by nearest neighbour): see --mask-kind "
                         "(without masks, each frame's nodata value marks invalid pixels)")
+    p.add_argument("--mask-kind", nargs="+", default=[AUTO], choices=MASK_KINDS + (AUTO,), metavar="KIND",
+                   help=f"what the masks are, one for all or one per mask: {', '.join(MASK_KINDS)} (Sentinel-2 "
+                        "scene classification, Landsat Collection 2 QA_PIXEL, Fmask) or auto (default: detected "
+                        "from each mask's values, said in a note)")
+    p.add_argument("--mask-snow", action="store_true",
+                   help="count snow and ice as unusable (SCL 11, QA_PIXEL bit 5, Fmask 3)")
+    p.add_argument("--mask-dark-areas", action="store_true",
+                   help="count SCL class 2 (dark area / cast shadow) as unusable")
+    p.add_argument("--mask-dilation", type=int, metavar="PX",
+                   help="grow the unusable areas of the masks by PX pixels (default: 0 for given masks, "
+                        f"{DEFAULT_DILATION} for the automatic screening)")
+    p.add_argument("--no-auto-mask", dest="auto_mask", action="store_false",
+                   help="without masks, do not screen clouds and shadows from the time series")
     add_output(p, "SR GeoTIFF to write")
     p.add_argument("--uncertainty", metavar="FILE", help="uncertainty GeoTIFF to write (optional)")
     add_model(p)
     p.add_argument("--band", type=int, metavar="N", help="1-based band to read from multi-band frames")
+    p.add_argument("--bands", type=band_list, metavar="LIST",
+                   help="several bands (1,2,3 or all): registered once, each super-resolved, written as one "
+                        "multi-band GeoTIFF (and one uncertainty band per band)")
     add_device(p)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="run the network with PyTorch (default) or ONNX Runtime (exported on first use "
@@ -51,6 +76,17 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         "default: $MISR_MEMORY_BUDGET, or half of the memory available)")
     add_progress(p)
     p.set_defaults(command=run)
+
+
+def band_list(text: str) -> list[int] | str:
+    """``--bands``: ``all`` or comma-separated 1-based band numbers (`rasters.bands.parse_bands`)."""
+    from ..errors import MisrError
+    from ..rasters.bands import parse_bands
+
+    try:
+        return parse_bands(text)
+    except MisrError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--bands {text}: ")) from None
 
 
 def run(args: argparse.Namespace) -> None:

@@ -40,6 +40,8 @@ class Strip:
     row0: int
     sr: np.ndarray
     scale: np.ndarray
+    band: int = 1
+    """Which band of a multi-band output the rows belong to (1-based)."""
 
 
 def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
@@ -66,7 +68,8 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                          progress: ProgressCallback | None = None, *, precision: str = "fp32",
                          batch_size: int | None = None, ttf_steps: int = 0,
-                         on_warning: Callable[[str], None] | None = None) -> Iterator[Strip]:
+                         on_warning: Callable[[str], None] | None = None,
+                         registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -78,18 +81,21 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
     hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on the
     scene's central window (``finetune.finetune_on_scene``; half of the progress).
+    `registration` (shifts (T, 2), reference frame: ``streamed.stack_registration``), when given,
+    is used instead of estimating it (the bands of one multi-band run share one registration).
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
-        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning)
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning, registration)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
-            batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None) -> Iterator[Strip]:
+            batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None,
+            registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
-    shifts, reference = stack_registration(stack)
+    shifts, reference = stack_registration(stack) if registration is None else registration
     phases = subpixel_phase(shifts)
     rows = RegisteredRows(stack, shifts)
     rows.radiometry = scene_radiometry(rows, reference)

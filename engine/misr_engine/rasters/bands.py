@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -66,6 +67,7 @@ class BandSource:
     grid: Grid
     nodata: float | None
     keep: object = None  # what a warped VRT reads from: kept alive with it
+    value_range: tuple[float, float] | None = None  # of the file's integer data type (None: float)
 
     def cache_bytes(self) -> int:
         """Bytes of GDAL's block cache that keep two rows of this band's blocks (or CACHE_ROWS rows)."""
@@ -126,7 +128,51 @@ def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandS
     x0, dx, rx, y0, ry, dy = grid.geotransform
     if not all(np.isfinite(grid.geotransform)) or dx * dy - rx * ry == 0:
         raise MisrError(f"{path}: corrupt georeferencing (geotransform {grid.geotransform})")
-    return BandSource(str(path), dataset, band, grid, nodata)
+    return BandSource(str(path), dataset, band, grid, nodata, value_range=integer_range(data_type))
+
+
+def integer_range(data_type: int) -> tuple[float, float] | None:
+    """The values a GDAL integer data type can hold (None for floating-point types)."""
+    name = gdal.GetDataTypeName(data_type)
+    if not name or "Float" in name:
+        return None
+    info = np.iinfo(np.uint8 if name == "Byte" else getattr(np, name.lower()))
+    return float(info.min), float(info.max)
+
+
+def parse_bands(bands: "Sequence[int] | str | None") -> "list[int] | str | None":
+    """`bands` checked: 1-based band numbers (a list, or text such as ``1,2,3`` or ``1;2;3``: a
+    batch manifest's cell), ``all``, or None (not asked); a one-line MisrError otherwise."""
+    if bands is None:
+        return None
+    if isinstance(bands, str):
+        if bands.strip().lower() == "all":
+            return "all"
+        try:
+            bands = [int(part) for part in bands.replace(";", ",").split(",") if part.strip()]
+        except ValueError:
+            raise MisrError(f"--bands {bands}: give band numbers (1,2,3) or all") from None
+    numbers = [int(b) for b in bands]
+    if not numbers or min(numbers) < 1:
+        raise MisrError(f"--bands {','.join(map(str, numbers))}: bands are numbered from 1")
+    if len(set(numbers)) != len(numbers):
+        raise MisrError(f"--bands {','.join(map(str, numbers))}: a band is named twice")
+    return numbers
+
+
+def resolve_bands(bands: "Sequence[int] | str | None", first_frame: str) -> list[int] | None:
+    """The 1-based band numbers `bands` names (`parse_bands`): ``all`` is every band of
+    `first_frame` (None: not asked)."""
+    parsed = parse_bands(bands)
+    if parsed == "all":
+        return list(range(1, open_raster(first_frame).RasterCount + 1))
+    return parsed
+
+
+def band_identity(source: BandSource) -> tuple[str, int]:
+    """The band's description and GDAL colour interpretation, as its file names them."""
+    band = source.dataset.GetRasterBand(source.band)
+    return band.GetDescription() or "", band.GetColorInterpretation()
 
 
 def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, float | None]:
@@ -167,7 +213,8 @@ def warp_band(source: BandSource, grid: Grid, resampling: str) -> BandSource:
                         f"({gdal_reason(exc, source.path)})") from None
     except MemoryError:
         raise MisrError(f"{source.path}: {grid.width}x{grid.height} pixels do not fit in memory") from None
-    return BandSource(source.path, target, 1, grid, None if is_mask else float("nan"), keep=(single, source))
+    return BandSource(source.path, target, 1, grid, None if is_mask else float("nan"), keep=(single, source),
+                      value_range=source.value_range)
 
 
 def _memory_raster(grid: Grid) -> gdal.Dataset:

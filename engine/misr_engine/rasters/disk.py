@@ -17,17 +17,17 @@ uncertainty of six Sentinel-2 bands, no nodata: 1.26 to 1.48 with the writer's D
 floating-point predictor; docs/performance.md). Nodata areas compress far better; noise less."""
 
 
-def output_bytes(grid: Grid) -> tuple[int, int]:
-    """(expected, uncompressed) size of one float32 output on `grid`."""
-    raw = 4 * grid.width * grid.height
+def output_bytes(grid: Grid, bands: int = 1) -> tuple[int, int]:
+    """(expected, uncompressed) size of one float32 output of `bands` bands on `grid`."""
+    raw = 4 * grid.width * grid.height * bands
     return int(raw / COMPRESSION_RATIO), raw
 
 
-def check_free_space(paths: Sequence[str], grid: Grid, source: str = "") -> list[str]:
+def check_free_space(paths: Sequence[str], grid: Grid, source: str = "", bands: int = 1) -> list[str]:
     """Refuse outputs that will not fit on their file systems (with the expected compression),
     in one line; warn when they would not fit uncompressed. `grid` is the outputs' grid, `source`
-    the input whose size it is (named in the message)."""
-    expected, raw = output_bytes(grid)
+    the input whose size it is (named in the message), `bands` how many bands each output has."""
+    expected, raw = output_bytes(grid, bands)
     by_device: dict[int, list[str]] = defaultdict(list)
     for path in paths:
         folder = os.path.dirname(os.path.realpath(path))
@@ -42,7 +42,8 @@ def check_free_space(paths: Sequence[str], grid: Grid, source: str = "") -> list
         if needed > free:
             of = f" (the x3 of {source})" if source else ""
             raise MisrError(f"{group[0]}: not enough disk space in {folder}: {names}{of} need about {_gb(needed)} "
-                            f"({_gb(uncompressed)} uncompressed, {grid.width}x{grid.height} float32 pixels each) "
+                            f"({_gb(uncompressed)} uncompressed, {grid.width}x{grid.height} float32 pixels"
+                            f"{f' x {bands} bands' if bands > 1 else ''} each) "
                             f"and {_gb(free)} are free")
         if uncompressed > free:
             warnings.append(f"{names}: {_gb(free)} free in {folder}: enough only if the outputs compress as usual "

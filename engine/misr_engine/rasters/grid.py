@@ -41,6 +41,24 @@ class Grid:
             return f"geotransform {other.geotransform} differs from {self.geotransform}"
         return None
 
+    def coarser_factor(self, fine: "Grid") -> int | None:
+        """k when this grid covers `fine`'s extent with pixels exactly k >= 2 times larger, in the
+        same CRS, both north-up (a 20 m SCL mask beside 10 m bands: k = 2); else None. Such a
+        mask is read onto the fine grid by nearest neighbour."""
+        x0, dx, rx, y0, ry, dy = self.geotransform
+        fx0, fdx, frx, fy0, fry, fdy = fine.geotransform
+        if rx or ry or frx or fry or dx * fdx <= 0 or dy * fdy <= 0 or not _same_crs(self.crs_wkt, fine.crs_wkt):
+            return None
+        factor = round(dx / fdx)
+        if factor < 2 or any(abs(size / fine_size - factor) > GEOTRANSFORM_TOLERANCE * factor
+                             for size, fine_size in ((dx, fdx), (dy, fdy))):
+            return None
+        tol = GEOTRANSFORM_TOLERANCE * max(self.pixel_size)
+        covers = all(low <= fine_low + tol and fine_high <= high + tol for (low, high), (fine_low, fine_high) in (
+            (sorted((x0, x0 + dx * self.width)), sorted((fx0, fx0 + fdx * fine.width))),
+            (sorted((y0, y0 + dy * self.height)), sorted((fy0, fy0 + fdy * fine.height)))))
+        return factor if covers else None
+
 
 def _same_crs(a: str, b: str) -> bool:
     if a == b:

@@ -14,6 +14,7 @@ from ..errors import MisrError
 from ..files import ensure_open_files
 from .bands import BandSource, open_band, warp_band
 from .gdal_utils import bounded_cache, gdal_cache_limit
+from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
 from .grid import Grid
 from .selection import clearest_selection, cloudy_selection, duplicate_selection, unique_inputs
 from .writer import BLOCK_SIZE
@@ -87,23 +88,28 @@ class FrameSource:
     stack's grid (warped there through a GDAL VRT when `--align` found them off it)."""
 
     frame: "BandSource"
-    mask: "BandSource | None" = None
+    mask: "MaskReader | None" = None
+    bands: tuple[BandSource, ...] = ()
+    """Every band read of the frame when several are (``frame`` is the first), else ()."""
+
+    def band_view(self, index: int) -> "FrameSource":
+        """This frame reading its band number `index` (0-based among `bands`) with the same mask."""
+        return FrameSource(self.bands[index], self.mask, self.bands) if self.bands else self
 
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Values (0 where not clear) and the clear mask of a window.
 
-        A pixel is clear when its mask is nonzero (if there is a mask), it is not the frame's
-        nodata value (a warped frame's nodata and outside are NaN), and it is finite and within
-        +-VALUE_LIMIT.
+        A pixel is clear when its mask says so (if there is a mask: `MaskReader`), it is not the
+        frame's nodata value (a warped frame's nodata and outside are NaN), and it is finite and
+        within +-VALUE_LIMIT.
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
         valid = np.abs(values) < VALUE_LIMIT  # NaN, Inf and float32 extremes are not clear
         if self.frame.nodata is not None:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
-            mask_values = self.mask.read_rows(row0, row1, col0, col1)
-            valid &= np.isfinite(mask_values) & (mask_values != 0)
+            valid &= self.mask.read_clear(row0, row1, col0, col1)
         return np.where(valid, values, 0).astype(np.float32), valid
 
 
@@ -118,11 +124,39 @@ class LazyStack:
     clear_fraction: np.ndarray  # (T,) fraction of clear pixels per frame
     nodata: float | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What people should know that is not a problem (mask kinds detected, masks resampled)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(T, H, W)."""
         return len(self.sources), self.grid.height, self.grid.width
+
+    @property
+    def band_count(self) -> int:
+        """How many bands of every frame were opened (`band` reads each)."""
+        return max(1, len(self.sources[0].bands))
+
+    def band(self, index: int) -> "LazyStack":
+        """The same frames, masks and selection reading band `index` (0-based among those opened)."""
+        if self.band_count == 1:
+            return self
+        sources = [source.band_view(index) for source in self.sources]
+        return LazyStack(sources, self.grid, list(self.paths), self.clear_fraction, sources[0].frame.nodata,
+                         list(self.warnings), list(self.notes))
+
+    @property
+    def first_bands(self) -> tuple[BandSource, ...]:
+        """The bands opened of the first frame (the reference, never resampled)."""
+        return self.sources[0].bands or (self.sources[0].frame,)
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range every frame's integer data type can hold (None if one is floating-point)."""
+        ranges = [source.frame.value_range for source in self.sources]
+        if not ranges or any(r is None for r in ranges):
+            return None
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +168,7 @@ class LazyStack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
         index = _indices(keep)
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
-                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings))
+                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings), list(self.notes))
 
     def cache_bytes(self) -> int:
         """Enough of GDAL's block cache to stream this stack and its x3 outputs (see `stream_cache_bytes`)."""
@@ -153,7 +187,8 @@ def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int 
                        scale: int = SCALE) -> int:
     """GDAL block cache for streaming: two block rows of every input band and of `outputs`
     float32 outputs `scale` times finer. It grows with the width, never with the height."""
-    inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
+    inputs = sum(band.cache_bytes() for source in sources
+                 for band in (source.bands or (source.frame,)) + ((source.mask,) if source.mask else ()))
     return inputs + output_cache_bytes(grid, outputs, scale)
 
 
@@ -183,10 +218,23 @@ class StackPlan:
     masks: list[str] | None
     band: int | None
     grid: Grid
-    nodata: float | None  # the first frame's
-    warp: list[tuple[bool, bool]]  # per frame: whether --align warps the frame, its mask
-    cache: list[int]  # per frame: GDAL block cache to stream it and its mask (`BandSource.cache_bytes`)
+    nodata: float | None  # the first frame's (first band's)
+    warp: list[tuple[bool, bool]]  # per frame: whether the frame is warped (--align), its mask (--align, coarser)
+    cache: list[int]  # per frame: GDAL block cache to stream its bands and its mask (`BandSource.cache_bytes`)
     warnings: list[str] = field(default_factory=list)
+    bands: list[int] = field(default_factory=list)
+    """Several bands (1-based) read of every frame (`--bands`), else [] (`band` alone)."""
+    mask_options: MaskOptions = MaskOptions()
+    kinds: list[str] = field(default_factory=list)
+    """Per mask: the kind asked (maybe ``auto``), then the kind read once `resolve_mask_kinds` ran."""
+    notes: list[str] = field(default_factory=list)
+    """What people should know that is not a problem (coarser masks, mask kinds detected)."""
+    kinds_resolved: bool = False
+
+    @property
+    def band_numbers(self) -> list[int | None]:
+        """The bands read of every frame (the first stands in for a single-band run's)."""
+        return list(self.bands) or [self.band]
 
     def cache_bytes(self, frames: int, outputs: int = 2) -> int:
         """GDAL's block cache while streaming `frames` of these frames and `outputs` outputs (at most)."""
@@ -198,69 +246,113 @@ class StackPlan:
         """Whether the grid is rotated (--align then warps whole frames into memory)."""
         return bool(self.grid.geotransform[2] or self.grid.geotransform[4])
 
+    def resolve_mask_kinds(self) -> None:
+        """Every mask's kind (``masks.resolve_kinds``: ``auto`` detected from the values, an explicit
+        kind checked against them), the masks' values counted one file at a time; notes added."""
+        if self.kinds_resolved or not self.masks:
+            return
+        counts = []
+        for path in self.masks:
+            mask = open_band(path, None, "mask")
+            with gdal_cache_limit(bounded_cache(mask.cache_bytes())):
+                counts.append(count_values(mask))
+            del mask  # closes it
+        self.kinds, notes = resolve_kinds(self.masks, self.kinds, counts)
+        self.notes += notes
+        self.kinds_resolved = True
+
     def open(self, index: int) -> FrameSource:
-        """Frame `index` and its mask opened (and warped onto the grid if needed)."""
+        """Frame `index` (every band read) and its mask read as its kind says, opened (and warped
+        onto the grid if needed: frames bilinear, masks nearest)."""
         warp_frame, warp_mask = self.warp[index]
-        frame = open_band(self.frames[index], self.band, "frame")
-        source = FrameSource(warp_band(frame, self.grid, "bilinear") if warp_frame else frame)
+        bands = [open_band(self.frames[index], number, "frame") for number in self.band_numbers]
+        bands = [warp_band(band, self.grid, "bilinear") if warp_frame else band for band in bands]
+        source = FrameSource(bands[0], None, tuple(bands) if len(bands) > 1 else ())
         if self.masks:
+            self.resolve_mask_kinds()
             mask = open_band(self.masks[index], None, "mask")
-            source.mask = warp_band(mask, self.grid, "near") if warp_mask else mask
+            options = self.mask_options
+            source.mask = MaskReader(warp_band(mask, self.grid, "near") if warp_mask else mask, self.kinds[index],
+                                     options.snow, options.dark_areas, options.dilation)
         return source
 
 
 def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> StackPlan:
+               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions(),
+               bands: Sequence[int] | None = None) -> StackPlan:
     """Check every frame's and mask's header, one file open at a time: a `StackPlan`.
 
     Bands, data type and grid are checked before any pixel is read. Without `align`, a frame off
     the first frame's grid, or a mask off its frame's, is refused; with it, they are marked to be
-    warped onto the first frame's grid (frames bilinear, masks nearest; window by window). A file
-    given more than once (by any name: links count) is kept once, with a warning.
+    warped onto the first frame's grid (frames bilinear, masks nearest; window by window). A mask
+    that covers its frame with pixels an integer multiple of the frame's (a 20 m SCL beside 10 m
+    bands) is marked to be read onto the frame's grid by nearest neighbour, with a note. Masks
+    are read as `mask_options` say (their kinds are resolved from their values by
+    `StackPlan.resolve_mask_kinds`). `bands` (1-based) reads several bands of every frame
+    (`LazyStack.band` reads one of them). A file given more than once (by any name: links
+    count) is kept once, with a warning.
     """
     if not frame_paths:
         raise MisrError("no frames given")
     if mask_paths and len(mask_paths) != len(frame_paths):
         raise MisrError(f"{len(mask_paths)} masks given for {len(frame_paths)} frames: "
                         "give one mask per frame, in the same order")
+    mask_options.check()
+    asked = [mask_options.kind_of(i, len(mask_paths)) for i in range(len(mask_paths))] if mask_paths else []
     keep, warnings = unique_inputs(frame_paths, mask_paths)
     frame_paths = [frame_paths[i] for i in keep]
     mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
-    reference, nodata, warp, cache = None, None, [], []
-    for index, path in enumerate(frame_paths):  # one frame and its mask open at a time
-        frame = open_band(path, band, "frame")
+    numbers = list(bands) if bands else [band]
+    reference, nodata, warp, cache, notes, aligned_masks = None, None, [], [], [], 0
+    for index, path in enumerate(frame_paths):  # one frame (its bands) and its mask open at a time
+        frame_bands = [open_band(path, number, "frame") for number in numbers]
+        frame = frame_bands[0]
         if reference is None:
             reference, nodata = frame.grid, frame.nodata
         moved = _off_grid(frame, reference, frame_paths[0], align)
-        moved_mask, cache_bytes = False, frame.cache_bytes()
+        moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
         if mask_paths:
             mask = open_band(mask_paths[index], None, "mask")
-            moved_mask = _off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
+            target = reference if align else frame.grid
+            factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
+            if factor:
+                moved_mask = True
+                notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
+                             "by nearest neighbour")
+            else:
+                moved_mask = _off_grid(mask, target, frame.path, align, frame)
+                aligned_masks += moved_mask
             cache_bytes += mask.cache_bytes()
         warp.append((moved, moved_mask))
         cache.append(cache_bytes)
-    if any(any(pair) for pair in warp):
-        warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {sum(m for _, m in warp)} "
+        del frame, frame_bands  # closes the files before the next frame's are opened
+    if any(f for f, _ in warp) or aligned_masks:
+        warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {aligned_masks} "
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
-    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings)
+    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings,
+                     list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
+                     merge_notes(notes))
 
 
 def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False, max_frames: int | None = None) -> LazyStack:
+               band: int | None = None, align: bool = False, max_frames: int | None = None,
+               mask_options: MaskOptions = MaskOptions(), bands: Sequence[int] | None = None) -> LazyStack:
     """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
 
     `plan_stack` checks every header (see there), then `open_planned` reads the pixels: fully
     cloudy and duplicate frames are dropped, the `max_frames` clearest (default: all) kept.
-    A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
-    nodata value, and it is finite and within +-VALUE_LIMIT.
+    A pixel is clear when its mask says so (if masks are given: their kinds, `mask_options`), it
+    is not the frame's nodata value, and it is finite and within +-VALUE_LIMIT.
     """
-    return open_planned(plan_stack(frame_paths, mask_paths, band, align), max_frames)
+    return open_planned(plan_stack(frame_paths, mask_paths, band, align, mask_options, bands), max_frames)
 
 
 def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
-    """The planned frames' pixels counted and hashed one file at a time (`scan_frame`), then
-    fully cloudy frames and frames identical to another dropped, the `max_frames` clearest
-    (default: all) kept, each with a warning; only those are opened: a `LazyStack`."""
+    """The masks' kinds resolved (`StackPlan.resolve_mask_kinds`), then the planned frames' pixels
+    counted and hashed one file at a time (`scan_frame`), then fully cloudy frames and frames
+    identical to another dropped, the `max_frames` clearest (default: all) kept, each with a
+    warning; only those are opened: a `LazyStack`."""
+    plan.resolve_mask_kinds()
     grid, counts, digests = plan.grid, [], []
     for index in range(len(plan.frames)):
         source = plan.open(index)
@@ -280,27 +372,40 @@ def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
     clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep))
     keep = keep[clearest]
     warnings += said
-    ensure_open_files(2 * len(keep))
+    ensure_open_files((len(plan.band_numbers) + 1) * len(keep))
     return LazyStack([plan.open(int(i)) for i in keep], grid, [paths[i] for i in keep], clear[keep],
-                     plan.nodata, warnings)
+                     plan.nodata, warnings, list(plan.notes))
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> Stack:
+               band: int | None = None, align: bool = False, mask_options: MaskOptions = MaskOptions()) -> Stack:
     """`open_stack`, then every pixel read into memory (see there)."""
-    return open_stack(frame_paths, mask_paths, band, align).load()
+    return open_stack(frame_paths, mask_paths, band, align, mask_options=mask_options).load()
 
 
 def scan_frame(source: FrameSource, grid: Grid) -> tuple[int, bytes]:
-    """The number of clear pixels of a frame and a digest of its values and clear mask, read in
-    blocks of READ_BLOCK_ROWS rows."""
+    """The number of clear pixels of a frame (of its first band) and a digest of the values and
+    clear masks of every band read, read in blocks of READ_BLOCK_ROWS rows."""
     count, digest = 0, hashlib.blake2b(digest_size=16)
+    views = [source.band_view(index) for index in range(len(source.bands))] or [source]
     for row0, row1 in row_blocks(grid.height, READ_BLOCK_ROWS):
-        values, clear = source.read_rows(row0, row1)
-        count += int(np.count_nonzero(clear))
-        digest.update(values.tobytes())
-        digest.update(np.packbits(clear).tobytes())
+        for number, view in enumerate(views):
+            values, clear = view.read_rows(row0, row1)
+            if number == 0:
+                count += int(np.count_nonzero(clear))
+            digest.update(values.tobytes())
+            digest.update(np.packbits(clear).tobytes())
     return count, digest.digest()
+
+
+def clear_fractions_of(stack: AnyStack) -> np.ndarray:
+    """Fraction of clear pixels of every frame of any stack (its `read_rows`), in row blocks."""
+    count, height, width = stack.shape
+    counts = np.zeros(count, np.int64)
+    with gdal_cache_limit(stack.cache_bytes()):
+        for row0, row1 in row_blocks(height, READ_BLOCK_ROWS):
+            counts += stack.read_rows(row0, row1)[1].reshape(count, -1).sum(axis=1)
+    return counts / (width * height)
 
 
 def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,

@@ -53,51 +53,63 @@ def _extension_owners() -> dict[str, str]:
 
 
 class StripWriter:
-    """A float32 single-band GeoTIFF with the engine's creation options and NaN nodata, filled
-    by consecutive row strips. Rows are buffered to whole block rows, so each compressed block
-    is written once. GDAL failures (disk full...) are one-line MisrErrors naming `label`
-    (default: `path`)."""
+    """A float32 GeoTIFF of `bands` bands with the engine's creation options and NaN nodata,
+    each band filled by consecutive row strips (bands one after the other, or interleaved).
+    Rows are buffered to whole block rows, so each compressed block is written once (a
+    multi-band file is band-interleaved for that). GDAL failures (disk full...) are one-line
+    MisrErrors naming `label` (default: `path`). `description` is one string per band (or one
+    for a single band); `colours`, GDAL colour interpretations per band, are optional."""
 
     def __init__(self, path: str, grid: Grid, tags: dict[str, object] | None = None,
-                 description: str = "", label: str | None = None):
+                 description: str | Sequence[str] = "", label: str | None = None, bands: int = 1,
+                 colours: Sequence[int] | None = None):
         self.path, self.label = path, label or path
-        self.dataset = self.band = None
+        descriptions = [description] * bands if isinstance(description, str) else list(description)
+        options = GEOTIFF_OPTIONS + (["INTERLEAVE=BAND"] if bands > 1 else [])
+        self.dataset = None
         try:
             with self._errors():
                 self.dataset = gdal.GetDriverByName("GTiff").Create(
-                    path, grid.width, grid.height, 1, gdal.GDT_Float32, options=GEOTIFF_OPTIONS)
+                    path, grid.width, grid.height, bands, gdal.GDT_Float32, options=options)
                 self.dataset.SetGeoTransform(grid.geotransform)
                 if grid.crs_wkt:
                     self.dataset.SetProjection(grid.crs_wkt)
                 if tags:
                     self.dataset.SetMetadata({k: str(v) for k, v in tags.items()})
-                self.band = self.dataset.GetRasterBand(1)
-                self.band.SetNoDataValue(float("nan"))
-                if description:
-                    self.band.SetDescription(description)
-                self.block_rows = self.band.GetBlockSize()[1]
+                for number in range(1, bands + 1):
+                    band = self.dataset.GetRasterBand(number)
+                    band.SetNoDataValue(float("nan"))
+                    if descriptions[number - 1]:
+                        band.SetDescription(descriptions[number - 1])
+                    if colours and colours[number - 1] not in (gdal.GCI_Undefined, gdal.GCI_GrayIndex):
+                        band.SetColorInterpretation(colours[number - 1])
+                    band = None
+                self.block_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
         except BaseException:
             self.release()
             raise
         self.height = grid.height
-        self.next_row = 0  # first row not written yet
-        self.pending: list[np.ndarray] = []
+        self.next_row = [0] * bands  # per band: the first row not written yet
+        self.pending: list[list[np.ndarray]] = [[] for _ in range(bands)]
 
-    def write(self, row0: int, rows: np.ndarray) -> None:
-        """Add rows `row0` to `row0 + len(rows)`; strips must come in order, without gaps."""
-        if row0 != self.next_row + sum(len(p) for p in self.pending):
-            raise ValueError(f"strip at row {row0} is not the next one")
-        self.pending.append(np.asarray(rows, np.float32))
-        buffered = sum(len(p) for p in self.pending)
+    def write(self, row0: int, rows: np.ndarray, band: int = 1) -> None:
+        """Add rows `row0` to `row0 + len(rows)` of `band`; its strips must come in order, without gaps."""
+        pending = self.pending[band - 1]
+        if row0 != self.next_row[band - 1] + sum(len(p) for p in pending):
+            raise ValueError(f"strip at row {row0} of band {band} is not the next one")
+        pending.append(np.asarray(rows, np.float32))
+        buffered = sum(len(p) for p in pending)
         if buffered >= self.block_rows:
-            self._flush(buffered - buffered % self.block_rows)
+            self._flush(band, buffered - buffered % self.block_rows)
 
     def close(self) -> None:
         """Write the remaining rows and close the file."""
-        if self.pending:
-            self._flush(sum(len(p) for p in self.pending))
-        if self.next_row != self.height:
-            raise ValueError(f"{self.next_row} of {self.height} rows written")
+        for band, pending in enumerate(self.pending, start=1):
+            if pending:
+                self._flush(band, sum(len(p) for p in pending))
+        for band, next_row in enumerate(self.next_row, start=1):
+            if next_row != self.height:
+                raise ValueError(f"{next_row} of {self.height} rows of band {band} written")
         with self._errors():
             self.dataset.FlushCache()
         failures = self._drop()  # closing writes the file's last blocks and directory
@@ -117,17 +129,17 @@ class StripWriter:
         sys.unraisablehook = lambda unraisable: failures.append(unraisable.exc_value)
         try:
             with quiet_gdal():
-                self.band = self.dataset = None
+                self.dataset = None
         finally:
             sys.unraisablehook = previous
         return failures
 
-    def _flush(self, count: int) -> None:
-        rows = np.concatenate(self.pending)
+    def _flush(self, band: int, count: int) -> None:
+        rows = np.concatenate(self.pending[band - 1])
         with self._errors():
-            self.band.WriteArray(rows[:count], 0, self.next_row)
-        self.next_row += count
-        self.pending = [rows[count:]] if count < len(rows) else []
+            self.dataset.GetRasterBand(band).WriteArray(rows[:count], 0, self.next_row[band - 1])
+        self.next_row[band - 1] += count
+        self.pending[band - 1] = [rows[count:]] if count < len(rows) else []
 
     def _errors(self) -> gdal_write_errors:
         return gdal_write_errors(self.label, self.path)
@@ -177,23 +189,28 @@ def write_error(label: str, path: str, exc: BaseException) -> MisrError:
 
 
 def write_strips(strips: Iterable, paths: Sequence[str], grid: Grid, tags: Sequence[dict[str, object]],
-                 descriptions: Sequence[str], labels: Sequence[str] | None = None) -> None:
-    """Write each strip's SR to paths[0] and, when given, its uncertainty (Laplace scale) to paths[1]."""
+                 descriptions: Sequence[str | Sequence[str]], labels: Sequence[str] | None = None,
+                 bands: int = 1, colours: Sequence[int] | None = None) -> None:
+    """Write each strip's SR to paths[0] and, when given, its uncertainty (Laplace scale) to paths[1].
+
+    With `bands` > 1 each strip says its band (``strip.band``, 1-based) and both files get that
+    many bands; `descriptions` then holds one list per file, `colours` those of the SR bands."""
     writers: list[StripWriter] = []
     try:
         for index, path in enumerate(paths):
             writers.append(StripWriter(path, grid, tags[index], descriptions[index],
-                                       labels[index] if labels else None))
+                                       labels[index] if labels else None, bands,
+                                       colours if index == 0 else None))
         for strip in strips:
-            writers[0].write(strip.row0, strip.sr)
+            band = getattr(strip, "band", 1)
+            writers[0].write(strip.row0, strip.sr, band)
             if len(writers) > 1:
-                writers[1].write(strip.row0, strip.scale)
+                writers[1].write(strip.row0, strip.scale, band)
         for writer in writers:
             writer.close()
     finally:
         for writer in writers:  # after an error: release the files (the caller removes them)
             writer.release()
-
 
 
 def write_geotiff(path: str, image: np.ndarray, grid: Grid, tags: dict[str, object] | None = None,

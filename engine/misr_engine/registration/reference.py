@@ -1,5 +1,7 @@
 """The reference frame of a stack: the clearest, ties broken by sharpness (a function of the
-content, not of the input order)."""
+content, not of the input order). Clear fractions count in whole percent, so that a handful of
+pixels (a mask's speckle, a screened edge) does not move the reference, and with it the SR's
+sub-pixel position."""
 
 from __future__ import annotations
 
@@ -13,10 +15,15 @@ def sharpness(frame: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(differences ** 2)) if differences.size else 0.0
 
 
+CLEAR_PERCENT = 100
+"""Clear fractions are compared rounded to 1 / CLEAR_PERCENT."""
+
+
 def frame_ranking_keys(frames: np.ndarray, masks: np.ndarray) -> list[tuple[int, float]]:
-    """Sort keys of the frames, best reference first: most clear pixels, then sharpest."""
+    """Sort keys of the frames, best reference first: most clear pixels (in whole percent), then sharpest."""
     masks = np.asarray(masks, bool)
-    return [(-int(m.sum()), -sharpness(f, m)) for f, m in zip(frames, masks)]
+    return [(-round(CLEAR_PERCENT * float(m.mean())) if m.size else 0, -sharpness(f, m))
+            for f, m in zip(frames, masks)]
 
 
 def clearest_frame(masks: np.ndarray, frames: np.ndarray | None = None) -> int:

@@ -115,3 +115,31 @@ def test_a_new_request_field_converts_from_its_type_alone():
             continue
         with pytest.raises(MisrError, match=message):
             convert("n", value, hint)
+
+
+def test_issue_17_options_work_in_manifests_and_are_part_of_the_run_options(archive):
+    """--bands, --mask-kind, --mask-snow, --mask-dilation and --no-auto-mask by field name, in
+    CSV (`bands` as text) and JSON Lines (`bands` as an array), and in the MISR_OPTIONS tag."""
+    from misr_engine.pipeline import run_options
+    from misr_engine.rasters.bands import parse_bands
+
+    (archive / "m.csv").write_text("id,frames,bands,mask-kind,mask_snow,mask_dilation,auto_mask\n"
+                                   "a,a/frame_*.tif,4;3;2,scl,yes,3,\n"
+                                   "b,b/frame_*.tif,all,,,,no\n")
+    (a, b), bad = read_manifest(archive / "m.csv")
+    assert bad == []
+    assert parse_bands(a.request.bands) == [4, 3, 2] and parse_bands(b.request.bands) == "all"
+    assert a.request.mask_options.kinds == ("scl",) and a.request.mask_options.snow
+    assert a.request.mask_options.dilation == 3 and a.request.screening.dilation == 3
+    assert b.request.auto_mask is False and b.request.screening is None
+    (archive / "m.jsonl").write_text(json.dumps({"id": "c", "frames": "a/frame_*.tif", "masks": "a/mask_*.tif",
+                                                 "bands": [1, 2], "mask_kind": ["scl", "fmask", "auto"]}) + "\n")
+    (c,), bad = read_manifest(archive / "m.jsonl")
+    assert bad == [] and list(c.request.bands) == [1, 2]
+    assert c.request.mask_options.kinds == ("scl", "fmask", "auto") and c.request.screening is None
+    options = json.loads(json.dumps(run_options(a.request)))
+    assert {key: options[key] for key in ("bands", "mask_kind", "mask_snow", "mask_dilation", "auto_mask")} == \
+        {"bands": "4;3;2", "mask_kind": ["scl"], "mask_snow": True, "mask_dilation": 3, "auto_mask": True}
+    assert run_options(a.request) != run_options(b.request)
+    with pytest.raises(MisrError, match=r"^--bands 1;x: give band numbers \(1,2,3\) or all$"):
+        SuperResolveRequest(frames=["f.tif"], output="o.tif", bands="1;x").check()

@@ -62,6 +62,14 @@ def test_output_values_are_in_input_units_and_tagged(outputs, sample_paths):
     assert tags["MISR_ENGINE_VERSION"]
 
 
+def test_output_of_unsigned_input_is_clipped_at_zero(outputs):
+    """The sample's uint16 frames: the network's undershoot at dark water edges (down to -259 DN
+    unclipped) is clipped to the input type's range, so some pixels are exactly 0."""
+    out, _ = outputs
+    values = gdal.Open(str(out / "sr.tif")).ReadAsArray()
+    assert np.nanmin(values) == 0.0 and (values == 0).sum() > 0
+
+
 def test_json_progress_reports_start_progress_warning_and_done(outputs):
     _, result = outputs
     events = [json.loads(line) for line in result.stdout.splitlines()]

@@ -49,7 +49,8 @@ def run_cli(tmp_path, frames, masks, *extra: str) -> tuple[np.ndarray, np.ndarra
 def in_memory(frames, masks, max_frames: int = 15, align: bool = False) -> tuple[np.ndarray, np.ndarray]:
     stack, _ = select_frames(read_stack(frames, masks, align=align), max_frames)
     assert isinstance(stack, Stack)
-    return super_resolve(stack, _model(), CPU, tile_size=TILE)
+    sr, uncertainty = super_resolve(stack, _model(), CPU, tile_size=TILE)
+    return np.clip(sr, 0, 65535), uncertainty  # the CLI clips the SR of uint16 frames to their range
 
 
 def _model():
