@@ -68,6 +68,7 @@ class SuperResolveRequest:
     overlap: int = DEFAULT_OVERLAP
     max_frames: int = DEFAULT_MAX_FRAMES
     ttf_steps: int = 0
+    kernels_out: str | None = None
     align: bool = False
     overwrite: bool = False
 
@@ -78,8 +79,8 @@ class SuperResolveRequest:
 
     @property
     def outputs(self) -> list[str]:
-        """The files the run writes: the SR, then the uncertainty if asked for."""
-        return [self.output] + ([self.uncertainty] if self.uncertainty else [])
+        """The files the run writes: the SR, then the uncertainty and the kernels if asked for."""
+        return [self.output] + [p for p in (self.uncertainty, self.kernels_out) if p]
 
     def check(self) -> None:
         """Refuse options out of range and unusable outputs, each in one line (nothing is read yet)."""
@@ -92,8 +93,10 @@ class SuperResolveRequest:
             raise MisrError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.ttf_steps and self.backend != "torch":
             raise MisrError("--ttf-steps needs --backend torch: ONNX Runtime runs fixed weights")
-        if self.uncertainty and os.path.abspath(self.uncertainty) == os.path.abspath(self.output):
-            raise MisrError(f"{self.output}: --output and --uncertainty are the same file")
+        if self.kernels_out and not self.ttf_steps:
+            raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
+        if len({os.path.abspath(p) for p in self.outputs}) < len(self.outputs):
+            raise MisrError(f"{self.output}: --output, --uncertainty and --kernels-out must be different files")
         for path in self.outputs:
             check_output_path(path, self.inputs, self.overwrite)
 
@@ -140,13 +143,18 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     def warn(message: str) -> None:
         warnings.append(message)
         progress.event("warning", message=message)
+    kernels: list[dict] = []
     strips = super_resolve_strips(stack, engine.runner, None, request.tile_size, request.overlap, progress.update,
-                                  batch_size=request.batch_size, ttf_steps=request.ttf_steps, on_warning=warn)
-    with atomic_outputs(request.outputs) as temporaries:  # both files appear together, or neither
+                                  batch_size=request.batch_size, ttf_steps=request.ttf_steps, on_warning=warn,
+                                  on_kernels=kernels.append)
+    rasters = [request.output] + ([request.uncertainty] if request.uncertainty else [])
+    with atomic_outputs(request.outputs) as temporaries:  # the files appear together, or none
         # row strips are written as the tiles finish them: the outputs are never held whole
-        write_strips(strips, temporaries, stack.grid.refined(SCALE),
+        write_strips(strips, temporaries[:len(rasters)], stack.grid.refined(SCALE),
                      [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
-                     [description for _, description in PRODUCTS], labels=request.outputs)
+                     [description for _, description in PRODUCTS], labels=rasters)
+        if request.kernels_out:
+            _write_kernels(temporaries[-1], kernels, tags)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 list(stack.paths), str(engine.device),
@@ -156,12 +164,22 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     return result
 
 
+def _write_kernels(path: str, reports: list[dict], tags: dict[str, Any]) -> None:
+    """The fine-tuning's per-frame kernels (``finetune.kernel_report``) as JSON, with the run's
+    model and weights; an empty frame list when fine-tuning was skipped (too few frames)."""
+    report = reports[0] if reports else {"frames": [], "skipped": "too few frames to fine-tune"}
+    provenance = {key: tags[key] for key in ("MISR_MODEL", "MISR_WEIGHTS", "MISR_WEIGHTS_SHA256",
+                                             "MISR_ENGINE_VERSION")}
+    with open(path, "w") as handle:
+        json.dump({**provenance, **report}, handle, indent=1)
+
+
 def limits() -> dict[str, int]:
     """The bounds of a run's options (`misr models --json`; the plugin checks against them)."""
-    from .inference.finetune import MIN_FRAMES as MIN_TTF_FRAMES
+    from .inference.finetune import DEFAULT_STEPS as DEFAULT_TTF_STEPS, MIN_FRAMES as MIN_TTF_FRAMES
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
-            "min_ttf_frames": MIN_TTF_FRAMES}
+            "min_ttf_frames": MIN_TTF_FRAMES, "default_ttf_steps": DEFAULT_TTF_STEPS}
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:

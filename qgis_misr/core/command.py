@@ -10,6 +10,7 @@ from .params import RunParameters
 
 TTF_OPTION = "--ttf-steps"
 ALIGN_OPTION = "--align"
+KERNELS_OPTION = "--kernels-out"
 
 
 class UnsupportedOption(ValueError):
@@ -21,7 +22,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     """``misr super-resolve ...`` for `params`, always with ``--progress json``.
 
     Output paths must already be chosen (temporary ones included). ``--model`` is left out when
-    ``params.model`` is '' (the engine's default). ``--ttf-steps`` is passed
+    ``params.model`` is '' (the engine's default), ``--weights`` when ``params.weights`` is ''.
+    ``--ttf-steps`` (and ``--kernels-out`` with a kernels file) is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option).
@@ -37,12 +39,17 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
         argv += ["--uncertainty", os.path.abspath(params.uncertainty)]
     if params.model:
         argv += ["--model", params.model]
+    if params.weights:
+        argv += ["--weights", os.path.abspath(params.weights)]
     argv += ["--band", str(int(params.band)), "--device", params.device]
     if params.tile_size:
         argv += ["--tile-size", str(int(params.tile_size))]
     if params.ttf_enabled:
         _require(caps, TTF_OPTION, "test-time fine-tuning")
         argv += [TTF_OPTION, str(int(params.ttf_steps))]
+        if params.kernels_out:
+            _require(caps, KERNELS_OPTION, "writing the estimated blur kernels")
+            argv += [KERNELS_OPTION, os.path.abspath(params.kernels_out)]
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

@@ -43,6 +43,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                    help="test-time fine-tuning: first tune (a copy of) the network for N steps on the scene "
                         "itself, each frame in turn left out and predicted from the others; needs 3 frames "
                         "and --backend torch; slow on a CPU (default: 0, off)")
+    p.add_argument("--kernels-out", metavar="FILE.json",
+                   help="with --ttf-steps: write the blur kernel the fine-tuning estimated for every frame "
+                        "(15 x 15 in output pixels, with its width, orientation and ellipticity) as JSON")
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
