@@ -196,10 +196,13 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if known:  # a drop-down in QGIS >= 3.24, a text box before
             model.setMetadata({"widget_wrapper": {"value_hints": known}})
         self.addParameter(model)
-        self.addParameter(QgsProcessingParameterFile(
-            self.WEIGHTS, "Weights (empty = the model's default; a .safetensors file, or the name of "
-            "shipped weights such as self-supervised)", file_behavior_file(), optional=True,
-            fileFilter="Weights (*.safetensors)"))
+        weights = QgsProcessingParameterString(
+            self.WEIGHTS, "Weights (empty = the model's default; the name of shipped weights such as "
+            "self-supervised, or a .safetensors file, e.g. from misr adapt)", defaultValue="", optional=True)
+        shipped = settings.known_weights()
+        if shipped:
+            weights.setMetadata({"widget_wrapper": {"value_hints": shipped}})
+        self.addParameter(weights)
         self.addParameter(QgsProcessingParameterNumber(
             self.TTF_STEPS, "Test-time fine-tuning steps (0 = off)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
@@ -248,7 +251,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         return RunParameters(
             frames=pairs, band=self.parameterAsInt(parameters, self.BAND, context),
             model=self.parameterAsString(parameters, self.MODEL, context).strip(),
-            weights=(self.parameterAsFile(parameters, self.WEIGHTS, context) or "").strip(),
+            weights=(self.parameterAsString(parameters, self.WEIGHTS, context) or "").strip(),
             ttf_enabled=ttf > 0, ttf_steps=ttf or DEFAULT_TTF_STEPS, kernels_out=kernels or "",
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),

@@ -12,7 +12,11 @@ from pathlib import Path
 NEW_MODELS_ANSWER = {
     "models": [{"name": "piunet", "label": "PIUnet", "weights": "/w/piunet.safetensors", "default": True,
                 "capabilities": ["uncertainty", "order-invariant", "fine-tunable", "onnx"],
-                "card": "/w/piunet.md"},
+                "card": "/w/piunet.md",
+                "weights_options": [{"name": "supervised", "label": "supervised", "weights": "/w/piunet.safetensors",
+                                     "card": "/w/piunet.md"},
+                                    {"name": "self-supervised", "label": "self-supervised (no HR)",
+                                     "weights": "/w/piunet_ssl.safetensors", "card": None}]},
                {"name": "fixednet", "label": "FixedNet", "weights": "/w/fixednet.safetensors",
                 "default": False, "capabilities": ["uncertainty"]},
                {"name": "deepsum", "label": "DeepSUM", "weights": None, "default": False}],
@@ -37,7 +41,7 @@ def fake_engine(folder, models=None, run_body: str = "sys.exit(0)") -> Path:
         if args == ["--version"]:
             print("misr 0.0-test")
         elif args == ["super-resolve", "--help"]:
-            print("usage: misr super-resolve --frames F [--ttf-steps N] [--align] [--tile-size PX]")
+            print("usage: misr super-resolve --frames F [--ttf-steps N] [--kernels-out FILE] [--align] [--tile-size PX]")
         elif args == ["models", "--json"]:
             print({answer!r})
         elif args == ["devices", "--json"]:

@@ -22,7 +22,7 @@ import numpy as np
 from ..datasets.samples import build_samples
 from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS, scaled_window,
                                   sentinel2_band_paths)
-from ..datasets.simulate import OUT_OF_RANGE, Degradation
+from ..datasets.simulate import OUT_OF_RANGE, SENTINEL2, Degradation
 from .metrics import cpsnr
 
 UNSEEN_PIXEL_M = 20.0  # the unseen bands are the 20 m ones
@@ -44,12 +44,13 @@ class EvidenceSet:
 
 
 EVIDENCE_SETS: dict[str, EvidenceSet] = {
-    "in-distribution": EvidenceSet(S2_BANDS, Degradation(), NATIVE_PIXEL_M,
-                                   "10 m bands, the training degradations"),
+    "in-distribution": EvidenceSet(S2_BANDS, SENTINEL2, NATIVE_PIXEL_M,
+                                   "10 m bands, Sentinel-2-like degradations (inside every training range: "
+                                   "the first weights' and `simulate.Degradation()`)"),
     "out-of-range": EvidenceSet(S2_BANDS, OUT_OF_RANGE, NATIVE_PIXEL_M,
                                 "10 m bands, blur sigma 2.4-3.2 HR px with strong halos, noise 2-4%, shifts up to 2.5 px"),
-    "unseen-bands": EvidenceSet(UNSEEN_BANDS, Degradation(), UNSEEN_PIXEL_M,
-                                "20 m bands (red edge, narrow NIR, SWIR), the training degradations"),
+    "unseen-bands": EvidenceSet(UNSEEN_BANDS, SENTINEL2, UNSEEN_PIXEL_M,
+                                "20 m bands (red edge, narrow NIR, SWIR), Sentinel-2-like degradations"),
     "unseen-bands-out-of-range": EvidenceSet(UNSEEN_BANDS, OUT_OF_RANGE, UNSEEN_PIXEL_M,
                                              "20 m bands, out-of-range degradations"),
 }
