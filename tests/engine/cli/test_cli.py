@@ -96,3 +96,17 @@ def test_help_documents_every_flag():
     for flag in ("--frames", "--masks", "--output", "--uncertainty", "--model", "--weights",
                  "--device", "--tile-size", "--band", "--overwrite", "--progress"):
         assert flag in result.stdout
+
+
+def test_models_json_lists_the_shipped_weights_options_with_their_cards_and_the_ttf_default():
+    from misr_engine.inference.finetune import DEFAULT_STEPS
+    result = run("models", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    (piunet,) = [m for m in answer["models"] if m["name"] == "piunet"]
+    options = {o["name"]: o for o in piunet["weights_options"]}
+    assert list(options)[0] == "supervised" and options["supervised"]["weights"] == piunet["weights"]
+    assert Path(options["self-supervised"]["weights"]).is_file() and Path(options["self-supervised"]["card"]).is_file()
+    assert answer["limits"]["default_ttf_steps"] == DEFAULT_STEPS
+    listing = run("models").stdout
+    assert f"--weights {options['self-supervised']['weights']}" in listing
