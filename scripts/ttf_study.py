@@ -25,6 +25,7 @@ from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
 CPU = torch.device("cpu")
+MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than their range
 
 
 def setting_name(learning_rate: float, latent_weight: float, steps: int) -> str:
@@ -91,7 +92,8 @@ def summarise(results: Results, sets: list[str]) -> None:
             scores = results.scores(key, method)
             common = sorted(set(scores) & set(plain))
             mean, low, high = paired_interval([scores[i] for i in common], [plain[i] for i in common])
-            print(f"  {method:40s} {mean:+.3f} dB [{low:+.3f}, {high:+.3f}] ({len(common)} scenes)")
+            interval = f"[{low:+.3f}, {high:+.3f}]" if len(common) >= MIN_INTERVAL_SCENES else "(no interval)"
+            print(f"  {method:40s} {mean:+.3f} dB {interval} ({len(common)} scenes)")
 
 
 if __name__ == "__main__":

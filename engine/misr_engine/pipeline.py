@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, Sequence
 
 from typing import TYPE_CHECKING
 
-from . import SCALE, __version__
+from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .models.registry import DEFAULT_MODEL
-from .rasters.outputs import atomic_outputs, check_output_path
-from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, open_stack, select_frames
+from .rasters.outputs import atomic_outputs, check_outputs
+from .rasters.writer import check_geotiff_name
+from .rasters.disk import check_free_space
+from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, StackPlan, open_planned, plan_stack
 from .rasters.writer import write_strips
 
 if TYPE_CHECKING:  # torch is imported only once the inputs are known to be good (slow: ~1 s)
@@ -71,6 +73,7 @@ class SuperResolveRequest:
     kernels_out: str | None = None
     align: bool = False
     overwrite: bool = False
+    memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
 
     @property
     def inputs(self) -> list[str]:
@@ -78,12 +81,18 @@ class SuperResolveRequest:
         return list(self.frames) + list(self.masks or []) + ([self.weights] if self.weights else [])
 
     @property
-    def outputs(self) -> list[str]:
-        """The files the run writes: the SR, then the uncertainty and the kernels if asked for."""
-        return [self.output] + [p for p in (self.uncertainty, self.kernels_out) if p]
+    def rasters(self) -> list[str]:
+        """The rasters the run writes: the SR, then the uncertainty if asked for."""
+        return [self.output] + ([self.uncertainty] if self.uncertainty else [])
 
-    def check(self) -> None:
-        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet)."""
+    @property
+    def outputs(self) -> list[str]:
+        """The files the run writes: its rasters, then the kernels (JSON) if asked for."""
+        return self.rasters + ([self.kernels_out] if self.kernels_out else [])
+
+    def check(self) -> list[str]:
+        """Refuse options out of range and unusable outputs, each in one line (nothing is read yet).
+        Partial files of killed runs on the outputs are removed: returns a note for each."""
         for name, value, low in (("tile-size", self.tile_size, MIN_TILE_SIZE), ("overlap", self.overlap, 0),
                                  ("max-frames", self.max_frames, 1), ("ttf-steps", self.ttf_steps, 0)):
             if value < low:
@@ -93,12 +102,18 @@ class SuperResolveRequest:
             raise MisrError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.ttf_steps and self.backend != "torch":
             raise MisrError("--ttf-steps needs --backend torch: ONNX Runtime runs fixed weights")
+        if self.ttf_steps:
+            from .inference.finetune import MAX_STEPS
+            if self.ttf_steps > MAX_STEPS:
+                raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
+                                "on 2 CPU cores; the model card's runs use 50 to 200)")
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         if len({os.path.abspath(p) for p in self.outputs}) < len(self.outputs):
             raise MisrError(f"{self.output}: --output, --uncertainty and --kernels-out must be different files")
-        for path in self.outputs:
-            check_output_path(path, self.inputs, self.overwrite)
+        for path in self.rasters:
+            check_geotiff_name(path)
+        return check_outputs(self.outputs, self.inputs, self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -124,15 +139,17 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     """
     progress = progress or _Silent()
     started = time.perf_counter()
-    request.check()
-    # every input checked, then read window by window: memory does not grow with the raster
-    stack, selection_warnings = select_frames(
-        open_stack(request.frames, request.masks, request.band, align=request.align), request.max_frames)
+    notes = request.check()
+    # every input's header checked, then its pixels read one file at a time; only the frames
+    # used stay open, read window by window: memory does not grow with the raster
+    plan = plan_stack(request.frames, request.masks, request.band, align=request.align)
+    notes += check_resources(request, plan, engine)
+    stack = open_planned(plan, request.max_frames)
     from .inference.engine import open_engine
     from .inference.tiled import super_resolve_strips
     if engine is None:
         engine = open_engine(request.backend, request.model, request.weights, request.device, request.precision)
-    warnings = stack.warnings + selection_warnings
+    warnings = notes + stack.warnings
     for warning in warnings:
         progress.event("warning", message=warning)
     progress.event("start", frames=len(stack.paths), device=engine.device, model=engine.model,
@@ -147,8 +164,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     strips = super_resolve_strips(stack, engine.runner, None, request.tile_size, request.overlap, progress.update,
                                   batch_size=request.batch_size, ttf_steps=request.ttf_steps, on_warning=warn,
                                   on_kernels=kernels.append)
-    rasters = [request.output] + ([request.uncertainty] if request.uncertainty else [])
-    with atomic_outputs(request.outputs) as temporaries:  # the files appear together, or none
+    rasters = request.rasters
+    with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # the files appear together, or none
         # row strips are written as the tiles finish them: the outputs are never held whole
         write_strips(strips, temporaries[:len(rasters)], stack.grid.refined(SCALE),
                      [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
@@ -176,10 +193,47 @@ def _write_kernels(path: str, reports: list[dict], tags: dict[str, Any]) -> None
 
 def limits() -> dict[str, int]:
     """The bounds of a run's options (`misr models --json`; the plugin checks against them)."""
-    from .inference.finetune import DEFAULT_STEPS as DEFAULT_TTF_STEPS, MIN_FRAMES as MIN_TTF_FRAMES
+    from .inference.finetune import (DEFAULT_STEPS as DEFAULT_TTF_STEPS, MAX_STEPS as MAX_TTF_STEPS,
+                                     MIN_FRAMES as MIN_TTF_FRAMES)
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
-            "min_ttf_frames": MIN_TTF_FRAMES, "default_ttf_steps": DEFAULT_TTF_STEPS}
+            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS}
+
+
+def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:
+    """Before any pixel is read: the weights checked without loading them (config bounds, every
+    tensor by name and shape), the device, the run's memory against the budget and both outputs'
+    size against the free disk space; one-line MisrErrors. Returns warnings."""
+    with signals.deferred():  # torch, scipy, scikit-image: ~1 s; a signal acts after, not inside an import
+        from .inference.backends import resolve_device
+        from .inference.budget import check_memory, estimate, memory_budget, warp_bytes
+        from .inference.finetune import TTF_WINDOW
+        from .inference.tiled import EDGE_CONTEXT
+        from .models.weights import plan_model
+
+    grid, frames = plan.grid, min(request.max_frames, len(plan.frames))
+    if engine is not None:
+        device, config, network = engine.device, getattr(getattr(engine.runner, "model", None), "config", None), 0
+    elif request.weights and str(request.weights).endswith(".onnx"):
+        device, config, network = ("cuda" if request.device.startswith("cuda") else "cpu"), None, 0
+    else:
+        model = plan_model(request.model, request.weights)
+        config, network = model.config, model.parameter_bytes * (5 if request.ttf_steps else 1)  # + copy, grads, Adam
+        device = str(resolve_device(request.device)) if request.backend == "torch" else \
+            ("cuda" if request.device.startswith("cuda") else "cpu")
+    tile = 0
+    if device.startswith("cpu") and hasattr(config, "tile_bytes"):  # on a GPU, tiles halve on out of memory
+        side = [min(request.tile_size, n) + 2 * EDGE_CONTEXT for n in (grid.height, grid.width)]
+        tile = config.tile_bytes(frames, side[0] * side[1], request.batch_size or 1)
+        if request.ttf_steps:  # training steps keep every activation for the backward pass
+            tile = max(tile, 12 * config.tile_bytes(frames, min(TTF_WINDOW, grid.height) * min(TTF_WINDOW, grid.width)))
+    warped = min(sum(f + m for f, m in plan.warp), 2 * frames)
+    budget, source = memory_budget(request.memory_budget)
+    check_memory(estimate(grid, frames, request.tile_size, outputs=len(request.rasters),
+                          cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
+                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
+                 plan.frames[0])
+    return check_free_space(request.rasters, grid.refined(SCALE), plan.frames[0])
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:
@@ -193,7 +247,27 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
             "MISR_TTF_STEPS": request.ttf_steps,
+            "MISR_OPTIONS": json.dumps(run_options(request), sort_keys=True),
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
+
+
+NOT_PROVENANCE = ("output", "uncertainty", "kernels_out", "overwrite", "device", "batch_size", "weights")
+"""Request fields that say where a run writes or runs, not what it computes (the weights are
+tagged by their SHA-256)."""
+
+
+def run_options(request: SuperResolveRequest) -> dict[str, Any]:
+    """Every other request field, input paths made absolute: the MISR_OPTIONS tag, which tells
+    whether an existing output came from the same run (`misr batch` skips it then)."""
+    options: dict[str, Any] = {}
+    for item in fields(request):
+        value = getattr(request, item.name)
+        if item.name in NOT_PROVENANCE:
+            continue
+        if item.name in ("frames", "masks") and value:
+            value = [os.path.abspath(path) for path in value]
+        options[item.name] = list(value) if isinstance(value, (list, tuple)) else value
+    return options
 
 
 def _summary(request: SuperResolveRequest, result: SuperResolveResult) -> str:

@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 
 from .grid import GeoTransform, Grid
 
-DEFAULT_TTF_STEPS = 50
+DEFAULT_TTF_STEPS = 20  # the engine's limits.default_ttf_steps (chosen on validation scenes) when it reports none
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
 """The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 

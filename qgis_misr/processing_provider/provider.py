@@ -1,4 +1,4 @@
-"""Processing provider "MISR": one algorithm, misr:superresolve."""
+"""Processing provider "MISR": misr:superresolve (one scene) and misr:batch (a manifest of scenes)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..resources import icon_path
 from .algorithm import SuperResolveAlgorithm
+from .batch_algorithm import RunManifestAlgorithm
 
 
 class MisrProvider(QgsProcessingProvider):
@@ -24,3 +25,4 @@ class MisrProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         self.addAlgorithm(SuperResolveAlgorithm())
+        self.addAlgorithm(RunManifestAlgorithm())

@@ -17,8 +17,10 @@ ENGINE = REPO / "engine" / "misr_engine"
 PLUGIN = REPO / "qgis_misr"
 
 LAYERS = {
-    # foundations: constants, errors, progress events, shipped files, image maths
-    "misr_engine": 0, "errors": 0, "progress": 0, "resources": 0, "imaging": 0,
+    # foundations: constants, errors, progress events, shipped files, image maths, interrupting signals
+    "misr_engine": 0, "errors": 0, "progress": 0, "resources": 0, "imaging": 0, "signals": 0,
+    # checks on paths (file kinds, identity, name length, open files), with one-line errors
+    "files": 0.5,
     # reading/writing rasters; the networks
     "rasters": 1, "models": 1,
     # registration of a (streamed) stack
@@ -27,8 +29,8 @@ LAYERS = {
     "inference": 3,
     # one run from files to files; where training and evaluation data come from
     "pipeline": 4, "datasets": 4,
-    # scoring against baselines, reports, benchmarks
-    "evaluation": 5,
+    # scoring against baselines, reports, benchmarks; whole archives on a Dask cluster
+    "evaluation": 5, "batch": 5,
     # training
     "training": 6,
     # applications: the demo, and the command line over everything

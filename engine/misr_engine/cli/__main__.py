@@ -2,6 +2,7 @@
 
 import sys
 
-from .app import main
+from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a process started with "spawn" (a Dask worker) re-imports it
+    sys.exit(main())

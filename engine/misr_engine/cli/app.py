@@ -1,21 +1,20 @@
 """`misr`'s parser and its one error behaviour: a MisrError is one line and exit status 2, an
-interruption (SIGINT, SIGTERM) exit status 130, a bug one line and exit status 1."""
+interruption (SIGINT, SIGTERM, SIGHUP: `signals`) exit status 130, a bug one line and exit status 1."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
 import sys
 import warnings
 from typing import Callable, Sequence
 
-from .. import __version__
+from .. import __version__, signals
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, MisrError
-from . import adapt, bench, data, demo, evaluate, export, info, super_resolve, train
+from . import adapt, batch, bench, data, demo, evaluate, export, info, super_resolve, train
 
-COMMANDS = (super_resolve, demo, data, train, adapt, evaluate, info, export, bench)
+COMMANDS = (super_resolve, batch, demo, data, train, adapt, evaluate, info, export, bench)
 """The modules of the commands, each with `add(subparsers)`, in the order `misr --help` lists them."""
 
 
@@ -30,28 +29,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the command (the signal handlers are installed by `cli.main`)."""
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings.catch_warnings():  # library warnings: one line each, through the progress channel
             warnings.showwarning = _warning_printer(args)
             args.command(args)
         return EXIT_OK
-    except MisrError as exc:
-        return _fail(args, str(exc), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        return _fail(args, "interrupted; no output written", EXIT_INTERRUPTED)
+        return _interrupted(args)
+    except MisrError as exc:
+        return _interrupted(args) if signals.received() else _fail(args, str(exc), EXIT_BAD_INPUT)
     except MemoryError:
         return _fail(args, "out of memory: try a smaller --tile-size or fewer --max-frames", EXIT_BAD_INPUT)
     except Exception as exc:  # a bug: still one line, traceback on request
+        if signals.received():  # a library turned the KeyboardInterrupt into its own error
+            return _interrupted(args)
         if os.environ.get("MISR_DEBUG"):
             raise
         return _fail(args, f"internal error: {exc.__class__.__name__}: {exc} "
                            "(set MISR_DEBUG=1 for a traceback)", EXIT_INTERNAL)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _interrupted(args: argparse.Namespace) -> int:
+    return _fail(args, getattr(args, "interrupted", "interrupted; no output written"), EXIT_INTERRUPTED)
 
 
 def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:

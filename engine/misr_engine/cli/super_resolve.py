@@ -51,6 +51,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="refuse the run up front if it would need more memory than this (bytes, or 800M, 6G; "
+                        "default: $MISR_MEMORY_BUDGET, or half of the memory available)")
     add_progress(p)
     p.set_defaults(command=run)
 

@@ -4,8 +4,9 @@ A card records where the stacks come from (rasters, bands, windows, licence), th
 every simulated degradation with the ranges actually used (read from ``simulate.Degradation``),
 what was left out, and what the data are and are not good for.
 
-``python -m misr_engine.dataset_card -o docs/dataset-card.md`` renders the card of the
-default training set (the parameters of ``make dataset``) without building it.
+``python -m misr_engine.datasets.cards -o docs/dataset-card.md`` renders the card of the
+default training set (the parameters of ``make dataset``) without building it, and the figure
+of the splits beside it (``split_figure``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 from .. import SCALE, __version__
 from .samples import FEATURELESS_KEEP, MARGIN, MIN_TEXTURE
-from .sentinel2 import S2_BANDS, SPLITS, sentinel2_band_paths
+from .sentinel2 import S2_BANDS, SPLITS, scaled_window, sentinel2_band_paths
+from .split_figure import plot_splits
 from ..errors import MisrError
 from ..rasters.bands import open_band
 from .simulate import Degradation
@@ -46,7 +48,24 @@ DEGRADATION_MEANING = {
     "cloud_cover": "cover of a cloudy frame, uniform in this range (smooth random cloud field, "
                    "bright, with its exact mask)",
     "full_cloud_probability": "probability that a frame is entirely overcast",
+    "halo_probability": "probability that a frame's PSF has a wide halo (straylight, adjacency)",
+    "halo_weight": "share of the PSF's energy in the halo, uniform in this range",
+    "halo_scale": "halo sigma / core sigma, uniform in this range",
+    "change_probability": "probability that a stack shows a real surface change (a smooth field brighter "
+                          "or darker in some frames)",
+    "change_amplitude": "|change| / the crop's mean level, uniform in this range, sign random",
+    "change_cover": "area of the changed field (share of the crop), uniform in this range",
+    "change_frames": "share of the frames that show the change, uniform in this range",
 }
+SPLIT_USE = {
+    "train": "training only",
+    "validation": "every choice: losses, stages, checkpoints, options, defaults (`misr evaluate --sets validation`)",
+    "test": "reporting only (`misr evaluate`: in-distribution test, out-of-range degradations, surface change, "
+            "the embedded sample scene and tests/data); the 20 m bands are used only here, as unseen bands",
+}
+"""What each split of ``sentinel2.SPLITS`` is used for."""
+SPLIT_FIGURE = "dataset-split.png"
+"""The figure of the splits, written beside the default card."""
 NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 MAKE_DATASET_TRAIN = {"split": "train", "count": 2400, "lr_size": 40, "frames": 12, "seed": 1}
 """The parameters of the training set of `make dataset` (Makefile): data/s2_train.npz."""
@@ -102,8 +121,11 @@ def expected_arrays(spec: SimulatedSet) -> Arrays:
     n, t, h, w = spec.count, spec.frames, spec.lr_size, spec.lr_size
     return {"frames": ((n, t, h, w), "float32"), "masks": ((n, t, h, w), "bool"),
             "hr": ((n, SCALE * h, SCALE * w), "float32"), "norm": ((n, 2), "float32"),
+            "origins": ((n, 2), "int32"),
             "shifts" if spec.registered else "true_shifts": ((n, t, 2), "float32"),
-            **({"aligned": ((), "bool")} if spec.registered else {}),
+            **({"aligned": ((), "bool")} if spec.registered else {"change": ((n, SCALE * h, SCALE * w), "float32")}),
+            **({"change": ((n, SCALE * h, SCALE * w), "float32"), "changed": ((n, t), "bool")}
+               if spec.registered and spec.conditions.change_probability > 0 else {}),
             "registered": ((), "bool")}
 
 
@@ -138,7 +160,7 @@ def degradation_table(conditions: Degradation) -> list[str]:
     """One Markdown row per field of `simulate.Degradation`, with the value used."""
     rows = ["| `Degradation` field | Value | Meaning |", "|---|---|---|"]
     for item in dataclasses.fields(conditions):
-        meaning = DEGRADATION_MEANING.get(item.name, "(see engine/misr_engine/simulate.py)")
+        meaning = DEGRADATION_MEANING.get(item.name, "(see engine/misr_engine/datasets/simulate.py)")
         rows.append(f"| `{item.name}` | {format_value(getattr(conditions, item.name))} | {meaning} |")
     return rows
 
@@ -171,9 +193,25 @@ def make_dataset_command(spec: SimulatedSet, output: str) -> str:
     return " ".join(parts)
 
 
+def splits_section(figure: str | None = None) -> list[str]:
+    """The three windows of the Sentinel-2 scene, what each is used for, and the figure of them."""
+    rows = ["| Split | Window, 10 m px (B02 B03 B04 B08) | Window, 20 m px (B05 B06 B07 B8A B11 B12) | Used for |",
+            "|---|---|---|---|"]
+    for name, window in SPLITS.items():
+        twenty = format_window(scaled_window(window, 20.0)) if name == "test" else "not used"
+        rows.append(f"| {name} | {format_window(window)} | {twenty} | {SPLIT_USE[name]} |")
+    return ["## Splits", "",
+            "Three disjoint windows of the one Sentinel-2 scene, with 60-row gaps between them: every crop "
+            "lies inside one window, so no texture is shared between training, validation and test data. "
+            "The 20 m bands are never used for training or any choice: they are the unseen bands of the test.",
+            "", *rows, *(["", f"![the splits: train, validation and test windows, gaps, unseen-band area]({figure})"]
+                         if figure else []), ""]
+
+
 def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
-                   arrays_note: str = "") -> str:
-    """The card of a semi-simulated set written to `output`."""
+                   arrays_note: str = "", split_figure: str | None = None) -> str:
+    """The card of a semi-simulated set written to `output` (with `split_figure`, a Sentinel-2 set's
+    card shows that figure of the splits)."""
     default = spec.split is not None
     conditions = spec.conditions
     keep = spec.featureless_keep
@@ -205,6 +243,7 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         f"split (`datasets.sentinel2.SPLITS`)." if default else
         "* Window: the whole rasters.",
         "",
+        *(splits_section(split_figure) if default else []),
         "## Content",
         "",
         f"* {spec.count} samples, seed {spec.seed}: each a random {SCALE * spec.lr_size} x "
@@ -217,6 +256,9 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         f"* Frames: {registration}.",
         "* `norm`: (median, MAD scaled to a standard deviation) of the band window the crop was "
         "taken from, the per-sample normalisation (the engine's robust scene normalisation).",
+        "* `origins`: the (row, column) of every crop's corner (margin included) in the rasters."
+        + ("" if spec.registered else " `change`: the surface change the frames showing it saw (HR, 0 "
+           "where none)."),
         "",
         *arrays_table(arrays),
         *(["", arrays_note] if arrays_note else []),
@@ -244,9 +286,9 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         "",
         "## Intended use",
         "",
-        "Training (train split), every choice of losses, checkpoints and options (validation split) "
-        "and reported evaluation only (test split; `--raw` sets for `misr evaluate`) of x3 "
-        "multi-image super-resolution networks of this engine, and tests.",
+        "Training (train split), every choice of losses, checkpoints, options and defaults (validation "
+        "split) and reported evaluation only (test split; `--raw` sets and the sets of `misr evaluate`) "
+        "of x3 multi-image super-resolution networks of this engine, and tests.",
         "",
         "## Limitations",
         "",
@@ -336,9 +378,9 @@ def simulated_set(paths: Sequence[str] | None, split: str, count: int, lr_size: 
                         registered, FEATURELESS_KEEP if split == "train" else 0.0)
 
 
-def default_training_card(npz: str | Path = "data/s2_train.npz") -> str:
+def default_training_card(npz: str | Path = "data/s2_train.npz", split_figure: str | None = SPLIT_FIGURE) -> str:
     """The card of `make dataset`'s training set; array shapes from `npz` if it exists, else
-    from the parameters."""
+    from the parameters; `split_figure` is the figure of the splits (relative to the card)."""
     params = MAKE_DATASET_TRAIN
     spec = simulated_set(None, params["split"], params["count"], params["lr_size"], params["frames"],
                          params["seed"])
@@ -348,7 +390,7 @@ def default_training_card(npz: str | Path = "data/s2_train.npz") -> str:
         arrays, note = expected_arrays(spec), (f"Array shapes from the parameters (`{display_path(npz)}` "
                                                "was not built when this card was rendered).")
     return simulated_card(spec, arrays, f"{Path(npz).name} (training set of `make dataset`)",
-                          display_path(npz), note)
+                          display_path(npz), note, split_figure)
 
 
 def write_card(path: str | Path, text: str) -> None:
@@ -359,12 +401,14 @@ def write_card(path: str | Path, text: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Render the card of the default training set.")
+    parser = argparse.ArgumentParser(description="Render the card of the default training set (and, with "
+                                                 f"--output, the figure of the splits beside it: {SPLIT_FIGURE}).")
     parser.add_argument("--npz", default="data/s2_train.npz", help="read array shapes from it if present")
     parser.add_argument("--output", "-o", help="file to write (default: print)")
     args = parser.parse_args(argv)
     text = default_training_card(args.npz)
     if args.output:
+        plot_splits(Path(args.output).parent / SPLIT_FIGURE)
         write_card(args.output, text)
     else:
         print(text, end="")

@@ -39,11 +39,12 @@ class DatasetRequest:
 
 def make_dataset(request: DatasetRequest) -> str:
     """Build the samples, write the `.npz` and its card atomically; returns a one-line summary."""
-    check_output_path(request.output, request.hr or [], request.overwrite)
+    card_file = card_path(request.output)
+    for path in (request.output, str(card_file)):
+        check_output_path(path, request.hr or [], request.overwrite)
     build = _probav_dataset if request.probav else _simulated_dataset
     samples, card, summary = build(request)
-    card_file = card_path(request.output)
-    with atomic_outputs([request.output, str(card_file)]) as (temporary, card_temporary):
+    with atomic_outputs([request.output, str(card_file)], request.overwrite) as (temporary, card_temporary):
         with open(temporary, "wb") as handle:
             save_samples(handle, samples)
         write_card(card_temporary, card)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import SCALE
+from ..inference.normalisation import Normalisation
 from ..registration.radiometry import stack_radiometry
 from ..registration.stack import reference_frame, register, registration_window, subpixel_phase
 from .simulate import Degradation, degrade, mean_state, output_frame, reference_change, reference_target
@@ -48,7 +49,8 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     if not spec.register:  # the level of the frames' median radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         hr = state * np.median(stack.gains) + np.median(stack.offsets)
-        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, stack.change_mask(), stack.changed
+        change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
+        return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed
     frames, masks, shifts = register(stack.frames, stack.masks)
     radiometry = stack_radiometry(frames, masks, reference)
     frames = radiometry.apply(frames, masks)
@@ -60,11 +62,9 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
 
 
 def robust_statistics(values: np.ndarray) -> tuple[float, float]:
-    """(median, MAD scaled to a standard deviation): the engine's scene normalisation
-    (``inference.normalisation.Normalisation``), here of a whole band window."""
-    sample = np.asarray(values, np.float64).ravel()[::7]
-    centre = float(np.median(sample))
-    return centre, max(1.4826 * float(np.median(np.abs(sample - centre))), 1e-3 * max(1.0, abs(centre)))
+    """The engine's scene normalisation (``Normalisation.of_values``), here of a whole band window."""
+    norm = Normalisation.of_values(np.asarray(values, np.float64).ravel()[::7])
+    return norm.centre, norm.spread
 
 
 def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
@@ -76,9 +76,12 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     With `registered` False the frames stay as acquired (for evaluating complete pipelines).
     Returns frames (N,T,h,w), masks (N,T,h,w), hr (N,3h,3w) (see the module's docstring),
     per-sample normalisation (centre, spread) computed on the whole band window as the engine
-    computes it per scene, and `shifts` (N,T,2): the sub-pixel phase of every registered frame
-    (what the network is told; then `aligned` is True: `hr` is on the reference frame's grid),
-    or, unregistered, `true_shifts`: the simulated misregistration (LR px).
+    computes it per scene, `origins` (N,2): the (row, column) of every HR crop's corner
+    (margin included) in the rasters, and `shifts` (N,T,2): the sub-pixel phase of every
+    registered frame (what the network is told; then `aligned` is True: `hr` is on the reference
+    frame's grid), or, unregistered, `true_shifts`: the simulated misregistration (LR px), and
+    `change` (N,3h,3w): the surface change that the frames showing it saw (0 where none), on
+    the HR grid.
     """
     from ..rasters.bands import read_band  # GDAL: only to build samples (training reads .npz files)
 
@@ -87,7 +90,7 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
     band_statistics = [robust_statistics(band) for band in bands]
     size = lr_size * SCALE + 2 * MARGIN
-    jobs, stats = [], []
+    jobs, stats, origins = [], [], []
     while len(jobs) < count:
         which = rng.integers(len(bands))
         band = bands[which]
@@ -99,16 +102,19 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
         jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)))
         stats.append(band_statistics[which])
+        origins.append((r0 + y, c0 + x))
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_simulate_one, jobs, chunksize=16))
     frames, masks, hr, shifts, change, changed = (np.stack(parts) for parts in zip(*results))
     samples = {"frames": frames.astype(np.float32), "masks": masks, "hr": hr.astype(np.float32),
-               "norm": np.asarray(stats, np.float32),
+               "norm": np.asarray(stats, np.float32), "origins": np.asarray(origins, np.int32),
                "shifts" if registered else "true_shifts": shifts.astype(np.float32)}
-    if registered:
+    if not registered:  # where the surface changed, for the evaluation inside and away from it
+        samples["change"] = change.astype(np.float32)
+    else:
         samples["aligned"] = np.array(True)
-    if changed.any():  # registered: the change to add per frame subset; raw: where it is
-        samples.update({"change" if registered else "change_mask": change, "changed": changed})
+        if changed.any():  # the change on the output grid, added per subset of frames (training)
+            samples.update({"change": change.astype(np.float32), "changed": changed})
     return samples
 
 

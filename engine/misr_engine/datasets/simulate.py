@@ -75,12 +75,6 @@ class SimulatedStack:
     changed: np.ndarray  # (T,) bool: the frames that show the change
     margin: int = 12
 
-    def change_mask(self, threshold: float = 0.5) -> np.ndarray:
-        """Where the surface changed (HR, without margin): the field above `threshold` of its peak."""
-        m = self.margin
-        field = np.abs(self.change[m:m + self.hr.shape[0], m:m + self.hr.shape[1]])
-        return field > threshold * field.max() if field.max() > 0 else np.zeros(field.shape, bool)
-
 
 def transfer_function(shape: tuple[int, int], sigma: tuple[float, float], angle: float,
                       shift: tuple[float, float], halo: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:

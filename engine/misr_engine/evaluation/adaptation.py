@@ -24,6 +24,7 @@ from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS
                                   sentinel2_band_paths)
 from ..datasets.simulate import OUT_OF_RANGE, SENTINEL2, Degradation
 from .metrics import cpsnr
+from .statistics import bootstrap_mean
 
 UNSEEN_PIXEL_M = 20.0  # the unseen bands are the 20 m ones
 DATA_RANGE = 10000.0
@@ -72,20 +73,17 @@ def scene_score(sr: np.ndarray, hr: np.ndarray) -> float:
     return cpsnr(sr / DATA_RANGE, hr / DATA_RANGE)
 
 
-def paired_interval(a: Iterable[float], b: Iterable[float], draws: int = 10000, seed: int = 0
-                    ) -> tuple[float, float, float]:
-    """Mean of a - b over scenes and its 95% paired bootstrap interval (scenes resampled)."""
-    difference = np.asarray(list(a), np.float64) - np.asarray(list(b), np.float64)
-    rng = np.random.default_rng(seed)
-    means = difference[rng.integers(0, len(difference), (draws, len(difference)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(difference.mean()), float(low), float(high)
+def paired_interval(a: Iterable[float], b: Iterable[float]) -> tuple[float, float, float]:
+    """Mean of a - b over scenes and its 95% paired bootstrap interval (``statistics``; NaN
+    bounds with fewer than two scenes)."""
+    interval = bootstrap_mean(np.asarray(list(a), np.float64) - np.asarray(list(b), np.float64))
+    return interval.mean, interval.low, interval.high
 
 
-def mean_interval(values: Iterable[float], draws: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:
     """Mean and its 95% bootstrap interval over scenes."""
-    values = np.asarray(list(values), np.float64)
-    return paired_interval(values, np.zeros_like(values), draws, seed)
+    interval = bootstrap_mean(list(values))
+    return interval.mean, interval.low, interval.high
 
 
 class Results:

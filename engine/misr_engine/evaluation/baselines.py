@@ -1,13 +1,19 @@
 """Classical MISR pipelines (no learning), for comparison tables and as fall-backs.
 
 Each takes LR `frames` (T, H, W) float32 and `masks` (T, H, W) bool (True = clear) and
-returns an SR image (SCALE*H, SCALE*W) float32, NaN where no frame was clear. Cloudy pixels
-are first filled with the temporal mean of the clear frames, so interpolation never spreads
-cloud radiance next to a cloud edge.
+returns an SR image (SCALE*H, SCALE*W) float32, NaN where no frame was clear. The registered
+pipelines prepare the stack exactly as the engine does before its network (``engine_prepared``):
+shifts estimated onto the reference frame (the clearest, then sharpest), frames moved by whole
+LR pixels with their masks, then mapped onto the reference frame's radiometry (robust
+gain/offset per frame over the whole scene, ``registration.radiometry``); only the sub-pixel
+phase is left, applied on the HR grid. So they and the network start from the same frames.
+Cloudy pixels are filled with the temporal mean of the clear frames before interpolation, so
+interpolation never spreads cloud radiance next to a cloud edge.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -16,9 +22,11 @@ from .. import SCALE
 from ..imaging.compositing import fill_masked, masked_mean
 from ..imaging.deconvolution import WIENER_BALANCE, WIENER_SIGMA, wiener_deconvolve
 from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsample
+from ..registration.radiometry import stack_radiometry
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
-from ..registration.stack import align_stack, register_stack
+from ..registration.stack import (align_stack, estimate_shifts, move_rows, reference_frame, registration_window,
+                                  subpixel_phase, whole_pixel_moves)
 
 IBP_SIGMA = 1.2
 """Gaussian sensor PSF (HR px, before the 3x3 area integration) assumed by `ibp`: best
@@ -26,6 +34,46 @@ with `simulate.Degradation()` stacks, 0.1 dB below the true 1.0 on sigma-1.0 sta
 IBP_ITERATIONS = 10
 
 Baseline = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A stack as the engine hands it to its network: registered by whole LR pixels and in the
+    reference frame's radiometry."""
+
+    frames: np.ndarray  # (T, H, W) float32, 0 where not clear
+    masks: np.ndarray  # (T, H, W) bool, clear after the move
+    phases: np.ndarray  # (T, 2) sub-pixel remainder of every shift, LR px in [-0.5, 0.5]
+    reference: int  # the frame the others were registered onto
+
+
+def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | None = None) -> Prepared:
+    """`frames` registered and normalised as the engine does before its network.
+
+    As ``registration.stack.register`` and the streamed inference do it: shifts estimated on the
+    registration window (unless given: `shifts` (T, 2), LR px, as from ``register_stack``), every
+    frame moved by the whole-pixel part of its shift, the reference chosen on the same window;
+    then every frame mapped onto the reference frame's radiometry
+    (``registration.radiometry.stack_radiometry``)."""
+    frames = np.asarray(frames, np.float32)
+    masks = np.asarray(masks, bool) & np.isfinite(frames)
+    frames = np.where(masks, frames, 0.0).astype(np.float32)
+    rows, cols = registration_window(frames.shape[1:])
+    window = (slice(None), rows, cols)
+    if shifts is None:
+        shifts = estimate_shifts(frames[window], masks[window])
+    height = frames.shape[1]
+    moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
+    reference = reference_frame(frames[window], masks[window])
+    mapped = stack_radiometry(moved, moved_masks, reference).apply(moved, moved_masks)
+    return Prepared(mapped, moved_masks, subpixel_phase(shifts), reference)
+
+
+def in_reference_radiometry(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames mapped onto the engine's reference frame's radiometry without being moved, and
+    their masks (0 where not clear)."""
+    prepared = engine_prepared(frames, masks, np.zeros((len(frames), 2)))
+    return prepared.frames, prepared.masks
 
 
 def _upsampled(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -38,8 +86,9 @@ def _upsampled(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def bicubic_masked_mean(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Bicubic x3 of the per-pixel temporal mean of the clear frames (no registration)."""
-    mean, any_clear = masked_mean(frames, masks)
+    """Bicubic x3 of the per-pixel temporal mean of the clear frames, mapped onto the reference
+    frame's radiometry but not registered."""
+    mean, any_clear = masked_mean(*in_reference_radiometry(frames, masks))
     return _upsampled(mean, any_clear)
 
 
@@ -49,18 +98,22 @@ def bicubic_clearest(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return _upsampled(fill_masked(frames, masks)[clearest_frame(masks, frames)], any_clear)
 
 
+def _phase_aligned(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The prepared frames (filled) bicubic x3 and moved by their sub-pixel phases onto the
+    reference frame's HR grid, with their HR masks."""
+    hr_frames = upsample(fill_masked(prepared.frames, prepared.masks))
+    hr_masks = upsample(prepared.masks.astype(np.float32), mode="nearest") > 0.5
+    return align_stack(hr_frames, hr_masks, prepared.phases * SCALE)
+
+
 def registered_mean(frames: np.ndarray, masks: np.ndarray,
                     shifts: np.ndarray | None = None) -> np.ndarray:
-    """Register to the clearest frame, bicubic x3, shift onto its HR grid, masked mean.
+    """Prepared as the engine prepares a stack (`engine_prepared`), bicubic x3, moved by the
+    sub-pixel phases onto the reference's HR grid, masked mean.
 
     `shifts` (T, 2) in LR px as from ``registration.register_stack``, estimated if None.
     """
-    masks = np.asarray(masks, bool) & np.isfinite(frames)
-    if shifts is None:
-        shifts = register_stack(frames, masks)
-    hr_frames = upsample(fill_masked(frames, masks))
-    hr_masks = upsample(masks.astype(np.float32), mode="nearest") > 0.5
-    mean, any_clear = masked_mean(*align_stack(hr_frames, hr_masks, np.asarray(shifts) * SCALE))
+    mean, any_clear = masked_mean(*_phase_aligned(engine_prepared(frames, masks, shifts)))
     return np.where(any_clear, mean, np.nan).astype(np.float32)
 
 
@@ -71,53 +124,42 @@ def registered_mean_wiener(frames: np.ndarray, masks: np.ndarray,
     return wiener_deconvolve(registered_mean(frames, masks, shifts), psf_sigma, balance)
 
 
-def _radiometric_fit(frame: np.ndarray, simulated: np.ndarray) -> tuple[float, float]:
-    """Gain and offset mapping the simulated frame onto the observed one (least squares)."""
-    if frame.size < 2 or np.ptp(simulated) == 0:
-        return 1.0, float(np.mean(frame - simulated)) if frame.size else 0.0
-    gain, offset = np.polyfit(simulated, frame, 1)
-    return float(np.clip(gain, 0.5, 2.0)), float(offset)
-
-
 def ibp(frames: np.ndarray, masks: np.ndarray, psf_sigma: float = IBP_SIGMA,
         iterations: int = IBP_ITERATIONS, shifts: np.ndarray | None = None) -> np.ndarray:
     """Iterative back-projection (Irani & Peleg 1991) started from `registered_mean`.
 
-    Each iteration simulates every LR frame from the estimate (``resample.forward_model``:
-    Gaussian PSF, shift, area decimation), matches its gain and offset to the observed
-    frame (dates differ radiometrically), and adds the mean over clear frames of the
-    residuals, bicubic-upsampled and shifted back onto the reference grid.
+    The stack is prepared as the engine prepares it (`engine_prepared`: whole-pixel moves, the
+    reference's radiometry). Each iteration simulates every LR frame from the estimate
+    (``resample.forward_model``: Gaussian PSF, the frame's sub-pixel phase, area decimation)
+    and adds the mean over clear frames of the residuals, bicubic-upsampled and moved back
+    onto the reference grid.
     """
-    masks = np.asarray(masks, bool) & np.isfinite(frames)
-    if shifts is None:
-        shifts = register_stack(frames, masks)
-    estimate = registered_mean(frames, masks, shifts)
-    valid = np.isfinite(estimate)
-    if not valid.any():
-        return estimate
-    estimate = np.where(valid, estimate, estimate[valid].mean()).astype(np.float64)
-    hr_masks = upsample(masks.astype(np.float32), mode="nearest") > 0.5
-    back_masks = np.stack([shift_mask(m, -SCALE * dy, -SCALE * dx)
-                           for m, (dy, dx) in zip(hr_masks, shifts)])
+    prepared = engine_prepared(frames, masks, shifts)
+    mean, any_clear = masked_mean(*_phase_aligned(prepared))
+    if not any_clear.any():
+        return np.where(any_clear, mean, np.nan).astype(np.float32)
+    estimate = np.where(any_clear, mean, mean[any_clear].mean()).astype(np.float64)
+    phases = prepared.phases
+    hr_masks = upsample(prepared.masks.astype(np.float32), mode="nearest") > 0.5
+    back_masks = np.stack([shift_mask(m, -SCALE * dy, -SCALE * dx) for m, (dy, dx) in zip(hr_masks, phases)])
     weight = np.maximum(back_masks.sum(axis=0), 1)
     for _ in range(iterations):
         blurred = gaussian_blur(estimate, psf_sigma)
-        residuals = np.zeros(frames.shape, np.float32)
-        for t, (frame, mask, (dy, dx)) in enumerate(zip(frames, masks, shifts)):
-            simulated = forward_model(blurred, dy, dx, psf_sigma=0.0)
-            gain, offset = _radiometric_fit(frame[mask], simulated[mask])
-            residuals[t] = np.where(mask, (frame - offset) / gain - simulated, 0.0)
-        back = [shift_image(r, -SCALE * dy, -SCALE * dx)
-                for r, (dy, dx) in zip(upsample(residuals), shifts)]
+        residuals = np.zeros(prepared.frames.shape, np.float32)
+        for t, (frame, mask, (dy, dx)) in enumerate(zip(prepared.frames, prepared.masks, phases)):
+            residuals[t] = np.where(mask, frame - forward_model(blurred, dy, dx, psf_sigma=0.0), 0.0)
+        back = [shift_image(r, -SCALE * dy, -SCALE * dx) for r, (dy, dx) in zip(upsample(residuals), phases)]
         estimate += np.sum(np.where(back_masks, back, 0.0), axis=0) / weight
-    return np.where(valid, estimate, np.nan).astype(np.float32)
+    return np.where(any_clear, estimate, np.nan).astype(np.float32)
 
 
 BASELINES: dict[str, Baseline] = {
-    "bicubic_clearest": bicubic_clearest,
     "bicubic_masked_mean": bicubic_masked_mean,
     "registered_mean": registered_mean,
     "registered_mean_wiener": registered_mean_wiener,
     "ibp": ibp,
 }
-"""Name -> pipeline (frames, masks) -> SR, in increasing order of sophistication."""
+"""Name -> pipeline (frames, masks) -> SR, in increasing order of sophistication: the classical
+methods of every evaluation."""
+STRONGEST_CANDIDATES = ("registered_mean", "registered_mean_wiener", "ibp")
+"""The registered pipelines of which the best, per scene, is the "strongest classical" baseline."""

@@ -1,110 +1,208 @@
-"""The evaluation report: a Markdown page with a table of every method and PNG figures."""
+"""The evaluation report: one Markdown page (a summary table, then a section per set), its
+figures and `results.json` with every per-scene number. (Training's curves are drawn here too.)"""
 
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .scores import Scores, UncertaintyScores
-from .metrics import ause, laplace_calibration, oracle_sparsification_curve, sparsification_curve
+from .baselines import BASELINES, STRONGEST_CANDIDATES
+from ..datasets.cards import display_path
+from .figures import plot_calibration, plot_examples, plot_sparsification, pyplot
+from .metrics import LAPLACE_LEVELS, ause, laplace_calibration
+from .scores import BORDER, CHANGE_AWAY_PX, CHANGE_INSIDE, LR_FIDELITY_PSF_SIGMA, Scores
+from .statistics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
+from .summary import STRONGEST, SetResult, json_safe, set_json
 
-FRACTIONS = np.linspace(0.0, 0.95, 40)
+EXAMPLE_METHODS = ("bicubic_masked_mean", "registered_mean_wiener")
+"""Classical methods shown beside the networks in the example figures."""
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+@dataclass(frozen=True)
+class Network:
+    """A network under test: its name in the tables and where its weights come from."""
+
+    name: str
+    weights: str
+    sha256: str
+    note: str = ""  # e.g. the loss it was trained with
 
 
-def results_table(results: list[Scores], reference: str) -> str:
-    """Markdown table: mean scores per method, margin over `reference`, wins, time."""
-    base = next(r for r in results if r.method == reference)
-    full = bool(base.cssim)
-    header = ["method", "cPSNR (dB)", f"vs {reference} (dB)", "scenes better"]
-    if full:
-        header += ["cSSIM", "edge PSNR (dB)", "flat PSNR (dB)", "LR fidelity (dB)"]
-    header.append("s / scene")
-    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-    for r in results:
-        wins = int(np.sum(np.asarray(r.cpsnr) > np.asarray(base.cpsnr)))
-        row = [r.method, f"{r.mean:.2f}", f"{r.mean - base.mean:+.2f}", f"{wins}/{len(r.cpsnr)}"]
-        if full:
-            row += [f"{np.mean(r.cssim):.4f}", f"{np.mean(r.edge_psnr):.2f}", f"{np.mean(r.flat_psnr):.2f}",
-                    f"{np.nanmean(r.lr_fidelity):.2f}"]
-        row.append(f"{r.seconds / len(r.cpsnr):.2f}")
-        lines.append("| " + " | ".join(row) + " |")
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> str:
+    """A Markdown table: the first `text_columns` columns left-aligned, the numbers right-aligned."""
+    rule = "|" + "---|" * text_columns + "---:|" * (len(header) - text_columns)
+    return "\n".join([_row(header), rule, *map(_row, rows)])
+
+
+def _db(value: float, signed: bool = False) -> str:
+    return "n/a" if not np.isfinite(value) else (f"{value:+.2f}" if signed else f"{value:.2f}")
+
+
+def summary_table(results: list[SetResult]) -> str:
+    """One row per set and network: its margin over the strongest classical baseline and its Spearman."""
+    several = len({n for r in results for n in r.networks}) > 1
+    header = ["set", "description", "scenes"] + (["network"] if several else []) + [
+        "network cPSNR (dB)", "strongest classical (dB)", "margin (dB) [95% CI]", "worst scene (dB)",
+        "scenes won", "per-scene Spearman [95% CI]"]
+    rows = []
+    for result in results:
+        for network in result.networks:
+            best = result.margins[network][STRONGEST]
+            rows.append([f"[{result.name}](#{result.name})", result.description, str(result.shape[0])]
+                        + ([network] if several else [])
+                        + [_db(result.scores[network].mean), _db(result.scores[STRONGEST].mean),
+                           best.interval.format(), _db(best.worst, signed=True), f"{best.wins}/{best.scenes}",
+                           result.spearman(network).format(3, signed=False)])
+    return _table(header, rows, text_columns=2)
+
+
+def methods_table(result: SetResult) -> str:
+    """Mean scores of every method of a set."""
+    rows = []
+    for name, scores in result.scores.items():
+        rows.append([name, _db(scores.mean), f"{np.nanmean(scores.cssim):.4f}", _db(np.nanmean(scores.edge_psnr)),
+                     _db(np.nanmean(scores.flat_psnr)), _db(np.nanmean(scores.lr_fidelity)),
+                     f"{scores.seconds_per_scene:.2f}"])
+    return _table(["method", "cPSNR (dB)", "cSSIM", "edge PSNR (dB)", "flat PSNR (dB)", "LR fidelity (dB)",
+                   "s / scene"], rows)
+
+
+def margins_table(result: SetResult, network: str) -> str:
+    rows = [[baseline, m.interval.format(), _db(m.worst, signed=True), f"{m.wins}/{m.scenes}"]
+            for baseline, m in result.margins[network].items()]
+    return _table([f"{network} over", "mean margin (dB) [95% CI]", "worst scene (dB)", "scenes won"], rows)
+
+
+def uncertainty_lines(result: SetResult, network: str) -> list[str]:
+    uncertainty = result.scores[network].uncertainty
+    if uncertainty is None:
+        return []
+    nominal, observed = laplace_calibration(uncertainty.abs_error, uncertainty.scale)
+    coverage = ", ".join(f"{n:.0%} -> {o:.1%}" for n, o in zip(nominal, observed))
+    return [f"* {network}: Spearman of the predicted scale with |error| per scene "
+            f"{result.spearman(network).format(3, signed=False)}, pooled over all pixels "
+            f"{uncertainty.spearman_pooled:.3f}; AUSE {ause(uncertainty.abs_error, uncertainty.scale):.2f} DN; "
+            f"coverage of the Laplace intervals (nominal -> observed): {coverage}."]
+
+
+def change_percentages(scores: Scores) -> tuple[float, float, float]:
+    """Means over the scenes with a change of the RMSE inside the field, away from it and the error
+    inside along the change, each in % of the scene's mean level."""
+    change = scores.change
+    level = np.asarray(change.level)
+    return tuple(float(100 * np.nanmean(np.asarray(values) / level))
+                 for values in (change.inside_rmse, change.away_rmse, change.inside_signed))
+
+
+def change_table(result: SetResult) -> str:
+    """Errors inside the changed fields and away from them (scenes with a change only)."""
+    rows = [[name] + [f"{value:+.2f}" if index == 2 else f"{value:.2f}"
+                      for index, value in enumerate(change_percentages(scores))]
+            for name, scores in result.scores.items() if scores.change is not None]
+    return _table(["method", "RMSE inside the field (% of level)", "RMSE away from it (% of level)",
+                   "mean error inside, along the change (% of level)"], rows)
+
+
+def change_summary(results: list[SetResult]) -> list[str]:
+    """One line per network on the surface-change set: its errors inside and away from the changed
+    field against the strongest classical baseline's."""
+    lines = []
+    for result in (r for r in results if r.name == "surface_change"):
+        for network in result.networks:
+            parts = []
+            for name in (network, STRONGEST):
+                inside, away, signed = change_percentages(result.scores[name])
+                parts.append(f"{name} RMSE {inside:.2f}% of the level inside the changed field, {away:.2f}% away "
+                             f"from it, {signed:+.2f}% along the change inside")
+            lines.append(f"* surface_change: {'; '.join(parts)}.")
+    return lines
+
+
+def set_section(result: SetResult) -> str:
+    n, t, h, w = result.shape
+    counts = ", ".join(f"{name} on {result.strongest_choice.count(name)}" for name in STRONGEST_CANDIDATES)
+    lines = [f"## {result.name}", "", f"{result.description[0].upper()}{result.description[1:]}. "
+             f"{n} scene(s) of {t} frames, {h} x {w} LR -> {3 * h} x {3 * w} HR "
+             f"({result.seconds:.0f} s to draw and score).", "", methods_table(result), "",
+             f"The strongest classical baseline was {counts} scene(s).", ""]
+    for network in result.networks:
+        lines += [margins_table(result, network), ""]
+    lines += [line for network in result.networks for line in uncertainty_lines(result, network)]
+    changed = [s for s in result.scores.values() if s.change is not None]
+    if changed:
+        scenes = int(np.sum(np.isfinite(changed[0].change.inside_rmse)))
+        lines += ["", f"Surface change ({scenes} scene(s) with a changed field; inside: |change| >= "
+                  f"{CHANGE_INSIDE:.0%} of its peak; away: more than {CHANGE_AWAY_PX} HR px from any trace of "
+                  "it; errors after the cPSNR alignment; along the change: negative = less change than the "
+                  "target's clear-temporal mean):", "", change_table(result)]
+    lines += ["", f"![examples of {result.name}](examples_{result.name}.png)", ""]
     return "\n".join(lines)
 
 
-def plot_sparsification(path: Path, uncertainty: UncertaintyScores) -> float:
-    """Sparsification curve of the predicted scale vs the oracle and random removal; returns AUSE."""
-    plt = _pyplot()
-    curve = sparsification_curve(uncertainty.abs_error, uncertainty.scale, FRACTIONS)
-    oracle = oracle_sparsification_curve(uncertainty.abs_error, FRACTIONS)
-    figure, axis = plt.subplots(figsize=(5.5, 4))
-    axis.plot(FRACTIONS, curve, label="PIUnet uncertainty")
-    axis.plot(FRACTIONS, oracle, "--", label="oracle (true error)")
-    axis.axhline(uncertainty.abs_error.mean(), color="grey", linestyle=":", label="random removal")
-    axis.set_xlabel("fraction of pixels removed (most uncertain first)")
-    axis.set_ylabel("mean |error| of remaining pixels (input units)")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return ause(uncertainty.abs_error, uncertainty.scale, FRACTIONS)
+def introduction(label: str, networks: list[Network], device: str) -> str:
+    legend = _table(["network", "weights", "sha256", "note"],
+                    [[n.name, f"`{display_path(n.weights)}`", n.sha256[:12], n.note] for n in networks], 4)
+    return f"""# Evaluation report: {label}
+
+Every method runs its whole pipeline from the acquired (unregistered, cloudy) frames of every
+scene. The classical pipelines start from the frames prepared exactly as the engine prepares
+them for its network (registered onto the reference frame by whole LR pixels, the sub-pixel
+phase applied on the HR grid, frames mapped onto the reference frame's radiometry):
+{", ".join(BASELINES)}. **Strongest classical**: per scene, the best cPSNR of
+{", ".join(STRONGEST_CANDIDATES)} (chosen with the target: no classical user could pick better).
+
+cPSNR / cSSIM: the Proba-V definition ({BORDER}-pixel border, {(2 * BORDER + 1) ** 2} shifts,
+brightness bias) on reflectance (DN / 10000). Margins are per scene (network minus baseline);
+their mean has a paired percentile bootstrap {CONFIDENCE:.0%} interval ({BOOTSTRAP_RESAMPLES}
+resamples of the scenes, seed {BOOTSTRAP_SEED}); worst scene = the lowest margin. Edge / flat
+PSNR: the most / least textured third of the pixels (HR gradient). LR fidelity: the SR
+re-degraded (sub-pixel phases, Gaussian PSF {LR_FIDELITY_PSF_SIGMA} HR px, area decimation)
+against every clear prepared LR frame, bias removed. Uncertainty: the predicted Laplace scale
+against |error| after the cPSNR alignment; coverage at {", ".join(f"{v:.0%}" for v in LAPLACE_LEVELS)}.
+Times: {device}, seconds per scene of each method (the strongest classical: its three candidates).
+
+{legend}
+"""
 
 
-def plot_calibration(path: Path, uncertainty: UncertaintyScores) -> tuple[np.ndarray, np.ndarray]:
-    """Observed vs nominal coverage of the Laplace intervals."""
-    plt = _pyplot()
-    nominal, observed = laplace_calibration(uncertainty.abs_error, uncertainty.scale)
-    figure, axis = plt.subplots(figsize=(4, 4))
-    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    axis.plot(nominal, observed, "o-", label="PIUnet")
-    axis.set_xlabel("nominal coverage")
-    axis.set_ylabel("observed coverage")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return nominal, observed
-
-
-def plot_examples(path: Path, hr: list[np.ndarray], results: list[Scores], methods: list[str],
-                  uncertainty: list[np.ndarray] | None = None) -> None:
-    """Rows of example scenes: HR, the chosen methods, |error| and uncertainty of the last one."""
-    plt = _pyplot()
-    chosen = [next(r for r in results if r.method == m) for m in methods]
-    columns = 1 + len(chosen) + 1 + (1 if uncertainty else 0)
-    figure, axes = plt.subplots(len(hr), columns, figsize=(2.6 * columns, 2.7 * len(hr)), squeeze=False)
-    for row, reference in enumerate(hr):
-        low, high = np.percentile(reference, [1, 99])
-        panels = [("real HR", reference)] + [(r.method, r.examples[row]) for r in chosen]
-        for axis, (title, image) in zip(axes[row], panels):
-            axis.imshow(image, cmap="gray", vmin=low, vmax=high)
-            axis.set_title(title, fontsize=8)
-        error = np.abs(chosen[-1].examples[row] - reference)
-        error = error - np.nanmedian(error)  # brightness bias is not an error in cPSNR
-        axes[row][len(panels)].imshow(np.abs(error), cmap="magma", vmin=0, vmax=np.nanpercentile(np.abs(error), 99))
-        axes[row][len(panels)].set_title(f"|error| {chosen[-1].method}", fontsize=8)
-        if uncertainty:
-            axes[row][len(panels) + 1].imshow(uncertainty[row], cmap="magma",
-                                              vmin=0, vmax=np.nanpercentile(uncertainty[row], 99))
-            axes[row][len(panels) + 1].set_title("predicted uncertainty", fontsize=8)
-        for axis in axes[row]:
-            axis.set_axis_off()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+def write_report(out: Path, results: list[SetResult], label: str, networks: list[Network],
+                 device: str = "cpu") -> Path:
+    """Write report.md, results.json and the figures into `out`; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    main = networks[0].name
+    curves = {r.name: r.scores[main].uncertainty for r in results if r.scores[main].uncertainty is not None}
+    for result in results:
+        shown = [result.scores[name] for name in (*EXAMPLE_METHODS, *result.networks[1:], main)]
+        plot_examples(out / f"examples_{result.name}.png", result.examples_hr, shown)
+    if curves:
+        plot_calibration(out / "calibration.png", curves)
+        plot_sparsification(out / "sparsification.png", curves)
+    text = "\n".join([introduction(label, networks, device), "## Summary", "",
+                      "Margin of each network over the strongest classical baseline, per set:", "",
+                      summary_table(results), "", *change_summary(results), "",
+                      *(["![calibration](calibration.png)", "", "![sparsification](sparsification.png)", ""]
+                        if curves else []),
+                      *map(set_section, results)])
+    (out / "report.md").write_text(text.rstrip("\n") + "\n")
+    document = {"model": label, "device": device,
+                "networks": [n.__dict__ for n in networks],
+                "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": CONFIDENCE},
+                "sets": {r.name: set_json(r) for r in results}}
+    (out / "results.json").write_text(json.dumps(json_safe(document), indent=1))
+    return out / "report.md"
 
 
 def plot_training_curves(log_csv: Path, path: Path) -> None:
     """Training loss and validation cPSNR against steps, from training's log.csv."""
-    plt = _pyplot()
+    plt = pyplot()
     with open(log_csv) as handle:
         rows = [row for row in csv.reader(handle) if row]
     steps = [int(r[0]) for r in rows]
@@ -121,81 +219,3 @@ def plot_training_curves(log_csv: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def candidates_section(scenes: dict[str, np.ndarray], candidates: dict, reference: Scores) -> str:
-    """A Markdown section comparing other trained weights (e.g. other losses) on the same scenes:
-    cPSNR and its margin over `reference`, and the uncertainty's Spearman correlation."""
-    from .scores import evaluate, network_method, uncertainty_scores
-
-    if not candidates:
-        return ""
-    lines = ["## Candidates compared", "",
-             f"Other weights on the same scenes (margin over {reference.method}).", "",
-             f"| weights | cPSNR (dB) | vs {reference.method} (dB) | Spearman (pooled / per scene) |",
-             "|---|---:|---:|---:|"]
-    for label, model in candidates.items():
-        scores = evaluate(scenes, {label: network_method(model)})[0]
-        uncertainty = uncertainty_scores(scenes, model)
-        lines.append(f"| {label} | {scores.mean:.2f} | {scores.mean - reference.mean:+.2f} | "
-                     f"{uncertainty.spearman_pooled:.3f} / {np.mean(uncertainty.spearman_per_scene):.3f} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_report(out: Path, scenes: dict[str, np.ndarray], model, model_label: str,
-                 reference: str = "registered_mean_wiener", examples: int = 3,
-                 candidates: dict | None = None) -> Path:
-    """Evaluate every baseline and `model` on `scenes`, write report.md and figures into `out`.
-
-    `candidates` ({label: model}) are other weights, compared in a section of their own."""
-    import json
-
-    import torch
-
-    from .scores import evaluate, standard_methods, uncertainty_scores
-    from ..inference.tiled import super_resolve
-    from ..rasters.stack import Stack
-
-    out.mkdir(parents=True, exist_ok=True)
-    results = evaluate(scenes, standard_methods(model), full=True, examples=examples)
-    uncertainty = uncertainty_scores(scenes, model)
-    area = plot_sparsification(out / "sparsification.png", uncertainty)
-    nominal, observed = plot_calibration(out / "calibration.png", uncertainty)
-    example_scales = [super_resolve(Stack.in_memory(f, m), model, torch.device("cpu"))[1]
-                      for f, m in zip(scenes["frames"][:examples], scenes["masks"][:examples])]
-    plot_examples(out / "examples.png", list(scenes["hr"][:examples]), results,
-                  ["bicubic_masked_mean", "registered_mean_wiener", "piunet"], example_scales)
-    n, t, h, w = scenes["frames"].shape
-    summary = {r.method: {"cpsnr": r.mean, "cpsnr_per_scene": r.cpsnr, "seconds": r.seconds} for r in results}
-    summary["uncertainty"] = {"spearman_pooled": uncertainty.spearman_pooled,
-                              "spearman_per_scene_mean": float(np.mean(uncertainty.spearman_per_scene)),
-                              "ause": area, "calibration": dict(zip(map(str, nominal), observed.tolist()))}
-    (out / "results.json").write_text(json.dumps(summary, indent=1))
-    calibration = " | ".join(f"{a:.2f} -> {b:.2f}" for a, b in zip(nominal, observed))
-    text = f"""# Evaluation report: {model_label}
-
-{n} held-out scenes of {t} frames, {h} x {w} LR -> {3 * h} x {3 * w} HR; every method runs the
-whole pipeline from the acquired (unregistered, cloudy) frames. cPSNR / cSSIM: Proba-V
-definition (3-pixel border, 49 shifts, brightness bias) on reflectance. Edge / flat PSNR: the
-most / least textured third of the pixels (HR gradient). LR fidelity: the SR re-degraded
-(registration shifts, Gaussian PSF 1.2 HR px) against every clear LR frame, bias removed.
-
-{results_table(results, reference)}
-
-## Uncertainty
-
-* Spearman correlation of the predicted scale with |error|: {uncertainty.spearman_pooled:.3f}
-  pooled over all pixels, {np.mean(uncertainty.spearman_per_scene):.3f} per scene on average.
-* AUSE (area between the sparsification curve and the oracle, in input units, here digital
-  numbers): {area:.3f}.
-* Calibration of the Laplace scale (nominal -> observed coverage): {calibration}.
-
-![sparsification](sparsification.png) ![calibration](calibration.png)
-
-## Examples
-
-![examples](examples.png)
-"""
-    text += "\n" + candidates_section(scenes, candidates or {}, next(r for r in results if r.method == reference))
-    (out / "report.md").write_text(text.rstrip("\n") + "\n")
-    return out / "report.md"

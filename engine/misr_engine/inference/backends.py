@@ -159,9 +159,19 @@ def resolve_device(name: str) -> torch.device:
     import torch
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MisrError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU on this machine")
     try:
-        return torch.device(name)
-    except RuntimeError:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
         raise MisrError(f"--device {name}: not a device name (use auto, cpu or cuda)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise MisrError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU on this machine")
+        if device.index is not None and device.index >= count:
+            raise MisrError(f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise MisrError(f"--device {name}: torch {torch.__version__} sees no Apple GPU (MPS) on this machine")
+    elif device.type != "cpu":
+        raise MisrError(f"--device {name}: the engine runs on cpu, cuda or mps, not on {device.type} devices")
+    return device

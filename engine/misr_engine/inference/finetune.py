@@ -32,13 +32,17 @@ from ..models.backprojection import blur, gain_and_offset
 from ..models.kernel_prior import KernelPrior, load_kernel_prior
 from ..models.sampling import observe_at_phases
 
-DEFAULT_STEPS = 50  # what the plugin offers (``limits`` of ``misr models --json``)
-DEFAULT_LEARNING_RATE = 1e-5  # the network's (Adam)
+# defaults chosen on validation scenes (docs/evaluation/adaptation/README.md): of lr 1e-5 to 1e-3
+# and 10 to 40 steps, lr 1e-4 for 20 steps gained most out of the training ranges and lost
+# nothing on average in distribution; 40 steps at 1e-4 began to overfit
+DEFAULT_STEPS = 20  # what the plugin offers (``limits`` of ``misr models --json``)
+DEFAULT_LEARNING_RATE = 1e-4  # the network's (Adam)
 LATENT_LEARNING_RATE = 0.05  # the kernel latents' (Adam; FKP uses 0.5 on a sphere of radius 14)
 LATENT_WEIGHT = 1e-3  # of ||z||^2 / 2 beside the L1 (normalised units, per step)
 TTF_WINDOW = 64  # LR pixels: the side of a fine-tuning window (96: 2.7 GB, 17 s a step on the shared CPU)
 TTF_WINDOWS = 4  # at most this many windows, spread over the scene
 MIN_FRAMES = 3  # one left out, at least two to super-resolve it from
+MAX_STEPS = 1000  # --ttf-steps above this are refused (about 2 s a step on 2 CPU cores: 35 minutes)
 MIN_CLEAR_FRACTION = 0.5  # frames clearer than this are left out in turn
 BORDER = 2  # LR pixels at the window's edge not scored (the SR's border lacks context)
 

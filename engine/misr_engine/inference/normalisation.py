@@ -15,9 +15,10 @@ SAMPLE_LIMIT = 1_000_000
 class Normalisation:
     """Scene-level affine normalisation: network units = (value - centre) / spread.
 
-    Robust statistics of the scene's clear pixels: the median and the median absolute deviation
-    (scaled to a standard deviation), so that a field that changed in some frames, or haze that
-    no mask caught, does not move the units every pixel of the scene is computed in.
+    Robust statistics of the scene's clear pixels (`of_values`): the median and the median
+    absolute deviation (scaled to a standard deviation), so that a field that changed in some
+    frames, or haze that no mask caught, does not move the units every pixel of the scene is
+    computed in.
     """
 
     centre: float
@@ -43,11 +44,16 @@ class Normalisation:
                 held = kept[0].size
         if held == 0:
             return cls(0.0, 1.0)
-        values = np.concatenate(kept)
+        return cls.of_values(np.concatenate(kept))
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> "Normalisation":
+        """Of a 1-D sample of clear pixel values: the median, and the larger of the scaled MAD and
+        half the standard deviation (a scene mostly of water with some land has a tiny MAD: its
+        land would sit hundreds of spreads away), never below 1e-3 of the level."""
+        values = np.asarray(values, np.float64)
         centre = float(np.median(values))
-        spread = 1.4826 * float(np.median(np.abs(values - centre)))
-        if spread <= 1e-6 * max(1.0, abs(centre)):  # flat scenes: the standard deviation, or a floor
-            spread = float(values.std())
+        spread = max(1.4826 * float(np.median(np.abs(values - centre))), 0.5 * float(values.std()))
         return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:

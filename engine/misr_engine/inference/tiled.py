@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
+TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is announced after its first step
 
 
 ProgressCallback = Callable[[float, str], None]
 KernelsCallback = Callable[[dict], None]  # hears the fine-tuned kernels (``finetune.kernel_report``)
 
 
+LOG_SCALE_LIMIT = 30.0
+"""The Laplace log-scale is clipped to +-this before exp (float32 overflows near 88)."""
 EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
 
 
@@ -108,6 +112,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             batch = row[start:start + batches.batch_size]
             frames, masks = _tile_inputs(row_input, batch, norm)
             for tile, output in zip(batch, batches.run(frames, masks, np.stack([phases] * len(batch)))):
+                check_finite(output, tile)
                 blender.add(tile, output)
             start += len(batch)
             done += len(batch)
@@ -150,6 +155,15 @@ def _finetuning_windows(rows: RegisteredRows, norm: Normalisation) -> list[tuple
     return windows
 
 
+def check_finite(output: np.ndarray, tile: Tile) -> None:
+    """A one-line MisrError when the network's output for `tile` holds NaN or Inf (its inputs are
+    finite: damaged or hostile weights, or a backend failure), rather than an output of NaNs."""
+    if not np.isfinite(output).all():
+        raise MisrError(f"the network's output is not finite (NaN or Inf) on the tile at LR rows "
+                        f"{tile.y0}-{tile.y0 + tile.height}, columns {tile.x0}-{tile.x0 + tile.width}: "
+                        "damaged weights? no output written")
+
+
 def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray,
                settings: FineTuneSettings, progress: ProgressCallback | None,
                on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None) -> TorchRunner | None:
@@ -166,7 +180,14 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
     windows = _finetuning_windows(rows, norm)
     steps = settings.steps
 
+    started = time.perf_counter()
+
     def on_step(step: int, loss: float) -> None:
+        if step == 1 and on_warning and steps > 1:
+            seconds = (time.perf_counter() - started) * steps
+            if seconds > TTF_WARN_SECONDS:
+                on_warning(f"test-time fine-tuning: {steps} steps will take about {seconds / 60:.0f} minutes "
+                           f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
     tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step)
@@ -204,7 +225,7 @@ def _finished_strip(blender: StripBlender, until: int, row_input: TileRowInput, 
     no_data = row_input.no_data[row0 // SCALE - row_input.row0:until - row_input.row0]
     invalid = np.repeat(np.repeat(no_data, SCALE, axis=0), SCALE, axis=1)
     sr = (mean * norm.spread + norm.centre).astype(np.float32)
-    scale = (np.exp(log_scale) * norm.spread).astype(np.float32)
+    scale = (np.exp(np.clip(log_scale, -LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)) * norm.spread).astype(np.float32)
     sr[invalid] = np.nan
     scale[invalid] = np.nan
     return Strip(row0, sr, scale)

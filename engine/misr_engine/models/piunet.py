@@ -66,6 +66,7 @@ from torch import nn
 from .. import SCALE
 from ..imaging.deconvolution import wiener_kernel
 from .backprojection import BackProjection
+from .config_bounds import Bound
 from .kernels import UnitGainFilter
 from .sampling import MASK_EPS, masked_temporal_mean, resample_at_phases
 
@@ -93,8 +94,21 @@ class PIUnetConfig:
     pool_window: int = 0  # TEFA gate and TERN descriptor over local windows of this side (0: the whole tile)
     uncertainty_inputs: bool = False  # the log-scale head also sees the SR's gradient and the frames' spread
 
+    BOUNDS = {  # what a weights file's embedded config may ask for (a class attribute, not a field)
+        "n_feat": Bound(1, 256), "n_tefa": Bound(0, 64), "bottleneck": Bound(1, 256),
+        "deconv_kernel": Bound(0, 63, odd=True), "backprojection_steps": Bound(0, 32),
+        "refine_features": Bound(0, 256), "detail_features": Bound(0, 256), "detail_blocks": Bound(0, 32),
+        "pool_window": Bound(0, 127, odd=True)}
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def tile_bytes(self, frames: int, pixels: int, batch: int = 1) -> int:
+        """Peak memory of one forward pass on the CPU over `batch` tiles of `pixels` LR pixels
+        (context included) and `frames` frames. Fitted to peak RSS measured on 36 to 132 pixel
+        tiles, 4 to 18 frames, 32 to 64 features (docs/performance.md): above every measurement,
+        by 15 to 75%."""
+        return 64 * 2 ** 20 + 4 * batch * pixels * (14 * self.n_feat * frames + 18 * (self.refine_features + frames))
 
 
 def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

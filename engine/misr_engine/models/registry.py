@@ -71,10 +71,16 @@ class ModelSpec:
     def card(self) -> Path:
         return self.default_weights.with_suffix(".md")
 
-    def build(self, config: dict[str, Any] | None = None) -> nn.Module:
-        """The network with a config dict (layer sizes); defaults otherwise."""
+    def config_class(self) -> type:
+        """The network's config dataclass (with its `BOUNDS`: ``config_bounds``)."""
+        return getattr(importlib.import_module(f"{__package__}.{self.module}"), self.config)
+
+    def build(self, config: Any = None) -> nn.Module:
+        """The network with a config (a dict of layer sizes, or the config dataclass); defaults otherwise."""
         module = importlib.import_module(f"{__package__}.{self.module}")
-        return getattr(module, self.network)(getattr(module, self.config)(**(config or {})))
+        if not isinstance(config, self.config_class()):
+            config = self.config_class()(**(config or {}))
+        return getattr(module, self.network)(config)
 
     def describe(self) -> dict[str, Any]:
         """What `misr models --json` says about it."""

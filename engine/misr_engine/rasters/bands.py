@@ -10,6 +10,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import MisrError
+from ..files import check_input_file
 from .gdal_utils import gdal_reason, quiet_gdal
 from .grid import Grid, grid_of
 
@@ -27,12 +28,7 @@ CACHE_ROWS = 128
 def open_raster(path: str | os.PathLike) -> gdal.Dataset:
     """Open a raster with GDAL, or raise a one-line MisrError naming the file."""
     path = str(path)
-    if not os.path.exists(path):
-        raise MisrError(f"{path}: file not found")
-    if os.path.isdir(path):
-        raise MisrError(f"{path}: is a directory, not a raster")
-    if not os.access(path, os.R_OK):
-        raise MisrError(f"{path}: permission denied")
+    check_input_file(path, "raster")  # before GDAL: opening a FIFO would block
     try:
         with quiet_gdal():
             dataset = gdal.Open(path, gdal.GA_ReadOnly)
@@ -40,7 +36,24 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
         raise MisrError(f"{path}: not a readable raster ({gdal_reason(exc, path)})") from None
     if dataset is None or dataset.RasterCount == 0:
         raise MisrError(f"{path}: not a raster")
+    _check_member_files(path, dataset)
     return dataset
+
+
+def _check_member_files(path: str, dataset: gdal.Dataset) -> None:
+    """The other files a dataset reads (a VRT's sources, sidecars) are regular files too: GDAL
+    opens them only when pixels are read, and a FIFO or a device there would block or never end."""
+    try:
+        with quiet_gdal():
+            members = dataset.GetFileList() or []
+    except RuntimeError:  # damaged georeferencing keys surface here: the grid check names them
+        return
+    for member in members[1:]:
+        if not member.startswith("/vsi") and os.path.lexists(member):
+            try:
+                check_input_file(member, "raster")
+            except MisrError as exc:
+                raise MisrError(f"{path}: reads {exc}") from None
 
 
 @dataclass
@@ -79,7 +92,8 @@ class BandSource:
             raise MisrError(f"{self.path}: {shape[1]}x{shape[0]} pixels do not fit in memory") from None
         if data is None or data.shape != shape:
             raise MisrError(f"{self.path}: corrupt or unreadable pixel data")
-        return data.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes +-inf: not clear
+            return data.astype(np.float32, copy=False)
 
 
 def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:

@@ -30,6 +30,12 @@ def gdal_cache_limit(size: int | None) -> Iterator[None]:
         gdal.SetCacheMax(previous)
 
 
+def bounded_cache(size: int) -> int:
+    """The size of GDAL's block cache inside `gdal_cache_limit(size)`."""
+    previous = gdal.GetCacheMax()
+    return previous if os.environ.get("GDAL_CACHEMAX") else min(int(size), previous)
+
+
 @contextmanager
 def quiet_gdal() -> Iterator[None]:
     """Silence GDAL's own stderr messages (warnings about damaged files); errors still raise."""

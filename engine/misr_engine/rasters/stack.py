@@ -3,6 +3,7 @@ by window, the fully cloudy frames dropped and the clearest kept."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, TypeVar
 
@@ -10,11 +11,16 @@ import numpy as np
 
 from .. import SCALE
 from ..errors import MisrError
+from ..files import ensure_open_files
 from .bands import BandSource, open_band, warp_band
-from .gdal_utils import gdal_cache_limit
+from .gdal_utils import bounded_cache, gdal_cache_limit
 from .grid import Grid
+from .selection import clearest_selection, cloudy_selection, duplicate_selection, unique_inputs
 from .writer import BLOCK_SIZE
 
+VALUE_LIMIT = 1e30
+"""Frame values this large are not data: +-3.4e38 (float32's extremes) is a common undeclared
+nodata value, and such values would overflow the arithmetic. They count as not clear."""
 DEFAULT_MAX_FRAMES = 15
 """At most this many (the clearest) frames are super-resolved together."""
 
@@ -88,10 +94,11 @@ class FrameSource:
         """Values (0 where not clear) and the clear mask of a window.
 
         A pixel is clear when its mask is nonzero (if there is a mask), it is not the frame's
-        nodata value (a warped frame's nodata and outside are NaN), and it is finite.
+        nodata value (a warped frame's nodata and outside are NaN), and it is finite and within
+        +-VALUE_LIMIT.
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
-        valid = np.isfinite(values)
+        valid = np.abs(values) < VALUE_LIMIT  # NaN, Inf and float32 extremes are not clear
         if self.frame.nodata is not None:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
@@ -147,7 +154,12 @@ def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int 
     """GDAL block cache for streaming: two block rows of every input band and of `outputs`
     float32 outputs `scale` times finer. It grows with the width, never with the height."""
     inputs = sum(band.cache_bytes() for source in sources for band in (source.frame, source.mask) if band)
-    return inputs + outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
+    return inputs + output_cache_bytes(grid, outputs, scale)
+
+
+def output_cache_bytes(grid: Grid, outputs: int = 2, scale: int = SCALE) -> int:
+    """GDAL block cache for two block rows of `outputs` float32 outputs `scale` times finer than `grid`."""
+    return outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
 
 
 def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
@@ -162,40 +174,115 @@ def _indices(keep: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep) if keep.dtype == bool else keep.astype(int)
 
 
-def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
-               band: int | None = None, align: bool = False) -> LazyStack:
-    """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
+@dataclass
+class StackPlan:
+    """Every frame and mask of a run with its header checked (bands, data type, grid), none held
+    open: what `open_planned` streams through. Made by `plan_stack`."""
 
-    Every file is opened and checked (bands, data type, grid) before any pixel is read. With
-    `align`, frames and masks off the first frame's grid are warped onto it through GDAL VRTs
-    (frames bilinear, masks nearest; window by window) instead of being refused.
-    A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
-    nodata value, and it is finite. The clear fractions are counted in one pass over row
-    blocks; fully cloudy frames are dropped with a warning.
+    frames: list[str]
+    masks: list[str] | None
+    band: int | None
+    grid: Grid
+    nodata: float | None  # the first frame's
+    warp: list[tuple[bool, bool]]  # per frame: whether --align warps the frame, its mask
+    cache: list[int]  # per frame: GDAL block cache to stream it and its mask (`BandSource.cache_bytes`)
+    warnings: list[str] = field(default_factory=list)
+
+    def cache_bytes(self, frames: int, outputs: int = 2) -> int:
+        """GDAL's block cache while streaming `frames` of these frames and `outputs` outputs (at most)."""
+        inputs = sum(sorted(self.cache, reverse=True)[:frames])
+        return bounded_cache(inputs + output_cache_bytes(self.grid, outputs))
+
+    @property
+    def rotated(self) -> bool:
+        """Whether the grid is rotated (--align then warps whole frames into memory)."""
+        return bool(self.grid.geotransform[2] or self.grid.geotransform[4])
+
+    def open(self, index: int) -> FrameSource:
+        """Frame `index` and its mask opened (and warped onto the grid if needed)."""
+        warp_frame, warp_mask = self.warp[index]
+        frame = open_band(self.frames[index], self.band, "frame")
+        source = FrameSource(warp_band(frame, self.grid, "bilinear") if warp_frame else frame)
+        if self.masks:
+            mask = open_band(self.masks[index], None, "mask")
+            source.mask = warp_band(mask, self.grid, "near") if warp_mask else mask
+        return source
+
+
+def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False) -> StackPlan:
+    """Check every frame's and mask's header, one file open at a time: a `StackPlan`.
+
+    Bands, data type and grid are checked before any pixel is read. Without `align`, a frame off
+    the first frame's grid, or a mask off its frame's, is refused; with it, they are marked to be
+    warped onto the first frame's grid (frames bilinear, masks nearest; window by window). A file
+    given more than once (by any name: links count) is kept once, with a warning.
     """
     if not frame_paths:
         raise MisrError("no frames given")
     if mask_paths and len(mask_paths) != len(frame_paths):
         raise MisrError(f"{len(mask_paths)} masks given for {len(frame_paths)} frames: "
                         "give one mask per frame, in the same order")
-    frames = [open_band(path, band, "frame") for path in frame_paths]
-    masks = [open_band(path, None, "mask") for path in mask_paths or []]
-    reference = frames[0].grid
-    off_grid = [_off_grid(source, reference, frames[0].path, align) for source in frames]
-    off_grid += [_off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
-                 for mask, frame in zip(masks, frames)]
-    sources = [FrameSource(warp_band(frame, reference, "bilinear") if moved else frame)
-               for frame, moved in zip(frames, off_grid)]
-    for source, mask, moved in zip(sources, masks, off_grid[len(frames):]):
-        source.mask = warp_band(mask, reference, "near") if moved else mask
-    warnings = []
-    if any(off_grid):
-        warnings.append(f"--align: {sum(off_grid[:len(frames)])} frame(s) and {sum(off_grid[len(frames):])} "
-                        f"mask(s) resampled onto the grid of {frames[0].path}")
-    with gdal_cache_limit(stream_cache_bytes(sources, reference)):
-        clear = clear_fractions(sources, reference)
-    stack = LazyStack(sources, reference, list(frame_paths), clear, frames[0].nodata, warnings)
-    return drop_cloudy_frames(stack)
+    keep, warnings = unique_inputs(frame_paths, mask_paths)
+    frame_paths = [frame_paths[i] for i in keep]
+    mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
+    reference, nodata, warp, cache = None, None, [], []
+    for index, path in enumerate(frame_paths):  # one frame and its mask open at a time
+        frame = open_band(path, band, "frame")
+        if reference is None:
+            reference, nodata = frame.grid, frame.nodata
+        moved = _off_grid(frame, reference, frame_paths[0], align)
+        moved_mask, cache_bytes = False, frame.cache_bytes()
+        if mask_paths:
+            mask = open_band(mask_paths[index], None, "mask")
+            moved_mask = _off_grid(mask, reference if align else frame.grid, frame.path, align, frame)
+            cache_bytes += mask.cache_bytes()
+        warp.append((moved, moved_mask))
+        cache.append(cache_bytes)
+    if any(any(pair) for pair in warp):
+        warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {sum(m for _, m in warp)} "
+                        f"mask(s) resampled onto the grid of {frame_paths[0]}")
+    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings)
+
+
+def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
+               band: int | None = None, align: bool = False, max_frames: int | None = None) -> LazyStack:
+    """Open frames (and optional masks) of one scene, check they share one grid: a `LazyStack`.
+
+    `plan_stack` checks every header (see there), then `open_planned` reads the pixels: fully
+    cloudy and duplicate frames are dropped, the `max_frames` clearest (default: all) kept.
+    A pixel is clear when its mask is nonzero (if masks are given), it is not the frame's
+    nodata value, and it is finite and within +-VALUE_LIMIT.
+    """
+    return open_planned(plan_stack(frame_paths, mask_paths, band, align), max_frames)
+
+
+def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
+    """The planned frames' pixels counted and hashed one file at a time (`scan_frame`), then
+    fully cloudy frames and frames identical to another dropped, the `max_frames` clearest
+    (default: all) kept, each with a warning; only those are opened: a `LazyStack`."""
+    grid, counts, digests = plan.grid, [], []
+    for index in range(len(plan.frames)):
+        source = plan.open(index)
+        with gdal_cache_limit(stream_cache_bytes([source], grid)):
+            count, digest = scan_frame(source, grid)
+        counts.append(count)
+        digests.append(digest)
+        del source  # closes its files: a thousand frames never hold a thousand files open
+    clear = np.asarray(counts) / (grid.width * grid.height)
+    paths, warnings = list(plan.frames), list(plan.warnings)
+    keep, said = cloudy_selection(paths, clear)
+    keep = np.flatnonzero(keep)
+    warnings += said
+    unique, said = duplicate_selection([paths[i] for i in keep], [digests[i] for i in keep])
+    keep = keep[unique]
+    warnings += said
+    clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep))
+    keep = keep[clearest]
+    warnings += said
+    ensure_open_files(2 * len(keep))
+    return LazyStack([plan.open(int(i)) for i in keep], grid, [paths[i] for i in keep], clear[keep],
+                     plan.nodata, warnings)
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
@@ -204,13 +291,16 @@ def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     return open_stack(frame_paths, mask_paths, band, align).load()
 
 
-def clear_fractions(sources: Sequence[FrameSource], grid: Grid) -> np.ndarray:
-    """Fraction of clear pixels of every frame, read in blocks of READ_BLOCK_ROWS rows."""
-    counts = np.zeros(len(sources), np.int64)
+def scan_frame(source: FrameSource, grid: Grid) -> tuple[int, bytes]:
+    """The number of clear pixels of a frame and a digest of its values and clear mask, read in
+    blocks of READ_BLOCK_ROWS rows."""
+    count, digest = 0, hashlib.blake2b(digest_size=16)
     for row0, row1 in row_blocks(grid.height, READ_BLOCK_ROWS):
-        for index, source in enumerate(sources):
-            counts[index] += int(np.count_nonzero(source.read_rows(row0, row1)[1]))
-    return counts / (grid.width * grid.height)
+        values, clear = source.read_rows(row0, row1)
+        count += int(np.count_nonzero(clear))
+        digest.update(values.tobytes())
+        digest.update(np.packbits(clear).tobytes())
+    return count, digest.digest()
 
 
 def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
@@ -232,11 +322,7 @@ def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
 
 def drop_cloudy_frames(stack: AnyStack) -> AnyStack:
     """Remove frames with no clear pixel, warning about each; fail if none is left."""
-    keep = stack.clear_fraction > 0
-    if not keep.any():
-        raise MisrError("every frame is fully cloudy or nodata: nothing to super-resolve "
-                        f"({', '.join(stack.paths)})")
-    warnings = [f"{p}: fully cloudy or nodata, dropped" for p, k in zip(stack.paths, keep) if not k]
+    keep, warnings = cloudy_selection(stack.paths, stack.clear_fraction)
     return stack.subset(keep, warnings)
 
 
@@ -244,8 +330,5 @@ def select_frames(stack: AnyStack, max_frames: int = DEFAULT_MAX_FRAMES) -> tupl
     """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
     if len(stack.paths) <= max_frames:
         return stack, []
-    order = np.argsort(-stack.clear_fraction, kind="stable")
-    keep = np.sort(order[:max_frames])
-    dropped = [stack.paths[i] for i in sorted(order[max_frames:])]
-    warning = f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"
-    return stack.subset(keep), [warning]
+    keep, warnings = clearest_selection(stack.paths, stack.clear_fraction, max_frames)
+    return stack.subset(keep), warnings

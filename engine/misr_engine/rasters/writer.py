@@ -3,8 +3,10 @@ consecutive row strips (so a large output is never held whole in memory)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import ContextManager, Iterable, Iterator, Sequence
+import os
+import sys
+from functools import lru_cache
+from typing import Iterable, Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -21,6 +23,35 @@ GEOTIFF_OPTIONS = ["TILED=YES", f"BLOCKXSIZE={BLOCK_SIZE}", f"BLOCKYSIZE={BLOCK_
                    "PREDICTOR=3", "BIGTIFF=IF_SAFER"]
 
 
+GEOTIFF_EXTENSIONS = ("tif", "tiff")
+
+
+def check_geotiff_name(path: str) -> None:
+    """Refuse an output name with another raster format's extension (`sr.png`): the engine writes
+    GeoTIFFs whatever the name, and a GeoTIFF called .png misleads every program that opens it.
+    A .tif/.tiff name, no extension, or one that no GDAL driver claims passes."""
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if not extension or extension in GEOTIFF_EXTENSIONS:
+        return
+    owner = _extension_owners().get(extension)
+    if owner:
+        raise MisrError(f"{path}: .{extension} is the extension of {owner} files, but the outputs are "
+                        "GeoTIFFs: give a .tif name")
+
+
+@lru_cache(maxsize=1)
+def _extension_owners() -> dict[str, str]:
+    """File extension -> the long name of the GDAL raster driver that claims it."""
+    owners: dict[str, str] = {}
+    for index in range(gdal.GetDriverCount()):
+        driver = gdal.GetDriver(index)
+        if driver.GetMetadataItem(gdal.DCAP_RASTER) != "YES":
+            continue
+        for extension in (driver.GetMetadataItem(gdal.DMD_EXTENSIONS) or "").split():
+            owners.setdefault(extension.lower().lstrip("."), driver.LongName)
+    return owners
+
+
 class StripWriter:
     """A float32 single-band GeoTIFF with the engine's creation options and NaN nodata, filled
     by consecutive row strips. Rows are buffered to whole block rows, so each compressed block
@@ -30,19 +61,24 @@ class StripWriter:
     def __init__(self, path: str, grid: Grid, tags: dict[str, object] | None = None,
                  description: str = "", label: str | None = None):
         self.path, self.label = path, label or path
-        with self._errors():
-            self.dataset = gdal.GetDriverByName("GTiff").Create(
-                path, grid.width, grid.height, 1, gdal.GDT_Float32, options=GEOTIFF_OPTIONS)
-            self.dataset.SetGeoTransform(grid.geotransform)
-            if grid.crs_wkt:
-                self.dataset.SetProjection(grid.crs_wkt)
-            if tags:
-                self.dataset.SetMetadata({k: str(v) for k, v in tags.items()})
-            self.band = self.dataset.GetRasterBand(1)
-            self.band.SetNoDataValue(float("nan"))
-            if description:
-                self.band.SetDescription(description)
-            self.block_rows = self.band.GetBlockSize()[1]
+        self.dataset = self.band = None
+        try:
+            with self._errors():
+                self.dataset = gdal.GetDriverByName("GTiff").Create(
+                    path, grid.width, grid.height, 1, gdal.GDT_Float32, options=GEOTIFF_OPTIONS)
+                self.dataset.SetGeoTransform(grid.geotransform)
+                if grid.crs_wkt:
+                    self.dataset.SetProjection(grid.crs_wkt)
+                if tags:
+                    self.dataset.SetMetadata({k: str(v) for k, v in tags.items()})
+                self.band = self.dataset.GetRasterBand(1)
+                self.band.SetNoDataValue(float("nan"))
+                if description:
+                    self.band.SetDescription(description)
+                self.block_rows = self.band.GetBlockSize()[1]
+        except BaseException:
+            self.release()
+            raise
         self.height = grid.height
         self.next_row = 0  # first row not written yet
         self.pending: list[np.ndarray] = []
@@ -64,11 +100,27 @@ class StripWriter:
             raise ValueError(f"{self.next_row} of {self.height} rows written")
         with self._errors():
             self.dataset.FlushCache()
-            self.release()
+        failures = self._drop()  # closing writes the file's last blocks and directory
+        if failures:
+            raise write_error(self.label, self.path, failures[0])
 
     def release(self) -> None:
-        """Drop the GDAL handles (closes the file)."""
-        self.band = self.dataset = None
+        """Drop the GDAL handles (closes the file), ignoring errors: after a failure, the caller
+        removes the file."""
+        self._drop()
+
+    def _drop(self) -> list[BaseException]:
+        """Close the file; GDAL's errors while closing (raised in a destructor, which Python
+        would print as 'Exception ignored ... Traceback') are returned instead."""
+        failures: list[BaseException] = []
+        previous = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: failures.append(unraisable.exc_value)
+        try:
+            with quiet_gdal():
+                self.band = self.dataset = None
+        finally:
+            sys.unraisablehook = previous
+        return failures
 
     def _flush(self, count: int) -> None:
         rows = np.concatenate(self.pending)
@@ -77,18 +129,51 @@ class StripWriter:
         self.next_row += count
         self.pending = [rows[count:]] if count < len(rows) else []
 
-    def _errors(self) -> ContextManager[None]:
+    def _errors(self) -> gdal_write_errors:
         return gdal_write_errors(self.label, self.path)
 
 
-@contextmanager
-def gdal_write_errors(label: str, path: str) -> Iterator[None]:
-    """GDAL quiet inside; its RuntimeError/OSError become a one-line MisrError naming `label`."""
+class gdal_write_errors:  # noqa: N801 (used as a context manager, like contextlib's)
+    """GDAL quiet inside; its RuntimeError/OSError become a one-line MisrError naming `label`.
+
+    A class rather than a generator: the frames of GDAL's failed call must not stay referenced
+    from the new error's traceback, or the dataset they hold would close (and fail again, as a
+    printed 'Exception ignored' traceback) only when the error is gone.
+    """
+
+    def __init__(self, label: str, path: str):
+        self.label, self.path = label, path
+
+    def __enter__(self) -> None:
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+
+    def __exit__(self, kind: type | None, value: BaseException | None, traceback: object) -> bool:
+        gdal.PopErrorHandler()
+        if not isinstance(value, (RuntimeError, OSError)):
+            return False
+        error = write_error(self.label, self.path, value)
+        value.__traceback__ = traceback = None
+        raise error from None
+
+
+DISK_FULL_FREE = 16 * 2 ** 20
+"""A write that fails with less than this many bytes left on the file system is put down to a full disk."""
+
+
+def write_error(label: str, path: str, exc: BaseException) -> MisrError:
+    """The one-line error of a failed write: 'disk full' when it is (ENOSPC, or almost no space left)."""
+    reason = gdal_reason(exc, path)
     try:
-        with quiet_gdal():
-            yield
-    except (RuntimeError, OSError) as exc:
-        raise MisrError(f"{label}: cannot write ({gdal_reason(exc, path)})") from None
+        status = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        free = status.f_bavail * status.f_frsize
+    except OSError:
+        free = None
+    if "No space left" in reason or (free is not None and free < DISK_FULL_FREE):
+        where = os.path.dirname(os.path.abspath(label))
+        left = f"; {free / 2 ** 20:.1f} MB free there now" if free is not None else ""
+        return MisrError(f"{label}: cannot write: disk full in {where} (no space left on device{left}); "
+                         "no output written")
+    return MisrError(f"{label}: cannot write ({reason})")
 
 
 def write_strips(strips: Iterable, paths: Sequence[str], grid: Grid, tags: Sequence[dict[str, object]],

@@ -20,6 +20,9 @@ clouds; 6 sites x 4 seeds, 210 frames):
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import least_squares
@@ -70,12 +73,19 @@ def shift_mask(mask: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return moved > CLEAR_WEIGHT
 
 
+def _phase_cross_correlation(*args: Any, **kwargs: Any) -> Any:
+    """scikit-image's phase correlation without its warning about the RMS error of flat or empty
+    images ("Could not determine RMS error ..."): we use only the shift, never that error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not determine RMS error")
+        return phase_cross_correlation(*args, **kwargs)
+
+
 def _integer_shift(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
                    moving_clear: np.ndarray) -> np.ndarray:
     """Whole-pixel shift of `moving` by masked normalised cross-correlation (robust to clouds)."""
-    shift = phase_cross_correlation(_highpass(reference, reference_clear),
-                                    _highpass(moving, moving_clear),
-                                    reference_mask=reference_clear, moving_mask=moving_clear)
+    shift = _phase_cross_correlation(_highpass(reference, reference_clear), _highpass(moving, moving_clear),
+                                     reference_mask=reference_clear, moving_mask=moving_clear)
     shift = shift[0] if isinstance(shift, tuple) else shift
     return -np.round(np.asarray(shift, np.float64))
 
@@ -87,7 +97,7 @@ def _phase_refinement(reference: np.ndarray, moving: np.ndarray, reference_clear
     if not common.any():
         return start
     back = shift_image(moving, *(-start))
-    residual, _, _ = phase_cross_correlation(
+    residual, _, _ = _phase_cross_correlation(
         _prepared(reference, common), _prepared(back, common),
         upsample_factor=upsample_factor, normalization=None)
     if np.abs(residual).max() > MAX_RESIDUAL:

@@ -13,8 +13,8 @@ a user brings the model to a new sensor.
 3. **Training**: the self-supervised task (``self_supervised``: CR stacks made from the LR
    stacks with kernels from the prior, an LR frame as the target), starting from the given
    weights, resumable from the work folder's checkpoint.
-4. **Output**: the new weights (the base weights' metadata plus ``adaptation``) and a model
-   card ``<output stem>.md`` beside them; `misr super-resolve --weights` and the plugin's
+4. **Output**: the new weights, those of the best validation step (the base weights' metadata
+   plus ``adaptation``), and a model card ``<output stem>.md`` beside them; `misr super-resolve --weights` and the plugin's
    weights chooser take them.
 """
 
@@ -33,11 +33,11 @@ import numpy as np
 from ..errors import MisrError
 from ..inference.tiled import prepare_scene
 from ..models.weights import check_weights, load_model, save_weights
-from ..rasters.outputs import atomic_outputs, check_output_path
+from ..rasters.outputs import atomic_outputs, check_outputs
 from ..rasters.stack import DEFAULT_MAX_FRAMES, open_stack, select_frames
 from ..registration.stack import subpixel_phase
 from .self_supervised import SelfSupervisedConfig, SelfSupervisedTask, crop_size
-from .trainer import train
+from .trainer import BEST, train
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 MASK_SUFFIX = "_mask"
@@ -208,7 +208,8 @@ def prepare_archive(scenes: list[SceneFiles], request: AdaptRequest, log: Log) -
 
 def adapt(request: AdaptRequest, log: Log = print, on_step: Callable[[int, float], None] | None = None) -> Path:
     """Adapt the request's weights to its scenes (module doc); returns the new weights' path."""
-    check_output_path(request.output, [], request.overwrite)
+    for note in check_outputs([request.output, str(request.card)], [], request.overwrite):
+        log(note)
     if request.steps < 1:
         raise MisrError(f"--steps {request.steps}: must be at least 1")
     if not request.learning_rate > 0:
@@ -228,6 +229,7 @@ def adapt(request: AdaptRequest, log: Log = print, on_step: Callable[[int, float
     task = SelfSupervisedTask(config, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     baseline = _baseline_validation(work, task, request.model, base_path, log)
     weights = train(config, log=log, on_step=on_step, make_task=lambda _config, _device: task)
+    weights = work / BEST if (work / BEST).is_file() else weights  # the best validation step's
     history = [{"step": 0, "val_cpsnr": baseline}] + _validation_history(work / "log.csv")
     loaded = load_model(request.model, weights)
     record = {"base_weights": base_path.name, "base_sha256": _sha256(base_path), "steps": request.steps,
@@ -236,7 +238,7 @@ def adapt(request: AdaptRequest, log: Log = print, on_step: Callable[[int, float
               "scenes": [s["frames"][0] for s in summary["scenes"]], "validation": history,
               "seconds": round(time.perf_counter() - started, 1)}
     kept = {k: v for k, v in metadata.items() if k not in ("model", "config", "engine_version")}
-    with atomic_outputs([request.output, str(request.card)]) as (temporary, card):
+    with atomic_outputs([request.output, str(request.card)], request.overwrite) as (temporary, card):
         save_weights(loaded.model, temporary, {**kept, "adaptation": record})
         Path(card).write_text(adaptation_card(request, record, len(scenes)))
     return Path(request.output)
@@ -279,7 +281,7 @@ kernel prior, the network trained to recover the LR frames; Impieri et al., IGAR
 |---|---|
 | Started from | `{record['base_weights']}` (sha256 `{record['base_sha256'][:12]}...`) |
 | Scenes | {scene_count} ({record['train_windows']} training windows of {WINDOW} x {WINDOW} LR pixels, {record['val_windows']} held out) |
-| Training | {record['steps']} steps of {record['batch_size']} CR stacks, learning rate {record['learning_rate']:g} (Adam, cosine decay), UDL loss |
+| Training | {record['steps']} steps of {record['batch_size']} CR stacks, learning rate {record['learning_rate']:g} (Adam, cosine decay), UDL loss; the weights of the best validation step are kept |
 | Time | {record['seconds']:.0f} s |
 | Validation (self-supervised: held-out windows, the recovered LR frame's cPSNR) | {history} |
 

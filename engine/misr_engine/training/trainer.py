@@ -27,9 +27,12 @@ from ..evaluation.metrics import cpsnr
 from ..registration.stack import subpixel_phase
 from ..models.registry import build_model
 from ..evaluation.report import plot_training_curves
-from ..models.weights import read_state_dict, save_weights
+from ..errors import MisrError
+from ..models.weights import read_metadata, read_state_dict, save_weights
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.safetensors"
+"""The weights of the step with the best validation cPSNR, beside the last ones."""
 
 
 @dataclass
@@ -236,7 +239,8 @@ class SupervisedTask:
 def train(config: TrainConfig, log: Callable[[str], None] = print,
           on_step: Callable[[int, float], None] | None = None,
           make_task: Callable[[TrainConfig, torch.device], Task] = SupervisedTask) -> Path:
-    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path.
+    """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path;
+    the weights of the best validation step are kept beside them (`BEST`).
 
     `log` hears the validation lines, `on_step` every step's number and loss (progress bars);
     `make_task` gives the batches and the validation (default: supervised, simulated stacks)."""
@@ -296,6 +300,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
                 log_file.flush()
                 log(f"step {step}: {loss_name} loss {row[2]:.4f}, val cPSNR {row[3]:.2f} dB, {row[4]} s")
                 running = []
+                if scores["val_cpsnr"] > best_score(out):  # chosen on validation: the best so far
+                    save_weights(model, out / BEST, {"training": asdict(config), "device": str(device),
+                                                     "torch": torch.__version__, "step": step,
+                                                     "val_cpsnr": scores["val_cpsnr"]})
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                             "scaler": scaler.state_dict(), "step": step}, out / CHECKPOINT)
     plot_training_curves(out / "log.csv", out / "curves.png")
@@ -303,3 +311,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     save_weights(model, weights, {"training": asdict(config), "device": str(device),
                                   "torch": torch.__version__})
     return weights
+
+
+def best_score(out: Path) -> float:
+    """The validation cPSNR of the best weights saved in `out` so far (-inf if none)."""
+    try:
+        return float(read_metadata(out / BEST)["val_cpsnr"])
+    except (MisrError, KeyError, ValueError):
+        return float("-inf")

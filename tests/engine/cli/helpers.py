@@ -41,9 +41,39 @@ def make_scene(folder: Path, count: int = 2, height: int = 16, width: int = 16,
     return Scene(frames, mask_paths, folder)
 
 
+def run_main(*args: str) -> int:
+    """`misr ARGS` in this process (quick: torch is imported once); read its output with capfd."""
+    from misr_engine.cli import main
+    return main([str(a) for a in args])
+
+
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`misr ARGS` as a subprocess (the real command line: exit status, C-level stderr)."""
     return subprocess.run([*MISR, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def super_resolve(scene_or_frames, output: Path, *extra: str, masks: list[str] | None = None):
+    """`misr super-resolve` on a scene (its frames and masks) with JSON progress, one tile."""
+    if hasattr(scene_or_frames, "frames"):
+        frames, masks = scene_or_frames.frames, masks if masks is not None else scene_or_frames.masks
+    else:
+        frames = scene_or_frames
+    args = ["super-resolve", "--frames", *frames]
+    if masks:
+        args += ["--masks", *masks]
+    return run_cli(*args, "-o", str(output), "--progress", "json", *FAST, *extra)
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    found = events(result.stdout)
+    assert found[-1]["event"] == "done"
+    return found
+
+
+def warnings_of(found: list[dict]) -> list[str]:
+    return [event["message"] for event in found if event["event"] == "warning"]
 
 
 def events(stdout: str) -> list[dict]:

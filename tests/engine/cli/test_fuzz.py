@@ -1,5 +1,6 @@
 """Fuzzing `misr super-resolve` with damaged inputs: truncated GeoTIFFs, bit-flipped GeoTIFFs
-(fixed seeds) and random garbage, given as a frame, as a mask, or as the only frame.
+(fixed seeds) and random garbage, given as a frame, as a mask, or as the only frame; and with
+hostile weights files (configs asking for huge or malformed networks, tensor tables that do not fit).
 
 Every run must end in one of two ways: a clean error (exit 2, one line naming the damaged file,
 no traceback, no GDAL chatter, no file left), or, when GDAL still reads a valid raster of the
@@ -10,6 +11,7 @@ C-level stderr is caught too); a few go through a real subprocess.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import pytest
 from osgeo import gdal
 
 from misr_engine.cli import main
+from misr_engine.models.registry import model_spec
+from misr_engine.models.weights import read_metadata
 from tests.engine.cli.helpers import assert_clean_error, run_cli
 from tests.rasters import GEOTRANSFORM, make_raster, textured
 
@@ -144,3 +148,78 @@ def test_the_fuzz_cases_cover_both_outcomes(base, tmp_path):
     finally:
         gdal.PopErrorHandler()
     assert 0 < readable < len(VARIANTS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile weights (issue 20): the shipped tensors under a config asking for huge or malformed
+# networks, and tensor tables that do not match. Every one must be a one-line error naming the
+# file, before any network is built (the process must not grow: a config is not trusted).
+
+SHIPPED = model_spec("piunet").default_weights
+HOSTILE_CONFIGS = {
+    "huge-features": {"n_feat": 10 ** 6}, "huge-bottleneck": {"bottleneck": 10 ** 7},
+    "many-blocks": {"n_tefa": 100_000}, "many-backprojection-steps": {"backprojection_steps": 10 ** 4},
+    "huge-kernel": {"deconv_kernel": 100_001}, "even-kernel": {"deconv_kernel": 20},
+    "huge-refinement": {"refine_features": 10 ** 6}, "huge-detail": {"detail_features": 10 ** 5, "detail_blocks": 10 ** 4},
+    "negative": {"n_feat": -32}, "zero-features": {"n_feat": 0}, "float-count": {"n_tefa": 4.5},
+    "string-count": {"n_feat": "32"}, "bool-count": {"n_tefa": True}, "nan-count": {"n_feat": float("nan")},
+    "infinite-count": {"refine_features": float("inf")}, "astronomic-int": {"n_feat": 10 ** 40},
+    "unknown-key": {"exec": "import os"}, "int-as-bool": {"phase_inputs": 1},
+    "steps-without-phases": {"phase_inputs": False},
+    "in-bounds-other-network": {"n_feat": 256, "n_tefa": 64},  # valid config, not these tensors
+}
+RAW_CONFIGS = {"not-json": "{", "json-list": "[32, 4]", "json-null": "null", "json-number": "1e999"}
+
+
+def hostile_weights(folder: Path, case: str) -> Path:
+    """The shipped weights with a hostile config (a key of HOSTILE_CONFIGS or RAW_CONFIGS) or
+    tensor table (missing, extra, misshapen, wrong type, NaN, Inf)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    tensors, metadata = load_file(str(SHIPPED)), dict(read_metadata(SHIPPED))
+    config = json.loads(metadata["config"])
+    if case in HOSTILE_CONFIGS:
+        metadata["config"] = json.dumps({**config, **HOSTILE_CONFIGS[case]})
+    elif case in RAW_CONFIGS:
+        metadata["config"] = RAW_CONFIGS[case]
+    elif case == "missing-tensor":
+        tensors.pop("head.norm_conv.num_batches_tracked")  # torch itself would accept this one missing
+    elif case == "extra-tensor":
+        tensors["payload"] = torch.zeros(1000)
+    elif case == "misshapen-tensor":
+        tensors["head.conv.weight"] = tensors["head.conv.weight"][:, :2].contiguous()
+    elif case == "integer-tensor":
+        tensors["to_mean.weight"] = tensors["to_mean.weight"].to(torch.uint8)
+    elif case in ("nan-tensor", "inf-tensor"):
+        tensors["to_mean.bias"] = torch.full_like(tensors["to_mean.bias"], float(case[:3]))
+    path = folder / f"{case}.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+TENSOR_CASES = {"missing-tensor": "missing tensor 'head.norm_conv.num_batches_tracked'",
+                "extra-tensor": "unexpected tensor 'payload'",
+                "misshapen-tensor": "tensor 'head.conv.weight' has shape",
+                "integer-tensor": "tensor 'to_mean.weight' has type U8",
+                "nan-tensor": "non-finite value(s)", "inf-tensor": "non-finite value(s)"}
+
+
+@pytest.mark.parametrize("case", [*HOSTILE_CONFIGS, *RAW_CONFIGS, *TENSOR_CASES])
+def test_hostile_weights_are_a_clean_error_before_any_network_is_built(base, tmp_path, capfd, case):
+    weights = hostile_weights(tmp_path, case)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        status = main(command(base, "frame", base / "frame_2.tif", out / "sr.tif") + ["--weights", str(weights)])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    line = assert_clean_error(status, "", capfd.readouterr().err, weights.name)
+    assert TENSOR_CASES.get(case, "") in line
+    if case in HOSTILE_CONFIGS and case not in ("in-bounds-other-network", "steps-without-phases"):
+        assert "model config" in line and next(iter(HOSTILE_CONFIGS[case])) in line
+    assert os.listdir(out) == [] and grown_mb < 200

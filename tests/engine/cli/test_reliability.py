@@ -19,35 +19,12 @@ from osgeo import gdal
 
 from misr_engine.models.registry import model_spec
 from misr_engine.resources import sample_dir
-from tests.engine.cli.helpers import FAST, MISR, assert_clean_error, events, files_in, make_scene, read, run_cli
+from tests.engine.cli.helpers import (FAST, MISR, assert_clean_error, assert_ok, events, files_in, make_scene, read,
+                                      super_resolve, warnings_of)
 from tests.rasters import GEOTRANSFORM, make_raster, textured
 
 SAMPLE = sample_dir()
 WEIGHTS = model_spec("piunet").default_weights
-
-
-def super_resolve(scene_or_frames, output: Path, *extra: str, masks: list[str] | None = None):
-    """`misr super-resolve` on a scene (its frames and masks) with JSON progress, one tile."""
-    if hasattr(scene_or_frames, "frames"):
-        frames, masks = scene_or_frames.frames, masks if masks is not None else scene_or_frames.masks
-    else:
-        frames = scene_or_frames
-    args = ["super-resolve", "--frames", *frames]
-    if masks:
-        args += ["--masks", *masks]
-    return run_cli(*args, "-o", str(output), "--progress", "json", *FAST, *extra)
-
-
-def assert_ok(result: subprocess.CompletedProcess) -> list[dict]:
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    found = events(result.stdout)
-    assert found[-1]["event"] == "done"
-    return found
-
-
-def warnings_of(found: list[dict]) -> list[str]:
-    return [event["message"] for event in found if event["event"] == "warning"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +247,7 @@ def test_output_checks_come_before_reading_the_frames(tmp_path):
     assert (tmp_path / "sr.tif").read_bytes() == b"precious"
 
 
-WEIGHTS_PROBLEMS = {"truncated": "weights do not fit", "bit-flipped-header": "not a valid weights file",
+WEIGHTS_PROBLEMS = {"truncated": "truncated or damaged weights file", "bit-flipped-header": "not a valid weights file",
                     "garbage": "not a valid weights file", "json-list-header": "not a valid weights file",
                     "another-model": "for model 'srcnn', not 'piunet'",
                     "wrong-tensors": "weights do not fit model 'piunet'", "missing": "weights file not found"}
@@ -528,7 +505,7 @@ def test_a_failure_writing_the_second_output_keeps_both_old_files(tmp_path, monk
     driver = _fail_second_output(monkeypatch, RuntimeError("No space left on device"))
     status, stdout, stderr = _run_in_process(scene, out, capsys)
     assert driver.calls == 2
-    assert_clean_error(status, "", stderr, "unc.tif", "cannot write", "No space left on device")
+    assert_clean_error(status, "", stderr, "unc.tif", "cannot write: disk full")
     assert files_in(out) == before
 
 
@@ -564,7 +541,8 @@ def test_an_interruption_while_writing_leaves_no_file(tmp_path, monkeypatch, cap
     assert files_in(out) == before
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signal_during_the_run_exits_130_and_leaves_no_file(tmp_path, signal_number):
     """The real sample with 16-pixel tiles (many tiles): signalled after the first progress event."""
     frames = sorted(str(p) for p in SAMPLE.glob("frame_*.tif"))

@@ -59,7 +59,8 @@ def test_frames_left_out_are_the_mostly_clear_ones_clearest_first():
 
 
 def test_windows_spread_over_large_scenes_and_cover_small_ones():
-    assert window_origins(64, 80) == [(0, 0)]
+    assert window_origins(64, 80, size=96) == [(0, 0)]  # the whole scene fits in one window
+    assert window_origins(64, 80, size=64) == [(0, 8)]  # one window, centred
     big = window_origins(1000, 3000, size=96, count=4)
     assert len(big) == 4 and len({r for r, _ in big}) == 2 and len({c for _, c in big}) == 2
     assert all(0 <= r <= 1000 - 96 and 0 <= c <= 3000 - 96 for r, c in big)

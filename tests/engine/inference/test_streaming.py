@@ -17,7 +17,7 @@ from misr_engine.cli import main
 from misr_engine.errors import MisrError
 from misr_engine.inference.normalisation import Normalisation
 from misr_engine.inference.tiled import super_resolve, super_resolve_strips
-from misr_engine.registration.streamed import RegisteredRows, stack_shifts
+from misr_engine.registration.streamed import RegisteredRows, stack_registration
 from misr_engine.registration.stack import register
 from misr_engine.rasters.stack import Stack, open_stack, read_stack, select_frames
 
@@ -114,7 +114,7 @@ def test_registered_row_blocks_equal_whole_stack_registration(sample_stack):
     """Rows moved by whole pixels window by window = `register` on the whole arrays, and the
     normalisation over row blocks = the one of the whole registered stack."""
     aligned, aligned_masks, shifts = register(sample_stack.frames, sample_stack.masks)
-    np.testing.assert_array_equal(stack_shifts(sample_stack), shifts)
+    np.testing.assert_array_equal(stack_registration(sample_stack)[0], shifts)
     shifts = np.array(shifts)
     shifts[1] += (3, -2)  # whole-pixel moves larger than the sample's, in every direction
     shifts[2] -= (4, 1)
@@ -165,7 +165,7 @@ def test_each_window_read_is_about_one_tile_row_high_whatever_the_height(monkeyp
                       Stack.in_memory(frames, frames > 0).grid, ["a", "b", "c"])
     stack.reads = []
     shifts = np.array([[0.0, 0.0], [2.2, -1.0], [-1.4, 0.3]])  # whole-pixel reach: 2 rows
-    monkeypatch.setattr("misr_engine.inference.tiled.stack_shifts", lambda s: shifts)
+    monkeypatch.setattr("misr_engine.inference.tiled.stack_registration", lambda s: (shifts, 0))
     strips = list(super_resolve_strips(stack, MeanRunner(), tile_size=tile))
     assert sum(len(s.sr) for s in strips) == height * SCALE
     assert max(row1 - row0 for row0, row1 in stack.reads) <= tile + 2 * reach
@@ -188,7 +188,7 @@ def test_bad_pixel_data_in_a_later_window_is_one_line_naming_the_file_and_no_out
     assert lazy.shape == (8, 140, 140)
     sources_read["count"] = 1  # from now on, the rows below 60 of frame 4 are damaged
     monkeypatch.setattr(raster_io.BandSource, "read_rows", failing)
-    monkeypatch.setattr("misr_engine.pipeline.open_stack", lambda *args, **kwargs: lazy)
+    monkeypatch.setattr("misr_engine.pipeline.open_planned", lambda *args, **kwargs: lazy)
     output = tmp_path / "sr.tif"
     status = main(["super-resolve", "--frames", *frames, "--masks", *masks, "-o", str(output),
                    "--device", "cpu", "--tile-size", str(TILE), "--progress", "none"])

@@ -161,10 +161,12 @@ def test_evaluate_reports_every_baseline_the_model_and_the_compared_weights(tiny
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "report" / "report.md").read_text()
     results = json.loads((tmp_path / "report" / "results.json").read_text())
-    for method in ("bicubic_masked_mean", "bicubic_clearest", "registered_mean", "registered_mean_wiener", "ibp", "piunet"):
-        assert method in report and np.isfinite(results[method]["cpsnr"])
-    assert "## Candidates compared" in report and f"{second} (loss udl" in report
-    for figure in ("sparsification.png", "calibration.png", "examples.png"):
+    methods = results["sets"]["data"]["methods"]
+    for method in ("bicubic_masked_mean", "registered_mean", "registered_mean_wiener", "ibp", "strongest_classical",
+                   "piunet", "piunet (1)"):
+        assert method in report and np.isfinite(methods[method]["cpsnr_mean"])
+    assert f"| piunet (1) | `{second}` |" in report and "loss udl" in report
+    for figure in ("sparsification.png", "calibration.png", "examples_data.png"):
         assert (tmp_path / "report" / figure).stat().st_size > 1000
 
 

@@ -1,0 +1,117 @@
+"""The manifest: CSV and JSON Lines rows into requests by field name, globs, paths, and one line
+per bad row (no raster is read here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pytest
+
+from misr_engine.batch.manifest import convert, read_manifest
+from misr_engine.errors import MisrError
+from misr_engine.pipeline import SuperResolveRequest
+
+
+@pytest.fixture()
+def archive(tmp_path) -> Path:
+    for scene in ("a", "b"):
+        (tmp_path / scene).mkdir()
+        for index in (1, 2, 3):
+            (tmp_path / scene / f"frame_{index:02d}.tif").touch()
+            (tmp_path / scene / f"mask_{index:02d}.tif").touch()
+    return tmp_path
+
+
+def test_csv_rows_become_requests_with_globs_paths_and_typed_options(archive):
+    manifest = archive / "m.csv"
+    manifest.write_text("id,frames,masks,uncertainty,tile-size,align,max_frames\n"
+                        "a,a/frame_*.tif,a/mask_03.tif;a/mask_01.tif;a/mask_02.tif,a_unc.tif,64,yes,\n"
+                        "b,b/frame_02.tif;b/frame_01.tif,,,,,2\n")
+    out = archive / "out"
+    scenes, bad = read_manifest(manifest, out, {"model": "piunet", "tile_size": 32, "overwrite": True})
+    assert bad == []
+    a, b = scenes
+    assert (a.id, a.where, a.line) == ("a", f"{manifest}:2", 2)
+    assert a.request == SuperResolveRequest(
+        frames=[str(archive / "a" / f"frame_{i:02d}.tif") for i in (1, 2, 3)],  # a glob: sorted
+        masks=[str(archive / "a" / f"mask_{i:02d}.tif") for i in (3, 1, 2)],  # as listed
+        output=str(out / "a_sr.tif"), uncertainty=str(out / "a_unc.tif"), tile_size=64, align=True,
+        overwrite=True)
+    assert b.request.frames == [str(archive / "b" / "frame_02.tif"), str(archive / "b" / "frame_01.tif")]
+    assert (b.request.masks, b.request.uncertainty, b.request.tile_size, b.request.max_frames) == (None, None, 32, 2)
+
+
+def test_json_lines_take_lists_strings_numbers_and_booleans(archive):
+    manifest = archive / "m.jsonl"
+    manifest.write_text("# one scene a line\n" + json.dumps(
+        {"id": 7, "frames": ["a/frame_01.tif", "a/frame_0[23].tif"], "masks": "a/mask_*.tif",
+         "output": "/abs/seven.tif", "ttf_steps": 3, "align": False, "band": None}) + "\n\n")
+    (scene,), bad = read_manifest(manifest)
+    assert bad == [] and scene.id == "7" and scene.line == 2
+    assert scene.request.frames == [str(archive / "a" / f"frame_{i:02d}.tif") for i in (1, 2, 3)]
+    assert scene.request.masks == [str(archive / "a" / f"mask_{i:02d}.tif") for i in (1, 2, 3)]
+    assert (scene.request.output, scene.request.ttf_steps, scene.request.align, scene.request.band) == \
+        ("/abs/seven.tif", 3, False, None)
+
+
+def test_every_bad_row_is_one_line_naming_the_manifest_line_and_the_problem(archive):
+    manifest = archive / "m.csv"
+    manifest.write_text("id,frames,masks,output,device,tile_size,colour\n"
+                        "a,a/frame_*.tif,,a.tif,,,\n"
+                        ",a/frame_*.tif,,x.tif,,,\n"
+                        "c,c/frame_*.tif,,,,,\n"
+                        "a,b/frame_*.tif,,,,,\n"
+                        "e,b/frame_*.tif,,a.tif,,,\n"
+                        "f,b/frame_*.tif,,,cuda,,\n"
+                        "g,b/frame_*.tif,,,,1.5,\n"
+                        "h,b/frame_*.tif,,,,,red\n"
+                        "i,,,,,,\n"
+                        "j,b/frame_*.tif,,,,,,extra\n")
+    scenes, bad = read_manifest(manifest)
+    assert [scene.id for scene in scenes] == ["a"]
+    assert [str(row) for row in bad] == [
+        f"{manifest}:3: id: missing (every row needs a scene id, unique in the manifest)",
+        f"{manifest}:4: scene c: frames: 'c/frame_*.tif' matches no file (in {archive})",
+        f"{manifest}:5: scene a: id: also used at line 2",
+        f"{manifest}:6: scene e: {archive / 'a.tif'}: also written by scene a",
+        f"{manifest}:7: scene f: device: set for the whole batch (--device), not per scene",
+        f"{manifest}:8: scene g: tile_size: '1.5' is not an integer",
+        f"{manifest}:9: scene h: colour: unknown column (known: id, " + ", ".join(
+            f.name for f in SuperResolveRequest.__dataclass_fields__.values()) + ")",
+        f"{manifest}:10: scene i: frames: missing",
+        f"{manifest}:11: scene j: 8 values for 7 columns"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "the first line must name the columns, at least id and frames (found: nothing)"),
+    ("id,files\na,x.tif\n", "the first line must name the columns, at least id and frames (found: id, files)"),
+    ("id,frames\n", "no scenes (one row per scene, with at least id and frames)"),
+    (b"\xff\xfe\x00garbage", "not a text file (a manifest is CSV or JSON Lines, UTF-8)"),
+])
+def test_an_unusable_manifest_is_one_line(tmp_path, content, message):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(MisrError, match=f"^{manifest}: " + message.replace("(", r"\(").replace(")", r"\)") + "$"):
+        read_manifest(manifest)
+    with pytest.raises(MisrError, match=f"^{tmp_path / 'nope.csv'}: manifest not found$"):
+        read_manifest(tmp_path / "nope.csv")
+
+
+def test_a_new_request_field_converts_from_its_type_alone():
+    """Columns are the request's fields, converted from their declared types: a field added to
+    the request (a list of band numbers, say) works in manifests without a change."""
+    assert convert("bands", "3;2; 1", Optional[Sequence[int]]) == [3, 2, 1]
+    assert convert("bands", [4, 5], Optional[Sequence[int]]) == [4, 5]
+    assert convert("bands", None, Optional[Sequence[int]]) is None
+    assert convert("mask_kind", " scl ", str) == "scl"
+    assert convert("gain", "0.5", float) == 0.5
+    for value, hint, message in (("x;2", Sequence[int], "'x' is not an integer"), (True, int, "True is not an integer"),
+                                 ("maybe", bool, "'maybe' is not true or false"),
+                                 ({"a": 1}, str, 'is not a single value'), ("3", Sequence[int], None)):
+        if message is None:
+            assert convert("n", value, hint) == [3]
+            continue
+        with pytest.raises(MisrError, match=message):
+            convert("n", value, hint)

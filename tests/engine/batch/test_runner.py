@@ -1,0 +1,84 @@
+"""Running scenes on a cluster: outcomes as they end, bounded retries for what is not bad input
+(an in-process cluster of 2 workers, stand-in tasks)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from misr_engine.batch.manifest import Scene
+from misr_engine.batch.outcome import DONE, FAILED, SceneOutcome
+from misr_engine.batch.runner import run_scenes
+from misr_engine.errors import MisrError
+from misr_engine.pipeline import SuperResolveRequest
+
+ATTEMPTS: dict[str, int] = {}
+
+
+def slow(scene_id: str, request: SuperResolveRequest, threads: int | None) -> SceneOutcome:
+    """Takes 2 s, except 'fast'."""
+    ATTEMPTS[scene_id] = ATTEMPTS.get(scene_id, 0) + 1
+    time.sleep(0 if scene_id == "fast" else 2)
+    return SceneOutcome(scene_id, DONE)
+
+
+def flaky(scene_id: str, request: SuperResolveRequest, threads: int | None) -> SceneOutcome:
+    """Fails (out of memory) on the first attempt of 'flaky' and every attempt of 'doomed'."""
+    ATTEMPTS[scene_id] = ATTEMPTS.get(scene_id, 0) + 1
+    if scene_id == "doomed" or (scene_id == "flaky" and ATTEMPTS[scene_id] == 1):
+        raise MemoryError("out of memory")
+    if scene_id == "bad":  # what run_scene returns for bad input: no retry
+        return SceneOutcome(scene_id, FAILED, message=str(MisrError("x.tif: file not found")))
+    return SceneOutcome(scene_id, DONE, seconds=0.1)
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def test_failures_are_retried_a_bounded_number_of_times_and_never_stop_the_others(client):
+    ATTEMPTS.clear()
+    scenes = [Scene(name, f"m.csv:{i}", i, SuperResolveRequest(frames=["f.tif"], output=f"{name}.tif"))
+              for i, name in enumerate(["ok", "flaky", "doomed", "bad"], start=2)]
+    seen, retries = [], []
+    outcomes = run_scenes(client, scenes, retries=2, task=flaky, on_outcome=seen.append,
+                          on_retry=lambda scene, attempt, error: retries.append((scene.id, attempt, error)))
+    by_id = {outcome.scene: outcome for outcome in outcomes}
+    assert seen == outcomes and set(by_id) == {"ok", "flaky", "doomed", "bad"}
+    assert (by_id["ok"].status, by_id["ok"].attempts) == (DONE, 1)
+    assert (by_id["flaky"].status, by_id["flaky"].attempts) == (DONE, 2)
+    assert (by_id["doomed"].status, by_id["doomed"].attempts) == (FAILED, 3)
+    assert by_id["doomed"].message == "MemoryError: out of memory" and by_id["doomed"].output == "doomed.tif"
+    assert (by_id["bad"].status, by_id["bad"].attempts, by_id["bad"].message) == (FAILED, 1, "x.tif: file not found")
+    assert sorted(retries) == [("doomed", 1, "MemoryError: out of memory"), ("doomed", 2, "MemoryError: out of memory"),
+                               ("flaky", 1, "MemoryError: out of memory")]
+    ATTEMPTS.clear()
+    outcomes = run_scenes(client, scenes[2:3], retries=0, task=flaky)
+    assert (outcomes[0].status, outcomes[0].attempts) == (FAILED, 1)
+
+
+def test_an_interruption_cancels_the_queued_scenes_and_lets_the_running_ones_finish(client):
+    """Interrupted once the first scene ends: the scene running on the other worker finishes and
+    is reported (its output is committed, not killed half written); the queued ones never start."""
+    ATTEMPTS.clear()
+    scenes = [Scene(name, f"m.csv:{i}", i, SuperResolveRequest(frames=["f.tif"], output=f"{name}.tif"))
+              for i, name in enumerate(["fast", "slow1", "slow2", "slow3", "slow4"], start=2)]
+    seen, stops = [], []
+
+    def interrupt(outcome: SceneOutcome) -> None:
+        seen.append(outcome.scene)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_scenes(client, scenes, task=slow, on_outcome=interrupt, grace=30,
+                   on_stop=lambda running, grace: stops.append((running, grace)))
+    assert seen[0] == "fast" and "slow1" in seen and set(seen) <= {"fast", "slow1", "slow2"}
+    assert stops and stops[0][1] == 30 and stops[0][0] == len(seen) - 1
+    time.sleep(2.5)
+    assert "slow3" not in ATTEMPTS and "slow4" not in ATTEMPTS

@@ -1,0 +1,143 @@
+"""The memory estimate that refuses a run up front (issue 20) is measured: an upper bound of the
+peak RSS of rows of tiles and of one tile's forward pass, without being absurdly high; the budget
+comes from an option, an environment variable, or the memory the process may use."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from misr_engine.errors import MisrError
+from misr_engine.inference import budget
+from misr_engine.rasters.grid import Grid
+
+GRID = Grid("", (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), 6000, 300)
+
+STRIPS = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from osgeo import gdal
+    from tests.rasters import make_raster, textured
+    import torch  # as in a run
+    from misr_engine import SCALE
+    from misr_engine.inference import budget
+    from misr_engine.inference.tiled import super_resolve_strips
+    from misr_engine.rasters.stack import plan_stack, open_planned
+    from misr_engine.rasters.writer import write_strips
+    folder, width, height, count, tile = sys.argv[1], *map(int, sys.argv[2:6])
+    frames = [str(make_raster(f"{folder}/f{i}.tif", textured(height, width, i), options=["TILED=YES"])) for i in range(count)]
+    masks = [str(make_raster(f"{folder}/m{i}.tif", np.ones((height, width), np.uint8), gdal.GDT_Byte, options=["TILED=YES"]))
+             for i in range(count)]
+    class MeanRunner:  # a pointwise stand-in for the network: the rows of tiles are measured, not the tiles
+        default_batch = 1
+        def __call__(self, frames, masks, phases):
+            mean = (frames * masks).sum(1, keepdims=True) / np.maximum(masks.sum(1, keepdims=True), 1e-3)
+            mean = mean.repeat(SCALE, -2).repeat(SCALE, -1)
+            return np.concatenate([mean, np.zeros_like(mean)], 1)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    plan = plan_stack(frames, masks)
+    stack = open_planned(plan)
+    write_strips(super_resolve_strips(stack, MeanRunner(), tile_size=tile), [f"{folder}/sr.tif", f"{folder}/unc.tif"],
+                 stack.grid.refined(SCALE), [{}, {}], ["", ""])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    print(json.dumps({"peak": peak, "estimate": budget.strip_bytes(plan.grid, count, tile, 2, plan.cache_bytes(count))}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count,tile", [(4, 64), (8, 128)])
+def test_the_rows_of_tiles_estimate_bounds_the_measured_peak(tmp_path, count, tile):
+    """A 6000-pixel-wide raster, 300 rows, read, blended and written as a run does (fresh process)."""
+    result = subprocess.run([sys.executable, "-c", STRIPS, str(tmp_path), "6000", "300", str(count), str(tile)],
+                            capture_output=True, text=True, timeout=900, cwd=str(_repository()))
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["peak"] <= measured["estimate"] <= 2.5 * measured["peak"], measured
+
+
+TILE = textwrap.dedent("""
+    import json, resource, sys
+    import torch
+    torch.set_num_threads(1)
+    from misr_engine.models.weights import load_model
+    model = load_model("piunet").model
+    frames, side = int(sys.argv[1]), int(sys.argv[2])
+    x = torch.randn(1, frames, side, side); m = (torch.rand(1, frames, side, side) > 0.2).float()
+    p = torch.rand(1, frames, 2) - 0.5
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with torch.inference_mode():
+        model(x, m, p)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps({"peak": peak, "estimate": model.config.tile_bytes(frames, side * side)}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frames,side", [(9, 68), (15, 100)])
+def test_the_tile_estimate_bounds_the_measured_peak_of_a_forward_pass(frames, side):
+    result = subprocess.run([sys.executable, "-c", TILE, str(frames), str(side)], capture_output=True, text=True,
+                            timeout=900, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["peak"] <= measured["estimate"] <= 2.5 * measured["peak"], measured
+
+
+def _repository():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[3]
+
+
+def test_a_run_over_budget_names_the_largest_part_and_how_to_raise_the_budget():
+    estimated = budget.estimate(GRID, 15, 128, cache_bytes=0, network_bytes=10 ** 6, tile_bytes=10 ** 8)
+    with pytest.raises(MisrError, match=r"needs about .* \(rows of tiles: .*\) and the budget is 1.0 MB \(test\); "
+                                        r"the raster is 6000 pixels wide.*--memory-budget or MISR_MEMORY_BUDGET"):
+        budget.check_memory(estimated, 2 ** 20, "test", GRID)
+    budget.check_memory(estimated, estimated.total, "test", GRID)  # exactly enough passes
+
+
+def test_rows_of_tiles_grow_with_the_width_frames_and_tile_never_with_the_height():
+    tall = Grid("", GRID.geotransform, GRID.width, 10 ** 6)
+    assert budget.strip_bytes(tall, 9, 128) == budget.strip_bytes(Grid("", GRID.geotransform, 6000, 10 ** 4), 9, 128)
+    wide = Grid("", GRID.geotransform, 2 * GRID.width, GRID.height)
+    assert budget.strip_bytes(wide, 9, 128) == pytest.approx(2 * budget.strip_bytes(GRID, 9, 128), abs=1)
+    assert budget.strip_bytes(GRID, 15, 128) > budget.strip_bytes(GRID, 9, 128) > budget.strip_bytes(GRID, 9, 64)
+
+
+def test_align_onto_a_rotated_grid_counts_whole_warped_frames():
+    assert budget.warp_bytes(GRID, 6, rotated=True) == 6 * 4 * GRID.width * GRID.height
+    assert budget.warp_bytes(GRID, 6, rotated=False) == budget.WARP_BYTES
+    estimated = budget.estimate(GRID, 3, 128, warp=budget.warp_bytes(Grid("", GRID.geotransform, 40000, 40000), 6, True))
+    with pytest.raises(MisrError, match="--align onto a rotated grid holds every warped frame in memory"):
+        budget.check_memory(estimated, 8 * 2 ** 30, "test", GRID)
+
+
+@pytest.mark.parametrize("text,expected", [("1000", 1000), ("800M", 800 * 2 ** 20), ("6G", 6 * 2 ** 30),
+                                           ("1.5g", int(1.5 * 2 ** 30)), ("2 GiB", 2 * 2 ** 30), ("512kb", 512 * 1024)])
+def test_sizes_are_read_with_units(text, expected):
+    assert budget.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-5G", "0", "6X"])
+def test_a_size_that_is_not_one_is_one_line(text):
+    with pytest.raises(MisrError, match="--memory-budget"):
+        budget.parse_size(text)
+
+
+def test_the_budget_comes_from_the_option_then_the_environment_then_the_machine(monkeypatch):
+    monkeypatch.setenv(budget.ENVIRONMENT, "3G")
+    assert budget.memory_budget("1G") == (2 ** 30, "--memory-budget 1G")
+    assert budget.memory_budget(None) == (3 * 2 ** 30, "MISR_MEMORY_BUDGET 3G")
+    monkeypatch.delenv(budget.ENVIRONMENT)
+    available, what = budget.memory_available()
+    assert budget.memory_budget(None) == (available // 2, f"half of {what}")
+
+
+def test_ulimit_v_lowers_the_memory_available():
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (6 * 2 ** 30, resource.RLIM_INFINITY)); "
+              "from misr_engine.inference.budget import memory_available; print(memory_available()[1])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("the address space left by ulimit -v"), result.stderr
