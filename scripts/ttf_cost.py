@@ -1,6 +1,6 @@
 """Time per test-time fine-tuning step and peak memory of `misr super-resolve --ttf-steps` (issue 15
-item 5), on the embedded sample (140 x 140 LR, 9 frames: one 96 x 96 window) and on the sample
-tiled 2 x 2 (280 x 280: four windows), against the same runs without fine-tuning.
+item 5), on the embedded sample (140 x 140 LR, 9 frames) and on the sample tiled 2 x 2
+(280 x 280 LR), against the same runs without fine-tuning.
 
 Each run is its own process (peak RSS from wait4); the step times are the intervals between the
 progress events of consecutive steps (median, min, max).
@@ -78,12 +78,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--tilings", type=int, nargs="+", default=[1, 2],
+                        help="the sample tiled N x N (1: 140 x 140 LR; 2: 280 x 280)")
     args = parser.parse_args()
     extra = ["--device", args.device] + (["--weights", args.weights] if args.weights else [])
     results = {"load_average_start": os.getloadavg(), "cpu_count": os.cpu_count(),
                "threads": os.environ.get("OMP_NUM_THREADS"), "runs": []}
     with tempfile.TemporaryDirectory() as folder:
-        for repeat in (1, 2):
+        for repeat in args.tilings:
             frames, masks = tiled_sample(Path(folder), repeat)
             for steps in (0, args.steps):
                 result = run(frames, masks, Path(folder) / "sr.tif", steps, extra)

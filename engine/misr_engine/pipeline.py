@@ -109,8 +109,6 @@ class SuperResolveRequest:
                                 "on 2 CPU cores; the model card's runs use 50 to 200)")
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
-        if len({os.path.abspath(p) for p in self.outputs}) < len(self.outputs):
-            raise MisrError(f"{self.output}: --output, --uncertainty and --kernels-out must be different files")
         for path in self.rasters:
             check_geotiff_name(path)
         return check_outputs(self.outputs, self.inputs, self.overwrite)

@@ -29,7 +29,7 @@ def test_the_wheel_carries_weights_cards_and_the_sample(wheel):
     for spec in MODELS.values():
         assert f"misr_engine/data/weights/{spec.name}.safetensors" in names
         assert f"misr_engine/data/weights/{spec.name}.md" in names
-        for option in spec.weights_options:  # the self-supervised weights too
+        for option in spec.shipped_weights:  # every installed option (the self-supervised weights too)
             assert f"misr_engine/data/weights/{option.file}" in names
             assert f"misr_engine/data/weights/{option.card.name}" in names
     for index in range(1, 10):
