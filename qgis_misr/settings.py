@@ -15,6 +15,7 @@ from .resources import PLUGIN_DIR
 PREFIX = "qgis_misr/"
 ENGINE_KEY = "engine_path"
 MODELS_KEY = "engine_models"
+WEIGHTS_KEY = "engine_weights"
 EXPORT_KEY = "export_folder"
 
 
@@ -54,6 +55,7 @@ def probe(location: Optional[EngineLocation], refresh: bool = False) -> EngineCa
     caps = capabilities(location, refresh)
     if caps.ok:
         set_value(MODELS_KEY, ",".join(model.name for model in caps.models))
+        set_value(WEIGHTS_KEY, ",".join(sorted({c.name for m in caps.models for c in m.weights_options})))
     return caps
 
 
@@ -61,6 +63,11 @@ def known_models() -> List[str]:
     """The model names of the last successful engine probe, also from earlier sessions
     (the Processing algorithm offers them without starting the engine)."""
     return [name for name in (value(MODELS_KEY, "", str) or "").split(",") if name]
+
+
+def known_weights() -> List[str]:
+    """The names of the shipped weights options of the last successful engine probe."""
+    return [name for name in (value(WEIGHTS_KEY, "", str) or "").split(",") if name]
 
 
 def export_folder(project: Optional[QgsProject] = None) -> str:

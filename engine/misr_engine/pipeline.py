@@ -86,6 +86,7 @@ class SuperResolveRequest:
     overlap: int = DEFAULT_OVERLAP
     max_frames: int = DEFAULT_MAX_FRAMES
     ttf_steps: int = 0
+    kernels_out: str | None = None
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
@@ -109,9 +110,14 @@ class SuperResolveRequest:
         return list(self.frames) + list(self.masks or []) + ([self.weights] if self.weights else [])
 
     @property
-    def outputs(self) -> list[str]:
-        """The files the run writes: the SR, then the uncertainty if asked for."""
+    def rasters(self) -> list[str]:
+        """The rasters the run writes: the SR, then the uncertainty if asked for."""
         return [self.output] + ([self.uncertainty] if self.uncertainty else [])
+
+    @property
+    def outputs(self) -> list[str]:
+        """The files the run writes: its rasters, then the kernels (JSON) if asked for."""
+        return self.rasters + ([self.kernels_out] if self.kernels_out else [])
 
     def check(self) -> list[str]:
         """Refuse options out of range and unusable outputs, each in one line (nothing is read yet).
@@ -134,7 +140,9 @@ class SuperResolveRequest:
             if self.ttf_steps > MAX_STEPS:
                 raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
                                 "on 2 CPU cores; the model card's runs use 50 to 200)")
-        for path in self.outputs:
+        if self.kernels_out and not self.ttf_steps:
+            raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
+        for path in self.rasters:
             check_geotiff_name(path)
         return check_outputs(self.outputs, self.inputs, self.overwrite)
 
@@ -190,20 +198,24 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         progress.event("warning", message=message)
     count = stack.band_count
     registration = stack_registration(stack) if count > 1 else None  # one registration for every band
+    kernels: list[dict] = []
 
     def band_strips(index: int):
         def update(fraction: float, message: str = "") -> None:
             progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
-                                      on_warning=warn, registration=registration)
+                                      on_warning=warn, on_kernels=kernels.append, registration=registration)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
-    with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # both files appear together, or neither
+    rasters = request.rasters
+    with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # the files appear together, or none
         # row strips are written as the tiles finish them: the outputs are never held whole
-        write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries,
+        write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
-                     descriptions, labels=request.outputs, bands=count, colours=colours)
+                     descriptions, labels=rasters, bands=count, colours=colours)
+        if request.kernels_out:
+            _write_kernels(temporaries[-1], kernels, tags)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 list(stack.paths), str(engine.device),
@@ -244,12 +256,23 @@ def _band_descriptions(stack: Any) -> tuple[list, list[int] | None]:
     return [names, [f"{name}: uncertainty (Laplace scale)" for name in names]], [colour for _, colour in identities]
 
 
+def _write_kernels(path: str, reports: list[dict], tags: dict[str, Any]) -> None:
+    """The fine-tuning's per-frame kernels (``finetune.kernel_report``) as JSON, with the run's
+    model and weights; an empty frame list when fine-tuning was skipped (too few frames)."""
+    report = reports[0] if reports else {"frames": [], "skipped": "too few frames to fine-tune"}
+    provenance = {key: tags[key] for key in ("MISR_MODEL", "MISR_WEIGHTS", "MISR_WEIGHTS_SHA256",
+                                             "MISR_ENGINE_VERSION")}
+    with open(path, "w") as handle:
+        json.dump({**provenance, **report}, handle, indent=1)
+
+
 def limits() -> dict[str, int]:
     """The bounds of a run's options (`misr models --json`; the plugin checks against them)."""
-    from .inference.finetune import MAX_STEPS as MAX_TTF_STEPS, MIN_FRAMES as MIN_TTF_FRAMES
+    from .inference.finetune import (DEFAULT_STEPS as DEFAULT_TTF_STEPS, MAX_STEPS as MAX_TTF_STEPS,
+                                     MIN_FRAMES as MIN_TTF_FRAMES)
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
-            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS}
+            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS}
 
 
 def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:
@@ -284,11 +307,11 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     # a screened multi-band run reads the first band (the screening's evidence) beside each band
     rows_read = frames * (2 if bands > 1 and request.screening else 1)
     budget, source = memory_budget(request.memory_budget)
-    check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.outputs),
-                          cache_bytes=plan.cache_bytes(frames, len(request.outputs)), network_bytes=network,
+    check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.rasters),
+                          cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
                           tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
                  plan.frames[0])
-    return check_free_space(request.outputs, grid.refined(SCALE), plan.frames[0], bands)
+    return check_free_space(request.rasters, grid.refined(SCALE), plan.frames[0], bands)
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:
@@ -307,7 +330,7 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
             **({"MISR_ONNX_MODEL": engine.onnx.name} if engine.onnx else {})}
 
 
-NOT_PROVENANCE = ("output", "uncertainty", "overwrite", "device", "batch_size", "weights")
+NOT_PROVENANCE = ("output", "uncertainty", "kernels_out", "overwrite", "device", "batch_size", "weights")
 """Request fields that say where a run writes or runs, not what it computes (the weights are
 tagged by their SHA-256)."""
 

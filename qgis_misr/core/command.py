@@ -16,6 +16,7 @@ NO_AUTO_MASK_OPTION = "--no-auto-mask"
 MASK_DILATION_OPTION = "--mask-dilation"
 MASK_SNOW_OPTION = "--mask-snow"
 MASK_DARK_OPTION = "--mask-dark-areas"
+KERNELS_OPTION = "--kernels-out"
 
 
 class UnsupportedOption(ValueError):
@@ -27,7 +28,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     """``misr super-resolve ...`` for `params`, always with ``--progress json``.
 
     Output paths must already be chosen (temporary ones included). ``--model`` is left out when
-    ``params.model`` is '' (the engine's default). ``--ttf-steps`` is passed
+    ``params.model`` is '' (the engine's default), ``--weights`` when ``params.weights`` is ''.
+    ``--ttf-steps`` (and ``--kernels-out`` with a kernels file) is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option). The options
@@ -45,6 +47,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
         argv += ["--uncertainty", os.path.abspath(params.uncertainty)]
     if params.model:
         argv += ["--model", params.model]
+    if params.weights:
+        argv += ["--weights", os.path.abspath(params.weights)]
     if len(params.band_list) > 1:
         _require(caps, BANDS_OPTION, "super-resolving several bands together", known_only=True)
         argv += [BANDS_OPTION, ",".join(str(int(b)) for b in params.band_list)]
@@ -57,6 +61,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.ttf_enabled:
         _require(caps, TTF_OPTION, "test-time fine-tuning")
         argv += [TTF_OPTION, str(int(params.ttf_steps))]
+        if params.kernels_out:
+            _require(caps, KERNELS_OPTION, "writing the estimated blur kernels")
+            argv += [KERNELS_OPTION, os.path.abspath(params.kernels_out)]
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

@@ -119,9 +119,22 @@ def popen_flags() -> dict:
 
 
 @dataclass(frozen=True)
+class WeightsChoice:
+    """One shipped weights file of a model (``weights_options`` of ``misr models --json``):
+    e.g. ``supervised`` (the default) or ``self-supervised``."""
+
+    name: str
+    label: str
+    path: str
+    card: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """One model of ``misr models --json``. ``capabilities`` is None when the engine does not
-    say (engines before the capabilities field): nothing is then refused on its account."""
+    say (engines before the capabilities field): nothing is then refused on its account.
+    ``weights_options``: its shipped weights files, the default first (empty for engines
+    that do not list them)."""
 
     name: str
     label: str
@@ -129,6 +142,12 @@ class ModelInfo:
     default: bool = False
     capabilities: Optional[FrozenSet[str]] = None
     card: Optional[str] = None
+    weights_options: Tuple[WeightsChoice, ...] = ()
+
+    def weights_choice(self, text: str) -> Optional[WeightsChoice]:
+        """The shipped weights named `text` (name or label, any case), or None."""
+        wanted = text.strip().lower()
+        return next((c for c in self.weights_options if wanted in (c.name.lower(), c.label.lower())), None)
 
     def can(self, capability: str) -> bool:
         """Whether the model has `capability` (``fine-tunable``, ``uncertainty``...); True when
@@ -145,6 +164,7 @@ class EngineLimits:
     default_tile_size: Optional[int] = None
     max_frames: Optional[int] = None
     min_ttf_frames: Optional[int] = None
+    default_ttf_steps: Optional[int] = None
 
 
 def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
@@ -163,10 +183,20 @@ def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
             name=name, label=str(item.get("label") or name.title()), weights=str(item["weights"]),
             default=bool(item.get("default", False)),
             capabilities=frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None,
-            card=item.get("card") or None))
+            card=item.get("card") or None, weights_options=_weights_options(item.get("weights_options"))))
     limits = answer.get("limits") if isinstance(answer.get("limits"), Mapping) else {}
     values = {key: _positive_int(limits.get(key)) for key in EngineLimits.__dataclass_fields__}
     return models, EngineLimits(**values)
+
+
+def _weights_options(items) -> Tuple[WeightsChoice, ...]:
+    """The well-formed entries of a model's ``weights_options`` (none for older engines)."""
+    choices = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and item.get("name") and item.get("weights"):
+            choices.append(WeightsChoice(str(item["name"]), str(item.get("label") or item["name"]),
+                                         str(item["weights"]), item.get("card") or None))
+    return tuple(choices)
 
 
 def _positive_int(value) -> Optional[int]:

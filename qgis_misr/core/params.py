@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple
 
 from .grid import GeoTransform, Grid
 
-DEFAULT_TTF_STEPS = 50
+DEFAULT_TTF_STEPS = 20  # the engine's limits.default_ttf_steps (chosen on validation scenes) when it reports none
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
 """The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 
@@ -70,8 +70,13 @@ class RunParameters:
     band: int = 1
     model: str = ""
     """A model name from ``misr models --json``; '' = the engine's default."""
+    weights: str = ""
+    """A weights file for the model (shipped: ``weights_options`` of ``misr models --json``, or
+    one written by ``misr adapt``); '' = the model's default weights."""
     ttf_enabled: bool = False
     ttf_steps: int = DEFAULT_TTF_STEPS
+    kernels_out: str = ""
+    """With fine-tuning: a JSON file for the blur kernels it estimated per frame ('' = none)."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an id from ``misr devices --json``)."""
     tile_size: int = 0

@@ -182,6 +182,14 @@ def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities
     problems += _engine_problems(params, caps) if caps is not None and caps.ok else []
     if params.ttf_enabled and params.ttf_steps < 1:
         problems.append("Test-time fine-tuning needs at least 1 step.")
+    if params.weights and not os.path.isfile(params.weights):
+        problems.append(f"Weights: file {params.weights} not found.")
+    if params.ttf_enabled and params.kernels_out:
+        folder = os.path.dirname(os.path.abspath(params.kernels_out))
+        if not params.kernels_out.lower().endswith(".json"):
+            problems.append(f"Blur kernels {os.path.basename(params.kernels_out)}: use a .json file name.")
+        elif not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            problems.append(f"Blur kernels: folder {folder} does not exist or is not writable.")
     outputs = [p for p in (params.output, params.uncertainty if params.write_uncertainty else "") if p]
     if len(outputs) == 2 and os.path.abspath(outputs[0]) == os.path.abspath(outputs[1]):
         problems.append("The SR and uncertainty outputs are the same file.")

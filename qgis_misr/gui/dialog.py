@@ -3,6 +3,7 @@ validation says about it, and hands it to the RunController; the work happens el
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -52,6 +53,8 @@ from .inputs import BandChooser, MaskOptions, mask_kind_combo
 NO_MASK = "none / use nodata"
 TEMPORARY = "[Save to temporary file]"
 CHECKING = "checking the engine..."
+OTHER_WEIGHTS = "Other file..."
+MAX_WEIGHTS_FILES = 8
 ALIGN_TOOLTIP = ("Frames (and masks) whose CRS, pixel size, extent or size differ from the first "
                  "frame's are resampled onto its grid by the engine, in memory (the files are not "
                  "changed): frames bilinear, masks nearest neighbour. Pixels outside a frame's "
@@ -112,6 +115,7 @@ class MisrDialog(QDialog):
         self.problems: List[str] = []
         self.notes: List[str] = []
         self._probing = False
+        self._weights_restored = False  # the saved weights choice, applied once a model is known
         self._relay = _ProbeRelay()
         self._relay.probed.connect(self._apply_probe)
         self._dates: Dict[str, object] = {}
@@ -155,7 +159,10 @@ class MisrDialog(QDialog):
         layout.addLayout(status_row)
         layout.addWidget(self._build_buttons())
 
+        self.model_combo.currentIndexChanged.connect(lambda *_: self._apply_weights())
         self.model_combo.currentIndexChanged.connect(lambda *_: self.validate())
+        self.weights_combo.currentIndexChanged.connect(lambda *_: self.validate())
+        self.kernels_widget.fileChanged.connect(lambda *_: self.validate())
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled):
@@ -216,6 +223,11 @@ class MisrDialog(QDialog):
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The models the engine offers ('misr models')")
         self.options_form.addRow("Model", self.model_combo)
+        self.weights_combo = QComboBox()
+        self.weights_combo.setToolTip("The model's weights: those the engine ships (supervised, "
+                                      "self-supervised) or a file, e.g. written by 'misr adapt'")
+        self.weights_combo.activated.connect(self._weights_chosen)
+        self.options_form.addRow("Weights", self.weights_combo)
         ttf_row = QHBoxLayout()
         self.ttf_check = QCheckBox("Test-time fine-tuning")
         self.ttf_steps = QSpinBox()
@@ -256,6 +268,14 @@ class MisrDialog(QDialog):
         self.uncertainty_widget = self._save_widget()
         self.outputs_form.addRow("Super-resolved", self.output_widget)
         self.outputs_form.addRow("Uncertainty", self.uncertainty_widget)
+        self.kernels_widget = QgsFileWidget()
+        self.kernels_widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        self.kernels_widget.setFilter("JSON (*.json)")
+        self.kernels_widget.setConfirmOverwrite(True)
+        self.kernels_widget.lineEdit().setPlaceholderText("[not written]")
+        self.kernels_widget.setToolTip("With test-time fine-tuning: the blur kernel it estimated for "
+                                       "every frame, with its width and ellipticity (JSON)")
+        self.outputs_form.addRow("Blur kernels", self.kernels_widget)
         return box
 
     def _build_engine_section(self) -> QgsCollapsibleGroupBox:
@@ -368,6 +388,7 @@ class MisrDialog(QDialog):
         settings.set_value("ttf_steps", params.ttf_steps)
         settings.set_value("device", params.device)
         settings.set_value("align", params.align)
+        settings.set_value("weights", params.weights)
         settings.set_configured_engine(self.engine_widget.filePath().strip())
 
     # -- layers ---------------------------------------------------------------------------------
@@ -590,6 +611,8 @@ class MisrDialog(QDialog):
         self._set_devices(caps if caps.ok else None)
         self._apply_models(caps if caps.ok else None)
         self._set_tile_tooltip(caps if caps.ok else None)
+        if caps.ok and caps.limits.default_ttf_steps and settings.value("ttf_steps", None) is None:
+            self.ttf_steps.setValue(caps.limits.default_ttf_steps)  # the engine's measured default
         self.validate()
 
     def _engine_set_up(self, path: str) -> None:
@@ -643,6 +666,57 @@ class MisrDialog(QDialog):
             index = next((i for i, info in enumerate(models) if info.default), 0)
         self.model_combo.setCurrentIndex(index)
         self.model_combo.blockSignals(False)
+        self._apply_weights()
+
+    def _apply_weights(self) -> None:
+        """Offer the chosen model's shipped weights (the default first), the weights files
+        chosen before, and 'Other file...'; keep the current choice when it is still offered."""
+        model = self.current_model()
+        current = self.weights_combo.currentData()
+        if current is None or (current == "" and not self._weights_restored):
+            current = settings.value("weights", "", str) or ""
+        self._weights_restored = self._weights_restored or model is not None
+        self.weights_combo.blockSignals(True)
+        self.weights_combo.clear()
+        options = model.weights_options if model is not None else ()
+        for index, choice in enumerate(options):
+            self.weights_combo.addItem(choice.label, "" if index == 0 else choice.path)
+            tip = choice.path + (f"\nModel card: {choice.card}" if choice.card else "")
+            self.weights_combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        if not options:
+            self.weights_combo.addItem("the model's default", "")
+        for path in self._weights_files():
+            if self.weights_combo.findData(path) < 0:
+                self.weights_combo.addItem(os.path.basename(path), path)
+                self.weights_combo.setItemData(self.weights_combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+        self.weights_combo.addItem(OTHER_WEIGHTS, OTHER_WEIGHTS)
+        index = self.weights_combo.findData(current)
+        self.weights_combo.setCurrentIndex(max(index, 0))
+        self.weights_combo.blockSignals(False)
+
+    @staticmethod
+    def _weights_files() -> List[str]:
+        """Weights files the user chose before (most recent first) that still exist."""
+        files = [p for p in (settings.value("weights_files", "", str) or "").split("|") if p]
+        return [p for p in files if os.path.isfile(p)]
+
+    def add_weights_file(self, path: str) -> None:
+        """Offer `path` (e.g. weights from 'misr adapt') in the list, and choose it."""
+        path = os.path.abspath(path)
+        files = [path] + [p for p in self._weights_files() if p != path]
+        settings.set_value("weights_files", "|".join(files[:MAX_WEIGHTS_FILES]))
+        self._apply_weights()
+        self.weights_combo.setCurrentIndex(max(self.weights_combo.findData(path), 0))
+
+    def _weights_chosen(self, index: int) -> None:
+        """'Other file...': ask for a weights file."""
+        if self.weights_combo.itemData(index) != OTHER_WEIGHTS:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Weights for the model", "", "Weights (*.safetensors)")
+        if path:
+            self.add_weights_file(path)
+        else:
+            self.weights_combo.setCurrentIndex(0)
 
     def _set_tile_tooltip(self, caps: Optional[EngineCapabilities]) -> None:
         limits = caps.limits if caps is not None else None
@@ -692,6 +766,7 @@ class MisrDialog(QDialog):
         self.ttf_check.setToolTip(tip)
         self.ttf_steps.setToolTip(tip)
         self.ttf_steps.setEnabled(reason is None and self.ttf_check.isChecked())
+        self.kernels_widget.setEnabled(reason is None and self.ttf_check.isChecked())
         self.ttf_note.setText(reason if reason and reason != CHECKING else "")
 
     # -- parameters and validation ------------------------------------------------------------------
@@ -712,13 +787,18 @@ class MisrDialog(QDialog):
         band, bands = self.band_chooser.selection()
         return RunParameters(
             frames=frames, band=band, bands=bands, **self.mask_options.values(),
-            model=model.name if model else "",
+            model=model.name if model else "", weights=self._chosen_weights(),
             ttf_enabled=self.ttf_check.isChecked() and self.ttf_available(),
+            kernels_out=self.kernels_widget.filePath().strip(),
             ttf_steps=self.ttf_steps.value(), device=self.device_combo.currentData() or "auto",
             tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked())
+
+    def _chosen_weights(self) -> str:
+        data = self.weights_combo.currentData()
+        return "" if data in (None, OTHER_WEIGHTS) else str(data)
 
     def validate(self) -> List[str]:
         """Show the problems of the current choice; Run is enabled only without problems.

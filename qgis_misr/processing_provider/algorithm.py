@@ -3,6 +3,7 @@ the modeler, batch mode and qgis_process."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Dict, List, Optional
 
@@ -16,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -124,7 +126,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     MASKS = "MASKS"
     BAND = "BAND"
     MODEL = "MODEL"
+    WEIGHTS = "WEIGHTS"
     TTF_STEPS = "TTF_STEPS"
+    KERNELS = "KERNELS"
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
     ALIGN = "ALIGN"
@@ -179,8 +183,12 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "GeoTIFF (three bands are shown in colour).<br>"
             "<b>Model</b>: a model name from <code>misr models</code> (empty = the engine's "
             "default); checked against the engine when the algorithm runs.<br>"
+            "<b>Weights</b>: empty = the model's default (supervised); the name of shipped weights "
+            "(<code>self-supervised</code>: trained without HR images) or a .safetensors file, e.g. "
+            "written by <code>misr adapt</code> for your sensor.<br>"
             "<b>Test-time fine-tuning steps</b>: 0 = off; only for a model and an engine that "
-            "offer it.<br>"
+            "offer it. It adapts a copy of the network to the scene (useful for imagery unlike the "
+            "training data) and can write the blur kernel it estimated for every frame (JSON).<br>"
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
@@ -206,6 +214,13 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if known:  # a drop-down in QGIS >= 3.24, a text box before
             model.setMetadata({"widget_wrapper": {"value_hints": known}})
         self.addParameter(model)
+        weights = QgsProcessingParameterString(
+            self.WEIGHTS, "Weights (empty = the model's default; the name of shipped weights such as "
+            "self-supervised, or a .safetensors file, e.g. from misr adapt)", defaultValue="", optional=True)
+        shipped = settings.known_weights()
+        if shipped:
+            weights.setMetadata({"widget_wrapper": {"value_hints": shipped}})
+        self.addParameter(weights)
         self.addParameter(QgsProcessingParameterNumber(
             self.TTF_STEPS, "Test-time fine-tuning steps (0 = off)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
@@ -238,6 +253,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.OUTPUT, "Super-resolved"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.UNCERTAINTY, "Uncertainty", optional=True, createByDefault=True))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.KERNELS, "Blur kernels estimated by test-time fine-tuning (JSON)", "JSON (*.json)",
+            optional=True, createByDefault=False))
 
     # -- run ----------------------------------------------------------------------------------------
     def _parameters(self, parameters: Dict, context: QgsProcessingContext) -> RunParameters:
@@ -273,6 +291,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         uncertainty = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) \
             if parameters.get(self.UNCERTAINTY) is not None else ""
+        kernels = self.parameterAsFileOutput(parameters, self.KERNELS, context) \
+            if parameters.get(self.KERNELS) is not None and ttf > 0 else ""
         return RunParameters(
             frames=pairs, band=band, bands=bands,
             auto_mask=self.parameterAsBoolean(parameters, self.AUTO_MASK, context),
@@ -280,7 +300,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             mask_snow=self.parameterAsBoolean(parameters, self.MASK_SNOW, context),
             mask_dark_areas=self.parameterAsBoolean(parameters, self.MASK_DARK_AREAS, context),
             model=self.parameterAsString(parameters, self.MODEL, context).strip(),
-            ttf_enabled=ttf > 0, ttf_steps=ttf or DEFAULT_TTF_STEPS,
+            weights=(self.parameterAsString(parameters, self.WEIGHTS, context) or "").strip(),
+            ttf_enabled=ttf > 0, ttf_steps=ttf or DEFAULT_TTF_STEPS, kernels_out=kernels or "",
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
@@ -299,6 +320,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             except UnknownModel as exc:
                 raise RunError(f"Model: {exc}") from exc
             name, label = model.name, model.label
+            shipped = model.weights_choice(params.weights) if params.weights else None
+            if shipped is not None and not os.path.isfile(params.weights):  # shipped weights by name
+                params = replace(params, weights="" if shipped == model.weights_options[0] else shipped.path)
         return replace(params, model=name,
                        run_name=run_name(label, [item.frame.name for item in params.frames]))
 
@@ -306,7 +330,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
                          feedback: QgsProcessingFeedback) -> Dict:
         params = self._parameters(parameters, context)
         try:
-            check(params)  # the inputs first: asking the engine takes seconds
+            named = params.weights and not os.path.isfile(params.weights)  # shipped weights' name?
+            check(replace(params, weights="") if named else params)  # the inputs first: asking the engine takes seconds
             engine = settings.current_engine(self.parameterAsFile(parameters, self.ENGINE, context) or None)
             caps = settings.probe(engine)
             if engine is not None and not caps.ok:
@@ -324,7 +349,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if not outcome.ok:
             raise QgsProcessingException(f"MISR engine: {outcome.error}")
         self._finished_run = (prepared.params, outcome.sr, outcome.uncertainty, outcome.frames_used)
-        return {self.OUTPUT: outcome.sr, self.UNCERTAINTY: outcome.uncertainty}
+        results = {self.OUTPUT: outcome.sr, self.UNCERTAINTY: outcome.uncertainty}
+        if prepared.params.kernels_out:
+            results[self.KERNELS] = prepared.params.kernels_out
+        return results
 
     def postProcessAlgorithm(self, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict:
         """Main thread, real context: style the outputs Processing is about to load."""

@@ -29,6 +29,9 @@ def test_the_wheel_carries_weights_cards_and_the_sample(wheel):
     for spec in MODELS.values():
         assert f"misr_engine/data/weights/{spec.name}.safetensors" in names
         assert f"misr_engine/data/weights/{spec.name}.md" in names
+        for option in spec.shipped_weights:  # every installed option (the self-supervised weights too)
+            assert f"misr_engine/data/weights/{option.file}" in names
+            assert f"misr_engine/data/weights/{option.card.name}" in names
     for index in range(1, 10):
         assert f"misr_engine/data/sample/frame_{index:02d}.tif" in names
         assert f"misr_engine/data/sample/mask_{index:02d}.tif" in names

@@ -12,7 +12,11 @@ from pathlib import Path
 NEW_MODELS_ANSWER = {
     "models": [{"name": "piunet", "label": "PIUnet", "weights": "/w/piunet.safetensors", "default": True,
                 "capabilities": ["uncertainty", "order-invariant", "fine-tunable", "onnx"],
-                "card": "/w/piunet.md"},
+                "card": "/w/piunet.md",
+                "weights_options": [{"name": "supervised", "label": "supervised", "weights": "/w/piunet.safetensors",
+                                     "card": "/w/piunet.md"},
+                                    {"name": "self-supervised", "label": "self-supervised (no HR)",
+                                     "weights": "/w/piunet_ssl.safetensors", "card": None}]},
                {"name": "fixednet", "label": "FixedNet", "weights": "/w/fixednet.safetensors",
                 "default": False, "capabilities": ["uncertainty"]},
                {"name": "deepsum", "label": "DeepSUM", "weights": None, "default": False}],
@@ -23,7 +27,7 @@ NEW_MODELS_ANSWER = {
 fine-tunable), one without weights, and a minimum tile size other than today's 16."""
 
 
-BASE_OPTIONS = "[--ttf-steps N] [--align] [--tile-size PX]"
+BASE_OPTIONS = "[--ttf-steps N] [--kernels-out FILE] [--align] [--tile-size PX]"
 ANALYST_OPTIONS = BASE_OPTIONS + (" [--bands LIST] [--mask-kind KIND] [--mask-snow] [--mask-dark-areas]"
                                   " [--mask-dilation PX] [--no-auto-mask]")
 """A `--help` listing the options of masks, screening and bands too (an engine with issue 17)."""

@@ -299,6 +299,15 @@ def test_models_are_read_from_the_engines_new_answer():
                                   min_ttf_frames=3)
 
 
+def test_shipped_weights_are_read_and_found_by_name_or_label():
+    models, _ = parse_models(NEW_MODELS_ANSWER)
+    piunet, fixednet = models
+    assert [c.name for c in piunet.weights_options] == ["supervised", "self-supervised"]
+    assert piunet.weights_choice("Self-Supervised").path == "/w/piunet_ssl.safetensors"
+    assert piunet.weights_choice("self-supervised (no HR)").name == "self-supervised"
+    assert piunet.weights_choice("other") is None and fixednet.weights_options == ()
+
+
 def test_models_are_read_from_the_engines_old_answer():
     """Before labels, capabilities and limits: the name title-cased, nothing refused."""
     models, limits = parse_models(OLD_MODELS_ANSWER)
@@ -347,6 +356,30 @@ def test_command_line_without_masks_or_uncertainty(tmp_path):
     assert "--masks" not in argv and "--uncertainty" not in argv and "--tile-size" not in argv
     assert "--model" not in argv  # '' = the engine's default
     assert "--overwrite" in argv and argv[-2:] == ["--progress", "json"]
+
+
+def test_weights_and_the_kernels_file_are_passed_when_chosen(tmp_path, files):
+    caps = _caps(options=("--ttf-steps", "--kernels-out"))
+    (weights,) = files("adapted.safetensors")
+    argv = build_command(["misr"], _params(tmp_path, weights=weights, ttf_enabled=True, ttf_steps=7,
+                                           kernels_out=str(tmp_path / "k.json")), caps)
+    assert argv[argv.index("--weights") + 1] == os.path.abspath(weights)
+    assert argv[argv.index("--ttf-steps") + 1] == "7"
+    assert argv[argv.index("--kernels-out") + 1] == str(tmp_path / "k.json")
+    argv = build_command(["misr"], _params(tmp_path, kernels_out=str(tmp_path / "k.json")), caps)
+    assert "--weights" not in argv and "--kernels-out" not in argv  # no fine-tuning: no kernels
+    caps = _caps(options=("--ttf-steps",))
+    with pytest.raises(UnsupportedOption, match="--kernels-out"):
+        build_command(["misr"], _params(tmp_path, ttf_enabled=True, kernels_out=str(tmp_path / "k.json")), caps)
+
+
+def test_a_missing_weights_file_and_a_kernels_file_that_is_not_json_are_problems(files, tmp_path):
+    a, b, c = files("a.tif", "b.tif", "c.tif")
+    params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b)), FrameInput(info("c", c))],
+                           output=str(tmp_path / "sr.tif"), uncertainty="", weights=str(tmp_path / "none.safetensors"),
+                           ttf_enabled=True, kernels_out=str(tmp_path / "k.txt"))
+    assert validate_parameters(params) == [f"Weights: file {tmp_path / 'none.safetensors'} not found.",
+                                           "Blur kernels k.txt: use a .json file name."]
 
 
 def test_ttf_steps_are_passed_only_when_the_engine_lists_them(tmp_path):

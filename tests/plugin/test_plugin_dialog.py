@@ -166,6 +166,43 @@ def test_fine_tuning_is_disabled_below_the_engines_minimum_frames_with_the_reaso
     assert not dialog.ttf_check.isChecked() and not dialog.collect_parameters().ttf_enabled
 
 
+def test_the_weights_list_offers_the_shipped_weights_adapted_files_and_other_files(
+        stub_plugin, project, tmp_path, make_raster):
+    layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
+    settings.set_value("weights_files", "")
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    items = [dialog.weights_combo.itemText(i) for i in range(dialog.weights_combo.count())]
+    assert items == ["supervised", "self-supervised (no HR)", "Other file..."]
+    assert dialog.collect_parameters().weights == ""  # the default: no --weights
+    dialog.weights_combo.setCurrentIndex(1)
+    assert dialog.collect_parameters().weights == "/w/piunet_ssl.safetensors"
+    adapted = tmp_path / "adapted.safetensors"
+    adapted.write_bytes(b"")
+    dialog.add_weights_file(str(adapted))  # what choosing it in 'Other file...' does
+    assert dialog.weights_combo.currentText() == "adapted.safetensors"
+    assert dialog.collect_parameters().weights == str(adapted) and dialog.problems == []
+    dialog.model_combo.setCurrentIndex(dialog.model_combo.findData("fixednet"))  # no shipped options
+    assert dialog.weights_combo.itemText(0) == "the model's default"
+    assert dialog.weights_combo.findText("adapted.safetensors") >= 0  # files stay on offer
+    adapted.unlink()
+    dialog._apply_weights()
+    assert dialog.weights_combo.findText("adapted.safetensors") < 0  # a deleted file is not offered
+    settings.set_value("weights_files", "")
+
+
+def test_the_kernels_file_is_passed_only_with_fine_tuning(stub_plugin, project, tmp_path, make_raster):
+    layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    assert not dialog.kernels_widget.isEnabled()
+    dialog.ttf_check.setChecked(True)
+    assert dialog.kernels_widget.isEnabled()
+    dialog.kernels_widget.setFilePath(str(tmp_path / "kernels.json"))
+    params = dialog.collect_parameters()
+    assert params.ttf_enabled and params.kernels_out == str(tmp_path / "kernels.json") and dialog.problems == []
+
+
 # -- running: names, messages, cancel, export -----------------------------------------------------------
 def _run(dialog):
     assert dialog.run_button.isEnabled(), dialog.problems

@@ -3,6 +3,7 @@ the modeler, batch mode and qgis_process run it (through processing.run)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from qgis.core import (  # noqa: E402
 )
 
 import qgis_misr  # noqa: E402
-from .engine_stub import fake_engine, writes_outputs  # noqa: E402
+from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs  # noqa: E402
 from .plugin_support import crop_sample, off_grid_sample  # noqa: E402
 
 
@@ -43,15 +44,15 @@ def test_algorithm_is_registered_with_its_parameters(provider):
     algorithm = QgsApplication.processingRegistry().algorithmById("misr:superresolve")
     assert algorithm is not None and provider.name() == "MISR"
     names = [p.name() for p in algorithm.parameterDefinitions()]
-    for name in ("FRAMES", "MASKS", "BAND", "MODEL", "TTF_STEPS", "DEVICE", "TILE_SIZE", "ALIGN", "OUTPUT",
-                 "UNCERTAINTY"):
+    for name in ("FRAMES", "MASKS", "BAND", "MODEL", "WEIGHTS", "TTF_STEPS", "DEVICE", "TILE_SIZE", "ALIGN",
+                 "OUTPUT", "UNCERTAINTY", "KERNELS"):
         assert name in names
     assert algorithm.parameterDefinition("ALIGN").defaultValue() is False
     assert algorithm.parameterDefinition("FRAMES").layerType() == 3  # raster
     assert algorithm.parameterDefinition("MASKS").flags() & 8  # optional
     assert algorithm.parameterDefinition("OUTPUT").type() == "rasterDestination"
     assert algorithm.parameterDefinition("UNCERTAINTY").type() == "rasterDestination"
-    assert {o.name() for o in algorithm.outputDefinitions()} == {"OUTPUT", "UNCERTAINTY"}
+    assert {o.name() for o in algorithm.outputDefinitions()} == {"OUTPUT", "UNCERTAINTY", "KERNELS"}
 
 
 def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_raster):
@@ -77,6 +78,35 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
         _run(dict(base, TILE_SIZE=20))
 
 
+def test_weights_are_a_file_or_the_name_of_shipped_weights_and_kernels_need_fine_tuning(
+        provider, tmp_path, make_raster):
+    answer = copy.deepcopy(NEW_MODELS_ANSWER)
+    for option in answer["models"][0]["weights_options"]:  # shipped files that exist
+        option["weights"] = str(tmp_path / os.path.basename(option["weights"]))
+        open(option["weights"], "wb").close()
+    engine = str(fake_engine(tmp_path / "engine", models=answer, run_body=writes_outputs()))
+    frames = [make_raster(tmp_path / f"{name}.tif") for name in "abc"]
+    base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
+            "UNCERTAINTY": str(tmp_path / "unc.tif"), "KERNELS": str(tmp_path / "k.json")}
+    adapted = tmp_path / "adapted.safetensors"
+    adapted.write_bytes(b"")
+    ssl = str(tmp_path / "piunet_ssl.safetensors")
+    for value, expected in (("self-supervised", ssl), (str(adapted), str(adapted)),
+                            ("supervised", None), ("", None)):
+        feedback = RecordingFeedback()
+        _run(dict(base, WEIGHTS=value), feedback)
+        [command] = feedback.texts("command")
+        words = command.split()
+        assert (words[words.index("--weights") + 1] if "--weights" in words else None) == expected, value
+        assert "--kernels-out" not in words  # no fine-tuning, no kernels
+    feedback = RecordingFeedback()
+    _run(dict(base, TTF_STEPS=4), feedback)
+    [command] = feedback.texts("command")
+    assert command.split()[command.split().index("--kernels-out") + 1] == str(tmp_path / "k.json")
+    with pytest.raises(QgsProcessingException, match="^Weights: file .*nothing.safetensors not found"):
+        _run(dict(base, WEIGHTS=str(tmp_path / "nothing.safetensors")))
+
+
 def test_model_parameter_offers_the_last_probed_models_without_starting_the_engine(provider, tmp_path):
     from qgis_misr import settings
     from qgis_misr.core.engine import EngineLocation
@@ -86,6 +116,8 @@ def test_model_parameter_offers_the_last_probed_models_without_starting_the_engi
     model = algorithm.parameterDefinition("MODEL")
     assert model.type() == "string" and model.defaultValue() == ""
     assert model.metadata()["widget_wrapper"]["value_hints"] == ["piunet", "fixednet"]
+    weights = algorithm.parameterDefinition("WEIGHTS")
+    assert weights.metadata()["widget_wrapper"]["value_hints"] == ["self-supervised", "supervised"]
 
 
 @pytest.mark.slow

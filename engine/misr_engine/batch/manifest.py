@@ -28,7 +28,7 @@ LIST_SEPARATOR = ";"
 """Separates the items of a list in a CSV cell: `a.tif;b.tif` or `scene1/frame_*.tif`."""
 INPUT_FIELDS = ("frames", "masks", "weights")
 """Request fields naming files to read: relative to the manifest's folder; frames and masks may be globs."""
-OUTPUT_FIELDS = ("output", "uncertainty")
+OUTPUT_FIELDS = ("output", "uncertainty", "kernels_out")
 """Request fields naming files to write: relative to the output folder."""
 BATCH_FIELDS = {"overwrite": "--overwrite", "device": "--device"}
 """Request fields set for the whole batch (by these options), not per scene."""

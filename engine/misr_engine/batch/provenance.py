@@ -35,7 +35,7 @@ def output_state(request: SuperResolveRequest, weights_sha256: str) -> OutputSta
     """How `request`'s outputs stand against the run it describes with weights `weights_sha256`."""
     expected = json.loads(json.dumps(run_options(request)))
     present = []
-    for path, (product, _) in zip(request.outputs, PRODUCTS):
+    for path, (product, _) in zip(request.rasters, PRODUCTS):
         if not os.path.lexists(path):
             present.append(False)
             continue
@@ -44,6 +44,8 @@ def output_state(request: SuperResolveRequest, weights_sha256: str) -> OutputSta
             return OutputState(OTHER, f"{path}: already exists from another run ({why}); "
                                       "use --overwrite to replace it")
         present.append(True)
+    if request.kernels_out:  # the fine-tuning's kernels (JSON), committed with the rasters
+        present.append(os.path.lexists(request.kernels_out))
     return OutputState(DONE if all(present) else PARTIAL if any(present) else MISSING)
 
 

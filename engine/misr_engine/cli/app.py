@@ -12,9 +12,9 @@ from typing import Callable, Sequence
 
 from .. import __version__, signals
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, MisrError
-from . import batch, bench, data, demo, evaluate, export, info, super_resolve, train
+from . import adapt, batch, bench, data, demo, evaluate, export, info, super_resolve, train
 
-COMMANDS = (super_resolve, batch, demo, data, train, evaluate, info, export, bench)
+COMMANDS = (super_resolve, batch, demo, data, train, adapt, evaluate, info, export, bench)
 """The modules of the commands, each with `add(subparsers)`, in the order `misr --help` lists them."""
 
 

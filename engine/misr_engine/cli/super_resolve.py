@@ -65,9 +65,14 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
                    help=f"use at most the N clearest frames (default: {DEFAULT_MAX_FRAMES})")
     p.add_argument("--ttf-steps", type=int, default=0, metavar="N",
-                   help="test-time fine-tuning: first tune (a copy of) the network for N steps on the scene "
-                        "itself, each frame in turn left out and predicted from the others; needs 3 frames "
-                        "and --backend torch; slow on a CPU (default: 0, off)")
+                   help="test-time fine-tuning: first tune (a copy of) the network for N steps on windows "
+                        "of the scene itself, each frame in turn left out and predicted from the others "
+                        "through its own blur kernel (estimated alongside, from the kernel prior); for "
+                        "imagery unlike the training data; needs 3 frames and --backend torch; slow on a "
+                        "CPU (default: 0, off; `misr models --json` gives the recommended N)")
+    p.add_argument("--kernels-out", metavar="FILE.json",
+                   help="with --ttf-steps: write the blur kernel the fine-tuning estimated for every frame "
+                        "(15 x 15 in output pixels, with its width, orientation and ellipticity) as JSON")
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")

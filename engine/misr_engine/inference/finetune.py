@@ -1,37 +1,75 @@
 """Self-supervised test-time fine-tuning on the scene itself (Impieri, Valsesia, Bianchi and
-Magli, IGARSS 2024), adapted to a supervised network.
+Magli, IGARSS 2024), keeping one frame out.
 
-Each step leaves one mostly clear frame out, super-resolves the scene from the others, observes
-the SR as that frame would have (the frame's own PSF, the frame's sub-pixel phase, 3 x 3 pixel
-integration, its gain and offset: ``models.backprojection``) and takes an Adam step on the L1
-difference over the frame's clear pixels, for the network's weights and for that frame's PSF
-(as the paper's kernel latents: acquisitions differ in blur; each PSF starts as the network's
-learnt one, or a Gaussian, and stays positive and normalised through a softmax). The SR never
-sees the frame it is scored against, so the network cannot simply copy it; the frames it adapts
-to are the scene's own. The weights are tuned on a copy, on the central window of the scene
-only, then run on every tile.
+The paper minimises, over the network's weights and a kernel latent z,
+``|| [F({x_t}) * G(z)]_down - x_1 ||_1`` with G the flow-based kernel prior (FKP). Here every
+step leaves one mostly clear frame k out, super-resolves one window of the scene from the
+others, blurs the SR by frame k's own kernel ``prior.kernel(z_k)`` (15 x 15 HR px, non-negative,
+summing to one and centred by construction: it cannot absorb the frame's shift), observes it at
+frame k's sub-pixel phase with the 3 x 3 pixel integration (``sampling.observe_at_phases``),
+matches gain and offset, and takes one Adam step on the L1 difference over frame k's clear
+pixels plus ``latent_weight`` x ||z_k||^2 / 2 (the prior's base log-density: an L1 fit alone
+can reach out-of-family kernels, see the prior's card), jointly for the network's weights and
+z_k. The SR never sees the frame it is scored against, so the network cannot copy it. The
+prior's flow stays frozen; the network is tuned on a copy (the caller's is never modified).
+
+Windows: up to ``TTF_WINDOWS`` windows of ``TTF_WINDOW`` LR pixels spread over the scene
+(``window_origins``); steps cycle over the held-out frames, then the windows, so memory is that
+of one window whatever the scene's size. The estimated kernels describe each acquisition's blur
+(``kernel_report``; ``misr super-resolve --kernels-out``).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from ..models.backprojection import PSF_SIGMA, PSF_SIZE, blur, gain_and_offset, gaussian_kernel
+from ..models.backprojection import blur, gain_and_offset
+from ..models.kernel_prior import KernelPrior, load_kernel_prior
 from ..models.sampling import observe_at_phases
 
-DEFAULT_LEARNING_RATE = 1e-5
-PSF_LEARNING_RATE = 1e-2  # for the per-frame PSF logits
-TTF_WINDOW = 96  # LR pixels: the central window the network is tuned on
+# defaults chosen on validation scenes (docs/evaluation/adaptation/README.md): of lr 1e-5 to 1e-3
+# and 10 to 40 steps, lr 1e-4 for 20 steps gained most out of the training ranges and lost
+# nothing on average in distribution; 40 steps at 1e-4 began to overfit
+DEFAULT_STEPS = 20  # what the plugin offers (``limits`` of ``misr models --json``)
+DEFAULT_LEARNING_RATE = 1e-4  # the network's (Adam)
+LATENT_LEARNING_RATE = 0.05  # the kernel latents' (Adam; FKP uses 0.5 on a sphere of radius 14)
+LATENT_WEIGHT = 1e-3  # of ||z||^2 / 2 beside the L1 (normalised units, per step)
+TTF_WINDOW = 64  # LR pixels: the side of a fine-tuning window (96: 2.7 GB, 17 s a step on the shared CPU)
+TTF_WINDOWS = 4  # at most this many windows, spread over the scene
 MIN_FRAMES = 3  # one left out, at least two to super-resolve it from
 MAX_STEPS = 1000  # --ttf-steps above this are refused (about 2 s a step on 2 CPU cores: 35 minutes)
 MIN_CLEAR_FRACTION = 0.5  # frames clearer than this are left out in turn
 BORDER = 2  # LR pixels at the window's edge not scored (the SR's border lacks context)
 
 StepCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """How a scene is fine-tuned (``misr super-resolve --ttf-steps`` and its defaults)."""
+
+    steps: int
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    latent_learning_rate: float = LATENT_LEARNING_RATE
+    latent_weight: float = LATENT_WEIGHT
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned copy of the network, the frames' estimated kernels (T,1,K,K) and latents
+    (T,225), the frames that were left out (the others keep the initial kernel) and every
+    step's loss."""
+
+    model: torch.nn.Module
+    kernels: np.ndarray
+    latents: np.ndarray
+    held_out: list[int]
+    losses: list[float] = field(default_factory=list)
 
 
 def held_out_order(masks: np.ndarray) -> list[int]:
@@ -41,12 +79,16 @@ def held_out_order(masks: np.ndarray) -> list[int]:
     return [i for i in order if clear[i] >= MIN_CLEAR_FRACTION] or order[:1]
 
 
-def network_psf(model: torch.nn.Module, device: torch.device) -> torch.Tensor:
-    """The PSF the network's back-projection learnt, or the Gaussian it starts from."""
-    backprojection = getattr(model, "backprojection", None)
-    if backprojection is not None:
-        return backprojection.kernels()[0]
-    return torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None].to(device)
+def window_origins(height: int, width: int, size: int = TTF_WINDOW, count: int = TTF_WINDOWS) -> list[tuple[int, int]]:
+    """(row, column) origins of up to `count` (1, 2 or 4) windows of `size` LR pixels spread over
+    a scene: one per axis where the scene is less than 1.5 windows long, else two, centred at a
+    quarter and three quarters of it; the whole scene when it fits in one window."""
+    def starts(extent: int, n: int) -> list[int]:
+        return [min(max(int(round(extent * (i + 0.5) / n - size / 2)), 0), max(extent - size, 0)) for i in range(n)]
+    rows, cols = (1 if extent < 1.5 * size else 2 for extent in (height, width))
+    while rows * cols > max(count, 1):
+        rows, cols = (rows, cols - 1) if cols >= rows else (rows - 1, cols)
+    return [(r, c) for r in starts(height, rows) for c in starts(width, cols)]
 
 
 def as_batch(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray,
@@ -56,27 +98,36 @@ def as_batch(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray,
                  for a in (frames, masks, phases))
 
 
-class FramePSFs(torch.nn.Module):
-    """One learnable PSF per frame, as softmax logits (positive, summing to 1)."""
+class FrameKernels(torch.nn.Module):
+    """One kernel latent per frame through the frozen prior: ``kernel(k)`` is frame k's blur."""
 
-    def __init__(self, psf: torch.Tensor, count: int):
+    def __init__(self, prior: KernelPrior, count: int):
         super().__init__()
-        self.logits = torch.nn.Parameter(psf.detach().clamp(min=1e-6).log().repeat(count, 1, 1, 1))
+        self.prior = [prior]  # in a list: not a submodule, so its (frozen) weights are not tuned
+        self.latents = torch.nn.Parameter(prior.default_latent().repeat(count, 1))
 
-    def forward(self, k: int) -> torch.Tensor:
-        logits = self.logits[k:k + 1]
-        return torch.softmax(logits.flatten(), dim=0).reshape(logits.shape)
+    def kernel(self, k: int) -> torch.Tensor:
+        """Frame `k`'s kernel (1,1,K,K)."""
+        return self.prior[0].kernel(self.latents[k:k + 1])
+
+    def penalty(self, k: int) -> torch.Tensor:
+        """||z_k||^2 / 2: minus the prior's base log-density of frame `k`'s latent (up to a constant)."""
+        return 0.5 * (self.latents[k] ** 2).sum()
+
+    @torch.no_grad()
+    def all_kernels(self) -> torch.Tensor:
+        return self.prior[0].kernel(self.latents)
 
 
 def leave_one_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor,
-                       phases: torch.Tensor, k: int, psf: torch.Tensor) -> torch.Tensor:
+                       phases: torch.Tensor, k: int, kernel: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference, over frame `k`'s clear pixels away from the border, between
-    frame `k` and the SR of the other frames observed as frame `k` through `psf` (1,1,K,K), gain
-    and offset matched. In the frame's units: in the SR's, shrinking the SR's contrast would
-    shrink the error too."""
+    frame `k` and the SR of the other frames blurred by `kernel` (1,1,K,K), observed at frame
+    `k`'s phase, gain and offset matched. In the frame's units: in the SR's, shrinking the SR's
+    contrast would shrink the error too."""
     keep = [i for i in range(frames.shape[1]) if i != k]
     sr, _ = model(frames[:, keep], masks[:, keep], phases[:, keep])
-    observed = observe_at_phases(blur(sr, psf), phases[:, k:k + 1])
+    observed = observe_at_phases(blur(sr, kernel), phases[:, k:k + 1])
     weight = torch.zeros_like(masks[:, k:k + 1])
     weight[..., BORDER:weight.shape[-2] - BORDER, BORDER:weight.shape[-1] - BORDER] = 1.0
     weight = weight * masks[:, k:k + 1]
@@ -85,26 +136,73 @@ def leave_one_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torc
     return residual.abs().sum() / weight.sum().clamp(min=1.0)
 
 
-def finetune_on_scene(model: torch.nn.Module, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray,
-                      steps: int, device: torch.device, learning_rate: float = DEFAULT_LEARNING_RATE,
-                      on_step: StepCallback | None = None) -> torch.nn.Module:
-    """A copy of `model` tuned for `steps` steps on one scene: normalised frames and masks
-    (T,H,W), sub-pixel phases (T,2). `on_step` hears each step's number and loss."""
-    if len(frames) < MIN_FRAMES:
-        raise ValueError(f"test-time fine-tuning needs at least {MIN_FRAMES} frames, got {len(frames)}")
+def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
+                      settings: FineTuneSettings, device: torch.device, prior: KernelPrior | None = None,
+                      on_step: StepCallback | None = None,
+                      checkpoint: Callable[[int, torch.nn.Module], None] | None = None) -> FineTuned:
+    """A copy of `model` and per-frame kernels tuned for `settings.steps` steps on one scene:
+    `windows` of its normalised frames and masks (T,h,w) each, the frames' sub-pixel phases
+    (T,2). `on_step` hears each step's number and loss, `checkpoint` each step's number and the
+    network as tuned so far (studies of the step count)."""
+    count = len(phases)
+    if count < MIN_FRAMES:
+        raise ValueError(f"test-time fine-tuning needs at least {MIN_FRAMES} frames, got {count}")
+    prior = prior if prior is not None else load_kernel_prior(device=device)
     tuned = copy.deepcopy(model).to(device).eval()  # eval: BatchNorm keeps its training statistics
-    psfs = FramePSFs(network_psf(tuned, device), len(frames)).to(device)
-    optimiser = torch.optim.Adam([{"params": tuned.parameters(), "lr": learning_rate},
-                                  {"params": psfs.parameters(), "lr": PSF_LEARNING_RATE}])
-    x, m, p = as_batch(frames, masks, phases, device)
-    order = held_out_order(masks)
-    for step in range(steps):
+    kernels = FrameKernels(prior, count).to(device)
+    optimiser = torch.optim.Adam([{"params": tuned.parameters(), "lr": settings.learning_rate},
+                                  {"params": kernels.parameters(), "lr": settings.latent_learning_rate}])
+    batches = [as_batch(frames, masks, phases, device) for frames, masks in windows]
+    order = held_out_order(np.concatenate([masks for _, masks in windows], axis=-1))
+    losses = []
+    for step in range(settings.steps):
         k = order[step % len(order)]
+        x, m, p = batches[(step // len(order)) % len(batches)]
         with torch.enable_grad():
-            loss = leave_one_out_loss(tuned, x, m, p, k, psfs(k))
+            loss = leave_one_out_loss(tuned, x, m, p, k, kernels.kernel(k))
+            objective = loss + settings.latent_weight * kernels.penalty(k)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimiser.step()
+        losses.append(float(loss.detach()))
         if on_step:
-            on_step(step + 1, float(loss.detach()))
-    return tuned.eval()
+            on_step(step + 1, losses[-1])
+        if checkpoint:
+            checkpoint(step + 1, tuned)
+    held_out = sorted(set(order[:min(settings.steps, len(order))]))
+    return FineTuned(tuned.eval(), kernels.all_kernels().cpu().numpy(), kernels.latents.detach().cpu().numpy(),
+                     held_out, losses)
+
+
+def kernel_shape(kernel: np.ndarray) -> dict[str, float]:
+    """Width of a (K,K) kernel from its second moments (HR px): the standard deviations along
+    its major and minor axes, the major axis' angle (degrees from the column axis, counter-
+    clockwise towards up), the ellipticity 1 - minor / major and the peak value."""
+    size = kernel.shape[-1]
+    axis = np.arange(size) - size // 2
+    dy, dx = np.meshgrid(axis, axis, indexing="ij")
+    k = kernel / kernel.sum()
+    my, mx = (k * dy).sum(), (k * dx).sum()
+    cyy, cxx, cyx = (k * (dy - my) ** 2).sum(), (k * (dx - mx) ** 2).sum(), (k * (dy - my) * (dx - mx)).sum()
+    values, vectors = np.linalg.eigh(np.array([[cyy, cyx], [cyx, cxx]]))
+    minor, major = np.sqrt(np.maximum(values, 0.0))
+    vy, vx = vectors[:, 1]
+    return {"sigma_major": float(major), "sigma_minor": float(minor),
+            "angle_deg": float(np.degrees(np.arctan2(-vy, vx)) % 180.0),
+            "ellipticity": float(1.0 - minor / major) if major > 0 else 0.0, "peak": float(k.max())}
+
+
+def kernel_report(result: FineTuned, frame_names: Sequence[str], phases: np.ndarray) -> dict:
+    """The estimated kernels as JSON-ready data: per frame its file, sub-pixel phase, whether it
+    was left out (estimated) or kept its initial kernel, the kernel's shape and its values."""
+    frames = []
+    for index, name in enumerate(frame_names):
+        kernel = result.kernels[index, 0]
+        frames.append({"frame": name, "phase_lr_px": [round(float(v), 4) for v in phases[index]],
+                       "estimated": index in result.held_out, **kernel_shape(kernel),
+                       "latent_norm": float(np.linalg.norm(result.latents[index])),
+                       "kernel": np.round(kernel.astype(np.float64), 7).tolist()})
+    return {"kernel_size": int(result.kernels.shape[-1]),
+            "units": "HR pixels (one third of an input pixel); the optical blur before the 3 x 3 pixel integration",
+            "steps": len(result.losses), "final_loss": result.losses[-1] if result.losses else None,
+            "frames": frames}

@@ -14,10 +14,10 @@ import torch
 from .. import SCALE
 from ..errors import MisrError
 from ..rasters.gdal_utils import gdal_cache_limit
-from ..registration.stack import central_window, subpixel_phase
+from ..registration.stack import subpixel_phase
 from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
 from .backends import Runner, TileOutOfMemory, TorchRunner
-from .finetune import MIN_FRAMES, TTF_WINDOW, finetune_on_scene
+from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
 from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
@@ -26,6 +26,7 @@ TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is annou
 
 
 ProgressCallback = Callable[[float, str], None]
+KernelsCallback = Callable[[dict], None]  # hears the fine-tuned kernels (``finetune.kernel_report``)
 
 
 LOG_SCALE_LIMIT = 30.0
@@ -47,18 +48,21 @@ class Strip:
 def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                   tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                   progress: ProgressCallback | None = None, *, precision: str = "fp32",
-                  batch_size: int | None = None, ttf_steps: int = 0,
-                  on_warning: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int | None = None, ttf_steps: int | FineTuneSettings = 0,
+                  on_warning: Callable[[str], None] | None = None,
+                  on_kernels: KernelsCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
 
     `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
-    `ttf_steps` > 0 fine-tunes (a copy of) a torch model on the scene first (``finetune``).
+    `ttf_steps` > 0 (or settings) fine-tunes (a copy of) a torch model on the scene first
+    (``finetune``); `on_kernels` then hears the frames' estimated kernels.
     """
     _, height, width = stack.shape
     sr = np.empty((height * SCALE, width * SCALE), np.float32)
     scale = np.empty_like(sr)
     for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
-                                      batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning):
+                                      batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning,
+                                      on_kernels=on_kernels):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
         scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
     return sr, scale
@@ -67,8 +71,9 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
 def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, device: torch.device | None = None,
                          tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                          progress: ProgressCallback | None = None, *, precision: str = "fp32",
-                         batch_size: int | None = None, ttf_steps: int = 0,
+                         batch_size: int | None = None, ttf_steps: int | FineTuneSettings = 0,
                          on_warning: Callable[[str], None] | None = None,
+                         on_kernels: KernelsCallback | None = None,
                          registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
@@ -79,30 +84,28 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     height, whether `stack` is a `LazyStack` or an in-memory `Stack` (same results). Tiles of one
     row run `batch_size` at a time (default: 1 on the CPU, 4 on CUDA). Out of memory, the batch
     is halved, then the tile size (each tile is then run as sub-tiles, blended); `on_warning`
-    hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on the
-    scene's central window (``finetune.finetune_on_scene``; half of the progress).
-    `registration` (shifts (T, 2), reference frame: ``streamed.stack_registration``), when given,
-    is used instead of estimating it (the bands of one multi-band run share one registration).
+    hears about it. With `ttf_steps`, a copy of the torch model is first fine-tuned on
+    windows spread over the scene (``finetune.finetune_on_scene``; half of the progress), and
+    `on_kernels` hears the frames' estimated kernels. `registration` (shifts (T, 2), reference
+    frame: ``streamed.stack_registration``), when given, is used instead of estimating it (the
+    bands of one multi-band run share one registration).
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
-        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, ttf_steps, on_warning, registration)
+        settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
+        yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
+                           registration)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
-            batch_size: int | None, ttf_steps: int, on_warning: Callable[[str], None] | None,
-            registration: tuple[np.ndarray, int] | None = None) -> Iterator[Strip]:
+            batch_size: int | None, ttf: FineTuneSettings, on_warning: Callable[[str], None] | None,
+            on_kernels: KernelsCallback | None, registration: tuple[np.ndarray, int] | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
-    shifts, reference = stack_registration(stack) if registration is None else registration
-    phases = subpixel_phase(shifts)
-    rows = RegisteredRows(stack, shifts)
-    rows.radiometry = scene_radiometry(rows, reference)
-    tiles = make_tiles(height, width, tile_size, overlap)
+    rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
-    norm = Normalisation.of_blocks(rows.blocks(tile_rows[0][0].height))
-    tuned = _finetuned(runner, rows, norm, phases, ttf_steps, progress, on_warning) if ttf_steps > 0 else None
+    tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
     runner = tuned or runner
     share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
@@ -125,6 +128,41 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
         yield _finished_strip(blender, until, row_input, norm)
 
 
+def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
+                  registration: tuple[np.ndarray, int] | None = None
+                  ) -> tuple[RegisteredRows, np.ndarray, Normalisation, list[Tile]]:
+    """What a run computes before the network: the registered rows of `stack` (shifts and
+    radiometry fitted; `registration` when given, else ``streamed.stack_registration``), the
+    frames' sub-pixel phases, the scene's normalisation (over blocks of one row of tiles) and
+    the tiles."""
+    _, height, width = stack.shape
+    shifts, reference = stack_registration(stack) if registration is None else registration
+    rows = RegisteredRows(stack, shifts)
+    rows.radiometry = scene_radiometry(rows, reference)
+    tiles = make_tiles(height, width, tile_size, overlap)
+    return rows, subpixel_phase(shifts), Normalisation.of_blocks(rows.blocks(tiles[0].height)), tiles
+
+
+def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP
+                      ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The normalised windows (frames, masks) and the phases that fine-tuning `stack` in
+    `super_resolve` uses (for studies of the fine-tuning itself)."""
+    rows, phases, norm, _ = prepare_scene(stack, tile_size, overlap)
+    return _finetuning_windows(rows, norm), phases
+
+
+def _finetuning_windows(rows: RegisteredRows, norm: Normalisation) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Normalised frames and masks of the windows spread over the scene (``finetune.window_origins``)."""
+    _, height, width = rows.stack.shape
+    windows = []
+    for row0, col0 in window_origins(height, width):
+        block = rows.read(row0, min(row0 + TTF_WINDOW, height))
+        cols = slice(col0, min(col0 + TTF_WINDOW, width))
+        frames, masks = block.frames[:, :, cols], block.masks[:, :, cols]
+        windows.append((norm.apply(frames, masks), masks))
+    return windows
+
+
 def check_finite(output: np.ndarray, tile: Tile) -> None:
     """A one-line MisrError when the network's output for `tile` holds NaN or Inf (its inputs are
     finite: damaged or hostile weights, or a backend failure), rather than an output of NaNs."""
@@ -134,21 +172,21 @@ def check_finite(output: np.ndarray, tile: Tile) -> None:
                         "damaged weights? no output written")
 
 
-def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray, steps: int,
-               progress: ProgressCallback | None, on_warning: Callable[[str], None] | None) -> TorchRunner | None:
-    """A runner of a copy of the runner's network fine-tuned on the central window of the
-    registered stack (the given runner is left as it is), or None, with a warning, when there
-    are too few frames to leave one out."""
+def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray,
+               settings: FineTuneSettings, progress: ProgressCallback | None,
+               on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None) -> TorchRunner | None:
+    """A runner of a copy of the runner's network fine-tuned on windows spread over the
+    registered stack (``finetune.window_origins``; the given runner is left as it is), or None,
+    with a warning, when there are too few frames to leave one out."""
     if not isinstance(runner, TorchRunner):
         raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
-    count, height, width = rows.stack.shape
+    count = rows.stack.shape[0]
     if count < MIN_FRAMES:
         if on_warning:
             on_warning(f"test-time fine-tuning skipped: it needs at least {MIN_FRAMES} frames, got {count}")
         return None
-    window_rows, window_cols = central_window((height, width), TTF_WINDOW)
-    window = rows.read(window_rows.start, window_rows.stop)
-    frames, masks = window.frames[:, :, window_cols], window.masks[:, :, window_cols]
+    windows = _finetuning_windows(rows, norm)
+    steps = settings.steps
 
     started = time.perf_counter()
 
@@ -160,9 +198,10 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
                            f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
-    tuned = finetune_on_scene(runner.model, norm.apply(frames, masks), masks, phases, steps, runner.device,
-                              on_step=on_step)
-    return TorchRunner(tuned, runner.device, runner.precision)
+    tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step)
+    if on_kernels:
+        on_kernels(kernel_report(tuned, [str(p) for p in rows.stack.paths], phases))
+    return TorchRunner(tuned.model, runner.device, runner.precision)
 
 
 def _prefetched(rows: RegisteredRows, tile_rows: list[list[Tile]]) -> Iterator[TileRowInput]:

@@ -151,8 +151,17 @@ class CNRSA(nn.Module):
         self.norm_attention = nn.BatchNorm3d(n_feat)
 
     def forward(self, h: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.norm_conv(self.conv(h)))
+        h = F.leaky_relu(self.norm_conv(self.shared_conv(h)))
         return self.norm_attention(h + self.attention(h, key_bias))
+
+    def shared_conv(self, h: torch.Tensor) -> torch.Tensor:
+        """The (1,3,3) convolution over (B,F,T,H,W) as a 2D convolution of the B*T frames: the
+        same numbers as ``self.conv(h)``, about 4x faster on the CPU (forward and backward),
+        where PyTorch has no fast 3D convolution."""
+        b, f, t, y, x = h.shape
+        out = F.conv2d(h.transpose(1, 2).reshape(b * t, f, y, x), self.conv.weight[:, :, 0], self.conv.bias,
+                       padding=1)
+        return out.reshape(b, t, -1, y, x).transpose(1, 2)
 
 
 def local_mean(x: torch.Tensor, window: int, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,8 +22,31 @@ ONNX = "onnx"  # exports to ONNX and runs in ONNX Runtime (--backend onnx)
 
 
 @dataclass(frozen=True)
+class WeightsOption:
+    """A shipped weights file of a model: `name` (e.g. supervised, self-supervised), a label for
+    people, and its file under the package's weights folder (its model card: the same stem, .md)."""
+
+    name: str
+    label: str
+    file: str
+
+    @property
+    def path(self) -> Path:
+        return weights_dir() / self.file
+
+    @property
+    def card(self) -> Path:
+        return self.path.with_suffix(".md")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "weights": str(self.path),
+                "card": str(self.card) if self.card.is_file() else None}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """One network: its name on the command line, its label for people, its classes and abilities."""
+    """One network: its name on the command line, its label for people, its classes and abilities,
+    and its shipped weights (the first are the default)."""
 
     name: str
     label: str
@@ -31,14 +54,22 @@ class ModelSpec:
     network: str  # its nn.Module class
     config: str  # its config dataclass
     capabilities: frozenset[str]
+    weights_options: tuple[WeightsOption, ...] = ()
+
+    @property
+    def shipped_weights(self) -> tuple[WeightsOption, ...]:
+        """The weights options whose files are installed (the default first)."""
+        options = self.weights_options or (WeightsOption("default", self.label, f"{self.name}.safetensors"),)
+        return tuple(option for option in options if option.path.is_file())
 
     @property
     def default_weights(self) -> Path:
-        return weights_dir() / f"{self.name}.safetensors"
+        options = self.weights_options or (WeightsOption("default", self.label, f"{self.name}.safetensors"),)
+        return options[0].path
 
     @property
     def card(self) -> Path:
-        return weights_dir() / f"{self.name}.md"
+        return self.default_weights.with_suffix(".md")
 
     def config_class(self) -> type:
         """The network's config dataclass (with its `BOUNDS`: ``config_bounds``)."""
@@ -57,12 +88,15 @@ class ModelSpec:
         return {"name": self.name, "label": self.label, "default": self.name == DEFAULT_MODEL,
                 "weights": str(weights) if weights.is_file() else None,
                 "card": str(self.card) if self.card.is_file() else None,
-                "capabilities": sorted(self.capabilities)}
+                "capabilities": sorted(self.capabilities),
+                "weights_options": [option.describe() for option in self.shipped_weights]}
 
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("piunet", "PIUnet", "piunet", "PIUnet", "PIUnetConfig",
-              frozenset({UNCERTAINTY, ORDER_INVARIANT, FINE_TUNABLE, ONNX})),
+              frozenset({UNCERTAINTY, ORDER_INVARIANT, FINE_TUNABLE, ONNX}),
+              (WeightsOption("supervised", "supervised (semi-simulated Sentinel-2 with HR)", "piunet.safetensors"),
+               WeightsOption("self-supervised", "self-supervised (LR stacks only, no HR)", "piunet_ssl.safetensors"))),
 )}
 DEFAULT_MODEL = "piunet"
 

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -199,12 +199,51 @@ def warm_start(model: torch.nn.Module, path: str, skip: list[str], log: Callable
     log(f"warm start from {path}: {taken} tensors copied, widened {widened or 'none'}")
 
 
+class Task(Protocol):
+    """What a training run learns from: its batches, how they are scored, its validation."""
+
+    description: str  # one line for the log
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """Normalised frames, masks (B,T,p,p), phases (B,T,2), target and its clear mask (B,1,3p,3p)."""
+
+    def loss(self, pixel_loss, mean: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor,
+             target_mask: torch.Tensor) -> torch.Tensor: ...
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        """At least ``val_cpsnr`` (dB)."""
+
+
+class SupervisedTask:
+    """Simulated stacks and their HR targets (``datasets.samples``)."""
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.train_data, self.val_data = load_samples(config.train_data), load_samples(config.val_data)
+        # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
+        aligned = bool(self.train_data.get("aligned", False))
+        self.objective = aligned_loss if aligned else compensated_loss
+        self.description = ("loss applied " + ("directly (aligned targets)" if aligned
+                                               else "with shift and brightness compensation"))
+
+    def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        return sample_batch(self.train_data, self.config, rng, self.device)
+
+    def loss(self, pixel_loss, mean, log_scale, target, target_mask) -> torch.Tensor:
+        return self.objective(pixel_loss, mean, log_scale, target, target_mask)
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        return validate(model, self.val_data, self.config, self.device)
+
+
 def train(config: TrainConfig, log: Callable[[str], None] = print,
-          on_step: Callable[[int, float], None] | None = None) -> Path:
+          on_step: Callable[[int, float], None] | None = None,
+          make_task: Callable[[TrainConfig, torch.device], Task] = SupervisedTask) -> Path:
     """Train, resuming from `out_dir`/checkpoint.pt if present. Returns the final weights path;
     the weights of the best validation step are kept beside them (`BEST`).
 
-    `log` hears the validation lines, `on_step` every step's number and loss (progress bars)."""
+    `log` hears the validation lines, `on_step` every step's number and loss (progress bars);
+    `make_task` gives the batches and the validation (default: supervised, simulated stacks)."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -212,7 +251,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train_data, val_data = load_samples(config.train_data), load_samples(config.val_data)
+    task = make_task(config, device)
     model = build_model(config.model, config.model_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     dtype = autocast_dtype(config.precision, device)
@@ -229,19 +268,17 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
     elif config.init_weights:
         warm_start(model, config.init_weights, config.init_skip, log)
     rng = np.random.default_rng(config.seed + step)
-    # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
-    objective = aligned_loss if bool(train_data.get("aligned", False)) else compensated_loss
-    log(f"loss applied {'directly (aligned targets)' if objective is aligned_loss else 'with shift and brightness compensation'}")
+    log(task.description)
     model.train()
     started, running = time.perf_counter(), []
     with open(out / "log.csv", "a", newline="") as log_file:
         writer = csv.writer(log_file)
         while step < config.steps and not (config.max_seconds and time.perf_counter() - started >= config.max_seconds):
-            frames, masks, phases, hr, hr_mask = sample_batch(train_data, config, rng, device)
+            frames, masks, phases, hr, hr_mask = task.batch(rng)
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
                 mean, log_scale = model(frames, masks, phases)
             loss_name = loss_at(step, config)
-            loss = objective(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
+            loss = task.loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate_at(step, config, time.perf_counter() - started)
             optimiser.zero_grad(set_to_none=True)
@@ -256,7 +293,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
                 on_step(step, running[-1])
             out_of_time = bool(config.max_seconds) and time.perf_counter() - started >= config.max_seconds
             if step % config.val_every == 0 or step == config.steps or out_of_time:
-                scores = validate(model, val_data, config, device)
+                scores = task.validate(model)
                 row = [step, loss_name, float(np.mean(running)), scores["val_cpsnr"],
                        round(time.perf_counter() - started, 1)]
                 writer.writerow(row)

@@ -113,3 +113,22 @@ def test_every_command_prints_its_help():
     commands = build_parser()._subparsers._group_actions[0].choices
     for name, parser in commands.items():
         assert parser.format_help(), name
+
+
+def test_models_json_lists_the_shipped_weights_options_with_their_cards_and_the_ttf_default():
+    from misr_engine.inference.finetune import DEFAULT_STEPS
+    from misr_engine.models.registry import MODELS
+    result = run("models", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    (piunet,) = [m for m in answer["models"] if m["name"] == "piunet"]
+    options = {o["name"]: o for o in piunet["weights_options"]}
+    assert list(options)[0] == "supervised" and options["supervised"]["weights"] == piunet["weights"]
+    declared = {option.name: option.path for option in MODELS["piunet"].weights_options}
+    assert set(options) == {name for name, path in declared.items() if path.is_file()}  # installed ones only
+    for option in options.values():
+        assert Path(option["weights"]).is_file() and Path(option["card"]).is_file()
+    assert answer["limits"]["default_ttf_steps"] == DEFAULT_STEPS
+    listing = run("models").stdout
+    for option in list(options.values())[1:]:
+        assert f"--weights {option['weights']}" in listing

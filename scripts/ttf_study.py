@@ -1,0 +1,100 @@
+"""Choose test-time fine-tuning's defaults on VALIDATION scenes (issue 15 item 5).
+
+For every scene of the chosen sets (validation window; in distribution and out of the training
+ranges), the SR without fine-tuning is scored, then the scene is fine-tuned once per setting
+(learning rate, latent weight) and the SR scored after each of the listed step counts (one
+run per setting: the checkpoints of a longer run). Rows go to a JSON-lines file (resumable);
+`--summary` prints the mean change against no fine-tuning with 95% paired bootstrap intervals.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/ttf_study.py --weights W --output docs/evaluation/ttf_validation.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from misr_engine.evaluation.adaptation import Results, evidence_scenes, paired_interval, scene_score
+from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
+                                            FineTuneSettings, finetune_on_scene)
+from misr_engine.inference.tiled import finetuning_inputs, super_resolve
+from misr_engine.models.kernel_prior import load_kernel_prior
+from misr_engine.models.weights import load_model
+from misr_engine.rasters.stack import Stack
+
+CPU = torch.device("cpu")
+MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than their range
+
+
+def setting_name(learning_rate: float, latent_weight: float, steps: int) -> str:
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g} steps={steps}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="piunet")
+    parser.add_argument("--weights", help="weights file (default: the shipped ones)")
+    parser.add_argument("--sets", nargs="+", default=["out-of-range", "in-distribution"])
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--lr-size", type=int, default=48)
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=[DEFAULT_LEARNING_RATE])
+    parser.add_argument("--latent-weights", type=float, nargs="+", default=[LATENT_WEIGHT])
+    parser.add_argument("--latent-learning-rate", type=float, default=LATENT_LEARNING_RATE)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
+    parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
+    args = parser.parse_args()
+    results = Results(args.output)
+    if not args.summary:
+        run(args, results)
+    summarise(results, args.sets)
+
+
+def run(args: argparse.Namespace, results: Results) -> None:
+    loaded = load_model(args.model, args.weights)
+    prior = load_kernel_prior()
+    tag = loaded.sha256[:12]
+    for set_name in args.sets:
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
+        for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
+            stack = Stack.in_memory(frames, masks)
+            key = f"{set_name} [{tag}]"
+            if not results.has(key, "plain", index):
+                results.add({"set": key, "method": "plain", "scene": index,
+                             "cpsnr": scene_score(super_resolve(stack, loaded.model, CPU)[0], hr)})
+            windows, phases = finetuning_inputs(stack)
+            for learning_rate in args.learning_rates:
+                for latent_weight in args.latent_weights:
+                    names = {s: setting_name(learning_rate, latent_weight, s) for s in args.steps}
+                    if all(results.has(key, n, index) for n in names.values()):
+                        continue
+                    started = time.perf_counter()
+
+                    def checkpoint(step: int, tuned: torch.nn.Module) -> None:
+                        if step in names:
+                            seconds = time.perf_counter() - started
+                            score = scene_score(super_resolve(stack, tuned, CPU)[0], hr)
+                            results.add({"set": key, "method": names[step], "scene": index, "cpsnr": score,
+                                         "seconds": round(seconds, 1)})
+                            print(f"{key} scene {index} {names[step]}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
+                    settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
+                    finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint)
+
+
+def summarise(results: Results, sets: list[str]) -> None:
+    for key in sorted({r["set"] for r in results.rows if any(r["set"].startswith(s) for s in sets)}):
+        plain = results.scores(key, "plain")
+        print(f"\n{key}: plain {sum(plain.values()) / max(len(plain), 1):.3f} dB over {len(plain)} scenes")
+        for method in sorted({r["method"] for r in results.rows if r["set"] == key} - {"plain"}):
+            scores = results.scores(key, method)
+            common = sorted(set(scores) & set(plain))
+            mean, low, high = paired_interval([scores[i] for i in common], [plain[i] for i in common])
+            interval = f"[{low:+.3f}, {high:+.3f}]" if len(common) >= MIN_INTERVAL_SCENES else "(no interval)"
+            print(f"  {method:40s} {mean:+.3f} dB {interval} ({len(common)} scenes)")
+
+
+if __name__ == "__main__":
+    main()
