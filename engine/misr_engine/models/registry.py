@@ -63,6 +63,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("piunet", "PIUnet", "piunet", "PIUnet", "PIUnetConfig",
               frozenset({UNCERTAINTY, ORDER_INVARIANT, FINE_TUNABLE, ONNX})),
+    ModelSpec("deepsum", "DeepSUM", "deepsum", "DeepSUM", "DeepSUMConfig", frozenset({UNCERTAINTY, ONNX})),
 )}
 DEFAULT_MODEL = "piunet"
 
