@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from misr_engine import SCALE
+from misr_engine.datasets.simulate import SENTINEL2, degrade
 from misr_engine.evaluation.baselines import bicubic_masked_mean
 from misr_engine.evaluation.metrics import best_alignment, cpsnr
 from misr_engine.inference.tiled import super_resolve
@@ -22,6 +23,7 @@ from misr_engine.models.weights import load_model
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
 from misr_engine.resources import sample_dir
+from tests.rasters import HOLDOUT_HR
 
 CPU = torch.device("cpu")
 RANGE = 10000.0  # Sentinel-2 digital numbers per unit reflectance
@@ -115,6 +117,28 @@ def test_regnet_pretraining_towards_delta_filters_learns_to_recover_subpixel_shi
     after, _ = centroid_error(test_frames, test_phases)
     print(f"centroid error: before {before:.3f}, after {after:.3f} HR px (residual shifts {truth:.3f} HR px)")
     assert after < 0.6 * truth and after < 0.6 * before  # measured 0.092 against 0.242 and 0.242
+
+
+@pytest.mark.xfail(strict=True, reason="the CPU-trained weights' RegNet is not content-adaptive: centroid "
+                   "error 0.224 HR px for residual shifts of 0.224 HR px (it learned a fixed filter; see the card)")
+def test_shipped_regnet_recovers_known_subpixel_shifts_on_a_real_scene(deepsum):
+    """Frames of the held-out crop with known shifts and no clouds: RegNet's filters should move
+    them by the true residual shift, to a fraction of an HR pixel."""
+    hr = read_band(str(HOLDOUT_HR))[0]
+    errors, truths = [], []
+    for seed in range(4):
+        stack = degrade(hr, 6, np.random.default_rng(seed), SENTINEL2)
+        phases = stack.shifts - stack.shifts[:1]  # where frame 0's content sits in each frame
+        frames = (stack.frames - stack.frames.mean()) / stack.frames.std()
+        with torch.no_grad():
+            filters, offsets = deepsum.registration_filters(
+                torch.tensor(frames[None], dtype=torch.float32), torch.ones(1, *frames.shape),
+                torch.tensor(phases[None], dtype=torch.float32))
+        errors.append((filter_centroids(filters[0, 1:]) - offsets[0, 1:]).abs().numpy())
+        truths.append(offsets[0, 1:].abs().numpy())
+    error, truth = float(np.mean(errors)), float(np.mean(truths))
+    print(f"RegNet centroid error {error:.3f} HR px, residual shifts {truth:.3f} HR px on average")
+    assert error < 0.5 * truth
 
 
 # --- clouds ----------------------------------------------------------------------------------------
@@ -273,5 +297,5 @@ def test_shipped_deepsum_beats_bicubic_of_the_masked_mean_on_the_real_sample_sce
     assert deepsum_db > bicubic_db + MARGIN_DB
 
 
-MARGIN_DB = 0.5
-"""DeepSUM's margin over bicubic + masked mean asserted on the sample scene (measured: see the card)."""
+MARGIN_DB = 2.0
+"""DeepSUM's margin over bicubic + masked mean asserted on the sample scene (measured +2.71 dB: 35.39 against 32.68 dB; the issue asks for +2.0)."""
