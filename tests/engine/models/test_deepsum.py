@@ -251,6 +251,7 @@ def test_any_number_of_frames_gives_a_full_x3_result(sample_stack, count):
 # --- export, uncertainty ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch_for_any_number_of_frames(tmp_path, holdout_stack, deepsum):
     pytest.importorskip("onnxruntime")
     from misr_engine.inference.backends import OnnxRunner
@@ -285,6 +286,7 @@ def test_calibration_fit_recovers_the_expected_absolute_error():
 # --- quality ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shipped_deepsum_beats_bicubic_of_the_masked_mean_on_the_real_sample_scene(sample_stack, deepsum):
     """The embedded sample: real Sentinel-2 B08 frames with their cloud masks, and the real
     10 m image as the reference."""
