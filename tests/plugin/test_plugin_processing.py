@@ -357,3 +357,20 @@ def test_restyling_a_layer_already_in_the_layer_tree_refreshes_its_legend(qgis_a
         assert after.numericFormat().numberDecimalPlaces() == 1
     finally:
         _delete_model(model)
+
+
+@pytest.mark.slow
+def test_the_real_engine_offers_deepsum_and_the_algorithm_runs_it(provider, engine, tmp_path, sample_frames):
+    """DeepSUM is offered because the engine reports it (no plugin code names it), under its
+    label, and runs on real frames with its uncertainty."""
+    from qgis_misr import settings
+    caps = settings.probe(engine, refresh=True)
+    assert caps.model("deepsum").label == "DeepSUM" and "deepsum" in settings.known_models()
+    sample = crop_sample(tmp_path / "sample", 4, size=24)
+    result = _run({"FRAMES": [str(sample / f"frame_{i:02d}.tif") for i in range(1, 5)],
+                   "MASKS": [str(sample / f"mask_{i:02d}.tif") for i in range(1, 5)], "MODEL": "DeepSUM",
+                   "TILE_SIZE": 24, "DEVICE": 1, "OUTPUT": str(tmp_path / "sr.tif"),
+                   "UNCERTAINTY": str(tmp_path / "unc.tif")})
+    for path in (result["OUTPUT"], result["UNCERTAINTY"]):
+        layer = QgsRasterLayer(path, "out", "gdal")
+        assert layer.isValid() and (layer.width(), layer.height()) == (72, 72)

@@ -97,6 +97,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
               frozenset({UNCERTAINTY, ORDER_INVARIANT, FINE_TUNABLE, ONNX}),
               (WeightsOption("supervised", "supervised (semi-simulated Sentinel-2 with HR)", "piunet.safetensors"),
                WeightsOption("self-supervised", "self-supervised (LR stacks only, no HR)", "piunet_ssl.safetensors"))),
+    ModelSpec("deepsum", "DeepSUM", "deepsum", "DeepSUM", "DeepSUMConfig", frozenset({UNCERTAINTY, ONNX})),
 )}
 DEFAULT_MODEL = "piunet"
 

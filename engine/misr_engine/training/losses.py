@@ -1,4 +1,4 @@
-"""Training losses: a pixel loss (L1, Laplace NLL, UDL) applied in one of two ways.
+"""Training losses: a pixel loss (L1, MSE, Laplace NLL, UDL) applied in one of two ways.
 
 * `compensated_loss`, as the Proba-V score: the SR is cropped by `border` pixels and compared
   with every HR crop shifted by 0..2*border pixels; at each position the brightness bias (mean
@@ -26,6 +26,11 @@ def l1(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     return error.abs()
 
 
+def mse(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """The squared error: compensated, the cMSE of the cPSNR (DeepSUM's loss)."""
+    return error * error
+
+
 def laplace_nll(error: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of a Laplace(mean, e^s) (up to log 2): s + |e| e^-s."""
     return log_scale + error.abs() * torch.exp(-log_scale)
@@ -43,7 +48,7 @@ def uncertainty_weighted_l1(error: torch.Tensor, log_scale: torch.Tensor) -> tor
     return weight * error.abs() + laplace_nll(error.detach(), log_scale)
 
 
-LOSSES: dict[str, PixelLoss] = {"l1": l1, "nll": laplace_nll, "udl": uncertainty_weighted_l1}
+LOSSES: dict[str, PixelLoss] = {"l1": l1, "mse": mse, "nll": laplace_nll, "udl": uncertainty_weighted_l1}
 
 
 def compensated_loss(pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor,

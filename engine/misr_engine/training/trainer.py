@@ -49,7 +49,7 @@ class TrainConfig:
     t_max: int = 12
     learning_rate: float = 5e-4
     l1_warmup_steps: int = 300
-    loss: str = "nll"  # after the L1 warm-up: l1, nll or udl
+    loss: str = "nll"  # after the L1 warm-up: l1, mse, nll or udl
     eu_warmup_steps: int = 0  # with udl: steps of L_EU (the Laplace NLL) between L1 and UDL
     init_weights: str | None = None  # start from these weights (tensors of matching shape)
     init_skip: list[str] = field(default_factory=list)  # parameter prefixes not taken from them
@@ -279,6 +279,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
                 mean, log_scale = model(frames, masks, phases)
             loss_name = loss_at(step, config)
             loss = task.loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
+            if hasattr(model, "auxiliary_loss"):  # a network's own term (DeepSUM: RegNet's filters)
+                loss = loss + model.auxiliary_loss()
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate_at(step, config, time.perf_counter() - started)
             optimiser.zero_grad(set_to_none=True)
