@@ -25,7 +25,7 @@ from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsamp
 from ..registration.radiometry import stack_radiometry
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
-from ..registration.stack import (align_stack, estimate_shifts, move_rows, reference_frame, registration_window,
+from ..registration.stack import (align_stack, centre_shifts, estimate_shifts, move_rows, reference_frame, registration_window,
                                   subpixel_phase, whole_pixel_moves)
 
 IBP_SIGMA = 1.2
@@ -51,7 +51,8 @@ def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | 
     """`frames` registered and normalised as the engine does before its network.
 
     As ``registration.stack.register`` and the streamed inference do it: shifts estimated on the
-    registration window (unless given: `shifts` (T, 2), LR px, as from ``register_stack``), every
+    registration window and centred on the frames' median position (unless given: `shifts`
+    (T, 2), LR px, as from ``register_stack``), every
     frame moved by the whole-pixel part of its shift, the reference chosen on the same window;
     then every frame mapped onto the reference frame's radiometry
     (``registration.radiometry.stack_radiometry``)."""
@@ -60,8 +61,8 @@ def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | 
     frames = np.where(masks, frames, 0.0).astype(np.float32)
     rows, cols = registration_window(frames.shape[1:])
     window = (slice(None), rows, cols)
-    if shifts is None:
-        shifts = estimate_shifts(frames[window], masks[window])
+    if shifts is None:  # onto the frames' median position, as the engine's output grid
+        shifts = centre_shifts(estimate_shifts(frames[window], masks[window]), masks[window])
     height = frames.shape[1]
     moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     reference = reference_frame(frames[window], masks[window])

@@ -138,8 +138,8 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     _, height, width = stack.shape
     shifts, reference = stack_registration(stack) if registration is None else registration
     rows = RegisteredRows(stack, shifts)
-    rows.radiometry = scene_radiometry(rows, reference)
     tiles = make_tiles(height, width, tile_size, overlap)
+    rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
     return rows, subpixel_phase(shifts), Normalisation.of_blocks(rows.blocks(tiles[0].height)), tiles
 
 

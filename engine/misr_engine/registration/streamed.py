@@ -65,16 +65,17 @@ def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
     return centre_shifts(estimate_shifts(frames, masks), masks), reference_frame(frames, masks)
 
 
-def scene_radiometry(rows: RegisteredRows, reference: int) -> Radiometry:
+def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64) -> Radiometry:
     """Every frame's gain and offset, fitted once over the whole registered scene against the
     frames' per-block median (``radiometry.fit_radiometry`` on block means gathered row block by row
-    block), expressed against the frames' median radiometry (``Radiometry.centred``)."""
+    block, about `read_rows` rows at a time), expressed against the frames' median radiometry
+    (``Radiometry.centred``)."""
     count, height, width = rows.stack.shape
     if count <= 1:
         return Radiometry.identity(count)
     block = block_size(height, width)
     values, clear = [], []
-    for frames, masks in RegisteredRows(rows.stack, rows.moves).blocks(block * max(1, 64 // block)):
+    for frames, masks in RegisteredRows(rows.stack, rows.moves).blocks(block * max(1, read_rows // block)):
         block_values, block_clear = block_means(frames, masks, block)
         values.append(block_values)
         clear.append(block_clear)

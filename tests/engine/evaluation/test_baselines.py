@@ -182,7 +182,8 @@ def test_classical_pipelines_start_from_the_frames_the_engine_prepares(misregist
     drifted = (frames * gains[:, None, None] + offsets[:, None, None]).astype(np.float32)
     prepared = baselines.engine_prepared(drifted, masks)
     assert prepared.reference == 0
-    np.testing.assert_allclose(prepared.phases, shifts - np.round(shifts), atol=0.1)
+    centred = shifts - np.median(shifts, axis=0)  # the output grid: the frames' median position
+    np.testing.assert_allclose(prepared.phases, centred - np.round(centred), atol=0.1)
     assert np.abs(prepared.phases).max() <= 0.5
     level = float(frames[0].mean())
     # (bicubic_masked_mean is fitted on unmoved, misregistered frames: its level is within ~2%)
@@ -190,4 +191,4 @@ def test_classical_pipelines_start_from_the_frames_the_engine_prepares(misregist
         pipeline = baselines.BASELINES[name]
         expected = np.median(gains) * pipeline(frames, masks) + np.median(offsets)
         difference = np.nanmean(np.abs(pipeline(drifted, masks) - expected))
-        assert difference < 0.001 * level, name  # measured < 0.005%; without the mapping: about 8%
+        assert difference < 0.01 * level, name  # measured <= 0.5% (the median fits); without the mapping: about 8%
