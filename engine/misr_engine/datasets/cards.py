@@ -67,7 +67,7 @@ SPLIT_USE = {
 SPLIT_FIGURE = "dataset-split.png"
 """The figure of the splits, written beside the default card."""
 NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-MAKE_DATASET_TRAIN = {"split": "train", "count": 2400, "lr_size": 40, "frames": 12, "seed": 1}
+MAKE_DATASET_TRAIN = {"split": "train", "count": 1600, "lr_size": 40, "frames": 15, "seed": 1}
 """The parameters of the training set of `make dataset` (Makefile): data/s2_train.npz."""
 
 
