@@ -62,8 +62,9 @@ def test_notes_are_printed_for_people_without_json(tmp_path):
 @pytest.mark.slow
 def test_without_masks_the_screened_sr_comes_within_30_dn_of_the_masked_one(tmp_path, sample_paths):
     """The sample (mean 1085 DN, clouds in 5 of 9 frames): without masks and without screening
-    the clouds come through (mean |SR - SR_masked| 849 DN, measured); screened automatically
-    the SR is within 30 DN of the masked run on average (measured 10 DN)."""
+    the clouds come through (mean |SR - SR_masked| 392 DN, measured; 849 before the robust
+    registration and radiometry fits, which leave less of the clouds in); screened automatically
+    the SR is within 30 DN of the masked run on average (measured 10 DN with the previous fits)."""
     frames, masks = sample_paths
     engine = open_engine("torch", "piunet", None, "cpu", "fp32")
 
@@ -72,6 +73,6 @@ def test_without_masks_the_screened_sr_comes_within_30_dn_of_the_masked_one(tmp_
         return read_band(super_resolve_files(request, engine=engine).output)[0]
     masked = sr("masked", masks=masks)
     screened, unscreened = sr("screened"), sr("unscreened", auto_mask=False)
-    assert np.nanmean(np.abs(unscreened - masked)) > 500
+    assert np.nanmean(np.abs(unscreened - masked)) > 200
     assert np.nanmean(np.abs(screened - masked)) < 30
     assert np.nanpercentile(np.abs(screened - masked), 99) < 300  # no cloud shapes: measured 85 DN
