@@ -17,8 +17,15 @@ from misr_engine.rasters.grid import Grid
 
 GRID = Grid("", (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), 6000, 300)
 
-STRIPS = textwrap.dedent("""
-    import json, resource, sys
+PEAK = """
+import re
+def status_bytes(key):
+    return 1024 * int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+"""
+"""Linux's current (VmRSS) and peak (VmHWM, reset through clear_refs) resident memory."""
+
+STRIPS = PEAK + textwrap.dedent("""
+    import json, sys
     import numpy as np
     from osgeo import gdal
     from tests.rasters import make_raster, textured
@@ -38,12 +45,13 @@ STRIPS = textwrap.dedent("""
             mean = (frames * masks).sum(1, keepdims=True) / np.maximum(masks.sum(1, keepdims=True), 1e-3)
             mean = mean.repeat(SCALE, -2).repeat(SCALE, -1)
             return np.concatenate([mean, np.zeros_like(mean)], 1)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: the imports' peak is not the run's
+    base = status_bytes("VmRSS")
     plan = plan_stack(frames, masks)
     stack = open_planned(plan)
     write_strips(super_resolve_strips(stack, MeanRunner(), tile_size=tile), [f"{folder}/sr.tif", f"{folder}/unc.tif"],
                  stack.grid.refined(SCALE), [{}, {}], ["", ""])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = status_bytes("VmHWM") - base
     print(json.dumps({"peak": peak, "estimate": budget.strip_bytes(plan.grid, count, tile, 2, plan.cache_bytes(count))}))
 """)
 
@@ -59,8 +67,8 @@ def test_the_rows_of_tiles_estimate_bounds_the_measured_peak(tmp_path, count, ti
     assert measured["peak"] <= measured["estimate"] <= 2.5 * measured["peak"], measured
 
 
-TILE = textwrap.dedent("""
-    import json, resource, sys
+TILE = PEAK + textwrap.dedent("""
+    import json, sys
     import torch
     torch.set_num_threads(1)
     from misr_engine.models.weights import load_model
@@ -68,10 +76,11 @@ TILE = textwrap.dedent("""
     frames, side = int(sys.argv[1]), int(sys.argv[2])
     x = torch.randn(1, frames, side, side); m = (torch.rand(1, frames, side, side) > 0.2).float()
     p = torch.rand(1, frames, 2) - 0.5
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: loading's peak is not the pass's
+    before = status_bytes("VmRSS")
     with torch.inference_mode():
         model(x, m, p)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = status_bytes("VmHWM") - before
     print(json.dumps({"peak": peak, "estimate": model.config.tile_bytes(frames, side * side)}))
 """)
 
