@@ -5,7 +5,6 @@ precision) and scenes run one at a time per process, each with the worker's thre
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import warnings
@@ -83,12 +82,9 @@ def _worker_address() -> str:
 
 
 def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)  # bytes on macOS, KiB on Linux
+    from ..inference.budget import peak_rss_bytes
+    peak = peak_rss_bytes()
+    return None if peak is None else round(peak / 2 ** 20, 1)
 
 
 def _one_line(message: Warning | str) -> str:

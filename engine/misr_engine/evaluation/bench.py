@@ -13,7 +13,7 @@ execution providers, whichever are present) it measures
   peak memory, and how time and memory scale with the pixels.
 
 Every measurement runs in a fresh process (`python -m misr_engine.evaluation.bench CASE`), so its peak
-memory (process RSS from getrusage; torch.cuda.max_memory_allocated on a GPU) is its own.
+memory (process peak RSS, VmHWM on Linux; torch.cuda.max_memory_allocated on a GPU) is its own.
 """
 
 from __future__ import annotations
@@ -125,10 +125,9 @@ def available_configs(backends: list[str], devices: list[str]) -> list[dict[str,
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (getrusage), in MiB."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
+    """This process's peak resident memory so far (`budget.peak_rss_bytes`), in MiB."""
+    from ..inference.budget import peak_rss_bytes
+    return round((peak_rss_bytes() or 0) / 2 ** 20, 1)
 
 
 def synthetic_stack(size: int, frames: int, seed: int = 0):

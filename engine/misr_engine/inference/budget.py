@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 from ..errors import MisrError
@@ -137,6 +138,26 @@ def memory_available() -> tuple[int, str]:
         found.append((address_space, "the address space left by ulimit -v"))
     value, what = min(found)
     return value, f"{what} ({_size(value)})"
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory so far (bytes): VmHWM of /proc/self/status on Linux,
+    its own; getrusage's ru_maxrss elsewhere (on Linux a process keeps the ru_maxrss of the
+    process that started it across exec: a child of a large process would report the parent's
+    peak). None where neither exists (Windows)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def _physical_memory() -> int:

@@ -79,8 +79,9 @@ def sparse_raster(path: Path, width: int, height: int) -> Path:
     return path
 
 
-MEASURED = [sys.executable, "-c", "import resource, sys; from misr_engine.cli import main; status = main(sys.argv[2:]); "
-            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)); sys.exit(status)"]
+MEASURED = [sys.executable, "-c", "import sys; from misr_engine.cli import main; status = main(sys.argv[2:]); "
+            "from misr_engine.inference.budget import peak_rss_bytes; "
+            "open(sys.argv[1], 'w').write(str(peak_rss_bytes() // 1024)); sys.exit(status)"]
 
 
 def run_measured(folder: Path, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
