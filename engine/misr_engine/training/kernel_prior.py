@@ -29,6 +29,7 @@ import torch
 
 from ..models.kernel_prior import FlowBatchNorm, KernelPrior, KernelPriorConfig, fit_latent, pixel_offsets
 from ..models.weights import save_weights
+from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"
 LOG_COLUMNS = ["step", "train_nll", "val_nll_gaussian", "val_nll_motion", "val_nll_defocus",
@@ -302,12 +303,7 @@ def train_kernel_prior(config: KernelPriorTrainConfig, log: Callable[[str], None
     log.csv, validation.json and kernel_prior.safetensors there; returns the weights' path.
 
     `log` hears the validation lines, `on_step` every step's number and loss (progress bars)."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    out = start_run(config)
     prior = KernelPrior(KernelPriorConfig(**config.model_config))
     optimiser = torch.optim.Adam(prior.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)

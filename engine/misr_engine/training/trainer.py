@@ -29,6 +29,7 @@ from ..models.registry import build_model
 from ..evaluation.report import plot_training_curves
 from ..errors import MisrError
 from ..models.weights import read_metadata, read_state_dict, save_weights
+from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.safetensors"
@@ -244,12 +245,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
 
     `log` hears the validation lines, `on_step` every step's number and loss (progress bars);
     `make_task` gives the batches and the validation (default: supervised, simulated stacks)."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    out = start_run(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = make_task(config, device)
     model = build_model(config.model, config.model_config).to(device)
