@@ -77,6 +77,16 @@ def iface(qgis_app):
 
 
 @pytest.fixture()
+def provider(iface, processing_ready):
+    """The plugin's Processing provider, initialised as QGIS does, unloaded after the test."""
+    import qgis_misr
+    plugin = qgis_misr.classFactory(iface)
+    plugin.initProcessing()
+    yield plugin.provider
+    plugin.unload()
+
+
+@pytest.fixture()
 def project(qgis_app):
     """QgsProject.instance(), emptied after the test."""
     from qgis.core import QgsProject

@@ -25,14 +25,6 @@ from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs  # noqa:
 from .plugin_support import crop_sample, off_grid_sample  # noqa: E402
 
 
-@pytest.fixture()
-def provider(iface, processing_ready):
-    plugin = qgis_misr.classFactory(iface)
-    plugin.initProcessing()
-    yield plugin.provider
-    plugin.unload()
-
-
 def _run(parameters, feedback=None):
     import processing
     context = QgsProcessingContext()

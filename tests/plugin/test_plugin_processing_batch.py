@@ -88,14 +88,6 @@ def test_batch_mode_runs_every_row_loads_and_styles_each_output_and_survives_a_b
     assert roles == sorted((role, str(tmp_path / f"out{i}")) for role in ("sr", "uncertainty") for i in (0, 2))
 
 
-@pytest.fixture()
-def provider(iface, processing_ready):
-    plugin = qgis_misr.classFactory(iface)
-    plugin.initProcessing()
-    yield plugin.provider
-    plugin.unload()
-
-
 def batch_engine(folder, body: str):
     """A stand-in engine whose `misr batch` prints `body`'s events (Python, json and sys imported)."""
     from .engine_stub import fake_engine
