@@ -25,7 +25,7 @@ from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsamp
 from ..registration.radiometry import stack_radiometry
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
-from ..registration.stack import (align_stack, centre_shifts, estimate_shifts, move_rows, reference_frame, registration_window,
+from ..registration.stack import (align_stack, move_rows, reference_frame, register, registration_window,
                                   subpixel_phase, whole_pixel_moves)
 
 IBP_SIGMA = 1.2
@@ -39,7 +39,7 @@ Baseline = Callable[[np.ndarray, np.ndarray], np.ndarray]
 @dataclass(frozen=True)
 class Prepared:
     """A stack as the engine hands it to its network: registered by whole LR pixels and in the
-    reference frame's radiometry."""
+    frames' median radiometry."""
 
     frames: np.ndarray  # (T, H, W) float32, 0 where not clear
     masks: np.ndarray  # (T, H, W) bool, clear after the move
@@ -54,17 +54,18 @@ def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | 
     registration window and centred on the frames' median position (unless given: `shifts`
     (T, 2), LR px, as from ``register_stack``), every
     frame moved by the whole-pixel part of its shift, the reference chosen on the same window;
-    then every frame mapped onto the reference frame's radiometry
+    then every frame mapped onto the frames' median radiometry
     (``registration.radiometry.stack_radiometry``)."""
     frames = np.asarray(frames, np.float32)
     masks = np.asarray(masks, bool) & np.isfinite(frames)
     frames = np.where(masks, frames, 0.0).astype(np.float32)
     rows, cols = registration_window(frames.shape[1:])
     window = (slice(None), rows, cols)
-    if shifts is None:  # onto the frames' median position, as the engine's output grid
-        shifts = centre_shifts(estimate_shifts(frames[window], masks[window]), masks[window])
-    height = frames.shape[1]
-    moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
+    if shifts is None:  # the engine's registration: onto the frames' median position
+        moved, moved_masks, shifts = register(frames, masks)
+    else:
+        height = frames.shape[1]
+        moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     reference = reference_frame(frames[window], masks[window])
     mapped = stack_radiometry(moved, moved_masks, reference).apply(moved, moved_masks)
     return Prepared(mapped, moved_masks, subpixel_phase(shifts), reference)
