@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -104,3 +105,11 @@ def files_in(folder: Path) -> dict[str, bytes]:
 def read(path: Path | str) -> tuple[np.ndarray, gdal.Dataset]:
     dataset = gdal.Open(str(path))
     return dataset.GetRasterBand(1).ReadAsArray().astype(np.float64), dataset
+
+
+def default_signals() -> None:
+    """In a child process: SIGINT and SIGHUP as a terminal delivers them, whatever the test runner
+    inherited (a background job ignores SIGINT; `nohup make test` ignores SIGHUP, which the
+    engine then keeps ignoring, as it should under nohup)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

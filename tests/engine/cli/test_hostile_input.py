@@ -22,7 +22,7 @@ from osgeo import gdal, osr
 
 from misr_engine.models.registry import model_spec
 from misr_engine.resources import sample_dir
-from tests.engine.cli.helpers import (FAST, MISR, Scene, assert_clean_error, assert_ok, events, files_in, make_scene,
+from tests.engine.cli.helpers import (FAST, MISR, default_signals, Scene, assert_clean_error, assert_ok, events, files_in, make_scene,
                                       read, run_main, super_resolve, warnings_of)
 from tests.rasters import GEOTRANSFORM, UTM33, make_raster, textured
 
@@ -385,14 +385,6 @@ def _catches(pid: int, number: int) -> bool:
     return bool(mask >> (number - 1) & 1)
 
 
-def _default_signals() -> None:
-    """In the child: SIGINT and SIGHUP as a terminal delivers them, whatever the test runner
-    inherited (a background job ignores SIGINT; `nohup make test` ignores SIGHUP, which the
-    engine then keeps ignoring, as it should under nohup)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 @pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["TERM", "HUP", "INT"])
@@ -404,7 +396,7 @@ def test_a_signal_during_start_up_exits_130_without_a_traceback(tmp_path, number
     out.mkdir()
     process = subprocess.Popen([*MISR, "super-resolve", "--frames", *scene.frames, "-o", str(out / "sr.tif"),
                                 "--progress", "json", *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=_default_signals)
+                               text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 30
     while not _catches(process.pid, signal.SIGTERM) and time.monotonic() < deadline:
         time.sleep(0.002)

@@ -19,7 +19,7 @@ from osgeo import gdal
 
 from misr_engine.models.registry import model_spec
 from misr_engine.resources import sample_dir
-from tests.engine.cli.helpers import (FAST, MISR, assert_clean_error, assert_ok, events, files_in, make_scene, read,
+from tests.engine.cli.helpers import (FAST, MISR, default_signals, assert_clean_error, assert_ok, events, files_in, make_scene, read,
                                       super_resolve, warnings_of)
 from tests.rasters import GEOTRANSFORM, make_raster, textured
 
@@ -555,7 +555,7 @@ def test_a_signal_during_the_run_exits_130_and_leaves_no_file(tmp_path, signal_n
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                # a shell's background job (e.g. `make test &`) ignores SIGINT and
                                # Python keeps that: give the engine the default disposition
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=default_signals)
     try:
         for line in process.stdout:
             if json.loads(line)["event"] == "progress":
