@@ -39,7 +39,7 @@ ROW_REACH = 8
 FIXED_PER_OUTPUT = 8960  # an output's buffered block rows (256 SR rows), their copy and cache
 PER_ROW = 165  # per LR row of a row of tiles: the blender's SR rows and the finished strip
 PER_FRAME_ROW = 19.5  # per frame and LR row: read rows, their registered copy, the prefetched next row
-MARGIN = 1.15  # the fit's largest error was 15% low; it errs high elsewhere (short rasters)
+MARGIN = 1.3  # the fit was 15% low at worst on ru_maxrss; VmHWM growth from a reset (the tests) reads 0-3% above 1.15x
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,12 @@ class PIUnetConfig:
     def tile_bytes(self, frames: int, pixels: int, batch: int = 1) -> int:
         """Peak memory of one forward pass on the CPU over `batch` tiles of `pixels` LR pixels
         (context included) and `frames` frames. Fitted to peak RSS measured on 36 to 132 pixel
-        tiles, 4 to 18 frames, 32 to 64 features (docs/performance.md): above every measurement,
-        by 15 to 75%."""
-        return 64 * 2 ** 20 + 4 * batch * pixels * (14 * self.n_feat * frames + 18 * (self.refine_features + frames))
+        tiles, 4 to 18 frames, 32 to 64 features (docs/performance.md), with the detail CNN's
+        LR-sized features counted, x 1.25: the peak of one pass varies by up to 2x between
+        processes (the allocator reuses freed blocks or maps new ones), the estimate bounds the
+        highest of repeated measurements."""
+        per_pixel = 14 * self.n_feat * frames + 18 * (self.refine_features + frames) + 12 * self.detail_features
+        return 64 * 2 ** 20 + int(1.25 * 4 * batch * pixels * per_pixel)
 
 
 def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -88,11 +88,15 @@ TILE = PEAK + textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("frames,side", [(9, 68), (15, 100)])
 def test_the_tile_estimate_bounds_the_measured_peak_of_a_forward_pass(frames, side):
-    result = subprocess.run([sys.executable, "-c", TILE, str(frames), str(side)], capture_output=True, text=True,
-                            timeout=900, env={"OMP_NUM_THREADS": "1", "PATH": ""})
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    assert measured["peak"] <= measured["estimate"] <= 2.5 * measured["peak"], measured
+    """The same pass in three fresh processes: its peak varies by up to 2x between them (where
+    the allocator reuses freed blocks or maps new ones), so the estimate bounds the highest and is
+    not absurdly above it."""
+    runs = [subprocess.run([sys.executable, "-c", TILE, str(frames), str(side)], capture_output=True, text=True,
+                           timeout=900, env={"OMP_NUM_THREADS": "1", "PATH": ""}) for _ in range(3)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    measured = [json.loads(run.stdout.strip().splitlines()[-1]) for run in runs]
+    peak, estimate = max(m["peak"] for m in measured), measured[0]["estimate"]
+    assert peak <= estimate <= 3 * peak, measured
 
 
 def _repository():
