@@ -51,15 +51,17 @@ def main() -> None:
     parser.add_argument("--only-table", action="store_true", help="do not run, only write the table")
     args = parser.parse_args()
     results = Results(args.output)
-    supervised, ssl = load_model("piunet", args.weights), load_model("piunet", args.ssl_weights)
     ttf = FineTuneSettings(args.ttf_steps, args.ttf_learning_rate)
-    tags = {"supervised": supervised.sha256[:12], "self-supervised": ssl.sha256[:12]}
     ttf_tag = f"TTF {ttf.steps} steps, lr {ttf.learning_rate:g}"
-    methods = {f"supervised [{tags['supervised']}]": network(supervised.model),
-               f"self-supervised [{tags['self-supervised']}]": network(ssl.model),
-               f"supervised [{tags['supervised']}] + {ttf_tag}": network(supervised.model, ttf),
-               f"self-supervised [{tags['self-supervised']}] + {ttf_tag}": network(ssl.model, ttf),
-               "IBP": ibp, "registration + Wiener": registered_mean_wiener}
+    methods = {}
+    for kind, path in (("supervised", args.weights), ("self-supervised", args.ssl_weights)):
+        if not Path(path).is_file():
+            print(f"{kind}: no weights at {path}, its rows are not scored", flush=True)
+            continue
+        loaded = load_model("piunet", path)
+        methods[f"{kind} [{loaded.sha256[:12]}]"] = network(loaded.model)
+        methods[f"{kind} [{loaded.sha256[:12]}] + {ttf_tag}"] = network(loaded.model, ttf)
+    methods.update({"IBP": ibp, "registration + Wiener": registered_mean_wiener})
     if not args.only_table:
         for set_name in args.sets:
             scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)

@@ -28,8 +28,11 @@ CPU = torch.device("cpu")
 MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than their range
 
 
-def setting_name(learning_rate: float, latent_weight: float, steps: int) -> str:
-    return f"ttf lr={learning_rate:g} zw={latent_weight:g} steps={steps}"
+def setting_name(learning_rate: float, latent_weight: float, steps: int,
+                 latent_learning_rate: float = LATENT_LEARNING_RATE) -> str:
+    """The row's method name (the latent learning rate only where it is not the default)."""
+    latent = "" if latent_learning_rate == LATENT_LEARNING_RATE else f" zlr={latent_learning_rate:g}"
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent} steps={steps}"
 
 
 def main() -> None:
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
             windows, phases = finetuning_inputs(stack)
             for learning_rate in args.learning_rates:
                 for latent_weight in args.latent_weights:
-                    names = {s: setting_name(learning_rate, latent_weight, s) for s in args.steps}
+                    names = {s: setting_name(learning_rate, latent_weight, s, args.latent_learning_rate)
+                             for s in args.steps}
                     if all(results.has(key, n, index) for n in names.values()):
                         continue
                     started = time.perf_counter()
