@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import SCALE
 from ..inference.normalisation import Normalisation
-from ..registration.radiometry import stack_radiometry
-from ..registration.stack import reference_frame, register, registration_window, subpixel_phase
+from ..registration.prepare import prepare_stack
+from ..registration.stack import subpixel_phase
 from .simulate import Degradation, degrade, mean_state, output_frame, reference_change, reference_target
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
@@ -44,21 +44,18 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     hr_with_margin, spec = args
     rng = np.random.default_rng(spec.seed)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
-    window = registration_window(stack.frames.shape[1:])
-    reference = reference_frame(stack.frames[:, window[0], window[1]], stack.masks[:, window[0], window[1]])
     if not spec.register:  # the level of the frames' median radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         hr = state * np.median(stack.gains) + np.median(stack.offsets)
         change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
         return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed
-    frames, masks, shifts = register(stack.frames, stack.masks)
-    radiometry = stack_radiometry(frames, masks, reference)
-    frames = radiometry.apply(frames, masks)
-    output = output_frame(stack, reference, shifts[reference], radiometry.gains[reference],
+    prepared = prepare_stack(stack.frames, stack.masks)
+    reference, radiometry = prepared.reference, prepared.radiometry
+    output = output_frame(stack, reference, prepared.shifts[reference], radiometry.gains[reference],
                           radiometry.offsets[reference])
     unchanged = replace(stack, changed=np.zeros_like(stack.changed))
-    return (frames, masks, reference_target(hr_with_margin, unchanged, output), subpixel_phase(shifts),
-            reference_change(stack, output), stack.changed)
+    return (prepared.frames, prepared.masks, reference_target(hr_with_margin, unchanged, output),
+            subpixel_phase(prepared.shifts), reference_change(stack, output), stack.changed)
 
 
 def robust_statistics(values: np.ndarray) -> tuple[float, float]:

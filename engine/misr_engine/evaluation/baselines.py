@@ -22,11 +22,10 @@ from .. import SCALE
 from ..imaging.compositing import fill_masked, masked_mean
 from ..imaging.deconvolution import WIENER_BALANCE, WIENER_SIGMA, wiener_deconvolve
 from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsample
-from ..registration.radiometry import stack_radiometry
+from ..registration.prepare import prepare_stack
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
-from ..registration.stack import (align_stack, move_rows, reference_frame, register, registration_window,
-                                  subpixel_phase, whole_pixel_moves)
+from ..registration.stack import align_stack, subpixel_phase
 
 IBP_SIGMA = 1.2
 """Gaussian sensor PSF (HR px, before the 3x3 area integration) assumed by `ibp`: best
@@ -48,27 +47,16 @@ class Prepared:
 
 
 def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | None = None) -> Prepared:
-    """`frames` registered and normalised as the engine does before its network.
-
-    As ``registration.stack.register`` and the streamed inference do it: shifts estimated on the
+    """`frames` registered and normalised as the engine does before its network
+    (``registration.prepare.prepare_stack``, as training samples are): shifts estimated on the
     registration window and centred on the frames' median position (unless given: `shifts`
-    (T, 2), LR px, as from ``register_stack``), every
-    frame moved by the whole-pixel part of its shift, the reference chosen on the same window;
-    then every frame mapped onto the frames' median radiometry
-    (``registration.radiometry.stack_radiometry``)."""
+    (T, 2), LR px, as from ``register_stack``), every frame moved by the whole-pixel part of its
+    shift, then mapped onto the frames' median radiometry; cloudy pixels 0."""
     frames = np.asarray(frames, np.float32)
     masks = np.asarray(masks, bool) & np.isfinite(frames)
     frames = np.where(masks, frames, 0.0).astype(np.float32)
-    rows, cols = registration_window(frames.shape[1:])
-    window = (slice(None), rows, cols)
-    if shifts is None:  # the engine's registration: onto the frames' median position
-        moved, moved_masks, shifts = register(frames, masks)
-    else:
-        height = frames.shape[1]
-        moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
-    reference = reference_frame(frames[window], masks[window])
-    mapped = stack_radiometry(moved, moved_masks, reference).apply(moved, moved_masks)
-    return Prepared(mapped, moved_masks, subpixel_phase(shifts), reference)
+    prepared = prepare_stack(frames, masks, shifts)
+    return Prepared(prepared.frames, prepared.masks, subpixel_phase(prepared.shifts), prepared.reference)
 
 
 def in_reference_radiometry(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,39 @@
+"""A stack prepared in memory as the engine prepares a scene before its network: registered
+onto the frames' median position by whole pixels, the reference chosen on the registration
+window, every frame mapped onto the frames' median radiometry. Training samples and the
+classical baselines share it, so they see exactly what the network sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .radiometry import Radiometry, stack_radiometry
+from .stack import move_rows, reference_frame, register, registration_window, whole_pixel_moves
+
+
+@dataclass(frozen=True)
+class PreparedStack:
+    """Frames moved and mapped, their masks after the move, the full shifts (T, 2; LR px, their
+    sub-pixel part left to the network), the reference frame and the radiometric fits."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+    shifts: np.ndarray
+    reference: int
+    radiometry: Radiometry
+
+
+def prepare_stack(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | None = None) -> PreparedStack:
+    """(T, H, W) `frames` and `masks` registered (``stack.register``; or moved by the given
+    `shifts`, LR px) and mapped onto the frames' median radiometry (``stack_radiometry``)."""
+    rows, cols = registration_window(frames.shape[1:])
+    if shifts is None:
+        moved, moved_masks, shifts = register(frames, masks)
+    else:
+        height = frames.shape[1]
+        moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
+    reference = reference_frame(frames[:, rows, cols], masks[:, rows, cols])
+    radiometry = stack_radiometry(moved, moved_masks, reference)
+    return PreparedStack(radiometry.apply(moved, moved_masks), moved_masks, np.asarray(shifts), reference, radiometry)
