@@ -11,6 +11,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ..errors import MisrError
+from ..inference.budget import peak_rss_mib
 from ..pipeline import SuperResolveRequest, super_resolve_files
 from .outcome import DONE, FAILED, SceneOutcome
 from .provenance import checksum, weights_sha256
@@ -41,7 +42,7 @@ def run_scene(scene_id: str, request: SuperResolveRequest, torch_threads: int | 
             outcome.seconds = round(time.perf_counter() - started, 2)
             return outcome
     outcome.status, outcome.seconds = DONE, round(time.perf_counter() - started, 2)
-    outcome.peak_rss_mb = _peak_rss_mb()
+    outcome.peak_rss_mb = peak_rss_mib()
     outcome.warnings = list(result.warnings) + [_one_line(item.message) for item in caught]
     outcome.output_sha256 = checksum(result.output)
     outcome.uncertainty_sha256 = checksum(result.uncertainty)
@@ -79,12 +80,6 @@ def _worker_address() -> str:
         return get_worker().address
     except (ImportError, ValueError):
         return f"pid {os.getpid()}"
-
-
-def _peak_rss_mb() -> float | None:
-    from ..inference.budget import peak_rss_bytes
-    peak = peak_rss_bytes()
-    return None if peak is None else round(peak / 2 ** 20, 1)
 
 
 def _one_line(message: Warning | str) -> str:

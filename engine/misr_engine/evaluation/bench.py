@@ -125,9 +125,9 @@ def available_configs(backends: list[str], devices: list[str]) -> list[dict[str,
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (`budget.peak_rss_bytes`), in MiB."""
-    from ..inference.budget import peak_rss_bytes
-    return round((peak_rss_bytes() or 0) / 2 ** 20, 1)
+    """This process's peak resident memory so far (`budget.peak_rss_mib`), 0 where unknown."""
+    from ..inference.budget import peak_rss_mib
+    return peak_rss_mib() or 0.0
 
 
 def synthetic_stack(size: int, frames: int, seed: int = 0):

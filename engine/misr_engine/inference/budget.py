@@ -160,6 +160,12 @@ def peak_rss_bytes() -> int | None:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
+def peak_rss_mib() -> float | None:
+    """`peak_rss_bytes` in MiB, to 0.1 (the figure reports print); None where it is unknown."""
+    peak = peak_rss_bytes()
+    return None if peak is None else round(peak / 2 ** 20, 1)
+
+
 def _physical_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

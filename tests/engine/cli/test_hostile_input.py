@@ -22,8 +22,8 @@ from osgeo import gdal, osr
 
 from misr_engine.models.registry import model_spec
 from misr_engine.resources import sample_dir
-from tests.engine.cli.helpers import (FAST, MISR, default_signals, Scene, assert_clean_error, assert_ok, events, files_in, make_scene,
-                                      read, run_main, super_resolve, warnings_of)
+from tests.engine.cli.helpers import (FAST, MISR, Scene, assert_clean_error, assert_ok, default_signals, events, files_in,
+                                      make_scene, read, run_main, super_resolve, warnings_of)
 from tests.rasters import GEOTRANSFORM, UTM33, make_raster, textured
 
 SAMPLE = sample_dir()
