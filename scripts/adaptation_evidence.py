@@ -74,7 +74,7 @@ def main() -> None:
 def markdown(results: Results, args: argparse.Namespace, methods: list[str]) -> str:
     """Per set: every method's mean cPSNR with its 95% interval, its difference to the
     supervised weights (paired), and what fine-tuning adds to the same weights (paired)."""
-    lines = [f"Test scenes ({args.split} window), {args.scenes} per set, {args.lr_size} x {args.lr_size} LR, "
+    lines = [f"{args.split.capitalize()} scenes ({args.split} window), {args.scenes} per set, {args.lr_size} x {args.lr_size} LR, "
              f"9 frames; cPSNR in dB on reflectance; [95% paired bootstrap interval over scenes]. "
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}.", ""]
     reference = methods[0]
