@@ -5,7 +5,8 @@ sample time series (`make screenshots`):
     QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python docs/screenshots/make_screenshots.py
 
 Writes, each a grab of the whole screen: docs/screenshots/dialog.png (the dialog, ready to
-run), dialog_problems.png (validation of a mismatched layer), dialog_engine.png (the Engine
+run), dialog_weights.png (its weights list open), dialog_problems.png (validation of a
+mismatched layer), dialog_engine.png (the Engine
 section with the engine set-up), dialog_running.png (a run in progress) and map_overlay.png
 (layer tree and map with the SR and the uncertainty overlay). Takes a minute or two on a CPU.
 """
@@ -141,6 +142,14 @@ def main() -> int:
     dialog.tile_spin.setValue(128)
     pump(1.0)
     grab_screen(OUT / "dialog.png")
+
+    # 3b. the weights list open: the shipped options (supervised, self-supervised) and "Other file..."
+    dialog.scroll.ensureWidgetVisible(dialog.weights_combo)
+    dialog.weights_combo.showPopup()
+    pump(0.5)
+    grab_screen(OUT / "dialog_weights.png")
+    dialog.weights_combo.hidePopup()
+    dialog.scroll.verticalScrollBar().setValue(0)
 
     # 4. run, then the map with the results
     task = dialog.run()
