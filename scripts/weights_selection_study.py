@@ -5,7 +5,7 @@ Validation scenes only (12 per set, as scripts/adaptation_evidence.py --split va
 them): per scene and weights, the cPSNR of the SR and the lowest mean held-out-frame L1 over
 Gaussian kernels of 0.6-3.2 HR px. One JSON line per scene to the file given:
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python scripts/weights_selection_study.py OUT.jsonl
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python scripts/weights_selection_study.py OUT.jsonl [SET ...]
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def held_out_loss(model: torch.nn.Module, stack: Stack) -> dict[float, float]:
                                   for k in held_out_order(windows[0][1])])) for s in SIGMAS}
 
 
-def main(output: str) -> None:
+def main(output: str, sets: tuple[str, ...] = SETS) -> None:
     torch.set_num_threads(1)
     models = {"sup": load_model("piunet").model,
               "ssl": load_model("piunet", "engine/misr_engine/data/weights/piunet_ssl.safetensors").model}
     with open(output, "w") as out:
-        for set_name in SETS:
+        for set_name in sets:
             scenes = evidence_scenes(set_name, "validation", 12)
             for i in range(len(scenes["frames"])):
                 stack = Stack.in_memory(scenes["frames"][i], scenes["masks"][i])
@@ -60,4 +60,4 @@ def main(output: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], tuple(sys.argv[2:]) or SETS)
