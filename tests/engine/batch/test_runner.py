@@ -17,9 +17,15 @@ ATTEMPTS: dict[str, int] = {}
 
 
 def slow(scene_id: str, request: SuperResolveRequest, threads: int | None) -> SceneOutcome:
-    """Takes 2 s, except 'fast'."""
+    """Takes 2 s, except 'fast': it ends as soon as another scene has started (within 10 s), so
+    that one scene is running on the other worker when it ends, however loaded the machine."""
     ATTEMPTS[scene_id] = ATTEMPTS.get(scene_id, 0) + 1
-    time.sleep(0 if scene_id == "fast" else 2)
+    if scene_id == "fast":
+        deadline = time.monotonic() + 10
+        while len(ATTEMPTS) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(2)
     return SceneOutcome(scene_id, DONE)
 
 
@@ -78,7 +84,8 @@ def test_an_interruption_cancels_the_queued_scenes_and_lets_the_running_ones_fin
     with pytest.raises(KeyboardInterrupt):
         run_scenes(client, scenes, task=slow, on_outcome=interrupt, grace=30,
                    on_stop=lambda running, grace: stops.append((running, grace)))
-    assert seen[0] == "fast" and "slow1" in seen and set(seen) <= {"fast", "slow1", "slow2"}
-    assert stops and stops[0][1] == 30 and stops[0][0] == len(seen) - 1
+    # which queued scene a worker picks next is Dask's choice: at most one per worker was running
+    assert seen[0] == "fast" and 2 <= len(seen) <= 3
+    assert stops and stops[0][1] == 30 and stops[0][0] == len(seen) - 1  # every running one reported
     time.sleep(2.5)
-    assert "slow3" not in ATTEMPTS and "slow4" not in ATTEMPTS
+    assert set(ATTEMPTS) == set(seen)  # the queued ones never started
