@@ -19,7 +19,9 @@ import torch
 from misr_engine.evaluation.adaptation import evidence_scenes, scene_score
 from misr_engine.inference.finetune import as_batch, held_out_order, leave_one_out_loss
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
-from misr_engine.models.backprojection import gaussian_kernel
+from misr_engine.models.backprojection import PSF_SIGMA, gaussian_kernel
+from misr_engine.models.kernel_prior import KernelPriorConfig
+from misr_engine.models.registry import model_spec
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
@@ -32,7 +34,7 @@ def held_out_loss(model: torch.nn.Module, stack: Stack) -> dict[float, float]:
     """Mean held-out-frame L1 of `model` on the first fine-tuning window, per kernel width."""
     windows, phases = finetuning_inputs(stack)
     x, m, p = as_batch(*windows[0], phases, CPU)
-    kernels = {s: torch.from_numpy(gaussian_kernel(15, s).astype(np.float32))[None, None] for s in SIGMAS}
+    kernels = {s: torch.from_numpy(gaussian_kernel(KernelPriorConfig().kernel_size, s).astype(np.float32))[None, None] for s in SIGMAS}
     with torch.no_grad():
         return {s: float(np.mean([leave_one_out_loss(model, x, m, p, k, kernels[s]).item()
                                   for k in held_out_order(windows[0][1])])) for s in SIGMAS}
@@ -40,8 +42,9 @@ def held_out_loss(model: torch.nn.Module, stack: Stack) -> dict[float, float]:
 
 def main(output: str, sets: tuple[str, ...] = SETS) -> None:
     torch.set_num_threads(1)
-    models = {"sup": load_model("piunet").model,
-              "ssl": load_model("piunet", "engine/misr_engine/data/weights/piunet_ssl.safetensors").model}
+    options = {option.name: option.path for option in model_spec("piunet").weights_options}
+    models = {"sup": load_model("piunet", options["supervised"]).model,
+              "ssl": load_model("piunet", options["self-supervised"]).model}
     with open(output, "w") as out:
         for set_name in sets:
             scenes = evidence_scenes(set_name, "validation", 12)
@@ -53,7 +56,7 @@ def main(output: str, sets: tuple[str, ...] = SETS) -> None:
                     losses = held_out_loss(model, stack)
                     row[f"loo_{name}"] = min(losses.values())
                     row[f"sigma_{name}"] = min(losses, key=losses.get)
-                    row[f"loo12_{name}"] = losses[1.2]
+                    row[f"loo12_{name}"] = losses[PSF_SIGMA]  # the kernel fine-tuning starts from
                 print(json.dumps(row), flush=True)
                 out.write(json.dumps(row) + "\n")
                 out.flush()
