@@ -12,7 +12,6 @@ from osgeo import gdal
 
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import open_stack
-from misr_engine.registration.reference import clearest_frame
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
 from tests.rasters import make_raster
 
@@ -80,12 +79,3 @@ def test_a_window_reads_only_the_rows_it_needs(screened):
     reach = int(np.ptp(screened.moves[:, 0])) + Screening().halo
     assert len(read) == 1 and 60 - reach <= read[0][0] and read[0][1] <= 70 + reach
 
-
-def test_a_few_masked_pixels_do_not_change_the_reference_frame(sample_paths):
-    """The reference (and with it the SR's sub-pixel position) is chosen on whole percent of
-    clear pixels: a screened speckle on the sharpest clear frame keeps it the reference."""
-    stack = open_stack(*sample_paths).load()
-    reference = clearest_frame(stack.masks, stack.frames)
-    masks = stack.masks.copy()
-    masks[reference, 70:72, 70:72] = False
-    assert clearest_frame(masks, stack.frames) == reference
