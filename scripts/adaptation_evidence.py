@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misr_engine.evaluation.adaptation import EVIDENCE_SETS, Results, evidence_scenes, run_methods, table
+from misr_engine.evaluation.adaptation import ADAPTATION_SETS, EVIDENCE_SETS, Results, evidence_scenes, run_methods, table
 from misr_engine.evaluation.baselines import ibp, registered_mean_wiener
 from misr_engine.inference.finetune import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, FineTuneSettings
 from misr_engine.inference.tiled import super_resolve
@@ -40,7 +40,7 @@ def main() -> None:
     options = model_spec("piunet").weights_options
     parser.add_argument("--weights", default=str(options[0].path), help="supervised weights")
     parser.add_argument("--ssl-weights", default=str(options[1].path), help="self-supervised weights")
-    parser.add_argument("--sets", nargs="+", default=list(EVIDENCE_SETS))
+    parser.add_argument("--sets", nargs="+", default=list(ADAPTATION_SETS))
     parser.add_argument("--split", default="test")
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--lr-size", type=int, default=48)

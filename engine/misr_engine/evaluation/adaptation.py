@@ -22,7 +22,7 @@ import numpy as np
 from ..datasets.samples import build_samples
 from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS, scaled_window,
                                   sentinel2_band_paths)
-from ..datasets.simulate import OUT_OF_RANGE, SENTINEL2, Degradation
+from ..datasets.simulate import OUT_OF_RANGE, SENTINEL2, SURFACE_CHANGE, Degradation
 from .metrics import cpsnr
 from .statistics import bootstrap_mean
 
@@ -54,7 +54,12 @@ EVIDENCE_SETS: dict[str, EvidenceSet] = {
                                 "20 m bands (red edge, narrow NIR, SWIR), Sentinel-2-like degradations"),
     "unseen-bands-out-of-range": EvidenceSet(UNSEEN_BANDS, OUT_OF_RANGE, UNSEEN_PIXEL_M,
                                              "20 m bands, out-of-range degradations"),
+    "surface-change": EvidenceSet(S2_BANDS, SURFACE_CHANGE, NATIVE_PIXEL_M,
+                                  "10 m bands, a field brighter or darker in some frames of every stack (the "
+                                  "target: the clear-temporal-mean surface), training ranges otherwise"),
 }
+ADAPTATION_SETS = ("in-distribution", "out-of-range", "unseen-bands", "unseen-bands-out-of-range")
+"""The sets of the adaptation evidence (issue 15's table)."""
 
 
 def evidence_scenes(name: str, split: str, count: int, lr_size: int = 48, n_frames: int = 9,
