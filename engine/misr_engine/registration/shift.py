@@ -16,7 +16,7 @@ clouds; 6 sites x 4 seeds, 210 frames):
   20-99% clear), 95th percentile 0.04 / 0.05, worst 0.08 px. 9 frames of 512 x 512 LR px
   take about 7 s on 2 busy cores. Phase-normalised (whitened) correlation was about twice less accurate on these
   aliased, noisy frames, so the correlation is not normalised.
-* smoothing both images first (NOISE_SIGMA, over clear pixels) keeps noise out of every step
+* smoothing both images (NOISE_SIGMA, over clear pixels) keeps noise out of the correlations
   (scripts/registration_study.py, docs/evaluation/registration_study.log; 12 validation scenes
   per set, 64 x 64 LR, 9 frames): in distribution the median error fell from 0.0076 to 0.0049
   LR px (95th percentile 0.029 to 0.023); out of the training ranges (blur 2.4-3.2 HR px with
@@ -50,9 +50,10 @@ HIGHPASS_SIGMA = 4.0
 CLEAR_WEIGHT = 1.0 - 1e-3
 """A shifted mask (linear interpolation of 0/1) is clear only where it stays above this."""
 NOISE_SIGMA = 0.7
-"""Gaussian smoothing (pixels) of both images, over their clear pixels only, before every step:
-the same low-pass on both does not move the shift and keeps noise out of the correlation peaks
-and the polish (chosen on validation scenes, scripts/registration_study.py)."""
+"""Gaussian smoothing (pixels) of both images, over their clear pixels only, for the sub-pixel
+steps, the agreement and one of the two whole-pixel searches: the same low-pass on both does not
+move the shift and keeps noise out of the correlation peaks and the polish (chosen on
+validation scenes, scripts/registration_study.py)."""
 MIN_OVERLAP = 0.75
 """The whole-pixel search keeps to shifts where the clear pixels that overlap are at least this
 share of the most that can (skimage's `overlap_ratio`): over smaller overlaps the masked
