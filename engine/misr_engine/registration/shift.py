@@ -70,22 +70,23 @@ def _clear(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return finite if mask is None else finite & np.asarray(mask, bool)
 
 
+def _local_mean(image: np.ndarray, clear: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian (`sigma` pixels) mean of the clear pixels around every pixel: clouds do not bleed
+    into their neighbours."""
+    weight = ndimage.gaussian_filter(clear.astype(np.float64), sigma, mode="reflect")
+    values = np.where(clear, image, 0.0).astype(np.float64)
+    return ndimage.gaussian_filter(values, sigma, mode="reflect") / np.maximum(weight, 1e-6)
+
+
 def _denoised(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """`image` smoothed by a Gaussian of NOISE_SIGMA over its clear pixels only (clouds do not
-    bleed into their neighbours); unchanged where not clear, or everywhere at sigma 0."""
-    if NOISE_SIGMA <= 0:
-        return image
-    weight = ndimage.gaussian_filter(clear.astype(np.float64), NOISE_SIGMA, mode="reflect")
-    smooth = ndimage.gaussian_filter(np.where(clear, image, 0.0), NOISE_SIGMA, mode="reflect")
-    return np.where(clear, smooth / np.maximum(weight, 1e-6), image)
+    """`image` smoothed over its clear pixels (`_local_mean` at NOISE_SIGMA); unchanged where not
+    clear, or everywhere at sigma 0."""
+    return np.where(clear, _local_mean(image, clear, NOISE_SIGMA), image) if NOISE_SIGMA > 0 else image
 
 
 def _highpass(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """The image minus the local mean of its clear pixels; zero where not clear."""
-    image = np.where(clear, image, 0.0).astype(np.float64)
-    weight = ndimage.gaussian_filter(clear.astype(np.float64), HIGHPASS_SIGMA, mode="reflect")
-    local = ndimage.gaussian_filter(image, HIGHPASS_SIGMA, mode="reflect") / np.maximum(weight, 1e-6)
-    return np.where(clear, image - local, 0.0)
+    return np.where(clear, image - _local_mean(image, clear, HIGHPASS_SIGMA), 0.0)
 
 
 def _prepared(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
