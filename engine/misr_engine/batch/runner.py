@@ -30,10 +30,11 @@ def run_scenes(client: Any, scenes: Sequence[Scene], *, retries: int = DEFAULT_R
     from distributed import as_completed
 
     token = uuid.uuid4().hex[:8]  # keys of this batch only, on a long-lived scheduler too
+    stop = f"misr-stop-{token}"
     pending: dict[Any, tuple[Scene, int]] = {}
 
     def submit(scene: Scene, attempt: int) -> Any:
-        future = client.submit(task, scene.id, scene.request, torch_threads, pure=False,
+        future = client.submit(_unless_stopped, stop, task, scene.id, scene.request, torch_threads, pure=False,
                                key=f"misr-{scene.id}-{token}-{attempt}", resources=resources)
         pending[future] = (scene, attempt)
         return future
@@ -63,7 +64,7 @@ def run_scenes(client: Any, scenes: Sequence[Scene], *, retries: int = DEFAULT_R
             ended(future, SceneOutcome(scene.id, FAILED, message=error, output=scene.request.output,
                                        uncertainty=scene.request.uncertainty or ""))
     except KeyboardInterrupt:
-        for future in _let_running_finish(client, list(pending), grace, on_stop):
+        for future in _let_running_finish(client, stop, list(pending), grace, on_stop):
             ended(future, future.result())
         raise
     finally:
@@ -72,22 +73,37 @@ def run_scenes(client: Any, scenes: Sequence[Scene], *, retries: int = DEFAULT_R
     return outcomes
 
 
-def _let_running_finish(client: Any, futures: list[Any], grace: float,
-                        on_stop: Callable[[int, float], None]) -> list[Any]:
-    """Cancel the queued `futures`, wait up to `grace` s for the running ones (their outputs are
-    committed then, not killed half written); the ones that finished well."""
-    from distributed import wait
+def _unless_stopped(stop: str, task: Callable[..., SceneOutcome], *args: Any) -> SceneOutcome | None:
+    """Run `task(*args)` on a worker unless the batch's `stop` event is set (then None: a scene
+    a worker picked up after the interruption never starts)."""
+    from distributed import Event
 
+    return None if Event(stop).is_set() else task(*args)
+
+
+def _let_running_finish(client: Any, stop: str, futures: list[Any], grace: float,
+                        on_stop: Callable[[int, float], None]) -> list[Any]:
+    """Set the `stop` event (no scene starts after it), cancel the queued `futures`, wait up to
+    `grace` s for the running ones (their outputs are committed then, not killed half written);
+    the ones that finished well."""
+    from distributed import Event, wait
+
+    Event(stop, client=client).set()  # returns once the scheduler holds it: the keys below are final
     running_keys = _executing_keys(client)
-    running = [future for future in futures if future.key in running_keys]
-    client.cancel([future for future in futures if future.key not in running_keys])
+    running = [future for future in futures if future.key in running_keys or _finished_well(future)]
+    client.cancel([future for future in futures if future.key not in {f.key for f in running}])
     if running:
         on_stop(len(running), grace)
         try:
             wait(running, timeout=grace)
         except (KeyboardInterrupt, TimeoutError):  # interrupted again, or too long: stop now
             pass
-    return [future for future in running if future.status == "finished"]
+    return [future for future in running if _finished_well(future)]
+
+
+def _finished_well(future: Any) -> bool:
+    """Whether `future` ended with a scene's outcome (not an error, nor skipped after a stop)."""
+    return future.status == "finished" and future.result() is not None
 
 
 def _executing_keys(client: Any) -> set:
