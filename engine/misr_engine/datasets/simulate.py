@@ -60,6 +60,9 @@ OUT_OF_RANGE = replace(Degradation(), max_shift_lr=2.5, psf_sigma=(2.4, 3.2), no
 """Stronger blur, more noise and larger shifts than any training stack (evaluation only)."""
 SURFACE_CHANGE = replace(Degradation(), change_probability=1.0)
 """Every stack shows a changed field (evaluation of how change is rendered)."""
+STRONG_CHANGE = replace(SURFACE_CHANGE, change_amplitude=(0.8, 1.5), change_frames=(0.3, 0.5))
+"""A field 0.8-1.5 times the scene's level brighter or darker in 30-50% of the frames (a harvest,
+a flood): beyond the training range, for validating how registration copes with change."""
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""Pixels whose surface changed between dates are found before registering, and left out of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from misr_engine.datasets.simulate import STRONG_CHANGE, degrade
+from misr_engine.rasters.bands import read_band
+from misr_engine.registration.change import changed_pixels
+from misr_engine.registration.stack import register_stack
+from tests.rasters import HOLDOUT_HR
+
+FIELD = (slice(50, 80), slice(60, 90))  # LR pixels of the 140 x 140 sample
+
+
+def grown(region: tuple[slice, slice], by: int) -> tuple[slice, slice]:
+    return tuple(slice(max(0, s.start - by), s.stop + by) for s in region)
+
+
+@pytest.fixture(scope="module")
+def usable(sample_stack):
+    keep = sample_stack.clear_fraction > 0
+    return sample_stack.frames[keep].astype(np.float64), sample_stack.masks[keep]
+
+
+def test_a_field_changed_in_some_frames_is_found_and_little_else(usable):
+    """The real sample, a field raised by 1500 DN in 4 of its 8 usable frames (a harvest): the
+    field is found in the frames (the temporal median sits between its two states, so every frame
+    differs from it there); away from it little is, with or without the change (real dates:
+    2.4% of the clear pixels differ as much without it, 1.7% away from the field with it)."""
+    frames, masks = usable
+    assert changed_pixels(frames, masks)[masks].mean() < 0.04
+    frames = frames.copy()
+    frames[[0, 2, 4, 6], FIELD[0], FIELD[1]] += 1500
+    changed = changed_pixels(frames, masks)
+    inner = grown(FIELD, -3)
+    assert changed[:, inner[0], inner[1]][masks[:, inner[0], inner[1]]].mean() > 0.75  # measured 0.84
+    away = masks.copy()
+    away[:, grown(FIELD, 6)[0], grown(FIELD, 6)[1]] = False
+    assert changed[away].mean() < 0.03
+
+
+def test_a_strongly_changed_field_does_not_derail_the_registration():
+    """Eight 9-frame stacks simulated from a real Sentinel-2 crop at 30% of its contrast (a flat
+    agricultural scene), each with a field 0.8-1.5 times the level brighter or darker in 30-50% of
+    the frames: registering on every clear pixel leaves 6 of the frames off by more than 0.25 LR px
+    (the field's edges drown the texture's agreement, mostly when the reference frame shows it);
+    with the changed pixels left out, 1."""
+    hr = read_band(str(HOLDOUT_HR))[0].astype(np.float64)
+    hr = hr.mean() + 0.3 * (hr - hr.mean())
+    failed = 0
+    for seed in range(8):
+        stack = degrade(hr, 9, np.random.default_rng(seed), STRONG_CHANGE)
+        error = register_stack(stack.frames, stack.masks) - stack.shifts
+        error = np.abs(error - np.median(error, axis=0)).max(axis=1)
+        failed += int((error[stack.masks.any(axis=(1, 2))] > 0.25).sum())
+    assert failed <= 2
