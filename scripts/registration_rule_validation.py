@@ -51,11 +51,13 @@ def main() -> None:
     parser.add_argument("--rules", nargs="+", choices=sorted(FORMER_RULES), required=True)
     parser.add_argument("--sets", nargs="+", default=["in-distribution", "out-of-range", "surface-change"])
     parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--split", choices=["validation", "test"], default="validation",
+                        help="test: to report a rule already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
     args = parser.parse_args()
     model = load_model("piunet").model
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
         engine, former = [], []
         for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
             stack = Stack.in_memory(frames, masks)
