@@ -7,9 +7,7 @@ Rules (`--rules`, one or more, reverted together):
 * ``smoothing``: both images smoothed by ``shift.NOISE_SIGMA`` before registering them, against
   no smoothing;
 * ``overlap``: the whole-pixel search kept to ``shift.MIN_OVERLAP`` of overlapping clear pixels,
-  against scikit-image's default 0.3;
-* ``change``: pixels found changed (``change.changed_pixels``) left out of the registration,
-  against registering on every clear pixel.
+  against scikit-image's default 0.3.
 
 Every scene of the chosen sets is super-resolved twice with the shipped weights; prints, per
 set, the cPSNR change (engine minus former rules) with its 95% paired bootstrap interval over
@@ -32,7 +30,7 @@ from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, 
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import change, reference, shift
+from misr_engine.registration import reference, shift
 
 CPU = torch.device("cpu")
 FRAME_WIDE = 1 << 30  # a block larger than any frame: the frame-wide mean
@@ -42,7 +40,6 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "reference": lambda: mock.patch.object(reference, "sharpness", lambda f, m: BLOCK_SHARPNESS(f, m, FRAME_WIDE)),
     "smoothing": lambda: mock.patch.object(shift, "NOISE_SIGMA", 0.0),
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
-    "change": lambda: mock.patch.object(change, "CHANGE_DEVIATIONS", float("inf")),
 }
 
 

@@ -70,7 +70,7 @@ def _clear(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return finite if mask is None else finite & np.asarray(mask, bool)
 
 
-def local_mean(image: np.ndarray, clear: np.ndarray, sigma: float) -> np.ndarray:
+def _local_mean(image: np.ndarray, clear: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian (`sigma` pixels) mean of the clear pixels around every pixel: clouds do not bleed
     into their neighbours."""
     weight = ndimage.gaussian_filter(clear.astype(np.float64), sigma, mode="reflect")
@@ -79,14 +79,14 @@ def local_mean(image: np.ndarray, clear: np.ndarray, sigma: float) -> np.ndarray
 
 
 def _denoised(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
-    """`image` smoothed over its clear pixels (`local_mean` at NOISE_SIGMA); unchanged where not
+    """`image` smoothed over its clear pixels (`_local_mean` at NOISE_SIGMA); unchanged where not
     clear, or everywhere at sigma 0."""
-    return np.where(clear, local_mean(image, clear, NOISE_SIGMA), image) if NOISE_SIGMA > 0 else image
+    return np.where(clear, _local_mean(image, clear, NOISE_SIGMA), image) if NOISE_SIGMA > 0 else image
 
 
 def _highpass(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
     """The image minus the local mean of its clear pixels; zero where not clear."""
-    return np.where(clear, image - local_mean(image, clear, HIGHPASS_SIGMA), 0.0)
+    return np.where(clear, image - _local_mean(image, clear, HIGHPASS_SIGMA), 0.0)
 
 
 def _prepared(image: np.ndarray, clear: np.ndarray) -> np.ndarray:

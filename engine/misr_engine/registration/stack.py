@@ -14,7 +14,6 @@ import numpy as np
 
 from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
-from .change import changed_pixels
 from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
@@ -139,8 +138,7 @@ def align_stack(frames: np.ndarray, masks: np.ndarray,
 def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int = 20) -> np.ndarray:
     """Shifts (T, 2) of every frame relative to the clearest one (whose shift is (0, 0)).
 
-    Frames without any clear pixel get a zero shift. Pixels whose surface changed between the
-    dates (``change.changed_pixels``) are left out of every frame's estimate. (A second pass against the mean of the
+    Frames without any clear pixel get a zero shift. (A second pass against the mean of the
     other aligned frames was tried: it helps only at noise levels above ~4% of the signal and
     was slightly worse on ``simulate.degrade`` stacks, for twice the time.)
     """
@@ -152,8 +150,7 @@ def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int =
     ref = clearest_frame(masks, frames)
     if not masks[ref].any():
         return shifts
-    unchanged = masks & ~changed_pixels(frames, masks)  # a changed field is not evidence of alignment
-    for t, (frame, mask) in enumerate(zip(frames, unchanged)):
+    for t, (frame, mask) in enumerate(zip(frames, masks)):
         if t != ref and mask.any():
-            shifts[t] = estimate_shift(frames[ref], frame, unchanged[ref], mask, upsample_factor)
+            shifts[t] = estimate_shift(frames[ref], frame, masks[ref], mask, upsample_factor)
     return shifts
