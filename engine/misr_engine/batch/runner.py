@@ -91,7 +91,8 @@ def _let_running_finish(client: Any, stop: str, futures: list[Any], grace: float
     Event(stop, client=client).set()  # returns once the scheduler holds it: the keys below are final
     running_keys = _executing_keys(client)
     running = [future for future in futures if future.key in running_keys or _finished_well(future)]
-    client.cancel([future for future in futures if future.key not in {f.key for f in running}])
+    started = {future.key for future in running}
+    client.cancel([future for future in futures if future.key not in started])
     if running:
         on_stop(len(running), grace)
         try:

@@ -86,7 +86,9 @@ def test_an_interruption_cancels_the_queued_scenes_and_lets_the_running_ones_fin
                    on_stop=lambda running, grace: stops.append((running, grace)))
     # which queued scene a worker picks next is Dask's choice: at most one per worker was running
     assert seen[0] == "fast" and 2 <= len(seen) <= 3
-    assert stops and stops[0][1] == 30 and stops[0][0] >= len(seen) - 1  # every running one reported
+    # every running one reported; the count may also hold a scene caught inside the stop check
+    # (it then returns without running), so it is a bound, not an equality
+    assert stops and stops[0][1] == 30 and stops[0][0] >= len(seen) - 1
     time.sleep(2.5)
     assert set(ATTEMPTS) == set(seen)  # the queued ones never started
 
