@@ -22,8 +22,6 @@ import argparse
 
 import numpy as np
 import torch
-from scipy import ndimage
-
 from misr_engine.evaluation.metrics import best_alignment, spearman
 from misr_engine.evaluation.scores import BORDER, scenes_of
 from misr_engine.evaluation.sets import SETS
@@ -31,6 +29,7 @@ from misr_engine.evaluation.statistics import bootstrap_mean
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
+from scipy import ndimage
 
 NEIGHBOUR_SIGMA = 1.5  # HR px
 
