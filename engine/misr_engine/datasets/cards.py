@@ -56,6 +56,8 @@ DEGRADATION_MEANING = {
     "change_amplitude": "|change| / the crop's mean level, uniform in this range, sign random",
     "change_cover": "area of the changed field (share of the crop), uniform in this range",
     "change_frames": "share of the frames that show the change, uniform in this range",
+    "contrast": "factor on the scene's contrast about its mean level, uniform in this range "
+                "(1: the scene as it is)",
 }
 SPLIT_USE = {
     "train": "training only",

@@ -24,7 +24,8 @@ from .. import SCALE
 from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
 from ..registration.stack import subpixel_phase
-from .simulate import Degradation, degrade, mean_state, output_frame, reference_change, reference_target
+from .simulate import (Degradation, degrade, mean_state, output_frame, reference_change, reference_target,
+                       with_contrast)
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
@@ -43,6 +44,7 @@ class SampleSpec:
 def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]:
     hr_with_margin, spec = args
     rng = np.random.default_rng(spec.seed)
+    hr_with_margin = with_contrast(hr_with_margin, spec.conditions, rng)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
     if not spec.register:  # the level of the frames' median radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]

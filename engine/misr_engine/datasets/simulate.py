@@ -50,6 +50,7 @@ class Degradation:
     change_amplitude: tuple[float, float] = (0.15, 0.8)  # |change| / mean level (sign random)
     change_cover: tuple[float, float] = (0.03, 0.2)  # area of the changed field
     change_frames: tuple[float, float] = (0.2, 0.6)  # share of the frames that show it
+    contrast: tuple[float, float] = (1.0, 1.0)  # factor on the scene's contrast about its mean level
 
 
 SENTINEL2 = Degradation(max_shift_lr=1.0, psf_sigma=(0.7, 1.8), halo_probability=0.0, gain=(0.92, 1.08),
@@ -60,6 +61,9 @@ OUT_OF_RANGE = replace(Degradation(), max_shift_lr=2.5, psf_sigma=(2.4, 3.2), no
 """Stronger blur, more noise and larger shifts than any training stack (evaluation only)."""
 SURFACE_CHANGE = replace(Degradation(), change_probability=1.0)
 """Every stack shows a changed field (evaluation of how change is rendered)."""
+LOW_CONTRAST = replace(Degradation(), contrast=(0.1, 0.3))
+"""Scenes with a tenth to a third of their contrast (water, desert, snow, haze), the noise still
+relative to the level: less detail against the same noise than any training stack (evaluation only)."""
 STRONG_CHANGE = replace(SURFACE_CHANGE, change_amplitude=(0.8, 1.5), change_frames=(0.3, 0.5))
 """A field 0.8-1.5 times the scene's level brighter or darker in 30-50% of the frames (a harvest,
 a flood): beyond the training range, for validating how registration copes with change."""
@@ -120,6 +124,16 @@ def _change_field(shape: tuple[int, int], level: float, conditions: Degradation,
     inside = smooth_field(shape, rng.uniform(*conditions.change_cover), rng).astype(float)
     soft = ndimage.gaussian_filter(inside, 1.0)
     return soft * rng.choice([-1.0, 1.0]) * rng.uniform(*conditions.change_amplitude) * level
+
+
+def with_contrast(hr: np.ndarray, conditions: Degradation, rng: np.random.Generator) -> np.ndarray:
+    """The HR image with its contrast about its mean level scaled by a factor drawn from
+    `conditions.contrast`; unchanged, and nothing drawn, at the default (1, 1), so the scenes of
+    every other set stay the same draws."""
+    if tuple(conditions.contrast) == (1.0, 1.0):
+        return hr
+    level = float(hr.mean())
+    return level + rng.uniform(*conditions.contrast) * (hr - level)
 
 
 def degrade(hr_with_margin: np.ndarray, n_frames: int, rng: np.random.Generator,
