@@ -22,7 +22,7 @@ import numpy as np
 from ..datasets.samples import build_samples
 from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS, scaled_window,
                                   sentinel2_band_paths)
-from ..datasets.simulate import OUT_OF_RANGE, SENTINEL2, STRONG_CHANGE, SURFACE_CHANGE, Degradation
+from ..datasets.simulate import LOW_CONTRAST, OUT_OF_RANGE, SENTINEL2, STRONG_CHANGE, SURFACE_CHANGE, Degradation
 from .metrics import cpsnr
 from .statistics import bootstrap_mean
 
@@ -57,6 +57,9 @@ EVIDENCE_SETS: dict[str, EvidenceSet] = {
     "surface-change": EvidenceSet(S2_BANDS, SURFACE_CHANGE, NATIVE_PIXEL_M,
                                   "10 m bands, a field brighter or darker in some frames of every stack (the "
                                   "target: the clear-temporal-mean surface), training ranges otherwise"),
+    "low-contrast": EvidenceSet(S2_BANDS, LOW_CONTRAST, NATIVE_PIXEL_M,
+                                "10 m bands, a tenth to a third of the scene's contrast, noise still relative to "
+                                "the level (training ranges otherwise)"),
     "strong-change": EvidenceSet(S2_BANDS, STRONG_CHANGE, NATIVE_PIXEL_M,
                                  "10 m bands, a field 0.8-1.5 times the level brighter or darker in 30-50% of "
                                  "the frames (beyond the training range)"),
