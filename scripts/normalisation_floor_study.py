@@ -4,7 +4,7 @@ The network works in scene units, (value - centre) / spread. Training noise is r
 level, so on a low-contrast scene (water, desert, haze) the same noise is many spreads large:
 more than any training stack showed. A floor, spread >= k x |centre|, keeps the noise within the
 training's units at the cost of fainter detail. For each candidate k the shipped network runs as
-the engine runs it (the floor patched into ``Normalisation.of_values``) on validation scenes:
+the engine runs it (``normalisation.MIN_RELATIVE_SPREAD`` set to k) on validation scenes:
 misr evaluate's `validation` set and the validation-window evidence sets out of range, surface
 change and low contrast; cPSNR on reflectance, the change against no floor with its 95% paired
 bootstrap interval, and registration + mean beside it.
@@ -26,7 +26,7 @@ from misr_engine.evaluation.adaptation import (
 )
 from misr_engine.evaluation.baselines import registered_mean
 from misr_engine.evaluation.sets import SETS
-from misr_engine.inference.normalisation import Normalisation
+from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -36,15 +36,8 @@ EVIDENCE = ("out-of-range", "surface-change", "low-contrast")
 
 
 def with_floor(k: float) -> None:
-    """Patch the engine's normalisation: spread >= k x |centre|."""
-    plain = Normalisation.__dict__["of_values"].__func__.__wrapped__ \
-        if hasattr(Normalisation.__dict__["of_values"].__func__, "__wrapped__") else Normalisation.__dict__["of_values"].__func__
-
-    def floored(cls, values):
-        norm = plain(cls, values)
-        return cls(norm.centre, max(norm.spread, k * abs(norm.centre)))
-    floored.__wrapped__ = plain
-    Normalisation.of_values = classmethod(floored)
+    """Set the engine's floor: spread >= k x |centre| (0: the spread from the scene alone)."""
+    normalisation.MIN_RELATIVE_SPREAD = k
 
 
 def scene_sets(count: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
