@@ -10,8 +10,8 @@ import numpy as np
 SAMPLE_LIMIT = 1_000_000
 """Clear pixels kept (an even subsample of every block) to compute the robust statistics."""
 MIN_RELATIVE_SPREAD = 0.1
-"""The spread is never below this share of the level (|centre|). Sensor noise is relative to the
-level, in training as in real products, so on a low-contrast scene (water, desert, haze) a
+"""The spread is never below this share of the level (|centre|). The training's noise is relative
+to the level (as, roughly, a sensor's is to its signal), so on a low-contrast scene (water, desert, haze) a
 spread from the scene's own contrast would make the same noise many times larger than any
 training stack showed, and the network sharpened it. Chosen on validation scenes
 (scripts/normalisation_floor_study.py, docs/evaluation/normalisation_floor_validation.log): at
