@@ -12,7 +12,7 @@ from misr_engine import SCALE
 from misr_engine.datasets.simulate import LOW_CONTRAST, degrade, with_contrast
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import normalisation
-from misr_engine.inference.normalisation import MIN_RELATIVE_SPREAD, Normalisation
+from misr_engine.inference.normalisation import MAX_FLOOR_STDS, MIN_RELATIVE_SPREAD, Normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
@@ -30,9 +30,12 @@ def test_the_spread_of_a_textured_scene_is_its_own_and_a_flat_scene_gets_the_flo
                                                 0.5 * clear.std()), rel=1e-6)
     assert textured.spread > MIN_RELATIVE_SPREAD * textured.centre
     rng = np.random.default_rng(0)
-    flat = 2000.0 + rng.normal(0.0, 20.0, size=(5, 30, 30))
+    flat = 2000.0 + rng.normal(0.0, 40.0, size=(5, 30, 30))
     norm = Normalisation.of(flat, np.ones(flat.shape, bool))
     assert norm.spread == pytest.approx(MIN_RELATIVE_SPREAD * norm.centre)
+    faint = 2000.0 + rng.normal(0.0, 4.0, size=(5, 30, 30))  # the floor stops at MAX_FLOOR_STDS deviations
+    norm = Normalisation.of(faint, np.ones(faint.shape, bool))
+    assert norm.spread == pytest.approx(MAX_FLOOR_STDS * faint.std(), rel=1e-6)
 
 
 @pytest.mark.slow
