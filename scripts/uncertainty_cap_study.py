@@ -20,8 +20,8 @@ import argparse
 import numpy as np
 import torch
 from misr_engine.evaluation.adaptation import evidence_scenes
-from misr_engine.evaluation.metrics import best_alignment, spearman
-from misr_engine.evaluation.scores import BORDER
+from misr_engine.evaluation.metrics import best_alignment, laplace_calibration, spearman
+from misr_engine.evaluation.scores import BORDER, on_aligned_pixels
 from misr_engine.inference import tiled
 from misr_engine.inference.normalisation import Normalisation
 from misr_engine.models.weights import load_model
@@ -63,14 +63,13 @@ def main() -> None:
         for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
             sr, scale = tiled.super_resolve(Stack.in_memory(frames, masks), loaded.model, torch.device("cpu"))
             best = best_alignment(sr.astype(np.float64), hr.astype(np.float64), None, BORDER)
-            height, width = scale.shape
             error = np.abs(best.error)[best.mask]
-            uncapped = scale[BORDER:height - BORDER, BORDER:width - BORDER][best.mask].astype(np.float64)
+            uncapped = on_aligned_pixels(best, scale).astype(np.float64)
             level = float(np.nanmean(sr))
             for cap in CAPS:
                 b = uncapped if cap is None else np.minimum(uncapped, np.exp(cap) * spreads[-1])
                 rows[cap]["nll"].append(float(np.mean(np.log(2 * b) + error / b)))
-                rows[cap]["covered"].append(float(np.mean(error <= -b * np.log(1 - INTERVAL))))
+                rows[cap]["covered"].append(float(laplace_calibration(error, b, (INTERVAL,))[1][0]))
                 rows[cap]["spearman"].append(spearman(b, error))
                 rows[cap]["bound"].append(float(np.mean(b < uncapped)))
                 rows[cap]["peak"].append(float(b.max()) / level)

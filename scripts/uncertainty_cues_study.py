@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 import torch
 from misr_engine.evaluation.metrics import best_alignment, spearman
-from misr_engine.evaluation.scores import BORDER, scenes_of
+from misr_engine.evaluation.scores import BORDER, on_aligned_pixels, scenes_of
 from misr_engine.evaluation.sets import SETS
 from misr_engine.evaluation.statistics import bootstrap_mean
 from misr_engine.inference.tiled import super_resolve
@@ -65,11 +65,10 @@ def main() -> None:
     for index, scene in enumerate(scenes_of(SETS[args.set].scenes(args.scenes, workers=1))):
         sr, scale = super_resolve(Stack.in_memory(scene.frames, scene.masks), loaded.model, torch.device("cpu"))
         best = best_alignment(sr.astype(np.float64), scene.hr.astype(np.float64), scene.hr_mask, BORDER)
-        height, width = scale.shape
         error = np.where(best.mask, np.abs(best.hr - best.sr), 0.0)
-        maps = {name: m[BORDER:height - BORDER, BORDER:width - BORDER] for name, m in cues(sr, scale).items()}
-        maps["neighbours' true error"] = neighbours_mean(error, best.mask)
-        scores = {name: spearman(m[best.mask], error[best.mask]) for name, m in maps.items()}
+        maps = {name: on_aligned_pixels(best, m) for name, m in cues(sr, scale).items()}
+        maps["neighbours' true error"] = neighbours_mean(error, best.mask)[best.mask]
+        scores = {name: spearman(m, error[best.mask]) for name, m in maps.items()}
         for name, value in scores.items():
             rows.setdefault(name, []).append(value)
         print(f"scene {index:2d}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()), flush=True)

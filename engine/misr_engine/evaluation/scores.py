@@ -205,10 +205,16 @@ def _add_full_scores(scores: Scores, sr: np.ndarray, scene: Scene, prepared: Pre
     scores.lr_fidelity.append(float(np.nanmean(fidelity)) if np.isfinite(fidelity).any() else float("nan"))
 
 
+def on_aligned_pixels(best: Alignment, image: np.ndarray) -> np.ndarray:
+    """The values of `image` (on the SR's grid, e.g. a predicted scale) at the clear pixels of the
+    cPSNR alignment `best`, in the order of ``np.abs(best.error)[best.mask]``."""
+    height, width = image.shape
+    return image[BORDER:height - BORDER, BORDER:width - BORDER][best.mask]
+
+
 def _add_uncertainty(pooled: tuple[list, list, list], best: Alignment, scale: np.ndarray) -> None:
     """One scene's |error| and predicted scale on its clear aligned pixels, and their Spearman."""
-    height, width = scale.shape
-    cropped = scale[BORDER:height - BORDER, BORDER:width - BORDER][best.mask]
+    cropped = on_aligned_pixels(best, scale)
     error = np.abs(best.error)[best.mask]
     pooled[0].append(error)
     pooled[1].append(cropped)

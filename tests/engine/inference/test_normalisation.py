@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 import torch
 from misr_engine import SCALE
+from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import LOW_CONTRAST, degrade, with_contrast
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import normalisation
-from misr_engine.inference.normalisation import MAX_FLOOR_STDS, MIN_RELATIVE_SPREAD, Normalisation
+from misr_engine.inference.normalisation import (
+    MAX_FLOOR_STDS,
+    MIN_RELATIVE_SPREAD,
+    Normalisation,
+)
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
 from misr_engine.resources import sample_dir
 
-MARGIN = 12  # the simulator's HR margin on each side
 LR_SIDE = 48
 CROPS = ((138, 0), (69, 69), (100, 100), (250, 100))  # HR px of the sample's reference image
 

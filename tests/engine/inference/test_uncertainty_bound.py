@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
+from misr_engine import SCALE
+from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import STRONG_CHANGE, degrade
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.rasters.bands import read_band
@@ -21,13 +22,13 @@ from misr_engine.resources import sample_dir
 
 CONTRAST = 0.1
 SEED = 2  # a draw whose uncapped scale reached 2e4 x the level (seeds 3: 1.9e4; 0, 1: below the level)
-HR_SIDE = 168  # 48 LR px + the simulator's 12 HR px margin on each side
+HR_SIDE = SCALE * 48 + 2 * MARGIN  # 48 LR px and the simulator's margin on each side
 
 
 def test_on_a_low_contrast_scene_with_a_strong_change_the_uncertainty_stays_within_the_data(shipped_model):
     hr = read_band(str(sample_dir() / "reference_hr.tif"))[0][:HR_SIDE, :HR_SIDE].astype(np.float64)
     flat = hr.mean() + CONTRAST * (hr - hr.mean())
-    stack = degrade(flat, 9, np.random.default_rng(SEED), STRONG_CHANGE)
+    stack = degrade(flat, 9, np.random.default_rng(SEED), STRONG_CHANGE, MARGIN)
     sr, scale = super_resolve(Stack.in_memory(stack.frames, stack.masks), shipped_model, torch.device("cpu"))
     clear = stack.frames[stack.masks]
     span = float(clear.max() - clear.min())
