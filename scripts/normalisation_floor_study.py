@@ -9,8 +9,14 @@ misr evaluate's `validation` set and the validation-window evidence sets out of 
 change and low contrast; cPSNR on reflectance, the change against no floor with its 95% paired
 bootstrap interval, and registration + mean beside it.
 
+With ``--knob noise`` the candidates are floors from the scene's own noise instead
+(``normalisation.MAX_NOISE_UNITS``: the spread is at least the noise / u, so that the network
+never sees noise above u of its units), on top of the shipped level floor.
+
     OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py \\
         | tee docs/evaluation/normalisation_floor_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob noise \\
+        | tee docs/evaluation/noise_floor_validation.log
 """
 
 from __future__ import annotations
@@ -32,12 +38,22 @@ from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
 FLOORS = (0.0, 0.05, 0.1, 0.2, 0.3)
+NOISE_BOUNDS = (0.0, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
 EVIDENCE = ("out-of-range", "surface-change", "low-contrast")
 
 
 def with_floor(k: float) -> None:
     """Set the engine's floor: spread >= k x |centre| (0: the spread from the scene alone)."""
     normalisation.MIN_RELATIVE_SPREAD = k
+
+
+def with_noise_bound(u: float) -> None:
+    """Set the engine's noise floor: spread >= noise / u (0: none)."""
+    normalisation.MAX_NOISE_UNITS = u or None
+
+
+KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
+         "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units")}
 
 
 def scene_sets(count: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -53,21 +69,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--model", default="piunet")
+    parser.add_argument("--knob", choices=KNOBS, default="level")
+    parser.add_argument("--values", type=float, nargs="+", metavar="V",
+                        help="only these candidates (the first is the one the others are compared with)")
     args = parser.parse_args()
+    candidates, setting, label = KNOBS[args.knob]
+    candidates = tuple(args.values) if args.values else candidates
     loaded = load_model(args.model)
     print(f"{args.model} {loaded.sha256[:12]}, validation window, {args.scenes} scenes per set")
     for set_name, (frames, masks, hrs) in scene_sets(args.scenes).items():
         scores: dict[float, list[float]] = {}
-        for k in FLOORS:
-            with_floor(k)
+        for k in candidates:
+            setting(k)
             scores[k] = [scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr)
                          for f, m, hr in zip(frames, masks, hrs)]
         classical = [scene_score(registered_mean(f, m), hr) for f, m, hr in zip(frames, masks, hrs)]
-        print(f"\n{set_name}: no floor {np.mean(scores[0.0]):.3f} dB, registration + mean {np.mean(classical):.3f} dB")
-        for k in FLOORS[1:]:
-            mean, low, high = paired_interval(scores[k], scores[0.0])
-            print(f"  floor {k:4.2f} x level: {np.mean(scores[k]):.3f} dB, {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
-                  f"better on {sum(a > b for a, b in zip(scores[k], scores[0.0]))}/{len(hrs)}", flush=True)
+        print(f"\n{set_name}: {label.format(candidates[0]) if candidates[0] else 'without'} {np.mean(scores[candidates[0]]):.3f} dB, registration + mean {np.mean(classical):.3f} dB")
+        for k in candidates[1:]:
+            mean, low, high = paired_interval(scores[k], scores[candidates[0]])
+            print(f"  {label.format(k)}: {np.mean(scores[k]):.3f} dB, {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
+                  f"better on {sum(a > b for a, b in zip(scores[k], scores[candidates[0]]))}/{len(hrs)}", flush=True)
 
 
 if __name__ == "__main__":

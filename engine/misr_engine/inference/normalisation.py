@@ -24,6 +24,33 @@ scene without variability has no noise to keep in range, and constant frames kee
 the network's response to a flat input stays below 1e-3 of the level (with the full floor it
 drew a 0.14% pattern on constant frames). Every validation and test scene has a standard
 deviation of at least 0.06 of its level, so there the floor is the full 0.1."""
+MAX_NOISE_UNITS: float | None = 0.15
+"""The spread is never below the scene's noise (``haar_diagonal``) divided by this, so the network
+never sees noise above this many of its units (at most MAX_FLOOR_STDS standard deviations; None:
+no bound). The training's noise was at most 2% of the level; noisier frames (2-4%, an old or
+small sensor, a dark band) put noise beyond anything it was trained on. Chosen on validation scenes
+(scripts/normalisation_floor_study.py --knob noise, docs/evaluation/noise_floor_validation.log):
+at 0.15 the out-of-range scenes gained +0.15 dB [+0.07, +0.24] (10/12) and the training ranges
+-0.001 [-0.002, +0.000] (surface change +0.00, low contrast +0.01); 0.10 added 0.01 dB out of
+range for -0.02 in the training ranges, and smaller bounds lost there."""
+
+
+MAD_TO_STD = 0.6745
+"""The median absolute value of a zero-mean Gaussian, in standard deviations."""
+
+
+def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The finest diagonal Haar wavelet coefficients of (T, H, W) frames over their 2 x 2 blocks
+    that are clear throughout: white noise of standard deviation s gives coefficients of standard
+    deviation s, while a smooth surface gives almost none (Donoho and Johnstone's noise estimate,
+    here with masks, which ``skimage.restoration.estimate_sigma`` does not take)."""
+    height, width = frames.shape[-2] // 2 * 2, frames.shape[-1] // 2 * 2
+    f = np.asarray(frames[..., :height, :width], np.float64)
+    m = np.asarray(masks[..., :height, :width], bool)
+    blocks = [(slice(dy, None, 2), slice(dx, None, 2)) for dy in (0, 1) for dx in (0, 1)]
+    clear = np.logical_and.reduce([m[..., y, x] for y, x in blocks])
+    (a, b, c, d) = (f[..., y, x] for y, x in blocks)
+    return ((a - b - c + d) / 2)[clear]
 
 
 @dataclass(frozen=True)
@@ -49,29 +76,35 @@ class Normalisation:
         """`of` over (frames, masks) blocks that together make the stack, one block at a time:
         every `stride`-th clear pixel is kept, the stride doubling whenever more than
         2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene."""
-        kept, stride, held = [], 1, 0
+        kept, details, stride, held = [], [], 1, 0
         for frames, masks in blocks:
-            values = np.asarray(frames)[np.asarray(masks, bool)][::stride]
+            frames, masks = np.asarray(frames), np.asarray(masks, bool)
+            values = frames[masks][::stride]
             kept.append(values.astype(np.float64))
+            details.append(np.abs(haar_diagonal(frames, masks))[::stride])
             held += values.size
             if held > 2 * SAMPLE_LIMIT:
-                kept, stride = [np.concatenate(kept)[::2]], stride * 2
+                kept, details, stride = [np.concatenate(kept)[::2]], [np.concatenate(details)[::2]], stride * 2
                 held = kept[0].size
         if held == 0:
             return cls(0.0, 1.0)
-        return cls.of_values(np.concatenate(kept))
+        detail = np.concatenate(details)
+        noise = float(np.median(detail)) / MAD_TO_STD if detail.size else 0.0
+        return cls.of_values(np.concatenate(kept), noise)
 
     @classmethod
-    def of_values(cls, values: np.ndarray) -> "Normalisation":
-        """Of a 1-D sample of clear pixel values: the median, and the largest of the scaled MAD,
-        half the standard deviation (a scene mostly of water with some land has a tiny MAD: its
-        land would sit hundreds of spreads away) and MIN_RELATIVE_SPREAD of the level (at most
-        MAX_FLOOR_STDS standard deviations); never below 1e-3 of the level (or 1e-3 where the
-        level is near 0)."""
+    def of_values(cls, values: np.ndarray, noise: float = 0.0) -> "Normalisation":
+        """Of a 1-D sample of clear pixel values (and the scene's noise standard deviation, when
+        known): the median, and the largest of the scaled MAD, half the standard deviation (a
+        scene mostly of water with some land has a tiny MAD: its land would sit hundreds of
+        spreads away) and the floors from MIN_RELATIVE_SPREAD of the level and from the noise
+        (MAX_NOISE_UNITS; both at most MAX_FLOOR_STDS standard deviations); never below 1e-3 of
+        the level (or 1e-3 where the level is near 0)."""
         values = np.asarray(values, np.float64)
         centre = float(np.median(values))
         std = float(values.std())
-        floor = min(MIN_RELATIVE_SPREAD * abs(centre), MAX_FLOOR_STDS * std)
+        noise_floor = noise / MAX_NOISE_UNITS if MAX_NOISE_UNITS else 0.0
+        floor = min(max(MIN_RELATIVE_SPREAD * abs(centre), noise_floor), MAX_FLOOR_STDS * std)
         spread = max(1.4826 * float(np.median(np.abs(values - centre))), 0.5 * std, floor)
         return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
 
