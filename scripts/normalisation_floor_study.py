@@ -52,17 +52,26 @@ def with_noise_bound(u: float) -> None:
     normalisation.MAX_NOISE_UNITS = u or None
 
 
+def with_both(floors: tuple[float, float]) -> None:
+    """Set both: (level floor, noise bound)."""
+    with_floor(floors[0])
+    with_noise_bound(floors[1])
+
+
 KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
-         "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units")}
+         "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
+         "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 
-def scene_sets(count: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def scene_sets(count: int, offset: float = 0.0) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The validation scenes per set, `offset` DN added to every value (a product whose digital
+    numbers carry an offset, as Sentinel-2 L2A's +1000 since processing baseline 04.00)."""
     validation = SETS["validation"].scenes(count, workers=1)
-    sets = {"validation (training ranges)": (validation["frames"], validation["masks"], validation["hr"])}
+    sets = {"validation (training ranges)": validation}
     for name in EVIDENCE:
-        scenes = evidence_scenes(name, "validation", count)
-        sets[name] = (scenes["frames"], scenes["masks"], scenes["hr"])
-    return sets
+        sets[name] = evidence_scenes(name, "validation", count)
+    return {name: (np.where(s["masks"], s["frames"] + offset, 0.0), s["masks"], s["hr"] + offset)
+            for name, s in sets.items()}
 
 
 def main() -> None:
@@ -70,21 +79,26 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--model", default="piunet")
     parser.add_argument("--knob", choices=KNOBS, default="level")
-    parser.add_argument("--values", type=float, nargs="+", metavar="V",
-                        help="only these candidates (the first is the one the others are compared with)")
+    parser.add_argument("--values", nargs="+", metavar="V",
+                        help="only these candidates (the first is the one the others are compared with); "
+                             "for --knob both LEVEL,NOISE pairs")
+    parser.add_argument("--offset", type=float, default=0.0, help="DN added to every value of every scene")
     args = parser.parse_args()
     candidates, setting, label = KNOBS[args.knob]
-    candidates = tuple(args.values) if args.values else candidates
+    if args.values:
+        candidates = tuple(tuple(float(v) for v in value.split(",")) if args.knob == "both" else float(value)
+                           for value in args.values)
     loaded = load_model(args.model)
-    print(f"{args.model} {loaded.sha256[:12]}, validation window, {args.scenes} scenes per set")
-    for set_name, (frames, masks, hrs) in scene_sets(args.scenes).items():
+    print(f"{args.model} {loaded.sha256[:12]}, validation window, {args.scenes} scenes per set"
+          + (f", {args.offset:g} DN added to every value" if args.offset else ""))
+    for set_name, (frames, masks, hrs) in scene_sets(args.scenes, args.offset).items():
         scores: dict[float, list[float]] = {}
         for k in candidates:
             setting(k)
             scores[k] = [scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr)
                          for f, m, hr in zip(frames, masks, hrs)]
         classical = [scene_score(registered_mean(f, m), hr) for f, m, hr in zip(frames, masks, hrs)]
-        print(f"\n{set_name}: {label.format(candidates[0]) if candidates[0] else 'without'} {np.mean(scores[candidates[0]]):.3f} dB, registration + mean {np.mean(classical):.3f} dB")
+        print(f"\n{set_name}: {label.format(candidates[0]) if candidates[0] != 0 else 'without'} {np.mean(scores[candidates[0]]):.3f} dB, registration + mean {np.mean(classical):.3f} dB")
         for k in candidates[1:]:
             mean, low, high = paired_interval(scores[k], scores[candidates[0]])
             print(f"  {label.format(k)}: {np.mean(scores[k]):.3f} dB, {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
