@@ -11,12 +11,16 @@ bootstrap interval, and registration + mean beside it.
 
 With ``--knob noise`` the candidates are floors from the scene's own noise instead
 (``normalisation.MAX_NOISE_UNITS``: the spread is at least the noise / u, so that the network
-never sees noise above u of its units), on top of the shipped level floor.
+never sees noise above u of its units); ``--knob both`` takes (level floor, noise bound) pairs;
+``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
+an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py \\
-        | tee docs/evaluation/normalisation_floor_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob level --values 0 0.05 0.1 0.2 0.3 \\
+        | tee docs/evaluation/normalisation_floor_validation.log   # with the noise bound off (its former default)
     OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob noise \\
-        | tee docs/evaluation/noise_floor_validation.log
+        | tee docs/evaluation/noise_floor_validation.log   # with the level floor at 0.1 (its former default)
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob both \\
+        --values 0.1,0.15 0,0.15 0,0.12 0,0.1 [--offset 1000] | tee docs/evaluation/floors[_offset1000]_validation.log
 """
 
 from __future__ import annotations
