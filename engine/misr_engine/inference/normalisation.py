@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -65,12 +65,12 @@ class Normalisation:
     spread: float
 
     @classmethod
-    def of(cls, frames: np.ndarray, masks: np.ndarray) -> "Normalisation":
+    def of(cls, frames: np.ndarray, masks: np.ndarray) -> Normalisation:
         """Of the clear pixels of (T, H, W) frames (spread never zero)."""
         return cls.of_blocks(zip(frames, masks))
 
     @classmethod
-    def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> "Normalisation":
+    def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Normalisation:
         """`of` over (frames, masks) blocks that together make the stack, one block at a time:
         every `stride`-th clear pixel is kept, the stride doubling whenever more than
         2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene."""
@@ -91,7 +91,7 @@ class Normalisation:
         return cls.of_values(np.concatenate(kept), noise)
 
     @classmethod
-    def of_values(cls, values: np.ndarray, noise: float = 0.0) -> "Normalisation":
+    def of_values(cls, values: np.ndarray, noise: float = 0.0) -> Normalisation:
         """Of a 1-D sample of clear pixel values (and the scene's noise standard deviation, when
         known): the median, and the largest of the scaled MAD, half the standard deviation (a
         scene mostly of water with some land has a tiny MAD: its land would sit hundreds of

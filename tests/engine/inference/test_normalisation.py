@@ -11,7 +11,12 @@ import pytest
 import torch
 from misr_engine import SCALE
 from misr_engine.datasets.samples import MARGIN
-from misr_engine.datasets.simulate import LOW_CONTRAST, OUT_OF_RANGE, degrade, with_contrast
+from misr_engine.datasets.simulate import (
+    LOW_CONTRAST,
+    OUT_OF_RANGE,
+    degrade,
+    with_contrast,
+)
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import normalisation
 from misr_engine.inference.normalisation import (
