@@ -4,8 +4,8 @@ onto another grid)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from osgeo import gdal
@@ -57,6 +57,31 @@ def _check_member_files(path: str, dataset: gdal.Dataset) -> None:
                 raise MisrError(f"{path}: reads {exc}") from None
 
 
+@dataclass(frozen=True)
+class Units:
+    """What a band's numbers mean, as GDAL's band scale and offset declare it: the physical value
+    is scale x number + offset (Sentinel-2 L2A from baseline 04.00: 0.0001 and -0.1)."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @classmethod
+    def of(cls, band: gdal.Band) -> Units:
+        """The band's declared scale and offset (1 and 0 where it declares none)."""
+        return cls(band.GetScale() or 1.0, band.GetOffset() or 0.0)
+
+    @property
+    def declared(self) -> bool:
+        return (self.scale, self.offset) != (1.0, 0.0)
+
+    def to(self, other: Units) -> tuple[float, float]:
+        """(a, b): a number in these units is a x number + b in `other`'s."""
+        return self.scale / other.scale, (self.offset - other.offset) / other.scale
+
+    def __str__(self) -> str:
+        return f"scale {self.scale:g}, offset {self.offset:g}"
+
+
 @dataclass
 class BandSource:
     """One band of an opened raster, checked (band number, data type, georeferencing), not read yet."""
@@ -68,6 +93,18 @@ class BandSource:
     nodata: float | None
     keep: object = None  # what a warped VRT reads from: kept alive with it
     value_range: tuple[float, float] | None = None  # of the file's integer data type (None: float)
+    units: Units = Units()
+    rescale: tuple[float, float] | None = None
+    """(a, b) that bring this band's numbers into the stack's units (a x number + b; `in_units`),
+    or None when they are the stack's already."""
+
+    def in_units(self, units: Units) -> BandSource:
+        """This band read in `units` (its numbers and value range converted; see `Units.to`)."""
+        if units == self.units:
+            return self
+        a, b = self.units.to(units)
+        limits = None if self.value_range is None else tuple(sorted(a * v + b for v in self.value_range))
+        return replace(self, rescale=(a, b), value_range=limits)
 
     def cache_bytes(self) -> int:
         """Bytes of GDAL's block cache that keep two rows of this band's blocks (or CACHE_ROWS rows)."""
@@ -128,7 +165,8 @@ def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandS
     x0, dx, rx, y0, ry, dy = grid.geotransform
     if not all(np.isfinite(grid.geotransform)) or dx * dy - rx * ry == 0:
         raise MisrError(f"{path}: corrupt georeferencing (geotransform {grid.geotransform})")
-    return BandSource(str(path), dataset, band, grid, nodata, value_range=integer_range(data_type))
+    return BandSource(str(path), dataset, band, grid, nodata, value_range=integer_range(data_type),
+                      units=Units.of(dataset.GetRasterBand(band)))
 
 
 def integer_range(data_type: int) -> tuple[float, float] | None:
@@ -140,7 +178,7 @@ def integer_range(data_type: int) -> tuple[float, float] | None:
     return float(info.min), float(info.max)
 
 
-def parse_bands(bands: "Sequence[int] | str | None") -> "list[int] | str | None":
+def parse_bands(bands: Sequence[int] | str | None) -> list[int] | str | None:
     """`bands` checked: 1-based band numbers (a list, or text such as ``1,2,3`` or ``1;2;3``: a
     batch manifest's cell), ``all``, or None (not asked); a one-line MisrError otherwise."""
     if bands is None:
@@ -160,7 +198,7 @@ def parse_bands(bands: "Sequence[int] | str | None") -> "list[int] | str | None"
     return numbers
 
 
-def resolve_bands(bands: "Sequence[int] | str | None", first_frame: str) -> list[int] | None:
+def resolve_bands(bands: Sequence[int] | str | None, first_frame: str) -> list[int] | None:
     """The 1-based band numbers `bands` names (`parse_bands`): ``all`` is every band of
     `first_frame` (None: not asked)."""
     parsed = parse_bands(bands)
@@ -214,7 +252,7 @@ def warp_band(source: BandSource, grid: Grid, resampling: str) -> BandSource:
     except MemoryError:
         raise MisrError(f"{source.path}: {grid.width}x{grid.height} pixels do not fit in memory") from None
     return BandSource(source.path, target, 1, grid, None if is_mask else float("nan"), keep=(single, source),
-                      value_range=source.value_range)
+                      value_range=source.value_range, units=source.units)
 
 
 def _memory_raster(grid: Grid) -> gdal.Dataset:

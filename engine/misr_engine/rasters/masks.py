@@ -205,14 +205,14 @@ def resolve_kinds(paths: Sequence[str], asked: Sequence[str], counts: Sequence[V
     return kinds, merge_notes(notes)
 
 
-def merge_notes(notes: Sequence[str]) -> list[str]:
-    """Notes ``<path>: <text>`` with the same text merged into one naming every file, in order."""
+def merge_notes(notes: Sequence[str], noun: str = "masks") -> list[str]:
+    """Notes ``<path>: <text>`` with the same text merged into one naming every file (`noun`), in order."""
     groups: dict[str, list[str]] = {}
     for note in notes:
         path, text = note.split(": ", 1)
         groups.setdefault(text, []).append(path)
     return [f"{paths[0]}: {text}" if len(paths) == 1 else
-            f"{len(paths)} masks ({', '.join(os.path.basename(p) for p in paths)}): {text}"
+            f"{len(paths)} {noun} ({', '.join(os.path.basename(p) for p in paths)}): {text}"
             for text, paths in groups.items()]
 
 

@@ -4,19 +4,25 @@ by window, the fully cloudy frames dropped and the clearest kept."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from .. import SCALE
 from ..errors import MisrError
 from ..files import ensure_open_files
-from .bands import BandSource, open_band, warp_band
+from .bands import BandSource, Units, open_band, warp_band
 from .gdal_utils import bounded_cache, gdal_cache_limit
-from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
 from .grid import Grid
-from .selection import clearest_selection, cloudy_selection, duplicate_selection, unique_inputs
+from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
+from .selection import (
+    clearest_selection,
+    cloudy_selection,
+    duplicate_selection,
+    unique_inputs,
+)
 from .writer import BLOCK_SIZE
 
 VALUE_LIMIT = 1e30
@@ -45,7 +51,7 @@ class Stack:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def in_memory(cls, frames: np.ndarray, masks: np.ndarray) -> "Stack":
+    def in_memory(cls, frames: np.ndarray, masks: np.ndarray) -> Stack:
         """A stack of arrays on a unit pixel grid without CRS (for tests and evaluation)."""
         t, height, width = frames.shape
         return cls(np.asarray(frames, np.float32), np.asarray(masks, bool),
@@ -67,13 +73,13 @@ class Stack:
         window = (slice(None), slice(row0, row1), slice(col0, col1))
         return self.frames[window], self.masks[window]
 
-    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "Stack":
+    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> Stack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
         index = _indices(keep)
         return Stack(self.frames[index], self.masks[index], self.grid, [self.paths[i] for i in index],
                      self.nodata, self.warnings + list(warnings))
 
-    def load(self) -> "Stack":
+    def load(self) -> Stack:
         """This stack (already in memory)."""
         return self
 
@@ -87,12 +93,12 @@ class FrameSource:
     """One frame and its optional mask, opened and checked, readable window by window on the
     stack's grid (warped there through a GDAL VRT when `--align` found them off it)."""
 
-    frame: "BandSource"
-    mask: "MaskReader | None" = None
+    frame: BandSource
+    mask: MaskReader | None = None
     bands: tuple[BandSource, ...] = ()
     """Every band read of the frame when several are (``frame`` is the first), else ()."""
 
-    def band_view(self, index: int) -> "FrameSource":
+    def band_view(self, index: int) -> FrameSource:
         """This frame reading its band number `index` (0-based among `bands`) with the same mask."""
         return FrameSource(self.bands[index], self.mask, self.bands) if self.bands else self
 
@@ -102,7 +108,7 @@ class FrameSource:
 
         A pixel is clear when its mask says so (if there is a mask: `MaskReader`), it is not the
         frame's nodata value (a warped frame's nodata and outside are NaN), and it is finite and
-        within +-VALUE_LIMIT.
+        within +-VALUE_LIMIT. Values are in the stack's units (`BandSource.rescale`).
         """
         values = self.frame.read_rows(row0, row1, col0, col1)
         valid = np.abs(values) < VALUE_LIMIT  # NaN, Inf and float32 extremes are not clear
@@ -110,6 +116,9 @@ class FrameSource:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
             valid &= self.mask.read_clear(row0, row1, col0, col1)
+        if self.frame.rescale is not None:  # in the stack's units (the first frame's)
+            a, b = self.frame.rescale
+            values = values.astype(np.float64) * a + b
         return np.where(valid, values, 0).astype(np.float32), valid
 
 
@@ -137,7 +146,7 @@ class LazyStack:
         """How many bands of every frame were opened (`band` reads each)."""
         return max(1, len(self.sources[0].bands))
 
-    def band(self, index: int) -> "LazyStack":
+    def band(self, index: int) -> LazyStack:
         """The same frames, masks and selection reading band `index` (0-based among those opened)."""
         if self.band_count == 1:
             return self
@@ -149,6 +158,11 @@ class LazyStack:
     def first_bands(self) -> tuple[BandSource, ...]:
         """The bands opened of the first frame (the reference, never resampled)."""
         return self.sources[0].bands or (self.sources[0].frame,)
+
+    @property
+    def units(self) -> tuple[Units, ...]:
+        """Per band opened, the units every frame's values are read in: the first frame's."""
+        return tuple(band.units for band in self.first_bands)
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -164,7 +178,7 @@ class LazyStack:
         pairs = [source.read_rows(row0, row1, col0, col1) for source in self.sources]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
-    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "LazyStack":
+    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> LazyStack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
         index = _indices(keep)
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
@@ -230,6 +244,8 @@ class StackPlan:
     notes: list[str] = field(default_factory=list)
     """What people should know that is not a problem (coarser masks, mask kinds detected)."""
     kinds_resolved: bool = False
+    units: list[Units] = field(default_factory=list)
+    """Per band read, the first frame's units (GDAL scale and offset): every frame is read in them."""
 
     @property
     def band_numbers(self) -> list[int | None]:
@@ -267,6 +283,7 @@ class StackPlan:
         warp_frame, warp_mask = self.warp[index]
         bands = [open_band(self.frames[index], number, "frame") for number in self.band_numbers]
         bands = [warp_band(band, self.grid, "bilinear") if warp_frame else band for band in bands]
+        bands = [band.in_units(units) for band, units in zip(bands, self.units)] if self.units else bands
         source = FrameSource(bands[0], None, tuple(bands) if len(bands) > 1 else ())
         if self.masks:
             self.resolve_mask_kinds()
@@ -304,11 +321,14 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
     numbers = list(bands) if bands else [band]
     reference, nodata, warp, cache, notes, aligned_masks = None, None, [], [], [], 0
+    units: list[Units] = []
+    units_notes: list[str] = []
     for index, path in enumerate(frame_paths):  # one frame (its bands) and its mask open at a time
         frame_bands = [open_band(path, number, "frame") for number in numbers]
         frame = frame_bands[0]
         if reference is None:
-            reference, nodata = frame.grid, frame.nodata
+            reference, nodata, units = frame.grid, frame.nodata, [band.units for band in frame_bands]
+        units_notes += _units_notes(frame_bands, units, frame_paths[0])
         moved = _off_grid(frame, reference, frame_paths[0], align)
         moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
         if mask_paths:
@@ -331,7 +351,15 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
     return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings,
                      list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
-                     merge_notes(notes))
+                     merge_notes(notes) + merge_notes(units_notes, "frames"), units=units)
+
+
+def _units_notes(frame_bands: Sequence[BandSource], units: Sequence[Units], first_path: str) -> list[str]:
+    """A note per band of a frame whose declared scale/offset differ from the first frame's (its
+    values are then converted to the first frame's units)."""
+    return [f"{band.path}: band {band.band} declares {band.units}, the first frame ({first_path}) {reference}: "
+            "its values are converted to the first frame's units"
+            for band, reference in zip(frame_bands, units) if band.units != reference]
 
 
 def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,

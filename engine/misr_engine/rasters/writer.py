@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 from osgeo import gdal
 
 from ..errors import MisrError
+from .bands import Units
 from .gdal_utils import gdal_reason, quiet_gdal
 from .grid import Grid
 
@@ -58,11 +59,12 @@ class StripWriter:
     Rows are buffered to whole block rows, so each compressed block is written once (a
     multi-band file is band-interleaved for that). GDAL failures (disk full...) are one-line
     MisrErrors naming `label` (default: `path`). `description` is one string per band (or one
-    for a single band); `colours`, GDAL colour interpretations per band, are optional."""
+    for a single band); `colours`, GDAL colour interpretations per band, and `units`, the scale
+    and offset each band declares, are optional."""
 
     def __init__(self, path: str, grid: Grid, tags: dict[str, object] | None = None,
                  description: str | Sequence[str] = "", label: str | None = None, bands: int = 1,
-                 colours: Sequence[int] | None = None):
+                 colours: Sequence[int] | None = None, units: Sequence[Units] | None = None):
         self.path, self.label = path, label or path
         descriptions = [description] * bands if isinstance(description, str) else list(description)
         options = GEOTIFF_OPTIONS + (["INTERLEAVE=BAND"] if bands > 1 else [])
@@ -83,6 +85,9 @@ class StripWriter:
                         band.SetDescription(descriptions[number - 1])
                     if colours and colours[number - 1] not in (gdal.GCI_Undefined, gdal.GCI_GrayIndex):
                         band.SetColorInterpretation(colours[number - 1])
+                    if units and units[number - 1].declared:
+                        band.SetScale(units[number - 1].scale)
+                        band.SetOffset(units[number - 1].offset)
                     band = None
                 self.block_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
         except BaseException:
@@ -145,7 +150,7 @@ class StripWriter:
         return gdal_write_errors(self.label, self.path)
 
 
-class gdal_write_errors:  # noqa: N801 (used as a context manager, like contextlib's)
+class gdal_write_errors:
     """GDAL quiet inside; its RuntimeError/OSError become a one-line MisrError naming `label`.
 
     A class rather than a generator: the frames of GDAL's failed call must not stay referenced
@@ -190,17 +195,21 @@ def write_error(label: str, path: str, exc: BaseException) -> MisrError:
 
 def write_strips(strips: Iterable, paths: Sequence[str], grid: Grid, tags: Sequence[dict[str, object]],
                  descriptions: Sequence[str | Sequence[str]], labels: Sequence[str] | None = None,
-                 bands: int = 1, colours: Sequence[int] | None = None) -> None:
+                 bands: int = 1, colours: Sequence[int] | None = None,
+                 units: Sequence[Units] | None = None) -> None:
     """Write each strip's SR to paths[0] and, when given, its uncertainty (Laplace scale) to paths[1].
 
     With `bands` > 1 each strip says its band (``strip.band``, 1-based) and both files get that
-    many bands; `descriptions` then holds one list per file, `colours` those of the SR bands."""
+    many bands; `descriptions` then holds one list per file, `colours` those of the SR bands.
+    `units`, per band, the frames' declared scale and offset: the SR declares them, the
+    uncertainty (a spread of numbers) the scale alone."""
+    spreads = [Units(u.scale, 0.0) for u in units] if units else None
     writers: list[StripWriter] = []
     try:
         for index, path in enumerate(paths):
             writers.append(StripWriter(path, grid, tags[index], descriptions[index],
                                        labels[index] if labels else None, bands,
-                                       colours if index == 0 else None))
+                                       colours if index == 0 else None, units if index == 0 else spreads))
         for strip in strips:
             band = getattr(strip, "band", 1)
             writers[0].write(strip.row0, strip.sr, band)

@@ -40,16 +40,23 @@ class Radiometry:
 
     gains: np.ndarray  # (T,)
     offsets: np.ndarray  # (T,)
+    level: float = 0.0
+    """A typical value of the scene in the reference's radiometry (the median of the fits' target):
+    where `centred` takes the median of the frames' maps."""
 
     @classmethod
-    def identity(cls, count: int) -> "Radiometry":
+    def identity(cls, count: int) -> Radiometry:
         return cls(np.ones(count), np.zeros(count))
 
-    def centred(self) -> "Radiometry":
+    def centred(self) -> Radiometry:
         """The same frames expressed against their median radiometry instead of the reference
-        frame's (frame = gain / median gain * M + ..., M = median gain * reference + median
-        offset): the output's level then depends on every frame, not on which is the reference."""
-        gain, offset = float(np.median(self.gains)), float(np.median(self.offsets))
+        frame's (frame = gain / median gain * M + ..., M = median gain * reference + an offset
+        that puts M(level) at the median of the frames' values at `level`): the output's level
+        then depends on every frame, not on which is the reference, and moves with the numbers
+        when a product adds an offset to them (a median of the offsets, the maps' values at 0,
+        would not: 0 lies far outside the scene's values)."""
+        gain = float(np.median(self.gains))
+        offset = float(np.median(self.gains * self.level + self.offsets)) - gain * self.level
         return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -119,7 +126,8 @@ def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Rad
     median's radiometry the same wherever clouds leave other frames clear."""
     first = _fits(values, clear, values[reference], clear[reference])
     target, usable = median_target(first.apply(values, clear), clear)
-    return _fits(values, clear, target, usable)
+    fits = _fits(values, clear, target, usable)
+    return Radiometry(fits.gains, fits.offsets, float(np.median(target[usable])) if usable.any() else 0.0)
 
 
 def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.ndarray) -> Radiometry:

@@ -135,6 +135,7 @@ class ScreenedStack:
     value_range = property(lambda self: getattr(self.inner, "value_range", None))
     band_count = property(lambda self: getattr(self.inner, "band_count", 1))
     first_bands = property(lambda self: self.inner.first_bands)
+    units = property(lambda self: getattr(self.inner, "units", ()))
 
     def read_rows(self, row0: int, row1: int, col0: int = 0,
                   col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-
-from misr_engine.registration.radiometry import Radiometry, robust_line, stack_radiometry
+import pytest
+from misr_engine.registration.radiometry import (
+    Radiometry,
+    robust_line,
+    stack_radiometry,
+)
 from misr_engine.registration.stack import centre_shifts
+
 from tests.rasters import HOLDOUT_HR
 
 
@@ -31,11 +36,26 @@ def test_frames_are_mapped_onto_the_frames_median_radiometry_and_a_changed_field
     frames[1:3, 20:40, 20:40] += 1200  # a field changed in two frames
     masks = np.ones(frames.shape, bool)
     mapped = stack_radiometry(frames.astype(np.float32), masks, 0).apply(frames, masks)
-    level = np.median(gains) * scene + np.median(offsets)
+    # the median radiometry: the median gain, and at the scene's level the median of the frames' values
+    typical = np.median(scene)
+    level = np.median(gains) * (scene - typical) + np.median(gains * typical + offsets)
     outside = np.ones(scene.shape, bool)
     outside[20:40, 20:40] = False
     assert np.abs(mapped[:, outside] - level[outside]).max() < 0.01 * level.mean()
     assert (mapped[1:3, 25:35, 25:35] - level[25:35, 25:35]).mean() > 1000  # the change is kept
+
+
+@pytest.mark.parametrize("offset", [1000.0, -300.0])
+def test_numbers_offset_by_a_constant_are_mapped_to_the_same_surface_offset_by_it(offset):
+    """A product that adds a constant to its numbers (Sentinel-2 L2A: +1000 since baseline 04.00)
+    shows the same surface: the mapped frames move by exactly that constant (with the median of
+    the offsets, the maps' values at 0, they moved by 10 DN more or less here)."""
+    scene = real_texture().astype(np.float64)
+    gains, offsets = np.array([1.0, 0.9, 1.12, 1.05, 0.95]), np.array([0.0, 35.0, -60.0, 10.0, 20.0])
+    frames = np.stack([g * scene + o for g, o in zip(gains, offsets)])
+    masks = np.ones(frames.shape, bool)
+    mapped = [stack_radiometry(f.astype(np.float32), masks, 0).apply(f, masks) for f in (frames, frames + offset)]
+    np.testing.assert_allclose(mapped[1] - mapped[0], offset, atol=0.05)
 
 
 def test_a_field_changed_in_half_the_frames_moves_no_frames_fit():
@@ -71,7 +91,11 @@ def test_on_the_real_sample_a_field_changed_in_half_the_frames_leaves_the_other_
     another frame the reference): fitted against one reference frame, an unchanged frame's gain
     went from 1.06 to 0.76; against the mapped frames' median it stays."""
     from misr_engine.rasters.stack import Stack
-    from misr_engine.registration.streamed import RegisteredRows, scene_radiometry, stack_registration
+    from misr_engine.registration.streamed import (
+        RegisteredRows,
+        scene_radiometry,
+        stack_registration,
+    )
 
     keep = sample_stack.clear_fraction > 0
     frames, masks = sample_stack.frames[keep], sample_stack.masks[keep]
