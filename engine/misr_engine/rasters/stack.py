@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -135,6 +135,8 @@ class LazyStack:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What people should know that is not a problem (mask kinds detected, masks resampled)."""
+    units: tuple[Units, ...] = ()
+    """Per band opened, the units every frame's values are read in (`StackPlan.units`)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -152,17 +154,12 @@ class LazyStack:
             return self
         sources = [source.band_view(index) for source in self.sources]
         return LazyStack(sources, self.grid, list(self.paths), self.clear_fraction, sources[0].frame.nodata,
-                         list(self.warnings), list(self.notes))
+                         list(self.warnings), list(self.notes), self.units[index:index + 1])
 
     @property
     def first_bands(self) -> tuple[BandSource, ...]:
         """The bands opened of the first frame (the reference, never resampled)."""
         return self.sources[0].bands or (self.sources[0].frame,)
-
-    @property
-    def units(self) -> tuple[Units, ...]:
-        """Per band opened, the units every frame's values are read in: the first frame's."""
-        return tuple(band.units for band in self.first_bands)
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -182,7 +179,8 @@ class LazyStack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
         index = _indices(keep)
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
-                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings), list(self.notes))
+                         self.clear_fraction[index], self.nodata, self.warnings + list(warnings), list(self.notes),
+                         self.units)
 
     def cache_bytes(self) -> int:
         """Enough of GDAL's block cache to stream this stack and its x3 outputs (see `stream_cache_bytes`)."""
@@ -245,7 +243,7 @@ class StackPlan:
     """What people should know that is not a problem (coarser masks, mask kinds detected)."""
     kinds_resolved: bool = False
     units: list[Units] = field(default_factory=list)
-    """Per band read, the first frame's units (GDAL scale and offset): every frame is read in them."""
+    """Per band read, the units every frame is read in (`stack_units`)."""
 
     @property
     def band_numbers(self) -> list[int | None]:
@@ -283,7 +281,7 @@ class StackPlan:
         warp_frame, warp_mask = self.warp[index]
         bands = [open_band(self.frames[index], number, "frame") for number in self.band_numbers]
         bands = [warp_band(band, self.grid, "bilinear") if warp_frame else band for band in bands]
-        bands = [band.in_units(units) for band, units in zip(bands, self.units)] if self.units else bands
+        bands = [band.in_units(units) if band.units.declared else band for band, units in zip(bands, self.units)]
         source = FrameSource(bands[0], None, tuple(bands) if len(bands) > 1 else ())
         if self.masks:
             self.resolve_mask_kinds()
@@ -321,14 +319,13 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
     numbers = list(bands) if bands else [band]
     reference, nodata, warp, cache, notes, aligned_masks = None, None, [], [], [], 0
-    units: list[Units] = []
-    units_notes: list[str] = []
+    declared: list[list[BandSource]] = []
     for index, path in enumerate(frame_paths):  # one frame (its bands) and its mask open at a time
         frame_bands = [open_band(path, number, "frame") for number in numbers]
         frame = frame_bands[0]
         if reference is None:
-            reference, nodata, units = frame.grid, frame.nodata, [band.units for band in frame_bands]
-        units_notes += _units_notes(frame_bands, units, frame_paths[0])
+            reference, nodata = frame.grid, frame.nodata
+        declared.append([replace(band, dataset=None) for band in frame_bands])
         moved = _off_grid(frame, reference, frame_paths[0], align)
         moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
         if mask_paths:
@@ -349,17 +346,29 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     if any(f for f, _ in warp) or aligned_masks:
         warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {aligned_masks} "
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
-    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings,
+    units, said = stack_units(declared)
+    return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings + said[0],
                      list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
-                     merge_notes(notes) + merge_notes(units_notes, "frames"), units=units)
+                     merge_notes(notes) + said[1], units=units)
 
 
-def _units_notes(frame_bands: Sequence[BandSource], units: Sequence[Units], first_path: str) -> list[str]:
-    """A note per band of a frame whose declared scale/offset differ from the first frame's (its
-    values are then converted to the first frame's units)."""
-    return [f"{band.path}: band {band.band} declares {band.units}, the first frame ({first_path}) {reference}: "
-            "its values are converted to the first frame's units"
-            for band, reference in zip(frame_bands, units) if band.units != reference]
+def stack_units(frames: Sequence[Sequence[BandSource]]) -> tuple[list[Units], tuple[list[str], list[str]]]:
+    """Per band, the units a stack is read in: the first declared ones (GDAL scale/offset; none
+    declared: numbers as they are); and (warnings, notes): a frame declaring other units is
+    converted to them (a note), a frame declaring none is read as if in them (a warning: nothing
+    says it is)."""
+    units, warnings, notes = [], [], []
+    for index in range(len(frames[0])):
+        bands = [frame[index] for frame in frames]
+        declared = [band for band in bands if band.units.declared]
+        reference = declared[0].units if declared else Units()
+        units.append(reference)
+        first = declared[0].path if declared else ""
+        notes += [f"{band.path}: band {band.band} declares {band.units}: read in the units of {first} ({reference})"
+                  for band in declared if band.units != reference]
+        warnings += [f"{band.path}: band {band.band} declares no scale/offset: read as if in the units of {first} "
+                     f"({reference})" for band in bands if declared and not band.units.declared]
+    return units, (merge_notes(warnings, "frames"), merge_notes(notes, "frames"))
 
 
 def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,
@@ -402,7 +411,7 @@ def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
     warnings += said
     ensure_open_files((len(plan.band_numbers) + 1) * len(keep))
     return LazyStack([plan.open(int(i)) for i in keep], grid, [paths[i] for i in keep], clear[keep],
-                     plan.nodata, warnings, list(plan.notes))
+                     plan.nodata, warnings, list(plan.notes), tuple(plan.units))
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,

@@ -1,5 +1,5 @@
 """Declared units (GDAL band scale and offset, as Sentinel-2 L2A and Landsat Collection 2 products
-carry them): every frame is read in the first frame's units and both outputs declare them; on
+carry them): every frame is read in the first declared units and both outputs declare them; on
 crops of the sample scene's real frames and masks."""
 
 from __future__ import annotations
@@ -98,4 +98,17 @@ def test_frames_of_another_baseline_are_read_in_the_first_frames_units(tmp_path,
     sr = mixed[0].GetRasterBand(1)
     assert (sr.GetScale(), sr.GetOffset()) == (OLD_BASELINE.scale, OLD_BASELINE.offset)
     assert np.nanmax(np.abs(sr.ReadAsArray() - same[0].GetRasterBand(1).ReadAsArray())) < 0.05
-    assert any("5 frames" in note and "converted to the first frame's units" in note for note in mixed[2]), mixed[2]
+    assert any("5 frames" in note and "read in the units of" in note for note in mixed[2]), mixed[2]
+
+
+def test_a_frame_declaring_nothing_is_read_as_is_with_a_warning(tmp_path, sample_paths):
+    """Only declared units are converted: a frame without a scale/offset beside frames with one is
+    taken to be in their units (nothing says otherwise), and the run says so."""
+    frames, masks = crops(tmp_path, sample_paths, [None] + [NEW_BASELINE] * 8)
+    stack = open_stack(frames, masks)
+    assert stack.units == (NEW_BASELINE,)
+    first = stack.sources[stack.paths.index(frames[0])]
+    values, clear = first.read_rows(0, 48)
+    raw = gdal.Open(frames[0]).ReadAsArray().astype(np.float64)
+    assert np.array_equal(values[clear], raw[clear])
+    assert any("frame_01.tif" in w and "declares no scale/offset" in w for w in stack.warnings), stack.warnings
