@@ -116,7 +116,7 @@ class FrameSource:
             valid &= values != np.float32(self.frame.nodata)
         if self.mask is not None:
             valid &= self.mask.read_clear(row0, row1, col0, col1)
-        if self.frame.rescale is not None:  # in the stack's units (the first frame's)
+        if self.frame.rescale is not None:  # in the stack's units (`StackPlan.units`)
             a, b = self.frame.rescale
             values = values.astype(np.float64) * a + b
         return np.where(valid, values, 0).astype(np.float32), valid
@@ -319,13 +319,13 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     mask_paths = [mask_paths[i] for i in keep] if mask_paths else None
     numbers = list(bands) if bands else [band]
     reference, nodata, warp, cache, notes, aligned_masks = None, None, [], [], [], 0
-    declared: list[list[BandSource]] = []
+    headers: list[list[BandSource]] = []  # every frame's bands, closed: their declared units
     for index, path in enumerate(frame_paths):  # one frame (its bands) and its mask open at a time
         frame_bands = [open_band(path, number, "frame") for number in numbers]
         frame = frame_bands[0]
         if reference is None:
             reference, nodata = frame.grid, frame.nodata
-        declared.append([replace(band, dataset=None) for band in frame_bands])
+        headers.append([replace(band, dataset=None) for band in frame_bands])
         moved = _off_grid(frame, reference, frame_paths[0], align)
         moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
         if mask_paths:
@@ -346,7 +346,7 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     if any(f for f, _ in warp) or aligned_masks:
         warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {aligned_masks} "
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
-    units, said = stack_units(declared)
+    units, said = stack_units(headers)
     return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings + said[0],
                      list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
                      merge_notes(notes) + said[1], units=units)
