@@ -15,10 +15,13 @@ never sees noise above u of its units); ``--knob both`` takes (level floor, nois
 ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob level --values 0 0.05 0.1 0.2 0.3 \\
-        | tee docs/evaluation/normalisation_floor_validation.log   # with the noise bound off (its former default)
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob noise \\
-        | tee docs/evaluation/noise_floor_validation.log   # with the level floor at 0.1 (its former default)
+The logs, reproduced with `--knob both` (LEVEL,NOISE pairs; a bound of 0 is none), since the
+other knob keeps its engine default (the noise bound 0.12, the level floor 0):
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob both \\
+        --values 0,0 0.05,0 0.1,0 0.2,0 0.3,0 | tee docs/evaluation/normalisation_floor_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob both \\
+        --values 0.1,0 0.1,0.3 0.1,0.2 0.1,0.15 0.1,0.1 0.1,0.07 0.1,0.05 | tee docs/evaluation/noise_floor_validation.log
     OMP_NUM_THREADS=1 .venv/bin/python scripts/normalisation_floor_study.py --knob both \\
         --values 0.1,0.15 0,0.15 0,0.12 0,0.1 [--offset 1000] | tee docs/evaluation/floors[_offset1000]_validation.log
 """
@@ -96,7 +99,7 @@ def main() -> None:
     print(f"{args.model} {loaded.sha256[:12]}, validation window, {args.scenes} scenes per set"
           + (f", {args.offset:g} DN added to every value" if args.offset else ""))
     for set_name, (frames, masks, hrs) in scene_sets(args.scenes, args.offset).items():
-        scores: dict[float, list[float]] = {}
+        scores: dict[object, list[float]] = {}
         for k in candidates:
             setting(k)
             scores[k] = [scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr)

@@ -213,7 +213,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         # row strips are written as the tiles finish them: the outputs are never held whole
         write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
-                     descriptions, labels=rasters, bands=count, colours=colours, units=stack.units or None)
+                     descriptions, labels=rasters, bands=count, colours=colours, units=stack.units)
         if request.kernels_out:
             _write_kernels(temporaries[-1], kernels, tags)
     result = SuperResolveResult(os.path.abspath(request.output),

@@ -17,7 +17,7 @@ The fit is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -127,7 +127,7 @@ def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Rad
     first = _fits(values, clear, values[reference], clear[reference])
     target, usable = median_target(first.apply(values, clear), clear)
     fits = _fits(values, clear, target, usable)
-    return Radiometry(fits.gains, fits.offsets, float(np.median(target[usable])) if usable.any() else 0.0)
+    return replace(fits, level=float(np.median(target[usable])) if usable.any() else 0.0)
 
 
 def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.ndarray) -> Radiometry:
