@@ -12,6 +12,8 @@ bootstrap interval, and registration + mean beside it.
 With ``--knob noise`` the candidates are floors from the scene's own noise instead
 (``normalisation.MAX_NOISE_UNITS``: the spread is at least the noise / u, so that the network
 never sees noise above u of its units); ``--knob both`` takes (level floor, noise bound) pairs;
+``--knob clip`` compares clips of the registration's high-passed images instead
+(``registration.shift.HIGHPASS_CLIP``, 0: none; docs/evaluation/registration_clip_validation.log);
 ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
@@ -43,6 +45,7 @@ from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
+from misr_engine.registration import shift
 
 FLOORS = (0.0, 0.05, 0.1, 0.2, 0.3)
 NOISE_BOUNDS = (0.0, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
@@ -59,6 +62,11 @@ def with_noise_bound(u: float) -> None:
     normalisation.MAX_NOISE_UNITS = u or None
 
 
+def with_registration_clip(clip: float) -> None:
+    """Set the registration's clip of the high-passed images (0: none)."""
+    shift.HIGHPASS_CLIP = clip or None
+
+
 def with_both(floors: tuple[float, float]) -> None:
     """Set both: (level floor, noise bound)."""
     with_floor(floors[0])
@@ -67,6 +75,7 @@ def with_both(floors: tuple[float, float]) -> None:
 
 KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
          "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
+         "clip": ((0.0, 1.0), with_registration_clip, "registration clip {:3.1f}"),
          "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 

@@ -6,12 +6,19 @@ compared with the true ones, for each smoothing width ``shift.NOISE_SIGMA`` list
 Errors are per frame (the larger axis, LR px, after removing the scene's common offset: the
 output grid's position is a convention), over frames with a clear pixel.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --sigmas 0 0.5 0.7 1 1.5 2
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --sigmas 0 0.5 0.7 1 1.5 2 --clips none
+
+With ``--clips`` the candidates are clips of the high-passed images (``shift.HIGHPASS_CLIP``), on
+the sets given (docs/evaluation/registration_clip_study.log):
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --clips none 6 4 3 2 \
+        --sets in-distribution out-of-range surface-change strong-change
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -38,15 +45,17 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["in-distribution", "out-of-range"])
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--lr-size", type=int, default=64)
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, shift.NOISE_SIGMA])
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[shift.NOISE_SIGMA])
+    parser.add_argument("--clips", nargs="+", default=[str(shift.HIGHPASS_CLIP).lower()],
+                        help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
     args = parser.parse_args()
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
-        for sigma in args.sigmas:
-            shift.NOISE_SIGMA = sigma
+        for sigma, clip in itertools.product(args.sigmas, args.clips):
+            shift.NOISE_SIGMA, shift.HIGHPASS_CLIP = sigma, None if clip == "none" else float(clip)
             started = time.perf_counter()
             errors = frame_errors(scenes)
-            print(f"{set_name:16s} sigma {sigma:3.1f}: median {np.median(errors):.4f} LR px, 95th percentile "
+            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4}: median {np.median(errors):.4f} LR px, 95th percentile "
                   f"{np.percentile(errors, 95):.3f}, worst {errors.max():.2f}, above {FAILED} px "
                   f"{int((errors > FAILED).sum())}/{errors.size} ({time.perf_counter() - started:.0f} s)", flush=True)
 

@@ -1,0 +1,95 @@
+"""How far from a changed field does the SR move, per registration setting? (VALIDATION scenes)
+
+Issue 14's change-away figure on validation scenes, so that the setting it depends on is chosen
+without the embedded sample (whose figure, in tests/engine/inference/test_change_and_tiles.py,
+is the test). On these scenes the registration is what moves most (holding it at its value
+before the change takes the figure from about 2% to 0.1% on the first six). Each scene: a crop of the validation window degraded in the training ranges
+without change (9 frames, 80 x 80 LR), run before and after one square field (17 x 17 LR px,
+4.5% of the scene, as the sample's 30 x 30 of 140 x 140) is raised by 1.4 x the scene's level
+(the sample's 1500 DN on 1086) in 4 of the 9 frames. Printed per candidate clip of the
+registration's high-passed images (``registration.shift.HIGHPASS_CLIP``): the mean |after - before| more than 20 LR px from the
+field, in % of the level, with its 95% bootstrap interval over scenes, and the cPSNR of the
+unchanged scenes (the change against the first candidate, paired).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips none 1 \\
+        | tee docs/evaluation/change_away_validation.log
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+import torch
+from misr_engine import SCALE
+from misr_engine.datasets.samples import build_samples
+from misr_engine.datasets.sentinel2 import VALIDATION_WINDOW, sentinel2_band_paths
+from misr_engine.datasets.simulate import Degradation
+from misr_engine.evaluation.adaptation import mean_interval, paired_interval, scene_score
+from misr_engine.inference.tiled import super_resolve
+from misr_engine.models.weights import load_model
+from misr_engine.rasters.stack import Stack
+from misr_engine.registration import shift
+
+LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
+CHANGED_FRAMES = 4
+RELATIVE_CHANGE = 1.4
+BANDS = ("B02", "B03", "B04", "B08")
+
+
+def field_slices(rng: np.random.Generator) -> tuple[slice, slice]:
+    """A random FIELD_SIDE square inside the scene."""
+    row, col = rng.integers(0, LR_SIDE - FIELD_SIDE, size=2)
+    return slice(row, row + FIELD_SIDE), slice(col, col + FIELD_SIDE)
+
+
+def away_map(shape: tuple[int, int], field: tuple[slice, slice]) -> np.ndarray:
+    """HR pixels more than MARGIN LR px from the field."""
+    away = np.ones(shape, bool)
+    away[max(0, field[0].start - MARGIN) * SCALE:(field[0].stop + MARGIN) * SCALE,
+         max(0, field[1].start - MARGIN) * SCALE:(field[1].stop + MARGIN) * SCALE] = False
+    return away
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--clips", nargs="+", default=["none", "1"],
+                        help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
+    args = parser.parse_args()
+    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
+                           conditions=replace(Degradation(), change_probability=0.0), workers=1,
+                           featureless_keep=0.0, registered=False)
+    model = load_model("piunet").model
+    rng = np.random.default_rng(0)
+    changes = []
+    for frames, masks in zip(scenes["frames"], scenes["masks"]):
+        field, which = field_slices(rng), rng.choice(FRAMES, CHANGED_FRAMES, replace=False)
+        changed = frames.copy()
+        changed[which[:, None], field[0], field[1]] += RELATIVE_CHANGE * float(np.median(frames[masks]))
+        changes.append((field, changed))
+    print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
+          f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
+    first = None
+    for value in args.clips:
+        shift.HIGHPASS_CLIP = None if value == "none" else float(value)
+        moved, scores = [], []
+        for frames, masks, hr, (field, changed) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
+            before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+            after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
+            away = away_map(before.shape, field)
+            moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
+            scores.append(scene_score(before, hr))
+        mean, low, high = mean_interval(moved)
+        line = f"{value:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst {max(moved):.3f}%), cPSNR {np.mean(scores):.3f} dB"
+        if first is None:
+            first = scores
+        else:
+            gain, glow, ghigh = paired_interval(scores, first)
+            line += f" ({gain:+.3f} [{glow:+.3f}, {ghigh:+.3f}])"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
