@@ -7,7 +7,9 @@ Rules (`--rules`, one or more, reverted together):
 * ``smoothing``: both images smoothed by ``shift.NOISE_SIGMA`` before registering them, against
   no smoothing;
 * ``overlap``: the whole-pixel search kept to ``shift.MIN_OVERLAP`` of overlapping clear pixels,
-  against scikit-image's default 0.3.
+  against scikit-image's default 0.3;
+* ``clip``: the high-passed images clipped at ``shift.HIGHPASS_CLIP`` robust standard deviations,
+  against no clip (docs/evaluation/registration_clip_rule_validation.log).
 
 Every scene of the chosen sets is super-resolved twice with the shipped weights; prints, per
 set, the cPSNR change (engine minus former rules) with its 95% paired bootstrap interval over
@@ -40,6 +42,7 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "reference": lambda: mock.patch.object(reference, "sharpness", lambda f, m: BLOCK_SHARPNESS(f, m, FRAME_WIDE)),
     "smoothing": lambda: mock.patch.object(shift, "NOISE_SIGMA", 0.0),
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
+    "clip": lambda: mock.patch.object(shift, "HIGHPASS_CLIP", None),
 }
 
 
