@@ -22,7 +22,6 @@ import itertools
 import time
 
 import numpy as np
-
 from misr_engine.evaluation.adaptation import evidence_scenes
 from misr_engine.registration import shift
 from misr_engine.registration.stack import centre_shifts, estimate_shifts
