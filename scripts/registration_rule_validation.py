@@ -9,10 +9,7 @@ Rules (`--rules`, one or more, reverted together):
 * ``overlap``: the whole-pixel search kept to ``shift.MIN_OVERLAP`` of overlapping clear pixels,
   against scikit-image's default 0.3;
 * ``clip``: the high-passed images clipped at ``shift.HIGHPASS_CLIP`` robust standard deviations,
-  against no clip (docs/evaluation/registration_clip_rule_validation.log);
-* ``pairwise``: every frame registered against ``pairwise.PARTNERS`` others, positions solved
-  by robust least squares, against every frame against the reference only
-  (docs/evaluation/registration_pairwise_rule_validation.log).
+  against no clip (docs/evaluation/registration_clip_rule_validation.log).
 
 Every scene of the chosen sets is super-resolved twice with the shipped weights; prints, per
 set, the cPSNR change (engine minus former rules) with its 95% paired bootstrap interval over
@@ -35,7 +32,7 @@ from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, 
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import pairwise, reference, shift
+from misr_engine.registration import reference, shift
 
 CPU = torch.device("cpu")
 FRAME_WIDE = 1 << 30  # a block larger than any frame: the frame-wide mean
@@ -46,7 +43,6 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "smoothing": lambda: mock.patch.object(shift, "NOISE_SIGMA", 0.0),
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
     "clip": lambda: mock.patch.object(shift, "HIGHPASS_CLIP", None),
-    "pairwise": lambda: mock.patch.object(pairwise, "PARTNERS", 1),
 }
 
 

@@ -13,13 +13,6 @@ the sets given (docs/evaluation/registration_clip_study.log):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --clips none 6 4 3 2 \
         --sets in-distribution out-of-range surface-change strong-change
-
-With ``--partners`` the candidates are how many frames each frame is registered against
-(``registration.pairwise.PARTNERS``; 1: the reference only; docs/evaluation/
-registration_pairwise_study.log):
-
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --partners 1 2 4 8 \\
-        --sets in-distribution out-of-range surface-change strong-change low-contrast
 """
 
 from __future__ import annotations
@@ -30,7 +23,7 @@ import time
 
 import numpy as np
 from misr_engine.evaluation.adaptation import evidence_scenes
-from misr_engine.registration import pairwise, shift
+from misr_engine.registration import shift
 from misr_engine.registration.stack import centre_shifts, estimate_shifts
 
 FAILED = 0.25  # LR px: an error above this is a failed registration
@@ -54,17 +47,14 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[shift.NOISE_SIGMA])
     parser.add_argument("--clips", nargs="+", default=[str(shift.HIGHPASS_CLIP).lower()],
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
-    parser.add_argument("--partners", type=int, nargs="+", default=[pairwise.PARTNERS],
-                        help="candidate pairwise.PARTNERS values (1: every frame against the reference only)")
     args = parser.parse_args()
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
-        for sigma, clip, partners in itertools.product(args.sigmas, args.clips, args.partners):
+        for sigma, clip in itertools.product(args.sigmas, args.clips):
             shift.NOISE_SIGMA, shift.HIGHPASS_CLIP = sigma, None if clip == "none" else float(clip)
-            pairwise.PARTNERS = partners
             started = time.perf_counter()
             errors = frame_errors(scenes)
-            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4} partners {partners}: median {np.median(errors):.4f} LR px, 95th percentile "
+            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4}: median {np.median(errors):.4f} LR px, 95th percentile "
                   f"{np.percentile(errors, 95):.3f}, worst {errors.max():.2f}, above {FAILED} px "
                   f"{int((errors > FAILED).sum())}/{errors.size} ({time.perf_counter() - started:.0f} s)", flush=True)
 

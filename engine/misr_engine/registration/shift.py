@@ -215,16 +215,6 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
                    reference_mask: np.ndarray | None = None,
                    moving_mask: np.ndarray | None = None,
                    upsample_factor: int = 20, polish: bool = True) -> tuple[float, float]:
-    """`measure_shift`, or (0, 0) where the images do not give a trusted shift: the products'
-    own geolocation is trusted."""
-    measured = measure_shift(reference, moving, reference_mask, moving_mask, upsample_factor, polish)
-    return measured if measured is not None else (0.0, 0.0)
-
-
-def measure_shift(reference: np.ndarray, moving: np.ndarray,
-                  reference_mask: np.ndarray | None = None,
-                  moving_mask: np.ndarray | None = None,
-                  upsample_factor: int = 20, polish: bool = True) -> tuple[float, float] | None:
     """Sub-pixel translation (dy, dx) of `moving` relative to `reference` (True in masks = clear).
 
     1. whole pixels: masked normalised cross-correlation (clouds do not matter), over shifts
@@ -236,8 +226,8 @@ def measure_shift(reference: np.ndarray, moving: np.ndarray,
     The result is kept only if it matches the images better than no shift at all and with a
     high-pass correlation of at least MIN_AGREEMENT, by the clipped or the plain correlation
     (clipped: a changed field's edges do not decide; plain: the smoothing of a half-pixel
-    interpolation does not); otherwise (texture drowned in noise) there is no shift to trust:
-    None.
+    interpolation does not); otherwise (texture drowned in noise) the shift is (0, 0), i.e. the
+    products' own geolocation is trusted.
     """
     reference = np.asarray(reference, np.float64)
     moving = np.asarray(moving, np.float64)
@@ -261,5 +251,5 @@ def measure_shift(reference: np.ndarray, moving: np.ndarray,
     if not any(_agreement(reference, moving, reference_clear, moving_clear, shift, clip)
                >= max(MIN_AGREEMENT, _agreement(reference, moving, reference_clear, moving_clear, np.zeros(2), clip))
                for clip in (True, False)):
-        return None  # a spurious peak (no texture above the noise)
+        shift = np.zeros(2)  # a spurious peak (no texture above the noise): trust geolocation
     return float(shift[0]), float(shift[1])
