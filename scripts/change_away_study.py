@@ -3,14 +3,15 @@
 Issue 14's change-away figure on validation scenes, so that the setting it depends on is chosen
 without the embedded sample (whose figure, in tests/engine/inference/test_change_and_tiles.py,
 is the test). On these scenes, unlike the sample, the registration is what moves most: a
-changed field pulled shifts, on faint scenes by whole pixels. Each scene: a crop of the validation window degraded in the training ranges
-without change (9 frames, 80 x 80 LR), run before and after one square field (17 x 17 LR px,
-4.5% of the scene, as the sample's 30 x 30 of 140 x 140) is raised by 1.4 x the scene's level
-(the sample's 1500 DN on 1086) in 4 of the 9 frames, on the ground (it moves with each
-frame's simulated misregistration). Printed per candidate clip of the
-registration's high-passed images (``registration.shift.HIGHPASS_CLIP``): the mean |after - before| more than 20 LR px from the
-field, in % of the level, with its 95% bootstrap interval over scenes, and the cPSNR of the
-unchanged scenes (the change against the first candidate, paired).
+changed field pulled shifts, on faint scenes by whole pixels. Each scene: a crop of the
+validation window degraded in the training ranges without change (9 frames, 80 x 80 LR), run
+before and after one square field (17 x 17 LR px, 4.5% of the scene, as the sample's 30 x 30 of
+140 x 140) is raised by 1.4 x the scene's level (the sample's 1500 DN on 1086) in 4 of the 9
+frames, on the ground (it moves with each frame's simulated misregistration). Printed per
+candidate clip of the registration's high-passed images (``registration.shift.HIGHPASS_CLIP``):
+the mean |after - before| more than 20 LR px from the field, in % of the level, with its 95%
+bootstrap interval over scenes, and the cPSNR of the unchanged scenes (the change against the
+first candidate, paired).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips none 1 \\
         | tee docs/evaluation/change_away_validation.log
@@ -99,7 +100,8 @@ def main() -> None:
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = f"{value:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst {max(moved):.3f}%), cPSNR {np.mean(scores):.3f} dB"
+        line = (f"{value:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst {max(moved):.3f}%), "
+                f"cPSNR {np.mean(scores):.3f} dB")
         if first is None:
             first = scores
         else:

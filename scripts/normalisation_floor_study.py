@@ -113,6 +113,7 @@ def main() -> None:
             setting(k)
             scores[k] = [scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr)
                          for f, m, hr in zip(frames, masks, hrs)]
+        setting(candidates[0])  # the baseline as the first candidate has it (the clip moves it too)
         classical = [scene_score(registered_mean(f, m), hr) for f, m, hr in zip(frames, masks, hrs)]
         print(f"\n{set_name}: {label.format(candidates[0]) if candidates[0] != 0 else 'without'} {np.mean(scores[candidates[0]]):.3f} dB, registration + mean {np.mean(classical):.3f} dB")
         for k in candidates[1:]:
