@@ -247,9 +247,14 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
 
     candidates = [refined(start) for start in sorted(starts)]
     agreements = [_agreement(reference, moving, reference_clear, moving_clear, c) for c in candidates]
-    shift = candidates[int(np.argmax(agreements))]
-    if not any(_agreement(reference, moving, reference_clear, moving_clear, shift, clip)
-               >= max(MIN_AGREEMENT, _agreement(reference, moving, reference_clear, moving_clear, np.zeros(2), clip))
-               for clip in (True, False)):
+    best = int(np.argmax(agreements))
+    shift, agreement = candidates[best], agreements[best]  # the clipped agreement, already measured
+
+    def beats_no_shift(agreement: float, clip: bool) -> bool:
+        return agreement >= max(MIN_AGREEMENT, _agreement(reference, moving, reference_clear, moving_clear,
+                                                          np.zeros(2), clip))
+
+    if not (beats_no_shift(agreement, True) or beats_no_shift(
+            _agreement(reference, moving, reference_clear, moving_clear, shift, False), False)):
         shift = np.zeros(2)  # a spurious peak (no texture above the noise): trust geolocation
     return float(shift[0]), float(shift[1])
