@@ -63,6 +63,8 @@ class Normalisation:
 
     centre: float
     spread: float
+    noise: float = 0.0
+    """The scene's noise standard deviation (input units; 0 when unknown): ``haar_diagonal``."""
 
     @classmethod
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> Normalisation:
@@ -104,7 +106,8 @@ class Normalisation:
         noise_floor = noise / MAX_NOISE_UNITS if MAX_NOISE_UNITS else 0.0
         floor = min(max(MIN_RELATIVE_SPREAD * abs(centre), noise_floor), MAX_FLOOR_STDS * std)
         spread = max(1.4826 * float(np.median(np.abs(values - centre))), 0.5 * std, floor)
-        return cls(centre, spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3)
+        spread = spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3
+        return cls(centre, spread, noise)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Normalised frames with cloudy pixels set to 0 (the scene's centre)."""

@@ -1,0 +1,87 @@
+"""Choosing the detail gate (``inference/detail_gate.py``) on VALIDATION scenes.
+
+Every scene of the chosen sets is super-resolved by the engine with the shipped weights, once
+without the gate and once per (window, low, high) setting (the network runs once per scene:
+its tile outputs are cached, the gate is applied after it, as in the engine). Prints, per set
+and setting, the cPSNR change against no gate with its 95% paired bootstrap interval over
+scenes, and the margin over the strongest classical pipeline (registration + mean, + Wiener,
+IBP; per scene) with the worst scene.
+
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/detail_gate_study.py --scenes 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+from unittest import mock
+
+import numpy as np
+import torch
+
+from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
+from misr_engine.inference import detail_gate
+from misr_engine.inference.backends import TorchRunner
+from misr_engine.inference.tiled import super_resolve
+from misr_engine.models.weights import load_model
+from misr_engine.rasters.stack import Stack
+
+SETS = {"in-distribution": 9, "out-of-range": 4, "low-contrast": 9, "surface-change": 9,
+        "unseen-bands": 9, "unseen-bands-out-of-range": 4}
+"""Sets and their frames per stack (out of range: 4, as in `misr evaluate`); the unseen bands
+exist on the test window only (``evaluation.adaptation``)."""
+CHOICE_SETS = ["in-distribution", "out-of-range", "low-contrast", "surface-change"]
+
+
+class CachedRunner:
+    """A runner that remembers its outputs by input, so each setting reruns only the gate."""
+
+    def __init__(self, runner: TorchRunner):
+        self.runner, self.cache = runner, {}
+        self.backend, self.provider, self.default_batch = runner.backend, runner.provider, runner.default_batch
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        key = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in (frames, masks, phases))).hexdigest()
+        if key not in self.cache:
+            self.cache[key] = self.runner(frames, masks, phases)
+        return self.cache[key].copy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=CHOICE_SETS, choices=list(SETS))
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--windows", type=int, nargs="+", default=[15, 31, 63])
+    parser.add_argument("--ratios", nargs="+", default=["0.3,0.6", "0.4,0.7", "0.4,0.9", "0.5,1.0", "0.6,0.9"])
+    parser.add_argument("--split", choices=["validation", "test"], default="validation",
+                        help="test: to report a setting already chosen on validation, never to choose one")
+    args = parser.parse_args()
+    settings = [(w, tuple(float(v) for v in r.split(","))) for w, r in itertools.product(args.windows, args.ratios)]
+    runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
+    for set_name in args.sets:
+        scenes = evidence_scenes(set_name, args.split, args.scenes, 64, n_frames=SETS[set_name])
+        plain, classical, gated = [], [], {s: [] for s in settings}
+        for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+            runner.cache.clear()
+            stack = Stack.in_memory(frames, masks)
+            classical.append(max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES))
+            with mock.patch.object(detail_gate, "GATE_RATIOS", None):
+                plain.append(scene_score(super_resolve(stack, runner)[0], hr))
+            for window, ratios in settings:
+                with mock.patch.object(detail_gate, "GATE_RATIOS", ratios), \
+                        mock.patch.object(detail_gate, "GATE_WINDOW", window):
+                    gated[(window, ratios)].append(scene_score(super_resolve(stack, runner)[0], hr))
+        margin = np.subtract(plain, classical)
+        print(f"{set_name}: {len(plain)} scenes; no gate {np.mean(plain):.3f} dB, margin over the strongest "
+              f"classical {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
+        for setting, scores in gated.items():
+            mean, low, high = paired_interval(scores, plain)
+            margin = np.subtract(scores, classical)
+            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f}: change {mean:+.3f} "
+                  f"[{low:+.3f}, {high:+.3f}]; margin {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
