@@ -1,6 +1,6 @@
 """Choosing the detail gate (``inference/detail_gate.py``) on VALIDATION scenes.
 
-Every scene of the chosen sets is super-resolved by the engine with the shipped weights, once
+Every scene of the chosen sets is super-resolved by the engine with the shipped weights (``--model``), once
 without the gate and once per (window, low, high) setting (the network runs once per scene:
 its tile outputs are cached, the gate is applied after it, as in the engine). Prints, per set
 and setting, the cPSNR change against no gate with its 95% paired bootstrap interval over
@@ -55,11 +55,12 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--windows", type=int, nargs="+", default=[15, 31, 63])
     parser.add_argument("--ratios", nargs="+", default=["0.3,0.6", "0.4,0.7", "0.4,0.9", "0.5,1.0", "0.6,0.9"])
+    parser.add_argument("--model", default="piunet", help="the network whose SR is gated (shipped weights)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a setting already chosen on validation, never to choose one")
     args = parser.parse_args()
     settings = [(w, tuple(float(v) for v in r.split(","))) for w, r in itertools.product(args.windows, args.ratios)]
-    runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
+    runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, args.split, args.scenes, 64, n_frames=SETS[set_name])
         plain, classical, gated = [], [], {s: [] for s in settings}
