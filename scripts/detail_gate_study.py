@@ -28,11 +28,13 @@ from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
-SETS = {"in-distribution": 9, "out-of-range": 4, "low-contrast": 9, "surface-change": 9,
-        "unseen-bands": 9, "unseen-bands-out-of-range": 4}
-"""Sets and their frames per stack (out of range: 4, as in `misr evaluate`); the unseen bands
-exist on the test window only (``evaluation.adaptation``)."""
-CHOICE_SETS = ["in-distribution", "out-of-range", "low-contrast", "surface-change"]
+SETS = {"in-distribution": ("in-distribution", 9), "out-of-range": ("out-of-range", 4),
+        "out-of-range-9": ("out-of-range", 9), "low-contrast": ("low-contrast", 9),
+        "surface-change": ("surface-change", 9), "unseen-bands": ("unseen-bands", 9),
+        "unseen-bands-out-of-range": ("unseen-bands-out-of-range", 4)}
+"""Name -> (evidence set, frames per stack); out of range with 4 frames as in `misr evaluate`,
+and with 9; the unseen bands exist on the test window only (``evaluation.adaptation``)."""
+CHOICE_SETS = ["in-distribution", "out-of-range", "out-of-range-9", "low-contrast", "surface-change"]
 
 
 class CachedRunner:
@@ -53,8 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=CHOICE_SETS, choices=list(SETS))
     parser.add_argument("--scenes", type=int, default=24)
-    parser.add_argument("--windows", type=int, nargs="+", default=[15, 31, 63])
-    parser.add_argument("--ratios", nargs="+", default=["0.3,0.6", "0.4,0.7", "0.4,0.9", "0.5,1.0", "0.6,0.9"])
+    parser.add_argument("--windows", type=int, nargs="+", default=[31])
+    parser.add_argument("--ratios", nargs="+", default=["0.6,1.4", "0.8,1.8", "1.0,2.0", "1.2,2.4", "1.5,3.0"])
     parser.add_argument("--model", default="piunet", help="the network whose SR is gated (shipped weights)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a setting already chosen on validation, never to choose one")
@@ -62,7 +64,8 @@ def main() -> None:
     settings = [(w, tuple(float(v) for v in r.split(","))) for w, r in itertools.product(args.windows, args.ratios)]
     runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.scenes, 64, n_frames=SETS[set_name])
+        evidence, frames_per_stack = SETS[set_name]
+        scenes = evidence_scenes(evidence, args.split, args.scenes, 64, n_frames=frames_per_stack)
         plain, classical, gated = [], [], {s: [] for s in settings}
         for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
             runner.cache.clear()
