@@ -19,8 +19,11 @@ from unittest import mock
 
 import numpy as np
 import torch
-
-from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import (
+    evidence_scenes,
+    paired_interval,
+    scene_score,
+)
 from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
 from misr_engine.inference import detail_gate
 from misr_engine.inference.backends import TorchRunner
