@@ -2,8 +2,8 @@
 
 On a flat or faint surface under noise (water, haze, a low-contrast band, a noisy sensor) the
 network adds texture that is mostly amplified noise, and the classical registered mean (the
-clear frames bicubic x3 on the reference's HR grid, averaged: ``registration.stack.
-registered_mean_hr``) is closer to the truth. So the SR is that mean plus the network's detail
+clear frames resampled bicubically at their phases onto the reference's HR grid, averaged:
+``models.sampling.registered_mean``, on the runner's device) is closer to the truth. So the SR is that mean plus the network's detail
 (network minus mean) weighted by how far the detail's local standard deviation, over
 GATE_WINDOW HR pixels, stands above the noise left in the mean of the clear frames (the frames'
 noise, ``Normalisation.noise``, over the square root of the number of clear frames there):
@@ -18,10 +18,10 @@ everywhere. The predicted uncertainty is left as the network gives it.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy import ndimage
 
-from ..imaging.resample import upsample
-from ..registration.stack import registered_mean_hr
+from ..models.sampling import registered_mean
 from .backends import Runner
 
 GATE_WINDOW = 31
@@ -55,11 +55,11 @@ def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise
                 ratios: tuple[float, float] | None = None) -> np.ndarray:
     """`sr` with its detail over `mean` (both HR, same units as the frames' `noise`) weighted by
     `detail_weight` against the noise of a mean of `clear_count` frames (HR, per pixel); `sr`
-    itself where no frame is clear, the noise is not positive or the gate is off."""
+    itself where fewer than half a frame is clear, the noise is not positive or the gate is off."""
     ratios = GATE_RATIOS if ratios is None else ratios
     if ratios is None or not noise > 0.0:
         return sr
-    clear = np.isfinite(mean) & (clear_count > 0)
+    clear = np.isfinite(mean) & (clear_count >= 0.5)
     detail = np.where(clear, sr - np.where(clear, mean, 0.0), 0.0).astype(np.float64)
     noise_of_mean = noise / np.sqrt(np.maximum(clear_count, 1))
     gated = sr - (1.0 - detail_weight(detail, noise_of_mean, ratios, GATE_WINDOW)) * detail
@@ -68,10 +68,12 @@ def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise
 
 class DetailGateRunner:
     """A runner (``backends.Runner``) whose SR is `runner`'s with the detail gated against the
-    registered mean of the same tile (`gate_detail`); `noise` in the network's units."""
+    registered mean of the same tile (`gate_detail`); `noise` in the network's units. The mean
+    is computed on the runner's torch device (the CPU for ONNX Runtime)."""
 
     def __init__(self, runner: Runner, noise: float):
         self.runner, self.noise = runner, noise
+        self.mean_device = getattr(runner, "device", torch.device("cpu"))
 
     def __getattr__(self, name: str):
         """What the wrapped runner says about itself (backend, provider, default_batch, ...)."""
@@ -79,8 +81,12 @@ class DetailGateRunner:
 
     def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
         output = self.runner(frames, masks, phases)
-        for index, (f, m, p) in enumerate(zip(frames, masks, phases)):
-            mean, _ = registered_mean_hr(f, m > 0.5, p)
-            clear_count = upsample((m > 0.5).sum(axis=0).astype(np.float32), mode="nearest")
-            output[index, 0] = gate_detail(output[index, 0], mean, clear_count, self.noise)
+        if GATE_RATIOS is None or not self.noise > 0.0:
+            return output
+        with torch.inference_mode():
+            inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.mean_device)
+                      for a in (frames, masks, phases)]
+            means, counts = (t[:, 0].cpu().numpy() for t in registered_mean(*inputs))
+        for index, (mean, count) in enumerate(zip(means, counts)):
+            output[index, 0] = gate_detail(output[index, 0], mean, count, self.noise)
         return output

@@ -68,7 +68,7 @@ from ..imaging.deconvolution import wiener_kernel
 from .backprojection import BackProjection
 from .config_bounds import Bound
 from .kernels import UnitGainFilter
-from .sampling import MASK_EPS, masked_temporal_mean, resample_at_phases
+from .sampling import MASK_EPS, fill_cloudy, masked_temporal_mean, resample_at_phases
 
 CLOUDY_KEY_PENALTY = 8.0  # attention logit penalty of a cloudy key (e^-8: near-zero weight)
 UNCERTAINTY_CUES = ("SR gradient", "frames' spread", "clear frames")
@@ -112,12 +112,6 @@ class PIUnetConfig:
         highest of repeated measurements."""
         per_pixel = 14 * self.n_feat * frames + 18 * (self.refine_features + frames) + 12 * self.detail_features
         return 64 * 2 ** 20 + int(1.25 * 4 * batch * pixels * per_pixel)
-
-
-def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Replace cloudy pixels (B,T,H,W) by the clear temporal mean at that pixel."""
-    mean = masked_temporal_mean(frames, masks, dim=1).unsqueeze(1)
-    return torch.where(masks > 0.5, frames, mean)
 
 
 class TemporalSelfAttention(nn.Module):

@@ -22,6 +22,12 @@ def masked_temporal_mean(x: torch.Tensor, weights: torch.Tensor, dim: int) -> to
     return (x * weights).sum(dim) / weights.sum(dim)
 
 
+def fill_cloudy(frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Replace cloudy pixels (B,T,H,W) by the clear temporal mean at that pixel."""
+    mean = masked_temporal_mean(frames, masks, dim=1).unsqueeze(1)
+    return torch.where(masks > 0.5, frames, mean)
+
+
 def hr_centres(size: int, like: torch.Tensor) -> torch.Tensor:
     """Centres of the SCALE*size HR pixels in grid_sample's normalised coordinates (float32)."""
     return (torch.arange(SCALE * size, dtype=torch.float32, device=like.device) + 0.5) * (2.0 / (SCALE * size)) - 1.0
@@ -59,3 +65,13 @@ def observe_at_phases(hr: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     moved = _sample(hr.expand(b, t, *hr.shape[-2:]).reshape(b * t, 1, *hr.shape[-2:]),
                     phases.reshape(b * t, 2), (height, width), -1.0, "bicubic")
     return F.avg_pool2d(moved, SCALE).reshape(b, t, height, width)
+
+
+def registered_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classical registered mean on the reference's HR grid: (B,T,H,W) frames (cloudy pixels
+    filled, ``fill_cloudy``) resampled bicubically at their phases (B,T,2), averaged with their
+    masks resampled bilinearly (PIUnet's global residual before its deconvolution). Returns the
+    mean and the number of clear frames at every HR pixel, both (B,1,3H,3W)."""
+    hr_frames = resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic")
+    hr_weights = resample_at_phases(masks, phases, "bilinear")
+    return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None], hr_weights.sum(dim=1, keepdim=True)
