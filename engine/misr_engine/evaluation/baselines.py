@@ -13,8 +13,8 @@ interpolation never spreads cloud radiance next to a cloud edge.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsamp
 from ..registration.prepare import prepare_stack
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
-from ..registration.stack import registered_mean_hr, subpixel_phase
+from ..registration.stack import align_stack, subpixel_phase
 
 IBP_SIGMA = 1.2
 """Gaussian sensor PSF (HR px, before the 3x3 area integration) assumed by `ibp`: best
@@ -88,6 +88,14 @@ def bicubic_clearest(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return _upsampled(fill_masked(frames, masks)[clearest_frame(masks, frames)], any_clear)
 
 
+def _phase_aligned(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The prepared frames (filled) bicubic x3 and moved by their sub-pixel phases onto the
+    reference frame's HR grid, with their HR masks."""
+    hr_frames = upsample(fill_masked(prepared.frames, prepared.masks))
+    hr_masks = upsample(prepared.masks.astype(np.float32), mode="nearest") > 0.5
+    return align_stack(hr_frames, hr_masks, prepared.phases * SCALE)
+
+
 def registered_mean(frames: np.ndarray, masks: np.ndarray,
                     shifts: np.ndarray | None = None) -> np.ndarray:
     """Prepared as the engine prepares a stack (`engine_prepared`), bicubic x3, moved by the
@@ -95,8 +103,7 @@ def registered_mean(frames: np.ndarray, masks: np.ndarray,
 
     `shifts` (T, 2) in LR px as from ``registration.register_stack``, estimated if None.
     """
-    prepared = engine_prepared(frames, masks, shifts)
-    mean, any_clear = registered_mean_hr(prepared.frames, prepared.masks, prepared.phases)
+    mean, any_clear = masked_mean(*_phase_aligned(engine_prepared(frames, masks, shifts)))
     return np.where(any_clear, mean, np.nan).astype(np.float32)
 
 
@@ -118,7 +125,7 @@ def ibp(frames: np.ndarray, masks: np.ndarray, psf_sigma: float = IBP_SIGMA,
     onto the reference grid.
     """
     prepared = engine_prepared(frames, masks, shifts)
-    mean, any_clear = registered_mean_hr(prepared.frames, prepared.masks, prepared.phases)
+    mean, any_clear = masked_mean(*_phase_aligned(prepared))
     if not any_clear.any():
         return np.where(any_clear, mean, np.nan).astype(np.float32)
     estimate = np.where(any_clear, mean, mean[any_clear].mean()).astype(np.float64)

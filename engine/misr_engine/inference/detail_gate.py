@@ -53,18 +53,16 @@ def detail_weight(detail: np.ndarray, noise: np.ndarray | float, ratios: tuple[f
     return np.clip((ratio - low) / (high - low), 0.0, 1.0)
 
 
-def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise: float,
-                ratios: tuple[float, float] | None = None) -> np.ndarray:
+def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise: float) -> np.ndarray:
     """`sr` with its detail over `mean` (both HR, same units as the frames' `noise`) weighted by
     `detail_weight` against the noise of a mean of `clear_count` frames (HR, per pixel); `sr`
     itself where fewer than half a frame is clear, the noise is not positive or the gate is off."""
-    ratios = GATE_RATIOS if ratios is None else ratios
-    if ratios is None or not noise > 0.0:
+    if GATE_RATIOS is None or not noise > 0.0:
         return sr
     clear = np.isfinite(mean) & (clear_count >= 0.5)
     detail = np.where(clear, sr - np.where(clear, mean, 0.0), 0.0).astype(np.float64)
     noise_of_mean = noise / np.sqrt(np.maximum(clear_count, 1))
-    gated = sr - (1.0 - detail_weight(detail, noise_of_mean, ratios, GATE_WINDOW)) * detail
+    gated = sr - (1.0 - detail_weight(detail, noise_of_mean, GATE_RATIOS, GATE_WINDOW)) * detail
     return gated.astype(sr.dtype)
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import SCALE
-from ..imaging.compositing import fill_masked, masked_mean
-from ..imaging.resample import shift_image, upsample
+from ..imaging.compositing import fill_masked
+from ..imaging.resample import shift_image
 from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
@@ -134,16 +133,6 @@ def align_stack(frames: np.ndarray, masks: np.ndarray,
     aligned = np.stack([shift_image(f, -dy, -dx) for f, (dy, dx) in zip(filled, shifts)])
     aligned_masks = np.stack([shift_mask(m, -dy, -dx) for m, (dy, dx) in zip(masks, shifts)])
     return aligned.astype(np.float32), aligned_masks
-
-
-def registered_mean_hr(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The classical registered mean on the reference frame's HR grid: `frames` (T, H, W), already
-    moved by whole LR pixels, filled where not clear (`masks`), bicubic x SCALE, moved by their
-    sub-pixel `phases` (T, 2; LR px) and averaged over the clear ones. Returns the mean (NaN
-    where no frame is clear) and the any-clear map, both (SCALE*H, SCALE*W)."""
-    hr_frames = upsample(fill_masked(frames, masks))
-    hr_masks = upsample(np.asarray(masks, np.float32), mode="nearest") > 0.5
-    return masked_mean(*align_stack(hr_frames, hr_masks, np.asarray(phases) * SCALE))
 
 
 def register_stack(frames: np.ndarray, masks: np.ndarray, upsample_factor: int = 20) -> np.ndarray:
