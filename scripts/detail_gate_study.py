@@ -60,11 +60,14 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=24)
     parser.add_argument("--windows", type=int, nargs="+", default=[31])
     parser.add_argument("--ratios", nargs="+", default=["0.6,1.4", "0.8,1.8", "1.0,2.0", "1.2,2.4", "1.5,3.0"])
+    parser.add_argument("--gains", type=float, nargs="+", default=[1.0],
+                        help="weights of the network's detail where it fully counts (GATE_GAIN)")
     parser.add_argument("--model", default="piunet", help="the network whose SR is gated (shipped weights)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a setting already chosen on validation, never to choose one")
     args = parser.parse_args()
-    settings = [(w, tuple(float(v) for v in r.split(","))) for w, r in itertools.product(args.windows, args.ratios)]
+    settings = [(w, tuple(float(v) for v in r.split(",")), g)
+                for w, r, g in itertools.product(args.windows, args.ratios, args.gains)]
     runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
         evidence, frames_per_stack = SETS[set_name]
@@ -76,17 +79,18 @@ def main() -> None:
             classical.append(max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES))
             with mock.patch.object(detail_gate, "GATE_RATIOS", None):
                 plain.append(scene_score(super_resolve(stack, runner)[0], hr))
-            for window, ratios in settings:
+            for window, ratios, gain in settings:
                 with mock.patch.object(detail_gate, "GATE_RATIOS", ratios), \
-                        mock.patch.object(detail_gate, "GATE_WINDOW", window):
-                    gated[(window, ratios)].append(scene_score(super_resolve(stack, runner)[0], hr))
+                        mock.patch.object(detail_gate, "GATE_WINDOW", window), \
+                        mock.patch.object(detail_gate, "GATE_GAIN", gain):
+                    gated[(window, ratios, gain)].append(scene_score(super_resolve(stack, runner)[0], hr))
         margin = np.subtract(plain, classical)
         print(f"{set_name}: {len(plain)} scenes; no gate {np.mean(plain):.3f} dB, margin over the strongest "
               f"classical {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
         for setting, scores in gated.items():
             mean, low, high = paired_interval(scores, plain)
             margin = np.subtract(scores, classical)
-            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f}: change {mean:+.3f} "
+            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f} gain {setting[2]:.2f}: change {mean:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}]; margin {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
 
 
