@@ -15,7 +15,12 @@ from misr_engine.datasets.simulate import OUT_OF_RANGE, degrade, with_contrast
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.evaluation.baselines import registered_mean
 from misr_engine.inference import detail_gate
-from misr_engine.inference.detail_gate import CHANGE_RATIOS, GATE_RATIOS, coarse_disagreement, gate_detail
+from misr_engine.inference.detail_gate import (
+    CHANGE_RATIOS,
+    GATE_RATIOS,
+    coarse_disagreement,
+    gate_detail,
+)
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
