@@ -34,8 +34,7 @@ from misr_engine.rasters.stack import Stack
 SETS = {"in-distribution": ("in-distribution", 9), "out-of-range": ("out-of-range", 4),
         "out-of-range-9": ("out-of-range", 9), "low-contrast": ("low-contrast", 9),
         "surface-change": ("surface-change", 9), "unseen-bands": ("unseen-bands", 9),
-        "unseen-bands-out-of-range": ("unseen-bands-out-of-range", 4),
-        "strong-change": ("strong-change", 9)}
+        "unseen-bands-out-of-range": ("unseen-bands-out-of-range", 4)}
 """Name -> (evidence set, frames per stack); out of range with 4 frames as in `misr evaluate`,
 and with 9; the unseen bands exist on the test window only (``evaluation.adaptation``)."""
 CHOICE_SETS = ["in-distribution", "out-of-range", "out-of-range-9", "low-contrast", "surface-change"]
@@ -63,15 +62,12 @@ def main() -> None:
     parser.add_argument("--ratios", nargs="+", default=["0.6,1.4", "0.8,1.8", "1.0,2.0", "1.2,2.4", "1.5,3.0"])
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0],
                         help="weights of the network's detail where it fully counts (GATE_GAIN)")
-    parser.add_argument("--change", nargs="+", default=["none"],
-                        help="CHANGE_RATIOS to try: LOW,HIGH pairs or none")
     parser.add_argument("--model", default="piunet", help="the network whose SR is gated (shipped weights)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a setting already chosen on validation, never to choose one")
     args = parser.parse_args()
-    changes = [None if c == "none" else tuple(float(v) for v in c.split(",")) for c in args.change]
-    settings = [(w, tuple(float(v) for v in r.split(",")), g, c)
-                for w, r, g, c in itertools.product(args.windows, args.ratios, args.gains, changes)]
+    settings = [(w, tuple(float(v) for v in r.split(",")), g)
+                for w, r, g in itertools.product(args.windows, args.ratios, args.gains)]
     runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
         evidence, frames_per_stack = SETS[set_name]
@@ -83,19 +79,18 @@ def main() -> None:
             classical.append(max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES))
             with mock.patch.object(detail_gate, "GATE_RATIOS", None):
                 plain.append(scene_score(super_resolve(stack, runner)[0], hr))
-            for window, ratios, gain, change in settings:
+            for window, ratios, gain in settings:
                 with mock.patch.object(detail_gate, "GATE_RATIOS", ratios), \
                         mock.patch.object(detail_gate, "GATE_WINDOW", window), \
-                        mock.patch.object(detail_gate, "GATE_GAIN", gain), \
-                        mock.patch.object(detail_gate, "CHANGE_RATIOS", change):
-                    gated[(window, ratios, gain, change)].append(scene_score(super_resolve(stack, runner)[0], hr))
+                        mock.patch.object(detail_gate, "GATE_GAIN", gain):
+                    gated[(window, ratios, gain)].append(scene_score(super_resolve(stack, runner)[0], hr))
         margin = np.subtract(plain, classical)
         print(f"{set_name}: {len(plain)} scenes; no gate {np.mean(plain):.3f} dB, margin over the strongest "
               f"classical {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
         for setting, scores in gated.items():
             mean, low, high = paired_interval(scores, plain)
             margin = np.subtract(scores, classical)
-            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f} gain {setting[2]:.2f} change rule {setting[3]}: change {mean:+.3f} "
+            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f} gain {setting[2]:.2f}: change {mean:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}]; margin {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
 
 

@@ -72,12 +72,6 @@ def registered_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Ten
     filled, ``fill_cloudy``) resampled bicubically at their phases (B,T,2), averaged with their
     masks resampled bilinearly (PIUnet's global residual before its deconvolution). Returns the
     mean and the number of clear frames at every HR pixel, both (B,1,3H,3W)."""
-    hr_frames, hr_weights = registered_frames(frames, masks, phases)
+    hr_frames = resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic")
+    hr_weights = resample_at_phases(masks, phases, "bilinear")
     return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None], hr_weights.sum(dim=1, keepdim=True)
-
-
-def registered_frames(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frames (B,T,H,W; cloudy pixels filled) resampled bicubically at their phases onto the
-    reference's HR grid, and their masks bilinearly: both (B,T,3H,3W)."""
-    return (resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic"),
-            resample_at_phases(masks, phases, "bilinear"))
