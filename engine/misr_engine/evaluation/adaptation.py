@@ -3,9 +3,10 @@ test-time fine-tuning, against the classical pipelines, on data unlike the train
 
 Sets are unregistered stacks (every method runs the whole pipeline) simulated from a window of
 the Sentinel-2 sample (``datasets.sentinel2``): validation scenes for every choice (in
-distribution and out of the training ranges; never the unseen bands), test scenes for the
-report. Scores are the Proba-V cPSNR on reflectance; differences between methods come with a
-95% paired bootstrap interval over scenes. Results are appended scene by scene to a JSON-lines
+distribution and out of the training ranges; never the unseen bands, for which the 10 m bands
+averaged to 20 m pixels stand in: `coarse-bands`), test scenes for the report. Scores are the
+Proba-V cPSNR on reflectance; differences between methods come with a 95% paired bootstrap
+interval over scenes. Results are appended scene by scene to a JSON-lines
 file, so a long run resumes where it stopped.
 """
 
@@ -20,8 +21,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..datasets.samples import build_samples
-from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS, scaled_window,
-                                  sentinel2_band_paths)
+from ..datasets.sentinel2 import (NATIVE_PIXEL_M, S2_BANDS, SPLITS, UNSEEN_BANDS, averaged_band_paths,
+                                  scaled_window, sentinel2_band_paths)
 from ..datasets.simulate import LOW_CONTRAST, OUT_OF_RANGE, SENTINEL2, STRONG_CHANGE, SURFACE_CHANGE, Degradation
 from .metrics import cpsnr
 from .statistics import bootstrap_mean
@@ -54,6 +55,11 @@ EVIDENCE_SETS: dict[str, EvidenceSet] = {
                                 "20 m bands (red edge, narrow NIR, SWIR), Sentinel-2-like degradations"),
     "unseen-bands-out-of-range": EvidenceSet(UNSEEN_BANDS, OUT_OF_RANGE, UNSEEN_PIXEL_M,
                                              "20 m bands, out-of-range degradations"),
+    "coarse-bands": EvidenceSet(S2_BANDS, SENTINEL2, UNSEEN_PIXEL_M,
+                                "10 m bands averaged to 20 m pixels, Sentinel-2-like degradations: coarser "
+                                "content per pixel, a validation stand-in for the unseen 20 m bands"),
+    "coarse-bands-out-of-range": EvidenceSet(S2_BANDS, OUT_OF_RANGE, UNSEEN_PIXEL_M,
+                                             "10 m bands averaged to 20 m pixels, out-of-range degradations"),
     "surface-change": EvidenceSet(S2_BANDS, SURFACE_CHANGE, NATIVE_PIXEL_M,
                                   "10 m bands, a field brighter or darker in some frames of every stack (the "
                                   "target: the clear-temporal-mean surface), training ranges otherwise"),
@@ -75,7 +81,9 @@ def evidence_scenes(name: str, split: str, count: int, lr_size: int = 48, n_fram
     if split != "test" and spec.unseen:
         raise ValueError(f"{name}: the unseen bands are for the test report only, not for choices")
     window = scaled_window(SPLITS[split], spec.pixel_m)
-    return build_samples(sentinel2_band_paths(spec.bands), window, count, lr_size, n_frames, seed,
+    averaged = spec.bands == S2_BANDS and spec.pixel_m != NATIVE_PIXEL_M
+    paths = averaged_band_paths(spec.bands, spec.pixel_m) if averaged else sentinel2_band_paths(spec.bands)
+    return build_samples(paths, window, count, lr_size, n_frames, seed,
                          conditions=spec.conditions, workers=workers, featureless_keep=0.0, registered=False)
 
 

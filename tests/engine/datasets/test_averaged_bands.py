@@ -1,0 +1,30 @@
+"""Coarser bands from the 10 m ones (``datasets.sentinel2.averaged_copy``): the validation
+stand-in for the unseen 20 m bands averages the real 10 m pixels, block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from misr_engine.datasets.sentinel2 import averaged_copy
+from misr_engine.errors import MisrError
+from misr_engine.rasters.bands import read_band
+
+from tests.rasters import HOLDOUT_HR
+
+
+def test_each_20m_pixel_is_the_mean_of_the_four_10m_pixels_it_covers(tmp_path):
+    fine = read_band(str(HOLDOUT_HR))[0].astype(np.float64)
+    path = averaged_copy(str(HOLDOUT_HR), 20.0, tmp_path)
+    coarse, grid, _ = read_band(path)
+    height, width = fine.shape[0] // 2, fine.shape[1] // 2
+    assert coarse.shape == (height, width)
+    blocks = fine[:2 * height, :2 * width].reshape(height, 2, width, 2).mean(axis=(1, 3))
+    assert np.abs(coarse - blocks).max() <= 0.5  # the band's integers, rounded
+    assert grid.geotransform[1] == 20.0 and grid.geotransform[5] == -20.0
+
+
+def test_an_unreadable_source_is_named(tmp_path):
+    bad = tmp_path / "broken.jp2"
+    bad.write_bytes(b"not a raster")
+    with pytest.raises(MisrError, match="broken.jp2: could not be averaged"):
+        averaged_copy(str(bad), 20.0, tmp_path)
