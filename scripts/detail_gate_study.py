@@ -25,7 +25,7 @@ from misr_engine.evaluation.adaptation import (
     scene_score,
 )
 from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
-from misr_engine.inference import consistency, detail_gate
+from misr_engine.inference import detail_gate
 from misr_engine.inference.backends import TorchRunner
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
@@ -65,14 +65,12 @@ def main() -> None:
     parser.add_argument("--ratios", nargs="+", default=["0.6,1.4", "0.8,1.8", "1.0,2.0", "1.2,2.4", "1.5,3.0"])
     parser.add_argument("--gains", type=float, nargs="+", default=[1.0],
                         help="weights of the network's detail where it fully counts (GATE_GAIN)")
-    parser.add_argument("--consistency-steps", type=int, nargs="+", default=[0],
-                        help="back-projection steps after the gate (consistency.CONSISTENCY_STEPS)")
     parser.add_argument("--model", default="piunet", help="the network whose SR is gated (shipped weights)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a setting already chosen on validation, never to choose one")
     args = parser.parse_args()
-    settings = [(w, tuple(float(v) for v in r.split(",")), g, k)
-                for w, r, g, k in itertools.product(args.windows, args.ratios, args.gains, args.consistency_steps)]
+    settings = [(w, tuple(float(v) for v in r.split(",")), g)
+                for w, r, g in itertools.product(args.windows, args.ratios, args.gains)]
     runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
         evidence, frames_per_stack = SETS[set_name]
@@ -83,22 +81,20 @@ def main() -> None:
             runner.cache.clear()
             stack = Stack.in_memory(frames, masks)
             classical.append(max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES))
-            with mock.patch.object(detail_gate, "GATE_RATIOS", None), \
-                    mock.patch.object(consistency, "CONSISTENCY_STEPS", 0):
+            with mock.patch.object(detail_gate, "GATE_RATIOS", None):
                 plain.append(scene_score(super_resolve(stack, runner)[0], hr))
-            for window, ratios, gain, steps in settings:
+            for window, ratios, gain in settings:
                 with mock.patch.object(detail_gate, "GATE_RATIOS", ratios), \
                         mock.patch.object(detail_gate, "GATE_WINDOW", window), \
-                        mock.patch.object(detail_gate, "GATE_GAIN", gain), \
-                        mock.patch.object(consistency, "CONSISTENCY_STEPS", steps):
-                    gated[(window, ratios, gain, steps)].append(scene_score(super_resolve(stack, runner)[0], hr))
+                        mock.patch.object(detail_gate, "GATE_GAIN", gain):
+                    gated[(window, ratios, gain)].append(scene_score(super_resolve(stack, runner)[0], hr))
         margin = np.subtract(plain, classical)
         print(f"{set_name}: {len(plain)} scenes; no gate {np.mean(plain):.3f} dB, margin over the strongest "
               f"classical {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
         for setting, scores in gated.items():
             mean, low, high = paired_interval(scores, plain)
             margin = np.subtract(scores, classical)
-            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f} gain {setting[2]:.2f} steps {setting[3]}: change {mean:+.3f} "
+            print(f"  window {setting[0]:2d} ratios {setting[1][0]:.1f}-{setting[1][1]:.1f} gain {setting[2]:.2f}: change {mean:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}]; margin {margin.mean():+.3f}, worst {margin.min():+.2f}", flush=True)
 
 
