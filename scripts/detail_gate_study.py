@@ -31,15 +31,14 @@ from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
-SETS = {"in-distribution": ("in-distribution", 9), "out-of-range": ("out-of-range", 4),
-        "out-of-range-9": ("out-of-range", 9), "low-contrast": ("low-contrast", 9),
-        "surface-change": ("surface-change", 9), "unseen-bands": ("unseen-bands", 9),
-        "unseen-bands-out-of-range": ("unseen-bands-out-of-range", 4),
-        "coarse-bands": ("coarse-bands", 9), "coarse-bands-out-of-range": ("coarse-bands-out-of-range", 4)}
-"""Name -> (evidence set, frames per stack); out of range with 4 frames as in `misr evaluate`,
-and with 9; the unseen bands exist on the test window only (``evaluation.adaptation``)."""
-LR_SIDES = {"coarse-bands": 36, "coarse-bands-out-of-range": 36}
-"""LR px of a scene where 64 does not fit (the validation window is 140 pixels high at 20 m)."""
+SETS = {"in-distribution": ("in-distribution", 9, 64), "out-of-range": ("out-of-range", 4, 64),
+        "out-of-range-9": ("out-of-range", 9, 64), "low-contrast": ("low-contrast", 9, 64),
+        "surface-change": ("surface-change", 9, 64), "unseen-bands": ("unseen-bands", 9, 64),
+        "unseen-bands-out-of-range": ("unseen-bands-out-of-range", 4, 64),
+        "coarse-bands": ("coarse-bands", 9, 36), "coarse-bands-out-of-range": ("coarse-bands-out-of-range", 4, 36)}
+"""Name -> (evidence set, frames per stack, LR side); out of range with 4 frames as in `misr
+evaluate`, and with 9; the unseen bands exist on the test window only (``evaluation.adaptation``);
+the coarse bands at 36 LR px, since the validation window is 140 pixels high at 20 m."""
 CHOICE_SETS = ["in-distribution", "out-of-range", "out-of-range-9", "low-contrast", "surface-change"]
 
 
@@ -73,9 +72,8 @@ def main() -> None:
                 for w, r, g in itertools.product(args.windows, args.ratios, args.gains)]
     runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     for set_name in args.sets:
-        evidence, frames_per_stack = SETS[set_name]
-        scenes = evidence_scenes(evidence, args.split, args.scenes, LR_SIDES.get(set_name, 64),
-                                 n_frames=frames_per_stack)
+        evidence, frames_per_stack, lr_side = SETS[set_name]
+        scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack)
         plain, classical, gated = [], [], {s: [] for s in settings}
         for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
             runner.cache.clear()

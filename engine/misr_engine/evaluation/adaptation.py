@@ -44,6 +44,11 @@ class EvidenceSet:
     def unseen(self) -> bool:
         return self.bands == UNSEEN_BANDS
 
+    @property
+    def averaged(self) -> bool:
+        """10 m bands on coarser pixels: read through `averaged_band_paths`."""
+        return self.bands == S2_BANDS and self.pixel_m != NATIVE_PIXEL_M
+
 
 EVIDENCE_SETS: dict[str, EvidenceSet] = {
     "in-distribution": EvidenceSet(S2_BANDS, SENTINEL2, NATIVE_PIXEL_M,
@@ -81,8 +86,7 @@ def evidence_scenes(name: str, split: str, count: int, lr_size: int = 48, n_fram
     if split != "test" and spec.unseen:
         raise ValueError(f"{name}: the unseen bands are for the test report only, not for choices")
     window = scaled_window(SPLITS[split], spec.pixel_m)
-    averaged = spec.bands == S2_BANDS and spec.pixel_m != NATIVE_PIXEL_M
-    paths = averaged_band_paths(spec.bands, spec.pixel_m) if averaged else sentinel2_band_paths(spec.bands)
+    paths = averaged_band_paths(spec.bands, spec.pixel_m) if spec.averaged else sentinel2_band_paths(spec.bands)
     return build_samples(paths, window, count, lr_size, n_frames, seed,
                          conditions=spec.conditions, workers=workers, featureless_keep=0.0, registered=False)
 

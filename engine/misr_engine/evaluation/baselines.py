@@ -13,8 +13,8 @@ interpolation never spreads cloud radiance next to a cloud edge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
