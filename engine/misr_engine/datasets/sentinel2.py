@@ -70,12 +70,16 @@ def averaged_copy(source: str, pixel_m: float, folder: Path) -> str:
     target = folder / f"{Path(source).stem}_{pixel_m:g}m.vrt"
     if not target.exists():
         options = gdal.TranslateOptions(format="VRT", xRes=pixel_m, yRes=pixel_m, resampleAlg="average")
+        partial = folder / f".{target.stem}.{os.getpid()}.vrt"  # renamed when whole: other processes read the same folder
         try:
-            averaged = gdal.Translate(str(target), source, options=options)
+            averaged = gdal.Translate(str(partial), source, options=options)
         except RuntimeError:
             averaged = None
         if averaged is None:
+            partial.unlink(missing_ok=True)
             raise MisrError(f"{source}: could not be averaged to {pixel_m:g} m pixels")
+        averaged = None  # closes the VRT, which writes it
+        os.replace(partial, target)
     return str(target)
 
 

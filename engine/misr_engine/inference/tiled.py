@@ -17,6 +17,7 @@ from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import subpixel_phase
 from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
 from .backends import Runner, TileOutOfMemory, TorchRunner
+from .consistency import ConsistencyRunner
 from .detail_gate import DetailGateRunner
 from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
 from .normalisation import Normalisation
@@ -118,7 +119,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    runner = DetailGateRunner(tuned or runner, norm.noise / norm.spread)
+    runner = ConsistencyRunner(DetailGateRunner(tuned or runner, norm.noise / norm.spread))
     share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)

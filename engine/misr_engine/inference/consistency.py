@@ -1,0 +1,102 @@
+"""The SR made consistent with its own frames where two halves of the frames agree.
+
+The network (and the detail gate after it) gives an SR whose re-observation does not quite
+match the clear LR frames. Iterative back-projection (Irani & Peleg 1991;
+``evaluation.baselines.ibp``) started from that SR moves it towards them: each step blurs the
+SR with a Gaussian PSF (``backprojection.PSF_SIGMA``), observes it at every frame's sub-pixel
+phase, and adds the mean over the clear frames of the residuals, resampled back onto the HR
+grid. Where the frames are noisy (a faint surface, a noisy sensor, few frames) that correction
+is mostly the frames' noise, and plain back-projection loses up to 3 dB there.
+
+So the correction is weighed by how far two independent halves of the frames (even and odd
+dates) agree on it: each half is back-projected from the same SR on its own, and over
+AGREEMENT_WINDOW HR pixels the correlation r of the two halves' corrections is the share of
+signal in one half's correction (noise is independent between the halves, signal is not). The
+Spearman-Brown step 2r / (1 + r) gives that share for the correction from all the frames,
+which is added with that weight (a local Wiener weight that needs no noise estimate). The
+predicted uncertainty is left as the network gives it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.backprojection import PSF_SIGMA, PSF_SIZE, blur, gaussian_kernel
+from ..models.sampling import (
+    masked_temporal_mean,
+    observe_at_phases,
+    resample_at_phases,
+)
+from .backends import Runner
+
+CONSISTENCY_STEPS = 10
+"""Back-projection steps from the network's SR (0: no correction). Chosen with AGREEMENT_WINDOW
+on 24 validation scenes per set (docs/evaluation/consistency_validation.log)."""
+AGREEMENT_WINDOW = 31
+"""HR pixels: the side of the window over which the two halves' corrections are correlated."""
+
+
+def back_project(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+                 steps: int) -> torch.Tensor:
+    """`steps` IBP steps from `sr` (B,1,3H,3W) towards the clear pixels of `frames` (B,T,H,W;
+    `masks` 1 where clear) seen at their sub-pixel `phases` (B,T,2, LR px)."""
+    psf = torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None].to(sr)
+    hr_weights = resample_at_phases(masks, phases, "bilinear")
+    for _ in range(steps):
+        residuals = masks * (frames - observe_at_phases(blur(sr, psf), phases))
+        sr = sr + masked_temporal_mean(resample_at_phases(residuals, phases, "bicubic"), hr_weights, dim=1)[:, None]
+    return sr
+
+
+def local_mean(image: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean of (B,1,H,W) `image` over `window` x `window` pixels, edges mirrored."""
+    pad = min(window // 2, image.shape[-2] - 1, image.shape[-1] - 1)
+    padded = F.pad(image, (pad, pad, pad, pad), mode="reflect") if pad > 0 else image
+    return F.avg_pool2d(padded, 2 * pad + 1, stride=1)
+
+
+def agreement_weight(first: torch.Tensor, second: torch.Tensor, window: int) -> torch.Tensor:
+    """Per pixel, the share in [0, 1] of signal in the mean of two corrections (B,1,H,W) made
+    from independent halves of the frames: their local correlation r, stepped up to 2r / (1 + r)."""
+    cross = local_mean(first * second, window)
+    power = local_mean(0.5 * (first * first + second * second), window)
+    correlation = torch.where(power > 0, cross / power.clamp_min(torch.finfo(power.dtype).tiny), 0.0).clamp(0.0, 1.0)
+    return 2.0 * correlation / (1.0 + correlation)
+
+
+def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+               steps: int = CONSISTENCY_STEPS, window: int = AGREEMENT_WINDOW) -> torch.Tensor:
+    """`sr` plus its back-projection correction (`back_project`, `steps` steps, all the frames)
+    weighted by the agreement of the even and odd frames' corrections (`agreement_weight`);
+    `sr` itself with fewer than two frames or no steps."""
+    if steps <= 0 or frames.shape[1] < 2:
+        return sr
+    full, even, odd = (back_project(sr, frames[:, k], masks[:, k], phases[:, k], steps) - sr
+                       for k in (slice(None), slice(0, None, 2), slice(1, None, 2)))
+    return sr + agreement_weight(even, odd, window) * full
+
+
+class ConsistencyRunner:
+    """A runner (``backends.Runner``) whose SR is `runner`'s made `consistent` with the tile's
+    frames, on the runner's torch device (the CPU for ONNX Runtime)."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+        self.ibp_device = getattr(runner, "device", torch.device("cpu"))
+
+    def __getattr__(self, name: str):
+        """What the wrapped runner says about itself (backend, provider, default_batch, ...)."""
+        return getattr(self.runner, name)
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        output = self.runner(frames, masks, phases)
+        if CONSISTENCY_STEPS <= 0:
+            return output
+        with torch.inference_mode():
+            inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.ibp_device)
+                      for a in (frames, masks, phases)]
+            sr = torch.from_numpy(np.ascontiguousarray(output[:, :1], np.float32)).to(self.ibp_device)
+            output[:, :1] = consistent(sr, *inputs, CONSISTENCY_STEPS, AGREEMENT_WINDOW).cpu().numpy()
+        return output
