@@ -74,8 +74,8 @@ def test_one_frame_or_no_steps_change_nothing():
 @pytest.mark.slow
 def test_the_correction_raises_the_engines_sr_on_real_imagery(shipped_model, monkeypatch):
     """Crops of the sample's real 10 m image degraded in the training ranges into 9 frames:
-    the engine's SR with the correction against the same without it (measured per crop +0.029,
-    +0.097, +0.009, +0.210 dB)."""
+    the engine's SR with the correction against the same without it (measured per crop +0.068,
+    +0.163, +0.020, +0.292 dB)."""
     hr = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float64)
     side = SCALE * 48 + 2 * MARGIN
     gains, shipped_steps = [], consistency.CONSISTENCY_STEPS
@@ -89,4 +89,4 @@ def test_the_correction_raises_the_engines_sr_on_real_imagery(shipped_model, mon
             scores.append(scene_score(super_resolve(Stack.in_memory(stack.frames, stack.masks), shipped_model, CPU)[0],
                                       target))
         gains.append(scores[0] - scores[1])
-    assert min(gains) > -0.02 and np.mean(gains) > 0.05, f"gains of the correction per crop (dB): {np.round(gains, 3)}"
+    assert min(gains) > -0.02 and np.mean(gains) > 0.08, f"gains of the correction per crop (dB): {np.round(gains, 3)}"
