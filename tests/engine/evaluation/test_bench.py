@@ -90,8 +90,10 @@ def synthetic_stack(size: int = 70, frames: int = 4) -> Stack:
 def test_out_of_memory_halves_the_batch_then_the_tile_size(monkeypatch):
     monkeypatch.setattr("misr_engine.registration.streamed.estimate_shifts",
                         lambda f, m: np.zeros((len(f), 2)))  # no move: a pointwise check
-    # pointwise too: the detail gate's 31-pixel windows would see the 20-pixel sub-tiles' edges
+    # pointwise too: the detail gate's and the back-projection's 31-pixel windows (and the
+    # back-projection's resampling) would see the 20-pixel sub-tiles' edges
     monkeypatch.setattr("misr_engine.inference.detail_gate.GATE_RATIOS", None)
+    monkeypatch.setattr("misr_engine.inference.consistency.CONSISTENCY_STEPS", 0)
     stack = synthetic_stack()
     reference, _ = super_resolve(stack, PixelMean(), torch.device("cpu"), tile_size=40, overlap=8)
     fits = 20 + 2 * EDGE_CONTEXT  # 20-pixel tiles with their mirrored context fit, 40-pixel ones do not
