@@ -31,8 +31,9 @@ STRIPS = PEAK + textwrap.dedent("""
     from tests.rasters import make_raster, textured
     import torch  # as in a run
     from misr_engine import SCALE
-    from misr_engine.inference import budget
+    from misr_engine.inference import budget, consistency
     from misr_engine.inference.tiled import super_resolve_strips
+    consistency.CONSISTENCY_STEPS = 0  # a per-tile step like the network (the tile test below), minutes beside the stand-in
     from misr_engine.rasters.stack import plan_stack, open_planned
     from misr_engine.rasters.writer import write_strips
     folder, width, height, count, tile = sys.argv[1], *map(int, sys.argv[2:6])
