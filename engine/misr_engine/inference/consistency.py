@@ -75,15 +75,27 @@ def agreement_weight(first: torch.Tensor, second: torch.Tensor, window: int) -> 
     return 2.0 * correlation / (1.0 + correlation)
 
 
+def content_order(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """(B,T) indices of the frames sorted by what they hold (phase dy, then dx, then the mean of
+    their clear pixels), so that the halves do not depend on the order the frames came in."""
+    clear_mean = (frames * masks).sum((-2, -1)) / masks.sum((-2, -1)).clamp_min(1.0)
+    order = torch.arange(frames.shape[1], device=frames.device).expand(frames.shape[:2])
+    for key in (clear_mean, phases[..., 1], phases[..., 0]):  # least significant first, stable sorts
+        order = order.gather(1, torch.sort(key.gather(1, order), dim=1, stable=True).indices)
+    return order
+
+
 def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
                steps: int = CONSISTENCY_STEPS, window: int = AGREEMENT_WINDOW) -> torch.Tensor:
     """`sr` plus its back-projection correction (`back_project`, `steps` steps, all the frames)
-    weighted by the agreement of the even and odd frames' corrections (`agreement_weight`);
-    `sr` itself with fewer than two frames or no steps."""
+    weighted by the agreement of the corrections from every other frame (`agreement_weight`;
+    frames in `content_order`); `sr` itself with fewer than two frames or no steps."""
     if steps <= 0 or frames.shape[1] < 2:
         return sr
-    full, even, odd = (back_project(sr, frames[:, k], masks[:, k], phases[:, k], steps) - sr
-                       for k in (slice(None), slice(0, None, 2), slice(1, None, 2)))
+    batch = torch.arange(frames.shape[0], device=frames.device)[:, None]
+    order = content_order(frames, masks, phases)
+    full, even, odd = (back_project(sr, frames[batch, k], masks[batch, k], phases[batch, k], steps) - sr
+                       for k in (order, order[:, 0::2], order[:, 1::2]))
     return sr + agreement_weight(even, odd, window) * full
 
 

@@ -90,3 +90,13 @@ def test_the_correction_raises_the_engines_sr_on_real_imagery(shipped_model, mon
                                       target))
         gains.append(scores[0] - scores[1])
     assert min(gains) > -0.02 and np.mean(gains) > 0.08, f"gains of the correction per crop (dB): {np.round(gains, 3)}"
+
+
+def test_the_order_of_the_frames_does_not_matter():
+    """The halves are drawn from the frames sorted by content, not from the order they came in."""
+    truth = torch.from_numpy(_reference_crop(96))[None, None]
+    frames, masks, phases = _observed(truth, noise=1e-3, seed=3)
+    soft = blur(truth, torch.from_numpy(gaussian_kernel(PSF_SIZE, 1.5))[None, None])
+    permutation = torch.tensor([5, 2, 7, 0, 3, 6, 1, 4])
+    reordered = consistent(soft, frames[:, permutation], masks[:, permutation], phases[:, permutation])
+    assert torch.allclose(reordered, consistent(soft, frames, masks, phases), atol=1e-6)
