@@ -7,11 +7,14 @@ The tiled inference (`tiled.py`) only sees runners, so both backends share one t
 * `TorchRunner`: the PyTorch model on CPU or CUDA; on CUDA optionally under autocast (fp16/bf16).
 * `OnnxRunner`: an exported ONNX model in ONNX Runtime, CUDAExecutionProvider when the
   onnxruntime-gpu package provides it (and a GPU is wanted), CPUExecutionProvider otherwise.
+* `RefinedRunner`: either of them with steps after the network (*refinements*) that rework its
+  SR from the tile's own frames (the detail gate, the back-projection).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +43,10 @@ class Runner(Protocol):
 
     def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
         """(B,T,h,w) normalised frames and masks, (B,T,2) sub-pixel phases -> (B,2,3h,3w)."""
+
+
+Refinement = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+"""(sr (B,1,3h,3w), frames (B,T,h,w), masks, phases (B,T,2)) -> a reworked sr, torch tensors."""
 
 
 def _torch_oom_errors() -> tuple[type[BaseException], ...]:
@@ -133,6 +140,32 @@ class OnnxRunner:
                 raise TileOutOfMemory(text.splitlines()[0]) from None
             raise
         return np.concatenate([mean, log_scale], axis=1)
+
+
+class RefinedRunner:
+    """A runner whose SR is `runner`'s passed through `refinements` in turn, on the runner's torch
+    device (the CPU for ONNX Runtime); the predicted uncertainty is left as the network gives it."""
+
+    def __init__(self, runner: Runner, refinements: Sequence[Refinement]):
+        import torch
+        self.runner, self.refinements = runner, tuple(refinements)
+        self.refine_device = getattr(runner, "device", torch.device("cpu"))
+
+    def __getattr__(self, name: str) -> Any:
+        """What the wrapped runner says about itself (backend, provider, default_batch, ...)."""
+        return getattr(self.runner, name)
+
+    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        import torch
+        output = self.runner(frames, masks, phases)
+        with torch.inference_mode():
+            inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.refine_device)
+                      for a in (output[:, :1], frames, masks, phases)]
+            sr = inputs[0]
+            for refine in self.refinements:
+                sr = refine(sr, *inputs[1:])
+            output[:, :1] = sr.cpu().numpy()
+        return output
 
 
 def check_precision(precision: str, cuda: bool, backend: str) -> None:

@@ -23,7 +23,6 @@ docs/evaluation/consistency_blur_validation.log).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +32,6 @@ from ..models.sampling import (
     observe_at_phases,
     resample_at_phases,
 )
-from .backends import Runner
 
 CONSISTENCY_STEPS = 20
 """Back-projection steps from the network's SR (0: no correction). Chosen with AGREEMENT_WINDOW on
@@ -42,7 +40,9 @@ consistency_validation.log, fourth try) as the largest mean gain over six sets w
 more than 0.01 dB: in distribution +0.241 dB [+0.155, +0.339] over the gate alone, coarse-band
 stand-in +0.169 [+0.099, +0.242], surface change +0.016, out of range -0.003, low contrast
 -0.004 (10 steps: +0.195 / +0.132; 31 px against 63: +0.070 against +0.066 dB on average). About
-30% more time per scene on the CPU."""
+30% more time per scene on the CPU. Re-checked with the halves in content order against 30 and 40
+steps (docs/evaluation/consistency_steps_validation.log): 30 gain 0.018 dB more in distribution
+but lose 0.023 on low contrast, 40 lose more."""
 AGREEMENT_WINDOW = 31
 """HR pixels: the side of the window over which the two halves' corrections are correlated."""
 
@@ -86,10 +86,13 @@ def content_order(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tenso
 
 
 def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-               steps: int = CONSISTENCY_STEPS, window: int = AGREEMENT_WINDOW) -> torch.Tensor:
+               steps: int | None = None, window: int | None = None) -> torch.Tensor:
     """`sr` plus its back-projection correction (`back_project`, `steps` steps, all the frames)
     weighted by the agreement of the corrections from every other frame (`agreement_weight`;
-    frames in `content_order`); `sr` itself with fewer than two frames or no steps."""
+    frames in `content_order`); `sr` itself with fewer than two frames or no steps. A refinement
+    (``backends.Refinement``); `steps` and `window` default to CONSISTENCY_STEPS and AGREEMENT_WINDOW."""
+    steps = CONSISTENCY_STEPS if steps is None else steps
+    window = AGREEMENT_WINDOW if window is None else window
     if steps <= 0 or frames.shape[1] < 2:
         return sr
     batch = torch.arange(frames.shape[0], device=frames.device)[:, None]
@@ -97,27 +100,3 @@ def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phas
     full, even, odd = (back_project(sr, frames[batch, k], masks[batch, k], phases[batch, k], steps) - sr
                        for k in (order, order[:, 0::2], order[:, 1::2]))
     return sr + agreement_weight(even, odd, window) * full
-
-
-class ConsistencyRunner:
-    """A runner (``backends.Runner``) whose SR is `runner`'s made `consistent` with the tile's
-    frames, on the runner's torch device (the CPU for ONNX Runtime)."""
-
-    def __init__(self, runner: Runner):
-        self.runner = runner
-        self.ibp_device = getattr(runner, "device", torch.device("cpu"))
-
-    def __getattr__(self, name: str):
-        """What the wrapped runner says about itself (backend, provider, default_batch, ...)."""
-        return getattr(self.runner, name)
-
-    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
-        output = self.runner(frames, masks, phases)
-        if CONSISTENCY_STEPS <= 0:
-            return output
-        with torch.inference_mode():
-            inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.ibp_device)
-                      for a in (frames, masks, phases)]
-            sr = torch.from_numpy(np.ascontiguousarray(output[:, :1], np.float32)).to(self.ibp_device)
-            output[:, :1] = consistent(sr, *inputs, CONSISTENCY_STEPS, AGREEMENT_WINDOW).cpu().numpy()
-        return output

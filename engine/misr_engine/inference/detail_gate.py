@@ -3,7 +3,7 @@
 On a flat or faint surface under noise (water, haze, a low-contrast band, a noisy sensor) the
 network adds texture that is mostly amplified noise, and the classical registered mean (the
 clear frames resampled bicubically at their phases onto the reference's HR grid, averaged:
-``models.sampling.registered_mean``, on the runner's device) is closer to the truth. So the SR is that mean plus the network's detail
+``models.sampling.registered_mean``, on the runner's device: `gated`) is closer to the truth. So the SR is that mean plus the network's detail
 (network minus mean) weighted by how far the detail's local standard deviation, over
 GATE_WINDOW HR pixels, stands above the noise left in the mean of the clear frames (the frames'
 noise, ``Normalisation.noise``, over the square root of the number of clear frames there):
@@ -22,7 +22,6 @@ import torch
 from scipy import ndimage
 
 from ..models.sampling import registered_mean
-from .backends import Runner
 
 GATE_WINDOW = 31
 """HR pixels: the side of the window over which the detail's standard deviation is taken (31
@@ -72,27 +71,13 @@ def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise
     return gated.astype(sr.dtype)
 
 
-class DetailGateRunner:
-    """A runner (``backends.Runner``) whose SR is `runner`'s with the detail gated against the
-    registered mean of the same tile (`gate_detail`); `noise` in the network's units. The mean
-    is computed on the runner's torch device (the CPU for ONNX Runtime)."""
-
-    def __init__(self, runner: Runner, noise: float):
-        self.runner, self.noise = runner, noise
-        self.mean_device = getattr(runner, "device", torch.device("cpu"))
-
-    def __getattr__(self, name: str):
-        """What the wrapped runner says about itself (backend, provider, default_batch, ...)."""
-        return getattr(self.runner, name)
-
-    def __call__(self, frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> np.ndarray:
-        output = self.runner(frames, masks, phases)
-        if GATE_RATIOS is None or not self.noise > 0.0:
-            return output
-        with torch.inference_mode():
-            inputs = [torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.mean_device)
-                      for a in (frames, masks, phases)]
-            means, counts = (t[:, 0].cpu().numpy() for t in registered_mean(*inputs))
-        for index, (mean, count) in enumerate(zip(means, counts)):
-            output[index, 0] = gate_detail(output[index, 0], mean, count, self.noise)
-        return output
+def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+          noise: float) -> torch.Tensor:
+    """`gate_detail` of every tile's `sr` (B,1,3h,3w) against the registered mean of its frames
+    (B,T,h,w; clear where `masks` is 1; sub-pixel `phases` (B,T,2)); `noise` in the frames' units.
+    A refinement (``backends.Refinement``) once `noise` is bound."""
+    if GATE_RATIOS is None or not noise > 0.0:
+        return sr
+    means, counts = (t[:, 0].cpu().numpy() for t in registered_mean(frames, masks, phases))
+    tiles = sr[:, 0].cpu().numpy()
+    return torch.from_numpy(np.stack([gate_detail(*tile, noise) for tile in zip(tiles, means, counts)]))[:, None].to(sr)

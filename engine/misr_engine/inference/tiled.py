@@ -6,6 +6,7 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,9 +17,9 @@ from ..errors import MisrError
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import subpixel_phase
 from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
-from .backends import Runner, TileOutOfMemory, TorchRunner
-from .consistency import ConsistencyRunner
-from .detail_gate import DetailGateRunner
+from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
+from .consistency import consistent
+from .detail_gate import gated
 from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
 from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
@@ -119,7 +120,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    runner = ConsistencyRunner(DetailGateRunner(tuned or runner, norm.noise / norm.spread))
+    runner = RefinedRunner(tuned or runner, [partial(gated, noise=norm.noise / norm.spread), consistent])
     share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)
