@@ -8,18 +8,22 @@ validation window degraded in the training ranges without change (9 frames, 80 x
 before and after one square field (17 x 17 LR px, 4.5% of the scene, as the sample's 30 x 30 of
 140 x 140) is raised by 1.4 x the scene's level (the sample's 1500 DN on 1086) in 4 of the 9
 frames, on the ground (it moves with each frame's simulated misregistration). Printed per
-candidate clip of the registration's high-passed images (``registration.shift.HIGHPASS_CLIP``):
+candidate clip of the registration's high-passed images (``registration.shift.HIGHPASS_CLIP``)
+and per candidate centre of the output grid (``registration.stack.CENTRE_CLIP``; 'none': the
+frames' median position), and with the field in the reference frame or not:
 the mean |after - before| more than 20 LR px from the field, in % of the level, with its 95%
 bootstrap interval over scenes, and the cPSNR of the unchanged scenes (the change against the
 first candidate, paired).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips none 1 \\
         | tee docs/evaluation/change_away_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --centre-clips none 0.25
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -37,7 +41,8 @@ from misr_engine.imaging.resample import shift_image
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import shift
+from misr_engine.registration import shift, stack
+from misr_engine.registration.streamed import stack_registration
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
 CHANGED_FRAMES = 4
@@ -74,6 +79,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--clips", nargs="+", default=["none", "1"],
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
+    parser.add_argument("--centre-clips", nargs="+", default=["none"],
+                        help="candidate stack.CENTRE_CLIP values ('none': the median position)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -90,17 +97,23 @@ def main() -> None:
     print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
     first = None
-    for value in args.clips:
+    for value, centre in itertools.product(args.clips, args.centre_clips):
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
-        moved, scores = [], []
+        stack.CENTRE_CLIP = None if centre == "none" else float(centre)
+        moved, scores, in_reference = [], [], []
         for frames, masks, hr, (field, changed) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
-            before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+            before_stack = Stack.in_memory(frames, masks)
+            before = super_resolve(before_stack, model, torch.device("cpu"))[0]
             after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
+            reference = stack_registration(before_stack)[1]
+            in_reference.append(not np.array_equal(changed[reference], frames[reference]))
         mean, low, high = mean_interval(moved)
-        line = (f"{value:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst {max(moved):.3f}%), "
+        line = (f"clip {value:>4}, centre {centre:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+                f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
+                f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")
         if first is None:
             first = scores
@@ -108,7 +121,6 @@ def main() -> None:
             gain, glow, ghigh = paired_interval(scores, first)
             line += f" ({gain:+.3f} [{glow:+.3f}, {ghigh:+.3f}])"
         print(line, flush=True)
-
 
 if __name__ == "__main__":
     main()

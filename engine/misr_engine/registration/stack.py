@@ -18,6 +18,11 @@ from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
 REGISTRATION_WINDOW = 512
+CENTRE_CLIP: float | None = None
+"""None: the output grid sits on the frames' median position (`centre_shifts`). A value (LR px):
+on the mean position of the frames whose shift is within it of the median, which moves less
+when one frame's estimate moves (1 / T of its move against up to a half for the median of an
+even count) and still ignores frames far off (scripts/change_away_study.py --centre-clips)."""
 
 
 def central_window(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
@@ -62,10 +67,15 @@ def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
     frame's: the output grid then depends on every frame, not on which one is the reference
     (a field that changed in some frames may make another frame the sharpest), and is the best
     estimate of the scene's true position when misregistration is random."""
+    shifts = np.asarray(shifts, np.float64)
     usable = np.asarray(masks, bool).reshape(len(masks), -1).any(axis=1)
     if not usable.any():
-        return np.asarray(shifts, np.float64)
-    return np.asarray(shifts, np.float64) - np.median(np.asarray(shifts)[usable], axis=0)
+        return shifts
+    median = np.median(shifts[usable], axis=0)
+    if CENTRE_CLIP is None:
+        return shifts - median
+    near = usable & (np.abs(shifts - median).max(axis=1) <= CENTRE_CLIP)
+    return shifts - shifts[near].mean(axis=0)
 
 
 def reference_frame(frames: np.ndarray, masks: np.ndarray) -> int:
