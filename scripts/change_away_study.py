@@ -9,7 +9,7 @@ before and after one square field (17 x 17 LR px, 4.5% of the scene, as the samp
 140 x 140) is raised by 1.4 x the scene's level (the sample's 1500 DN on 1086) in 4 of the 9
 frames, on the ground (it moves with each frame's simulated misregistration). Printed per
 candidate clip of the registration's high-passed images (``registration.shift.HIGHPASS_CLIP``)
-and per candidate centre of the output grid (``registration.stack.CENTRE_CLIP``; 'none': the
+and per candidate centre of the output grid (``registration.stack.CENTRE_TRIM``; 'none': the
 frames' median position), and with the field in the reference frame or not:
 the mean |after - before| more than 20 LR px from the field, in % of the level, with its 95%
 bootstrap interval over scenes, and the cPSNR of the unchanged scenes (the change against the
@@ -17,7 +17,7 @@ first candidate, paired).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips none 1 \\
         | tee docs/evaluation/change_away_validation.log
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --centre-clips none 0.25
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --centre-trims none 0.125 0.25
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--clips", nargs="+", default=["none", "1"],
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
-    parser.add_argument("--centre-clips", nargs="+", default=["none"],
-                        help="candidate stack.CENTRE_CLIP values ('none': the median position)")
+    parser.add_argument("--centre-trims", nargs="+", default=["none"],
+                        help="candidate stack.CENTRE_TRIM values ('none': the median position)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -97,9 +97,9 @@ def main() -> None:
     print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
     first = None
-    for value, centre in itertools.product(args.clips, args.centre_clips):
+    for value, centre in itertools.product(args.clips, args.centre_trims):
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
-        stack.CENTRE_CLIP = None if centre == "none" else float(centre)
+        stack.CENTRE_TRIM = None if centre == "none" else float(centre)
         moved, scores, in_reference = [], [], []
         for frames, masks, hr, (field, changed) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             before_stack = Stack.in_memory(frames, masks)
@@ -111,7 +111,7 @@ def main() -> None:
             reference = stack_registration(before_stack)[1]
             in_reference.append(not np.array_equal(changed[reference], frames[reference]))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre {centre:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

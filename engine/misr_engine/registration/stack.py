@@ -11,6 +11,7 @@ goes to the network, which resamples onto the HR grid itself.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
@@ -18,11 +19,11 @@ from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
 REGISTRATION_WINDOW = 512
-CENTRE_CLIP: float | None = None
-"""None: the output grid sits on the frames' median position (`centre_shifts`). A value (LR px):
-on the mean position of the frames whose shift is within it of the median, which moves less
-when one frame's estimate moves (1 / T of its move against up to a half for the median of an
-even count) and still ignores frames far off (scripts/change_away_study.py --centre-clips)."""
+CENTRE_TRIM: float | None = None
+"""None: the output grid sits on the frames' median position (`centre_shifts`). A share: on their
+trimmed mean position (that share of the frames cut at each end, per axis), which moves less when
+one frame's estimate moves (1 / (T - 2 cut) of its move, against up to a half for the median of
+an even count) and still ignores a frame far off (scripts/change_away_study.py --centre-trims)."""
 
 
 def central_window(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
@@ -71,11 +72,9 @@ def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
     usable = np.asarray(masks, bool).reshape(len(masks), -1).any(axis=1)
     if not usable.any():
         return shifts
-    median = np.median(shifts[usable], axis=0)
-    if CENTRE_CLIP is None:
-        return shifts - median
-    near = usable & (np.abs(shifts - median).max(axis=1) <= CENTRE_CLIP)
-    return shifts - shifts[near].mean(axis=0)
+    if CENTRE_TRIM is None:
+        return shifts - np.median(shifts[usable], axis=0)
+    return shifts - stats.trim_mean(shifts[usable], CENTRE_TRIM, axis=0)
 
 
 def reference_frame(frames: np.ndarray, masks: np.ndarray) -> int:
