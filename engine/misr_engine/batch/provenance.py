@@ -1,8 +1,9 @@
 """Whether a scene is already done: its outputs exist with this run's provenance tags.
 
 `super_resolve_files` tags both outputs with the weights' SHA-256 (MISR_WEIGHTS_SHA256), the
-run's options with its input paths (MISR_OPTIONS, `pipeline.run_options`) and the product
-(MISR_PRODUCT). Outputs are committed atomically, so an output that exists is whole: a scene
+run's options with its input paths (MISR_OPTIONS, `pipeline.run_options`), the engine's version
+(MISR_ENGINE_VERSION: another version may compute another SR from the same inputs) and the
+product (MISR_PRODUCT). Outputs are committed atomically, so an output that exists is whole: a scene
 whose outputs all carry the tags this run would write is done, and a rerun skips it.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from osgeo import gdal
 
+from .. import __version__
 from ..errors import MisrError
 from ..pipeline import PRODUCTS, SuperResolveRequest, run_options
 
@@ -67,6 +69,8 @@ def _difference(tags: dict[str, str] | None, product: str, weights_sha256: str,
         return f"MISR_PRODUCT is {tags.get('MISR_PRODUCT')!r}, not {product!r}"
     if tags.get("MISR_WEIGHTS_SHA256") != weights_sha256:
         return "other weights"
+    if tags.get("MISR_ENGINE_VERSION") != __version__:
+        return f"written by misr {tags.get('MISR_ENGINE_VERSION', 'of unknown version')}, this is misr {__version__}"
     try:
         written = json.loads(tags["MISR_OPTIONS"])
     except (KeyError, ValueError):

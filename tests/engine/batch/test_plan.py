@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from osgeo import gdal
 
+from misr_engine import __version__
 from misr_engine.batch.manifest import Scene
 from misr_engine.batch.plan import plan_batch
 from misr_engine.batch.provenance import DONE, MISSING, OTHER, PARTIAL, output_state, weights_sha256
@@ -25,7 +26,8 @@ def tagged(path: Path, request: SuperResolveRequest, product: int, **changes: st
     make_raster(path, textured(6, 6, 0), gdal.GDT_Float32)
     dataset = gdal.Open(str(path), gdal.GA_Update)
     dataset.SetMetadata({"MISR_PRODUCT": PRODUCTS[product][0], "MISR_WEIGHTS_SHA256": weights_sha256(request),
-                         "MISR_OPTIONS": json.dumps(run_options(request)), **changes})
+                         "MISR_OPTIONS": json.dumps(run_options(request)), "MISR_ENGINE_VERSION": __version__,
+                         **changes})
     dataset = None
     return path
 
@@ -56,6 +58,10 @@ def test_outputs_are_missing_done_partial_or_from_another_run(request_, tmp_path
         assert (state.kind, state.message) == (OTHER, f"{tmp_path / 'sr.tif'}: already exists from another run ({why}); "
                                 "use --overwrite to replace it"), why
     assert "(other weights)" in output_state(request_, "0" * 64).message
+    # another engine version may compute another SR from the same inputs and weights
+    tagged(tmp_path / "sr.tif", request_, 0, MISR_ENGINE_VERSION="0.0.9")
+    assert f"(written by misr 0.0.9, this is misr {__version__})" in output_state(request_, sha).message
+    tagged(tmp_path / "sr.tif", request_, 0)
     # where the batch runs and writes is not provenance
     assert output_state(replace(request_, device="cuda", batch_size=8, overwrite=True), sha).kind == DONE
     tagged(tmp_path / "unc.tif", request_, 0)  # the SR file given as the uncertainty
