@@ -74,7 +74,8 @@ def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise
 def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
           noise: float) -> torch.Tensor:
     """`gate_detail` of every tile's `sr` (B,1,3h,3w) against the registered mean of its frames
-    (B,T,h,w; clear where `masks` is 1; sub-pixel `phases` (B,T,2)); `noise` in the frames' units.
+    (B,T,h,w, normalised; clear where `masks` is 1; sub-pixel `phases` (B,T,2)); `noise` in the
+    same units (the network's).
     A refinement (``backends.Refinement``) once `noise` is bound."""
     if GATE_RATIOS is None or not noise > 0.0:
         return sr
