@@ -42,7 +42,7 @@ from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 from misr_engine.registration import shift, stack
-from misr_engine.registration.streamed import stack_registration
+from misr_engine.registration.stack import reference_frame, registration_window
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
 CHANGED_FRAMES = 4
@@ -93,23 +93,22 @@ def main() -> None:
         changed = frames.copy()
         for t in which:
             changed[t] += RELATIVE_CHANGE * float(np.median(frames[masks])) * field_in_frame(field, shifts[t])
-        changes.append((field, changed))
+        window = (slice(None), *registration_window(frames.shape[-2:]))
+        changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
     print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
+    in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
     for value, centre in itertools.product(args.clips, args.centre_trims):
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
-        moved, scores, in_reference = [], [], []
-        for frames, masks, hr, (field, changed) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
-            before_stack = Stack.in_memory(frames, masks)
-            before = super_resolve(before_stack, model, torch.device("cpu"))[0]
+        moved, scores = [], []
+        for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
+            before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
             after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
-            reference = stack_registration(before_stack)[1]
-            in_reference.append(not np.array_equal(changed[reference], frames[reference]))
         mean, low, high = mean_interval(moved)
         line = (f"clip {value:>4}, centre trim {centre:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
@@ -121,6 +120,7 @@ def main() -> None:
             gain, glow, ghigh = paired_interval(scores, first)
             line += f" ({gain:+.3f} [{glow:+.3f}, {ghigh:+.3f}])"
         print(line, flush=True)
+
 
 if __name__ == "__main__":
     main()
