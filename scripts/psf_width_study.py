@@ -7,7 +7,10 @@ frames (mean squared residual, per-frame bias removed): whether that misfit coul
 width. Prints per set the mean gain of each width over the shipped one, the best width per scene
 (chosen with the target: an oracle), the misfit's pick and the misfit ratio at 1.6 to 1.2 HR px.
 Besides the engine's sets, `mid-blur` and `wide-blur`: the in-distribution conditions with blur
-1.8-2.4 / 2.6-3.0 HR px, noise 0.2-0.5% of the level, no clouds and no change.
+1.8-2.4 / 2.6-3.0 HR px, noise 0.2-0.5% of the level, no clouds and no change; and `sensor-S`
+for each S of `--sensor-sigmas`: the in-distribution conditions (noise, clouds, change) with every
+frame blurred by one isotropic Gaussian of S HR px and no halo, as one sensor's frames are (what
+a user who states the sensor's MTF, ``--sensor-mtf``, has).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/psf_width_study.py --sets wide-blur in-distribution --scenes 12
 """
@@ -52,9 +55,18 @@ def misfit(sr: np.ndarray, prepared: B.Prepared, width: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["in-distribution", "coarse-bands", "mid-blur", "wide-blur"],
-                        choices=list(SETS) + list(BLURRED))
+                        help="sets of detail_gate_study.SETS, mid-blur, wide-blur, sensor-S")
     parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--sensor-sigmas", type=float, nargs="*", default=[],
+                        help="HR px: add a set `sensor-S` per value (one isotropic Gaussian for every frame)")
+    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS))
     args = parser.parse_args()
+    widths = tuple(sorted(set(args.widths) | {consistency.PSF_SIGMA}))
+    for sigma in args.sensor_sigmas:
+        BLURRED[f"sensor-{sigma:g}"] = replace(Degradation(), psf_sigma=(sigma, sigma), halo_probability=0.0)
+    unknown = [s for s in args.sets if s not in SETS and s not in BLURRED]
+    if unknown:
+        parser.error(f"unknown sets: {unknown}")
     for name, conditions in BLURRED.items():
         adaptation.EVIDENCE_SETS[name] = replace(adaptation.EVIDENCE_SETS["in-distribution"], conditions=conditions)
         SETS[name] = (name, 9, 64)
@@ -70,18 +82,18 @@ def main() -> None:
             with mock.patch.object(consistency, "CONSISTENCY_STEPS", 0):
                 gated = super_resolve(stack, runner)[0]
             start = np.where(np.isfinite(gated), gated, np.nanmean(gated))
-            fits = {str(w): misfit(start, B.engine_prepared(frames, masks), w) for w in WIDTHS}
+            fits = {str(w): misfit(start, B.engine_prepared(frames, masks), w) for w in widths}
             picks.append(min(fits, key=fits.get))
-            ratios.append(fits["1.6"] / fits["1.2"])
+            ratios.append(fits.get("1.6", np.nan) / fits.get("1.2", np.nan))
             row = {}
-            for width in WIDTHS:
+            for width in widths:
                 with mock.patch.object(consistency, "PSF_SIGMA", width), \
                         mock.patch.object(consistency, "PSF_SIZE", max(consistency.PSF_SIZE, 2 * math.ceil(3 * width) + 1)):
                     row[str(width)] = scene_score(super_resolve(stack, runner)[0], hr)
             scores.append(row)
         print(f"{set_name} ({len(scores)} scenes): best width per scene {[max(r, key=r.get) for r in scores]}")
         print("   gain over " + shipped + ": " + " ".join(
-            f"{w}: {np.mean([r[w] - r[shipped] for r in scores]):+.3f}" for w in map(str, WIDTHS)))
+            f"{w}: {np.mean([r[w] - r[shipped] for r in scores]):+.3f}" for w in map(str, widths)))
         print(f"   misfit's pick {picks}; misfit ratio 1.6 / 1.2 {np.round(ratios, 3).tolist()}", flush=True)
 
 
