@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
+from .imaging.mtf import DETECTOR_MTF, MTF_RANGE, psf_sigma_from_mtf
 from .models.registry import DEFAULT_MODEL
 from .rasters.bands import band_identity, parse_bands, resolve_bands
 from .rasters.masks import AUTO, MaskOptions
@@ -87,6 +88,9 @@ class SuperResolveRequest:
     max_frames: int = DEFAULT_MAX_FRAMES
     ttf_steps: int = 0
     kernels_out: str | None = None
+    sensor_mtf: float | None = None
+    """The sensor's MTF at the input's Nyquist frequency, for the back-projection's PSF (``imaging.mtf``;
+    None: the engine's Gaussian of ``backprojection.PSF_SIGMA``)."""
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
@@ -103,6 +107,11 @@ class SuperResolveRequest:
         if self.masks or not self.auto_mask:
             return None
         return Screening(dilation=DEFAULT_DILATION if self.mask_dilation is None else self.mask_dilation)
+
+    @property
+    def psf_sigma(self) -> float | None:
+        """HR px: the back-projection's Gaussian PSF for ``sensor_mtf`` (None: the engine's default)."""
+        return None if self.sensor_mtf is None else psf_sigma_from_mtf(self.sensor_mtf)
 
     @property
     def inputs(self) -> list[str]:
@@ -140,6 +149,11 @@ class SuperResolveRequest:
             if self.ttf_steps > MAX_STEPS:
                 raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
                                 "on 2 CPU cores; the model card's runs use 50 to 200)")
+        if self.sensor_mtf is not None:
+            low, high = MTF_RANGE
+            if not low <= self.sensor_mtf <= high:
+                raise MisrError(f"--sensor-mtf {self.sensor_mtf:g}: must be between {low:g} and {high:g} (the MTF at "
+                                f"the input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})")
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         for path in self.rasters:
@@ -205,7 +219,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
             progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
-                                      on_warning=warn, on_kernels=kernels.append, registration=registration)
+                                      on_warning=warn, on_kernels=kernels.append, registration=registration,
+                                      psf_sigma=request.psf_sigma)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters

@@ -23,6 +23,8 @@ docs/evaluation/consistency_blur_validation.log).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -47,11 +49,17 @@ AGREEMENT_WINDOW = 31
 """HR pixels: the side of the window over which the two halves' corrections are correlated."""
 
 
+def psf_kernel(sigma: float) -> torch.Tensor:
+    """(1,1,K,K) Gaussian of `sigma` HR px, K at least PSF_SIZE and 6 sigma."""
+    return torch.from_numpy(gaussian_kernel(max(PSF_SIZE, 2 * math.ceil(3 * sigma) + 1), sigma))[None, None]
+
+
 def back_project(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-                 steps: int) -> torch.Tensor:
+                 steps: int, psf_sigma: float = PSF_SIGMA) -> torch.Tensor:
     """`steps` IBP steps from `sr` (B,1,3H,3W) towards the clear pixels of `frames` (B,T,H,W;
-    `masks` 1 where clear) seen at their sub-pixel `phases` (B,T,2, LR px)."""
-    psf = torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None].to(sr)
+    `masks` 1 where clear) seen at their sub-pixel `phases` (B,T,2, LR px) through a Gaussian
+    PSF of `psf_sigma` HR px."""
+    psf = psf_kernel(psf_sigma).to(sr)
     hr_weights = resample_at_phases(masks, phases, "bilinear")
     for _ in range(steps):
         residuals = masks * (frames - observe_at_phases(blur(sr, psf), phases))
@@ -86,17 +94,19 @@ def content_order(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tenso
 
 
 def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-               steps: int | None = None, window: int | None = None) -> torch.Tensor:
+               steps: int | None = None, window: int | None = None, psf_sigma: float | None = None) -> torch.Tensor:
     """`sr` plus its back-projection correction (`back_project`, `steps` steps, all the frames)
     weighted by the agreement of the corrections from every other frame (`agreement_weight`;
     frames in `content_order`); `sr` itself with fewer than two frames or no steps. A refinement
-    (``backends.Refinement``); `steps` and `window` default to CONSISTENCY_STEPS and AGREEMENT_WINDOW."""
+    (``backends.Refinement``); `steps`, `window` and `psf_sigma` (HR px: the sensor's PSF, as
+    stated by the user) default to CONSISTENCY_STEPS, AGREEMENT_WINDOW and PSF_SIGMA."""
     steps = CONSISTENCY_STEPS if steps is None else steps
     window = AGREEMENT_WINDOW if window is None else window
+    psf_sigma = PSF_SIGMA if psf_sigma is None else psf_sigma
     if steps <= 0 or frames.shape[1] < 2:
         return sr
     batch = torch.arange(frames.shape[0], device=frames.device)[:, None]
     order = content_order(frames, masks, phases)
-    full, even, odd = (back_project(sr, frames[batch, k], masks[batch, k], phases[batch, k], steps) - sr
+    full, even, odd = (back_project(sr, frames[batch, k], masks[batch, k], phases[batch, k], steps, psf_sigma) - sr
                        for k in (order, order[:, 0::2], order[:, 1::2]))
     return sr + agreement_weight(even, odd, window) * full

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging.mtf import ENGINE_PSF_SIGMA
 from .kernels import PointSpreadFunction
 from .sampling import masked_temporal_mean, observe_at_phases, resample_at_phases
 
-PSF_SIGMA = 1.2  # initial Gaussian PSF (HR px), as ``baselines.IBP_SIGMA``
+PSF_SIGMA = ENGINE_PSF_SIGMA  # initial Gaussian PSF (HR px), as ``baselines.IBP_SIGMA``
 PSF_SIZE = 9
 FILTER_SIZE = 5
 GAIN_RANGE = (0.5, 2.0)

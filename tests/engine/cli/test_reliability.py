@@ -231,7 +231,8 @@ def test_an_output_that_is_a_directory_or_the_uncertainty_file_is_refused(tmp_pa
     assert_clean_error(result.returncode, result.stdout, result.stderr, "sr.tif", "same file")
 
 
-@pytest.mark.parametrize("option", [("--tile-size", "8"), ("--overlap", "-1"), ("--max-frames", "0")])
+@pytest.mark.parametrize("option", [("--tile-size", "8"), ("--overlap", "-1"), ("--max-frames", "0"),
+                                    ("--sensor-mtf", "0.8"), ("--sensor-mtf", "0")])
 def test_bad_numbers_are_refused(tmp_path, option):
     result = super_resolve(make_scene(tmp_path), tmp_path / "sr.tif", *option)
     assert_clean_error(result.returncode, result.stdout, result.stderr, f"{option[0]} {option[1]}")

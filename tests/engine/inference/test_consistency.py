@@ -12,7 +12,7 @@ from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import Degradation, degrade
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import consistency
-from misr_engine.inference.consistency import back_project, consistent
+from misr_engine.inference.consistency import back_project, consistent, psf_kernel
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA, PSF_SIZE, blur, gaussian_kernel
 from misr_engine.models.sampling import observe_at_phases
@@ -30,13 +30,13 @@ def _reference_crop(side: int) -> np.ndarray:
     return hr[100:100 + side, 100:100 + side]
 
 
-def _observed(truth: torch.Tensor, noise: float, seed: int) -> tuple[torch.Tensor, ...]:
-    """FRAMES frames of `truth` (1,1,3H,3W) through the back-projection's own forward model at
-    random sub-pixel phases, with Gaussian noise of `noise`; all clear."""
+def _observed(truth: torch.Tensor, noise: float, seed: int, psf_sigma: float = PSF_SIGMA) -> tuple[torch.Tensor, ...]:
+    """FRAMES frames of `truth` (1,1,3H,3W) through the back-projection's own forward model (a
+    Gaussian PSF of `psf_sigma` HR px) at random sub-pixel phases, with Gaussian noise of `noise`;
+    all clear."""
     generator = torch.Generator().manual_seed(seed)
     phases = torch.rand(1, FRAMES, 2, generator=generator) - 0.5
-    psf = torch.from_numpy(gaussian_kernel(PSF_SIZE, PSF_SIGMA))[None, None]
-    frames = observe_at_phases(blur(truth, psf), phases)
+    frames = observe_at_phases(blur(truth, psf_kernel(psf_sigma)), phases)
     frames = frames + noise * torch.randn(frames.shape, generator=generator)
     return frames, torch.ones_like(frames), phases
 
@@ -52,6 +52,26 @@ def test_a_soft_sr_is_sharpened_towards_the_truth_the_frames_support():
     soft = blur(truth, torch.from_numpy(gaussian_kernel(PSF_SIZE, 1.5))[None, None])
     corrected = consistent(soft, frames, masks, phases)
     assert _rmse(corrected, truth) < 0.8 * _rmse(soft, truth)
+
+
+@pytest.mark.parametrize("sensor_sigma, most", [(2.0, 0.85), (0.9, 0.97)])
+def test_a_stated_sensor_psf_brings_the_sr_closer_than_the_engines_own(sensor_sigma, most):
+    """Frames of a blurrier (2.0 HR px) or sharper (0.9) sensor than the engine's Gaussian: with
+    the sensor's PSF stated (``--sensor-mtf``) the correction lands nearer the truth (measured:
+    0.0212 against 0.0268 of the default, 0.0176 against 0.0191)."""
+    truth = torch.from_numpy(_reference_crop(96))[None, None]
+    frames, masks, phases = _observed(truth, noise=1e-3, seed=0, psf_sigma=sensor_sigma)
+    soft = blur(truth, torch.from_numpy(gaussian_kernel(PSF_SIZE, 1.5))[None, None])
+    stated = consistent(soft, frames, masks, phases, psf_sigma=sensor_sigma)
+    assert _rmse(stated, truth) < most * _rmse(consistent(soft, frames, masks, phases), truth)
+
+
+def test_the_default_psf_is_the_engines_gaussian():
+    truth = torch.from_numpy(_reference_crop(48))[None, None]
+    frames, masks, phases = _observed(truth, noise=1e-3, seed=2)
+    assert psf_kernel(PSF_SIGMA).shape[-1] == PSF_SIZE  # the kernel the network was trained with
+    assert torch.equal(consistent(truth, frames, masks, phases),
+                       consistent(truth, frames, masks, phases, psf_sigma=PSF_SIGMA))
 
 
 def test_where_the_correction_would_be_noise_the_sr_is_left_alone():
