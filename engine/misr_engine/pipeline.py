@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from . import SCALE, __version__, signals
 from .errors import MisrError
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
-from .imaging.mtf import DETECTOR_MTF, MTF_RANGE, psf_sigma_from_mtf
+from .imaging.mtf import DETECTOR_MTF, ENGINE_MTF, MTF_RANGE, psf_sigma_from_mtf
 from .models.registry import DEFAULT_MODEL
 from .rasters.bands import band_identity, parse_bands, resolve_bands
 from .rasters.masks import AUTO, MaskOptions
@@ -281,13 +281,14 @@ def _write_kernels(path: str, reports: list[dict], tags: dict[str, Any]) -> None
         json.dump({**provenance, **report}, handle, indent=1)
 
 
-def limits() -> dict[str, int]:
+def limits() -> dict[str, Any]:
     """The bounds of a run's options (`misr models --json`; the plugin checks against them)."""
     from .inference.finetune import (DEFAULT_STEPS as DEFAULT_TTF_STEPS, MAX_STEPS as MAX_TTF_STEPS,
                                      MIN_FRAMES as MIN_TTF_FRAMES)
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
-            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS}
+            "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS,
+            "sensor_mtf_range": list(MTF_RANGE), "engine_mtf": round(ENGINE_MTF, 3)}
 
 
 def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:

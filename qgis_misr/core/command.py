@@ -17,6 +17,7 @@ MASK_DILATION_OPTION = "--mask-dilation"
 MASK_SNOW_OPTION = "--mask-snow"
 MASK_DARK_OPTION = "--mask-dark-areas"
 KERNELS_OPTION = "--kernels-out"
+SENSOR_MTF_OPTION = "--sensor-mtf"
 
 
 class UnsupportedOption(ValueError):
@@ -30,7 +31,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     Output paths must already be chosen (temporary ones included). ``--model`` is left out when
     ``params.model`` is '' (the engine's default), ``--weights`` when ``params.weights`` is ''.
     ``--ttf-steps`` (and ``--kernels-out`` with a kernels file) is passed
-    only when fine-tuning is on, and only if the engine's ``--help`` lists it. ``--align`` is
+    only when fine-tuning is on, and only if the engine's ``--help`` lists it; ``--sensor-mtf`` likewise
+    only when a sensor MTF is stated. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option). The options
     of masks, screening and bands (docs/cli-contract.md) are passed only when they differ from
@@ -64,6 +66,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
         if params.kernels_out:
             _require(caps, KERNELS_OPTION, "writing the estimated blur kernels")
             argv += [KERNELS_OPTION, os.path.abspath(params.kernels_out)]
+    if params.sensor_mtf is not None:
+        _require(caps, SENSOR_MTF_OPTION, "stating the sensor's MTF")
+        argv += [SENSOR_MTF_OPTION, f"{params.sensor_mtf:g}"]
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

@@ -165,6 +165,10 @@ class EngineLimits:
     max_frames: Optional[int] = None
     min_ttf_frames: Optional[int] = None
     default_ttf_steps: Optional[int] = None
+    sensor_mtf_range: Optional[Tuple[float, float]] = None
+    """The sensor MTFs at Nyquist ``--sensor-mtf`` accepts (low, high)."""
+    engine_mtf: Optional[float] = None
+    """The MTF at Nyquist the engine assumes when none is stated."""
 
 
 def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
@@ -185,8 +189,10 @@ def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
             capabilities=frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None,
             card=item.get("card") or None, weights_options=_weights_options(item.get("weights_options"))))
     limits = answer.get("limits") if isinstance(answer.get("limits"), Mapping) else {}
-    values = {key: _positive_int(limits.get(key)) for key in EngineLimits.__dataclass_fields__}
-    return models, EngineLimits(**values)
+    values = {key: _positive_int(limits.get(key)) for key in EngineLimits.__dataclass_fields__
+              if key not in ("sensor_mtf_range", "engine_mtf")}
+    return models, EngineLimits(**values, sensor_mtf_range=_float_range(limits.get("sensor_mtf_range")),
+                                engine_mtf=_fraction(limits.get("engine_mtf")))
 
 
 def _weights_options(items) -> Tuple[WeightsChoice, ...]:
@@ -197,6 +203,23 @@ def _weights_options(items) -> Tuple[WeightsChoice, ...]:
             choices.append(WeightsChoice(str(item["name"]), str(item.get("label") or item["name"]),
                                          str(item["weights"]), item.get("card") or None))
     return tuple(choices)
+
+
+def _fraction(value) -> Optional[float]:
+    """`value` as a number in (0, 1), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0.0 < number < 1.0 else None
+
+
+def _float_range(value) -> Optional[Tuple[float, float]]:
+    """A [low, high] pair of fractions with low < high, else None."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = map(_fraction, value)
+    return (low, high) if low is not None and high is not None and low < high else None
 
 
 def _positive_int(value) -> Optional[int]:

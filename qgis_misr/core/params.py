@@ -13,6 +13,11 @@ from .grid import GeoTransform, Grid
 
 DEFAULT_TTF_STEPS = 20  # the engine's limits.default_ttf_steps (chosen on validation scenes) when it reports none
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
+SENSOR_MTF_TOOLTIP = ("The sensor's MTF at the frames' Nyquist frequency, as its data-quality report gives it "
+                      "per band (optics, detector and motion together; a resampled product's is lower). The "
+                      "engine then makes the SR consistent with the frames through that blur. Leave it at the "
+                      "engine's default (Sentinel-2-like) unless you know it: a value lower than the true one "
+                      "oversharpens.")
 """The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 
 
@@ -77,6 +82,8 @@ class RunParameters:
     ttf_steps: int = DEFAULT_TTF_STEPS
     kernels_out: str = ""
     """With fine-tuning: a JSON file for the blur kernels it estimated per frame ('' = none)."""
+    sensor_mtf: Optional[float] = None
+    """The sensor's MTF at the frames' Nyquist frequency (``--sensor-mtf``); None = the engine's own."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an id from ``misr devices --json``)."""
     tile_size: int = 0

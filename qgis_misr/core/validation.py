@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from .command import SENSOR_MTF_OPTION
 from .engine import EngineCapabilities, UnknownModel
 from .grid import coarser_factor, mismatches
 from .params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
@@ -210,12 +211,14 @@ def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities
 
 
 def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[str]:
-    """The model and the tile size against what the engine reported."""
+    """The model, the tile size and the sensor MTF against what the engine reported."""
     problems = []
     minimum = caps.limits.min_tile_size
     if params.tile_size and minimum and params.tile_size < minimum:
         problems.append(f"Tile size {params.tile_size}: must be at least {minimum} pixels "
                         f"(or 0 for the engine's default).")
+    if params.sensor_mtf is not None:
+        problems += _sensor_mtf_problems(params.sensor_mtf, caps)
     try:
         model = caps.model(params.model)
     except UnknownModel as exc:
@@ -224,6 +227,17 @@ def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[st
         problems.append(f"Test-time fine-tuning: {model.label} is not fine-tunable.")
     too_few = ttf_frames_problem(len(params.frames), caps) if params.ttf_enabled else None
     return problems + ([too_few] if too_few else [])
+
+
+def _sensor_mtf_problems(mtf: float, caps: EngineCapabilities) -> List[str]:
+    """A stated sensor MTF against the engine: the option offered, the value in its range."""
+    if caps.options and not caps.supports(SENSOR_MTF_OPTION):
+        return [f"Sensor MTF: this engine's 'misr super-resolve --help' has no {SENSOR_MTF_OPTION} option."]
+    bounds = caps.limits.sensor_mtf_range
+    if bounds and not bounds[0] <= mtf <= bounds[1]:
+        return [f"Sensor MTF {mtf:g}: must be between {bounds[0]:g} and {bounds[1]:g} (the MTF at the "
+                f"frames' Nyquist frequency), or unset for the engine's own."]
+    return []
 
 
 def _file_problem(info: RasterInfo) -> Optional[str]:

@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
+    QDoubleSpinBox,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -38,10 +39,10 @@ from qgis.PyQt.QtWidgets import (
 
 from .. import settings
 from ..controller import RunController
-from ..core.command import TTF_OPTION
+from ..core.command import SENSOR_MTF_OPTION, TTF_OPTION
 from ..core.engine import EngineCapabilities, EngineLocation, ModelInfo, UnknownModel, cached_capabilities
 from ..core.naming import looks_like_mask, match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, SENSOR_MTF_TOOLTIP, FrameInput, RunParameters
 from ..core.run import RunError
 from ..core.masks import detect_kinds
 from ..core.validation import FINE_TUNABLE, preselect, run_notes, ttf_frames_problem, validate_parameters
@@ -165,7 +166,7 @@ class MisrDialog(QDialog):
         self.kernels_widget.fileChanged.connect(lambda *_: self.validate())
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
-                       self.ttf_steps.valueChanged, self.align_check.toggled):
+                       self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_spin.valueChanged):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -240,6 +241,11 @@ class MisrDialog(QDialog):
         ttf_row.addWidget(self.ttf_steps)
         ttf_row.addWidget(self.ttf_note, 1)
         self.options_form.addRow("Fine-tuning", ttf_row)
+        self.mtf_spin = QDoubleSpinBox()  # not kept between sessions: a stated MTF belongs to one sensor
+        self.mtf_spin.setDecimals(2)
+        self.mtf_spin.setSingleStep(0.01)
+        self._set_mtf_limits(None)
+        self.options_form.addRow("Sensor MTF", self.mtf_spin)
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
         self.device_refresh = QToolButton()
@@ -611,6 +617,7 @@ class MisrDialog(QDialog):
         self._set_devices(caps if caps.ok else None)
         self._apply_models(caps if caps.ok else None)
         self._set_tile_tooltip(caps if caps.ok else None)
+        self._set_mtf_limits(caps if caps.ok else None)
         if caps.ok and caps.limits.default_ttf_steps and settings.value("ttf_steps", None) is None:
             self.ttf_steps.setValue(caps.limits.default_ttf_steps)  # the engine's measured default
         self.validate()
@@ -725,6 +732,19 @@ class MisrDialog(QDialog):
         self.tile_spin.setToolTip(f"Low-resolution tile size: smaller uses less memory ({minimum}"
                                   f"0 = the engine's default{default})")
 
+    def _set_mtf_limits(self, caps: Optional[EngineCapabilities]) -> None:
+        """The sensor MTF's range and default from the engine; off for an engine without the option."""
+        limits = caps.limits if caps is not None else None
+        self.mtf_spin.setRange(0.0, limits.sensor_mtf_range[1] if limits and limits.sensor_mtf_range else 0.63)
+        default = f" ({limits.engine_mtf:.2f})" if limits and limits.engine_mtf else ""
+        self.mtf_spin.setSpecialValueText(f"engine default{default}")
+        missing = caps is not None and bool(caps.options) and not caps.supports(SENSOR_MTF_OPTION)
+        self.mtf_spin.setEnabled(not missing)
+        if missing:
+            self.mtf_spin.setValue(0.0)
+        self.mtf_spin.setToolTip(f"This engine's 'misr super-resolve --help' has no {SENSOR_MTF_OPTION} option"
+                                 if missing else SENSOR_MTF_TOOLTIP)
+
     def current_model(self) -> Optional[ModelInfo]:
         """The chosen model as the engine described it (None before it has answered)."""
         if self.caps is None or not self.caps.ok or self.model_combo.currentData() is None:
@@ -794,7 +814,8 @@ class MisrDialog(QDialog):
             tile_size=self.tile_spin.value(), output=self.output_widget.filePath().strip(),
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
-            align=self.align_check.isChecked())
+            align=self.align_check.isChecked(),
+            sensor_mtf=self.mtf_spin.value() if self.mtf_spin.value() > 0 else None)
 
     def _chosen_weights(self) -> str:
         data = self.weights_combo.currentData()

@@ -27,11 +27,12 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import settings
-from ..compat import file_behavior_file, number_type_integer, parameter_flag_advanced, source_type_raster
+from ..compat import (file_behavior_file, number_type_double, number_type_integer, parameter_flag_advanced,
+                      source_type_raster)
 from ..core.engine import EngineCapabilities, UnknownModel
 from ..core.masks import AUTO, KINDS, LABELS
 from ..core.naming import match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, FrameInput, RunParameters
+from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, SENSOR_MTF_TOOLTIP, FrameInput, RunParameters
 from ..core.run import RunError, RunReporter, check, execute, prepare_run
 from ..layers import (
     move_into_group,
@@ -131,6 +132,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     KERNELS = "KERNELS"
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
+    SENSOR_MTF = "SENSOR_MTF"
     ALIGN = "ALIGN"
     BANDS = "BANDS"
     MASK_KIND = "MASK_KIND"
@@ -190,6 +192,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "offer it. It adapts a copy of the network to the scene (useful for imagery unlike the "
             "training data) and can write the blur kernel it estimated for every frame (JSON).<br>"
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
+            "<b>Sensor MTF at Nyquist</b> (advanced): 0 = the engine's default (Sentinel-2-like); "
+            "else the sensor's MTF at the frames' Nyquist frequency, from its data-quality report (a "
+            "resampled product's is lower). Only when known: a value lower than the true one "
+            "oversharpens.<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
@@ -230,6 +236,12 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.TILE_SIZE, "Tile size in LR pixels (0 = engine default)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
         self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, ALIGN_LABEL, defaultValue=False))
+        mtf = QgsProcessingParameterNumber(
+            self.SENSOR_MTF, "Sensor MTF at Nyquist (0 = the engine's default)", number_type_double(), 0.0,
+            minValue=0.0, maxValue=1.0)
+        mtf.setHelp(SENSOR_MTF_TOOLTIP)
+        mtf.setFlags(mtf.flags() | parameter_flag_advanced())
+        self.addParameter(mtf)
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, "Bands (all, or a list such as 4,3,2; empty = Band)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
@@ -305,7 +317,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
-            overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context))
+            overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context),
+            sensor_mtf=self.parameterAsDouble(parameters, self.SENSOR_MTF, context) or None)
 
     @staticmethod
     def _with_model(params: RunParameters, caps: EngineCapabilities) -> RunParameters:

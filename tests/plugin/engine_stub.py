@@ -21,13 +21,13 @@ NEW_MODELS_ANSWER = {
                 "default": False, "capabilities": ["uncertainty"]},
                {"name": "deepsum", "label": "DeepSUM", "weights": None, "default": False}],
     "limits": {"scale": 3, "min_tile_size": 24, "default_tile_size": 128, "max_frames": 15,
-               "min_ttf_frames": 3},
+               "min_ttf_frames": 3, "sensor_mtf_range": [0.02, 0.6], "engine_mtf": 0.289},
 }
 """A `misr models --json` answer in the engine's new format: two runnable models (one not
 fine-tunable), one without weights, and a minimum tile size other than today's 16."""
 
 
-BASE_OPTIONS = "[--ttf-steps N] [--kernels-out FILE] [--align] [--tile-size PX]"
+BASE_OPTIONS = "[--ttf-steps N] [--kernels-out FILE] [--sensor-mtf MTF] [--align] [--tile-size PX]"
 ANALYST_OPTIONS = BASE_OPTIONS + (" [--bands LIST] [--mask-kind KIND] [--mask-snow] [--mask-dark-areas]"
                                   " [--mask-dilation PX] [--no-auto-mask]")
 """A `--help` listing the options of masks, screening and bands too (an engine with issue 17)."""

@@ -37,3 +37,16 @@ def test_the_real_engine_refuses_bad_input_with_the_contracts_event_and_status(e
     assert result.returncode == contract.EXIT_BAD_INPUT
     assert [event["event"] for event in events] == [contract.ERROR]
     assert result.stderr.strip().splitlines()[-1].startswith(contract.ERROR_PREFIX)
+
+
+def test_the_engines_limits_are_read_whole_by_the_plugin():
+    """Every limit the engine reports has a field in the plugin's EngineLimits, read as reported."""
+    from misr_engine.imaging.mtf import ENGINE_MTF, MTF_RANGE
+    from misr_engine.pipeline import limits
+
+    from qgis_misr.core.engine import EngineLimits, parse_models
+    reported = limits()
+    _, parsed = parse_models({"models": [], "limits": reported})
+    assert set(EngineLimits.__dataclass_fields__) <= set(reported)
+    assert parsed.sensor_mtf_range == MTF_RANGE and parsed.engine_mtf == pytest.approx(ENGINE_MTF, abs=1e-3)
+    assert parsed.min_tile_size == reported["min_tile_size"] and parsed.default_ttf_steps == reported["default_ttf_steps"]

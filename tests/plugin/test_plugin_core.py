@@ -5,6 +5,7 @@ test_plugin_processing.py)."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import stat
@@ -296,7 +297,7 @@ def test_models_are_read_from_the_engines_new_answer():
     assert models[0].card == "/w/piunet.md" and models[0].can("fine-tunable")
     assert not models[1].can("fine-tunable") and models[1].can("uncertainty")
     assert limits == EngineLimits(scale=3, min_tile_size=24, default_tile_size=128, max_frames=15,
-                                  min_ttf_frames=3)
+                                  min_ttf_frames=3, sensor_mtf_range=(0.02, 0.6), engine_mtf=0.289)
 
 
 def test_shipped_weights_are_read_and_found_by_name_or_label():
@@ -389,6 +390,31 @@ def test_ttf_steps_are_passed_only_when_the_engine_lists_them(tmp_path):
     argv = build_command(["misr"], params, EngineCapabilities(options=frozenset({"--ttf-steps"})))
     assert argv[argv.index("--ttf-steps") + 1] == "30"
     assert "--ttf-steps" not in build_command(["misr"], _params(tmp_path))
+
+
+def test_a_stated_sensor_mtf_is_passed_and_checked_against_the_engines_range(tmp_path):
+    assert "--sensor-mtf" not in build_command(["misr"], _params(tmp_path))
+    argv = build_command(["misr"], _params(tmp_path, sensor_mtf=0.15), EngineCapabilities(
+        options=frozenset({"--sensor-mtf"})))
+    assert argv[argv.index("--sensor-mtf") + 1] == "0.15"
+    with pytest.raises(UnsupportedOption, match="--sensor-mtf"):
+        build_command(["misr"], _params(tmp_path, sensor_mtf=0.15), EngineCapabilities(options=frozenset({"--align"})))
+
+    def problems(mtf, options=("--sensor-mtf",)):
+        found = validate_parameters(_params(tmp_path, sensor_mtf=mtf), _caps(options=options))
+        return [p for p in found if p.startswith("Sensor MTF")]  # the frames of _params are not on disk
+    assert problems(0.15) == [] and problems(None, options=()) == []
+    assert problems(0.7) == ["Sensor MTF 0.7: must be between 0.02 and 0.6 (the MTF at the frames' Nyquist "
+                             "frequency), or unset for the engine's own."]
+    assert problems(0.15, options=("--align",)) == [
+        "Sensor MTF: this engine's 'misr super-resolve --help' has no --sensor-mtf option."]
+
+
+@pytest.mark.parametrize("reported", [[0.6, 0.02], [0.02], "0.02-0.6", [0.0, 0.6], None])
+def test_a_malformed_sensor_mtf_range_is_not_reported(reported):
+    answer = copy.deepcopy(NEW_MODELS_ANSWER)
+    answer["limits"]["sensor_mtf_range"] = reported
+    assert parse_models(answer)[1].sensor_mtf_range is None
 
 
 def test_align_flag_is_passed_exactly_when_set(tmp_path):

@@ -203,6 +203,24 @@ def test_the_kernels_file_is_passed_only_with_fine_tuning(stub_plugin, project, 
     assert params.ttf_enabled and params.kernels_out == str(tmp_path / "kernels.json") and dialog.problems == []
 
 
+def test_the_sensor_mtf_follows_the_engine_and_is_passed_only_when_stated(stub_plugin, project, tmp_path,
+                                                                        make_raster):
+    layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    spin = dialog.mtf_spin
+    assert spin.isEnabled() and spin.value() == 0.0 and spin.text() == "engine default (0.29)"
+    assert spin.maximum() == 0.6 and dialog.collect_parameters().sensor_mtf is None  # the stand-in's range
+    spin.setValue(0.15)
+    assert dialog.collect_parameters().sensor_mtf == 0.15 and dialog.problems == []
+    older = fake_engine(tmp_path / "older", options="[--ttf-steps N] [--align] [--tile-size PX]")
+    dialog.engine_widget.setFilePath(str(older))
+    dialog.refresh_engine(force=True)
+    assert dialog.wait_for_engine(60)
+    assert not spin.isEnabled() and "no --sensor-mtf option" in spin.toolTip()
+    assert dialog.collect_parameters().sensor_mtf is None
+
+
 # -- running: names, messages, cancel, export -----------------------------------------------------------
 def _run(dialog):
     assert dialog.run_button.isEnabled(), dialog.problems

@@ -37,7 +37,7 @@ def test_algorithm_is_registered_with_its_parameters(provider):
     assert algorithm is not None and provider.name() == "MISR"
     names = [p.name() for p in algorithm.parameterDefinitions()]
     for name in ("FRAMES", "MASKS", "BAND", "MODEL", "WEIGHTS", "TTF_STEPS", "DEVICE", "TILE_SIZE", "ALIGN",
-                 "OUTPUT", "UNCERTAINTY", "KERNELS"):
+                 "SENSOR_MTF", "OUTPUT", "UNCERTAINTY", "KERNELS"):
         assert name in names
     assert algorithm.parameterDefinition("ALIGN").defaultValue() is False
     assert algorithm.parameterDefinition("FRAMES").layerType() == 3  # raster
@@ -68,6 +68,12 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
         _run(dict(base, MODEL="fixednet", TTF_STEPS=5))
     with pytest.raises(QgsProcessingException, match=r"^Tile size 20: must be at least 24 pixels"):
         _run(dict(base, TILE_SIZE=20))
+    feedback = RecordingFeedback()
+    _run(dict(base, SENSOR_MTF=0.15), feedback)
+    [command] = feedback.texts("command")
+    assert command.split()[command.split().index("--sensor-mtf") + 1] == "0.15"
+    with pytest.raises(QgsProcessingException, match=r"^Sensor MTF 0.7: must be between 0.02 and 0.6"):
+        _run(dict(base, SENSOR_MTF=0.7))
 
 
 def test_weights_are_a_file_or_the_name_of_shipped_weights_and_kernels_need_fine_tuning(
