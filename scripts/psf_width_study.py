@@ -18,7 +18,6 @@ a user who states the sensor's MTF, ``--sensor-mtf``, has).
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import replace
 from unittest import mock
 
@@ -52,6 +51,15 @@ def misfit(sr: np.ndarray, prepared: B.Prepared, width: float) -> float:
     return float(np.mean(np.concatenate(residuals) ** 2)) if residuals else 0.0
 
 
+def strongest_classical(frames: np.ndarray, masks: np.ndarray, hr: np.ndarray, sensor_sigma: float | None) -> float:
+    """cPSNR of the best registered pipeline on the scene (``baselines.STRONGEST_CANDIDATES``), with
+    IBP also run with the sensor's PSF when it is known."""
+    results = [scene_score(B.BASELINES[name](frames, masks), hr) for name in B.STRONGEST_CANDIDATES]
+    if sensor_sigma is not None:
+        results.append(scene_score(B.ibp(frames, masks, psf_sigma=sensor_sigma), hr))
+    return max(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["in-distribution", "coarse-bands", "mid-blur", "wide-blur"],
@@ -66,14 +74,18 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: for reporting a shipped option, never for choosing")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS))
+    parser.add_argument("--classical", action="store_true",
+                        help="also the margin of each width over the strongest classical pipeline")
     args = parser.parse_args()
     widths = tuple(sorted(set(args.widths) | {consistency.PSF_SIGMA}))
     bases = {name: "in-distribution" for name in BLURRED}
+    sensors: dict[str, float] = {}
     for sigma in args.sensor_sigmas:
         base = args.sensor_base or "in-distribution"
         conditions = adaptation.EVIDENCE_SETS[base].conditions if args.sensor_base else Degradation()
         name = f"{args.sensor_base}-sensor-{sigma:g}" if args.sensor_base else f"sensor-{sigma:g}"
         BLURRED[name], bases[name] = replace(conditions, psf_sigma=(sigma, sigma), halo_probability=0.0), base
+        sensors[name] = sigma
     unknown = [s for s in args.sets if s not in SETS and s not in BLURRED]
     if unknown:
         parser.error(f"unknown sets: {unknown}")
@@ -95,11 +107,9 @@ def main() -> None:
             fits = {str(w): misfit(start, B.engine_prepared(frames, masks), w) for w in widths}
             picks.append(min(fits, key=fits.get))
             ratios.append(fits.get("1.6", np.nan) / fits.get("1.2", np.nan))
-            row = {}
-            for width in widths:
-                with mock.patch.object(consistency, "PSF_SIGMA", width), \
-                        mock.patch.object(consistency, "PSF_SIZE", max(consistency.PSF_SIZE, 2 * math.ceil(3 * width) + 1)):
-                    row[str(width)] = scene_score(super_resolve(stack, runner)[0], hr)
+            row = {str(width): scene_score(super_resolve(stack, runner, psf_sigma=width)[0], hr) for width in widths}
+            if args.classical:
+                row["classical"] = strongest_classical(frames, masks, hr, sensors.get(set_name))
             scores.append(row)
         print(f"{set_name} ({len(scores)} scenes): best width per scene {[max(r, key=r.get) for r in scores]}")
         print(f"   {shipped}: {np.mean([r[shipped] for r in scores]):.3f} dB; gain over it [95% paired bootstrap], "
@@ -110,6 +120,13 @@ def main() -> None:
             print(f"   {width}: {mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(gains):+.3f}, "
                   f"{sum(g > 0 for g in gains)}/{len(gains)}")
         print(f"   misfit's pick {picks}; misfit ratio 1.6 / 1.2 {np.round(ratios, 3).tolist()}", flush=True)
+        if args.classical:
+            print("   margin over the strongest classical (IBP told the sensor's PSF too, where known):")
+            for width in map(str, widths):
+                margins = [r[width] - r["classical"] for r in scores]
+                mean, low, high = paired_interval([r[width] for r in scores], [r["classical"] for r in scores])
+                print(f"   {width}: {mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(margins):+.3f}, "
+                      f"{sum(m > 0 for m in margins)}/{len(margins)}", flush=True)
 
 
 if __name__ == "__main__":
