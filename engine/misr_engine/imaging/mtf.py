@@ -8,9 +8,9 @@ frequency, f = 1 / (2 SCALE) cycles per HR pixel, that model transfers
     MTF = exp(-2 pi^2 sigma^2 f^2) * sinc(SCALE f),
 
 of which the square detector alone gives sinc(1/2) = 2/pi = 0.64. A sensor's data-quality
-reports give its MTF at Nyquist per band (optics, detector and motion together); a resampled
-product has a lower one than the sensor (a 20 m band resampled to 10 m pixels: about the MTF
-at half the original Nyquist). ``psf_sigma_from_mtf`` inverts the model for it.
+reports give its MTF at Nyquist per band (optics, detector and motion together); a product
+resampled to finer pixels than the sensor's has a much lower one at its own Nyquist frequency.
+``psf_sigma_from_mtf`` inverts the model for it.
 """
 
 from __future__ import annotations
