@@ -111,7 +111,7 @@ def main() -> None:
             if args.classical:
                 row["classical"] = strongest_classical(frames, masks, hr, sensors.get(set_name))
             scores.append(row)
-        print(f"{set_name} ({len(scores)} scenes): best width per scene {[max(r, key=r.get) for r in scores]}")
+        print(f"{set_name} ({len(scores)} scenes): best width per scene {[max(widths, key=lambda w: r[str(w)]) for r in scores]}")
         print(f"   {shipped}: {np.mean([r[shipped] for r in scores]):.3f} dB; gain over it [95% paired bootstrap], "
               "worst scene, scenes gaining:")
         for width in map(str, widths):
