@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, 
 from misr_engine.inference.backends import TorchRunner
 from misr_engine.inference.finetune import DEFAULT_STEPS, FineTuneSettings, finetune_on_scene, kernel_shape
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
+from misr_engine.models import kernel_prior
 from misr_engine.models.kernel_prior import load_kernel_prior
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -37,6 +39,32 @@ def estimated_width(kernels: np.ndarray, held_out: list[int]) -> float:
     return float(np.median([np.sqrt(s["sigma_major"] * s["sigma_minor"]) for s in shapes]))
 
 
+def seeded(set_name: str, true_sigma: float | None, args: argparse.Namespace, model: torch.nn.Module,
+           prior) -> None:
+    """The fine-tuning started from every frame's kernel at the sensor's true width (the prior's
+    latent of that Gaussian), scored with the back-projection through that width, against the
+    plain engine told the same width."""
+    if true_sigma is None:
+        return
+    scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
+    rows = []
+    for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+        stack = Stack.in_memory(frames, masks)
+        windows, phases = finetuning_inputs(stack)
+        with mock.patch.object(kernel_prior, "PSF_SIGMA", true_sigma):
+            result = finetune_on_scene(model, windows, phases, FineTuneSettings(args.steps), CPU, prior)
+        plain, tuned = (CachedRunner(TorchRunner(m, CPU)) for m in (model, result.model))
+        rows.append({"width": estimated_width(result.kernels, result.held_out),
+                     "plain+true": scene_score(super_resolve(stack, plain, psf_sigma=true_sigma)[0], hr),
+                     "seeded ttf+true": scene_score(super_resolve(stack, tuned, psf_sigma=true_sigma)[0], hr)})
+        print(set_name, {k: round(v, 3) for k, v in rows[-1].items()}, flush=True)
+    mean, low, high = paired_interval([r["seeded ttf+true"] for r in rows], [r["plain+true"] for r in rows])
+    gains = [r["seeded ttf+true"] - r["plain+true"] for r in rows]
+    print(f"{set_name} ({len(rows)} scenes; kernels seeded at {true_sigma}, ended at median "
+          f"{np.median([r['width'] for r in rows]):.2f}): seeded fine-tuning vs plain, both told the width: "
+          f"{mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(gains):+.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensor-sigmas", type=float, nargs="*", default=[0.9, 1.6, 2.0])
@@ -44,6 +72,9 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--lr-size", type=int, default=48)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--seeded", action="store_true",
+                        help="instead: fine-tune from kernels seeded at the sensor's true width and score it with "
+                             "the back-projection through that width, against the plain engine told the same width")
     args = parser.parse_args()
     sets = {f"sensor-{s:g}": s for s in args.sensor_sigmas}
     for name, sigma in sets.items():
@@ -53,6 +84,10 @@ def main() -> None:
     if args.in_distribution:
         sets["in-distribution"] = None
     loaded, prior = load_model("piunet"), load_kernel_prior()
+    if args.seeded:
+        for set_name, true_sigma in sets.items():
+            seeded(set_name, true_sigma, args, loaded.model, prior)
+        return
     for set_name, true_sigma in sets.items():
         scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
         rows = []
