@@ -27,7 +27,11 @@ from detail_gate_study import SETS, CachedRunner
 from misr_engine.datasets.simulate import Degradation
 from misr_engine.evaluation import adaptation
 from misr_engine.evaluation import baselines as B
-from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import (
+    evidence_scenes,
+    paired_interval,
+    scene_score,
+)
 from misr_engine.inference import consistency
 from misr_engine.inference.backends import TorchRunner
 from misr_engine.inference.tiled import super_resolve

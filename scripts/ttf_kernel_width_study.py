@@ -21,9 +21,18 @@ import torch
 from detail_gate_study import CachedRunner
 from misr_engine.datasets.simulate import Degradation
 from misr_engine.evaluation import adaptation
-from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import (
+    evidence_scenes,
+    paired_interval,
+    scene_score,
+)
 from misr_engine.inference.backends import TorchRunner
-from misr_engine.inference.finetune import DEFAULT_STEPS, FineTuneSettings, finetune_on_scene, kernel_shape
+from misr_engine.inference.finetune import (
+    DEFAULT_STEPS,
+    FineTuneSettings,
+    finetune_on_scene,
+    kernel_shape,
+)
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models import kernel_prior
 from misr_engine.models.kernel_prior import load_kernel_prior

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 from misr_engine import SCALE
 from misr_engine.datasets.simulate import transfer_function
-from misr_engine.imaging.mtf import (DETECTOR_MTF, ENGINE_MTF, ENGINE_PSF_SIGMA, MTF_RANGE, mtf_at_nyquist,
-                                     psf_sigma_from_mtf)
+from misr_engine.imaging.mtf import (
+    DETECTOR_MTF,
+    ENGINE_MTF,
+    ENGINE_PSF_SIGMA,
+    MTF_RANGE,
+    mtf_at_nyquist,
+    psf_sigma_from_mtf,
+)
 
 
 @pytest.mark.parametrize("sigma", [0.6, 1.2, 2.0, 2.6])
