@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: for reporting a shipped option, never for choosing")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS))
+    parser.add_argument("--model", default="piunet", help="the network whose SR is made consistent")
     parser.add_argument("--lr-side", type=int, default=64, help="LR pixels: the side of the added sets' scenes")
     parser.add_argument("--classical", action="store_true",
                         help="also the margin of each width over the strongest classical pipeline")
@@ -97,7 +98,7 @@ def main() -> None:
     for name, conditions in BLURRED.items():
         adaptation.EVIDENCE_SETS[name] = replace(adaptation.EVIDENCE_SETS[bases[name]], conditions=conditions)
         SETS[name] = (name, 9, args.lr_side)
-    runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
+    runner = CachedRunner(TorchRunner(load_model(args.model).model, torch.device("cpu")))
     shipped = str(consistency.PSF_SIGMA)
     for set_name in args.sets:
         evidence, frames_per_stack, lr_side = SETS[set_name]
