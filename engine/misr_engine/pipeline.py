@@ -150,10 +150,12 @@ class SuperResolveRequest:
                 raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
                                 "on 2 CPU cores; the model card's runs use 50 to 200)")
         if self.sensor_mtf is not None:
-            low, high = MTF_RANGE
-            if not low <= self.sensor_mtf <= high:
+            try:
+                psf_sigma_from_mtf(self.sensor_mtf)
+            except ValueError:
+                low, high = MTF_RANGE
                 raise MisrError(f"--sensor-mtf {self.sensor_mtf:g}: must be between {low:g} and {high:g} (the MTF at "
-                                f"the input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})")
+                                f"the input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})") from None
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         for path in self.rasters:
