@@ -88,9 +88,9 @@ class SuperResolveRequest:
     max_frames: int = DEFAULT_MAX_FRAMES
     ttf_steps: int = 0
     kernels_out: str | None = None
-    sensor_mtf: float | None = None
-    """The sensor's MTF at the input's Nyquist frequency, for the back-projection's PSF (``imaging.mtf``;
-    None: the engine's Gaussian of ``backprojection.PSF_SIGMA``)."""
+    sensor_mtf: Sequence[float] | None = None
+    """The sensor's MTF at the input's Nyquist frequency, one for every band or one per band, for the
+    back-projection's PSF (``imaging.mtf``; None: the engine's Gaussian of ``backprojection.PSF_SIGMA``)."""
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
@@ -109,9 +109,21 @@ class SuperResolveRequest:
         return Screening(dilation=DEFAULT_DILATION if self.mask_dilation is None else self.mask_dilation)
 
     @property
-    def psf_sigma(self) -> float | None:
-        """HR px: the back-projection's Gaussian PSF for ``sensor_mtf`` (None: the engine's default)."""
-        return None if self.sensor_mtf is None else psf_sigma_from_mtf(self.sensor_mtf)
+    def sensor_mtfs(self) -> list[float]:
+        """The stated MTFs as a list (one number is taken as a list of one)."""
+        value = self.sensor_mtf
+        return [] if value is None else [float(value)] if isinstance(value, (int, float, str)) else [float(v) for v in value]
+
+    def psf_sigmas(self, band_count: int) -> list[float | None]:
+        """HR px, per band: the back-projection's Gaussian PSF for ``sensor_mtf`` (None: the engine's
+        default). MisrError unless one value or one per band was given."""
+        values = self.sensor_mtfs
+        if not values:
+            return [None] * band_count
+        if len(values) not in (1, band_count):
+            raise MisrError(f"--sensor-mtf: {len(values)} values for {band_count} band{'s' * (band_count > 1)} "
+                            "(give one for every band, or one per band)")
+        return [psf_sigma_from_mtf(value) for value in values * (band_count // len(values))]
 
     @property
     def inputs(self) -> list[str]:
@@ -149,13 +161,13 @@ class SuperResolveRequest:
             if self.ttf_steps > MAX_STEPS:
                 raise MisrError(f"--ttf-steps {self.ttf_steps}: at most {MAX_STEPS} (each step takes about 2 s "
                                 "on 2 CPU cores; the model card's runs use 50 to 200)")
-        if self.sensor_mtf is not None:
+        for value in self.sensor_mtfs:
             try:
-                psf_sigma_from_mtf(self.sensor_mtf)
+                psf_sigma_from_mtf(value)
             except ValueError:
                 low, high = MTF_RANGE
-                raise MisrError(f"--sensor-mtf {self.sensor_mtf:g}: must be between {low:g} and {high:g} (the MTF at "
-                                f"the input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})") from None
+                raise MisrError(f"--sensor-mtf {value:g}: must be between {low:g} and {high:g} (the MTF at the "
+                                f"input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})") from None
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         for path in self.rasters:
@@ -191,6 +203,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     # used stay open, read window by window: memory does not grow with the raster
     plan = plan_stack(request.frames, request.masks, request.band, align=request.align,
                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
+    psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     notes += check_resources(request, plan, engine)
     stack = open_planned(plan, request.max_frames)
     stack, screening_notes = _screened(stack, request.screening)
@@ -222,7 +235,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
                                       on_warning=warn, on_kernels=kernels.append, registration=registration,
-                                      psf_sigma=request.psf_sigma)
+                                      psf_sigma=psf_sigmas[index])
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters

@@ -144,6 +144,8 @@ def convert(name: str, value: Any, hint: Any) -> Any:
     if typing.get_origin(hint) in (list, tuple, AbstractSequence):
         (item,) = typing.get_args(hint)[:1] or (str,)
         items = value.split(LIST_SEPARATOR) if isinstance(value, str) else value
+        if isinstance(items, (int, float)) and not isinstance(items, bool):
+            items = [items]  # one number where a list of numbers may stand
         if not isinstance(items, list):
             raise MisrError(f"{name}: {json.dumps(value)} is not a list")
         return [convert(name, entry.strip() if isinstance(entry, str) else entry, item)

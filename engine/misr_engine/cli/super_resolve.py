@@ -74,10 +74,11 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kernels-out", metavar="FILE.json",
                    help="with --ttf-steps: write the blur kernel the fine-tuning estimated for every frame "
                         "(15 x 15 in output pixels, with its width, orientation and ellipticity) as JSON")
-    p.add_argument("--sensor-mtf", type=float, metavar="MTF",
-                   help="the sensor's MTF at the input's Nyquist frequency (its data-quality report gives it "
-                        "per band; a resampled product's is lower), for the back-projection that makes the SR "
-                        f"consistent with the frames; between {MTF_RANGE[0]:g} and {MTF_RANGE[1]:g} (default: "
+    p.add_argument("--sensor-mtf", type=float, nargs="+", metavar="MTF",
+                   help="the sensor's MTF at the input's Nyquist frequency, one for every band or one per band of "
+                        "--bands (its data-quality report gives it per band; a resampled product's is lower), for "
+                        "the back-projection that makes the SR consistent with the frames; between "
+                        f"{MTF_RANGE[0]:g} and {MTF_RANGE[1]:g} (default: "
                         f"{ENGINE_MTF:.2f}, Sentinel-2-like). State it only when known: a value lower than the "
                         "true one oversharpens (docs/sensor-mtf.md)")
     p.add_argument("--align", action="store_true",

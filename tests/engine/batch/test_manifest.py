@@ -45,10 +45,14 @@ def test_csv_rows_become_requests_with_globs_paths_and_typed_options(archive):
 
 def test_a_sensor_mtf_column_is_a_number_per_scene_or_none(archive):
     manifest = archive / "m.csv"
-    manifest.write_text("id,frames,sensor_mtf\na,a/frame_*.tif,0.16\nb,b/frame_*.tif,\n")
-    scenes, bad = read_manifest(manifest, archive / "out", {"sensor_mtf": 0.3})
-    assert bad == [] and [scene.request.sensor_mtf for scene in scenes] == [0.16, 0.3]  # a row's own value wins
-    assert scenes[0].request.psf_sigma == pytest.approx(1.59, abs=0.01)
+    manifest.write_text("id,frames,sensor_mtf\na,a/frame_*.tif,0.16\nb,b/frame_*.tif,\nc,a/frame_*.tif,0.2;0.25\n")
+    scenes, bad = read_manifest(manifest, archive / "out", {"sensor_mtf": [0.3]})
+    assert bad == [] and [scene.request.sensor_mtf for scene in scenes] == [[0.16], [0.3], [0.2, 0.25]]
+    assert scenes[0].request.psf_sigmas(2) == [pytest.approx(1.59, abs=0.01)] * 2  # one value for every band
+    lines = archive / "m.jsonl"
+    lines.write_text(json.dumps({"id": "a", "frames": "a/frame_*.tif", "sensor_mtf": 0.16}) + "\n")
+    (scene,), bad = read_manifest(lines)
+    assert bad == [] and scene.request.sensor_mtf == [0.16]  # one number stands for a list of one
 
 
 def test_json_lines_take_lists_strings_numbers_and_booleans(archive):

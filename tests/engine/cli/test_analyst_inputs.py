@@ -90,5 +90,5 @@ def test_a_stated_sensor_mtf_reworks_the_sr_and_is_recorded(tmp_path):
         assert result.returncode == 0, result.stderr
         dataset = gdal.Open(str(tmp_path / f"{name}.tif"))
         tags[name], images[name] = json.loads(dataset.GetMetadata()["MISR_OPTIONS"]), dataset.ReadAsArray()
-    assert tags["default"]["sensor_mtf"] is None and tags["stated"]["sensor_mtf"] == 0.1
+    assert tags["default"]["sensor_mtf"] is None and tags["stated"]["sensor_mtf"] == [0.1]
     assert np.abs(images["stated"] - images["default"]).max() > 1.0  # DN

@@ -159,3 +159,25 @@ def test_the_plan_reads_every_band_and_the_budget_and_disk_checks_count_them(ser
     assert check_free_space(outputs, grid, frames[0], bands=1)[0]  # fits compressed (a warning)
     with pytest.raises(MisrError, match=r"not enough disk space.* float32 pixels x 3 bands each"):
         check_free_space(outputs, grid, frames[0], bands=3)
+
+
+def test_each_band_gets_its_own_sensor_mtf_or_one_for_all(series, engine, tmp_path, monkeypatch):
+    """`--sensor-mtf` with `--bands`: one value per band goes to that band's back-projection, one
+    value to every band; another count is a one-line error before anything is written."""
+    from misr_engine.imaging.mtf import psf_sigma_from_mtf
+    seen = []
+    original = tiled.super_resolve_strips
+
+    def spy(*args, psf_sigma=None, **kwargs):
+        seen.append(psf_sigma)
+        return original(*args, psf_sigma=psf_sigma, **kwargs)
+    monkeypatch.setattr(tiled, "super_resolve_strips", spy)
+    run(series, tmp_path, engine, bands=[2, 1], sensor_mtf=[0.1, 0.4])
+    assert seen == [psf_sigma_from_mtf(0.1), psf_sigma_from_mtf(0.4)]
+    seen.clear()
+    run(series, tmp_path, engine, bands=[1, 2], sensor_mtf=[0.2])
+    assert seen == [psf_sigma_from_mtf(0.2)] * 2
+    (tmp_path / "sr.tif").unlink()
+    with pytest.raises(MisrError, match=r"^--sensor-mtf: 2 values for 3 bands \(give one for every band, or one "):
+        run(series, tmp_path, engine, bands="all", sensor_mtf=[0.1, 0.4])
+    assert not (tmp_path / "sr.tif").exists()
