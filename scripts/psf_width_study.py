@@ -18,6 +18,7 @@ a user who states the sensor's MTF, ``--sensor-mtf``, has).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import replace
 from unittest import mock
 
@@ -62,6 +63,16 @@ def strongest_classical(frames: np.ndarray, masks: np.ndarray, hr: np.ndarray, s
     if sensor_sigma is not None:
         results.append(scene_score(B.ibp(frames, masks, psf_sigma=sensor_sigma), hr))
     return max(results)
+
+
+def print_margins(scores: list[dict[str, float]], methods: Iterable[str], baseline: str) -> None:
+    """Per method, its mean margin over `baseline` across the scenes' `scores` with the 95% paired
+    bootstrap interval, the worst scene and the scenes ahead."""
+    for method in methods:
+        margins = [r[method] - r[baseline] for r in scores]
+        mean, low, high = paired_interval([r[method] for r in scores], [r[baseline] for r in scores])
+        print(f"   {method}: {mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(margins):+.3f}, "
+              f"{sum(m > 0 for m in margins)}/{len(margins)}", flush=True)
 
 
 def main() -> None:
@@ -120,19 +131,11 @@ def main() -> None:
         print(f"{set_name} ({len(scores)} scenes): best width per scene {[max(widths, key=lambda w: r[str(w)]) for r in scores]}")
         print(f"   {shipped}: {np.mean([r[shipped] for r in scores]):.3f} dB; gain over it [95% paired bootstrap], "
               "worst scene, scenes gaining:")
-        for width in map(str, widths):
-            gains = [r[width] - r[shipped] for r in scores]
-            mean, low, high = paired_interval([r[width] for r in scores], [r[shipped] for r in scores])
-            print(f"   {width}: {mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(gains):+.3f}, "
-                  f"{sum(g > 0 for g in gains)}/{len(gains)}")
+        print_margins(scores, map(str, widths), shipped)
         print(f"   misfit's pick {picks}; misfit ratio 1.6 / 1.2 {np.round(ratios, 3).tolist()}", flush=True)
         if args.classical:
             print("   margin over the strongest classical (IBP told the sensor's PSF too, where known):")
-            for width in map(str, widths):
-                margins = [r[width] - r["classical"] for r in scores]
-                mean, low, high = paired_interval([r[width] for r in scores], [r["classical"] for r in scores])
-                print(f"   {width}: {mean:+.3f} [{low:+.3f}, {high:+.3f}], worst {min(margins):+.3f}, "
-                      f"{sum(m > 0 for m in margins)}/{len(margins)}", flush=True)
+            print_margins(scores, map(str, widths), "classical")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ fine-tuned with that width, and (for the sensor sets) plain with the sensor's tr
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import replace
 from unittest import mock
 
@@ -29,6 +30,7 @@ from misr_engine.evaluation.adaptation import (
 from misr_engine.inference.backends import TorchRunner
 from misr_engine.inference.finetune import (
     DEFAULT_STEPS,
+    FineTuned,
     FineTuneSettings,
     finetune_on_scene,
     kernel_shape,
@@ -48,6 +50,19 @@ def estimated_width(kernels: np.ndarray, held_out: list[int]) -> float:
     return float(np.median([np.sqrt(s["sigma_major"] * s["sigma_minor"]) for s in shapes]))
 
 
+def fine_tuned_scenes(set_name: str, args: argparse.Namespace, model: torch.nn.Module, prior,
+                      seed_sigma: float | None = None) -> Iterator[tuple[Stack, np.ndarray, FineTuned]]:
+    """Per validation scene of `set_name`: its stack, its HR and the fine-tuning at its defaults,
+    every frame's kernel started at the Gaussian of `seed_sigma` HR px (None: the prior's default)."""
+    scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
+    for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+        stack = Stack.in_memory(frames, masks)
+        windows, phases = finetuning_inputs(stack)
+        start = kernel_prior.PSF_SIGMA if seed_sigma is None else seed_sigma
+        with mock.patch.object(kernel_prior, "PSF_SIGMA", start):
+            yield stack, hr, finetune_on_scene(model, windows, phases, FineTuneSettings(args.steps), CPU, prior)
+
+
 def seeded(set_name: str, true_sigma: float | None, args: argparse.Namespace, model: torch.nn.Module,
            prior) -> None:
     """The fine-tuning started from every frame's kernel at the sensor's true width (the prior's
@@ -55,13 +70,8 @@ def seeded(set_name: str, true_sigma: float | None, args: argparse.Namespace, mo
     plain engine told the same width."""
     if true_sigma is None:
         return
-    scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
     rows = []
-    for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
-        stack = Stack.in_memory(frames, masks)
-        windows, phases = finetuning_inputs(stack)
-        with mock.patch.object(kernel_prior, "PSF_SIGMA", true_sigma):
-            result = finetune_on_scene(model, windows, phases, FineTuneSettings(args.steps), CPU, prior)
+    for stack, hr, result in fine_tuned_scenes(set_name, args, model, prior, true_sigma):
         plain, tuned = (CachedRunner(TorchRunner(m, CPU)) for m in (model, result.model))
         rows.append({"width": estimated_width(result.kernels, result.held_out),
                      "plain+true": scene_score(super_resolve(stack, plain, psf_sigma=true_sigma)[0], hr),
@@ -98,12 +108,8 @@ def main() -> None:
             seeded(set_name, true_sigma, args, loaded.model, prior)
         return
     for set_name, true_sigma in sets.items():
-        scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
         rows = []
-        for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
-            stack = Stack.in_memory(frames, masks)
-            windows, phases = finetuning_inputs(stack)
-            result = finetune_on_scene(loaded.model, windows, phases, FineTuneSettings(args.steps), CPU, prior)
+        for stack, hr, result in fine_tuned_scenes(set_name, args, loaded.model, prior):
             width = estimated_width(result.kernels, result.held_out)
             plain, tuned = (CachedRunner(TorchRunner(model, CPU)) for model in (loaded.model, result.model))
             row = {"width": width, "plain": scene_score(super_resolve(stack, plain)[0], hr),

@@ -189,10 +189,9 @@ def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
             capabilities=frozenset(map(str, capabilities)) if isinstance(capabilities, list) else None,
             card=item.get("card") or None, weights_options=_weights_options(item.get("weights_options"))))
     limits = answer.get("limits") if isinstance(answer.get("limits"), Mapping) else {}
-    values = {key: _positive_int(limits.get(key)) for key in EngineLimits.__dataclass_fields__
-              if key not in ("sensor_mtf_range", "engine_mtf")}
-    return models, EngineLimits(**values, sensor_mtf_range=_float_range(limits.get("sensor_mtf_range")),
-                                engine_mtf=_fraction(limits.get("engine_mtf")))
+    values = {key: _LIMIT_READERS.get(key, _positive_int)(limits.get(key))
+              for key in EngineLimits.__dataclass_fields__}
+    return models, EngineLimits(**values)
 
 
 def _weights_options(items) -> Tuple[WeightsChoice, ...]:
@@ -228,6 +227,10 @@ def _positive_int(value) -> Optional[int]:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+_LIMIT_READERS = {"sensor_mtf_range": _float_range, "engine_mtf": _fraction}
+"""The limits that are not positive integers, and how each is read (None when malformed)."""
 
 
 class UnknownModel(ValueError):

@@ -13,12 +13,13 @@ from .grid import GeoTransform, Grid
 
 DEFAULT_TTF_STEPS = 20  # the engine's limits.default_ttf_steps (chosen on validation scenes) when it reports none
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
+"""The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
 SENSOR_MTF_TOOLTIP = ("The sensor's MTF at the frames' Nyquist frequency, as its data-quality report gives it "
                       "per band (optics, detector and motion together; a resampled product's is lower). The "
                       "engine then makes the SR consistent with the frames through that blur. Leave it at the "
                       "engine's default (Sentinel-2-like) unless you know it: a value lower than the true one "
                       "oversharpens.")
-"""The dialog's checkbox and the Processing parameter for the engine's ``--align``."""
+"""What the dialog's and Processing's sensor MTF option (``--sensor-mtf``) is for."""
 
 
 @dataclass(frozen=True)
