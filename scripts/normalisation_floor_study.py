@@ -14,6 +14,8 @@ With ``--knob noise`` the candidates are floors from the scene's own noise inste
 never sees noise above u of its units); ``--knob both`` takes (level floor, noise bound) pairs;
 ``--knob clip`` compares clips of the registration's high-passed images instead
 (``registration.shift.HIGHPASS_CLIP``, 0: none; docs/evaluation/registration_clip_validation.log);
+``--knob frames`` compares the scene's units from pooled statistics (0) with the median of each
+frame's (1; ``normalisation.PER_FRAME``; docs/evaluation/per_frame_units_validation.log);
 ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
@@ -67,6 +69,11 @@ def with_registration_clip(clip: float) -> None:
     shift.HIGHPASS_CLIP = clip or None
 
 
+def with_per_frame(on: float) -> None:
+    """Set the scene's units from each frame's statistics (1) or the pooled ones (0)."""
+    normalisation.PER_FRAME = bool(on)
+
+
 def with_both(floors: tuple[float, float]) -> None:
     """Set both: (level floor, noise bound)."""
     with_floor(floors[0])
@@ -76,6 +83,7 @@ def with_both(floors: tuple[float, float]) -> None:
 KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
          "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
          "clip": ((0.0, 1.0), with_registration_clip, "registration clip {:3.1f}"),
+         "frames": ((0.0, 1.0), with_per_frame, "per-frame statistics {:.0f}"),
          "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 
