@@ -21,7 +21,8 @@ first candidate, paired).
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --per-frame 0 1 --scenes 24 \\
         | tee docs/evaluation/change_away_per_frame_validation.log
 
-``--per-frame`` compares the scene's units from pooled statistics (0) with the median of each
+``--change-sigmas`` compares registrations with and without a second pass that leaves out
+the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--per-frame`` compares the scene's units from pooled statistics (0) with the median of each
 frame's (1; ``inference.normalisation.PER_FRAME``).
 """
 
@@ -47,7 +48,7 @@ from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import shift, stack
+from misr_engine.registration import change, shift, stack
 from misr_engine.registration.stack import reference_frame, registration_window
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
@@ -89,6 +90,8 @@ def main() -> None:
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
     parser.add_argument("--per-frame", nargs="+", default=["1"], choices=["0", "1"],
                         help="candidate normalisation.PER_FRAME values (1: the median of each frame's statistics)")
+    parser.add_argument("--change-sigmas", nargs="+", default=["6"],
+                        help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -107,7 +110,9 @@ def main() -> None:
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, per_frame in itertools.product(args.clips, args.centre_trims, args.per_frame):
+    for value, centre, per_frame, sigmas in itertools.product(args.clips, args.centre_trims, args.per_frame,
+                                                               args.change_sigmas):
+        change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
         normalisation.PER_FRAME = per_frame == "1"
@@ -119,7 +124,7 @@ def main() -> None:
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre trim {centre:>5}, per frame {per_frame}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}, per frame {per_frame}, change sigmas {sigmas:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

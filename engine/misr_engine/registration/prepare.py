@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .radiometry import Radiometry, stack_radiometry
-from .stack import move_rows, reference_frame, register, registration_window, whole_pixel_moves
+from .change import steady_masks
+from .stack import move_rows, reference_frame, registration_window, whole_pixel_moves, window_registration
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,14 @@ class PreparedStack:
 
 
 def prepare_stack(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | None = None) -> PreparedStack:
-    """(T, H, W) `frames` and `masks` registered (``stack.register``; or moved by the given
+    """(T, H, W) `frames` and `masks` registered (``stack.window_registration``; or moved by the given
     `shifts`, LR px) and mapped onto the frames' median radiometry (``stack_radiometry``)."""
-    rows, cols = registration_window(frames.shape[1:])
+    window = (slice(None), *registration_window(frames.shape[1:]))
     if shifts is None:
-        moved, moved_masks, shifts = register(frames, masks)
+        shifts, reference = window_registration(frames[window], masks[window])
     else:
-        height = frames.shape[1]
-        moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
-    reference = reference_frame(frames[:, rows, cols], masks[:, rows, cols])
+        reference = reference_frame(frames[window], steady_masks(frames[window], masks[window], shifts))
+    height = frames.shape[1]
+    moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     radiometry = stack_radiometry(moved, moved_masks, reference)
     return PreparedStack(radiometry.apply(moved, moved_masks), moved_masks, np.asarray(shifts), reference, radiometry)

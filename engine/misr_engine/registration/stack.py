@@ -15,6 +15,7 @@ from scipy import stats
 
 from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
+from .change import steady_masks
 from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
@@ -77,6 +78,17 @@ def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return shifts - stats.trim_mean(shifts[usable], CENTRE_TRIM, axis=0)
 
 
+def window_registration(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """Shifts (T, 2) onto the frames' median position (`centre_shifts`) and the reference frame
+    of (T, h, w) frames cut to their `registration_window`: estimated on the clear pixels, then,
+    where some changed in some frames, again without those (``change.steady_masks``), so that a
+    harvested field neither pulls the shifts nor picks the reference."""
+    first = estimate_shifts(frames, masks)
+    steady = steady_masks(frames, masks, first)
+    shifts = first if np.array_equal(steady, masks) else estimate_shifts(frames, steady)
+    return centre_shifts(shifts, masks), reference_frame(frames, steady)
+
+
 def reference_frame(frames: np.ndarray, masks: np.ndarray) -> int:
     """The frame the others are registered onto: the clearest (then sharpest) with a clear pixel
     in the window given (the first frame when none has one)."""
@@ -118,15 +130,15 @@ def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndar
     """Register (T,H,W) frames onto their median position, to whole pixels.
 
     Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
-    to the network), in the input order (`estimate_shifts` on the `registration_window`,
-    `centre_shifts`, then `move_rows` by the whole-pixel part over all rows, as the streamed
-    inference does per row).
+    to the network), in the input order (`window_registration` on the `registration_window`,
+    then `move_rows` by the whole-pixel part over all rows, as the streamed inference does per
+    row).
     """
     if len(frames) == 1:
         return frames, masks, np.zeros((1, 2))
     rows, cols = registration_window(frames.shape[1:])
     window = (slice(None), rows, cols)
-    shifts = centre_shifts(estimate_shifts(frames[window], masks[window]), masks[window])
+    shifts = window_registration(frames[window], masks[window])[0]
     height = frames.shape[1]
     aligned, aligned_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
     return aligned, aligned_masks, shifts

@@ -10,8 +10,7 @@ import numpy as np
 
 from ..rasters.stack import LazyStack, Stack, row_blocks
 from .radiometry import Radiometry, block_means, block_size, fit_radiometry
-from .stack import (centre_shifts, estimate_shifts, move_rows, reference_frame, registration_window,
-                    whole_pixel_moves)
+from .stack import move_rows, registration_window, whole_pixel_moves, window_registration
 
 AnyStack = Union[Stack, LazyStack]
 
@@ -62,7 +61,7 @@ def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
         return np.zeros((count, 2)), 0
     rows, cols = registration_window((height, width))
     frames, masks = stack.read_rows(rows.start, rows.stop, cols.start, cols.stop)
-    return centre_shifts(estimate_shifts(frames, masks), masks), reference_frame(frames, masks)
+    return window_registration(frames, masks)
 
 
 def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64) -> Radiometry:
