@@ -14,7 +14,9 @@ With ``--knob noise`` the candidates are floors from the scene's own noise inste
 never sees noise above u of its units); ``--knob both`` takes (level floor, noise bound) pairs;
 ``--knob clip`` compares clips of the registration's high-passed images instead
 (``registration.shift.HIGHPASS_CLIP``, 0: none; docs/evaluation/registration_clip_validation.log);
-``--knob frames`` compares the scene's units from pooled statistics (0) with the median of each
+``--knob change`` compares the registration's second pass without the pixels that changed
+(``registration.change.CHANGE_SIGMAS``; 0: one pass; docs/evaluation/
+registration_change_pass_validation.log); ``--knob frames`` compares the scene's units from pooled statistics (0) with the median of each
 frame's (1; ``normalisation.PER_FRAME``; docs/evaluation/per_frame_units_validation.log);
 ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
@@ -47,7 +49,7 @@ from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import shift
+from misr_engine.registration import change, shift
 
 FLOORS = (0.0, 0.05, 0.1, 0.2, 0.3)
 NOISE_BOUNDS = (0.0, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05)
@@ -69,6 +71,11 @@ def with_registration_clip(clip: float) -> None:
     shift.HIGHPASS_CLIP = clip or None
 
 
+def with_change_pass(sigmas: float) -> None:
+    """Set the registration's second pass without the pixels that changed (0: one pass)."""
+    change.CHANGE_SIGMAS = sigmas or None
+
+
 def with_per_frame(on: float) -> None:
     """Set the scene's units from each frame's statistics (1) or the pooled ones (0)."""
     normalisation.PER_FRAME = bool(on)
@@ -84,6 +91,7 @@ KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
          "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
          "clip": ((0.0, 1.0), with_registration_clip, "registration clip {:3.1f}"),
          "frames": ((0.0, 1.0), with_per_frame, "per-frame statistics {:.0f}"),
+         "change": ((0.0, 6.0, 4.0), with_change_pass, "registration change pass at {:.0f} sigmas"),
          "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 

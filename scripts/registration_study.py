@@ -1,7 +1,7 @@
 """How accurate is the registration, and which noise smoothing to use? On VALIDATION scenes.
 
 For every scene of the chosen sets (validation window, unregistered frames with their simulated
-misregistration), the engine's shifts (``registration.stack.estimate_shifts``, centred) are
+misregistration), the engine's shifts (``registration.stack.window_registration``) are
 compared with the true ones, for each smoothing width ``shift.NOISE_SIGMA`` listed (0: none).
 Errors are per frame (the larger axis, LR px, after removing the scene's common offset: the
 output grid's position is a convention), over frames with a clear pixel.
@@ -13,6 +13,13 @@ the sets given (docs/evaluation/registration_clip_study.log):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --clips none 6 4 3 2 \
         --sets in-distribution out-of-range surface-change strong-change
+
+With ``--change-sigmas`` the candidates are the second pass without the pixels that changed
+(``registration.change.CHANGE_SIGMAS``; 'none': one pass; docs/evaluation/
+registration_change_pass_study.log):
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --change-sigmas none 8 6 4 \
+        --scenes 24 --sets in-distribution out-of-range surface-change strong-change
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import time
 
 import numpy as np
 from misr_engine.evaluation.adaptation import evidence_scenes
-from misr_engine.registration import shift
-from misr_engine.registration.stack import centre_shifts, estimate_shifts
+from misr_engine.registration import change, shift
+from misr_engine.registration.stack import window_registration
 
 FAILED = 0.25  # LR px: an error above this is a failed registration
 
@@ -33,7 +40,7 @@ def frame_errors(scenes: dict[str, np.ndarray]) -> np.ndarray:
     """Per-frame registration errors (LR px) over every scene's frames with a clear pixel."""
     errors = []
     for frames, masks, true in zip(scenes["frames"], scenes["masks"], scenes["true_shifts"]):
-        error = centre_shifts(estimate_shifts(frames, masks), masks) - true
+        error = window_registration(frames, masks)[0] - true
         error = np.abs(error - np.median(error, axis=0)).max(axis=1)
         errors.append(error[masks.any(axis=(1, 2))])
     return np.concatenate(errors)
@@ -47,14 +54,17 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[shift.NOISE_SIGMA])
     parser.add_argument("--clips", nargs="+", default=[str(shift.HIGHPASS_CLIP).lower()],
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
+    parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
+                        help="candidate change.CHANGE_SIGMAS values ('none': one pass)")
     args = parser.parse_args()
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
-        for sigma, clip in itertools.product(args.sigmas, args.clips):
+        for sigma, clip, sigmas in itertools.product(args.sigmas, args.clips, args.change_sigmas):
             shift.NOISE_SIGMA, shift.HIGHPASS_CLIP = sigma, None if clip == "none" else float(clip)
+            change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
             started = time.perf_counter()
             errors = frame_errors(scenes)
-            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4}: median {np.median(errors):.4f} LR px, 95th percentile "
+            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4} change {sigmas:>4}: median {np.median(errors):.4f} LR px, 95th percentile "
                   f"{np.percentile(errors, 95):.3f}, worst {errors.max():.2f}, above {FAILED} px "
                   f"{int((errors > FAILED).sum())}/{errors.size} ({time.perf_counter() - started:.0f} s)", flush=True)
 

@@ -15,7 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.resample import shift_image
-from .shift import shift_mask
+from .reference import clearest_frame
+from .shift import agreement, shift_mask
 
 CHANGE_SIGMAS: float | None = None
 """A pixel of a frame changed where it departs from the frames' per-pixel median by more than
@@ -23,6 +24,10 @@ this many robust standard deviations of that frame's departures (None: nothing l
 MAX_CHANGED_SHARE = 0.5
 """A frame that would lose more than this share of its clear pixels keeps them all: what it
 shows is not a local change (haze over the frame, another season) and registration needs them."""
+MAX_MOVE = 2.0
+"""LR pixels: a second-pass shift further than this from the first is the search losing the
+texture it was left with (a frame mostly cloudy, its clear part mostly changed), not a change's
+pull undone (measured: up to 1.6 px on faint scenes, tests/engine/registration/test_change.py)."""
 MIN_FRAMES = 3
 """The per-pixel median needs at least this many clear frames there (else nothing is flagged)."""
 GROW = 1
@@ -39,6 +44,22 @@ def steady_masks(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> n
     too_many = changed.sum(axis=(1, 2)) > MAX_CHANGED_SHARE * masks.sum(axis=(1, 2))
     changed[too_many] = False
     return masks & ~changed
+
+
+def kept_shifts(frames: np.ndarray, steady: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Per frame, the first or the second pass's shift (T, 2), whichever registers it better onto
+    the second pass's reference (``shift.agreement`` on the steady pixels; relative to that
+    reference), the first when they are more than MAX_MOVE apart: leaving pixels out can also
+    leave a frame too little texture for its search."""
+    reference = clearest_frame(steady, frames)
+    kept = np.asarray(second, np.float64) - second[reference]
+    for t, candidate in enumerate(np.asarray(first, np.float64) - first[reference]):
+        if t != reference and steady[t].any() and (
+                np.abs(kept[t] - candidate).max() > MAX_MOVE
+                or agreement(frames[reference], frames[t], steady[reference], steady[t], candidate)
+                > agreement(frames[reference], frames[t], steady[reference], steady[t], kept[t])):
+            kept[t] = candidate
+    return kept
 
 
 def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -60,14 +81,19 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
         warnings.simplefilter("ignore", RuntimeWarning)  # pixels clear in no frame
         median = np.nanmedian(standard, axis=0)
     median[np.isfinite(standard).sum(axis=0) < MIN_FRAMES] = np.nan
+    departures = standard - median
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = 1.4826 * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
     changed = np.zeros(frames.shape, bool)
-    for t, (departure, (dy, dx)) in enumerate(zip(standard - median, shifts)):
+    for t, (departure, (dy, dx)) in enumerate(zip(departures, shifts)):
         valid = np.isfinite(departure)
         if valid.sum() < 2:
             continue
         departure = departure - np.median(departure[valid])
+        scale = np.maximum(spread[valid], _mad(departure[valid]))
         outlier = np.zeros(valid.shape, bool)
-        outlier[valid] = np.abs(departure[valid]) > CHANGE_SIGMAS * max(_mad(departure[valid]), 1e-12)
+        outlier[valid] = np.abs(departure[valid]) > CHANGE_SIGMAS * np.maximum(scale, 1e-12)
         if outlier.any():
             grown = ndimage.binary_dilation(outlier, iterations=GROW) if GROW else outlier
             changed[t] = shift_image(grown.astype(np.float32), dy, dx, order=1, mode="constant") > 0.0

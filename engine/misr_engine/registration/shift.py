@@ -211,6 +211,20 @@ def _agreement(reference: np.ndarray, moving: np.ndarray, reference_clear: np.nd
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else -1.0
 
 
+def agreement(reference: np.ndarray, moving: np.ndarray, reference_mask: np.ndarray, moving_mask: np.ndarray,
+              shift: np.ndarray) -> float:
+    """How well `shift` registers `moving` onto `reference`: the clipped high-pass correlation of
+    their common clear pixels, on the images smoothed as `estimate_shift` compares its candidates."""
+    reference_clear, moving_clear = _clear(reference, reference_mask), _clear(moving, moving_mask)
+    if not reference_clear.any() or not moving_clear.any():
+        return -1.0
+    reference = _denoised(np.asarray(reference, np.float64), reference_clear)
+    moving = np.asarray(moving, np.float64)
+    moving = np.where(moving_clear, moving, moving[moving_clear].mean())
+    moving = np.where(moving_clear, _denoised(moving, moving_clear), moving)
+    return _agreement(reference, moving, reference_clear, moving_clear, np.asarray(shift, np.float64))
+
+
 def estimate_shift(reference: np.ndarray, moving: np.ndarray,
                    reference_mask: np.ndarray | None = None,
                    moving_mask: np.ndarray | None = None,

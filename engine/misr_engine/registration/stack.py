@@ -15,7 +15,7 @@ from scipy import stats
 
 from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
-from .change import steady_masks
+from .change import kept_shifts, steady_masks
 from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, shift_mask
 
@@ -82,10 +82,12 @@ def window_registration(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarr
     """Shifts (T, 2) onto the frames' median position (`centre_shifts`) and the reference frame
     of (T, h, w) frames cut to their `registration_window`: estimated on the clear pixels, then,
     where some changed in some frames, again without those (``change.steady_masks``), so that a
-    harvested field neither pulls the shifts nor picks the reference."""
+    harvested field neither pulls the shifts nor picks the reference (per frame, the pass that
+    registers it better on those pixels: ``change.kept_shifts``)."""
     first = estimate_shifts(frames, masks)
     steady = steady_masks(frames, masks, first)
-    shifts = first if np.array_equal(steady, masks) else estimate_shifts(frames, steady)
+    same = np.array_equal(steady, masks)
+    shifts = first if same else kept_shifts(frames, steady, first, estimate_shifts(frames, steady))
     return centre_shifts(shifts, masks), reference_frame(frames, steady)
 
 
