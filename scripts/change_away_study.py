@@ -18,12 +18,11 @@ first candidate, paired).
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips none 1 \\
         | tee docs/evaluation/change_away_validation.log
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --centre-trims none 0.125 0.25
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --per-frame 0 1 --scenes 24 \\
-        | tee docs/evaluation/change_away_per_frame_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --change-sigmas none 6 4 \\
+        --scenes 24 | tee docs/evaluation/change_away_change_pass_validation.log
 
 ``--change-sigmas`` compares registrations with and without a second pass that leaves out
-the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--per-frame`` compares the scene's units from pooled statistics (0) with the median of each
-frame's (1; ``inference.normalisation.PER_FRAME``).
+the pixels that changed (``registration.change.CHANGE_SIGMAS``).
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ from misr_engine.evaluation.adaptation import (
     scene_score,
 )
 from misr_engine.imaging.resample import shift_image
-from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -88,8 +86,6 @@ def main() -> None:
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
     parser.add_argument("--centre-trims", nargs="+", default=["none"],
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
-    parser.add_argument("--per-frame", nargs="+", default=["1"], choices=["0", "1"],
-                        help="candidate normalisation.PER_FRAME values (1: the median of each frame's statistics)")
     parser.add_argument("--change-sigmas", nargs="+", default=["6"],
                         help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
     args = parser.parse_args()
@@ -110,12 +106,10 @@ def main() -> None:
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, per_frame, sigmas in itertools.product(args.clips, args.centre_trims, args.per_frame,
-                                                               args.change_sigmas):
+    for value, centre, sigmas in itertools.product(args.clips, args.centre_trims, args.change_sigmas):
         change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
-        normalisation.PER_FRAME = per_frame == "1"
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
@@ -124,7 +118,7 @@ def main() -> None:
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre trim {centre:>5}, per frame {per_frame}, change sigmas {sigmas:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

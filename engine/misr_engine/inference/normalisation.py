@@ -35,15 +35,6 @@ network's response to a flat input stays below 1e-3 of the level (with a full fl
 0.14% pattern on constant frames)."""
 
 
-PER_FRAME = False
-"""The scene's units are the median over frames of each frame's own statistics (True), not the
-statistics of every frame's values pooled (False): a field that changed, or haze no mask caught,
-in fewer than half the frames then moves nothing (see `of_blocks`)."""
-MIN_FRAME_SHARE = 0.25
-"""Frames with fewer clear pixels than this share of the clearest frame's have no say in the
-per-frame median (their statistics describe only the part of the scene they see)."""
-
-
 MAD_TO_STD = 0.6745
 """The median absolute value of a zero-mean Gaussian, in standard deviations."""
 
@@ -69,7 +60,13 @@ class Normalisation:
     Robust statistics of the scene's clear pixels (`of_values`): the median and the median
     absolute deviation (scaled to a standard deviation), so that a field that changed in some
     frames, or haze that no mask caught, does not move the units every pixel of the scene is
-    computed in.
+    computed in. (Tried on 2026-12-02 and not kept: the median over frames of each frame's own
+    statistics. A field raised in 1 or 2 of the sample's 8 frames then left the units exactly
+    where they were, and in 3 of 8 the SR 20 px away moved 0.031% of the level instead of 0.055%;
+    in 4 of 8, 0.082% instead of 0.074%; unchanged within 0.001 dB on 24 validation scenes per
+    set (docs/evaluation/per_frame_units_validation.log), no help to the change-away figure on
+    validation scenes (0.497% -> 0.495%, change_away_change_pass_validation.log), and on a crop
+    at a tenth of the contrast the noise floor then lost 0.17 dB.)
     """
 
     centre: float
@@ -86,38 +83,22 @@ class Normalisation:
     def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Normalisation:
         """`of` over (frames, masks) blocks that together make the stack, one block at a time:
         every `stride`-th clear pixel is kept, the stride doubling whenever more than
-        2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene.
-
-        With PER_FRAME, the centre and spread are the medians over frames of each frame's own
-        (`of_values`, with the scene's noise), frames seeing less than MIN_FRAME_SHARE of what
-        the clearest one sees left out: as long as fewer than half the frames show a change
-        (a flooded field, a harvest late in the series, a cloud no mask caught), the units are
-        those of the frames that do not. Pooled statistics moved with it (the sample, a field
-        raised in 3 of 8 frames: the SR moved 0.055% of the level away from it; per frame 0.032%)."""
-        kept: list[list[np.ndarray]] = []
-        details: list[np.ndarray] = []
-        stride, held = 1, 0
+        2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene."""
+        kept, details, stride, held = [], [], 1, 0
         for frames, masks in blocks:
             frames, masks = np.asarray(frames), np.asarray(masks, bool)
-            kept = kept or [[] for _ in frames]
-            for frame_values, frame, mask in zip(kept, frames, masks):
-                frame_values.append(frame[mask][::stride].astype(np.float64))
-                held += frame_values[-1].size
+            values = frames[masks][::stride]
+            kept.append(values.astype(np.float64))
             details.append(np.abs(haar_diagonal(frames, masks))[::stride])
+            held += values.size
             if held > 2 * SAMPLE_LIMIT:
-                kept = [[np.concatenate(values)[::2]] for values in kept]
-                details, stride = [np.concatenate(details)[::2]], stride * 2
-                held = sum(values[0].size for values in kept)
-        per_frame = [np.concatenate(values) for values in kept]
-        if not any(values.size for values in per_frame):
+                kept, details, stride = [np.concatenate(kept)[::2]], [np.concatenate(details)[::2]], stride * 2
+                held = kept[0].size
+        if held == 0:
             return cls(0.0, 1.0)
         detail = np.concatenate(details)
         noise = float(np.median(detail)) / MAD_TO_STD if detail.size else 0.0
-        if not PER_FRAME:
-            return cls.of_values(np.concatenate(per_frame), noise)
-        enough = MIN_FRAME_SHARE * max(values.size for values in per_frame)
-        own = [cls.of_values(values, noise) for values in per_frame if values.size >= enough]
-        return cls(float(np.median([n.centre for n in own])), float(np.median([n.spread for n in own])), noise)
+        return cls.of_values(np.concatenate(kept), noise)
 
     @classmethod
     def of_values(cls, values: np.ndarray, noise: float = 0.0) -> Normalisation:

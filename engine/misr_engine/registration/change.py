@@ -18,9 +18,21 @@ from ..imaging.resample import shift_image
 from .reference import clearest_frame
 from .shift import agreement, shift_mask
 
-CHANGE_SIGMAS: float | None = None
+CHANGE_SIGMAS: float | None = 6.0
 """A pixel of a frame changed where it departs from the frames' per-pixel median by more than
-this many robust standard deviations of that frame's departures (None: nothing left out)."""
+this many robust standard deviations, the larger of the frames' there (a minority that changed
+does not widen it; texture that every frame renders differently, blur or aliasing, does) and
+of that frame's departures over the window (None: nothing left out, one pass). Chosen on
+validation scenes, 24 per set (scripts/registration_study.py --change-sigmas, docs/evaluation/
+registration_change_pass_study.log; scripts/normalisation_floor_study.py --knob change,
+registration_change_pass_validation.log): frames off by more than 0.25 LR px with surface change
+12 -> 4 of 213, strong change 13 -> 3, out of range 11 -> 11, in distribution 0 -> 0; the SR on
+the surface-change set +0.33 dB [+0.02, +0.87], out of range +0.015 [-0.000, +0.046], low
+contrast -0.025 [-0.115, +0.068], training ranges -0.034 [-0.103, +0.010] (one scene -0.71 dB:
+the pass registers a frame the first had 1.04 px off within 0.05 px, and that scene's SR scores
+42.98 dB with the true shifts, 43.94 with the wrong one). At 4 sigmas: +0.25 / -0.010 / -0.011
+/ -0.025 dB. The change-away figure on validation scenes did not improve (0.50% -> 0.56% [0.20,
+1.03] at 6, 0.45% at 4: change_away_change_pass_validation.log)."""
 MAX_CHANGED_SHARE = 0.5
 """A frame that would lose more than this share of its clear pixels keeps them all: what it
 shows is not a local change (haze over the frame, another season) and registration needs them."""
