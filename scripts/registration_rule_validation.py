@@ -9,7 +9,10 @@ Rules (`--rules`, one or more, reverted together):
 * ``overlap``: the whole-pixel search kept to ``shift.MIN_OVERLAP`` of overlapping clear pixels,
   against scikit-image's default 0.3;
 * ``clip``: the high-passed images clipped at ``shift.HIGHPASS_CLIP`` robust standard deviations,
-  against no clip (docs/evaluation/registration_clip_rule_validation.log).
+  against no clip (docs/evaluation/registration_clip_rule_validation.log);
+* ``change``: the second pass without the pixels that changed (``change.CHANGE_SIGMAS``), against
+  one pass (chosen with scripts/normalisation_floor_study.py --knob change; the test window
+  reported once: docs/evaluation/registration_change_pass_test.log).
 
 Every scene of the chosen sets is super-resolved twice with the shipped weights; prints, per
 set, the cPSNR change (engine minus former rules) with its 95% paired bootstrap interval over
@@ -32,7 +35,7 @@ from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, 
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import reference, shift
+from misr_engine.registration import change, reference, shift
 
 CPU = torch.device("cpu")
 FRAME_WIDE = 1 << 30  # a block larger than any frame: the frame-wide mean
@@ -43,6 +46,7 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "smoothing": lambda: mock.patch.object(shift, "NOISE_SIGMA", 0.0),
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
     "clip": lambda: mock.patch.object(shift, "HIGHPASS_CLIP", None),
+    "change": lambda: mock.patch.object(change, "CHANGE_SIGMAS", None),
 }
 
 
