@@ -94,6 +94,18 @@ def _denoised(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
     return np.where(clear, _local_mean(image, clear, NOISE_SIGMA), image) if NOISE_SIGMA > 0 else image
 
 
+def _filled(image: np.ndarray, clear: np.ndarray) -> np.ndarray:
+    """`image` with its pixels that are not clear set to the mean of the clear ones."""
+    return np.where(clear, image, image[clear].mean())
+
+
+def _smoothed(reference: np.ndarray, moving: np.ndarray, reference_clear: np.ndarray,
+              moving_clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images smoothed over their clear pixels (`_denoised`), as the sub-pixel steps and the
+    agreement compare them; `moving`'s other pixels as they were (filled)."""
+    return _denoised(reference, reference_clear), np.where(moving_clear, _denoised(moving, moving_clear), moving)
+
+
 def _highpass(image: np.ndarray, clear: np.ndarray, clip: bool = True) -> np.ndarray:
     """The image minus the local mean of its clear pixels (clipped at HIGHPASS_CLIP when `clip`);
     zero where not clear."""
@@ -218,10 +230,8 @@ def agreement(reference: np.ndarray, moving: np.ndarray, reference_mask: np.ndar
     reference_clear, moving_clear = _clear(reference, reference_mask), _clear(moving, moving_mask)
     if not reference_clear.any() or not moving_clear.any():
         return -1.0
-    reference = _denoised(np.asarray(reference, np.float64), reference_clear)
-    moving = np.asarray(moving, np.float64)
-    moving = np.where(moving_clear, moving, moving[moving_clear].mean())
-    moving = np.where(moving_clear, _denoised(moving, moving_clear), moving)
+    moving = _filled(np.asarray(moving, np.float64), moving_clear)
+    reference, moving = _smoothed(np.asarray(reference, np.float64), moving, reference_clear, moving_clear)
     return _agreement(reference, moving, reference_clear, moving_clear, np.asarray(shift, np.float64))
 
 
@@ -248,10 +258,9 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
     reference_clear, moving_clear = _clear(reference, reference_mask), _clear(moving, moving_mask)
     if not reference_clear.any() or not moving_clear.any():
         raise ValueError("cannot register a frame without clear pixels")
-    moving = np.where(moving_clear, moving, moving[moving_clear].mean())
+    moving = _filled(moving, moving_clear)
     starts = {tuple(_integer_shift(reference, moving, reference_clear, moving_clear))}
-    reference = _denoised(reference, reference_clear)
-    moving = np.where(moving_clear, _denoised(moving, moving_clear), moving)
+    reference, moving = _smoothed(reference, moving, reference_clear, moving_clear)
     starts.add(tuple(_integer_shift(reference, moving, reference_clear, moving_clear)))
 
     def refined(start: tuple[float, float]) -> np.ndarray:
