@@ -88,7 +88,7 @@ def synthetic_stack(size: int = 70, frames: int = 4) -> Stack:
 
 
 def test_out_of_memory_halves_the_batch_then_the_tile_size(monkeypatch):
-    monkeypatch.setattr("misr_engine.registration.streamed.estimate_shifts",
+    monkeypatch.setattr("misr_engine.registration.stack.estimate_shifts",
                         lambda f, m: np.zeros((len(f), 2)))  # no move: a pointwise check
     # pointwise too: the detail gate's and the back-projection's 31-pixel windows (and the
     # back-projection's resampling) would see the 20-pixel sub-tiles' edges
