@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.resample import shift_image
+from .radiometry import robust_std
 from .reference import clearest_frame
 from .shift import agreement, shift_mask
 
@@ -87,23 +88,21 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
     standard = np.full(aligned.shape, np.nan)
     for t, (image, usable) in enumerate(zip(aligned, aligned_clear)):
         if usable.sum() > 1:
-            centre = np.median(image[usable])
-            standard[t][usable] = (image[usable] - centre) / max(_mad(image[usable] - centre), 1e-12)
+            values = image[usable]
+            standard[t][usable] = (values - np.median(values)) / max(robust_std(values), 1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # pixels clear in no frame
         median = np.nanmedian(standard, axis=0)
-    median[np.isfinite(standard).sum(axis=0) < MIN_FRAMES] = np.nan
-    departures = standard - median
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        median[np.isfinite(standard).sum(axis=0) < MIN_FRAMES] = np.nan
+        departures = standard - median
         spread = 1.4826 * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
     changed = np.zeros(frames.shape, bool)
     for t, (departure, (dy, dx)) in enumerate(zip(departures, shifts)):
         valid = np.isfinite(departure)
         if valid.sum() < 2:
             continue
+        scale = np.maximum(spread[valid], robust_std(departure[valid]))
         departure = departure - np.median(departure[valid])
-        scale = np.maximum(spread[valid], _mad(departure[valid]))
         outlier = np.zeros(valid.shape, bool)
         outlier[valid] = np.abs(departure[valid]) > CHANGE_SIGMAS * np.maximum(scale, 1e-12)
         if outlier.any():
@@ -114,8 +113,3 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
 
 def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else 0.0
-
-
-def _mad(values: np.ndarray) -> float:
-    """Median absolute deviation from 0, scaled to a Gaussian's standard deviation."""
-    return 1.4826 * float(np.median(np.abs(values)))

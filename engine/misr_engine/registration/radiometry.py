@@ -88,13 +88,13 @@ def block_means(frames: np.ndarray, masks: np.ndarray, block: int) -> tuple[np.n
 def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(gain, offset) of y = gain * x + offset, robust to a minority of outliers (Tukey IRLS)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    spread_x = _mad(x)
-    gain = _mad(y) / spread_x if spread_x > 0 else 1.0
+    spread_x = robust_std(x)
+    gain = robust_std(y) / spread_x if spread_x > 0 else 1.0
     gain = float(np.clip(gain, *GAIN_RANGE))
     offset = float(np.median(y - gain * x))
     for _ in range(ITERATIONS):
         residual = y - gain * x - offset
-        scale = _mad(residual)
+        scale = robust_std(residual)
         if scale <= 1e-12 * max(1.0, float(np.abs(y).max())):
             break
         u = residual / (TUKEY_C * scale)
@@ -110,8 +110,8 @@ def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return gain, offset
 
 
-def _mad(values: np.ndarray) -> float:
-    """Median absolute deviation, scaled to a Gaussian's standard deviation."""
+def robust_std(values: np.ndarray) -> float:
+    """Median absolute deviation, scaled to a Gaussian's standard deviation (0 for no values)."""
     return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else 0.0
 
 
@@ -137,7 +137,7 @@ def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.
     for index in range(count):
         common = clear[index] & usable
         x, y = target[common], values[index, common]
-        if common.sum() >= MIN_SAMPLES and _mad(x) > 0:
+        if common.sum() >= MIN_SAMPLES and robust_std(x) > 0:
             gains[index], offsets[index] = robust_line(x, y)
         elif common.any():
             offsets[index] = float(np.median(y - x))
