@@ -86,7 +86,7 @@ def main() -> None:
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
     parser.add_argument("--centre-trims", nargs="+", default=["none"],
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
-    parser.add_argument("--change-sigmas", nargs="+", default=["6"],
+    parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
                         help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
