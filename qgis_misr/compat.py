@@ -28,15 +28,6 @@ def number_type_integer():
     return QgsProcessingParameterNumber.Type.Integer
 
 
-def number_type_double():
-    """Double type of QgsProcessingParameterNumber."""
-    scoped = getattr(Qgis, "ProcessingNumberParameterType", None)
-    if scoped is not None:
-        return scoped.Double
-    from qgis.core import QgsProcessingParameterNumber
-    return QgsProcessingParameterNumber.Type.Double
-
-
 def source_type_raster():
     """Raster type of QgsProcessingParameterMultipleLayers."""
     scoped = getattr(Qgis, "ProcessingSourceType", None)

@@ -66,9 +66,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
         if params.kernels_out:
             _require(caps, KERNELS_OPTION, "writing the estimated blur kernels")
             argv += [KERNELS_OPTION, os.path.abspath(params.kernels_out)]
-    if params.sensor_mtf is not None:
+    if params.sensor_mtf:
         _require(caps, SENSOR_MTF_OPTION, "stating the sensor's MTF")
-        argv += [SENSOR_MTF_OPTION, f"{params.sensor_mtf:g}"]
+        argv += [SENSOR_MTF_OPTION] + [f"{value:g}" for value in params.sensor_mtf]
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

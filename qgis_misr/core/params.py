@@ -6,6 +6,7 @@ that (validation, the engine command line, the task) reads only this object.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -20,6 +21,19 @@ SENSOR_MTF_TOOLTIP = ("The sensor's MTF at the frames' Nyquist frequency, as its
                       "engine's default (Sentinel-2-like) unless you know it: a value lower than the true one "
                       "oversharpens.")
 """What the dialog's and Processing's sensor MTF option (``--sensor-mtf``) is for."""
+SENSOR_MTF_FORMAT = "one value for every band (0.28) or one per band, in band order (0.28, 0.26, 0.25)"
+"""How the dialog and Processing take the sensor MTF as text (`parse_sensor_mtf`)."""
+
+
+def parse_sensor_mtf(text: str) -> Tuple[float, ...]:
+    """The sensor MTF values in `text` (`SENSOR_MTF_FORMAT`; commas, semicolons or spaces between
+    them); () for an empty text or 0, the engine's own. ValueError names the text otherwise."""
+    parts = [part for part in re.split(r"[,;\s]+", text.strip()) if part]
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"Sensor MTF {text.strip()!r}: give {SENSOR_MTF_FORMAT}.") from None
+    return () if values in ((), (0.0,)) else values
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,9 @@ class RunParameters:
     ttf_steps: int = DEFAULT_TTF_STEPS
     kernels_out: str = ""
     """With fine-tuning: a JSON file for the blur kernels it estimated per frame ('' = none)."""
-    sensor_mtf: Optional[float] = None
-    """The sensor's MTF at the frames' Nyquist frequency (``--sensor-mtf``); None = the engine's own."""
+    sensor_mtf: Tuple[float, ...] = ()
+    """The sensor's MTF at the frames' Nyquist frequency (``--sensor-mtf``): one value for every
+    band or one per band of `band_list`; () = the engine's own."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an id from ``misr devices --json``)."""
     tile_size: int = 0

@@ -13,7 +13,13 @@ from typing import List, Optional, Sequence, Tuple
 from .command import SENSOR_MTF_OPTION
 from .engine import EngineCapabilities, UnknownModel
 from .grid import coarser_factor, mismatches
-from .params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
+from .params import (
+    ALIGN_LABEL,
+    SENSOR_MTF_FORMAT,
+    FrameInput,
+    RasterInfo,
+    RunParameters,
+)
 
 MIN_SCREENED_FRAMES = 3
 """Frames the engine's automatic cloud screening needs (``misr_engine.registration.screening``)."""
@@ -217,8 +223,8 @@ def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[st
     if params.tile_size and minimum and params.tile_size < minimum:
         problems.append(f"Tile size {params.tile_size}: must be at least {minimum} pixels "
                         f"(or 0 for the engine's default).")
-    if params.sensor_mtf is not None:
-        problems += _sensor_mtf_problems(params.sensor_mtf, caps)
+    if params.sensor_mtf:
+        problems += _sensor_mtf_problems(params.sensor_mtf, len(params.band_list), caps)
     try:
         model = caps.model(params.model)
     except UnknownModel as exc:
@@ -229,15 +235,21 @@ def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[st
     return problems + ([too_few] if too_few else [])
 
 
-def _sensor_mtf_problems(mtf: float, caps: EngineCapabilities) -> List[str]:
-    """A stated sensor MTF against the engine: the option offered, the value in its range."""
+def _sensor_mtf_problems(values: Tuple[float, ...], band_count: int, caps: EngineCapabilities) -> List[str]:
+    """A stated sensor MTF against the run and the engine: one value or one per band, the option
+    offered, every value in its range."""
     if caps.options and not caps.supports(SENSOR_MTF_OPTION):
         return [f"Sensor MTF: this engine's 'misr super-resolve --help' has no {SENSOR_MTF_OPTION} option."]
+    problems = []
+    if len(values) not in (1, band_count):
+        problems.append(f"Sensor MTF: {len(values)} values for {band_count} band{'s' * (band_count > 1)}; "
+                        f"give {SENSOR_MTF_FORMAT}.")
     bounds = caps.limits.sensor_mtf_range
-    if bounds and not bounds[0] <= mtf <= bounds[1]:
-        return [f"Sensor MTF {mtf:g}: must be between {bounds[0]:g} and {bounds[1]:g} (the MTF at the "
-                f"frames' Nyquist frequency), or unset for the engine's own."]
-    return []
+    for mtf in values:
+        if bounds and not bounds[0] <= mtf <= bounds[1]:
+            problems.append(f"Sensor MTF {mtf:g}: must be between {bounds[0]:g} and {bounds[1]:g} (the MTF "
+                            f"at the frames' Nyquist frequency), or unset for the engine's own.")
+    return problems
 
 
 def _file_problem(info: RasterInfo) -> Optional[str]:

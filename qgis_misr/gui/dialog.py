@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from qgis.core import QgsProject, QgsRasterLayer
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsScrollArea
@@ -17,7 +17,6 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDoubleSpinBox,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -26,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -42,7 +42,15 @@ from ..controller import RunController
 from ..core.command import SENSOR_MTF_OPTION, TTF_OPTION
 from ..core.engine import EngineCapabilities, EngineLocation, ModelInfo, UnknownModel, cached_capabilities
 from ..core.naming import looks_like_mask, match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, SENSOR_MTF_TOOLTIP, FrameInput, RunParameters
+from ..core.params import (
+    ALIGN_LABEL,
+    DEFAULT_TTF_STEPS,
+    SENSOR_MTF_FORMAT,
+    SENSOR_MTF_TOOLTIP,
+    FrameInput,
+    RunParameters,
+    parse_sensor_mtf,
+)
 from ..core.run import RunError
 from ..core.masks import detect_kinds
 from ..core.validation import FINE_TUNABLE, preselect, run_notes, ttf_frames_problem, validate_parameters
@@ -166,7 +174,7 @@ class MisrDialog(QDialog):
         self.kernels_widget.fileChanged.connect(lambda *_: self.validate())
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
-                       self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_spin.valueChanged):
+                       self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_edit.textChanged):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -241,11 +249,10 @@ class MisrDialog(QDialog):
         ttf_row.addWidget(self.ttf_steps)
         ttf_row.addWidget(self.ttf_note, 1)
         self.options_form.addRow("Fine-tuning", ttf_row)
-        self.mtf_spin = QDoubleSpinBox()  # not kept between sessions: a stated MTF belongs to one sensor
-        self.mtf_spin.setDecimals(2)
-        self.mtf_spin.setSingleStep(0.01)
+        self.mtf_edit = QLineEdit()  # not kept between sessions: a stated MTF belongs to one sensor
+        self.mtf_edit.setClearButtonEnabled(True)
         self._set_mtf_limits(None)
-        self.options_form.addRow("Sensor MTF", self.mtf_spin)
+        self.options_form.addRow("Sensor MTF", self.mtf_edit)
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
         self.device_refresh = QToolButton()
@@ -733,17 +740,18 @@ class MisrDialog(QDialog):
                                   f"0 = the engine's default{default})")
 
     def _set_mtf_limits(self, caps: Optional[EngineCapabilities]) -> None:
-        """The sensor MTF's range and default from the engine; off for an engine without the option."""
+        """The sensor MTF's default and range from the engine; off for an engine without the option."""
         limits = caps.limits if caps is not None else None
-        self.mtf_spin.setRange(0.0, limits.sensor_mtf_range[1] if limits and limits.sensor_mtf_range else 0.63)
         default = f" ({limits.engine_mtf:.2f})" if limits and limits.engine_mtf else ""
-        self.mtf_spin.setSpecialValueText(f"engine default{default}")
+        self.mtf_edit.setPlaceholderText(f"engine default{default}; or one value, or one per band (0.28, 0.26)")
+        bounds = limits.sensor_mtf_range if limits else None
+        within = f" Between {bounds[0]:g} and {bounds[1]:g}." if bounds else ""
         missing = caps is not None and bool(caps.options) and not caps.supports(SENSOR_MTF_OPTION)
-        self.mtf_spin.setEnabled(not missing)
+        self.mtf_edit.setEnabled(not missing)
         if missing:
-            self.mtf_spin.setValue(0.0)
-        self.mtf_spin.setToolTip(f"This engine's 'misr super-resolve --help' has no {SENSOR_MTF_OPTION} option"
-                                 if missing else SENSOR_MTF_TOOLTIP)
+            self.mtf_edit.clear()
+        self.mtf_edit.setToolTip(f"This engine's 'misr super-resolve --help' has no {SENSOR_MTF_OPTION} option"
+                                 if missing else f"{SENSOR_MTF_TOOLTIP} Give {SENSOR_MTF_FORMAT}.{within}")
 
     def current_model(self) -> Optional[ModelInfo]:
         """The chosen model as the engine described it (None before it has answered)."""
@@ -815,7 +823,15 @@ class MisrDialog(QDialog):
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked(),
-            sensor_mtf=self.mtf_spin.value() if self.mtf_spin.value() > 0 else None)
+            sensor_mtf=self._stated_mtf())
+
+    def _stated_mtf(self) -> Tuple[float, ...]:
+        """The sensor MTF values typed (`parse_sensor_mtf`); () while the text is not numbers,
+        which `validate` reports."""
+        try:
+            return parse_sensor_mtf(self.mtf_edit.text())
+        except ValueError:
+            return ()
 
     def _chosen_weights(self) -> str:
         data = self.weights_combo.currentData()
@@ -830,6 +846,10 @@ class MisrDialog(QDialog):
         self._update_ttf()
         params = self.collect_parameters()
         problems = validate_parameters(params, self.caps)
+        try:
+            parse_sensor_mtf(self.mtf_edit.text())
+        except ValueError as exc:
+            problems.append(str(exc))
         if self.engine is None:
             problems.append("MISR engine not found: set it up in the Engine section below, or "
                             "choose its Python environment there.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from qgis.core import (
     QgsLayerTreeGroup,
@@ -27,12 +27,19 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import settings
-from ..compat import (file_behavior_file, number_type_double, number_type_integer, parameter_flag_advanced,
-                      source_type_raster)
+from ..compat import file_behavior_file, number_type_integer, parameter_flag_advanced, source_type_raster
 from ..core.engine import EngineCapabilities, UnknownModel
 from ..core.masks import AUTO, KINDS, LABELS
 from ..core.naming import match_masks, run_name
-from ..core.params import ALIGN_LABEL, DEFAULT_TTF_STEPS, SENSOR_MTF_TOOLTIP, FrameInput, RunParameters
+from ..core.params import (
+    ALIGN_LABEL,
+    DEFAULT_TTF_STEPS,
+    SENSOR_MTF_FORMAT,
+    SENSOR_MTF_TOOLTIP,
+    FrameInput,
+    RunParameters,
+    parse_sensor_mtf,
+)
 from ..core.run import RunError, RunReporter, check, execute, prepare_run
 from ..layers import (
     move_into_group,
@@ -192,7 +199,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "offer it. It adapts a copy of the network to the scene (useful for imagery unlike the "
             "training data) and can write the blur kernel it estimated for every frame (JSON).<br>"
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
-            f"<b>Sensor MTF at Nyquist</b> (advanced; 0 = the engine's default): {SENSOR_MTF_TOOLTIP}<br>"
+            f"<b>Sensor MTF at Nyquist</b> (advanced; empty = the engine's default): {SENSOR_MTF_TOOLTIP} "
+            f"Give {SENSOR_MTF_FORMAT}.<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
@@ -233,9 +241,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.TILE_SIZE, "Tile size in LR pixels (0 = engine default)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
         self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, ALIGN_LABEL, defaultValue=False))
-        mtf = QgsProcessingParameterNumber(
-            self.SENSOR_MTF, "Sensor MTF at Nyquist (0 = the engine's default)", number_type_double(), 0.0,
-            minValue=0.0, maxValue=1.0)
+        mtf = QgsProcessingParameterString(
+            self.SENSOR_MTF, "Sensor MTF at Nyquist: one value, or one per band (empty = the engine's default)",
+            defaultValue="", optional=True)
         mtf.setHelp(SENSOR_MTF_TOOLTIP)
         mtf.setFlags(mtf.flags() | parameter_flag_advanced())
         self.addParameter(mtf)
@@ -315,7 +323,14 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
             overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context),
-            sensor_mtf=self.parameterAsDouble(parameters, self.SENSOR_MTF, context) or None)
+            sensor_mtf=self._sensor_mtf(parameters, context))
+
+    def _sensor_mtf(self, parameters: Dict, context: QgsProcessingContext) -> Tuple[float, ...]:
+        """SENSOR_MTF's values (`parse_sensor_mtf`; a number, as earlier versions took, reads as one)."""
+        try:
+            return parse_sensor_mtf(self.parameterAsString(parameters, self.SENSOR_MTF, context) or "")
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from None
 
     @staticmethod
     def _with_model(params: RunParameters, caps: EngineCapabilities) -> RunParameters:

@@ -37,7 +37,7 @@ from qgis_misr.core.naming import (
     unique_name,
     with_frames_used,
 )
-from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters
+from qgis_misr.core.params import ALIGN_LABEL, FrameInput, RasterInfo, RunParameters, parse_sensor_mtf
 from qgis_misr.core.runner import error_message, run_engine
 from qgis_misr.core.validation import (
     ONE_FRAME_NOTE,
@@ -270,8 +270,8 @@ def test_off_grid_frames_block_with_the_align_hint_unless_align_is_set(files, tm
     assert validate_parameters(params) == []
     assert alignment_notes(params) == [
         f"Frame d: {FINER_TEXT} (frame a): will be resampled onto the first frame's grid (bilinear).",
-        f"Mask md: {FINER_TEXT} (frame a): will be resampled onto the first frame's grid "
-        "(nearest neighbour)."]
+        (f"Mask md: {FINER_TEXT} (frame a): will be resampled onto the first frame's grid "
+        "(nearest neighbour).")]
     params.align = False
     assert alignment_notes(params) == []
 
@@ -394,20 +394,45 @@ def test_ttf_steps_are_passed_only_when_the_engine_lists_them(tmp_path):
 
 def test_a_stated_sensor_mtf_is_passed_and_checked_against_the_engines_range(tmp_path):
     assert "--sensor-mtf" not in build_command(["misr"], _params(tmp_path))
-    argv = build_command(["misr"], _params(tmp_path, sensor_mtf=0.15), EngineCapabilities(
+    argv = build_command(["misr"], _params(tmp_path, sensor_mtf=(0.15,)), EngineCapabilities(
         options=frozenset({"--sensor-mtf"})))
-    assert argv[argv.index("--sensor-mtf") + 1] == "0.15"
+    assert argv[argv.index("--sensor-mtf") + 1:argv.index("--progress")] == ["0.15"]
     with pytest.raises(UnsupportedOption, match="--sensor-mtf"):
-        build_command(["misr"], _params(tmp_path, sensor_mtf=0.15), EngineCapabilities(options=frozenset({"--align"})))
+        build_command(["misr"], _params(tmp_path, sensor_mtf=(0.15,)),
+                      EngineCapabilities(options=frozenset({"--align"})))
 
-    def problems(mtf, options=("--sensor-mtf",)):
-        found = validate_parameters(_params(tmp_path, sensor_mtf=mtf), _caps(options=options))
+    def problems(mtf, options=("--sensor-mtf",), **changes):
+        found = validate_parameters(_params(tmp_path, sensor_mtf=mtf, **changes), _caps(options=options))
         return [p for p in found if p.startswith("Sensor MTF")]  # the frames of _params are not on disk
-    assert problems(0.15) == [] and problems(None, options=()) == []
-    assert problems(0.7) == ["Sensor MTF 0.7: must be between 0.02 and 0.6 (the MTF at the frames' Nyquist "
-                             "frequency), or unset for the engine's own."]
-    assert problems(0.15, options=("--align",)) == [
+    assert problems((0.15,)) == [] and problems((), options=()) == []
+    assert problems((0.7,)) == [("Sensor MTF 0.7: must be between 0.02 and 0.6 (the MTF at the frames' Nyquist "
+                                 "frequency), or unset for the engine's own.")]
+    assert problems((0.15,), options=("--align",)) == [
         "Sensor MTF: this engine's 'misr super-resolve --help' has no --sensor-mtf option."]
+    # one per band of a multi-band run, in its order; a count that fits neither is refused
+    assert problems((0.3, 0.25, 0.2), bands=(4, 3, 2)) == [] and problems((0.3,), bands=(4, 3, 2)) == []
+    assert problems((0.3, 0.25), bands=(4, 3, 2)) == [
+        ("Sensor MTF: 2 values for 3 bands; give one value for every band (0.28) or one per band, in band "
+         "order (0.28, 0.26, 0.25).")]
+    assert problems((0.3, 0.25)) == [problems((0.3, 0.25), bands=(4, 3, 2))[0].replace("3 bands", "1 band")]
+    assert problems((0.3, 0.9, 0.01), bands=(4, 3, 2)) == [
+        f"Sensor MTF {value}: must be between 0.02 and 0.6 (the MTF at the frames' Nyquist frequency), or "
+        f"unset for the engine's own." for value in ("0.9", "0.01")]
+    argv = build_command(["misr"], _params(tmp_path, sensor_mtf=(0.3, 0.25, 0.2), bands=(4, 3, 2)),
+                         EngineCapabilities(options=frozenset({"--sensor-mtf", "--bands"})))
+    assert argv[argv.index("--sensor-mtf") + 1:argv.index("--progress")] == ["0.3", "0.25", "0.2"]
+
+
+@pytest.mark.parametrize("text, values", [("", ()), ("  ", ()), ("0", ()), ("0.28", (0.28,)),
+                                          ("0.3, 0.25,0.2", (0.3, 0.25, 0.2)), ("0.3;0.25 0.2", (0.3, 0.25, 0.2))])
+def test_the_sensor_mtf_text_reads_as_one_value_or_one_per_band(text, values):
+    assert parse_sensor_mtf(text) == values
+
+
+@pytest.mark.parametrize("text", ["0.3,abc", "high", "0,3,,x"])
+def test_a_sensor_mtf_text_that_is_not_numbers_names_itself(text):
+    with pytest.raises(ValueError, match=rf"^Sensor MTF '{text}': give one value for every band \(0.28\) or one"):
+        parse_sensor_mtf(text)
 
 
 @pytest.mark.parametrize("reported", [[0.6, 0.02], [0.02], "0.02-0.6", [0.0, 0.6], None])

@@ -208,17 +208,25 @@ def test_the_sensor_mtf_follows_the_engine_and_is_passed_only_when_stated(stub_p
     layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
     dialog = _open(stub_plugin)
     dialog.set_frames(layers, masks=[None] * 3)
-    spin = dialog.mtf_spin
-    assert spin.isEnabled() and spin.value() == 0.0 and spin.text() == "engine default (0.29)"
-    assert spin.maximum() == 0.6 and dialog.collect_parameters().sensor_mtf is None  # the stand-in's range
-    spin.setValue(0.15)
-    assert dialog.collect_parameters().sensor_mtf == 0.15 and dialog.problems == []
+    edit = dialog.mtf_edit
+    assert edit.isEnabled() and edit.text() == "" and edit.placeholderText().startswith("engine default (0.29);")
+    assert "Between 0.02 and 0.6" in edit.toolTip()  # the stand-in's range
+    assert dialog.collect_parameters().sensor_mtf == () and dialog.problems == []
+    edit.setText("0.15")
+    assert dialog.collect_parameters().sensor_mtf == (0.15,) and dialog.problems == []
+    edit.setText("0.15, 0.2")  # two values for the one band chosen
+    assert dialog.problems == [("Sensor MTF: 2 values for 1 band; give one value for every band (0.28) or one "
+                                "per band, in band order (0.28, 0.26, 0.25).")]
+    assert not dialog.run_button.isEnabled()
+    edit.setText("0.15, high")
+    assert dialog.problems == [("Sensor MTF '0.15, high': give one value for every band (0.28) or one per band, "
+                                "in band order (0.28, 0.26, 0.25).")]
     older = fake_engine(tmp_path / "older", options="[--ttf-steps N] [--align] [--tile-size PX]")
     dialog.engine_widget.setFilePath(str(older))
     dialog.refresh_engine(force=True)
     assert dialog.wait_for_engine(60)
-    assert not spin.isEnabled() and "no --sensor-mtf option" in spin.toolTip()
-    assert dialog.collect_parameters().sensor_mtf is None
+    assert not edit.isEnabled() and edit.text() == "" and "no --sensor-mtf option" in edit.toolTip()
+    assert dialog.collect_parameters().sensor_mtf == ()
 
 
 # -- running: names, messages, cancel, export -----------------------------------------------------------

@@ -21,7 +21,7 @@ from qgis.core import (  # noqa: E402
 )
 
 import qgis_misr  # noqa: E402
-from .engine_stub import NEW_MODELS_ANSWER, fake_engine, writes_outputs  # noqa: E402
+from .engine_stub import ANALYST_OPTIONS, NEW_MODELS_ANSWER, fake_engine, writes_outputs  # noqa: E402
 from .plugin_support import crop_sample, off_grid_sample  # noqa: E402
 
 
@@ -68,12 +68,33 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
         _run(dict(base, MODEL="fixednet", TTF_STEPS=5))
     with pytest.raises(QgsProcessingException, match=r"^Tile size 20: must be at least 24 pixels"):
         _run(dict(base, TILE_SIZE=20))
-    feedback = RecordingFeedback()
-    _run(dict(base, SENSOR_MTF=0.15), feedback)
-    [command] = feedback.texts("command")
-    assert command.split()[command.split().index("--sensor-mtf") + 1] == "0.15"
+    for stated in (0.15, "0.15"):  # a number, as earlier versions took, or text
+        assert _sensor_mtf_passed(dict(base, SENSOR_MTF=stated)) == ["0.15"], stated
     with pytest.raises(QgsProcessingException, match=r"^Sensor MTF 0.7: must be between 0.02 and 0.6"):
         _run(dict(base, SENSOR_MTF=0.7))
+    with pytest.raises(QgsProcessingException, match=r"^Sensor MTF: 2 values for 1 band; give one value"):
+        _run(dict(base, SENSOR_MTF="0.3 0.25"))
+    with pytest.raises(QgsProcessingException, match=r"^Sensor MTF 'sharp': give one value for every band"):
+        _run(dict(base, SENSOR_MTF="sharp"))
+
+
+def _sensor_mtf_passed(parameters) -> list:
+    """The values the algorithm passed to ``--sensor-mtf`` for `parameters`."""
+    feedback = RecordingFeedback()
+    _run(parameters, feedback)
+    [command] = feedback.texts("command")
+    after = command.split("--sensor-mtf ", 1)[1].split()
+    return after[:next(i for i, word in enumerate(after) if word.startswith("--"))]
+
+
+def test_a_multiband_run_takes_one_sensor_mtf_per_band_in_band_order(provider, tmp_path, make_raster):
+    engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs(), options=ANALYST_OPTIONS))
+    frames = [make_raster(tmp_path / f"{name}.tif", bands=3) for name in "abc"]
+    base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"), "BANDS": "3,1"}
+    assert _sensor_mtf_passed(dict(base, SENSOR_MTF="0.3; 0.25")) == ["0.3", "0.25"]
+    assert _sensor_mtf_passed(dict(base, SENSOR_MTF="0.3")) == ["0.3"]  # one value for every band
+    with pytest.raises(QgsProcessingException, match=r"^Sensor MTF: 3 values for 2 bands; give one value"):
+        _run(dict(base, SENSOR_MTF="0.3 0.25 0.2"))
 
 
 def test_weights_are_a_file_or_the_name_of_shipped_weights_and_kernels_need_fine_tuning(
