@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..imaging.robust import NORMAL_MAD, robust_std
+
 SAMPLE_LIMIT = 1_000_000
 """Clear pixels kept (an even subsample of every block) to compute the robust statistics."""
 MAX_NOISE_UNITS: float | None = 0.12
@@ -33,10 +35,6 @@ MAX_FLOOR_STDS = 10.0
 without variability has no noise to keep in range, and constant frames keep units in which the
 network's response to a flat input stays below 1e-3 of the level (with a full floor it drew a
 0.14% pattern on constant frames)."""
-
-
-MAD_TO_STD = 0.6745
-"""The median absolute value of a zero-mean Gaussian, in standard deviations."""
 
 
 def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -97,7 +95,7 @@ class Normalisation:
         if held == 0:
             return cls(0.0, 1.0)
         detail = np.concatenate(details)
-        noise = float(np.median(detail)) / MAD_TO_STD if detail.size else 0.0
+        noise = float(np.median(detail)) / NORMAL_MAD if detail.size else 0.0
         return cls.of_values(np.concatenate(kept), noise)
 
     @classmethod
@@ -113,7 +111,7 @@ class Normalisation:
         std = float(values.std())
         noise_floor = noise / MAX_NOISE_UNITS if MAX_NOISE_UNITS else 0.0
         floor = min(max(MIN_RELATIVE_SPREAD * abs(centre), noise_floor), MAX_FLOOR_STDS * std)
-        spread = max(1.4826 * float(np.median(np.abs(values - centre))), 0.5 * std, floor)
+        spread = max(robust_std(values), 0.5 * std, floor)
         spread = spread if spread > 1e-6 * max(1.0, abs(centre)) else max(1.0, abs(centre)) * 1e-3
         return cls(centre, spread, noise)
 

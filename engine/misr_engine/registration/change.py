@@ -15,9 +15,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..imaging.resample import shift_image
-from .radiometry import robust_std
+from ..imaging.robust import MAD_TO_STD, robust_std
 from .reference import clearest_frame
-from .shift import agreement, shift_mask
+from .shift import agreement, onto_common_grid
 
 CHANGE_SIGMAS: float | None = 6.0
 """A pixel of a frame changed where it departs from the frames' per-pixel median by more than
@@ -82,9 +82,8 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
     the per-pixel median of the frames clear there, the flags grown by GROW and moved back."""
     frames = np.asarray(frames, np.float64)
     clear = masks & np.isfinite(frames)
-    aligned = np.stack([shift_image(np.where(m, f, _median(f[m])), -dy, -dx)
-                        for f, m, (dy, dx) in zip(frames, clear, shifts)])
-    aligned_clear = np.stack([shift_mask(m, -dy, -dx) for m, (dy, dx) in zip(clear, shifts)])
+    filled = np.stack([np.where(m, f, _median(f[m])) for f, m in zip(frames, clear)])
+    aligned, aligned_clear = onto_common_grid(filled, clear, shifts)
     standard = np.full(aligned.shape, np.nan)
     for t, (image, usable) in enumerate(zip(aligned, aligned_clear)):
         if usable.sum() > 1:
@@ -95,7 +94,7 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
         median = np.nanmedian(standard, axis=0)
         median[np.isfinite(standard).sum(axis=0) < MIN_FRAMES] = np.nan
         departures = standard - median
-        spread = 1.4826 * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
+        spread = MAD_TO_STD * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
     changed = np.zeros(frames.shape, bool)
     for t, (departure, (dy, dx)) in enumerate(zip(departures, shifts)):
         valid = np.isfinite(departure)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..imaging.robust import robust_std
+
 MAX_BLOCKS = 200_000
 """Block means kept per frame: blocks grow with the scene so that memory stays bounded."""
 MIN_BLOCK = 4
@@ -108,11 +110,6 @@ def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         gain = float(np.clip(np.average((x - mx) * (y - my), weights=weight) / variance, *GAIN_RANGE))
         offset = float(my - gain * mx)
     return gain, offset
-
-
-def robust_std(values: np.ndarray) -> float:
-    """Median absolute deviation, scaled to a Gaussian's standard deviation (0 for no values)."""
-    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if values.size else 0.0
 
 
 def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Radiometry:

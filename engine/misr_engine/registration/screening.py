@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import MisrError
+from ..imaging.robust import NORMAL_MAD
 from ..rasters.masks import disc
 from ..rasters.stack import LazyStack, Stack, clear_fractions_of
 from .stack import move_rows, whole_pixel_moves
@@ -50,7 +51,6 @@ RELATIVE_FLOOR = 1e-3
 """The spread is at least this fraction of the pixel's lower quartile (identical dates, synthetic data)."""
 SPREAD_QUANTILES = (0.1, 0.4)
 SPREAD_NORMAL = 1.0282  # the distance between those quantiles of a standard normal
-NORMAL_QUARTILE = 0.6745  # the median absolute deviation of a standard normal
 MIN_CLEAR_FRACTION = 0.05
 """Frames screened out over more than 95 % are dropped: what is left of them is mostly missed haze."""
 
@@ -102,7 +102,7 @@ def temporal_outliers(frames: np.ndarray, valid: np.ndarray, screening: Screenin
         rest_count = rest.sum(axis=0)
         centre = _quantile(np.sort(np.where(rest, frames, np.inf), axis=0), rest_count, 0.5)
         deviation = np.sort(np.where(rest, np.abs(frames - centre), np.inf), axis=0)
-        spread = _smoothed(_quantile(deviation, rest_count, 0.5) / NORMAL_QUARTILE, floor)
+        spread = _smoothed(_quantile(deviation, rest_count, 0.5) / NORMAL_MAD, floor)
         dark = rest & (centre - frames > screening.dark * spread)
     outliers = (bright | dark) & (count >= MIN_FRAMES)
     if screening.dilation > 0:

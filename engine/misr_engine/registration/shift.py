@@ -42,6 +42,7 @@ from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
 from ..imaging.resample import shift_image
+from ..imaging.robust import MAD_TO_STD, robust_std
 
 WINDOW = ("tukey", 0.25)
 """Taper applied before the FFT: flat in the centre, cosine to zero over the outer eighths."""
@@ -112,7 +113,7 @@ def _highpass(image: np.ndarray, clear: np.ndarray, clip: bool = True) -> np.nda
     detail = np.where(clear, image - _local_mean(image, clear, HIGHPASS_SIGMA), 0.0)
     if not clip or HIGHPASS_CLIP is None or not clear.any():
         return detail
-    bound = HIGHPASS_CLIP * 1.4826 * float(np.median(np.abs(detail[clear])))
+    bound = HIGHPASS_CLIP * MAD_TO_STD * float(np.median(np.abs(detail[clear])))
     return np.clip(detail, -bound, bound) if bound > 0 else detail
 
 
@@ -130,6 +131,13 @@ def shift_mask(mask: np.ndarray, dy: float, dx: float) -> np.ndarray:
         return np.asarray(mask, bool).copy()
     moved = shift_image(np.asarray(mask, np.float32), dy, dx, order=1, mode="constant")
     return moved > CLEAR_WEIGHT
+
+
+def onto_common_grid(filled: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, h, w) frames (their unclear pixels already filled) and their masks moved by -`shifts`
+    (in their own pixels) onto the grid the shifts are relative to (`shift_mask` for the masks)."""
+    aligned = np.stack([shift_image(f, -dy, -dx) for f, (dy, dx) in zip(filled, shifts)])
+    return aligned, np.stack([shift_mask(m, -dy, -dx) for m, (dy, dx) in zip(masks, shifts)])
 
 
 def _phase_cross_correlation(*args: Any, **kwargs: Any) -> Any:
@@ -200,7 +208,7 @@ def _least_squares_polish(reference: np.ndarray, moving: np.ndarray, reference_c
     scale = float(np.std(target)) or 1.0
     first = np.array([start[0], start[1], 1.0, float(target.mean() - moving[moving_clear].mean())])
     first_residuals = residuals(first)
-    noise = 1.4826 * float(np.median(np.abs(first_residuals - np.median(first_residuals))))
+    noise = robust_std(first_residuals)
     # robust (Cauchy) loss: pixels where the surface changed between the dates have residuals
     # far above the noise and do not pull the shift (a plain least squares moved it 0.1 px)
     fit = least_squares(residuals, first, jac=jacobian, method="trf", loss="cauchy",

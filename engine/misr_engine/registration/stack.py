@@ -14,10 +14,9 @@ import numpy as np
 from scipy import stats
 
 from ..imaging.compositing import fill_masked
-from ..imaging.resample import shift_image
 from .change import kept_shifts, steady_masks
 from .reference import canonical_order, clearest_frame
-from .shift import estimate_shift, shift_mask
+from .shift import estimate_shift, onto_common_grid
 
 REGISTRATION_WINDOW = 512
 CENTRE_TRIM: float | None = None
@@ -152,9 +151,7 @@ def align_stack(frames: np.ndarray, masks: np.ndarray,
 
     `shifts` must be in pixels of `frames` (multiply LR shifts by SCALE for HR frames).
     """
-    filled = fill_masked(frames, masks)
-    aligned = np.stack([shift_image(f, -dy, -dx) for f, (dy, dx) in zip(filled, shifts)])
-    aligned_masks = np.stack([shift_mask(m, -dy, -dx) for m, (dy, dx) in zip(masks, shifts)])
+    aligned, aligned_masks = onto_common_grid(fill_masked(frames, masks), masks, shifts)
     return aligned.astype(np.float32), aligned_masks
 
 

@@ -22,7 +22,8 @@ from misr_engine.cli import main
 from misr_engine.datasets.samples import load_samples
 from misr_engine.datasets.cards import arrays_of, card_path, expected_arrays, simulated_card, simulated_set
 from misr_engine.errors import MisrError
-from misr_engine.inference.normalisation import MAD_TO_STD, MAX_FLOOR_STDS, MAX_NOISE_UNITS, haar_diagonal
+from misr_engine.imaging.robust import NORMAL_MAD
+from misr_engine.inference.normalisation import MAX_FLOOR_STDS, MAX_NOISE_UNITS, haar_diagonal
 from misr_engine.registration.stack import register, subpixel_phase
 from misr_engine.datasets.simulate import Degradation
 
@@ -146,7 +147,7 @@ def test_registered_like_the_engine_with_scene_normalisation(root):
         clear = samples["frames"][n][samples["masks"][n]].astype(np.float64)
         centre = np.median(clear)  # robust: the median and the largest of 1.4826 MAD, std / 2 and
         # the noise floor (the noise / MAX_NOISE_UNITS, at most MAX_FLOOR_STDS standard deviations)
-        noise = np.median(np.abs(haar_diagonal(samples["frames"][n], samples["masks"][n]))) / MAD_TO_STD
+        noise = np.median(np.abs(haar_diagonal(samples["frames"][n], samples["masks"][n]))) / NORMAL_MAD
         spread = max(1.4826 * np.median(np.abs(clear - centre)), 0.5 * clear.std(),
                      min(noise / MAX_NOISE_UNITS, MAX_FLOOR_STDS * clear.std()))
         np.testing.assert_allclose(samples["norm"][n], [centre, spread], rtol=1e-5)

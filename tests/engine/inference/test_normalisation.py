@@ -18,6 +18,7 @@ from misr_engine.datasets.simulate import (
     with_contrast,
 )
 from misr_engine.evaluation.adaptation import scene_score
+from misr_engine.imaging.robust import NORMAL_MAD
 from misr_engine.inference import consistency, detail_gate, normalisation
 from misr_engine.inference.normalisation import (
     MAX_FLOOR_STDS,
@@ -58,7 +59,7 @@ def test_the_noise_is_measured_on_clear_blocks_and_bounds_the_units():
     masks = np.ones(frames.shape, bool)
     masks[:3, 10:40, 5:50] = False
     frames[~masks] = 1e6  # clouds: never part of the estimate
-    noise = np.median(np.abs(haar_diagonal(frames, masks))) / normalisation.MAD_TO_STD
+    noise = np.median(np.abs(haar_diagonal(frames, masks))) / NORMAL_MAD
     assert noise == pytest.approx(60.0, rel=0.05)
     norm = Normalisation.of(frames, masks)
     assert norm.spread == pytest.approx(noise / MAX_NOISE_UNITS, rel=0.01)
