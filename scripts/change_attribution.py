@@ -8,11 +8,16 @@ radiometric fits, the normalisation. What moves away from the field (mean |after
 than 20 LR pixels from it, in % of the scene's level) when an estimate is frozen is what that
 estimate does not contribute.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_attribution.py
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_attribution.py [--frames 0 3 6] [--units-with-change]
+
+``--units-with-change`` computes the scene's units on every clear pixel, changed or not, as the
+engine did before 2026-12-02 (``normalisation.UNITS_WITHOUT_CHANGE``); ``--only-all`` skips the
+frozen combinations.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +26,7 @@ import numpy as np
 import torch
 
 from misr_engine import SCALE
-from misr_engine.inference import tiled
+from misr_engine.inference import normalisation, tiled
 from misr_engine.inference.normalisation import Normalisation
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack, read_stack
@@ -30,7 +35,7 @@ from misr_engine.resources import sample_paths
 CHANGE = 1500.0
 FIELD = (slice(50, 80), slice(60, 90))
 MARGIN = 20
-CHANGED_FRAMES = [0, 2, 4, 6]
+CHANGED_FRAMES = (0, 2, 4, 6)
 
 
 class Freezer:
@@ -47,11 +52,20 @@ class Freezer:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=CHANGED_FRAMES,
+                        help="the usable frames the field is raised in")
+    parser.add_argument("--units-with-change", action="store_true",
+                        help="the scene's units on every clear pixel, changed or not")
+    parser.add_argument("--only-all", action="store_true", help="only the run with every estimate recomputed")
+    args = parser.parse_args()
+    normalisation.UNITS_WITHOUT_CHANGE = not args.units_with_change
     stack = read_stack(*sample_paths())
     usable = stack.clear_fraction > 0
     before_stack = Stack.in_memory(stack.frames[usable], stack.masks[usable])
     changed = before_stack.frames.copy()
-    changed[CHANGED_FRAMES, FIELD[0], FIELD[1]] += CHANGE
+    changed[np.ix_(args.frames, np.arange(FIELD[0].start, FIELD[0].stop),
+                   np.arange(FIELD[1].start, FIELD[1].stop))] += CHANGE
     after_stack = Stack.in_memory(changed, before_stack.masks)
     model = load_model("piunet").model
     estimates = {"registration": Freezer(tiled.stack_registration),
@@ -61,7 +75,9 @@ def main() -> None:
     tiled.scene_radiometry = estimates["radiometry"]
     Normalisation.of_blocks = estimates["normalisation"]
     away = None
-    for count in range(len(estimates) + 1):
+    print(f"field +{CHANGE:g} DN in usable frames {list(args.frames)}; units "
+          f"{'on every clear pixel' if args.units_with_change else 'without the changed pixels'}", flush=True)
+    for count in range(1 if args.only_all else len(estimates) + 1):
         for frozen in itertools.combinations(estimates, count):
             for name, freezer in estimates.items():
                 freezer.first, freezer.frozen = None, name in frozen

@@ -16,7 +16,9 @@ never sees noise above u of its units); ``--knob both`` takes (level floor, nois
 (``registration.shift.HIGHPASS_CLIP``, 0: none; docs/evaluation/registration_clip_validation.log);
 ``--knob change`` compares the registration's second pass without the pixels that changed
 (``registration.change.CHANGE_SIGMAS``; 0: one pass; docs/evaluation/
-registration_change_pass_validation.log); ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
+registration_change_pass_validation.log); ``--knob units`` the scene's units without the
+pixels that changed (1) or on every clear pixel (0) (``inference.normalisation.
+UNITS_WITHOUT_CHANGE``; docs/evaluation/units_without_change_validation.log); ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
 The logs, reproduced with `--knob both` (LEVEL,NOISE pairs; a bound of 0 is none), since the
@@ -74,6 +76,11 @@ def with_change_pass(sigmas: float) -> None:
     change.CHANGE_SIGMAS = sigmas or None
 
 
+def with_units_without_change(on: float) -> None:
+    """Compute the scene's units without the pixels that changed in some frames (1) or on every clear pixel (0)."""
+    normalisation.UNITS_WITHOUT_CHANGE = bool(on)
+
+
 def with_both(floors: tuple[float, float]) -> None:
     """Set both: (level floor, noise bound)."""
     with_floor(floors[0])
@@ -84,6 +91,7 @@ KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
          "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
          "clip": ((0.0, 1.0), with_registration_clip, "registration clip {:3.1f}"),
          "change": ((0.0, 6.0, 4.0), with_change_pass, "registration change pass at {:.0f} sigmas"),
+         "units": ((0.0, 1.0), with_units_without_change, "units without the changed pixels ({:.0f})"),
          "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..imaging.robust import NORMAL_MAD, robust_std
+from ..registration.change import steady_masks
 
 SAMPLE_LIMIT = 1_000_000
 """Clear pixels kept (an even subsample of every block) to compute the robust statistics."""
@@ -35,6 +36,13 @@ MAX_FLOOR_STDS = 10.0
 without variability has no noise to keep in range, and constant frames keep units in which the
 network's response to a flat input stays below 1e-3 of the level (with a full floor it drew a
 0.14% pattern on constant frames)."""
+
+
+UNITS_WITHOUT_CHANGE = True
+"""The scene's units leave out the pixels that changed in some frames (``registration.change.
+steady_masks``, the registration's own test, block by block): a field raised in 4 of the
+sample's 8 frames moved the units, and through them the SR 20 px away by 0.076% of the level;
+without those pixels 0.038% (scripts/change_attribution.py --units)."""
 
 
 def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -76,6 +84,15 @@ class Normalisation:
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> Normalisation:
         """Of the clear pixels of (T, H, W) frames (spread never zero)."""
         return cls.of_blocks(zip(frames, masks))
+
+    @classmethod
+    def of_registered(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> Normalisation:
+        """`of_blocks` over blocks of frames registered to whole pixels (`phases`: the sub-pixel
+        part of their shifts, LR px), without the pixels that changed in some frames
+        (UNITS_WITHOUT_CHANGE)."""
+        if UNITS_WITHOUT_CHANGE:
+            blocks = ((frames, steady_masks(frames, masks, phases)) for frames, masks in blocks)
+        return cls.of_blocks(blocks)
 
     @classmethod
     def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Normalisation:

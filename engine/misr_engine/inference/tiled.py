@@ -159,7 +159,8 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     rows = RegisteredRows(stack, shifts)
     tiles = make_tiles(height, width, tile_size, overlap)
     rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
-    return rows, subpixel_phase(shifts), Normalisation.of_blocks(rows.blocks(tiles[0].height)), tiles
+    phases = subpixel_phase(shifts)
+    return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
 
 
 def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP

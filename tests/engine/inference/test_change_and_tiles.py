@@ -4,7 +4,8 @@ The SR shows the clear-temporal-mean surface, in the reference frame's radiometr
 it works"). Raise one field of the real sample scene by 1500 digital numbers in 4 of its 8 usable
 frames (a harvest between dates): inside the field the SR follows the clear-temporal-mean
 change; away from it nothing moves, because the radiometric fits are robust and per scene (a
-real change is not radiometry) and no layer pools over the whole tile.
+real change is not radiometry), the registration and the scene's units leave the changed pixels
+out, and no layer pools over the whole tile.
 """
 
 from __future__ import annotations
@@ -52,13 +53,12 @@ def test_away_from_a_changed_field_the_sr_does_not_move(changed_runs, usable_sta
              slice(FIELD[1].start - MARGIN, FIELD[1].stop + MARGIN)))] = False
     level = float(np.nanmean(before))
     moved = np.nanmean(np.abs(after - before)[away])
-    # issue 14 asks < 0.05% of the level; measured 0.076% (0.8 DN) with the shipped weights (0.12%
-    # before the noise floor); 0.30%
-    # while a frame-wide sharpness let the change pick the reference frame, 2.8% with fits against
-    # one reference frame and a plain least-squares registration (what remains,
-    # scripts/change_attribution.py: the scene's normalisation moves with the change; holding it
-    # at its value before the change: 0.02%)
-    assert moved < 0.002 * level, f"moved {moved:.2f} DN on average, level {level:.0f}"
+    # issue 14 asks < 0.05% of the level: measured 0.042% (0.45 DN) with the shipped weights and
+    # the units computed without the changed pixels (normalisation.UNITS_WITHOUT_CHANGE; with
+    # them 0.076%, before the noise floor 0.12%); 0.30% while a frame-wide sharpness let the
+    # change pick the reference frame, 2.8% with fits against one reference frame and a plain
+    # least-squares registration (scripts/change_attribution.py)
+    assert moved < 0.0005 * level, f"moved {moved:.2f} DN on average, level {level:.0f}"
 
 
 @pytest.mark.slow
