@@ -42,7 +42,12 @@ UNITS_WITHOUT_CHANGE = True
 """The scene's units leave out the pixels that changed in some frames (``registration.change.
 steady_masks``, the registration's own test, block by block): a field raised in 4 of the
 sample's 8 frames moved the units, and through them the SR 20 px away by 0.076% of the level;
-without those pixels 0.038% (scripts/change_attribution.py --units)."""
+without those pixels 0.042% (scripts/change_attribution.py, --units-with-change for the
+former)."""
+BLOCK_ROWS = 128
+"""LR rows of the blocks the units are computed over (`of_registered`), the default tile size's:
+fixed, not the tile row's, since the changed pixels are found block by block (with blocks as high
+as the tiles, 48- and 160-px tiles gave the sample units 0.2% apart)."""
 
 
 def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -87,8 +92,8 @@ class Normalisation:
 
     @classmethod
     def of_registered(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> Normalisation:
-        """`of_blocks` over blocks of frames registered to whole pixels (`phases`: the sub-pixel
-        part of their shifts, LR px), without the pixels that changed in some frames
+        """`of_blocks` over blocks of frames registered to whole pixels (BLOCK_ROWS high; `phases`:
+        the sub-pixel part of their shifts, LR px), without the pixels that changed in some frames
         (UNITS_WITHOUT_CHANGE)."""
         if UNITS_WITHOUT_CHANGE:
             blocks = ((frames, steady_masks(frames, masks, phases)) for frames, masks in blocks)

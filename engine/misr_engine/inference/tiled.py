@@ -21,7 +21,7 @@ from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
 from .consistency import consistent
 from .detail_gate import gated
 from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
-from .normalisation import Normalisation
+from .normalisation import BLOCK_ROWS, Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
@@ -152,7 +152,7 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
                   ) -> tuple[RegisteredRows, np.ndarray, Normalisation, list[Tile]]:
     """What a run computes before the network: the registered rows of `stack` (shifts and
     radiometry fitted; `registration` when given, else ``streamed.stack_registration``), the
-    frames' sub-pixel phases, the scene's normalisation (over blocks of one row of tiles) and
+    frames' sub-pixel phases, the scene's normalisation (``Normalisation.of_registered``) and
     the tiles."""
     _, height, width = stack.shape
     shifts, reference = stack_registration(stack) if registration is None else registration
@@ -160,7 +160,7 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     tiles = make_tiles(height, width, tile_size, overlap)
     rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
     phases = subpixel_phase(shifts)
-    return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
+    return rows, phases, Normalisation.of_registered(rows.blocks(BLOCK_ROWS), phases), tiles
 
 
 def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP
