@@ -22,7 +22,12 @@ first candidate, paired).
         --scenes 24 | tee docs/evaluation/change_away_change_pass_validation.log
 
 ``--change-sigmas`` compares registrations with and without a second pass that leaves out
-the pixels that changed (``registration.change.CHANGE_SIGMAS``).
+the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` the scene's units
+without the pixels that changed (1) and on every clear pixel (0)
+(``inference.normalisation.UNITS_WITHOUT_CHANGE``):
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --units 0 1 --scenes 24 \\
+        | tee docs/evaluation/change_away_units_validation.log
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from misr_engine.evaluation.adaptation import (
     scene_score,
 )
 from misr_engine.imaging.resample import shift_image
+from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -88,6 +94,8 @@ def main() -> None:
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
     parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
                         help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
+    parser.add_argument("--units", nargs="+", default=[str(int(normalisation.UNITS_WITHOUT_CHANGE))],
+                        help="candidate normalisation.UNITS_WITHOUT_CHANGE values (1: without the changed pixels)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -106,7 +114,9 @@ def main() -> None:
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, sigmas in itertools.product(args.clips, args.centre_trims, args.change_sigmas):
+    for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
+                                                          args.units):
+        normalisation.UNITS_WITHOUT_CHANGE = bool(int(units))
         change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
@@ -118,7 +128,7 @@ def main() -> None:
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, units without change {units}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

@@ -12,7 +12,11 @@ Rules (`--rules`, one or more, reverted together):
   against no clip (docs/evaluation/registration_clip_rule_validation.log);
 * ``change``: the second pass without the pixels that changed (``change.CHANGE_SIGMAS``), against
   one pass (chosen with scripts/normalisation_floor_study.py --knob change; the test window
-  reported once: docs/evaluation/registration_change_pass_test.log).
+  reported once: docs/evaluation/registration_change_pass_test.log);
+* ``units``: the scene's units without the pixels that changed
+  (``inference.normalisation.UNITS_WITHOUT_CHANGE``), against units on every clear pixel (chosen
+  with scripts/normalisation_floor_study.py --knob units; the test window reported once:
+  docs/evaluation/units_without_change_test.log).
 
 Every scene of the chosen sets is super-resolved twice with the shipped weights; prints, per
 set, the cPSNR change (engine minus former rules) with its 95% paired bootstrap interval over
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 
 from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.inference import normalisation
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -47,6 +52,7 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
     "clip": lambda: mock.patch.object(shift, "HIGHPASS_CLIP", None),
     "change": lambda: mock.patch.object(change, "CHANGE_SIGMAS", None),
+    "units": lambda: mock.patch.object(normalisation, "UNITS_WITHOUT_CHANGE", False),
 }
 
 
