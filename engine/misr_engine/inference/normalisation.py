@@ -11,7 +11,8 @@ from ..imaging.robust import NORMAL_MAD, robust_std
 from ..registration.change import steady_masks
 
 SAMPLE_LIMIT = 1_000_000
-"""Clear pixels kept (an even subsample of every block) to compute the robust statistics."""
+"""Pixels kept (a fixed pseudo-random subsample of positions, `position_keys`) to compute the
+robust statistics: at most twice this many; every clear pixel of a smaller scene."""
 MAX_NOISE_UNITS: float | None = 0.12
 """The spread is never below the scene's noise (``haar_diagonal``) divided by this, so the network
 never sees noise above this many of its units (None: no bound). The training's noise was at most
@@ -55,13 +56,32 @@ def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
     that are clear throughout: white noise of standard deviation s gives coefficients of standard
     deviation s, while a smooth surface gives almost none (Donoho and Johnstone's noise estimate,
     here with masks, which ``skimage.restoration.estimate_sigma`` does not take)."""
+    coefficients, clear = haar_diagonal_map(frames, masks)
+    return coefficients[clear]
+
+
+def haar_diagonal_map(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`haar_diagonal` in place: (T, H // 2, W // 2) coefficients, one per 2 x 2 block, and
+    whether the block is clear throughout."""
     height, width = frames.shape[-2] // 2 * 2, frames.shape[-1] // 2 * 2
     f = np.asarray(frames[..., :height, :width], np.float64)
     m = np.asarray(masks[..., :height, :width], bool)
     blocks = [(slice(dy, None, 2), slice(dx, None, 2)) for dy in (0, 1) for dx in (0, 1)]
     clear = np.logical_and.reduce([m[..., y, x] for y, x in blocks])
     (a, b, c, d) = (f[..., y, x] for y, x in blocks)
-    return ((a - b - c + d) / 2)[clear]
+    return (a - b - c + d) / 2, clear
+
+
+def position_keys(rows: int, width: int, first_row: int, frame: int = 0) -> np.ndarray:
+    """A fixed pseudo-random key (0 to 2**20 - 1) for every position of an (rows, width) block of
+    a frame, the block's first row being the raster's `first_row`: `Normalisation.of_blocks`
+    keeps the pixels whose key is a multiple of its stride, so its subsample depends on where
+    pixels are, not on how many clear ones came before (a pixel left out, a changed one, does not
+    move the others), the subsamples of growing strides nest, and every frame gives other
+    positions (Knuth's multiplicative hash of the position, offset per frame)."""
+    position = (np.arange(first_row, first_row + rows, dtype=np.uint64)[:, None] * np.uint64(width)
+                + np.arange(width, dtype=np.uint64)[None, :] + np.uint64(frame) * np.uint64(0x9E3779B1))
+    return ((position * np.uint64(2654435761) & np.uint64(0xFFFFFFFF)) >> np.uint64(12)).astype(np.uint32)
 
 
 @dataclass(frozen=True)
@@ -101,24 +121,28 @@ class Normalisation:
 
     @classmethod
     def of_blocks(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> Normalisation:
-        """`of` over (frames, masks) blocks that together make the stack, one block at a time:
-        every `stride`-th clear pixel is kept, the stride doubling whenever more than
-        2 x SAMPLE_LIMIT pixels are held, so memory stays bounded whatever the scene."""
-        kept, details, stride, held = [], [], 1, 0
+        """`of` over (frames, masks) blocks of rows that together make the stack, top to bottom,
+        one block at a time: the clear pixels (and clear 2 x 2 blocks, for the noise) whose
+        `position_keys` are multiples of a stride are kept, the stride doubling whenever the pixels
+        seen, clear or not, exceed 2 x SAMPLE_LIMIT per stride, so memory stays bounded whatever the
+        scene (every clear pixel is kept below that)."""
+        values, details, stride, first_row, seen = _Kept(), _Kept(), 1, 0, 0
         for frames, masks in blocks:
             frames, masks = np.asarray(frames), np.asarray(masks, bool)
-            values = frames[masks][::stride]
-            kept.append(values.astype(np.float64))
-            details.append(np.abs(haar_diagonal(frames, masks))[::stride])
-            held += values.size
-            if held > 2 * SAMPLE_LIMIT:
-                kept, details, stride = [np.concatenate(kept)[::2]], [np.concatenate(details)[::2]], stride * 2
-                held = kept[0].size
-        if held == 0:
+            seen += frames.size
+            while seen > 2 * SAMPLE_LIMIT * stride:  # from the pixels seen, clear or not: masks do not move it
+                stride *= 2
+                values.thin(stride)
+                details.thin(stride)
+            values.add(frames, masks, first_row, stride)
+            coefficients, clear = haar_diagonal_map(frames, masks)
+            details.add(np.abs(coefficients), clear, first_row // 2, stride)
+            first_row += frames.shape[-2]
+        if values.size == 0:
             return cls(0.0, 1.0)
-        detail = np.concatenate(details)
+        detail = details.values()
         noise = float(np.median(detail)) / NORMAL_MAD if detail.size else 0.0
-        return cls.of_values(np.concatenate(kept), noise)
+        return cls.of_values(values.values(), noise)
 
     @classmethod
     def of_values(cls, values: np.ndarray, noise: float = 0.0) -> Normalisation:
@@ -140,3 +164,35 @@ class Normalisation:
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Normalised frames with cloudy pixels set to 0 (the scene's centre)."""
         return np.where(masks, (frames - self.centre) / self.spread, 0.0).astype(np.float32)
+
+
+class _Kept:
+    """Values kept by `Normalisation.of_blocks`, with their position keys."""
+
+    def __init__(self) -> None:
+        self._values: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, image: np.ndarray, clear: np.ndarray, first_row: int, stride: int) -> None:
+        """Keep the clear values of an (h, w) or (T, h, w) block `image` whose first row is the
+        raster's `first_row` at the positions whose `position_keys` are multiples of `stride`
+        (every clear value at 1), in the order of ``image[clear]``."""
+        for frame, (values, usable) in enumerate(zip(image.reshape(-1, *image.shape[-2:]),
+                                                     clear.reshape(-1, *clear.shape[-2:]))):
+            keys = position_keys(*usable.shape, first_row, frame)
+            chosen = usable & (keys % stride == 0) if stride > 1 else usable
+            self._values.append(np.asarray(values[chosen], np.float64))
+            self._keys.append(keys[chosen])
+            self.size += self._values[-1].size
+
+    def thin(self, stride: int) -> None:
+        """Keep only the values whose keys are multiples of the (doubled) `stride`."""
+        if self._values:
+            keys = np.concatenate(self._keys)
+            chosen = keys % stride == 0
+            self._values, self._keys = [self.values()[chosen]], [keys[chosen]]
+            self.size = self._values[0].size
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self._values) if self._values else np.zeros(0)
