@@ -8,11 +8,11 @@ radiometric fits, the normalisation. What moves away from the field (mean |after
 than 20 LR pixels from it, in % of the scene's level) when an estimate is frozen is what that
 estimate does not contribute.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_attribution.py [--frames 0 3 6] [--units-with-change]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_attribution.py [--frames 0 3 6] [--changed-pixels kept]
 
-``--units-with-change`` computes the scene's units on every clear pixel, changed or not, as the
-engine did before 2026-12-02 (``normalisation.UNITS_WITHOUT_CHANGE``); ``--only-all`` skips the
-frozen combinations.
+``--changed-pixels`` says what the scene's units make of the pixels that changed
+(``normalisation.CHANGED_PIXELS``; 'kept', as the engine did before 2026-12-02); ``--only-all``
+skips the frozen combinations.
 """
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=CHANGED_FRAMES,
                         help="the usable frames the field is raised in")
-    parser.add_argument("--units-with-change", action="store_true",
-                        help="the scene's units on every clear pixel, changed or not")
+    parser.add_argument("--changed-pixels", default=normalisation.CHANGED_PIXELS,
+                        choices=normalisation.CHANGED_PIXEL_RULES,
+                        help="what the scene's units make of the changed pixels (normalisation.CHANGED_PIXELS)")
     parser.add_argument("--only-all", action="store_true", help="only the run with every estimate recomputed")
     args = parser.parse_args()
-    normalisation.UNITS_WITHOUT_CHANGE = not args.units_with_change
+    normalisation.CHANGED_PIXELS = args.changed_pixels
     stack = read_stack(*sample_paths())
     usable = stack.clear_fraction > 0
     before_stack = Stack.in_memory(stack.frames[usable], stack.masks[usable])
@@ -75,8 +76,8 @@ def main() -> None:
     tiled.scene_radiometry = estimates["radiometry"]
     Normalisation.of_blocks = estimates["normalisation"]
     away = None
-    print(f"field +{CHANGE:g} DN in usable frames {list(args.frames)}; units "
-          f"{'on every clear pixel' if args.units_with_change else 'without the changed pixels'}", flush=True)
+    print(f"field +{CHANGE:g} DN in usable frames {list(args.frames)}; changed pixels in the units: "
+          f"{args.changed_pixels}", flush=True)
     for count in range(1 if args.only_all else len(estimates) + 1):
         for frozen in itertools.combinations(estimates, count):
             for name, freezer in estimates.items():

@@ -94,8 +94,9 @@ def main() -> None:
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
     parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
                         help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
-    parser.add_argument("--units", nargs="+", default=[str(int(normalisation.UNITS_WITHOUT_CHANGE))],
-                        help="candidate normalisation.UNITS_WITHOUT_CHANGE values (1: without the changed pixels)")
+    parser.add_argument("--units", nargs="+", default=[normalisation.CHANGED_PIXELS],
+                        choices=normalisation.CHANGED_PIXEL_RULES,
+                        help="candidate normalisation.CHANGED_PIXELS rules (the changed pixels in the scene's units)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -116,7 +117,7 @@ def main() -> None:
     first = None
     for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
                                                           args.units):
-        normalisation.UNITS_WITHOUT_CHANGE = bool(int(units))
+        normalisation.CHANGED_PIXELS = units
         change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
@@ -128,7 +129,7 @@ def main() -> None:
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, units without change {units}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

@@ -76,9 +76,10 @@ def with_change_pass(sigmas: float) -> None:
     change.CHANGE_SIGMAS = sigmas or None
 
 
-def with_units_without_change(on: float) -> None:
-    """Compute the scene's units without the pixels that changed in some frames (1) or on every clear pixel (0)."""
-    normalisation.UNITS_WITHOUT_CHANGE = bool(on)
+def with_changed_pixels(rule: float) -> None:
+    """How the scene's units treat the pixels that changed in some frames:
+    normalisation.CHANGED_PIXEL_RULES[rule] (0: kept, 1: left out, 2: imputed)."""
+    normalisation.CHANGED_PIXELS = normalisation.CHANGED_PIXEL_RULES[int(rule)]
 
 
 def with_both(floors: tuple[float, float]) -> None:
@@ -91,7 +92,7 @@ KNOBS = {"level": (FLOORS, with_floor, "floor {:4.2f} x level"),
          "noise": (NOISE_BOUNDS, with_noise_bound, "noise <= {:4.2f} units"),
          "clip": ((0.0, 1.0), with_registration_clip, "registration clip {:3.1f}"),
          "change": ((0.0, 6.0, 4.0), with_change_pass, "registration change pass at {:.0f} sigmas"),
-         "units": ((0.0, 1.0), with_units_without_change, "units without the changed pixels ({:.0f})"),
+         "units": ((0.0, 1.0, 2.0), with_changed_pixels, "changed pixels in the units: rule {:.0f}"),
          "both": (((0.1, 0.15), (0.0, 0.15), (0.0, 0.1)), with_both, "floor {0[0]:4.2f} x level, noise <= {0[1]:4.2f} units")}
 
 

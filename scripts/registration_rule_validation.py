@@ -52,7 +52,7 @@ FORMER_RULES: dict[str, Callable[[], ContextManager]] = {
     "overlap": lambda: mock.patch.object(shift, "MIN_OVERLAP", 0.3),
     "clip": lambda: mock.patch.object(shift, "HIGHPASS_CLIP", None),
     "change": lambda: mock.patch.object(change, "CHANGE_SIGMAS", None),
-    "units": lambda: mock.patch.object(normalisation, "UNITS_WITHOUT_CHANGE", False),
+    "units": lambda: mock.patch.object(normalisation, "CHANGED_PIXELS", "kept"),
 }
 
 

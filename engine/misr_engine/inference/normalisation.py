@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,15 +42,12 @@ network's response to a flat input stays below 1e-3 of the level (with a full fl
 0.14% pattern on constant frames)."""
 
 
-UNITS_WITHOUT_CHANGE = True
-"""The scene's units leave out the pixels that changed in some frames (``registration.change.
-steady_masks``, the registration's own test, block by block): a field raised in 4 of the
-sample's 8 frames moved the units, and through them the SR 20 px away by 0.076% of the level;
-without those pixels 0.042% (scripts/change_attribution.py, --units-with-change for the
-former). Chosen on validation scenes, 24 per set (scripts/normalisation_floor_study.py --knob
-units; docs/evaluation/units_without_change_validation.log): the SR within 0.002 dB on every set;
-the change-away figure there, which the registration dominates, 0.561% -> 0.555%
-(change_away_units_validation.log)."""
+CHANGED_PIXELS = "imputed"
+"""What the scene's units make of the pixels that changed in some frames (``registration.change.
+steady_masks``, the registration's own test, block by block): 'kept' (as any clear pixel),
+'left out', or 'imputed' (replaced by the median of the frames that did not change there: the
+units of the scene as if nothing had changed). SCRATCH: being measured."""
+CHANGED_PIXEL_RULES = ("kept", "left out", "imputed")
 BLOCK_ROWS = 128
 """LR rows of the blocks the units are computed over (`of_registered`), the default tile size's:
 fixed, not the tile row's, since the changed pixels are found block by block (with blocks as high
@@ -119,9 +117,11 @@ class Normalisation:
     def of_registered(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> Normalisation:
         """`of_blocks` over blocks of frames registered to whole pixels (BLOCK_ROWS high; `phases`:
         the sub-pixel part of their shifts, LR px), without the pixels that changed in some frames
-        (UNITS_WITHOUT_CHANGE)."""
-        if UNITS_WITHOUT_CHANGE:
-            blocks = ((frames, steady_masks(frames, masks, phases)) for frames, masks in blocks)
+        (CHANGED_PIXELS)."""
+        if CHANGED_PIXELS not in CHANGED_PIXEL_RULES:
+            raise ValueError(f"CHANGED_PIXELS {CHANGED_PIXELS!r}: one of {CHANGED_PIXEL_RULES}")
+        if CHANGED_PIXELS != "kept":
+            blocks = (_without_change(frames, masks, phases) for frames, masks in blocks)
         return cls.of_blocks(blocks)
 
     @classmethod
@@ -169,6 +169,22 @@ class Normalisation:
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Normalised frames with cloudy pixels set to 0 (the scene's centre)."""
         return np.where(masks, (frames - self.centre) / self.spread, 0.0).astype(np.float32)
+
+
+def _without_change(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (T, h, w) block of frames registered to whole pixels (sub-pixel `phases` left) and its
+    masks, the pixels that changed in some frames (``steady_masks``) treated as CHANGED_PIXELS
+    says: left out, or replaced by the median of the frames clear and unchanged there (left out
+    where there is none)."""
+    frames, masks = np.asarray(frames), np.asarray(masks, bool)
+    steady = steady_masks(frames, masks, phases)
+    changed = masks & ~steady
+    if CHANGED_PIXELS == "left out" or not changed.any():
+        return frames, steady
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels with no steady frame
+        stand_in = np.nanmedian(np.where(steady, frames, np.nan), axis=0)
+    return np.where(changed, stand_in, frames), steady | (changed & np.isfinite(stand_in))
 
 
 class _Kept:
