@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from unittest import mock
 from dataclasses import replace
 
 import numpy as np
@@ -48,12 +49,13 @@ from misr_engine.evaluation.adaptation import (
     scene_score,
 )
 from misr_engine.imaging.resample import shift_image
-from misr_engine.inference import normalisation
+from misr_engine.inference import normalisation, tiled
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 from misr_engine.registration import change, shift, stack
 from misr_engine.registration.stack import reference_frame, registration_window
+from misr_engine.registration.streamed import stack_registration
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
 CHANGED_FRAMES = 4
@@ -97,6 +99,11 @@ def main() -> None:
     parser.add_argument("--units", nargs="+", default=[normalisation.CHANGED_PIXELS],
                         choices=normalisation.CHANGED_PIXEL_RULES,
                         help="candidate normalisation.CHANGED_PIXELS rules (the changed pixels in the scene's units)")
+    parser.add_argument("--changed-frames", type=int, default=CHANGED_FRAMES,
+                        help=f"frames (of {FRAMES}) the field is raised in")
+    parser.add_argument("--hold-registration", action="store_true",
+                        help="register the changed stack as the unchanged one was: what the other scene "
+                             "estimates (radiometry, units) alone move")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -105,14 +112,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     changes = []
     for frames, masks, shifts in zip(scenes["frames"], scenes["masks"], scenes["true_shifts"]):
-        field, which = field_slices(rng), rng.choice(FRAMES, CHANGED_FRAMES, replace=False)
+        field, which = field_slices(rng), rng.choice(FRAMES, args.changed_frames, replace=False)
         changed = frames.copy()
         for t in which:
             changed[t] += RELATIVE_CHANGE * float(np.median(frames[masks])) * field_in_frame(field, shifts[t])
         window = (slice(None), *registration_window(frames.shape[-2:]))
         changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
     print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
-          f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {CHANGED_FRAMES} frames")
+          f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
+          + ("; the changed stack registered as the unchanged one" if args.hold_registration else ""))
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
     for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
@@ -124,7 +132,9 @@ def main() -> None:
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
-            after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
+            held = tiled.stack_registration(Stack.in_memory(frames, masks)) if args.hold_registration else None
+            with mock.patch.object(tiled, "stack_registration", lambda s: held or stack_registration(s)):
+                after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))

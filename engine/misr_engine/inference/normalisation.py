@@ -199,8 +199,8 @@ class _Kept:
         """Keep the clear values of an (h, w) or (T, h, w) block `image` whose first row is the
         raster's `first_row` at the positions whose `position_keys` are multiples of `stride`
         (every clear value at 1), in the order of ``image[clear]``."""
-        for frame, (values, usable) in enumerate(zip(image.reshape(-1, *image.shape[-2:]),
-                                                     clear.reshape(-1, *clear.shape[-2:]))):
+        frames = (image, clear) if image.ndim == 3 else (image[None], clear[None])
+        for frame, (values, usable) in enumerate(zip(*frames)):
             keys = position_keys(*usable.shape, first_row, frame)
             chosen = usable & (keys % stride == 0) if stride > 1 else usable
             self._values.append(np.asarray(values[chosen], np.float64))
