@@ -133,7 +133,7 @@ def main() -> None:
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
             held = tiled.stack_registration(Stack.in_memory(frames, masks)) if args.hold_registration else None
-            with mock.patch.object(tiled, "stack_registration", lambda s: held or stack_registration(s)):
+            with mock.patch.object(tiled, "stack_registration", lambda s, held=held: held or stack_registration(s)):
                 after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
