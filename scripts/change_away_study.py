@@ -22,12 +22,14 @@ first candidate, paired).
         --scenes 24 | tee docs/evaluation/change_away_change_pass_validation.log
 
 ``--change-sigmas`` compares registrations with and without a second pass that leaves out
-the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` the scene's units
-without the pixels that changed (1) and on every clear pixel (0)
-(``inference.normalisation.UNITS_WITHOUT_CHANGE``):
+the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` what the scene's units
+make of the pixels that changed (``inference.normalisation.CHANGED_PIXELS``: kept, left out,
+imputed); ``--hold-registration`` registers the changed stack as the unchanged one was (what the
+other estimates alone move); ``--changed-frames N`` raises the field in N of the 9 frames:
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --units 0 1 --scenes 24 \\
-        | tee docs/evaluation/change_away_units_validation.log
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --scenes 24 \\
+        --units kept "left out" imputed [--hold-registration --changed-frames 2] \\
+        | tee -a docs/evaluation/change_away_units_validation.log
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ never sees noise above u of its units); ``--knob both`` takes (level floor, nois
 (``registration.shift.HIGHPASS_CLIP``, 0: none; docs/evaluation/registration_clip_validation.log);
 ``--knob change`` compares the registration's second pass without the pixels that changed
 (``registration.change.CHANGE_SIGMAS``; 0: one pass; docs/evaluation/
-registration_change_pass_validation.log); ``--knob units`` the scene's units without the
-pixels that changed (1) or on every clear pixel (0) (``inference.normalisation.
-UNITS_WITHOUT_CHANGE``; docs/evaluation/units_without_change_validation.log); ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
+registration_change_pass_validation.log); ``--knob units`` what the scene's units make of the
+pixels that changed (0: kept, 1: left out, 2: imputed; ``inference.normalisation.CHANGED_PIXELS``;
+docs/evaluation/units_without_change_validation.log); ``--offset DN`` adds a constant to every value of every scene, as products whose numbers carry
 an offset do (Sentinel-2 L2A: +1000 DN since processing baseline 04.00).
 
 The logs, reproduced with `--knob both` (LEVEL,NOISE pairs; a bound of 0 is none), since the

@@ -13,8 +13,8 @@ Rules (`--rules`, one or more, reverted together):
 * ``change``: the second pass without the pixels that changed (``change.CHANGE_SIGMAS``), against
   one pass (chosen with scripts/normalisation_floor_study.py --knob change; the test window
   reported once: docs/evaluation/registration_change_pass_test.log);
-* ``units``: the scene's units without the pixels that changed
-  (``inference.normalisation.UNITS_WITHOUT_CHANGE``), against units on every clear pixel (chosen
+* ``units``: the scene's units with the pixels that changed imputed
+  (``inference.normalisation.CHANGED_PIXELS``), against those pixels kept as they are (chosen
   with scripts/normalisation_floor_study.py --knob units; the test window reported once:
   docs/evaluation/units_without_change_test.log).
 

@@ -123,9 +123,10 @@ def test_the_noise_floor_raises_the_network_where_the_noise_is_beyond_its_traini
     """Crops whose noise, in the scene's own units, is beyond any training stack's: the SR with
     the noise floor against the SR without it (without, the network sharpened the noise; measured
     +0.00 to +0.38 dB per crop at a tenth of the contrast, +0.02 to +0.39 noisy). The faint crops
-    have no changed field: since the units leave out changed pixels (UNITS_WITHOUT_CHANGE), one
-    faint crop with a field scored 0.18 dB higher without the floor (its units without the field:
-    a spread of 42 DN, 105 with it); on 24 low-contrast validation scenes, 30% with fields, the
-    floor still gains 1.23 dB [0.61, 2.10] (docs/evaluation/noise_floor_units_validation.log)."""
+    have no changed field: since the units no longer count changed pixels as they are
+    (normalisation.CHANGED_PIXELS), one faint crop with a field scored 0.18 dB higher without the
+    floor (its units without the field: a spread of 42 DN, 105 with it); on 24 low-contrast
+    validation scenes, 30% with fields, the floor still gains 1.23 dB [0.61, 2.10] (changed pixels
+    left out; docs/evaluation/noise_floor_units_validation.log)."""
     gains = _noise_floor_gains(shipped_model, monkeypatch, conditions)
     assert min(gains) > -0.02 and np.mean(gains) > 0.05, f"gains of the noise floor per crop (dB): {np.round(gains, 2)}"
