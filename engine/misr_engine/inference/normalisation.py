@@ -57,10 +57,6 @@ kept, 0.555% for both, and with the registration held 0.103 / 0.096 / 0.096% (fi
 frames) and 0.188 / 0.184 / 0.183% (2 of 9): imputed is never behind on validation and is
 ahead on the sample in two of three cases."""
 CHANGED_PIXEL_RULES = ("kept", "left out", "imputed")
-BLOCK_ROWS = 128
-"""LR rows of the blocks the units are computed over (`of_registered`), the default tile size's:
-fixed, not the tile row's, since the changed pixels are found block by block (with blocks as high
-as the tiles, 48- and 160-px tiles gave the sample units 0.2% apart)."""
 
 
 def haar_diagonal(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -124,9 +120,11 @@ class Normalisation:
 
     @classmethod
     def of_registered(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> Normalisation:
-        """`of_blocks` over blocks of frames registered to whole pixels (BLOCK_ROWS high; `phases`:
-        the sub-pixel part of their shifts, LR px), without the pixels that changed in some frames
-        (CHANGED_PIXELS)."""
+        """`of_blocks` over blocks of frames registered to whole pixels (`phases`: the sub-pixel
+        part of their shifts, LR px), the pixels that changed in some frames treated as
+        CHANGED_PIXELS says. The changes are found block by block, so where a block ends moves a
+        few flags; imputed, such a pixel keeps about its value (48- and 160-px tiles, the tile-size
+        test: passes; with the changed pixels left out the units moved 0.2%)."""
         if CHANGED_PIXELS not in CHANGED_PIXEL_RULES:
             raise ValueError(f"CHANGED_PIXELS {CHANGED_PIXELS!r}: one of {CHANGED_PIXEL_RULES}")
         if CHANGED_PIXELS != "kept":

@@ -21,7 +21,7 @@ from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
 from .consistency import consistent
 from .detail_gate import gated
 from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
-from .normalisation import BLOCK_ROWS, Normalisation
+from .normalisation import Normalisation
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
@@ -160,7 +160,7 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     tiles = make_tiles(height, width, tile_size, overlap)
     rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
     phases = subpixel_phase(shifts)
-    return rows, phases, Normalisation.of_registered(rows.blocks(BLOCK_ROWS), phases), tiles
+    return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
 
 
 def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP
