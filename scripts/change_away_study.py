@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from unittest import mock
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import torch
