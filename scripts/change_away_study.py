@@ -25,7 +25,8 @@ first candidate, paired).
 the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` what the scene's units
 make of the pixels that changed (``inference.normalisation.CHANGED_PIXELS``: kept, left out,
 imputed); ``--hold-registration`` registers the changed stack as the unchanged one was (what the
-other estimates alone move); ``--changed-frames N`` raises the field in N of the 9 frames:
+other estimates alone move); ``--hold-radiometry`` maps them with the unchanged stack's radiometric fits; ``--changed-frames N``
+raises the field in N of the 9 frames:
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --scenes 24 \\
         --units kept "left out" imputed [--hold-registration --changed-frames 2] \\
@@ -57,7 +58,7 @@ from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 from misr_engine.registration import change, shift, stack
 from misr_engine.registration.stack import reference_frame, registration_window
-from misr_engine.registration.streamed import stack_registration
+from misr_engine.registration.streamed import scene_radiometry, stack_registration
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
 CHANGED_FRAMES = 4
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--hold-registration", action="store_true",
                         help="register the changed stack as the unchanged one was: what the other scene "
                              "estimates (radiometry, units) alone move")
+    parser.add_argument("--hold-radiometry", action="store_true",
+                        help="map the changed stack's frames with the unchanged one's radiometric fits")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -122,7 +125,8 @@ def main() -> None:
         changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
     print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
-          + ("; the changed stack registered as the unchanged one" if args.hold_registration else ""))
+          + ("; the changed stack registered as the unchanged one" if args.hold_registration else "")
+          + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else ""))
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
     for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
@@ -133,9 +137,13 @@ def main() -> None:
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
-            before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+            fitted = []
+            with mock.patch.object(tiled, "scene_radiometry", lambda *a: fitted.append(scene_radiometry(*a)) or fitted[0]):
+                before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
             held = tiled.stack_registration(Stack.in_memory(frames, masks)) if args.hold_registration else None
-            with mock.patch.object(tiled, "stack_registration", lambda s, held=held: held or stack_registration(s)):
+            radiometry = (lambda *a, fit=fitted[0]: fit) if args.hold_radiometry else scene_radiometry
+            with mock.patch.object(tiled, "stack_registration", lambda s, held=held: held or stack_registration(s)), \
+                    mock.patch.object(tiled, "scene_radiometry", radiometry):
                 after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
