@@ -138,7 +138,7 @@ def main() -> None:
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             fitted = []
-            with mock.patch.object(tiled, "scene_radiometry", lambda *a: fitted.append(scene_radiometry(*a)) or fitted[0]):
+            with mock.patch.object(tiled, "scene_radiometry", lambda *a, fitted=fitted: fitted.append(scene_radiometry(*a)) or fitted[0]):
                 before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
             held = tiled.stack_registration(Stack.in_memory(frames, masks)) if args.hold_registration else None
             radiometry = (lambda *a, fit=fitted[0]: fit) if args.hold_radiometry else scene_radiometry
