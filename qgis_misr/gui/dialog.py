@@ -823,15 +823,15 @@ class MisrDialog(QDialog):
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked(),
-            sensor_mtf=self._stated_mtf())
+            sensor_mtf=self._read_mtf()[0])
 
-    def _stated_mtf(self) -> Tuple[float, ...]:
-        """The sensor MTF values typed (`parse_sensor_mtf`); () while the text is not numbers,
-        which `validate` reports."""
+    def _read_mtf(self) -> Tuple[Tuple[float, ...], Optional[str]]:
+        """The sensor MTF values typed (`parse_sensor_mtf`) and the text's problem: () and its
+        one-line message while it is not numbers, else the values and None."""
         try:
-            return parse_sensor_mtf(self.mtf_edit.text())
-        except ValueError:
-            return ()
+            return parse_sensor_mtf(self.mtf_edit.text()), None
+        except ValueError as exc:
+            return (), str(exc)
 
     def _chosen_weights(self) -> str:
         data = self.weights_combo.currentData()
@@ -846,10 +846,9 @@ class MisrDialog(QDialog):
         self._update_ttf()
         params = self.collect_parameters()
         problems = validate_parameters(params, self.caps)
-        try:
-            parse_sensor_mtf(self.mtf_edit.text())
-        except ValueError as exc:
-            problems.append(str(exc))
+        mtf_problem = self._read_mtf()[1]
+        if mtf_problem:
+            problems.append(mtf_problem)
         if self.engine is None:
             problems.append("MISR engine not found: set it up in the Engine section below, or "
                             "choose its Python environment there.")
