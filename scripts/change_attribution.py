@@ -39,16 +39,19 @@ CHANGED_FRAMES = (0, 2, 4, 6)
 
 
 class Freezer:
-    """Wraps a scene-level estimate: records the first value, returns it again when frozen."""
+    """Wraps a scene-level estimate: records the first value, returns it again when frozen
+    (without computing a value it would discard)."""
 
     def __init__(self, compute: Callable[..., Any]):
         self.compute, self.first, self.frozen = compute, None, False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.frozen and self.first is not None:
+            return self.first
         value = self.compute(*args, **kwargs)
         if self.first is None:
             self.first = value
-        return self.first if self.frozen else value
+        return value
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from change_attribution import Freezer
 from misr_engine import SCALE
 from misr_engine.datasets.samples import build_samples
 from misr_engine.datasets.sentinel2 import VALIDATION_WINDOW, sentinel2_band_paths
@@ -137,13 +138,11 @@ def main() -> None:
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
-            fitted = []
-            with mock.patch.object(tiled, "scene_radiometry", lambda *a, fitted=fitted: fitted.append(scene_radiometry(*a)) or fitted[0]):
-                before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
-            held = tiled.stack_registration(Stack.in_memory(frames, masks)) if args.hold_registration else None
-            radiometry = (lambda *a, fit=fitted[0]: fit) if args.hold_radiometry else scene_radiometry
-            with mock.patch.object(tiled, "stack_registration", lambda s, held=held: held or stack_registration(s)), \
+            registration, radiometry = Freezer(stack_registration), Freezer(scene_radiometry)
+            with mock.patch.object(tiled, "stack_registration", registration), \
                     mock.patch.object(tiled, "scene_radiometry", radiometry):
+                before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+                registration.frozen, radiometry.frozen = args.hold_registration, args.hold_radiometry
                 after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
