@@ -84,11 +84,15 @@ def agreement_weight(first: torch.Tensor, second: torch.Tensor, window: int) -> 
 
 
 def content_order(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
-    """(B,T) indices of the frames sorted by what they hold (phase dy, then dx, then the mean of
-    their clear pixels), so that the halves do not depend on the order the frames came in."""
-    clear_mean = (frames * masks).sum((-2, -1)) / masks.sum((-2, -1)).clamp_min(1.0)
+    """(B,T) indices of the frames sorted by what they hold (frames with a clear pixel first, then
+    phase dy, then dx, then the mean of their clear pixels), so that the halves do not depend on
+    the order the frames came in, nor on frames without a clear pixel in the tile (last: their
+    phases, which say nothing there, do not reshuffle the halves)."""
+    clear_count = masks.sum((-2, -1))
+    clear_mean = (frames * masks).sum((-2, -1)) / clear_count.clamp_min(1.0)
     order = torch.arange(frames.shape[1], device=frames.device).expand(frames.shape[:2])
-    for key in (clear_mean, phases[..., 1], phases[..., 0]):  # least significant first, stable sorts
+    empty = (clear_count == 0).to(phases.dtype)
+    for key in (clear_mean, phases[..., 1], phases[..., 0], empty):  # least significant first, stable sorts
         order = order.gather(1, torch.sort(key.gather(1, order), dim=1, stable=True).indices)
     return order
 

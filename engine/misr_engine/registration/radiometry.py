@@ -45,6 +45,8 @@ class Radiometry:
     level: float = 0.0
     """A typical value of the scene in the reference's radiometry (the median of the fits' target):
     where `centred` takes the median of the frames' maps."""
+    fitted: np.ndarray | None = None
+    """(T,) which frames had enough clear blocks for a line (MIN_SAMPLES); None: all of them."""
 
     @classmethod
     def identity(cls, count: int) -> Radiometry:
@@ -56,10 +58,14 @@ class Radiometry:
         that puts M(level) at the median of the frames' values at `level`): the output's level
         then depends on every frame, not on which is the reference, and moves with the numbers
         when a product adds an offset to them (a median of the offsets, the maps' values at 0,
-        would not: 0 lies far outside the scene's values)."""
-        gain = float(np.median(self.gains))
-        offset = float(np.median(self.gains * self.level + self.offsets)) - gain * self.level
-        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain)
+        would not: 0 lies far outside the scene's values). Only the fitted frames count in the
+        medians: a frame cloudy over the whole scene (its map a placeholder) would move them, and
+        the output's level, by being there."""
+        voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
+        gains, offsets = self.gains[voters], self.offsets[voters]
+        gain = float(np.median(gains))
+        offset = float(np.median(gains * self.level + offsets)) - gain * self.level
+        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(T, ...) frames in the reference's radiometry; pixels not clear stay 0."""
@@ -130,15 +136,16 @@ def fit_radiometry(values: np.ndarray, clear: np.ndarray, reference: int) -> Rad
 def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.ndarray) -> Radiometry:
     """Every frame's robust line against `target` (n,) on the blocks clear in it and `usable`."""
     count = len(values)
-    gains, offsets = np.ones(count), np.zeros(count)
+    gains, offsets, fitted = np.ones(count), np.zeros(count), np.zeros(count, bool)
     for index in range(count):
         common = clear[index] & usable
         x, y = target[common], values[index, common]
         if common.sum() >= MIN_SAMPLES and robust_std(x) > 0:
             gains[index], offsets[index] = robust_line(x, y)
+            fitted[index] = True
         elif common.any():
             offsets[index] = float(np.median(y - x))
-    return Radiometry(gains, offsets)
+    return Radiometry(gains, offsets, fitted=fitted)
 
 
 def median_target(values: np.ndarray, clear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

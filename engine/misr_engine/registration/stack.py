@@ -67,14 +67,20 @@ def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
     clear pixel in `masks`, the window the shifts were estimated on) instead of the reference
     frame's: the output grid then depends on every frame, not on which one is the reference
     (a field that changed in some frames may make another frame the sharpest), and is the best
-    estimate of the scene's true position when misregistration is random."""
+    estimate of the scene's true position when misregistration is random. Frames without a clear
+    pixel there, which could not be registered, sit at that median position (shift 0: their own
+    geolocation, the best guess when geolocation errors are random), not at the reference's,
+    which a change elsewhere in the scene may swap for another."""
     shifts = np.asarray(shifts, np.float64)
     usable = np.asarray(masks, bool).reshape(len(masks), -1).any(axis=1)
     if not usable.any():
         return shifts
     if CENTRE_TRIM is None:
-        return shifts - np.median(shifts[usable], axis=0)
-    return shifts - stats.trim_mean(shifts[usable], CENTRE_TRIM, axis=0)
+        centred = shifts - np.median(shifts[usable], axis=0)
+    else:
+        centred = shifts - stats.trim_mean(shifts[usable], CENTRE_TRIM, axis=0)
+    centred[~usable] = 0.0
+    return centred
 
 
 def window_registration(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, int]:

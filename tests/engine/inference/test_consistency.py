@@ -120,3 +120,20 @@ def test_the_order_of_the_frames_does_not_matter():
     permutation = torch.tensor([1, 2, 0, 3, 5, 4, 7, 6])  # halves of its order mix the two halves of the original
     reordered = consistent(soft, frames[:, permutation], masks[:, permutation], phases[:, permutation])
     assert torch.allclose(reordered, consistent(soft, frames, masks, phases), atol=1e-6)
+
+
+def test_a_frame_without_a_clear_pixel_in_the_tile_does_not_reshuffle_the_halves():
+    """Its phase says nothing about the tile: wherever it sits, the split-half test and the
+    correction stay the same (before, its phase sorted it among the others and moved which half
+    each clear frame fell in)."""
+    truth = torch.from_numpy(_reference_crop(96))[None, None]
+    frames, masks, phases = _observed(truth, noise=0.01, seed=1)
+    soft = blur(truth, torch.from_numpy(gaussian_kernel(PSF_SIZE, 1.5))[None, None])
+    masks[:, 3] = 0.0
+    outputs = []
+    for phase in (-0.45, 0.0, 0.45):
+        moved = phases.clone()
+        moved[:, 3] = phase
+        outputs.append(consistent(soft, frames, masks, moved))
+    for output in outputs[1:]:
+        torch.testing.assert_close(output, outputs[0], rtol=0, atol=1e-6)

@@ -109,3 +109,17 @@ def test_on_the_real_sample_a_field_changed_in_half_the_frames_leaves_the_other_
     np.testing.assert_allclose(fits[1].gains[unchanged], fits[0].gains[unchanged], rtol=0.01)
     level = float(frames[masks].mean())
     np.testing.assert_allclose(fits[1].offsets[unchanged], fits[0].offsets[unchanged], atol=0.005 * level)
+
+
+def test_a_frame_cloudy_over_the_whole_scene_does_not_move_the_others():
+    """Its gain and offset are placeholders (no clear block to fit): they do not vote in the
+    frames' median radiometry (before, its gain 1 and offset 0 moved every frame's map)."""
+    scene = real_texture().astype(np.float64)
+    gains, offsets = np.array([1.0, 0.9, 1.12, 1.05]), np.array([0.0, 35.0, -60.0, 10.0])
+    frames = np.stack([g * scene + o for g, o in zip(gains, offsets)] + [scene]).astype(np.float32)
+    masks = np.ones(frames.shape, bool)
+    masks[-1] = False
+    alone = stack_radiometry(frames[:-1], masks[:-1], 0)
+    with_cloudy = stack_radiometry(frames, masks, 0)
+    np.testing.assert_allclose(with_cloudy.gains[:-1], alone.gains, rtol=1e-9)
+    np.testing.assert_allclose(with_cloudy.offsets[:-1], alone.offsets, atol=1e-6)

@@ -88,15 +88,17 @@ def test_a_strong_change_in_some_frames_does_not_throw_the_registration_off():
 def test_the_output_grid_sits_on_the_median_or_the_trimmed_mean_of_the_frames(monkeypatch):
     """`centre_shifts`: the frames' median position by default; with `CENTRE_TRIM` their trimmed
     mean, which moves by 1 / (T - 2 cut) of one frame's move (the median of an even count by up
-    to a half) and still ignores one frame far off. Frames with no clear pixel do not count."""
+    to a half) and still ignores one frame far off. Frames with no clear pixel do not count, and
+    sit at the centre (their own geolocation), not where the reference frame is."""
     from misr_engine.registration import stack
 
     shifts = np.array([[0.0, 0.1], [0.2, -0.3], [0.4, 0.2], [0.6, 0.0], [5.0, 5.0], [-9.0, 9.0]])
     masks = np.ones((6, 4, 4), bool)
     masks[5] = False  # no clear pixel: its shift is not a position
-    np.testing.assert_allclose(stack.centre_shifts(shifts, masks), shifts - [0.4, 0.1], atol=1e-12)
+    expected = np.vstack([shifts[:5] - [0.4, 0.1], [0.0, 0.0]])
+    np.testing.assert_allclose(stack.centre_shifts(shifts, masks), expected, atol=1e-12)
     monkeypatch.setattr(stack, "CENTRE_TRIM", 0.2)  # one of the five usable frames cut at each end
-    np.testing.assert_allclose(stack.centre_shifts(shifts, masks), shifts - [0.4, 0.1], atol=1e-12)
+    np.testing.assert_allclose(stack.centre_shifts(shifts, masks), expected, atol=1e-12)
     moved = shifts.copy()
     moved[2] += 0.03  # the middle frame's estimate moves
     centre = (shifts - stack.centre_shifts(shifts, masks))[0]

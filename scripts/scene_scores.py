@@ -1,0 +1,58 @@
+"""Per-scene cPSNR of the engine as checked out, on VALIDATION scenes, and the paired change
+against another checkout's scores: how an engine change moves the SR's quality.
+
+Run it once per checkout (PYTHONPATH pointing at that checkout's engine), each writing its
+scores; the second run, given the first's file, prints per set the change (this checkout minus
+the other) with its 95% paired bootstrap interval over scenes, and how many scenes it changed by
+more than 0.01 dB:
+
+    OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/engine .venv/bin/python scripts/scene_scores.py --out old.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/scene_scores.py --out new.json --against old.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.inference.tiled import super_resolve
+from misr_engine.models.weights import load_model
+from misr_engine.rasters.stack import Stack
+
+SETS = ("in-distribution", "out-of-range", "surface-change", "strong-change", "low-contrast")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--split", choices=["validation", "test"], default="validation",
+                        help="test: to report a change already chosen on validation, never to choose one")
+    parser.add_argument("--lr-size", type=int, default=64)
+    parser.add_argument("--out", required=True, help="JSON file the scores are written to")
+    parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
+    args = parser.parse_args()
+    model = load_model("piunet").model
+    other = json.load(open(args.against)) if args.against else {}
+    scores: dict[str, list[float]] = {}
+    for set_name in args.sets:
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
+        scores[set_name] = [scene_score(super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0], hr)
+                            for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"])]
+        with open(args.out, "w") as file:
+            json.dump(scores, file, indent=1)
+        line = f"{set_name}: {len(scores[set_name])} scenes, {np.mean(scores[set_name]):.3f} dB"
+        if set_name in other:
+            mean, low, high = paired_interval(scores[set_name], other[set_name])
+            changed = int((np.abs(np.subtract(scores[set_name], other[set_name])) > 0.01).sum())
+            line += (f"; other {np.mean(other[set_name]):.3f} dB, change {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
+                     f"{changed} scenes changed by more than 0.01 dB")
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
