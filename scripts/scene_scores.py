@@ -8,6 +8,8 @@ more than 0.01 dB:
 
     OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/engine .venv/bin/python scripts/scene_scores.py --out old.json
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scene_scores.py --out new.json --against old.json
+
+or both at once (one core each), then ``--compare new.json old.json`` prints the same lines.
 """
 
 from __future__ import annotations
@@ -33,9 +35,18 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a change already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
-    parser.add_argument("--out", required=True, help="JSON file the scores are written to")
+    parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
+    parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
+                        help="only print the change between two score files already written")
     args = parser.parse_args()
+    if args.compare:
+        this, other = (json.load(open(path)) for path in args.compare)
+        for set_name in this:
+            print(summary(set_name, this[set_name], other))
+        return
+    if not args.out:
+        parser.error("--out is needed to compute scores")
     model = load_model("piunet").model
     other = json.load(open(args.against)) if args.against else {}
     scores: dict[str, list[float]] = {}
@@ -45,13 +56,18 @@ def main() -> None:
                             for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"])]
         with open(args.out, "w") as file:
             json.dump(scores, file, indent=1)
-        line = f"{set_name}: {len(scores[set_name])} scenes, {np.mean(scores[set_name]):.3f} dB"
-        if set_name in other:
-            mean, low, high = paired_interval(scores[set_name], other[set_name])
-            changed = int((np.abs(np.subtract(scores[set_name], other[set_name])) > 0.01).sum())
-            line += (f"; other {np.mean(other[set_name]):.3f} dB, change {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
-                     f"{changed} scenes changed by more than 0.01 dB")
-        print(line, flush=True)
+        print(summary(set_name, scores[set_name], other), flush=True)
+
+
+def summary(set_name: str, scores: list[float], other: dict[str, list[float]]) -> str:
+    """One set's line: its mean cPSNR and, where `other` has the set, the paired change."""
+    line = f"{set_name}: {len(scores)} scenes, {np.mean(scores):.3f} dB"
+    if set_name in other:
+        mean, low, high = paired_interval(scores, other[set_name])
+        changed = int((np.abs(np.subtract(scores, other[set_name])) > 0.01).sum())
+        line += (f"; other {np.mean(other[set_name]):.3f} dB, change {mean:+.3f} [{low:+.3f}, {high:+.3f}], "
+                 f"{changed} scenes changed by more than 0.01 dB")
+    return line
 
 
 if __name__ == "__main__":
