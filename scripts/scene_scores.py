@@ -19,8 +19,11 @@ import json
 
 import numpy as np
 import torch
-
-from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import (
+    evidence_scenes,
+    paired_interval,
+    scene_score,
+)
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -41,14 +44,14 @@ def main() -> None:
                         help="only print the change between two score files already written")
     args = parser.parse_args()
     if args.compare:
-        this, other = (json.load(open(path)) for path in args.compare)
+        this, other = (read_scores(path) for path in args.compare)
         for set_name in this:
             print(summary(set_name, this[set_name], other))
         return
     if not args.out:
         parser.error("--out is needed to compute scores")
     model = load_model("piunet").model
-    other = json.load(open(args.against)) if args.against else {}
+    other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
@@ -57,6 +60,11 @@ def main() -> None:
         with open(args.out, "w") as file:
             json.dump(scores, file, indent=1)
         print(summary(set_name, scores[set_name], other), flush=True)
+
+
+def read_scores(path: str) -> dict[str, list[float]]:
+    with open(path) as file:
+        return json.load(file)
 
 
 def summary(set_name: str, scores: list[float], other: dict[str, list[float]]) -> str:

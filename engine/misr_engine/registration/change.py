@@ -79,28 +79,31 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
     """Where (T, h, w) each clear pixel departs from the other frames (CHANGE_SIGMAS), in the
     frame's own grid: every frame moved by -`shifts` (LR px) onto the common grid, standardised
     (median and MAD of its clear pixels, so that gains and offsets do not count), compared with
-    the per-pixel median of the frames clear there, the flags grown by GROW and moved back."""
-    frames = np.asarray(frames, np.float64)
+    the per-pixel median of the frames clear there, the flags grown by GROW and moved back.
+    In float32, the stack's copies released as soon as they are used: the scene passes run it
+    on rows of tiles across the whole width (``inference.budget`` counts them)."""
+    frames = np.asarray(frames, np.float32)
     clear = masks & np.isfinite(frames)
-    filled = np.stack([np.where(m, f, _median(f[m])) for f, m in zip(frames, clear)])
-    aligned, aligned_clear = onto_common_grid(filled, clear, shifts)
-    standard = np.full(aligned.shape, np.nan)
+    aligned, aligned_clear = onto_common_grid(
+        np.stack([np.where(m, f, _median(f[m])) for f, m in zip(frames, clear)]), clear, shifts)
+    departures = np.full(aligned.shape, np.nan, np.float32)
     for t, (image, usable) in enumerate(zip(aligned, aligned_clear)):
         if usable.sum() > 1:
-            values = image[usable]
-            standard[t][usable] = (values - np.median(values)) / max(robust_std(values), 1e-12)
+            values = image[usable].astype(np.float64)
+            departures[t][usable] = (values - np.median(values)) / max(robust_std(values), 1e-12)
+    del aligned, aligned_clear
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # pixels clear in no frame
-        median = np.nanmedian(standard, axis=0)
-        median[np.isfinite(standard).sum(axis=0) < MIN_FRAMES] = np.nan
-        departures = standard - median
+        median = np.nanmedian(departures, axis=0)
+        median[np.isfinite(departures).sum(axis=0) < MIN_FRAMES] = np.nan
+        departures -= median  # each frame's standardised value minus the frames' median there
         spread = MAD_TO_STD * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
     changed = np.zeros(frames.shape, bool)
     for t, (departure, (dy, dx)) in enumerate(zip(departures, shifts)):
         valid = np.isfinite(departure)
         if valid.sum() < 2:
             continue
-        scale = np.maximum(spread[valid], robust_std(departure[valid]))
+        scale = np.maximum(spread[valid], robust_std(departure[valid].astype(np.float64)))
         departure = departure - np.median(departure[valid])
         outlier = np.zeros(valid.shape, bool)
         outlier[valid] = np.abs(departure[valid]) > CHANGE_SIGMAS * np.maximum(scale, 1e-12)

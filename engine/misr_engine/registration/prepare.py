@@ -9,9 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .radiometry import Radiometry, stack_radiometry
 from .change import steady_masks
-from .stack import move_rows, reference_frame, registration_window, whole_pixel_moves, window_registration
+from .radiometry import Radiometry, stack_radiometry
+from .stack import (
+    move_rows,
+    reference_frame,
+    registration_window,
+    subpixel_phase,
+    whole_pixel_moves,
+    window_registration,
+)
 
 
 @dataclass(frozen=True)
@@ -36,5 +43,5 @@ def prepare_stack(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | No
         reference = reference_frame(frames[window], steady_masks(frames[window], masks[window], shifts))
     height = frames.shape[1]
     moved, moved_masks = move_rows(frames, masks, whole_pixel_moves(shifts), 0, (0, height), height)
-    radiometry = stack_radiometry(moved, moved_masks, reference)
+    radiometry = stack_radiometry(moved, moved_masks, reference, subpixel_phase(shifts))
     return PreparedStack(radiometry.apply(moved, moved_masks), moved_masks, np.asarray(shifts), reference, radiometry)

@@ -9,8 +9,21 @@ from typing import Iterator, Union
 import numpy as np
 
 from ..rasters.stack import LazyStack, Stack, row_blocks
-from .radiometry import Radiometry, block_means, block_size, fit_radiometry
-from .stack import move_rows, registration_window, whole_pixel_moves, window_registration
+from .radiometry import (
+    HALO,
+    Radiometry,
+    block_means,
+    block_size,
+    fit_radiometry,
+    fitting_frames,
+)
+from .stack import (
+    move_rows,
+    registration_window,
+    subpixel_phase,
+    whole_pixel_moves,
+    window_registration,
+)
 
 AnyStack = Union[Stack, LazyStack]
 
@@ -33,6 +46,7 @@ class RegisteredRows:
 
     def __init__(self, stack: AnyStack, shifts: np.ndarray, radiometry: Radiometry | None = None):
         self.stack, self.moves, self.radiometry = stack, whole_pixel_moves(shifts), radiometry
+        self.phases = subpixel_phase(shifts)
         self.reach = int(np.abs(self.moves[:, 0]).max(initial=0))
 
     def read(self, row0: int, row1: int) -> TileRowInput:
@@ -66,15 +80,20 @@ def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
 
 def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64) -> Radiometry:
     """Every frame's gain and offset, fitted once over the whole registered scene against the
-    frames' per-block median (``radiometry.fit_radiometry`` on block means gathered row block by row
-    block, about `read_rows` rows at a time), expressed against the frames' median radiometry
+    frames' per-block median (``radiometry.fit_radiometry`` on block means of the frames on one
+    grid without the change, ``radiometry.fitting_frames``, gathered row block by row block, about
+    `read_rows` rows at a time), expressed against the frames' median radiometry
     (``Radiometry.centred``)."""
     count, height, width = rows.stack.shape
     if count <= 1:
         return Radiometry.identity(count)
     block = block_size(height, width)
     values, clear = [], []
-    for frames, masks in RegisteredRows(rows.stack, rows.moves).blocks(block * max(1, read_rows // block)):
+    plain = RegisteredRows(rows.stack, rows.moves)
+    for row0, row1 in row_blocks(height, block * max(1, (read_rows - 2 * HALO) // block)):  # read_rows with the halo
+        top, bottom = max(0, row0 - HALO), min(height, row1 + HALO)
+        read = plain.read(top, bottom)
+        frames, masks = (a[:, row0 - top:row1 - top] for a in fitting_frames(read.frames, read.masks, rows.phases))
         block_values, block_clear = block_means(frames, masks, block)
         values.append(block_values)
         clear.append(block_clear)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from misr_engine.imaging.resample import shift_image
 from misr_engine.registration.radiometry import (
     Radiometry,
     robust_line,
@@ -35,7 +36,7 @@ def test_frames_are_mapped_onto_the_frames_median_radiometry_and_a_changed_field
     frames = np.stack([g * scene + o for g, o in zip(gains, offsets)])
     frames[1:3, 20:40, 20:40] += 1200  # a field changed in two frames
     masks = np.ones(frames.shape, bool)
-    mapped = stack_radiometry(frames.astype(np.float32), masks, 0).apply(frames, masks)
+    mapped = stack_radiometry(frames.astype(np.float32), masks, 0, np.zeros((len(frames), 2))).apply(frames, masks)
     # the median radiometry: the median gain, and at the scene's level the median of the frames' values
     typical = np.median(scene)
     level = np.median(gains) * (scene - typical) + np.median(gains * typical + offsets)
@@ -54,7 +55,7 @@ def test_numbers_offset_by_a_constant_are_mapped_to_the_same_surface_offset_by_i
     gains, offsets = np.array([1.0, 0.9, 1.12, 1.05, 0.95]), np.array([0.0, 35.0, -60.0, 10.0, 20.0])
     frames = np.stack([g * scene + o for g, o in zip(gains, offsets)])
     masks = np.ones(frames.shape, bool)
-    mapped = [stack_radiometry(f.astype(np.float32), masks, 0).apply(f, masks) for f in (frames, frames + offset)]
+    mapped = [stack_radiometry(f.astype(np.float32), masks, 0, np.zeros((len(f), 2))).apply(f, masks) for f in (frames, frames + offset)]
     np.testing.assert_allclose(mapped[1] - mapped[0], offset, atol=0.05)
 
 
@@ -68,7 +69,7 @@ def test_a_field_changed_in_half_the_frames_moves_no_frames_fit():
     changed = frames.copy()
     changed[::2, 20:40, 20:40] += 1500
     masks = np.ones(frames.shape, bool)
-    before, after = (stack_radiometry(f.astype(np.float32), masks, reference) for f, reference in ((frames, 1), (changed, 0)))
+    before, after = (stack_radiometry(f.astype(np.float32), masks, reference, np.zeros((len(f), 2))) for f, reference in ((frames, 1), (changed, 0)))
     np.testing.assert_allclose(after.gains, before.gains, rtol=2e-3)
     np.testing.assert_allclose(after.offsets, before.offsets, atol=0.003 * scene.mean())
 
@@ -119,7 +120,21 @@ def test_a_frame_cloudy_over_the_whole_scene_does_not_move_the_others():
     frames = np.stack([g * scene + o for g, o in zip(gains, offsets)] + [scene]).astype(np.float32)
     masks = np.ones(frames.shape, bool)
     masks[-1] = False
-    alone = stack_radiometry(frames[:-1], masks[:-1], 0)
-    with_cloudy = stack_radiometry(frames, masks, 0)
+    alone = stack_radiometry(frames[:-1], masks[:-1], 0, np.zeros((4, 2)))
+    with_cloudy = stack_radiometry(frames, masks, 0, np.zeros((5, 2)))
     np.testing.assert_allclose(with_cloudy.gains[:-1], alone.gains, rtol=1e-9)
     np.testing.assert_allclose(with_cloudy.offsets[:-1], alone.offsets, atol=1e-6)
+
+
+def test_frames_between_the_others_samples_get_the_gain_they_were_given():
+    """Frames registered to whole pixels still sit up to half a pixel apart: fitted on block means
+    of the frames as they are, gains were off by up to 1.7% here; moved by their phases onto one
+    grid first, by 0.23%."""
+    scene = real_texture().astype(np.float64)
+    gains, offsets = np.array([1.0, 0.9, 1.12, 1.05, 0.95, 1.08]), np.array([0.0, 35.0, -60.0, 10.0, 20.0, -5.0])
+    phases = np.random.default_rng(0).uniform(-0.5, 0.5, (6, 2))
+    phases[0] = 0.0
+    frames = np.stack([g * shift_image(scene, dy, dx) + o for g, o, (dy, dx) in zip(gains, offsets, phases)])
+    masks = np.ones(frames.shape, bool)
+    fits = stack_radiometry(frames.astype(np.float32), masks, 0, phases)
+    np.testing.assert_allclose(fits.gains, gains / np.median(gains), rtol=0.005)
