@@ -110,6 +110,7 @@ def main() -> None:
                              "estimates (radiometry, units) alone move")
     parser.add_argument("--hold-radiometry", action="store_true",
                         help="map the changed stack's frames with the unchanged one's radiometric fits")
+    parser.add_argument("--per-scene", action="store_true", help="also print every scene's figure")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
@@ -158,6 +159,8 @@ def main() -> None:
             gain, glow, ghigh = paired_interval(scores, first)
             line += f" ({gain:+.3f} [{glow:+.3f}, {ghigh:+.3f}])"
         print(line, flush=True)
+        if args.per_scene:
+            print("  per scene (% of the level): " + " ".join(f"{m:.3f}" for m in moved), flush=True)
 
 
 if __name__ == "__main__":
