@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import SCALE, __version__, signals
 from .errors import MisrError
+from .files import same_file
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .imaging.mtf import DETECTOR_MTF, ENGINE_MTF, MTF_RANGE, psf_sigma_from_mtf
 from .models.registry import DEFAULT_MODEL
@@ -91,6 +92,9 @@ class SuperResolveRequest:
     sensor_mtf: Sequence[float] | None = None
     """The sensor's MTF at the input's Nyquist frequency, one for every band or one per band, for the
     back-projection's PSF (``imaging.mtf``; None: the engine's Gaussian of ``backprojection.PSF_SIGMA``)."""
+    reference_frame: str | None = None
+    """One of `frames`: where the surface differs between the dates, the SR shows it as this frame
+    does (``inference.frame_state``; None: the clear-temporal mean of the frames)."""
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
@@ -124,6 +128,16 @@ class SuperResolveRequest:
             raise MisrError(f"--sensor-mtf: {len(values)} values for {band_count} band{'s' * (band_count > 1)} "
                             "(give one for every band, or one per band)")
         return [psf_sigma_from_mtf(value) for value in values * (band_count // len(values))]
+
+    def reference_index(self, paths: Sequence[str]) -> int | None:
+        """Where `reference_frame` is in `paths` (the same file), None when no frame is named or
+        it is not there."""
+        if self.reference_frame is None:
+            return None
+        for index, path in enumerate(paths):
+            if same_file(path, self.reference_frame):
+                return index
+        return None
 
     @property
     def inputs(self) -> list[str]:
@@ -168,6 +182,9 @@ class SuperResolveRequest:
                 low, high = MTF_RANGE
                 raise MisrError(f"--sensor-mtf {value:g}: must be between {low:g} and {high:g} (the MTF at the "
                                 f"input's Nyquist frequency; a square detector alone gives {DETECTOR_MTF:.2f})") from None
+        if self.reference_frame is not None and self.reference_index(self.frames) is None:
+            raise MisrError(f"--reference-frame {self.reference_frame}: not one of --frames (name the frame whose "
+                            "date the SR should show)")
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         for path in self.rasters:
@@ -205,8 +222,12 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     notes += check_resources(request, plan, engine)
-    stack = open_planned(plan, request.max_frames)
+    stack = open_planned(plan, request.max_frames, request.reference_index(plan.frames))
     stack, screening_notes = _screened(stack, request.screening)
+    state = request.reference_index(stack.paths)
+    if request.reference_frame is not None and state is None:
+        raise MisrError(f"--reference-frame {request.reference_frame}: not among the frames used (fully cloudy or "
+                        "nodata, the same pixels as another frame, or screened out as cloud): no date to show")
     from .inference.engine import open_engine
     from .inference.tiled import super_resolve_strips
     from .registration.streamed import stack_registration
@@ -235,7 +256,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
                                       on_warning=warn, on_kernels=kernels.append, registration=registration,
-                                      psf_sigma=psf_sigmas[index])
+                                      psf_sigma=psf_sigmas[index], state=state)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters
@@ -376,6 +397,8 @@ def run_options(request: SuperResolveRequest) -> dict[str, Any]:
             continue
         if item.name in ("frames", "masks") and value:
             value = [os.path.abspath(path) for path in value]
+        if item.name == "reference_frame" and value:
+            value = os.path.abspath(value)
         options[item.name] = list(value) if isinstance(value, (list, tuple)) else value
     return options
 

@@ -18,6 +18,7 @@ MASK_SNOW_OPTION = "--mask-snow"
 MASK_DARK_OPTION = "--mask-dark-areas"
 KERNELS_OPTION = "--kernels-out"
 SENSOR_MTF_OPTION = "--sensor-mtf"
+REFERENCE_FRAME_OPTION = "--reference-frame"
 
 
 class UnsupportedOption(ValueError):
@@ -32,7 +33,7 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     ``params.model`` is '' (the engine's default), ``--weights`` when ``params.weights`` is ''.
     ``--ttf-steps`` (and ``--kernels-out`` with a kernels file) is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it; ``--sensor-mtf`` likewise
-    only when a sensor MTF is stated. ``--align`` is
+    only when a sensor MTF is stated, ``--reference-frame`` only when a date is chosen. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option). The options
     of masks, screening and bands (docs/cli-contract.md) are passed only when they differ from
@@ -69,6 +70,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.sensor_mtf:
         _require(caps, SENSOR_MTF_OPTION, "stating the sensor's MTF")
         argv += [SENSOR_MTF_OPTION] + [f"{value:g}" for value in params.sensor_mtf]
+    if params.reference_frame:
+        _require(caps, REFERENCE_FRAME_OPTION, "showing the surface of one date")
+        argv += [REFERENCE_FRAME_OPTION, _path(params.reference_frame)]
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

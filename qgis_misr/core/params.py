@@ -100,6 +100,9 @@ class RunParameters:
     sensor_mtf: Tuple[float, ...] = ()
     """The sensor's MTF at the frames' Nyquist frequency (``--sensor-mtf``): one value for every
     band or one per band of `band_list`; () = the engine's own."""
+    reference_frame: str = ""
+    """The file of one of `frames` whose date the SR shows where the surface changed
+    (``--reference-frame``); '' = the clear-temporal mean of the frames."""
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (an id from ``misr devices --json``)."""
     tile_size: int = 0

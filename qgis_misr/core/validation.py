@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .command import SENSOR_MTF_OPTION
+from .command import REFERENCE_FRAME_OPTION, SENSOR_MTF_OPTION
 from .engine import EngineCapabilities, UnknownModel
 from .grid import coarser_factor, mismatches
 from .params import (
@@ -197,6 +197,9 @@ def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities
             problems.append(f"Blur kernels {os.path.basename(params.kernels_out)}: use a .json file name.")
         elif not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             problems.append(f"Blur kernels: folder {folder} does not exist or is not writable.")
+    if params.reference_frame and os.path.abspath(params.reference_frame) not in {
+            os.path.abspath(item.frame.path) for item in params.frames if item.frame.path}:
+        problems.append("Surface shown: the frame of that date is not among the frames ticked.")
     outputs = [p for p in (params.output, params.uncertainty if params.write_uncertainty else "") if p]
     if len(outputs) == 2 and os.path.abspath(outputs[0]) == os.path.abspath(outputs[1]):
         problems.append("The SR and uncertainty outputs are the same file.")
@@ -225,6 +228,9 @@ def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[st
                         f"(or 0 for the engine's default).")
     if params.sensor_mtf:
         problems += _sensor_mtf_problems(params.sensor_mtf, len(params.band_list), caps)
+    if params.reference_frame and caps.options and not caps.supports(REFERENCE_FRAME_OPTION):
+        problems.append(f"Surface shown: this engine's 'misr super-resolve --help' has no {REFERENCE_FRAME_OPTION} "
+                        "option (update the engine, or show the mean of the dates).")
     try:
         model = caps.model(params.model)
     except UnknownModel as exc:

@@ -68,6 +68,10 @@ ALIGN_TOOLTIP = ("Frames (and masks) whose CRS, pixel size, extent or size diffe
                  "frame's are resampled onto its grid by the engine, in memory (the files are not "
                  "changed): frames bilinear, masks nearest neighbour. Pixels outside a frame's "
                  "footprint count as not clear. Unticked, such frames are refused.")
+MEAN_STATE = "Mean of the dates"
+STATE_TOOLTIP = ("Where the surface changed between the dates (a harvest, a flood, a new building): the mean of "
+                 "the dates (default), or the state one ticked frame shows; where that frame is cloudy, the mean. "
+                 "The detail every frame adds stays.")
 _COL_FRAME, _COL_DATE, _COL_MASK, _COL_KIND = 0, 1, 2, 3
 PREFERRED_SIZE = (860, 820)
 SCREEN_MARGIN = (60, 70)
@@ -174,7 +178,8 @@ class MisrDialog(QDialog):
         self.kernels_widget.fileChanged.connect(lambda *_: self.validate())
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
-                       self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_edit.textChanged):
+                       self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_edit.textChanged,
+                       self.state_combo.currentIndexChanged):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -253,6 +258,9 @@ class MisrDialog(QDialog):
         self.mtf_edit.setClearButtonEnabled(True)
         self._set_mtf_limits(None)
         self.options_form.addRow("Sensor MTF", self.mtf_edit)
+        self.state_combo = QComboBox()
+        self.state_combo.setToolTip(STATE_TOOLTIP)
+        self.options_form.addRow("Surface shown", self.state_combo)
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
         self.device_refresh = QToolButton()
@@ -500,6 +508,7 @@ class MisrDialog(QDialog):
             self.table.selectRow(selected)
         self.table.blockSignals(False)
         self._fill_bands()
+        self._fill_states()
         self.validate()
 
     def _mask_changed(self, row: FrameRow, combo: QComboBox) -> None:
@@ -564,6 +573,21 @@ class MisrDialog(QDialog):
             for row, mask in zip(chosen, masks):
                 row.mask_id = mask.id() if mask is not None else None
             self._fill_table()
+
+    def _fill_states(self) -> None:
+        """The dates the SR can show: the mean of them all, or one ticked frame's (kept when it
+        stays ticked)."""
+        chosen = self.state_combo.currentData()
+        self.state_combo.blockSignals(True)
+        self.state_combo.clear()
+        self.state_combo.addItem(MEAN_STATE, "")
+        for row in self.rows:
+            layer = self._layer(row.layer_id)
+            if row.checked and layer is not None:
+                date = self._dates.get(row.layer_id)
+                self.state_combo.addItem(f"{layer.name()} ({date.isoformat()})" if date else layer.name(), row.layer_id)
+        self.state_combo.setCurrentIndex(max(0, self.state_combo.findData(chosen)) if chosen else 0)
+        self.state_combo.blockSignals(False)
 
     def _fill_bands(self) -> None:
         self.band_chooser.fill(next((self._layer(row.layer_id) for row in self.rows if row.checked), None))
@@ -823,7 +847,12 @@ class MisrDialog(QDialog):
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked(),
-            sensor_mtf=self._read_mtf()[0])
+            sensor_mtf=self._read_mtf()[0], reference_frame=self._state_file())
+
+    def _state_file(self) -> str:
+        """The file of the frame whose date the SR shows ('' = the mean of the dates)."""
+        layer = self._layer(self.state_combo.currentData() or None)
+        return (raster_info(layer).path or "") if layer is not None else ""
 
     def _read_mtf(self) -> Tuple[Tuple[float, ...], Optional[str]]:
         """The sensor MTF values typed (`parse_sensor_mtf`) and the text's problem: () and its

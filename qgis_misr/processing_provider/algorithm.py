@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsRasterLayer,
 )
@@ -140,6 +141,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     DEVICE = "DEVICE"
     TILE_SIZE = "TILE_SIZE"
     SENSOR_MTF = "SENSOR_MTF"
+    REFERENCE_FRAME = "REFERENCE_FRAME"
     ALIGN = "ALIGN"
     BANDS = "BANDS"
     MASK_KIND = "MASK_KIND"
@@ -201,6 +203,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
             f"<b>Sensor MTF at Nyquist</b> (advanced; empty = the engine's default): {SENSOR_MTF_TOOLTIP} "
             f"Give {SENSOR_MTF_FORMAT}.<br>"
+            "<b>Show the surface of this date</b> (advanced; one of the frames, empty = the mean of the "
+            "dates): where the surface changed between the dates (a harvest, a flood), the SR shows it as "
+            "this frame does; where that frame is cloudy, the mean.<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
@@ -247,6 +252,11 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         mtf.setHelp(SENSOR_MTF_TOOLTIP)
         mtf.setFlags(mtf.flags() | parameter_flag_advanced())
         self.addParameter(mtf)
+        reference = QgsProcessingParameterRasterLayer(
+            self.REFERENCE_FRAME, "Show the surface of this date (one of the frames; empty = the mean of the dates)",
+            optional=True)
+        reference.setFlags(reference.flags() | parameter_flag_advanced())
+        self.addParameter(reference)
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, "Bands (all, or a list such as 4,3,2; empty = Band)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
@@ -323,7 +333,15 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
             overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context),
-            sensor_mtf=self._sensor_mtf(parameters, context))
+            sensor_mtf=self._sensor_mtf(parameters, context),
+            reference_frame=self._reference_frame(parameters, context))
+
+    def _reference_frame(self, parameters: Dict, context: QgsProcessingContext) -> str:
+        """REFERENCE_FRAME's file ('' when none is given)."""
+        if not parameters.get(self.REFERENCE_FRAME):
+            return ""
+        layer = self.parameterAsRasterLayer(parameters, self.REFERENCE_FRAME, context)
+        return raster_info(layer).path or "" if layer is not None else ""
 
     def _sensor_mtf(self, parameters: Dict, context: QgsProcessingContext) -> Tuple[float, ...]:
         """SENSOR_MTF's values (`parse_sensor_mtf`; a number, as earlier versions took, reads as one)."""

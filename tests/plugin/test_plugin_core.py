@@ -607,3 +607,16 @@ def test_cancel_sends_sigterm_first(tmp_path):
     result = run_engine(argv, [], seen.append, lambda: bool(seen), grace_s=10)
     assert result.canceled and not result.killed and result.returncode == 130
     assert time.monotonic() - begin < 10
+
+
+def test_a_chosen_date_is_passed_only_when_chosen_and_must_be_a_ticked_frame(tmp_path):
+    assert "--reference-frame" not in build_command(["misr"], _params(tmp_path))
+    chosen = _params(tmp_path, reference_frame="/data/f2.tif")
+    argv = build_command(["misr"], chosen, EngineCapabilities(options=frozenset({"--reference-frame"})))
+    assert argv[argv.index("--reference-frame") + 1] == "/data/f2.tif"
+    with pytest.raises(UnsupportedOption, match="--reference-frame"):
+        build_command(["misr"], chosen, EngineCapabilities(options=frozenset({"--sensor-mtf"})))
+    assert not any("Surface shown" in p for p in validate_parameters(chosen, _caps(options=("--reference-frame",))))
+    elsewhere = validate_parameters(_params(tmp_path, reference_frame="/data/other.tif"))
+    assert "Surface shown: the frame of that date is not among the frames ticked." in elsewhere
+    assert any("no --reference-frame option" in p for p in validate_parameters(chosen, _caps(options=("--bands",))))

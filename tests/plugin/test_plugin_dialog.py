@@ -229,6 +229,26 @@ def test_the_sensor_mtf_follows_the_engine_and_is_passed_only_when_stated(stub_p
     assert dialog.collect_parameters().sensor_mtf == ()
 
 
+def test_the_surface_shown_lists_the_ticked_frames_and_passes_the_one_chosen(stub_plugin, project, tmp_path,
+                                                                           make_raster):
+    layers = _layers(project, tmp_path, make_raster, ["a", "c", "d"])
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    combo = dialog.state_combo
+    assert [combo.itemText(i) for i in range(combo.count())][0] == "Mean of the dates"
+    assert [combo.itemData(i) for i in range(1, combo.count())] == [layer.id() for layer in layers]
+    assert dialog.collect_parameters().reference_frame == ""
+    combo.setCurrentIndex(combo.findData(layers[1].id()))
+    assert os.path.samefile(dialog.collect_parameters().reference_frame, layers[1].source())
+    assert dialog.problems == []
+    dialog.set_frames([layers[0], layers[2]], masks=[None] * 2)  # the date shown unticked: back to the mean
+    assert combo.count() == 3 and combo.currentData() == "" and dialog.collect_parameters().reference_frame == ""
+    dialog.set_frames(layers, masks=[None] * 3)
+    combo.setCurrentIndex(combo.findData(layers[2].id()))
+    dialog.set_frames(layers, masks=[None] * 3)  # still ticked: kept
+    assert combo.currentData() == layers[2].id()
+
+
 # -- running: names, messages, cancel, export -----------------------------------------------------------
 def _run(dialog):
     assert dialog.run_button.isEnabled(), dialog.problems

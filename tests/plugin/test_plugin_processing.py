@@ -78,6 +78,26 @@ def test_model_is_checked_against_the_engines_models(provider, tmp_path, make_ra
         _run(dict(base, SENSOR_MTF="sharp"))
 
 
+def test_a_date_to_show_is_one_of_the_frames_and_is_passed(provider, tmp_path, make_raster):
+    """REFERENCE_FRAME (advanced): one of FRAMES reaches ``--reference-frame``; another raster is
+    refused in one line; empty passes nothing."""
+    engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs()))
+    frames = [make_raster(tmp_path / f"{name}.tif") for name in "acd"]
+    base = {"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif")}
+    algorithm = QgsApplication.processingRegistry().algorithmById("misr:superresolve")
+    assert algorithm.parameterDefinition("REFERENCE_FRAME").flags() & 8  # optional
+    for parameters, passed in ((base, None), (dict(base, REFERENCE_FRAME=frames[1]), frames[1])):
+        feedback = RecordingFeedback()
+        _run(parameters, feedback)
+        [command] = feedback.texts("command")
+        words = command.split()
+        assert (words[words.index("--reference-frame") + 1] if "--reference-frame" in words else None) == \
+            (os.path.abspath(passed) if passed else None)
+    other = make_raster(tmp_path / "other.tif")
+    with pytest.raises(QgsProcessingException, match="^Surface shown: the frame of that date is not among"):
+        _run(dict(base, REFERENCE_FRAME=other))
+
+
 def _sensor_mtf_passed(parameters) -> list:
     """The values the algorithm passed to ``--sensor-mtf`` for `parameters`."""
     feedback = RecordingFeedback()

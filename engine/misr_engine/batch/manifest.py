@@ -26,7 +26,7 @@ from ..pipeline import SuperResolveRequest
 
 LIST_SEPARATOR = ";"
 """Separates the items of a list in a CSV cell: `a.tif;b.tif` or `scene1/frame_*.tif`."""
-INPUT_FIELDS = ("frames", "masks", "weights")
+INPUT_FIELDS = ("frames", "masks", "weights", "reference_frame")
 """Request fields naming files to read: relative to the manifest's folder; frames and masks may be globs."""
 OUTPUT_FIELDS = ("output", "uncertainty", "kernels_out")
 """Request fields naming files to write: relative to the output folder."""

@@ -81,6 +81,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         f"{MTF_RANGE[0]:g} and {MTF_RANGE[1]:g} (default: "
                         f"{ENGINE_MTF:.2f}, Sentinel-2-like). State it only when known: a value lower than the "
                         "true one oversharpens (docs/sensor-mtf.md)")
+    p.add_argument("--reference-frame", metavar="FILE",
+                   help="one of --frames: where the surface differs between the dates (a harvest, a flood, a new "
+                        "building), show it as this frame does instead of as the clear-temporal mean of the frames; "
+                        "where this frame is cloudy the SR shows the mean (default: the mean everywhere)")
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -16,13 +16,34 @@ from .. import SCALE
 from ..errors import MisrError
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import subpixel_phase
-from ..registration.streamed import AnyStack, RegisteredRows, TileRowInput, scene_radiometry, stack_registration
+from ..registration.streamed import (
+    AnyStack,
+    RegisteredRows,
+    TileRowInput,
+    scene_radiometry,
+    stack_registration,
+)
 from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
 from .consistency import consistent
 from .detail_gate import gated
-from .finetune import MIN_FRAMES, TTF_WINDOW, FineTuneSettings, finetune_on_scene, kernel_report, window_origins
+from .finetune import (
+    MIN_FRAMES,
+    TTF_WINDOW,
+    FineTuneSettings,
+    finetune_on_scene,
+    kernel_report,
+    window_origins,
+)
+from .frame_state import frame_look, toward_frame
 from .normalisation import Normalisation
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE, StripBlender, Tile, make_tiles
+from .tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    MIN_TILE_SIZE,
+    StripBlender,
+    Tile,
+    make_tiles,
+)
 
 TTF_PROGRESS_SHARE = 0.5  # of the progress bar, for test-time fine-tuning when it runs
 TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is announced after its first step
@@ -65,20 +86,22 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
                   batch_size: int | None = None, ttf_steps: int | FineTuneSettings = 0,
                   on_warning: Callable[[str], None] | None = None,
                   on_kernels: KernelsCallback | None = None,
-                  psf_sigma: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  psf_sigma: float | None = None, state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
 
     `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
     `ttf_steps` > 0 (or settings) fine-tunes (a copy of) a torch model on the scene first
     (``finetune``); `on_kernels` then hears the frames' estimated kernels. `psf_sigma` (HR px) is
     the sensor's Gaussian PSF for the back-projection (``consistency``; None: its default).
+    `state` (a frame index): the SR shows the surface as that frame does where it departs from
+    the others (``frame_state``; None: the clear-temporal mean).
     """
     _, height, width = stack.shape
     sr = np.empty((height * SCALE, width * SCALE), np.float32)
     scale = np.empty_like(sr)
     for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
                                       batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning,
-                                      on_kernels=on_kernels, psf_sigma=psf_sigma):
+                                      on_kernels=on_kernels, psf_sigma=psf_sigma, state=state):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
         scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
     return sr, scale
@@ -91,7 +114,7 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          on_warning: Callable[[str], None] | None = None,
                          on_kernels: KernelsCallback | None = None,
                          registration: tuple[np.ndarray, int] | None = None,
-                         psf_sigma: float | None = None) -> Iterator[Strip]:
+                         psf_sigma: float | None = None, state: int | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -105,27 +128,31 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     windows spread over the scene (``finetune.finetune_on_scene``; half of the progress), and
     `on_kernels` hears the frames' estimated kernels. `registration` (shifts (T, 2), reference
     frame: ``streamed.stack_registration``), when given, is used instead of estimating it (the
-    bands of one multi-band run share one registration). `psf_sigma`: as in `super_resolve`.
+    bands of one multi-band run share one registration). `psf_sigma`, `state`: as in `super_resolve`.
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
         settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
         yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
-                           registration, psf_sigma)
+                           registration, psf_sigma, state)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
             batch_size: int | None, ttf: FineTuneSettings, on_warning: Callable[[str], None] | None,
             on_kernels: KernelsCallback | None, registration: tuple[np.ndarray, int] | None,
-            psf_sigma: float | None) -> Iterator[Strip]:
+            psf_sigma: float | None, state: int | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    runner = RefinedRunner(tuned or runner, [partial(gated, noise=norm.noise / norm.spread),
-                                             partial(consistent, psf_sigma=psf_sigma)])
+    refinements = [partial(gated, noise=norm.noise / norm.spread), partial(consistent, psf_sigma=psf_sigma)]
+    if state is not None:
+        look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
+        refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread,
+                                   offset=look.offset / norm.spread, psf_sigma=psf_sigma))
+    runner = RefinedRunner(tuned or runner, refinements)
     share = TTF_PROGRESS_SHARE if tuned else 0.0
     batches = _TileBatches(runner, batch_size or runner.default_batch, overlap, on_warning)
     blender = StripBlender(width * SCALE, channels=2, scale=SCALE, ramp=overlap // 2)

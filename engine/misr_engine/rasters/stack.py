@@ -384,11 +384,12 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     return open_planned(plan_stack(frame_paths, mask_paths, band, align, mask_options, bands), max_frames)
 
 
-def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
+def open_planned(plan: StackPlan, max_frames: int | None = None, required: int | None = None) -> LazyStack:
     """The masks' kinds resolved (`StackPlan.resolve_mask_kinds`), then the planned frames' pixels
     counted and hashed one file at a time (`scan_frame`), then fully cloudy frames and frames
-    identical to another dropped, the `max_frames` clearest (default: all) kept, each with a
-    warning; only those are opened: a `LazyStack`."""
+    identical to another dropped, the `max_frames` clearest (default: all) kept, planned frame
+    `required` among them if it is not dropped before, each with a warning; only those are
+    opened: a `LazyStack`."""
     plan.resolve_mask_kinds()
     grid, counts, digests = plan.grid, [], []
     for index in range(len(plan.frames)):
@@ -406,7 +407,8 @@ def open_planned(plan: StackPlan, max_frames: int | None = None) -> LazyStack:
     unique, said = duplicate_selection([paths[i] for i in keep], [digests[i] for i in keep])
     keep = keep[unique]
     warnings += said
-    clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep))
+    kept_required = int(np.flatnonzero(keep == required)[0]) if required is not None and required in keep else None
+    clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep), kept_required)
     keep = keep[clearest]
     warnings += said
     ensure_open_files((len(plan.band_numbers) + 1) * len(keep))

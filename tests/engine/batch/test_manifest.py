@@ -4,6 +4,7 @@ per bad row (no raster is read here)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -53,6 +54,21 @@ def test_a_sensor_mtf_column_is_a_number_per_scene_or_none(archive):
     lines.write_text(json.dumps({"id": "a", "frames": "a/frame_*.tif", "sensor_mtf": 0.16}) + "\n")
     (scene,), bad = read_manifest(lines)
     assert bad == [] and scene.request.sensor_mtf == [0.16]  # one number stands for a list of one
+
+
+def test_a_reference_frame_column_names_a_file_next_to_the_manifest(archive):
+    """Like frames, relative to the manifest's folder; a frame not among the scene's is that row's
+    one-line problem, not the batch's."""
+    manifest = archive / "m.csv"
+    manifest.write_text("id,frames,reference_frame\na,a/frame_*.tif,a/frame_02.tif\nb,b/frame_*.tif,\n")
+    (archive / "out").mkdir()
+    scenes, bad = read_manifest(manifest, archive / "out")
+    assert bad == [] and [scene.request.reference_frame for scene in scenes] == [str(archive / "a" / "frame_02.tif"),
+                                                                                  None]
+    assert scenes[0].request.reference_index(scenes[0].request.frames) == 1
+    scenes[0].request.check()  # one of its frames: no problem
+    with pytest.raises(MisrError, match="--reference-frame .*frame_02.tif: not one of --frames"):
+        replace(scenes[1].request, reference_frame=scenes[0].request.reference_frame).check()
 
 
 def test_json_lines_take_lists_strings_numbers_and_booleans(archive):

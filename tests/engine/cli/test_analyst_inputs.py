@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,36 @@ def test_a_stated_sensor_mtf_reworks_the_sr_and_is_recorded(tmp_path):
         tags[name], images[name] = json.loads(dataset.GetMetadata()["MISR_OPTIONS"]), dataset.ReadAsArray()
     assert tags["default"]["sensor_mtf"] is None and tags["stated"]["sensor_mtf"] == [0.1]
     assert np.abs(images["stated"] - images["default"]).max() > 1.0  # DN
+
+
+def test_a_reference_frame_reworks_the_sr_and_is_recorded(tmp_path):
+    """`--reference-frame` reaches the SR and MISR_OPTIONS: a block raised by 500 DN in the frame
+    named comes out raised (the frames otherwise differ by their noise only: naming one moves
+    nothing there)."""
+    scene = make_scene(tmp_path, count=4, height=24, width=24)
+    dataset = gdal.Open(scene.frames[1], gdal.GA_Update)
+    values = dataset.ReadAsArray()
+    values[8:16, 8:16] += 500
+    dataset.GetRasterBand(1).WriteArray(values)
+    dataset = None
+    tags, images = {}, {}
+    for name, extra in (("default", []), ("dated", ["--reference-frame", scene.frames[1]])):
+        result = run_cli("super-resolve", "--frames", *scene.frames, "--masks", *scene.masks,
+                         "-o", tmp_path / f"{name}.tif", "--progress", "none", *FAST, *extra)
+        assert result.returncode == 0, result.stderr
+        dataset = gdal.Open(str(tmp_path / f"{name}.tif"))
+        tags[name], images[name] = json.loads(dataset.GetMetadata()["MISR_OPTIONS"]), dataset.ReadAsArray()
+    assert tags["default"]["reference_frame"] is None
+    assert tags["dated"]["reference_frame"] == str(Path(scene.frames[1]).absolute())
+    block = (slice(30, 42), slice(30, 42))  # HR pixels inside the raised block, away from its edges
+    assert np.mean(images["dated"][block] - images["default"][block]) > 250  # DN: the mean rose by 125
+    assert np.abs(images["dated"] - images["default"])[:18, :].max() < 1.0  # far from it: the same
+
+
+def test_a_reference_frame_not_among_the_frames_is_a_one_line_error(tmp_path):
+    scene = make_scene(tmp_path, count=3)
+    other = make_scene(tmp_path / "other", count=1).frames[0]
+    result = run_cli("super-resolve", "--frames", *scene.frames, "--masks", *scene.masks,
+                     "--reference-frame", other, "-o", tmp_path / "sr.tif", *FAST)
+    assert_clean_error(result.returncode, result.stdout, result.stderr, "--reference-frame", "not one of --frames")
+    assert not (tmp_path / "sr.tif").exists()
