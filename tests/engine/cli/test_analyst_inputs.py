@@ -126,3 +126,17 @@ def test_a_reference_frame_not_among_the_frames_is_a_one_line_error(tmp_path):
                      "--reference-frame", other, "-o", tmp_path / "sr.tif", *FAST)
     assert_clean_error(result.returncode, result.stdout, result.stderr, "--reference-frame", "not one of --frames")
     assert not (tmp_path / "sr.tif").exists()
+
+
+def test_the_reference_frame_is_used_even_beyond_max_frames(tmp_path, sample_paths, sample_stack):
+    """The sample's cloudiest usable frame, named with --max-frames 3: it is among the frames used
+    (MISR_FRAME_FILES), the two clearest others beside it."""
+    clear = sample_stack.clear_fraction
+    cloudiest = int(np.argmin(np.where(clear > 0, clear, np.inf)))
+    frames, masks = sample_paths
+    result = run_cli("super-resolve", "--frames", *frames, "--masks", *masks, "--max-frames", "3",
+                     "--reference-frame", frames[cloudiest], "-o", tmp_path / "sr.tif", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    used = json.loads(gdal.Open(str(tmp_path / "sr.tif")).GetMetadata()["MISR_FRAME_FILES"])
+    clearest = [Path(frames[i]).name for i in np.argsort(-clear, kind="stable")[:2]]
+    assert sorted(used) == sorted([Path(frames[cloudiest]).name, *clearest])
