@@ -6,7 +6,7 @@ The SR (from every frame: the detail the others add stays) is then moved towards
 where, and only where, the frame departs from it by more than its noise: back-projected onto
 that frame alone (``consistency.back_project``, STATE_STEPS steps through the same PSF), the
 correction weighted per pixel by how far the frame's residual, averaged over STATE_WINDOW x
-STATE_WINDOW LR pixels, stands above the noise of such a mean (that frame's noise, `frame_noise`,
+STATE_WINDOW LR pixels, stands above the noise of such a mean (that frame's noise, `frame_look`,
 over STATE_WINDOW; its radiometric offset from the others over the scene taken off first):
 
     weight = clip((|mean residual| / (noise / STATE_WINDOW) - low) / (high - low), 0, 1)
@@ -85,8 +85,8 @@ def frame_look(blocks: Iterable[tuple[np.ndarray, np.ndarray]], index: int, shap
 def toward_frame(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor, index: int,
                  noise: float, offset: float = 0.0, psf_sigma: float | None = None) -> torch.Tensor:
     """`sr` (B,1,3h,3w) moved towards frame `index` of `frames` (B,T,h,w, clear where `masks`
-    is 1, at sub-pixel `phases` (B,T,2)) where that frame departs from it beyond `noise` (the
-    frames' noise standard deviation, same units); `psf_sigma`: the back-projection's PSF (HR
+    is 1, at sub-pixel `phases` (B,T,2)) where that frame departs from it beyond `noise` (that
+    frame's noise standard deviation, same units); `psf_sigma`: the back-projection's PSF (HR
     px; None: PSF_SIGMA); `offset` is taken off the frame first (`FrameLook`). A refinement
     (``backends.Refinement``) once `index`, `noise` and `offset` (that frame's: `frame_look`, in
     the same units) are bound."""
