@@ -34,21 +34,25 @@ from misr_engine.registration.streamed import stack_registration
 
 STEP = 0.004
 """LR px: how far inside and across the half pixel the frame is put."""
+PIPELINES = {"full": (consistency.CONSISTENCY_STEPS, detail_gate.GATE_RATIOS),
+             "no back-projection step": (0, detail_gate.GATE_RATIOS),
+             "no detail gate": (consistency.CONSISTENCY_STEPS, None),
+             "network only": (0, None)}
+"""Back-projection steps and detail-gate ratios of the pipelines compared."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, nargs="+", default=[0, 3, 8, 19],
                         help="indices of change_away_study.py's 24 validation scenes")
+    parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, max(args.scenes) + 1, LR_SIDE, FRAMES,
                            seed=7, conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
     model = load_model("piunet").model
-    pipelines = {"full": (consistency.CONSISTENCY_STEPS, detail_gate.GATE_RATIOS),
-                 "no back-projection step": (0, detail_gate.GATE_RATIOS),
-                 "no detail gate": (consistency.CONSISTENCY_STEPS, None),
-                 "network only": (0, None)}
+    pipelines = {name: PIPELINES[name] for name in args.pipelines}
+    moved_shares: dict[str, list[float]] = {name: [] for name in pipelines}
     for index in args.scenes:
         stack = Stack.in_memory(scenes["frames"][index], scenes["masks"][index])
         shifts, reference = stack_registration(stack)
@@ -67,8 +71,11 @@ def main() -> None:
                     with mock.patch.object(tiled, "stack_registration", lambda _, moved=moved, reference=reference: (moved, reference)):
                         srs[name] = super_resolve(stack, model, torch.device("cpu"))[0]
             moved_share = 100 * np.mean(np.abs(srs["across"] - srs["inside"])) / np.mean(srs["inside"])
+            moved_shares[label].append(moved_share)
             print(f"scene {index:2d}, frame {frame} axis {'yx'[axis]} phase {phases[frame, axis]:+.3f}, "
                   f"{label}: {moved_share:.3f}% of the level", flush=True)
+    for label, shares in moved_shares.items():
+        print(f"{label}: mean {np.mean(shares):.3f}% of the level over {len(shares)} scenes")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
     max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
+    phase_wrap: float = 0.0  # frames within this of +-0.5 px (per axis) shown half the time the other way (`wrap_phases`)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -88,20 +89,49 @@ def augment(arrays: list[np.ndarray], shifts: np.ndarray, rng: np.random.Generat
     return [transform(a) for a in arrays], transform_shifts(shifts, k, flip)
 
 
+def wrap_phases(phases: np.ndarray, margin: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Phases (T, 2) within `margin` of +-0.5 LR px put, half the time, on the other side of the
+    half pixel, and the whole-pixel moves (T, 2) that go with them.
+
+    A frame half a pixel off arrives in two ways that show the same scene: moved by m with phase
+    +0.5 - e, or by m + 1 with phase -0.5 - e. Registration picks one by rounding, so a shift that
+    moves by a thousandth of a pixel across the half (a change elsewhere in the scene does that)
+    switches the way; trained on both with the same target, the network learns that nothing
+    changed (scripts/phase_flip_study.py). The phases returned reach 0.5 + `margin`."""
+    near = np.abs(phases) > 0.5 - margin
+    moves = np.where(near & (rng.random(phases.shape) < 0.5), np.sign(phases), 0.0).astype(int)
+    return (phases - moves).astype(np.float32), moves
+
+
+def crop_frames(frames: np.ndarray, masks: np.ndarray, corner: tuple[int, int], size: int,
+                moves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, size, size) crops of (T, H, W) frames and masks at `corner`, each frame's crop moved by
+    its whole-pixel move (T, 2), as registration moving it one pixel further would give it."""
+    y, x = corner
+    windows = [(t, slice(y + dy, y + dy + size), slice(x + dx, x + dx + size)) for t, (dy, dx) in enumerate(moves)]
+    return np.stack([frames[w] for w in windows]), np.stack([masks[w] for w in windows])
+
+
 def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.random.Generator,
                  device: torch.device) -> tuple[torch.Tensor, ...]:
     """A normalised training batch: frames, masks (B,T,p,p), phases (B,T,2), HR, HR mask (B,1,3p,3p)."""
     n, t_all, size = data["frames"].shape[:3]
     t = int(rng.integers(config.t_min, min(config.t_max, t_all) + 1))
     p = config.patch_lr
+    wrap = config.phase_wrap if size - p >= 2 else 0.0  # a frame moved one pixel further must stay inside
+    room = 1 if wrap else 0
     batch: list[list[np.ndarray]] = [[], [], [], [], []]
     for index in rng.integers(0, n, config.batch_size):
         order = rng.permutation(t_all)[:t]
-        y, x = rng.integers(0, size - p + 1, size=2)
+        y, x = rng.integers(room, size - p + 1 - room, size=2)
         hr_window = (index, slice(SCALE * y, SCALE * (y + p)), slice(SCALE * x, SCALE * (x + p)))
+        phases = _phases(data)[index, order]
+        moves = np.zeros(phases.shape, int)
+        if wrap:
+            phases, moves = wrap_phases(phases, wrap, rng)
         (frames, masks, hr, hr_mask), phases = augment(
-            [data["frames"][index, order, y:y + p, x:x + p], data["masks"][index, order, y:y + p, x:x + p],
-             target(data, index, order)[hr_window[1:]], _hr_mask(data)[hr_window]], _phases(data)[index, order], rng)
+            [*crop_frames(data["frames"][index, order], data["masks"][index, order], (y, x), p, moves),
+             target(data, index, order)[hr_window[1:]], _hr_mask(data)[hr_window]], phases, rng)
         centre, spread = data["norm"][index]
         spread = spread * float(np.exp(rng.uniform(-0.4, 0.4)))
         centre = centre + rng.normal(0, 0.2) * spread

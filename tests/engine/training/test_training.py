@@ -13,9 +13,10 @@ from misr_engine.training.losses import LOSSES, compensated_loss
 from misr_engine.models.sampling import resample_at_phases
 from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
-from misr_engine.registration.stack import register_stack
+from misr_engine.registration.stack import register, register_stack, subpixel_phase
 from misr_engine.datasets.simulate import Degradation, degrade
-from misr_engine.training.trainer import TrainConfig, loss_at, train, transform_shifts, warm_start
+from misr_engine.training.trainer import (TrainConfig, crop_frames, loss_at, train, transform_shifts, warm_start,
+                                          wrap_phases)
 from misr_engine.models.weights import save_weights
 
 from tests.rasters import HOLDOUT_HR
@@ -74,6 +75,22 @@ def test_augmented_shifts_are_the_shifts_registration_finds_in_the_augmented_sta
             # the reference (clearest, then sharpest) may change with the rotation: compare the
             # shifts relative to frame 0 (then estimated against another frame: within 0.03 px)
             np.testing.assert_allclose(found - found[0], transform_shifts(shifts - shifts[0], k, flip), atol=0.03)
+
+
+def test_frames_shown_across_the_half_pixel_are_where_their_wrapped_phases_say():
+    hr = read_band(str(HOLDOUT_HR))[0][:24 * 3 + 2 * MARGIN, :24 * 3 + 2 * MARGIN]
+    stack = degrade(hr, 6, np.random.default_rng(5), Degradation(cloud_probability=0.0), MARGIN)
+    frames, masks, shifts = register(stack.frames, stack.masks)
+    phases, moves = wrap_phases(subpixel_phase(shifts), 0.5, np.random.default_rng(0))  # every frame near
+    assert np.abs(moves).sum() >= 3 and np.abs(phases).max() > 0.5
+    np.testing.assert_array_equal(moves, np.round(subpixel_phase(shifts) - phases))
+    crops, crop_masks = crop_frames(frames, masks, (1, 1), 22, moves)
+    found = register_stack(crops, crop_masks)
+    # each crop, one pixel further where moved, sits where its new phase says (against frame 0)
+    np.testing.assert_allclose(found - found[0], phases - phases[0], atol=0.05)
+    # near-only: phases far from the half pixel are never moved
+    far, far_moves = wrap_phases(np.full((50, 2), 0.3, np.float32), 0.1, np.random.default_rng(1))
+    assert not far_moves.any() and np.allclose(far, 0.3)
 
 
 def test_udl_runs_after_l1_and_an_l_eu_warm_up():
