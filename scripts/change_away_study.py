@@ -91,6 +91,22 @@ def away_map(shape: tuple[int, int], field: tuple[slice, slice]) -> np.ndarray:
     return away
 
 
+def print_registration_moves(index: int, before: Stack, after: Stack, which: np.ndarray) -> None:
+    """One scene's registration before and after the change: the reference frame, the move
+    common to the frames (their median move: the output grid's), the largest move of a changed
+    and of an unchanged frame beyond it (LR px), and whether a whole-pixel part changed."""
+    (first, first_reference), (second, second_reference) = stack_registration(before), stack_registration(after)
+    moves = second - first
+    common = np.median(moves, axis=0)
+    relative = np.abs(moves - common)
+    changed = np.isin(np.arange(len(moves)), which)
+    flipped = bool((np.round(first) != np.round(second)).any())
+    print(f"scene {index:2d}: reference {first_reference} -> {second_reference}, common move "
+          f"({common[0]:+.3f}, {common[1]:+.3f}), changed frames up to {relative[changed].max():.3f}, "
+          f"others up to {relative[~changed].max():.3f}{', a whole-pixel part flipped' if flipped else ''}",
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=12)
@@ -111,15 +127,18 @@ def main() -> None:
     parser.add_argument("--hold-radiometry", action="store_true",
                         help="map the changed stack's frames with the unchanged one's radiometric fits")
     parser.add_argument("--per-scene", action="store_true", help="also print every scene's figure")
+    parser.add_argument("--registration-moves", action="store_true",
+                        help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
     model = load_model("piunet").model
     rng = np.random.default_rng(0)
-    changes = []
+    changes, changed_frames = [], []
     for frames, masks, shifts in zip(scenes["frames"], scenes["masks"], scenes["true_shifts"]):
         field, which = field_slices(rng), rng.choice(FRAMES, args.changed_frames, replace=False)
+        changed_frames.append(which)
         changed = frames.copy()
         for t in which:
             changed[t] += RELATIVE_CHANGE * float(np.median(frames[masks])) * field_in_frame(field, shifts[t])
@@ -129,6 +148,11 @@ def main() -> None:
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
           + ("; the changed stack registered as the unchanged one" if args.hold_registration else "")
           + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else ""))
+    if args.registration_moves:
+        for index, (frames, masks, (_, changed, _), which) in enumerate(zip(scenes["frames"], scenes["masks"], changes,
+                                                                             changed_frames)):
+            print_registration_moves(index, Stack.in_memory(frames, masks), Stack.in_memory(changed, masks), which)
+        return
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
     for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
