@@ -3,7 +3,7 @@
 Crops come from one window of the bands (``sentinel2``: train, validation and test windows are
 disjoint). Every sample is degraded with ``simulate.degrade``. Registered samples (training and
 validation) are then prepared exactly as the engine prepares a scene: registered onto the
-frames' median position by whole pixels (``registration.stack.register``) and mapped onto their
+frames' central position by whole pixels (``registration.stack.register``) and mapped onto their
 median radiometry (``registration.radiometry``); their HR target is what the SR should be pixel
 for pixel (``simulate.reference_target``: the clear-temporal-mean surface on that grid, in that
 radiometry), so that training needs neither a shift search nor a brightness correction and

@@ -49,7 +49,7 @@ class Prepared:
 def engine_prepared(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray | None = None) -> Prepared:
     """`frames` registered and normalised as the engine does before its network
     (``registration.prepare.prepare_stack``, as training samples are): shifts estimated on the
-    registration window and centred on the frames' median position (unless given: `shifts`
+    registration window and centred on the frames' central position (unless given: `shifts`
     (T, 2), LR px, as from ``register_stack``), every frame moved by the whole-pixel part of its
     shift, then mapped onto the frames' median radiometry; cloudy pixels 0."""
     frames = np.asarray(frames, np.float32)

@@ -154,7 +154,7 @@ def introduction(label: str, networks: list[Network], device: str) -> str:
 
 Every method runs its whole pipeline from the acquired (unregistered, cloudy) frames of every
 scene. The classical pipelines start from the frames prepared exactly as the engine prepares
-them for its network (moved by whole LR pixels onto the frames' median position, the sub-pixel
+them for its network (moved by whole LR pixels onto the frames' central position, the sub-pixel
 phase applied on the HR grid, frames mapped onto the frames' median radiometry):
 {", ".join(BASELINES)}. **Strongest classical**: per scene, the best cPSNR of
 {", ".join(STRONGEST_CANDIDATES)} (chosen with the target: no classical user could pick better).

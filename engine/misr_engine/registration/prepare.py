@@ -1,5 +1,5 @@
 """A stack prepared in memory as the engine prepares a scene before its network: registered
-onto the frames' median position by whole pixels, the reference chosen on the registration
+onto the frames' central position by whole pixels, the reference chosen on the registration
 window, every frame mapped onto the frames' median radiometry. Training samples and the
 classical baselines share it, so they see exactly what the network sees."""
 

@@ -11,7 +11,6 @@ goes to the network, which resamples onto the HR grid itself.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from ..imaging.compositing import fill_masked
 from .change import kept_shifts, steady_masks
@@ -19,11 +18,16 @@ from .reference import canonical_order, clearest_frame
 from .shift import estimate_shift, onto_common_grid
 
 REGISTRATION_WINDOW = 512
-CENTRE_TRIM: float | None = None
-"""None: the output grid sits on the frames' median position (`centre_shifts`). A share: on their
-trimmed mean position (that share of the frames cut at each end, per axis), which moves less when
-one frame's estimate moves (1 / (T - 2 cut) of its move, against up to a half for the median of
-an even count) and still ignores a frame far off (scripts/change_away_study.py --centre-trims)."""
+CENTRE_TRIM: float | None = 0.125
+"""The output grid sits on the frames' trimmed mean position (`trimmed_centre`: this share of the
+frames, and at least one, cut at each end per axis; None: their median position). It moves by
+1 / (T - 2 cut) of one frame's move where the median moves by all of it whenever that frame is
+the middle one, and still ignores a frame far off at either end. Chosen on validation scenes
+(scripts/change_away_study.py --clips 1 --scenes 24 --centre-trims none 0.125 0.25,
+docs/evaluation/change_away_centre_validation.log): a field raised in 4 of 9 frames moved the SR
+elsewhere by 0.113% of the level [0.077, 0.153] against 0.169% [0.099, 0.254] on the median
+(paired -0.056 [-0.108, -0.015], 17 of 24 scenes lower; 0.25: 0.179%, one scene 1.68%, a phase
+flip)."""
 
 
 def central_window(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
@@ -49,7 +53,7 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
     Give the frames' `registration_window`. Frames without a clear pixel there get (0, 0).
     The reference is chosen from the content, so the result does not depend on the order.
-    The engine then centres them (`centre_shifts`): the output grid is the frames' median
+    The engine then centres them (`centre_shifts`): the output grid is the frames' central
     position, not the reference frame's.
     """
     shifts = np.zeros((len(frames), 2))
@@ -63,28 +67,37 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Shifts (T, 2) relative to the frames' median position (per axis, over the frames with a
-    clear pixel in `masks`, the window the shifts were estimated on) instead of the reference
+    """Shifts (T, 2) relative to the frames' central position (their trimmed mean, `CENTRE_TRIM`,
+    per axis, over the frames with a clear pixel in `masks`, the window the shifts were estimated
+    on) instead of the reference
     frame's: the output grid then depends on every frame, not on which one is the reference
     (a field that changed in some frames may make another frame the sharpest), and is the best
     estimate of the scene's true position when misregistration is random. Frames without a clear
-    pixel there, which could not be registered, sit at that median position (shift 0: their own
+    pixel there, which could not be registered, sit at that central position (shift 0: their own
     geolocation, the best guess when geolocation errors are random), not at the reference's,
     which a change elsewhere in the scene may swap for another."""
     shifts = np.asarray(shifts, np.float64)
     usable = np.asarray(masks, bool).reshape(len(masks), -1).any(axis=1)
     if not usable.any():
         return shifts
-    if CENTRE_TRIM is None:
-        centred = shifts - np.median(shifts[usable], axis=0)
-    else:
-        centred = shifts - stats.trim_mean(shifts[usable], CENTRE_TRIM, axis=0)
+    centre = np.median(shifts[usable], axis=0) if CENTRE_TRIM is None else trimmed_centre(shifts[usable], CENTRE_TRIM)
+    centred = shifts - centre
     centred[~usable] = 0.0
     return centred
 
 
+def trimmed_centre(shifts: np.ndarray, share: float) -> np.ndarray:
+    """Per axis, the mean of (T, 2) shifts without the `share` of the frames (at least one when
+    there are three or more) at each end: the median of three or four frames, the mean of the
+    middle seven of nine."""
+    ordered = np.sort(np.asarray(shifts, np.float64), axis=0)
+    count = len(ordered)
+    cut = max(1, int(round(share * count))) if count >= 3 else 0
+    return ordered[cut:count - cut].mean(axis=0)
+
+
 def window_registration(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, int]:
-    """Shifts (T, 2) onto the frames' median position (`centre_shifts`) and the reference frame
+    """Shifts (T, 2) onto the frames' central position (`centre_shifts`) and the reference frame
     of (T, h, w) frames cut to their `registration_window`: estimated on the clear pixels, then,
     where some changed in some frames, again without those (``change.steady_masks``), so that a
     harvested field neither pulls the shifts nor picks the reference (per frame, the pass that
@@ -134,7 +147,7 @@ def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int
 
 
 def register(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Register (T,H,W) frames onto their median position, to whole pixels.
+    """Register (T,H,W) frames onto their central position (`centre_shifts`), to whole pixels.
 
     Returns the moved frames, masks and the full shifts (LR px; the sub-pixel part is left
     to the network), in the input order (`window_registration` on the `registration_window`,

@@ -67,7 +67,7 @@ class RegisteredRows:
 
 
 def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
-    """Shifts (T, 2) of the stack's frames onto their median position (``stack.centre_shifts``),
+    """Shifts (T, 2) of the stack's frames onto their central position (``stack.centre_shifts``),
     and the index of the reference frame they were measured against (the radiometric fits'
     reference too), estimated on the registration window only."""
     count, height, width = stack.shape

@@ -85,21 +85,32 @@ def test_a_strong_change_in_some_frames_does_not_throw_the_registration_off():
     assert max(worst.values()) < 0.25, f"worst frame error per crop (LR px): {worst}"
 
 
-def test_the_output_grid_sits_on_the_median_or_the_trimmed_mean_of_the_frames(monkeypatch):
-    """`centre_shifts`: the frames' median position by default; with `CENTRE_TRIM` their trimmed
-    mean, which moves by 1 / (T - 2 cut) of one frame's move (the median of an even count by up
-    to a half) and still ignores one frame far off. Frames with no clear pixel do not count, and
-    sit at the centre (their own geolocation), not where the reference frame is."""
+def test_the_output_grid_sits_on_the_trimmed_mean_of_the_frames(monkeypatch):
+    """`centre_shifts`: the frames' trimmed mean position (`CENTRE_TRIM`: at least one frame cut at
+    each end), which moves by 1 / (T - 2 cut) of one frame's move where the median moves by all of
+    it when that frame is the middle one, and still ignores a frame far off. Frames with no clear
+    pixel do not count, and sit at the centre (their own geolocation), not where the reference
+    frame is."""
     from misr_engine.registration import stack
 
     shifts = np.array([[0.0, 0.1], [0.2, -0.3], [0.4, 0.2], [0.6, 0.0], [5.0, 5.0], [-9.0, 9.0]])
     masks = np.ones((6, 4, 4), bool)
     masks[5] = False  # no clear pixel: its shift is not a position
-    expected = np.vstack([shifts[:5] - [0.4, 0.1], [0.0, 0.0]])
-    np.testing.assert_allclose(stack.centre_shifts(shifts, masks), expected, atol=1e-12)
-    monkeypatch.setattr(stack, "CENTRE_TRIM", 0.2)  # one of the five usable frames cut at each end
+    expected = np.vstack([shifts[:5] - [0.4, 0.1], [0.0, 0.0]])  # the middle three of five, per axis
     np.testing.assert_allclose(stack.centre_shifts(shifts, masks), expected, atol=1e-12)
     moved = shifts.copy()
-    moved[2] += 0.03  # the middle frame's estimate moves
+    moved[2] += 0.03  # the middle frame's estimate moves (a changed field pulls it)
     centre = (shifts - stack.centre_shifts(shifts, masks))[0]
     np.testing.assert_allclose((moved - stack.centre_shifts(moved, masks))[0] - centre, [0.01, 0.01], atol=1e-12)
+    monkeypatch.setattr(stack, "CENTRE_TRIM", None)  # the median: the middle frame's whole move in y
+    np.testing.assert_allclose((moved - stack.centre_shifts(moved, masks))[0] - centre, [0.03, 0.0], atol=1e-12)
+
+
+def test_the_trimmed_centre_is_the_median_of_few_frames_and_ignores_one_far_off_at_each_end():
+    from misr_engine.registration.stack import trimmed_centre
+
+    np.testing.assert_allclose(trimmed_centre(np.array([[0.0], [0.1], [7.0]]), 0.125), [0.1])
+    np.testing.assert_allclose(trimmed_centre(np.array([[0.0], [0.1], [0.3], [7.0]]), 0.125), [0.2])
+    nine = np.array([[-8.0], [0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [0.6], [9.0]])
+    np.testing.assert_allclose(trimmed_centre(nine, 0.125), [0.3])
+    np.testing.assert_allclose(trimmed_centre(np.array([[0.2], [0.4]]), 0.125), [0.3])
