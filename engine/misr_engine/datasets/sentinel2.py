@@ -3,6 +3,7 @@ validation and evaluation may use. Its landsat8 folder is never used."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -64,10 +65,13 @@ def sentinel2_band_paths(bands: tuple[str, ...] = S2_BANDS) -> list[str]:
 
 def averaged_copy(source: str, pixel_m: float, folder: Path) -> str:
     """A GDAL VRT of the raster `source` on pixel_m-metre pixels, each the average of the source
-    pixels it covers (computed on read), in `folder`; made once."""
+    pixels it covers (computed on read), in `folder`; made once per source file (its name carries
+    a digest of the source's full path: a VRT of another checkout's file of that name would point
+    at a file that may be gone)."""
     from osgeo import gdal  # GDAL: only to build samples
 
-    target = folder / f"{Path(source).stem}_{pixel_m:g}m.vrt"
+    digest = hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
+    target = folder / f"{Path(source).stem}_{pixel_m:g}m_{digest}.vrt"
     if not target.exists():
         options = gdal.TranslateOptions(format="VRT", xRes=pixel_m, yRes=pixel_m, resampleAlg="average")
         partial = folder / f".{target.stem}.{os.getpid()}.vrt"  # renamed when whole: other processes read the same folder

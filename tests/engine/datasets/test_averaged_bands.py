@@ -28,3 +28,23 @@ def test_an_unreadable_source_is_named(tmp_path):
     bad.write_bytes(b"not a raster")
     with pytest.raises(MisrError, match="broken.jp2: could not be averaged"):
         averaged_copy(str(bad), 20.0, tmp_path)
+
+
+def test_a_source_of_the_same_name_elsewhere_gets_its_own_copy(tmp_path):
+    """The copies live in one temporary folder shared by every checkout: a VRT made from another
+    checkout's file of the same name must not be reused (it points at that file, which may be
+    gone)."""
+    import shutil
+
+    first, second = tmp_path / "a" / "band.tif", tmp_path / "b" / "band.tif"
+    for path in (first, second):
+        path.parent.mkdir()
+        shutil.copy(HOLDOUT_HR, path)
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    made = averaged_copy(str(first), 20.0, folder)
+    shutil.rmtree(first.parent)  # that checkout is gone
+    other = averaged_copy(str(second), 20.0, folder)
+    assert other != made
+    coarse = read_band(other)[0]  # readable: it points at the file that exists
+    assert coarse.shape == tuple(n // 2 for n in read_band(str(second))[0].shape)
