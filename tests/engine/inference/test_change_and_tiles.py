@@ -60,7 +60,8 @@ def test_away_from_a_changed_field_the_sr_does_not_move(usable_stack, shipped_mo
     """Issue 14 asks < 0.05% of the level. Measured with the shipped weights, the changed pixels
     imputed in the scene's units (normalisation.CHANGED_PIXELS; 'left out' / 'kept' after the
     slash): field in 3 of 8 frames 0.012% (0.072% / 0.054%), in 1 of 8 0.012% (0.038% / 0.031%);
-    in half the frames, where no rule can tell the changed half, 0.060% (0.042% / 0.076%). Earlier,
+    in half the frames, where no rule can tell the changed half, 0.060% (0.042% / 0.076%); on the
+    trimmed-mean grid (registration.stack.CENTRE_TRIM, 2026-12-03) 0.009% and 0.058%. Earlier,
     with the pixels kept: 0.12% before the noise floor, 0.30% while a frame-wide sharpness let the
     change pick the reference frame, 2.8% with fits against one reference frame and a plain
     least-squares registration (scripts/change_attribution.py --frames ... --changed-pixels ...)."""
