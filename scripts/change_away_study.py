@@ -93,8 +93,9 @@ def away_map(shape: tuple[int, int], field: tuple[slice, slice]) -> np.ndarray:
 
 def print_registration_moves(index: int, before: Stack, after: Stack, which: np.ndarray) -> None:
     """One scene's registration before and after the change: the reference frame, the move
-    common to the frames (their median move: the output grid's), the largest move of a changed
-    and of an unchanged frame beyond it (LR px), and whether a whole-pixel part changed."""
+    common to the frames (their median move: how far the output grid moved against most of
+    them), the largest move of a changed and of an unchanged frame beyond it (LR px), and
+    whether a whole-pixel part changed."""
     (first, first_reference), (second, second_reference) = stack_registration(before), stack_registration(after)
     moves = second - first
     common = np.median(moves, axis=0)

@@ -69,10 +69,9 @@ def estimate_shifts(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
 def centre_shifts(shifts: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Shifts (T, 2) relative to the frames' central position (their trimmed mean, `CENTRE_TRIM`,
     per axis, over the frames with a clear pixel in `masks`, the window the shifts were estimated
-    on) instead of the reference
-    frame's: the output grid then depends on every frame, not on which one is the reference
-    (a field that changed in some frames may make another frame the sharpest), and is the best
-    estimate of the scene's true position when misregistration is random. Frames without a clear
+    on) instead of the reference frame's: the output grid then depends on every frame, not on
+    which one is the reference (a field that changed in some frames may make another frame the
+    sharpest), and is the best estimate of the scene's true position when misregistration is random. Frames without a clear
     pixel there, which could not be registered, sit at that central position (shift 0: their own
     geolocation, the best guess when geolocation errors are random), not at the reference's,
     which a change elsewhere in the scene may swap for another."""
@@ -92,7 +91,7 @@ def trimmed_centre(shifts: np.ndarray, share: float) -> np.ndarray:
     middle seven of nine."""
     ordered = np.sort(np.asarray(shifts, np.float64), axis=0)
     count = len(ordered)
-    cut = max(1, int(round(share * count))) if count >= 3 else 0
+    cut = max(1, round(share * count)) if count >= 3 else 0
     return ordered[cut:count - cut].mean(axis=0)
 
 

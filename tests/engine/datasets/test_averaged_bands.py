@@ -3,6 +3,8 @@ stand-in for the unseen 20 m bands averages the real 10 m pixels, block by block
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from misr_engine.datasets.sentinel2 import averaged_copy
@@ -34,8 +36,6 @@ def test_a_source_of_the_same_name_elsewhere_gets_its_own_copy(tmp_path):
     """The copies live in one temporary folder shared by every checkout: a VRT made from another
     checkout's file of the same name must not be reused (it points at that file, which may be
     gone)."""
-    import shutil
-
     first, second = tmp_path / "a" / "band.tif", tmp_path / "b" / "band.tif"
     for path in (first, second):
         path.parent.mkdir()
