@@ -14,6 +14,7 @@ the shift and removes what is left of the brightness difference). The arrays are
 
 from __future__ import annotations
 
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import SCALE
+from ..errors import MisrError
 from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
 from ..registration.stack import subpixel_phase
@@ -121,9 +123,17 @@ def save_samples(path: str | Path, samples: dict[str, np.ndarray]) -> None:
     np.savez(path, **samples)
 
 
-def load_samples(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a samples `.npz`, float16 ones (compact copies for a device) as float32."""
-    with np.load(path) as data:
-        return {key: data[key].astype(np.float32) if data[key].dtype == np.float16 else data[key]
-                for key in data.files}
+def load_samples(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays of a samples `.npz`, float16 ones (compact copies for a device) as float32; a
+    one-line MisrError if it is not a readable `.npz` or lacks one of the `required` arrays."""
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key].astype(np.float32) if data[key].dtype == np.float16 else data[key]
+                      for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise MisrError(f"{path}: not a samples file made by `misr make-dataset` (not a readable .npz)") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise MisrError(f"{path}: not a samples file made by `misr make-dataset` (no {', '.join(missing)})")
+    return arrays
 

@@ -34,7 +34,6 @@ frame through ``kernel(z)``; ``fit_latent`` projects a given kernel onto the pri
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from torch import nn
 from ..errors import MisrError
 from ..resources import weights_dir
 from .backprojection import PSF_SIGMA, gaussian_kernel
+from .config_bounds import Bound, checked_config
 from .weights import read_metadata, read_state_dict
 
 CENTRING_TOLERANCE = 1e-3  # HR px: |centroid - centre pixel| of every kernel(z), per axis
@@ -68,6 +68,11 @@ class KernelPriorConfig:
     dequantisation: float = 1e-5
     alpha: float = 1e-6  # logit margin, as FKP
     centring_iterations: int = 8
+
+    BOUNDS = {  # what a weights file's embedded config may ask for (a class attribute, not a field)
+        "kernel_size": Bound(3, 63, odd=True), "n_blocks": Bound(1, 64), "hidden_size": Bound(1, 4096),
+        "n_hidden": Bound(0, 16), "normalization": Bound(1e-3, 1), "dequantisation": Bound(0, 1),
+        "alpha": Bound(0, 0.1), "centring_iterations": Bound(0, 100)}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,6 +282,6 @@ def load_kernel_prior(path: str | Path | None = None, device: torch.device | str
     metadata = read_metadata(weights)
     if metadata.get("model") != KernelPrior.name:
         raise MisrError(f"{weights}: weights are for model {metadata.get('model')!r}, not {KernelPrior.name!r}")
-    prior = KernelPrior(KernelPriorConfig(**json.loads(metadata["config"])))
+    prior = KernelPrior(checked_config(KernelPriorConfig, metadata.get("config", "{}"), str(weights)))
     prior.load_state_dict(read_state_dict(weights))
     return prior.eval().requires_grad_(False).to(device)

@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from ..models.config_bounds import Bound, OneOf
 from ..models.kernel_prior import FlowBatchNorm, KernelPrior, KernelPriorConfig, fit_latent, pixel_offsets
 from ..models.weights import save_weights
 from .runs import start_run
@@ -60,6 +61,20 @@ class KernelPriorTrainConfig:
     motion_length: tuple[float, float] = (2.0, 10.0)  # segment length, HR px
     defocus_radius: tuple[float, float] = (1.0, 5.0)  # HR px
     edge_softness: tuple[float, float] = (0.2, 0.5)  # HR px, of the capsules' sigmoid edge
+
+    BOUNDS = {  # what ``training.run.load_config`` accepts (a class attribute, not a field: ``config_bounds``)
+        "model": OneOf((KernelPrior.name,)), "steps": Bound(1, 10 ** 7), "batch_size": Bound(1, 65536),
+        "learning_rate": Bound(1e-9, 1.0), "weight_decay": Bound(0, 1), "grad_clip": Bound(1e-6, 1e9),
+        "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096), "val_every": Bound(1, 10 ** 7),
+        "val_count": Bound(1, 10 ** 5), "projection_steps": Bound(0, 10 ** 5), "calibration_count": Bound(1, 10 ** 7),
+        "sigma_range": Bound(0.05, 20), "motion_length": Bound(0, 30), "defocus_radius": Bound(0, 30),
+        "edge_softness": Bound(0.01, 5)}
+
+    def __post_init__(self) -> None:
+        unknown = set(self.mix) - set(FAMILIES)
+        if unknown or not self.mix or any(not isinstance(w, (int, float)) or w < 0 for w in self.mix.values()) \
+                or not sum(self.mix.values()) > 0:
+            raise ValueError(f"mix {self.mix}: weights >= 0, not all 0, of {', '.join(FAMILIES)}")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "KernelPriorTrainConfig":

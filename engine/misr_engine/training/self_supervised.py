@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .. import SCALE
 from ..datasets.samples import load_samples
 from ..evaluation.metrics import cpsnr
+from ..models.config_bounds import Bound, OneOf
 from ..models.kernel_prior import load_kernel_prior
 from ..models.sampling import masked_temporal_mean
 from ..registration.stack import subpixel_phase
@@ -56,6 +57,9 @@ class SelfSupervisedConfig(TrainConfig):
     kernel_prior: str | None = None  # the prior's weights (default: the shipped one)
     noise: tuple[float, float] = (0.0, 0.05)  # CR noise std, uniform in this range x the scene's spread
     min_target_clear: float = 0.9  # a target frame is at least this clear over the crop (else the clearest)
+
+    BOUNDS = {**TrainConfig.BOUNDS, "objective": OneOf((SELF_SUPERVISED,)), "kernel_bank": Bound(1, 10 ** 6),
+              "noise": Bound(0, 1), "min_target_clear": Bound(0, 1)}
 
 
 def crop_size(patch: int, kernel: int) -> int:
@@ -193,11 +197,7 @@ def _target_frame(masks: np.ndarray, min_clear: float, rng: np.random.Generator)
 
 def _lr_stacks(path: str) -> dict[str, np.ndarray]:
     """The LR arrays of a samples file (``LR_KEYS``: never its HR), phases from its shifts."""
-    data = load_samples(path)
-    missing = [key for key in LR_KEYS if key not in data]
-    if missing:
-        from ..errors import MisrError
-        raise MisrError(f"{path}: not registered LR stacks (missing {', '.join(missing)})")
+    data = load_samples(path, required=LR_KEYS)
     stacks = {key: data[key] for key in LR_KEYS}
     stacks["phases"] = subpixel_phase(stacks["shifts"])
     # stacks of different lengths are padded with fully cloudy frames: the first `counts` are real

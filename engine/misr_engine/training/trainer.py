@@ -25,13 +25,16 @@ from ..datasets.simulate import upsampled_share
 from .losses import LOSSES, aligned_loss, compensated_loss
 from ..evaluation.metrics import cpsnr
 from ..registration.stack import subpixel_phase
-from ..models.registry import build_model
+from ..models.config_bounds import Bound, OneOf
+from ..models.registry import MODELS, build_model
 from ..evaluation.report import plot_training_curves
 from ..errors import MisrError
 from ..models.weights import read_metadata, read_state_dict, save_weights
 from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"
+SUPERVISED_KEYS = ("frames", "masks", "norm", "hr")
+"""The arrays a supervised run reads from a samples file (others where present)."""
 BEST = "best.safetensors"
 """The weights of the step with the best validation cPSNR, beside the last ones."""
 
@@ -63,6 +66,19 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
     phase_wrap: float = 0.0  # frames within this of +-0.5 px (per axis) shown half the time the other way (`wrap_phases`)
+
+    BOUNDS = {  # what ``training.run.load_config`` accepts (a class attribute, not a field: ``config_bounds``)
+        "model": OneOf(tuple(MODELS)), "steps": Bound(1, 10 ** 7), "batch_size": Bound(1, 4096),
+        "patch_lr": Bound(8, 1024), "t_min": Bound(1, 64), "t_max": Bound(1, 64),
+        "learning_rate": Bound(1e-9, 1.0), "l1_warmup_steps": Bound(0, 10 ** 7), "loss": OneOf(tuple(LOSSES)),
+        "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", "fp32", "fp16", "bf16")),
+        "grad_clip": Bound(1e-6, 1e9), "val_every": Bound(1, 10 ** 7), "val_frames": Bound(1, 64),
+        "data_range": Bound(1e-6, 1e9), "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096),
+        "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5)}
+
+    def __post_init__(self) -> None:
+        if self.t_min > self.t_max:
+            raise ValueError(f"t_min {self.t_min} is above t_max {self.t_max}")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -250,7 +266,8 @@ class SupervisedTask:
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config, self.device = config, device
-        self.train_data, self.val_data = load_samples(config.train_data), load_samples(config.val_data)
+        self.train_data, self.val_data = (load_samples(path, required=SUPERVISED_KEYS)
+                                         for path in (config.train_data, config.val_data))
         # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
         aligned = bool(self.train_data.get("aligned", False))
         self.objective = aligned_loss if aligned else compensated_loss
@@ -275,9 +292,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
 
     `log` hears the validation lines, `on_step` every step's number and loss (progress bars);
     `make_task` gives the batches and the validation (default: supervised, simulated stacks)."""
-    out = start_run(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    task = make_task(config, device)
+    task = make_task(config, device)  # reads (and checks) the data before the run folder is made
+    out = start_run(config)
     model = build_model(config.model, config.model_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     dtype = autocast_dtype(config.precision, device)

@@ -124,7 +124,7 @@ def test_misr_train_runs_a_self_supervised_config_without_hr(lr_stacks, tmp_path
 def test_an_unknown_objective_is_one_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"objective": "magic", "train_data": "a", "val_data": "b", "out_dir": "c"}))
-    with pytest.raises(MisrError, match="objective 'magic'"):
+    with pytest.raises(MisrError, match="objective='magic': must be supervised or self_supervised"):
         load_config(str(path))
 
 
