@@ -52,3 +52,21 @@ def test_shipped_files_are_found_through_the_package_not_the_checkout():
     assert package in model_spec("piunet").default_weights.resolve().parents
     frames, masks = resources.sample_paths()
     assert len(frames) == len(masks) == 9 and all(package in Path(f).resolve().parents for f in frames)
+
+
+@pytest.mark.parametrize("debian,python,numpy", [
+    ("12 (bookworm)", "3.11", "1.24.2"),
+    ("13 (trixie)", "3.13", "2.2.4"),
+])
+def test_the_numpy_requirement_accepts_the_numpy_of_each_supported_debian(debian, python, numpy):
+    """GDAL's bindings run only on the numpy Debian compiled them against (1.x on 12, 2.x on 13),
+    and scripts/setup.sh pins that numpy: the engine's requirement must accept it on both."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    requirements = [Requirement(line) for line in
+                    tomllib.loads((REPO / "engine" / "pyproject.toml").read_text())["project"]["dependencies"]]
+    environment = {"python_version": python, "python_full_version": f"{python}.0"}
+    applying = [r for r in requirements if r.name == "numpy" and (r.marker is None or r.marker.evaluate(environment))]
+    assert len(applying) == 1, f"Debian {debian}: numpy requirements {applying}"
+    assert applying[0].specifier.contains(numpy), f"Debian {debian}: {applying[0]} refuses its numpy {numpy}"
