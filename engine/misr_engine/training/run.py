@@ -15,7 +15,7 @@ from ..models.kernel_prior import KernelPriorConfig
 from ..models.registry import model_spec
 from .kernel_prior import KernelPriorTrainConfig, train_kernel_prior
 from .self_supervised import SELF_SUPERVISED, SelfSupervisedConfig, train_self_supervised
-from .trainer import TrainConfig, train
+from .trainer import CHECKPOINT, TrainConfig, train
 
 KERNEL_PRIOR = "kernel_prior"
 
@@ -57,9 +57,10 @@ def train_from_config(config: AnyConfig, log: Callable[[str], None],
                       on_step: Callable[[int, float], None] | None = None) -> Path:
     """Train (or resume) what `config` describes; returns the weights' path. An input file that
     is not there is a one-line MisrError before anything is written."""
+    resuming = (Path(config.out_dir) / CHECKPOINT).is_file()  # a resumed run does not read its init_weights
     for name in DATA_FILES:
         file = getattr(config, name, None)
-        if file and not os.path.isfile(file):
+        if file and not os.path.isfile(file) and not (resuming and name == "init_weights"):
             raise MisrError(f"{file}: file not found (the training config's {name})")
     trainer = (train_kernel_prior if isinstance(config, KernelPriorTrainConfig) else
                train_self_supervised if isinstance(config, SelfSupervisedConfig) else train)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,15 @@ def test_misr_train_says_it_in_one_line_on_the_command_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"misr: error: {path}: training config batch_size='8': must be an integer"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_does_not_need_its_init_weights_any_more(tmp_path, tiny_dataset):
+    config = TrainConfig(train_data=str(tiny_dataset[0]), val_data=str(tiny_dataset[1]), out_dir=str(tmp_path / "run"),
+                         steps=1, batch_size=2, patch_lr=16, t_min=2, t_max=6, val_every=1, threads=1,
+                         model_config={"n_feat": 8, "n_tefa": 1, "bottleneck": 2},
+                         init_weights=str(tmp_path / "stage1.safetensors"))
+    with pytest.raises(MisrError, match="stage1.safetensors: file not found .the training config's init_weights."):
+        train_from_config(config, log=lambda line: None)
+    train_from_config(replace(config, init_weights=None), log=lambda line: None)  # leaves a checkpoint
+    config.steps = 2
+    assert train_from_config(config, log=lambda line: None).is_file()  # resumes without the stage-1 weights
