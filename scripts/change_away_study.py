@@ -57,7 +57,7 @@ from misr_engine.inference import normalisation, tiled
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
-from misr_engine.registration import change, shift, stack
+from misr_engine.registration import change, radiometry, shift, stack
 from misr_engine.registration.stack import reference_frame, registration_window
 from misr_engine.registration.streamed import scene_radiometry, stack_registration
 
@@ -117,6 +117,8 @@ def main() -> None:
                         help="candidate stack.CENTRE_TRIM values ('none': the median position)")
     parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
                         help="candidate registration.change.CHANGE_SIGMAS values ('none': no second pass)")
+    parser.add_argument("--gain-ramps", nargs="+", default=[str(radiometry.GAIN_ERROR_RAMP).lower()],
+                        help="candidate registration.radiometry.GAIN_ERROR_RAMP values ('none': the hard bound)")
     parser.add_argument("--units", nargs="+", default=[normalisation.CHANGED_PIXELS],
                         choices=normalisation.CHANGED_PIXEL_RULES,
                         help="candidate normalisation.CHANGED_PIXELS rules (the changed pixels in the scene's units)")
@@ -156,25 +158,27 @@ def main() -> None:
         return
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, sigmas, units in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
-                                                          args.units):
+    for value, centre, sigmas, units, ramp in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
+                                                                args.units, args.gain_ramps):
+        radiometry.GAIN_ERROR_RAMP = None if ramp == "none" else float(ramp)
         normalisation.CHANGED_PIXELS = units
         change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
         moved, scores = [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
-            registration, radiometry = Freezer(stack_registration), Freezer(scene_radiometry)
+            registration, fits = Freezer(stack_registration), Freezer(scene_radiometry)
             with mock.patch.object(tiled, "stack_registration", registration), \
-                    mock.patch.object(tiled, "scene_radiometry", radiometry):
+                    mock.patch.object(tiled, "scene_radiometry", fits):
                 before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
-                registration.frozen, radiometry.frozen = args.hold_registration, args.hold_radiometry
+                registration.frozen, fits.frozen = args.hold_registration, args.hold_radiometry
                 after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
-        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+        line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}, "
+                f"gain ramp {ramp:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

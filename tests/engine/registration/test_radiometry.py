@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from misr_engine.imaging.resample import shift_image
 from misr_engine.registration.radiometry import (
+    MAX_GAIN_ERROR,
     Radiometry,
+    fit_radiometry,
+    gain_error,
     robust_line,
     stack_radiometry,
 )
@@ -168,3 +171,22 @@ def test_on_low_contrast_scenes_no_gain_is_fitted_to_noise():
             given = stack.gains / np.median(stack.gains)
             worst = max(worst, float(np.abs(np.log(rows.radiometry.gains[clear] / given[clear])).max()))
     assert worst < np.log(1.3), f"a gain off by a factor of {np.exp(worst):.2f}"
+
+
+def test_a_gain_fades_out_around_the_bound_instead_of_jumping():
+    """A frame whose gain is barely determined takes part of its line: as the noise on its blocks
+    grows past the gain error bound its gain goes from the fitted 0.9 to 1 in small steps. With a
+    hard bound it jumped by 0.1 at once, and a thousandth of a pixel of registration moved every
+    frame's map (the SR by 3.4% of the level on a validation scene)."""
+    rng = np.random.default_rng(3)
+    x = real_texture()[::4, ::4].ravel().astype(np.float64)  # 256 blocks of real texture
+    noise = rng.normal(0, 1, x.size) * np.std(x)
+    frame_gains, errors = [], []
+    for share in np.linspace(0.1, 0.9, 161):  # noise from a tenth to nine tenths of the texture's spread
+        y = 0.9 * x + 25 + share * noise
+        values = np.stack([x, x, y])
+        frame_gains.append(fit_radiometry(values, np.ones(values.shape, bool), 0).gains[2])
+        errors.append(gain_error(x, y, *robust_line(x, y)))
+    assert min(errors) < MAX_GAIN_ERROR / 2 and max(errors) > 2 * MAX_GAIN_ERROR  # the bound is crossed
+    assert abs(frame_gains[0] - 0.9) < 0.02 and frame_gains[-1] == 1.0
+    assert np.abs(np.diff(frame_gains)).max() < 0.02
