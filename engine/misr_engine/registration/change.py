@@ -38,9 +38,18 @@ MAX_CHANGED_SHARE = 0.5
 """A frame that would lose more than this share of its clear pixels keeps them all: what it
 shows is not a local change (haze over the frame, another season) and registration needs them."""
 MAX_MOVE = 2.0
-"""LR pixels: a second-pass shift further than this from the first is the search losing the
-texture it was left with (a frame mostly cloudy, its clear part mostly changed), not a change's
-pull undone (measured: up to 1.6 px on faint scenes, tests/engine/registration/test_change.py)."""
+"""LR pixels: passes further apart than this are told apart by their agreement only where the
+second agrees well (FAR_AGREEMENT), else the first is kept: a second pass that lost the texture it
+was left with (a frame mostly cloudy, its clear part mostly changed) threw a frame 26 px off a
+64 px crop, its few steady pixels agreeing there by chance a little better (0.22 against 0.16;
+tests/engine/registration/test_change.py), where a first pass a change threw 15 px off is undone
+by a second that agrees well. A change's pull undone moves a frame up to 1.6 px on faint scenes."""
+FAR_AGREEMENT = 0.5
+"""The high-pass correlation (``shift.agreement``) a second pass more than MAX_MOVE from the first
+needs to replace it (None: never replaced, as before 2026-12-03). Chosen on validation scenes,
+24 per set (docs/evaluation/registration_kept_pass_validation.log): surface change +0.038 dB
+[+0.000, +0.114], strong change +0.048 [+0.000, +0.145], low contrast +0.015 [+0.000, +0.044]
+(one scene each), in distribution, out of range and the coarse-band stand-in unchanged."""
 MIN_FRAMES = 3
 """The per-pixel median needs at least this many clear frames there (else nothing is flagged)."""
 GROW = 1
@@ -62,15 +71,18 @@ def steady_masks(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) -> n
 def kept_shifts(frames: np.ndarray, steady: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Per frame, the first or the second pass's shift (T, 2), whichever registers it better onto
     the second pass's reference (``shift.agreement`` on the steady pixels; relative to that
-    reference), the first when they are more than MAX_MOVE apart: leaving pixels out can also
-    leave a frame too little texture for its search."""
+    reference); when they are more than MAX_MOVE apart, the second only where it agrees well
+    (FAR_AGREEMENT): leaving pixels out can also leave a frame too little texture for its search."""
     reference = clearest_frame(steady, frames)
     kept = np.asarray(second, np.float64) - second[reference]
     for t, candidate in enumerate(np.asarray(first, np.float64) - first[reference]):
-        if t != reference and steady[t].any() and (
-                np.abs(kept[t] - candidate).max() > MAX_MOVE
-                or agreement(frames[reference], frames[t], steady[reference], steady[t], candidate)
-                > agreement(frames[reference], frames[t], steady[reference], steady[t], kept[t])):
+        if t == reference or not steady[t].any():
+            continue
+        pair = (frames[reference], frames[t], steady[reference], steady[t])
+        first_better = agreement(*pair, candidate) > agreement(*pair, kept[t])
+        if np.abs(kept[t] - candidate).max() > MAX_MOVE:
+            first_better |= FAR_AGREEMENT is None or agreement(*pair, kept[t]) < FAR_AGREEMENT
+        if first_better:
             kept[t] = candidate
     return kept
 

@@ -58,14 +58,22 @@ def test_a_strong_change_does_not_throw_any_frame_off():
     assert max(worst.values()) < 0.25, {k: v for k, v in worst.items() if v >= 0.25}
 
 
-def test_a_second_pass_far_from_the_first_is_not_kept(monkeypatch):
-    """`kept_shifts`: per frame the pass that agrees better on the steady pixels, but never one
-    more than MAX_MOVE from the first (a frame left too little texture, not a change undone)."""
+def test_a_second_pass_far_from_the_first_replaces_it_only_where_it_agrees_well(monkeypatch):
+    """`kept_shifts`: per frame the pass that agrees better on the steady pixels; a second pass
+    more than MAX_MOVE from the first only where its agreement is at least FAR_AGREEMENT (a frame
+    left too little texture agrees a little better by chance; a first pass a change threw whole
+    pixels off is undone by a second that agrees well)."""
     from misr_engine.registration import change
-    from misr_engine.registration.change import kept_shifts
+    from misr_engine.registration.change import FAR_AGREEMENT, kept_shifts
 
-    frames, masks = np.zeros((3, 8, 8)), np.ones((3, 8, 8), bool)
-    first = np.array([[0.0, 0.0], [0.3, -0.2], [1.0, 1.0]])
-    second = np.array([[0.0, 0.0], [0.5, -0.2], [9.0, 1.0]])
-    monkeypatch.setattr(change, "agreement", lambda *args: float(args[-1][0]))  # the larger dy agrees better
-    np.testing.assert_allclose(kept_shifts(frames, masks, first, second), [[0, 0], [0.5, -0.2], [1.0, 1.0]])
+    frames, masks = np.zeros((4, 8, 8)), np.ones((4, 8, 8), bool)
+    first = np.array([[0.0, 0.0], [0.3, -0.2], [1.0, 1.0], [9.0, 1.0]])
+    second = np.array([[0.0, 0.0], [0.5, -0.2], [9.0, 1.0], [1.0, 1.0]])
+    scores = {0.3: 0.5, 0.5: 0.6, 1.0: 0.15, 9.0: FAR_AGREEMENT - 0.05}  # by dy: frame 2's far second pass agrees
+    monkeypatch.setattr(change, "agreement", lambda *args: scores[float(args[-1][0])])  # better, but not well
+    np.testing.assert_allclose(kept_shifts(frames, masks, first, second),
+                               [[0, 0], [0.5, -0.2], [1.0, 1.0], [9.0, 1.0]])
+    scores[1.0] = FAR_AGREEMENT + 0.1  # frame 3's second pass, 8 px from its first, agrees well: it is kept
+    scores[9.0] = 0.1
+    np.testing.assert_allclose(kept_shifts(frames, masks, first, second),
+                               [[0, 0], [0.5, -0.2], [1.0, 1.0], [1.0, 1.0]])
