@@ -21,14 +21,20 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..models.config_bounds import Bound, OneOf
-from ..models.kernel_prior import FlowBatchNorm, KernelPrior, KernelPriorConfig, fit_latent, pixel_offsets
+from ..models.kernel_prior import (
+    FlowBatchNorm,
+    KernelPrior,
+    KernelPriorConfig,
+    fit_latent,
+    pixel_offsets,
+)
 from ..models.weights import save_weights
 from .runs import start_run
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import MisrError
 from ..models.config_bounds import checked_config
 from ..models.kernel_prior import KernelPriorConfig
 from ..models.registry import model_spec
 from .kernel_prior import KernelPriorTrainConfig, train_kernel_prior
-from .self_supervised import SELF_SUPERVISED, SelfSupervisedConfig, train_self_supervised
+from .self_supervised import (
+    SELF_SUPERVISED,
+    SelfSupervisedConfig,
+    train_self_supervised,
+)
 from .trainer import CHECKPOINT, TrainConfig, train
 
 KERNEL_PRIOR = "kernel_prior"

@@ -12,9 +12,10 @@ import contextlib
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,14 +23,14 @@ import torch
 from .. import SCALE
 from ..datasets.samples import load_samples
 from ..datasets.simulate import upsampled_share
-from .losses import LOSSES, aligned_loss, compensated_loss
+from ..errors import MisrError
 from ..evaluation.metrics import cpsnr
-from ..registration.stack import subpixel_phase
+from ..evaluation.report import plot_training_curves
 from ..models.config_bounds import Bound, OneOf
 from ..models.registry import MODELS, build_model
-from ..evaluation.report import plot_training_curves
-from ..errors import MisrError
 from ..models.weights import read_metadata, read_state_dict, save_weights
+from ..registration.stack import subpixel_phase
+from .losses import LOSSES, aligned_loss, compensated_loss
 from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"

@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from misr_engine.errors import MisrError
 from misr_engine.models.config_bounds import bounds_of, unbounded_fields
 from misr_engine.training.kernel_prior import KernelPriorTrainConfig
