@@ -79,9 +79,10 @@ def kept_shifts(frames: np.ndarray, steady: np.ndarray, first: np.ndarray, secon
         if t == reference or not steady[t].any():
             continue
         pair = (frames[reference], frames[t], steady[reference], steady[t])
-        first_better = agreement(*pair, candidate) > agreement(*pair, kept[t])
+        second_score = agreement(*pair, kept[t])
+        first_better = agreement(*pair, candidate) > second_score
         if np.abs(kept[t] - candidate).max() > MAX_MOVE:
-            first_better |= FAR_AGREEMENT is None or agreement(*pair, kept[t]) < FAR_AGREEMENT
+            first_better |= FAR_AGREEMENT is None or second_score < FAR_AGREEMENT
         if first_better:
             kept[t] = candidate
     return kept

@@ -82,10 +82,6 @@ class KernelPriorTrainConfig:
                 or not sum(self.mix.values()) > 0:
             raise ValueError(f"mix {self.mix}: weights >= 0, not all 0, of {', '.join(FAMILIES)}")
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> "KernelPriorTrainConfig":
-        return cls(**json.loads(Path(path).read_text()))
-
 
 # --- kernel families -------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,8 @@ from .losses import LOSSES, aligned_loss, compensated_loss
 from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"
+AUTOCAST_TYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""A training config's precisions besides "auto" (bf16 / fp16 on CUDA, fp32 on CPU) and their autocast types."""
 SUPERVISED_KEYS = ("frames", "masks", "norm", "hr")
 """The arrays a supervised run reads from a samples file (others where present)."""
 BEST = "best.safetensors"
@@ -72,7 +73,7 @@ class TrainConfig:
         "model": OneOf(tuple(MODELS)), "steps": Bound(1, 10 ** 7), "batch_size": Bound(1, 4096),
         "patch_lr": Bound(8, 1024), "t_min": Bound(1, 64), "t_max": Bound(1, 64),
         "learning_rate": Bound(1e-9, 1.0), "l1_warmup_steps": Bound(0, 10 ** 7), "loss": OneOf(tuple(LOSSES)),
-        "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", "fp32", "fp16", "bf16")),
+        "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", *AUTOCAST_TYPES)),
         "grad_clip": Bound(1e-6, 1e9), "val_every": Bound(1, 10 ** 7), "val_frames": Bound(1, 64),
         "data_range": Bound(1e-6, 1e9), "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096),
         "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5)}
@@ -80,10 +81,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.t_min > self.t_max:
             raise ValueError(f"t_min {self.t_min} is above t_max {self.t_max}")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
-        return cls(**json.loads(Path(path).read_text()))
 
 
 
@@ -224,7 +221,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return AUTOCAST_TYPES[precision]
 
 
 def warm_start(model: torch.nn.Module, path: str, skip: list[str], log: Callable[[str], None]) -> None:
