@@ -70,7 +70,8 @@ def averaged_copy(source: str, pixel_m: float, folder: Path) -> str:
     at a file that may be gone)."""
     from osgeo import gdal  # GDAL: only to build samples
 
-    digest = hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
+    source = str(Path(source).resolve())  # the VRT names this path: a link to it may go (another checkout's data)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
     target = folder / f"{Path(source).stem}_{pixel_m:g}m_{digest}.vrt"
     if not target.exists():
         options = gdal.TranslateOptions(format="VRT", xRes=pixel_m, yRes=pixel_m, resampleAlg="average")

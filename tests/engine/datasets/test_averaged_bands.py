@@ -48,3 +48,19 @@ def test_a_source_of_the_same_name_elsewhere_gets_its_own_copy(tmp_path):
     assert other != made
     coarse = read_band(other)[0]  # readable: it points at the file that exists
     assert coarse.shape == tuple(n // 2 for n in read_band(str(second))[0].shape)
+
+
+def test_a_copy_made_through_a_linked_folder_outlives_the_link(tmp_path):
+    """A checkout whose data folder is a link to another's (the studies' worktrees): the copy,
+    shared by both, names the file itself, so it still reads once that link is gone."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(HOLDOUT_HR, data / "band.tif")
+    link = tmp_path / "worktree_data"
+    link.symlink_to(data)
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    made = averaged_copy(str(link / "band.tif"), 20.0, folder)
+    link.unlink()
+    assert averaged_copy(str(data / "band.tif"), 20.0, folder) == made  # the same file, one copy
+    assert read_band(made)[0].shape == tuple(n // 2 for n in read_band(str(data / "band.tif"))[0].shape)
