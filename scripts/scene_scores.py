@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a change already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=9, help="frames per stack (4: the report's out-of-range set)")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
@@ -54,7 +55,7 @@ def main() -> None:
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size, args.frames)
         scores[set_name] = [scene_score(super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0], hr)
                             for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"])]
         with open(args.out, "w") as file:

@@ -22,6 +22,8 @@ from .. import SCALE
 from ..imaging.compositing import fill_masked, masked_mean
 from ..imaging.deconvolution import WIENER_BALANCE, WIENER_SIGMA, wiener_deconvolve
 from ..imaging.resample import forward_model, gaussian_blur, shift_image, upsample
+from ..inference.detail_gate import frame_weights
+from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
 from ..registration.reference import clearest_frame
 from ..registration.shift import shift_mask
@@ -107,6 +109,18 @@ def registered_mean(frames: np.ndarray, masks: np.ndarray,
     return np.where(any_clear, mean, np.nan).astype(np.float32)
 
 
+def noise_weighted_mean(frames: np.ndarray, masks: np.ndarray,
+                        shifts: np.ndarray | None = None) -> np.ndarray:
+    """`registered_mean` with every frame weighed by its inverse noise variance: shift-and-add
+    of frames as noisy as their dates made them (each frame's own noise, ``Normalisation.
+    frame_noise``, weighed as the detail gate's fallback weighs it, ``detail_gate.frame_weights``)."""
+    prepared = engine_prepared(frames, masks, shifts)
+    norm = Normalisation.of_registered([(prepared.frames, prepared.masks)], prepared.phases)
+    weights = frame_weights(np.asarray(norm.frame_noise), norm.noise) if norm.noise > 0 else None
+    mean, any_clear = masked_mean(*_phase_aligned(prepared), weights)
+    return np.where(any_clear, mean, np.nan).astype(np.float32)
+
+
 def registered_mean_wiener(frames: np.ndarray, masks: np.ndarray,
                            psf_sigma: float = WIENER_SIGMA, balance: float = WIENER_BALANCE,
                            shifts: np.ndarray | None = None) -> np.ndarray:
@@ -146,10 +160,11 @@ def ibp(frames: np.ndarray, masks: np.ndarray, psf_sigma: float = IBP_SIGMA,
 BASELINES: dict[str, Baseline] = {
     "bicubic_masked_mean": bicubic_masked_mean,
     "registered_mean": registered_mean,
+    "noise_weighted_mean": noise_weighted_mean,
     "registered_mean_wiener": registered_mean_wiener,
     "ibp": ibp,
 }
 """Name -> pipeline (frames, masks) -> SR, in increasing order of sophistication: the classical
 methods of every evaluation."""
-STRONGEST_CANDIDATES = ("registered_mean", "registered_mean_wiener", "ibp")
+STRONGEST_CANDIDATES = ("registered_mean", "noise_weighted_mean", "registered_mean_wiener", "ibp")
 """The registered pipelines of which the best, per scene, is the "strongest classical" baseline."""

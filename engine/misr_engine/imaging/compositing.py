@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def masked_mean(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean over clear frames (NaN where none is clear) and the any-clear map."""
+def masked_mean(frames: np.ndarray, masks: np.ndarray,
+                weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean over clear frames (NaN where none is clear), each frame of (T, H, W)
+    weighted by `weights` (T,) when given (positive), and the any-clear map."""
     masks = np.asarray(masks, bool) & np.isfinite(frames)
-    count = masks.sum(axis=0)
-    total = np.where(masks, frames, 0.0).sum(axis=0, dtype=np.float64)
+    per_frame = np.ones(len(masks)) if weights is None else np.asarray(weights, np.float64)
+    count = (masks * per_frame[:, None, None]).sum(axis=0)
+    total = np.where(masks, frames * per_frame[:, None, None], 0.0).sum(axis=0, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (total / count).astype(np.float32)
     return mean, count > 0

@@ -5,14 +5,19 @@ network adds texture that is mostly amplified noise, and the classical registere
 clear frames resampled bicubically at their phases onto the reference's HR grid, averaged:
 ``models.sampling.registered_mean``, on the runner's device: `gated`) is closer to the truth. So the SR is that mean plus the network's detail
 (network minus mean) weighted by how far the detail's local standard deviation, over
-GATE_WINDOW HR pixels, stands above the noise left in the mean of the clear frames (the frames'
-noise, ``Normalisation.noise``, over the square root of the number of clear frames there):
+GATE_WINDOW HR pixels, stands above the noise of a plain mean of the clear frames there (the
+scene's noise, ``Normalisation.noise``, over the square root of their number; with each frame's
+own noise, ``Normalisation.frame_noise``, the square root of the sum of their variances over
+their number):
 
     weight = clip((local std of the detail / noise of the mean - low) / (high - low), 0, 1)
 
 Where the detail is at least `high` times that noise the network's SR is kept as it is; below
-`low` times it the registered mean is. A scene without measurable noise keeps the network's SR
-everywhere. The predicted uncertainty is left as the network gives it.
+`low` times it the registered mean is. Frames are as noisy as their date and sensor made them (a
+hazy or dark acquisition, another sensor), so the mean the gate falls back to weighs each frame
+by its inverse noise variance (`frame_weights`): where a few frames are much noisier than the
+rest, it is far less noisy than the plain mean. A scene without measurable noise keeps the
+network's SR everywhere. The predicted uncertainty is left as the network gives it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ versions: against the frames' own noise (docs/evaluation/detail_gate_validation_
 it held on 4-frame stacks but dropped real detail on 9-frame ones, -0.15 dB on crops of the
 sample), and with the baselines' spline-shifted mean on the CPU (_spline_mean.log: within
 0.01 dB of this one on every set, but 349 ms per 128-pixel tile)."""
+MIN_FRAME_NOISE = 0.25
+"""A frame's noise is never taken below this share of the scene's in `frame_weights` (so no frame
+weighs more than 16 scene-noise frames)."""
 GATE_GAIN = 1.0
 """The weight of the network's detail where it fully counts (1: the network's SR as it is). Many
 validation scenes scored best with more than the network's detail, but no gain above 1 passes the
@@ -57,28 +65,48 @@ def detail_weight(detail: np.ndarray, noise: np.ndarray | float, ratios: tuple[f
     return np.clip((ratio - low) / (high - low), 0.0, 1.0)
 
 
-def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise: float) -> np.ndarray:
-    """`sr` with its detail over `mean` (both HR, same units as the frames' `noise`) weighted by
-    `detail_weight` against the noise of a mean of `clear_count` frames (HR, per pixel); `sr`
-    itself where fewer than half a frame is clear, the noise is not positive or the gate is off."""
-    if GATE_RATIOS is None or not noise > 0.0:
+def frame_weights(frame_noise: np.ndarray, noise: float) -> np.ndarray:
+    """Each frame's weight in the mean the gate falls back to: its inverse noise variance in units
+    of the scene's `noise` ((noise / frame noise) ** 2), the frame's noise never taken below
+    MIN_FRAME_NOISE of the scene's (a frame without a clear 2 x 2 block counts as the scene's)."""
+    floor = MIN_FRAME_NOISE * noise
+    frame_noise = np.where(np.asarray(frame_noise, np.float64) > 0.0, frame_noise, noise)
+    return (noise / np.maximum(frame_noise, floor)) ** 2
+
+
+def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise: float | np.ndarray) -> np.ndarray:
+    """`sr` with its detail over `mean` (both HR, same units as `noise`) weighted by
+    `detail_weight` against `noise`, the noise of that mean (HR, per pixel, or one value);
+    `sr` itself where fewer than half a frame is clear, the noise is not positive or the gate
+    is off."""
+    if GATE_RATIOS is None or not np.all(np.asarray(noise) > 0.0):
         return sr
     clear = np.isfinite(mean) & (clear_count >= 0.5)
     detail = np.where(clear, sr - np.where(clear, mean, 0.0), 0.0).astype(np.float64)
-    noise_of_mean = noise / np.sqrt(np.maximum(clear_count, 1))
-    weight = GATE_GAIN * detail_weight(detail, noise_of_mean, GATE_RATIOS, GATE_WINDOW)
+    weight = GATE_GAIN * detail_weight(detail, noise, GATE_RATIOS, GATE_WINDOW)
     gated = sr - (1.0 - weight) * detail
     return gated.astype(sr.dtype)
 
 
 def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-          noise: float) -> torch.Tensor:
+          noise: float, frame_noise: np.ndarray | None = None) -> torch.Tensor:
     """`gate_detail` of every tile's `sr` (B,1,3h,3w) against the registered mean of its frames
-    (B,T,h,w, normalised; clear where `masks` is 1; sub-pixel `phases` (B,T,2)); `noise` in the
-    same units (the network's).
-    A refinement (``backends.Refinement``) once `noise` is bound."""
+    (B,T,h,w, normalised; clear where `masks` is 1; sub-pixel `phases` (B,T,2)) and the noise
+    of a plain mean of them; `noise`, the scene's, in the same units (the network's). With each
+    frame's noise (`frame_noise` (T,)), the mean weighs every frame by `frame_weights` and the
+    plain mean's noise comes from the frames' own: sqrt(sum of their variances) / count.
+    A refinement (``backends.Refinement``) once `noise` (and `frame_noise`) is bound."""
     if GATE_RATIOS is None or not noise > 0.0:
         return sr
-    means, counts = (t[:, 0].cpu().numpy() for t in registered_mean(frames, masks, phases))
-    tiles = sr[:, 0].cpu().numpy()
-    return torch.from_numpy(np.stack([gate_detail(*tile, noise) for tile in zip(tiles, means, counts)]))[:, None].to(sr)
+    known = frame_noise is not None and len(frame_noise) == frames.shape[1]
+    weights = torch.from_numpy(frame_weights(frame_noise, noise)) if known else None
+    means, hr_masks = registered_mean(frames, masks, phases, weights)
+    counts = hr_masks.sum(dim=1)
+    if known:
+        variances = torch.from_numpy(np.where(frame_noise > 0.0, frame_noise, noise) ** 2).to(hr_masks)
+        plain_noise = torch.sqrt((hr_masks * variances[:, None, None]).sum(dim=1)) / counts.clamp(min=1.0)
+        plain_noise = torch.maximum(plain_noise, noise * MIN_FRAME_NOISE / counts.clamp(min=1.0).sqrt())
+    else:
+        plain_noise = noise / counts.clamp(min=1.0).sqrt()
+    tiles = zip(sr[:, 0].cpu().numpy(), means[:, 0].cpu().numpy(), counts.cpu().numpy(), plain_noise.cpu().numpy())
+    return torch.from_numpy(np.stack([gate_detail(*tile) for tile in tiles]))[:, None].to(sr)

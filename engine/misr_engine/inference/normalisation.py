@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -112,6 +112,10 @@ class Normalisation:
     spread: float
     noise: float = 0.0
     """The scene's noise standard deviation (input units; 0 when unknown): ``haar_diagonal``."""
+    frame_noise: tuple[float, ...] = ()
+    """Each frame's own noise standard deviation, the same estimate over that frame's clear 2 x 2
+    blocks (0 for a frame without one; empty when unknown): dates and sensors differ, and a hazy
+    or dark acquisition can be many times noisier than the scene's median."""
 
     @classmethod
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> Normalisation:
@@ -152,9 +156,8 @@ class Normalisation:
             first_row += frames.shape[-2]
         if values.size == 0:
             return cls(0.0, 1.0)
-        detail = details.values()
-        noise = float(np.median(detail)) / NORMAL_MAD if detail.size else 0.0
-        return cls.of_values(values.values(), noise)
+        return replace(cls.of_values(values.values(), _noise(details.values())),
+                       frame_noise=tuple(_noise(details.values(frame)) for frame in range(details.frames)))
 
     @classmethod
     def of_values(cls, values: np.ndarray, noise: float = 0.0) -> Normalisation:
@@ -176,6 +179,11 @@ class Normalisation:
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Normalised frames with cloudy pixels set to 0 (the scene's centre)."""
         return np.where(masks, (frames - self.centre) / self.spread, 0.0).astype(np.float32)
+
+
+def _noise(detail: np.ndarray) -> float:
+    """The noise standard deviation that absolute finest diagonal coefficients show (0: none)."""
+    return float(np.median(detail)) / NORMAL_MAD if detail.size else 0.0
 
 
 def _without_change(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +208,9 @@ class _Kept:
     def __init__(self) -> None:
         self._values: list[np.ndarray] = []
         self._keys: list[np.ndarray] = []
+        self._frames: list[np.ndarray] = []
         self.size = 0
+        self.frames = 0  # of the (T, h, w) blocks added (0 for (h, w) ones)
 
     def add(self, image: np.ndarray, clear: np.ndarray, first_row: int, stride: int) -> None:
         """Keep the clear values of an (h, w) or (T, h, w) block `image` whose first row is the
@@ -212,7 +222,10 @@ class _Kept:
             chosen = usable & (keys % stride == 0) if stride > 1 else usable
             self._values.append(np.asarray(values[chosen], np.float64))
             self._keys.append(keys[chosen])
+            self._frames.append(np.full(self._values[-1].size, frame, np.int32))
             self.size += self._values[-1].size
+        if image.ndim == 3:
+            self.frames = max(self.frames, len(image))
 
     def thin(self, stride: int) -> None:
         """Keep only the values whose keys are multiples of the (doubled) `stride`."""
@@ -220,7 +233,10 @@ class _Kept:
             keys = np.concatenate(self._keys)
             chosen = keys % stride == 0
             self._values, self._keys = [self.values()[chosen]], [keys[chosen]]
+            self._frames = [np.concatenate(self._frames)[chosen]]
             self.size = self._values[0].size
 
-    def values(self) -> np.ndarray:
-        return np.concatenate(self._values) if self._values else np.zeros(0)
+    def values(self, frame: int | None = None) -> np.ndarray:
+        """The values kept (of frame `frame` of (T, h, w) blocks only, when given)."""
+        values = np.concatenate(self._values) if self._values else np.zeros(0)
+        return values if frame is None or not self._frames else values[np.concatenate(self._frames) == frame]

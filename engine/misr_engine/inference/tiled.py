@@ -147,7 +147,8 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    refinements = [partial(gated, noise=norm.noise / norm.spread), partial(consistent, psf_sigma=psf_sigma)]
+    refinements = [partial(gated, noise=norm.noise / norm.spread, frame_noise=np.asarray(norm.frame_noise) / norm.spread),
+                   partial(consistent, psf_sigma=psf_sigma)]
     if state is not None:
         look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
         refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread,

@@ -67,11 +67,13 @@ def observe_at_phases(hr: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(moved, SCALE).reshape(b, t, height, width)
 
 
-def registered_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def registered_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+                    frame_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The classical registered mean on the reference's HR grid: (B,T,H,W) frames (cloudy pixels
     filled, ``fill_cloudy``) resampled bicubically at their phases (B,T,2), averaged with their
-    masks resampled bilinearly (PIUnet's global residual before its deconvolution). Returns the
-    mean and the number of clear frames at every HR pixel, both (B,1,3H,3W)."""
+    masks resampled bilinearly, times `frame_weights` (T,) when given (e.g. inverse noise
+    variances). Returns the mean (B,1,3H,3W) and the resampled masks (B,T,3H,3W)."""
     hr_frames = resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic")
-    hr_weights = resample_at_phases(masks, phases, "bilinear")
-    return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None], hr_weights.sum(dim=1, keepdim=True)
+    hr_masks = resample_at_phases(masks, phases, "bilinear")
+    hr_weights = hr_masks if frame_weights is None else hr_masks * frame_weights.to(hr_masks)[:, None, None]
+    return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None], hr_masks
