@@ -75,9 +75,13 @@ def frame_weights(frame_noise: np.ndarray, noise: float) -> np.ndarray:
     """Each frame's weight in the mean the gate falls back to: its inverse noise variance in units
     of the scene's `noise` ((noise / frame noise) ** 2), the frame's noise never taken below
     MIN_FRAME_NOISE of the scene's (a frame without a clear 2 x 2 block counts as the scene's)."""
-    floor = MIN_FRAME_NOISE * noise
-    frame_noise = np.where(np.asarray(frame_noise, np.float64) > 0.0, frame_noise, noise)
-    return (noise / np.maximum(frame_noise, floor)) ** 2
+    return (noise / np.maximum(measured_noise(frame_noise, noise), MIN_FRAME_NOISE * noise)) ** 2
+
+
+def measured_noise(frame_noise: np.ndarray, noise: float) -> np.ndarray:
+    """Each frame's noise (T,), the scene's `noise` for a frame without a measure (0)."""
+    frame_noise = np.asarray(frame_noise, np.float64)
+    return np.where(frame_noise > 0.0, frame_noise, noise)
 
 
 def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise: float | np.ndarray) -> np.ndarray:
@@ -109,7 +113,7 @@ def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: t
     means, hr_masks = registered_mean(frames, masks, phases, weights)
     counts = hr_masks.sum(dim=1)
     if known:
-        variances = torch.from_numpy(np.where(frame_noise > 0.0, frame_noise, noise) ** 2).to(hr_masks)
+        variances = torch.from_numpy(measured_noise(frame_noise, noise) ** 2).to(hr_masks)
         plain_noise = torch.sqrt((hr_masks * variances[:, None, None]).sum(dim=1)) / counts.clamp(min=1.0)
         plain_noise = torch.maximum(plain_noise, noise * MIN_FRAME_NOISE / counts.clamp(min=1.0).sqrt())
     else:

@@ -156,8 +156,9 @@ class Normalisation:
             first_row += frames.shape[-2]
         if values.size == 0:
             return cls(0.0, 1.0)
-        return replace(cls.of_values(values.values(), _noise(details.values())),
-                       frame_noise=tuple(_noise(details.values(frame)) for frame in range(details.frames)))
+        detail, frame_ids = details.values(), details.frame_ids()
+        return replace(cls.of_values(values.values(), _noise(detail)),
+                       frame_noise=tuple(_noise(detail[frame_ids == frame]) for frame in range(details.frames)))
 
     @classmethod
     def of_values(cls, values: np.ndarray, noise: float = 0.0) -> Normalisation:
@@ -236,7 +237,9 @@ class _Kept:
             self._frames = [np.concatenate(self._frames)[chosen]]
             self.size = self._values[0].size
 
-    def values(self, frame: int | None = None) -> np.ndarray:
-        """The values kept (of frame `frame` of (T, h, w) blocks only, when given)."""
-        values = np.concatenate(self._values) if self._values else np.zeros(0)
-        return values if frame is None or not self._frames else values[np.concatenate(self._frames) == frame]
+    def values(self) -> np.ndarray:
+        return np.concatenate(self._values) if self._values else np.zeros(0)
+
+    def frame_ids(self) -> np.ndarray:
+        """The frame of (T, h, w) blocks each kept value came from, in the order of `values`."""
+        return np.concatenate(self._frames) if self._frames else np.zeros(0, np.int32)
