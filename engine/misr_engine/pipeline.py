@@ -255,7 +255,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
             progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
-                                      on_warning=warn, on_kernels=kernels.append, registration=registration,
+                                      on_warning=warn if count == 1 else lambda message: warn(f"band {index + 1}: {message}"),
+                                      on_kernels=kernels.append, registration=registration,
                                       psf_sigma=psf_sigmas[index], state=state)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -146,6 +147,9 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     _, height, width = stack.shape
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
+    if on_warning:
+        for message in noisy_frame_notes(norm, stack.paths):
+            on_warning(message)
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
     refinements = [partial(gated, noise=norm.noise / norm.spread, frame_noise=np.asarray(norm.frame_noise) / norm.spread),
                    partial(consistent, psf_sigma=psf_sigma)]
@@ -189,6 +193,13 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
     phases = subpixel_phase(shifts)
     return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
+
+
+def noisy_frame_notes(norm: Normalisation, paths: list[str]) -> list[str]:
+    """One line per frame far noisier than the others (``Normalisation.noisy_frames``), naming it."""
+    return [f"{os.path.basename(paths[index])} is {times:.1f} times as noisy as the median frame (haze, a dark "
+            "date, another sensor?): flat areas fall back to a mean that weighs it down, elsewhere it counts as "
+            "any frame; leave it out if it should not count" for index, times in norm.noisy_frames()]
 
 
 def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP
