@@ -13,8 +13,11 @@ frame) agree on it: each half is back-projected from the same SR on its own, and
 AGREEMENT_WINDOW HR pixels the correlation r of the two halves' corrections is the share of
 signal in one half's correction (noise is independent between the halves, signal is not). The
 Spearman-Brown step 2r / (1 + r) gives that share for the correction from all the frames,
-which is added with that weight (a local Wiener weight that needs no noise estimate). The
-predicted uncertainty is left as the network gives it.
+which is added with that weight (a local Wiener weight that needs no noise estimate). After the
+detail gate (`gated_then_consistent`, the engine's refinement) the weight is also the share of the
+network's detail the gate kept: where the gate fell back to the frames' noise-weighted mean, the
+correction, which weighs every frame alike, would pull that mean back towards the noisy frames.
+The predicted uncertainty is left as the network gives it.
 
 The PSF is fixed: where a scene is blurred wider than it with little noise, both halves agree on
 a correction towards that blur (validation: -0.13 to -0.15 dB for blurs of 1.8-3.0 HR px,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +38,7 @@ from ..models.sampling import (
     observe_at_phases,
     resample_at_phases,
 )
+from .detail_gate import gated_weighted
 
 CONSISTENCY_STEPS = 20
 """Back-projection steps from the network's SR (0: no correction). Chosen with AGREEMENT_WINDOW on
@@ -47,6 +52,12 @@ steps (docs/evaluation/consistency_steps_validation.log): 30 gain 0.018 dB more 
 but lose 0.023 on low contrast, 40 lose more."""
 AGREEMENT_WINDOW = 31
 """HR pixels: the side of the window over which the two halves' corrections are correlated."""
+GATED_CORRECTION = True
+"""After the detail gate (`gated_then_consistent`), the correction is also weighed by the share of
+the network's detail the gate kept (False: by the halves' agreement alone, the rule until
+2026-12-03). Validation, 24 scenes per set (docs/evaluation/gated_correction_validation.log):
+low contrast +0.039 dB [+0.014, +0.072], out of range +0.006 [+0.002, +0.010], in distribution
+-0.002, surface change -0.001, strong change -0.001, coarse-band stand-in -0.003."""
 
 
 def psf_kernel(sigma: float) -> torch.Tensor:
@@ -115,12 +126,15 @@ def from_widest_gap(order: torch.Tensor, dy: torch.Tensor, count: int) -> torch.
 
 
 def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-               steps: int | None = None, window: int | None = None, psf_sigma: float | None = None) -> torch.Tensor:
+               steps: int | None = None, window: int | None = None, psf_sigma: float | None = None,
+               kept: torch.Tensor | None = None) -> torch.Tensor:
     """`sr` plus its back-projection correction (`back_project`, `steps` steps, all the frames)
     weighted by the agreement of the corrections from every other frame (`agreement_weight`;
-    frames in `content_order`); `sr` itself with fewer than two frames or no steps. A refinement
-    (``backends.Refinement``); `steps`, `window` and `psf_sigma` (HR px: the sensor's PSF, as
-    stated by the user) default to CONSISTENCY_STEPS, AGREEMENT_WINDOW and PSF_SIGMA."""
+    frames in `content_order`) and, where given, by `kept` (B,1,3h,3w: the share of the network's
+    detail the detail gate kept, `gated_then_consistent`); `sr` itself with fewer than two frames
+    or no steps. A refinement (``backends.Refinement``); `steps`, `window` and `psf_sigma` (HR px:
+    the sensor's PSF, as stated by the user) default to CONSISTENCY_STEPS, AGREEMENT_WINDOW and
+    PSF_SIGMA."""
     steps = CONSISTENCY_STEPS if steps is None else steps
     window = AGREEMENT_WINDOW if window is None else window
     psf_sigma = PSF_SIGMA if psf_sigma is None else psf_sigma
@@ -130,4 +144,16 @@ def consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phas
     order = content_order(frames, masks, phases)
     full, even, odd = (back_project(sr, frames[batch, k], masks[batch, k], phases[batch, k], steps, psf_sigma) - sr
                        for k in (order, order[:, 0::2], order[:, 1::2]))
-    return sr + agreement_weight(even, odd, window) * full
+    weight = agreement_weight(even, odd, window)
+    return sr + (weight if kept is None or not GATED_CORRECTION else weight * kept) * full
+
+
+def gated_then_consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+                          noise: float, frame_noise: np.ndarray | None = None,
+                          psf_sigma: float | None = None) -> torch.Tensor:
+    """The detail gate (``detail_gate.gated``, `noise` and `frame_noise` as there), then `consistent`
+    with its correction kept as far as the gate kept the network's detail: where the frames' mean
+    was kept (a flat or faint surface under noise), the back-projection does not bring the noise
+    back. A refinement (``backends.Refinement``) once `noise`, `frame_noise` and `psf_sigma` are bound."""
+    sr, kept = gated_weighted(sr, frames, masks, phases, noise, frame_noise)
+    return consistent(sr, frames, masks, phases, psf_sigma=psf_sigma, kept=kept)

@@ -89,13 +89,19 @@ def gate_detail(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray, noise
     `detail_weight` against `noise`, the noise of that mean (HR, per pixel, or one value);
     `sr` itself where fewer than half a frame is clear, the noise is not positive or the gate
     is off."""
+    return gate_detail_weighted(sr, mean, clear_count, noise)[0]
+
+
+def gate_detail_weighted(sr: np.ndarray, mean: np.ndarray, clear_count: np.ndarray,
+                         noise: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`gate_detail` and the weight it gave the network's detail per pixel (1 where it kept `sr`)."""
     if GATE_RATIOS is None or not np.all(np.asarray(noise) > 0.0):
-        return sr
+        return sr, np.ones(sr.shape, np.float32)
     clear = np.isfinite(mean) & (clear_count >= 0.5)
     detail = np.where(clear, sr - np.where(clear, mean, 0.0), 0.0).astype(np.float64)
-    weight = GATE_GAIN * detail_weight(detail, noise, GATE_RATIOS, GATE_WINDOW)
+    weight = np.where(clear, GATE_GAIN * detail_weight(detail, noise, GATE_RATIOS, GATE_WINDOW), 1.0)
     gated = sr - (1.0 - weight) * detail
-    return gated.astype(sr.dtype)
+    return gated.astype(sr.dtype), weight.astype(np.float32)
 
 
 def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
@@ -106,8 +112,14 @@ def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: t
     frame's noise (`frame_noise` (T,)), the mean weighs every frame by `frame_weights` and the
     plain mean's noise comes from the frames' own: sqrt(sum of their variances) / count.
     A refinement (``backends.Refinement``) once `noise` (and `frame_noise`) is bound."""
+    return gated_weighted(sr, frames, masks, phases, noise, frame_noise)[0]
+
+
+def gated_weighted(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+                   noise: float, frame_noise: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gated` and the weight (B,1,3h,3w) it gave the network's detail per pixel (`gate_detail_weighted`)."""
     if GATE_RATIOS is None or not noise > 0.0:
-        return sr
+        return sr, torch.ones_like(sr)
     known = frame_noise is not None and len(frame_noise) == frames.shape[1]
     weights = torch.from_numpy(frame_weights(frame_noise, noise)) if known else None
     means, hr_masks = registered_mean(frames, masks, phases, weights)
@@ -119,4 +131,5 @@ def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: t
     else:
         plain_noise = noise / counts.clamp(min=1.0).sqrt()
     tiles = zip(sr[:, 0].cpu().numpy(), means[:, 0].cpu().numpy(), counts.cpu().numpy(), plain_noise.cpu().numpy())
-    return torch.from_numpy(np.stack([gate_detail(*tile) for tile in tiles]))[:, None].to(sr)
+    srs, detail_weights = zip(*(gate_detail_weighted(*tile) for tile in tiles))
+    return (torch.from_numpy(np.stack(srs))[:, None].to(sr), torch.from_numpy(np.stack(detail_weights))[:, None].to(sr))

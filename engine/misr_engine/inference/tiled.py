@@ -25,8 +25,7 @@ from ..registration.streamed import (
     stack_registration,
 )
 from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
-from .consistency import consistent
-from .detail_gate import gated
+from .consistency import gated_then_consistent
 from .finetune import (
     MIN_FRAMES,
     TTF_WINDOW,
@@ -151,8 +150,8 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
         for message in noisy_frame_notes(norm, stack.paths):
             on_warning(message)
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    refinements = [partial(gated, noise=norm.noise / norm.spread, frame_noise=np.asarray(norm.frame_noise) / norm.spread),
-                   partial(consistent, psf_sigma=psf_sigma)]
+    refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread,
+                           frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]
     if state is not None:
         look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
         refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread,

@@ -11,8 +11,8 @@ from misr_engine import SCALE
 from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import Degradation, degrade
 from misr_engine.evaluation.adaptation import scene_score
-from misr_engine.inference import consistency
-from misr_engine.inference.consistency import back_project, consistent, psf_kernel
+from misr_engine.inference import consistency, detail_gate
+from misr_engine.inference.consistency import back_project, consistent, gated_then_consistent, psf_kernel
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA, PSF_SIZE, blur, gaussian_kernel
 from misr_engine.models.sampling import observe_at_phases
@@ -82,6 +82,23 @@ def test_where_the_correction_would_be_noise_the_sr_is_left_alone():
     plain = back_project(truth, frames, masks, phases, consistency.CONSISTENCY_STEPS)
     corrected = consistent(truth, frames, masks, phases)
     assert _rmse(corrected, truth) < 0.3 * _rmse(plain, truth)
+
+
+def test_where_the_gate_kept_the_frames_mean_the_correction_does_not_bring_the_noise_back():
+    """A flat surface under noise and a flat SR from the network: the detail gate falls back to the
+    frames' mean wherever the SR's difference from it is no more than that mean's noise, and the
+    back-projection after it, weighed by the share of detail the gate kept, leaves the mean as
+    it is there (by the halves' agreement alone it moved it towards the noisy frames)."""
+    truth = torch.full((1, 1, 96, 96), 0.2)
+    frames, masks, phases = _observed(truth, noise=0.01, seed=1)
+    mean, kept = detail_gate.gated_weighted(truth, frames, masks, phases, noise=0.01)
+    fallback = kept == 0.0
+    assert float(fallback.float().mean()) > 0.5
+    refined = gated_then_consistent(truth, frames, masks, phases, noise=0.01)
+    assert torch.equal(refined[fallback], mean[fallback])
+    assert not torch.equal(consistent(mean, frames, masks, phases)[fallback], mean[fallback])
+    assert torch.equal(consistent(mean, frames, masks, phases, kept=torch.ones_like(mean)),
+                       consistent(mean, frames, masks, phases))
 
 
 def test_one_frame_or_no_steps_change_nothing():

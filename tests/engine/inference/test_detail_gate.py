@@ -20,7 +20,7 @@ from misr_engine.datasets.simulate import (
 )
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.evaluation.baselines import registered_mean
-from misr_engine.inference import detail_gate, tiled
+from misr_engine.inference import consistency, detail_gate
 from misr_engine.inference.detail_gate import GATE_RATIOS, gate_detail
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.rasters.bands import read_band
@@ -103,7 +103,7 @@ def test_frames_noisier_than_the_rest_are_discounted_where_the_gate_falls_back(s
     hr = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float64)
     side = SCALE * LR_SIDE + 2 * MARGIN
     conditions = replace(LOW_CONTRAST, contrast=(0.1, 0.1), noise_fraction=(0.002, 0.002), change_probability=0.0)
-    plain = partial(_without_frame_noise, detail_gate.gated)
+    plain = partial(_without_frame_noise, detail_gate.gated_weighted)
     gains = []
     for seed, (row, col) in enumerate(CROPS):
         rng = np.random.default_rng(seed)
@@ -112,8 +112,8 @@ def test_frames_noisier_than_the_rest_are_discounted_where_the_gate_falls_back(s
         frames[:3] += rng.normal(0.0, 0.02 * np.median(stack.hr), frames[:3].shape).astype(np.float32)
         target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
         scores = []
-        for gate in (detail_gate.gated, plain):
-            monkeypatch.setattr(tiled, "gated", gate)
+        for gate in (detail_gate.gated_weighted, plain):
+            monkeypatch.setattr(consistency, "gated_weighted", gate)
             scores.append(scene_score(super_resolve(Stack.in_memory(frames, stack.masks), shipped_model, CPU)[0], target))
         gains.append(scores[0] - scores[1])
     assert min(gains) > 0.0 and np.mean(gains) > 0.1, f"gains per crop (dB): {np.round(gains, 2)}"
