@@ -156,4 +156,4 @@ def gated_then_consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.T
     was kept (a flat or faint surface under noise), the back-projection does not bring the noise
     back. A refinement (``backends.Refinement``) once `noise`, `frame_noise` and `psf_sigma` are bound."""
     sr, kept = gated_weighted(sr, frames, masks, phases, noise, frame_noise)
-    return consistent(sr, frames, masks, phases, psf_sigma=psf_sigma, kept=kept)
+    return consistent(sr, frames, masks, phases, psf_sigma=psf_sigma, kept=kept.clamp(max=1.0))

@@ -15,6 +15,7 @@ import misr_engine.inference.tiled as tiled
 import misr_engine.registration.streamed as streamed
 from misr_engine.errors import MisrError
 from misr_engine.inference.engine import open_engine
+from misr_engine.inference.normalisation import Normalisation
 from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.stack import open_stack
 from misr_engine.registration.screening import screen_stack
@@ -59,6 +60,8 @@ def rgb_run(series, engine, tmp_path_factory, monkeypatch_module):
     for module in (streamed, tiled):
         original = module.stack_registration
         monkeypatch_module.setattr(module, "stack_registration", lambda stack, o=original: calls.append(1) or o(stack))
+    noisy_frames = Normalisation.noisy_frames  # every frame at least as noisy as the median one is named
+    monkeypatch_module.setattr(Normalisation, "noisy_frames", lambda norm: noisy_frames(norm, ratio=1.0))
     counting = Counting(engine.runner)
     sr, unc, result = run(series, tmp_path_factory.mktemp("out"), replace(engine, runner=counting), bands=[1, 2, 3])
     return sr, unc, result, len(calls), counting.tiles
@@ -79,6 +82,15 @@ def test_every_band_is_written_with_its_description_and_its_uncertainty_band(rgb
     assert json.loads(sr.GetMetadata()["MISR_BANDS"]) == [1, 2, 3]
     uncertainty = unc.ReadAsArray()
     assert np.all(np.nanmedian(uncertainty, axis=(1, 2)) > 0)
+
+
+def test_a_warning_about_one_band_names_the_band(rgb_run):
+    """The noisy-frame warnings (here for every frame at least as noisy as the median one) come
+    once per band, each prefixed with its band."""
+    _, _, result, _, _ = rgb_run
+    noisy = [warning for warning in result.warnings if "times as noisy as the median frame" in warning]
+    assert {warning.split(":")[0] for warning in noisy} == {"band 1", "band 2", "band 3"}
+    assert all(warning.startswith("band ") for warning in noisy)
 
 
 def test_each_band_is_super_resolved_against_its_own_real_10m_band(rgb_run, series):
