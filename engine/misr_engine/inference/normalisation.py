@@ -137,8 +137,8 @@ class Normalisation:
 
     @classmethod
     def of(cls, frames: np.ndarray, masks: np.ndarray) -> Normalisation:
-        """Of the clear pixels of (T, H, W) frames (spread never zero)."""
-        return cls.of_blocks(zip(frames, masks))
+        """Of the clear pixels of (T, H, W) frames (spread never zero), with each frame's noise."""
+        return cls.of_blocks([(frames, masks)])
 
     @classmethod
     def of_registered(cls, blocks: Iterable[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> Normalisation:
