@@ -12,7 +12,7 @@ demo: setup
 	@$(VENV)/bin/misr demo
 
 test: setup
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=15
 
 # the quick subset for development: tests not marked slow
 test-fast: setup

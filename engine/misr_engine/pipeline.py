@@ -95,6 +95,9 @@ class SuperResolveRequest:
     reference_frame: str | None = None
     """One of `frames`: where the surface differs between the dates, the SR shows it as this frame
     does (``inference.frame_state``; None: the clear-temporal mean of the frames)."""
+    keep_noisy_frames: bool = False
+    """Keep the frames far noisier than the others (``inference.tiled.leave_out_noisy``; default:
+    left out, each named in a warning)."""
     align: bool = False
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
@@ -257,7 +260,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                                       update, batch_size=request.batch_size, ttf_steps=request.ttf_steps,
                                       on_warning=warn if count == 1 else lambda message: warn(f"band {index + 1}: {message}"),
                                       on_kernels=kernels.append, registration=registration,
-                                      psf_sigma=psf_sigmas[index], state=state)
+                                      psf_sigma=psf_sigmas[index], state=state,
+                                      keep_noisy_frames=request.keep_noisy_frames)
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters

@@ -19,6 +19,7 @@ MASK_DARK_OPTION = "--mask-dark-areas"
 KERNELS_OPTION = "--kernels-out"
 SENSOR_MTF_OPTION = "--sensor-mtf"
 REFERENCE_FRAME_OPTION = "--reference-frame"
+KEEP_NOISY_OPTION = "--keep-noisy-frames"
 
 
 class UnsupportedOption(ValueError):
@@ -73,6 +74,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.reference_frame:
         _require(caps, REFERENCE_FRAME_OPTION, "showing the surface of one date")
         argv += [REFERENCE_FRAME_OPTION, _path(params.reference_frame)]
+    if params.keep_noisy_frames and (caps is None or not caps.ok or not caps.options
+                                     or caps.supports(KEEP_NOISY_OPTION)):
+        argv.append(KEEP_NOISY_OPTION)  # an engine without the option leaves no frame out: nothing to ask
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)

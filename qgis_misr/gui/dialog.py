@@ -45,6 +45,8 @@ from ..core.naming import looks_like_mask, match_masks, run_name
 from ..core.params import (
     ALIGN_LABEL,
     DEFAULT_TTF_STEPS,
+    KEEP_NOISY_LABEL,
+    KEEP_NOISY_TOOLTIP,
     SENSOR_MTF_FORMAT,
     SENSOR_MTF_TOOLTIP,
     FrameInput,
@@ -179,7 +181,7 @@ class MisrDialog(QDialog):
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_edit.textChanged,
-                       self.state_combo.currentIndexChanged):
+                       self.state_combo.currentIndexChanged, self.keep_noisy_check.toggled):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -261,6 +263,9 @@ class MisrDialog(QDialog):
         self.state_combo = QComboBox()
         self.state_combo.setToolTip(STATE_TOOLTIP)
         self.options_form.addRow("Surface shown", self.state_combo)
+        self.keep_noisy_check = QCheckBox(KEEP_NOISY_LABEL)  # not kept between sessions: it belongs to one scene
+        self.keep_noisy_check.setToolTip(KEEP_NOISY_TOOLTIP)
+        self.options_form.addRow("Noisy frames", self.keep_noisy_check)
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
         self.device_refresh = QToolButton()
@@ -847,7 +852,8 @@ class MisrDialog(QDialog):
             uncertainty=self.uncertainty_widget.filePath().strip(), write_uncertainty=True,
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked(),
-            sensor_mtf=self._read_mtf()[0], reference_frame=self._state_file())
+            sensor_mtf=self._read_mtf()[0], reference_frame=self._state_file(),
+            keep_noisy_frames=self.keep_noisy_check.isChecked())
 
     def _state_file(self) -> str:
         """The file of the frame whose date the SR shows ('' = the mean of the dates)."""

@@ -35,6 +35,8 @@ from ..core.naming import match_masks, run_name
 from ..core.params import (
     ALIGN_LABEL,
     DEFAULT_TTF_STEPS,
+    KEEP_NOISY_LABEL,
+    KEEP_NOISY_TOOLTIP,
     SENSOR_MTF_FORMAT,
     SENSOR_MTF_TOOLTIP,
     FrameInput,
@@ -142,6 +144,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     SENSOR_MTF = "SENSOR_MTF"
     REFERENCE_FRAME = "REFERENCE_FRAME"
+    KEEP_NOISY_FRAMES = "KEEP_NOISY_FRAMES"
     ALIGN = "ALIGN"
     BANDS = "BANDS"
     MASK_KIND = "MASK_KIND"
@@ -206,6 +209,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<b>Show the surface of this date</b> (advanced; one of the frames, empty = the mean of the "
             "dates): where the surface changed between the dates (a harvest, a flood), the SR shows it as "
             "this frame does; where that frame is cloudy, the mean.<br>"
+            f"<b>{KEEP_NOISY_LABEL}</b> (advanced, KEEP_NOISY_FRAMES): {KEEP_NOISY_TOOLTIP}<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
@@ -257,6 +261,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             optional=True)
         reference.setFlags(reference.flags() | parameter_flag_advanced())
         self.addParameter(reference)
+        keep_noisy = QgsProcessingParameterBoolean(self.KEEP_NOISY_FRAMES, KEEP_NOISY_LABEL, defaultValue=False)
+        keep_noisy.setHelp(KEEP_NOISY_TOOLTIP)
+        keep_noisy.setFlags(keep_noisy.flags() | parameter_flag_advanced())
+        self.addParameter(keep_noisy)
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, "Bands (all, or a list such as 4,3,2; empty = Band)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
@@ -334,7 +342,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             output=output, uncertainty=uncertainty or "", write_uncertainty=bool(uncertainty),
             overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context),
             sensor_mtf=self._sensor_mtf(parameters, context),
-            reference_frame=self._reference_frame(parameters, context))
+            reference_frame=self._reference_frame(parameters, context),
+            keep_noisy_frames=self.parameterAsBoolean(parameters, self.KEEP_NOISY_FRAMES, context))
 
     def _reference_frame(self, parameters: Dict, context: QgsProcessingContext) -> str:
         """REFERENCE_FRAME's file ('' when none is given)."""

@@ -27,7 +27,8 @@ NEW_MODELS_ANSWER = {
 fine-tunable), one without weights, and a minimum tile size other than today's 16."""
 
 
-BASE_OPTIONS = "[--ttf-steps N] [--kernels-out FILE] [--sensor-mtf MTF] [--reference-frame FILE] [--align] [--tile-size PX]"
+BASE_OPTIONS = ("[--ttf-steps N] [--kernels-out FILE] [--sensor-mtf MTF] [--reference-frame FILE] [--keep-noisy-frames] "
+                "[--align] [--tile-size PX]")
 ANALYST_OPTIONS = BASE_OPTIONS + (" [--bands LIST] [--mask-kind KIND] [--mask-snow] [--mask-dark-areas]"
                                   " [--mask-dilation PX] [--no-auto-mask]")
 """A `--help` listing the options of masks, screening and bands too (an engine with issue 17)."""

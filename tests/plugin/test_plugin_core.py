@@ -620,3 +620,14 @@ def test_a_chosen_date_is_passed_only_when_chosen_and_must_be_a_ticked_frame(tmp
     elsewhere = validate_parameters(_params(tmp_path, reference_frame="/data/other.tif"))
     assert "Surface shown: the frame of that date is not among the frames ticked." in elsewhere
     assert any("no --reference-frame option" in p for p in validate_parameters(chosen, _caps(options=("--bands",))))
+
+
+def test_keeping_noisy_frames_is_passed_only_when_asked_and_only_to_an_engine_that_leaves_them_out(tmp_path):
+    assert "--keep-noisy-frames" not in build_command(["misr"], _params(tmp_path))
+    keep = _params(tmp_path, keep_noisy_frames=True)
+    assert "--keep-noisy-frames" in build_command(["misr"], keep)  # engine not asked: passed
+    assert "--keep-noisy-frames" in build_command(
+        ["misr"], keep, EngineCapabilities(options=frozenset({"--keep-noisy-frames"})))
+    # an older engine has no such option and leaves no frame out: nothing to ask, no failure
+    assert "--keep-noisy-frames" not in build_command(
+        ["misr"], keep, EngineCapabilities(options=frozenset({"--reference-frame"})))

@@ -249,6 +249,16 @@ def test_the_surface_shown_lists_the_ticked_frames_and_passes_the_one_chosen(stu
     assert combo.currentData() == layers[2].id()
 
 
+def test_noisy_frames_are_left_out_unless_the_box_is_ticked(stub_plugin, project, tmp_path, make_raster):
+    dialog = _open(stub_plugin)
+    dialog.set_frames(_layers(project, tmp_path, make_raster, ["a", "c", "d"]), masks=[None] * 3)
+    box = dialog.keep_noisy_check
+    assert box.text() == "Keep frames far noisier than the others" and "5 times as noisy" in box.toolTip()
+    assert not box.isChecked() and dialog.collect_parameters().keep_noisy_frames is False
+    box.setChecked(True)
+    assert dialog.collect_parameters().keep_noisy_frames is True and dialog.problems == []
+
+
 # -- running: names, messages, cancel, export -----------------------------------------------------------
 def _run(dialog):
     assert dialog.run_button.isEnabled(), dialog.problems

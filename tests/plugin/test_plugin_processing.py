@@ -98,6 +98,20 @@ def test_a_date_to_show_is_one_of_the_frames_and_is_passed(provider, tmp_path, m
         _run(dict(base, REFERENCE_FRAME=other))
 
 
+def test_keeping_noisy_frames_is_an_advanced_switch_passed_only_when_on(provider, tmp_path, make_raster):
+    engine = str(fake_engine(tmp_path / "engine", run_body=writes_outputs()))
+    base = {"FRAMES": [make_raster(tmp_path / f"{name}.tif") for name in "acd"], "ENGINE": engine,
+            "OUTPUT": str(tmp_path / "sr.tif")}
+    algorithm = QgsApplication.processingRegistry().algorithmById("misr:superresolve")
+    definition = algorithm.parameterDefinition("KEEP_NOISY_FRAMES")
+    assert definition.defaultValue() is False and definition.flags() & 2  # advanced
+    for parameters, passed in ((base, False), (dict(base, KEEP_NOISY_FRAMES=True), True)):
+        feedback = RecordingFeedback()
+        _run(parameters, feedback)
+        [command] = feedback.texts("command")
+        assert ("--keep-noisy-frames" in command.split()) is passed
+
+
 def _sensor_mtf_passed(parameters) -> list:
     """The values the algorithm passed to ``--sensor-mtf`` for `parameters`."""
     feedback = RecordingFeedback()

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import fields
 
 from ..imaging.mtf import ENGINE_MTF, MTF_RANGE
+from ..inference.normalisation import LEAVE_OUT_RATIO
 from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..rasters.masks import AUTO, MASK_KINDS, UNUSABLE
 from ..rasters.stack import DEFAULT_MAX_FRAMES
@@ -85,6 +86,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                    help="one of --frames: where the surface differs between the dates (a harvest, a flood, a new "
                         "building), show it as this frame does instead of as the clear-temporal mean of the frames; "
                         "where this frame is cloudy the SR shows the mean (default: the mean everywhere)")
+    p.add_argument("--keep-noisy-frames", action="store_true",
+                   help=f"keep frames at least {LEAVE_OUT_RATIO:g} times as noisy as the median frame (a hazy or dark "
+                        "date, another sensor); by default they are left out, each named in a warning, since one such "
+                        "frame costs the SR more than its date adds")
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")

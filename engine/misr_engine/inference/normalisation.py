@@ -48,6 +48,20 @@ NOISY_FRAME_RATIO = 3.0
 of a sharp frame's detail: on 24 validation scenes per condition with the same noise in every
 frame (scripts/frame_noise_spread.py), the noisiest frame's estimate reached at most 1.93 times
 the median frame's (0.2% noise, training blurs), 1.49 at 1% and 1.41 with Sentinel-2-like blurs."""
+LEAVE_OUT_RATIO = 5.0
+"""A frame at least this many times as noisy as the median frame is left out of the run
+(``inference.tiled.leave_out_noisy``; ``--keep-noisy-frames`` keeps it): the network weighs every
+frame alike. One frame of 12 validation scenes per set made N times as noisy as the others
+(scripts/noisy_frame_study.py, docs/evaluation/noisy_frame_validation.log), leaving it out against
+keeping it, at N = 5 / 10: +0.68 [+0.36, +1.05] / +2.29 dB with 9 frames in the training ranges,
++0.66 [+0.19, +1.21] / +3.96 with 4 frames out of them, +0.95 [+0.62, +1.29] / +5.01 on
+low-contrast scenes of 9 frames and +2.49 [+0.90, +4.32] / +7.73 of 4 (leaving out an ordinary
+frame of 4 costs -0.28). Not 3 (where the added noise still gains +0.27 with 9 frames, +0.02 with
+4 out of the ranges, +0.32 / +1.07 on low contrast): the low-contrast validation
+scenes as they come have frames up to 3.94 times the median (their frames' noise spans 0.1% to
+2% of the level), and leaving out those from 3 times on lost 0.11 dB on that set, one scene
+-3.09 dB (4 of its 9 cloudy frames 2.5 to 3.3 times the median). No validation scene of the five
+sets, 9 or 4 frames, has a frame 5 times the median as it comes: their SR is unchanged."""
 
 
 CHANGED_PIXELS = "imputed"

@@ -35,7 +35,7 @@ from .finetune import (
     window_origins,
 )
 from .frame_state import frame_look, toward_frame
-from .normalisation import Normalisation
+from .normalisation import LEAVE_OUT_RATIO, Normalisation
 from .tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -86,7 +86,8 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
                   batch_size: int | None = None, ttf_steps: int | FineTuneSettings = 0,
                   on_warning: Callable[[str], None] | None = None,
                   on_kernels: KernelsCallback | None = None,
-                  psf_sigma: float | None = None, state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  psf_sigma: float | None = None, state: int | None = None,
+                  keep_noisy_frames: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
 
     `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
@@ -94,14 +95,17 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
     (``finetune``); `on_kernels` then hears the frames' estimated kernels. `psf_sigma` (HR px) is
     the sensor's Gaussian PSF for the back-projection (``consistency``; None: its default).
     `state` (a frame index): the SR shows the surface as that frame does where it departs from
-    the others (``frame_state``; None: the clear-temporal mean).
+    the others (``frame_state``; None: the clear-temporal mean). Frames far noisier than the
+    others are named to `on_warning`, and left out from LEAVE_OUT_RATIO times the median frame's
+    noise on unless `keep_noisy_frames` (``leave_out_noisy``).
     """
     _, height, width = stack.shape
     sr = np.empty((height * SCALE, width * SCALE), np.float32)
     scale = np.empty_like(sr)
     for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
                                       batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning,
-                                      on_kernels=on_kernels, psf_sigma=psf_sigma, state=state):
+                                      on_kernels=on_kernels, psf_sigma=psf_sigma, state=state,
+                                      keep_noisy_frames=keep_noisy_frames):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
         scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
     return sr, scale
@@ -114,7 +118,8 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          on_warning: Callable[[str], None] | None = None,
                          on_kernels: KernelsCallback | None = None,
                          registration: tuple[np.ndarray, int] | None = None,
-                         psf_sigma: float | None = None, state: int | None = None) -> Iterator[Strip]:
+                         psf_sigma: float | None = None, state: int | None = None,
+                         keep_noisy_frames: bool = False) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -128,26 +133,32 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     windows spread over the scene (``finetune.finetune_on_scene``; half of the progress), and
     `on_kernels` hears the frames' estimated kernels. `registration` (shifts (T, 2), reference
     frame: ``streamed.stack_registration``), when given, is used instead of estimating it (the
-    bands of one multi-band run share one registration). `psf_sigma`, `state`: as in `super_resolve`.
+    bands of one multi-band run share one registration). `psf_sigma`, `state`, `keep_noisy_frames`:
+    as in `super_resolve`.
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
         settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
         yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
-                           registration, psf_sigma, state)
+                           registration, psf_sigma, state, keep_noisy_frames)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
             batch_size: int | None, ttf: FineTuneSettings, on_warning: Callable[[str], None] | None,
             on_kernels: KernelsCallback | None, registration: tuple[np.ndarray, int] | None,
-            psf_sigma: float | None, state: int | None) -> Iterator[Strip]:
+            psf_sigma: float | None, state: int | None, keep_noisy_frames: bool) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
+    noisy, paths = [(index, times) for index, times in norm.noisy_frames() if index != state], stack.paths
+    left_out = [] if keep_noisy_frames else [index for index, times in noisy if times >= LEAVE_OUT_RATIO]
+    if left_out:
+        stack, registration, state = leave_out_noisy(stack, registration, state, left_out)
+        rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     if on_warning:
-        for message in noisy_frame_notes(norm, stack.paths):
+        for message in noisy_frame_notes(noisy, paths, left_out, keep_noisy_frames):
             on_warning(message)
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
     refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread,
@@ -194,11 +205,31 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
 
 
-def noisy_frame_notes(norm: Normalisation, paths: list[str]) -> list[str]:
-    """One line per frame far noisier than the others (``Normalisation.noisy_frames``), naming it."""
-    return [f"{os.path.basename(paths[index])} is {times:.1f} times as noisy as the median frame (haze, a dark "
-            "date, another sensor?): flat areas fall back to a mean that weighs it down, elsewhere it counts as "
-            "any frame; leave it out if it should not count" for index, times in norm.noisy_frames()]
+def leave_out_noisy(stack: AnyStack, registration: tuple[np.ndarray, int] | None, state: int | None,
+                    noisy: list[int]) -> tuple[AnyStack, tuple[np.ndarray, int] | None, int | None]:
+    """`stack` without the frames `noisy`, with the given registration (None: estimated again on
+    what is left, as it is when the left-out frame was its reference) and the `state` frame's
+    index among the frames kept."""
+    keep = np.setdiff1d(np.arange(stack.shape[0]), noisy)
+    if registration is not None:
+        shifts, reference = registration
+        registration = (shifts[keep], int(np.searchsorted(keep, reference))) if reference in keep else None
+    return stack.subset(keep), registration, None if state is None else int(np.searchsorted(keep, state))
+
+
+def noisy_frame_notes(noisy: list[tuple[int, float]], paths: list[str], left_out: list[int],
+                      kept_as_asked: bool) -> list[str]:
+    """One line per frame far noisier than the others (``Normalisation.noisy_frames``: (index into
+    `paths`, times the median frame's noise)), naming it and saying whether it was left out."""
+    def note(index: int, times: float) -> str:
+        told = (f"{os.path.basename(paths[index])} is {times:.1f} times as noisy as the median frame (haze, a dark "
+                "date, another sensor?): ")
+        if index in left_out:
+            return told + "left out of this run, where it would lower the SR's quality (--keep-noisy-frames keeps it)"
+        kept = ("kept as asked" if kept_as_asked and times >= LEAVE_OUT_RATIO
+                else f"kept (frames from {LEAVE_OUT_RATIO:g} times on are left out)")
+        return told + kept + ": flat areas fall back to a mean that weighs it down, elsewhere it counts as any frame"
+    return [note(index, times) for index, times in noisy]
 
 
 def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP

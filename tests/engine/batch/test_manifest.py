@@ -71,6 +71,14 @@ def test_a_reference_frame_column_names_a_file_next_to_the_manifest(archive):
         replace(scenes[1].request, reference_frame=scenes[0].request.reference_frame).check()
 
 
+def test_a_keep_noisy_frames_column_keeps_them_for_its_scene_only(archive):
+    manifest = archive / "m.csv"
+    manifest.write_text("id,frames,keep_noisy_frames\na,a/frame_*.tif,yes\nb,b/frame_*.tif,\n")
+    (archive / "out").mkdir()
+    scenes, bad = read_manifest(manifest, archive / "out")
+    assert bad == [] and [scene.request.keep_noisy_frames for scene in scenes] == [True, False]
+
+
 def test_json_lines_take_lists_strings_numbers_and_booleans(archive):
     manifest = archive / "m.jsonl"
     manifest.write_text("# one scene a line\n" + json.dumps(
