@@ -30,16 +30,24 @@ CONDITIONS = {
     "training blurs, 1% noise in every frame": replace(Degradation(), noise_fraction=(0.01, 0.01),
                                                          change_probability=0.0),
     "Sentinel-2-like blurs, 0.5% noise in every frame": replace(SENTINEL2, noise_fraction=(0.005, 0.005)),
+    "training blurs, 0.1% noise in every frame (the training's least)": replace(
+        Degradation(), noise_fraction=(0.001, 0.001), change_probability=0.0),
+    "training blurs, low contrast (0.1-0.3), 0.1% noise in every frame": replace(
+        Degradation(), noise_fraction=(0.001, 0.001), change_probability=0.0, contrast=(0.1, 0.3)),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--conditions", nargs="+", type=int, help="indices into CONDITIONS (default: all)")
     args = parser.parse_args()
     window = scaled_window(SPLITS["validation"], NATIVE_PIXEL_M)
-    for name, conditions in CONDITIONS.items():
-        scenes = build_samples(sentinel2_band_paths(S2_BANDS), window, args.scenes, 64, 9, 41,
+    for index, (name, conditions) in enumerate(CONDITIONS.items()):
+        if args.conditions and index not in args.conditions:
+            continue
+        scenes = build_samples(sentinel2_band_paths(S2_BANDS), window, args.scenes, 64, args.frames, 41,
                                conditions=conditions, workers=1, featureless_keep=0.0, registered=False)
         ratios = []
         for frames, masks in zip(scenes["frames"], scenes["masks"]):
@@ -48,7 +56,7 @@ def main() -> None:
                                                            prepared.phases).frame_noise)
             noise = noise[noise > 0]
             ratios.append(noise.max() / np.median(noise))
-        print(f"{name}: noisiest frame / median frame per scene: median {np.median(ratios):.2f}, "
+        print(f"{name}, {args.frames} frames: noisiest frame / median frame per scene: median {np.median(ratios):.2f}, "
               f"90% {np.quantile(ratios, 0.9):.2f}, max {np.max(ratios):.2f}", flush=True)
 
 

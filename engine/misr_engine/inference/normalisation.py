@@ -46,8 +46,10 @@ NOISY_FRAME_RATIO = 3.0
 """A frame whose own noise is at least this many times the median frame's is reported
 (`Normalisation.noisy_frames`): a hazy or dark date, another sensor. The estimate also sees some
 of a sharp frame's detail: on 24 validation scenes per condition with the same noise in every
-frame (scripts/frame_noise_spread.py), the noisiest frame's estimate reached at most 1.93 times
-the median frame's (0.2% noise, training blurs), 1.49 at 1% and 1.41 with Sentinel-2-like blurs."""
+frame (scripts/frame_noise_spread.py, docs/evaluation/frame_noise_spread_validation.log), the
+noisiest frame's estimate reached at most 1.93 times the median frame's (0.2% noise, training
+blurs), 1.49 at 1%, 1.41 with Sentinel-2-like blurs, 1.96 at the training's least noise (0.1%),
+1.77 on low contrast at 0.1%; with 4 frames at most 2.31 (low contrast, 0.1%)."""
 LEAVE_OUT_RATIO = 5.0
 """A frame at least this many times as noisy as the median frame is left out of the run
 (``inference.tiled.leave_out_noisy``; ``--keep-noisy-frames`` keeps it): the network weighs every
