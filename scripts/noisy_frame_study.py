@@ -1,7 +1,8 @@
-"""One frame of each VALIDATION scene made N times as noisy as the others (a hazy or dark date,
-another sensor): the engine's SR with that frame against the SR of the other frames alone, per
-ratio, with the 95% paired bootstrap interval over scenes; how the engine's rule for frames far
-noisier than the others (``tiled.leave_out_noisy``, ``NOISY_FRAME_RATIO``) was chosen.
+"""One frame of each scene made N times as noisy as the others (a hazy or dark date, another
+sensor): the engine's SR with that frame against the SR of the other frames alone, per ratio,
+with the 95% paired bootstrap interval over scenes, on VALIDATION scenes: how the engine's rule
+for frames far noisier than the others (``tiled.leave_out_noisy``, ``LEAVE_OUT_RATIO``) was
+chosen; `--split test` reports it once chosen.
 
     OMP_NUM_THREADS=1 PYTHONPATH=engine .venv/bin/python scripts/noisy_frame_study.py \\
         --set in-distribution --scenes 12 --frames 9 --ratios 2 3 5 10 --out noisy.json
@@ -33,12 +34,14 @@ def main() -> None:
     parser.add_argument("--set", default="in-distribution")
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--split", choices=["validation", "test"], default="validation",
+                        help="test: to report the rule once chosen, never to choose it")
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0, 10.0],
                         help="the noisy frame's noise over the median frame's (1: no noise added, the cost of a frame)")
     parser.add_argument("--out", required=True, help="JSON file of the per-scene scores")
     args = parser.parse_args()
     model = load_model("piunet").model
-    scenes = evidence_scenes(args.set, "validation", args.scenes, 64, args.frames)
+    scenes = evidence_scenes(args.set, args.split, args.scenes, 64, args.frames)
     rows = []
     for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
         rows.append(scene_row(model, index, np.asarray(frames, np.float64), np.asarray(masks, bool), hr, args.ratios))
@@ -49,7 +52,7 @@ def main() -> None:
         kept, left_out = ([row[str(ratio)][key] for row in rows] for key in ("kept", "left out"))
         mean, low, high = paired_interval(left_out, kept)
         measured = np.median([row[str(ratio)]["measured"] for row in rows])
-        print(f"{args.set}, {args.frames} frames, ratio {ratio:g} (measured median {measured:.2f}): "
+        print(f"{args.set} ({args.split}), {args.frames} frames, ratio {ratio:g} (measured median {measured:.2f}): "
               f"left out - kept {mean:+.3f} dB [{low:+.3f}, {high:+.3f}]")
 
 
