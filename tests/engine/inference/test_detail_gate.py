@@ -135,3 +135,31 @@ def test_on_a_textured_scene_the_gate_keeps_the_network(shipped_model, holdout_s
     assert abs(scene_score(gated, hr) - scene_score(plain, hr)) < 0.02
     fallback = registered_mean(holdout_stack.frames, holdout_stack.masks)
     assert scene_score(gated, hr) > scene_score(fallback, hr) + 0.5
+
+
+def test_inside_a_changed_field_the_mean_it_falls_back_to_weighs_every_date_alike(shipped_model, monkeypatch):
+    """A crop of the sample's real 10 m image at a tenth of its contrast, 9 frames: the 3 clear
+    dates show a field brighter by a tenth of the level, the 6 others are ten times noisier
+    (hazy). Inside the field the SR shows the clear-temporal mean of the dates (the field's
+    change over 3 of 9 frames), not the state of the least noisy frames that a mean weighed by
+    noise leans to (``detail_gate.CHANGED_PLAIN``)."""
+    hr = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float64)
+    side = SCALE * LR_SIDE + 2 * MARGIN
+    conditions = replace(LOW_CONTRAST, contrast=(0.1, 0.1), noise_fraction=(0.002, 0.002), change_probability=0.0,
+                         cloud_probability=0.0, gain=(1.0, 1.0), offset_fraction=0.0)
+    rng = np.random.default_rng(0)
+    stack = degrade(with_contrast(hr[:side, :side], conditions, rng), 9, rng, conditions, MARGIN)
+    level = float(np.median(stack.hr))
+    unchanged = stack.frames.copy()
+    unchanged[3:] += rng.normal(0.0, 0.02 * level, unchanged[3:].shape).astype(np.float32)
+    changed = unchanged.copy()
+    changed[:3, 12:36, 12:36] += 0.1 * level
+    inside = (slice(SCALE * 18, SCALE * 30),) * 2  # 6 LR px within the field's edges
+    steps = {}
+    for plain in (True, False):
+        monkeypatch.setattr(detail_gate, "CHANGED_PLAIN", plain)
+        before, after = (super_resolve(Stack.in_memory(f, stack.masks), shipped_model, CPU)[0] for f in (unchanged, changed))
+        steps[plain] = float(np.mean((after - before)[inside])) / (0.1 * level)
+    # measured: 0.38 of the field's change, and 0.55 weighed by noise everywhere
+    assert abs(steps[True] - 3 / 9) < 0.08, steps  # the mean of the dates: the field in 3 of 9
+    assert steps[False] > 3 / 9 + 0.15, steps  # weighed by noise: towards the clear dates' field
