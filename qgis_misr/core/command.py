@@ -74,8 +74,7 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.reference_frame:
         _require(caps, REFERENCE_FRAME_OPTION, "showing the surface of one date")
         argv += [REFERENCE_FRAME_OPTION, _path(params.reference_frame)]
-    if params.keep_noisy_frames and (caps is None or not caps.ok or not caps.options
-                                     or caps.supports(KEEP_NOISY_OPTION)):
+    if params.keep_noisy_frames and _offered_or_unknown(caps, KEEP_NOISY_OPTION):
         argv.append(KEEP_NOISY_OPTION)  # an engine without the option leaves no frame out: nothing to ask
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
@@ -94,8 +93,7 @@ def _mask_options(params: RunParameters, caps: Optional[EngineCapabilities]) -> 
         _require(caps, MASK_KIND_OPTION, "choosing the kind of the masks", known_only=True)
         argv += [MASK_KIND_OPTION] + (kinds[:1] if len(set(kinds)) == 1 else kinds)
     if not params.uses_masks and not params.auto_mask:
-        # an engine without the option does not screen: nothing to turn off
-        if caps is None or not caps.ok or not caps.options or caps.supports(NO_AUTO_MASK_OPTION):
+        if _offered_or_unknown(caps, NO_AUTO_MASK_OPTION):  # an engine without it does not screen: nothing to turn off
             argv.append(NO_AUTO_MASK_OPTION)
     if params.mask_dilation is not None:
         _require(caps, MASK_DILATION_OPTION, "growing the masks", known_only=True)
@@ -106,6 +104,12 @@ def _mask_options(params: RunParameters, caps: Optional[EngineCapabilities]) -> 
             _require(caps, option, feature, known_only=True)
             argv.append(option)
     return argv
+
+
+def _offered_or_unknown(caps: Optional[EngineCapabilities], option: str) -> bool:
+    """Whether the engine's ``--help`` lists `option`, or the engine was not (or could not be) asked:
+    for options that only turn off what an engine without them does not do anyway."""
+    return caps is None or not caps.ok or not caps.options or caps.supports(option)
 
 
 def _require(caps: Optional[EngineCapabilities], option: str, feature: str,
