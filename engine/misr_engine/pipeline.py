@@ -13,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from itertools import chain
 from typing import Any, Iterable, Iterator, Protocol, Sequence
 
@@ -206,6 +207,8 @@ class SuperResolveResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     tags: dict[str, Any] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
+    """Frames read but left out as far noisier than the others ('a.tif (band 2)': of that band only)."""
 
 
 def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None = None,
@@ -252,6 +255,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     count = stack.band_count
     registration = stack_registration(stack) if count > 1 else None  # one registration for every band
     kernels: list[dict] = []
+    used: dict[int, list[str]] = {}  # band index -> the frames it used (noisy ones left out)
 
     def band_strips(index: int):
         def update(fraction: float, message: str = "") -> None:
@@ -261,7 +265,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                                       on_warning=warn if count == 1 else lambda message: warn(f"band {index + 1}: {message}"),
                                       on_kernels=kernels.append, registration=registration,
                                       psf_sigma=psf_sigmas[index], state=state,
-                                      keep_noisy_frames=request.keep_noisy_frames)
+                                      keep_noisy_frames=request.keep_noisy_frames,
+                                      on_frames_used=partial(used.__setitem__, index))
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters
@@ -269,16 +274,39 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         # row strips are written as the tiles finish them: the outputs are never held whole
         write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
-                     descriptions, labels=rasters, bands=count, colours=colours, units=stack.units)
+                     descriptions, labels=rasters, bands=count, colours=colours, units=stack.units,
+                     closing_tags=lambda: frame_tags(stack.paths, used))
         if request.kernels_out:
             _write_kernels(temporaries[-1], kernels, tags)
+    frames, left_out = frames_used(stack.paths, used)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
-                                list(stack.paths), str(engine.device),
-                                round(time.perf_counter() - started, 2), warnings, tags)
+                                frames, str(engine.device), round(time.perf_counter() - started, 2), warnings,
+                                {**tags, **frame_tags(stack.paths, used)}, left_out)
     progress.event("done", output=result.output, uncertainty=result.uncertainty, device=result.device,
-                   seconds=result.seconds, summary=_summary(request, result))
+                   seconds=result.seconds, frames=len(result.frames), summary=_summary(request, result))
     return result
+
+
+def frames_used(paths: Sequence[str], used: dict[int, list[str]]) -> tuple[list[str], list[str]]:
+    """The frames of `paths` that some band used (`used`: band index -> its frames), and the names
+    of those a band left out: 'a.tif', or 'a.tif (band 2)' when other bands used it."""
+    kept = [path for path in paths if any(path in frames for frames in used.values())]
+    left_out = []
+    for path in paths:
+        bands = [index + 1 for index, frames in sorted(used.items()) if path not in frames]
+        if bands:
+            name = os.path.basename(path)
+            left_out.append(name if path not in kept else f"{name} (band{'s' * (len(bands) > 1)} "
+                                                          f"{', '.join(map(str, bands))})")
+    return kept, left_out
+
+
+def frame_tags(paths: Sequence[str], used: dict[int, list[str]]) -> dict[str, Any]:
+    """The tags that say which frames the run used (known once every band has run)."""
+    kept, left_out = frames_used(paths, used)
+    return {"MISR_FRAMES": len(kept), "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in kept]),
+            **({"MISR_FRAMES_LEFT_OUT": json.dumps(left_out)} if left_out else {})}
 
 
 def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:
@@ -376,8 +404,7 @@ def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) 
     import torch
 
     return {"MISR_MODEL": engine.model, "MISR_WEIGHTS": engine.weights.name,
-            "MISR_WEIGHTS_SHA256": engine.weights_sha256, "MISR_FRAMES": len(stack.paths),
-            "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in stack.paths]),
+            "MISR_WEIGHTS_SHA256": engine.weights_sha256, **frame_tags(stack.paths, {0: stack.paths}),
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": engine.device,
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
@@ -410,5 +437,6 @@ def run_options(request: SuperResolveRequest) -> dict[str, Any]:
 
 def _summary(request: SuperResolveRequest, result: SuperResolveResult) -> str:
     """The line a person reads when the run is done."""
+    left_out = f"; left out as too noisy: {', '.join(result.left_out)}" if result.left_out else ""
     return (f"wrote {request.output}" + (f" and {request.uncertainty}" if request.uncertainty else "")
-            + f" ({len(result.frames)} frames, {result.device}, {result.seconds} s)")
+            + f" ({len(result.frames)} frames, {result.device}, {result.seconds} s{left_out})")

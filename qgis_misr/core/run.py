@@ -193,7 +193,8 @@ class RunOutcome:
     gpu_fallback: bool = False
     """A GPU was asked for but the engine ran elsewhere."""
     frames_used: Optional[int] = None
-    """How many frames the engine fused (its ``start`` event; fully cloudy ones are dropped)."""
+    """How many frames the engine fused (its ``done`` event, else its ``start`` event, from an older
+    engine: fully cloudy frames are dropped before the start, frames far noisier than the others after)."""
 
     @property
     def ok(self) -> bool:
@@ -223,7 +224,7 @@ def resolve(result: EngineResult, params: RunParameters) -> RunOutcome:
     return RunOutcome(result, sr=done.get("output") or params.output, uncertainty=uncertainty or None,
                       device=device, seconds=done.get("seconds"),
                       gpu_fallback=params.device.startswith("cuda") and not device.startswith("cuda"),
-                      frames_used=_count((result.start or {}).get("frames")))
+                      frames_used=_count(done.get("frames", (result.start or {}).get("frames"))))
 
 
 def _count(value) -> Optional[int]:

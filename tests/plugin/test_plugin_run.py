@@ -215,3 +215,16 @@ def test_the_outcome_counts_the_frames_the_engine_used(tmp_path):
     params = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"), write_uncertainty=False)
     outcome = execute(prepare_run(params, _engine(tmp_path, body)), RunReporter())
     assert outcome.ok and outcome.frames_used == 1
+
+
+def test_the_outcome_counts_the_frames_left_after_the_engine_left_a_noisy_one_out(tmp_path):
+    """The engine reads both frames (start) and leaves one far noisier than the other out (done)."""
+    body = """
+        out = args[args.index("--output") + 1]
+        print(json.dumps({"event": "start", "frames": 2, "model": "piunet", "device": "cpu"}), flush=True)
+        open(out, "w").write("x")
+        print(json.dumps({"event": "done", "output": out, "device": "cpu", "seconds": 0.1, "frames": 1}), flush=True)
+    """
+    params = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"), write_uncertainty=False)
+    outcome = execute(prepare_run(params, _engine(tmp_path, body)), RunReporter())
+    assert outcome.ok and outcome.frames_used == 1

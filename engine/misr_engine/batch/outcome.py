@@ -22,6 +22,8 @@ class SceneOutcome:
     output_sha256: str | None = None
     uncertainty: str = ""
     uncertainty_sha256: str | None = None
+    frames: int | None = None  # the frames used (after any left out as far noisier than the others)
+    frames_left_out: str = ""  # their names, '; '-separated ('a.tif (band 2)': of that band only)
     message: str = ""  # the error, for failed and invalid scenes
     warnings: list[str] = field(default_factory=list)
     loaded_model: bool = False  # this scene loaded the network on its worker (the first there)

@@ -44,6 +44,7 @@ def run_scene(scene_id: str, request: SuperResolveRequest, torch_threads: int | 
     outcome.status, outcome.seconds = DONE, round(time.perf_counter() - started, 2)
     outcome.peak_rss_mb = peak_rss_mib()
     outcome.warnings = list(result.warnings) + [_one_line(item.message) for item in caught]
+    outcome.frames, outcome.frames_left_out = len(result.frames), "; ".join(result.left_out)
     outcome.output_sha256 = checksum(result.output)
     outcome.uncertainty_sha256 = checksum(result.uncertainty)
     return outcome

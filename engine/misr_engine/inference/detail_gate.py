@@ -28,7 +28,7 @@ import torch
 from scipy import ndimage
 
 from .. import SCALE
-from ..models.sampling import registered_mean
+from ..models.sampling import registered_frames, weighted_mean
 from ..registration.change import changed_pixels
 
 GATE_WINDOW = 31
@@ -123,8 +123,9 @@ def fallback_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tenso
                   weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The registered mean the gate falls back to (B,1,3h,3w), its frames weighed by `weights`
     (T,) except, with CHANGED_PLAIN, where the surface changed in some frame of the tile: there
-    every clear frame alike. And the frames' HR masks (``sampling.registered_mean``)."""
-    means, hr_masks = registered_mean(frames, masks, phases, weights)
+    every clear frame alike. And the frames' HR masks (``sampling.registered_frames``)."""
+    hr_frames, hr_masks = registered_frames(frames, masks, phases)
+    means = weighted_mean(hr_frames, hr_masks, weights)
     if weights is None or not CHANGED_PLAIN:
         return means, hr_masks
     still = np.zeros((frames.shape[1], 2))
@@ -133,7 +134,7 @@ def fallback_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tenso
     if not changed.any():
         return means, hr_masks
     changed_hr = torch.from_numpy(changed.repeat(SCALE, axis=-2).repeat(SCALE, axis=-1))[:, None].to(means.device)
-    return torch.where(changed_hr, registered_mean(frames, masks, phases)[0], means), hr_masks
+    return torch.where(changed_hr, weighted_mean(hr_frames, hr_masks), means), hr_masks
 
 
 def gated(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,

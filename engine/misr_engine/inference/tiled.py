@@ -51,6 +51,7 @@ TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is annou
 
 ProgressCallback = Callable[[float, str], None]
 KernelsCallback = Callable[[dict], None]  # hears the fine-tuned kernels (``finetune.kernel_report``)
+FramesCallback = Callable[[list[str]], None]  # hears the paths of the frames a run uses (noisy ones left out)
 
 
 LOG_SCALE_LIMIT = 30.0
@@ -119,7 +120,8 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          on_kernels: KernelsCallback | None = None,
                          registration: tuple[np.ndarray, int] | None = None,
                          psf_sigma: float | None = None, state: int | None = None,
-                         keep_noisy_frames: bool = False) -> Iterator[Strip]:
+                         keep_noisy_frames: bool = False,
+                         on_frames_used: FramesCallback | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -134,20 +136,21 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     `on_kernels` hears the frames' estimated kernels. `registration` (shifts (T, 2), reference
     frame: ``streamed.stack_registration``), when given, is used instead of estimating it (the
     bands of one multi-band run share one registration). `psf_sigma`, `state`, `keep_noisy_frames`:
-    as in `super_resolve`.
+    as in `super_resolve`; `on_frames_used` hears the paths of the frames used, before the first strip.
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
         settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
         yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
-                           registration, psf_sigma, state, keep_noisy_frames)
+                           registration, psf_sigma, state, keep_noisy_frames, on_frames_used)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
             batch_size: int | None, ttf: FineTuneSettings, on_warning: Callable[[str], None] | None,
             on_kernels: KernelsCallback | None, registration: tuple[np.ndarray, int] | None,
-            psf_sigma: float | None, state: int | None, keep_noisy_frames: bool) -> Iterator[Strip]:
+            psf_sigma: float | None, state: int | None, keep_noisy_frames: bool,
+            on_frames_used: FramesCallback | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
@@ -160,6 +163,8 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if on_warning:
         for message in noisy_frame_notes(noisy, paths, left_out, keep_noisy_frames):
             on_warning(message)
+    if on_frames_used:
+        on_frames_used([str(path) for path in stack.paths])
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
     refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread,
                            frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]

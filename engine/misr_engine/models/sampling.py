@@ -73,7 +73,18 @@ def registered_mean(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Ten
     filled, ``fill_cloudy``) resampled bicubically at their phases (B,T,2), averaged with their
     masks resampled bilinearly, times `frame_weights` (T,) when given (e.g. inverse noise
     variances). Returns the mean (B,1,3H,3W) and the resampled masks (B,T,3H,3W)."""
-    hr_frames = resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic")
-    hr_masks = resample_at_phases(masks, phases, "bilinear")
+    hr_frames, hr_masks = registered_frames(frames, masks, phases)
+    return weighted_mean(hr_frames, hr_masks, frame_weights), hr_masks
+
+
+def registered_frames(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`registered_mean`'s resampled frames and masks (B,T,3H,3W), for several means of them."""
+    return resample_at_phases(fill_cloudy(frames, masks), phases, "bicubic"), resample_at_phases(masks, phases, "bilinear")
+
+
+def weighted_mean(hr_frames: torch.Tensor, hr_masks: torch.Tensor,
+                  frame_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean (B,1,3H,3W) of `registered_frames`, each frame weighed by its mask times `frame_weights` (T,)."""
     hr_weights = hr_masks if frame_weights is None else hr_masks * frame_weights.to(hr_masks)[:, None, None]
-    return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None], hr_masks
+    return masked_temporal_mean(hr_frames, hr_weights, dim=1)[:, None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -107,8 +107,8 @@ class StripWriter:
         if buffered >= self.block_rows:
             self._flush(band, buffered - buffered % self.block_rows)
 
-    def close(self) -> None:
-        """Write the remaining rows and close the file."""
+    def close(self, tags: dict[str, object] | None = None) -> None:
+        """Write the remaining rows, add `tags` to the file's, and close it."""
         for band, pending in enumerate(self.pending, start=1):
             if pending:
                 self._flush(band, sum(len(p) for p in pending))
@@ -116,6 +116,8 @@ class StripWriter:
             if next_row != self.height:
                 raise ValueError(f"{next_row} of {self.height} rows of band {band} written")
         with self._errors():
+            for key, value in (tags or {}).items():
+                self.dataset.SetMetadataItem(key, str(value))
             self.dataset.FlushCache()
         failures = self._drop()  # closing writes the file's last blocks and directory
         if failures:
@@ -196,13 +198,15 @@ def write_error(label: str, path: str, exc: BaseException) -> MisrError:
 def write_strips(strips: Iterable, paths: Sequence[str], grid: Grid, tags: Sequence[dict[str, object]],
                  descriptions: Sequence[str | Sequence[str]], labels: Sequence[str] | None = None,
                  bands: int = 1, colours: Sequence[int] | None = None,
-                 units: Sequence[Units] | None = None) -> None:
+                 units: Sequence[Units] | None = None,
+                 closing_tags: Callable[[], dict[str, object]] | None = None) -> None:
     """Write each strip's SR to paths[0] and, when given, its uncertainty (Laplace scale) to paths[1].
 
     With `bands` > 1 each strip says its band (``strip.band``, 1-based) and both files get that
     many bands; `descriptions` then holds one list per file, `colours` those of the SR bands.
     `units`, per band, the frames' declared scale and offset: the SR declares them, the
-    uncertainty (a spread of numbers) the scale alone."""
+    uncertainty (a spread of numbers) the scale alone. `closing_tags`: tags known only once every
+    strip is made (which frames were used), added to both files before they close."""
     spreads = [Units(u.scale, 0.0) for u in units] if units else None
     writers: list[StripWriter] = []
     try:
@@ -216,7 +220,7 @@ def write_strips(strips: Iterable, paths: Sequence[str], grid: Grid, tags: Seque
             if len(writers) > 1:
                 writers[1].write(strip.row0, strip.scale, band)
         for writer in writers:
-            writer.close()
+            writer.close(closing_tags() if closing_tags else None)
     finally:
         for writer in writers:  # after an error: release the files (the caller removes them)
             writer.release()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from osgeo import gdal
 
 from tests.engine.cli.helpers import MISR
 from .helpers import ONE_THREAD, TILE, TWO_WORKERS, batch, events, file_states, make_scenes, report, write_csv
@@ -66,6 +67,8 @@ def test_a_manifest_gives_the_files_of_super_resolve_and_a_rerun_rewrites_nothin
     for scene in scenes.values():
         assert scene["output_sha256"] == hashlib.sha256(Path(scene["output"]).read_bytes()).hexdigest()
         assert scene["device"] == "cpu" and scene["seconds"] > 0 and scene["attempts"] == 1
+        assert scene["frames"] == int(gdal.Open(scene["output"]).GetMetadataItem("MISR_FRAMES"))
+        assert scene["frames_left_out"] == ""
     workers = {s["worker"] for s in scenes.values()}
     assert sum(s["loaded_model"] for s in scenes.values()) == len(workers)  # once per worker, not per scene
     assert (tmp_path / "scenes_report.csv").read_text().startswith("scene,status,seconds,device,worker")

@@ -4,6 +4,9 @@ on, left out of the run unless kept as asked (``tiled.leave_out_noisy``), on the
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import torch
 from misr_engine import SCALE
@@ -16,9 +19,13 @@ from misr_engine.inference.normalisation import (
     Normalisation,
 )
 from misr_engine.inference.tiled import leave_out_noisy, super_resolve
+from misr_engine.pipeline import SuperResolveRequest, frames_used, super_resolve_files
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
 from misr_engine.resources import sample_dir
+from osgeo import gdal
+
+from tests.rasters import make_raster
 
 CROP = (slice(20, 68), slice(30, 78))  # LR px of the sample
 NOISY = 3  # the frame made noisy (0-based)
@@ -87,3 +94,51 @@ def test_leaving_out_keeps_the_given_registration_of_the_others_and_the_date_sho
     np.testing.assert_array_equal(kept_shifts, shifts[[0, 2, 4, 5, 6, 7]])
     assert (reference, state) == (3, 4)
     assert leave_out_noisy(sample_stack, (shifts, 3), None, [3])[1:] == (None, None)
+
+
+def test_a_run_of_files_says_which_frames_it_used_and_which_it_left_out(tmp_path, sample_stack):
+    """The outputs' MISR_FRAMES / MISR_FRAME_FILES tags, the done event and its summary line count
+    the frames used, not the frames read, and name the one left out (MISR_FRAMES_LEFT_OUT)."""
+    frames, masks = sample_stack.frames[(slice(None), *CROP)], sample_stack.masks[(slice(None), *CROP)]
+    noisy = _with_noisy_frame(frames, masks, 2 * LEAVE_OUT_RATIO)
+    names = [os.path.basename(path) for path in sample_stack.paths]
+    paths = [str(make_raster(tmp_path / name, frame, gdal.GDT_Float32)) for name, frame in zip(names, noisy)]
+    mask_paths = [str(make_raster(tmp_path / f"mask_{index}.tif", mask.astype(np.uint8), gdal.GDT_Byte))
+                  for index, mask in enumerate(masks)]
+    for keep in (False, True):
+        heard = _Heard()
+        request = SuperResolveRequest(frames=paths, masks=mask_paths, mask_kind=["binary"],
+                                      output=str(tmp_path / f"sr_{keep}.tif"), device="cpu",
+                                      keep_noisy_frames=keep)
+        result = super_resolve_files(request, heard)
+        tags = gdal.Open(request.output).GetMetadata()
+        used = [name for name in names if keep or name != "frame_04.tif"]
+        assert json.loads(tags["MISR_FRAME_FILES"]) == used and tags["MISR_FRAMES"] == str(len(used))
+        assert [os.path.basename(p) for p in result.frames] == used and heard.done["frames"] == len(used)
+        if keep:
+            assert "MISR_FRAMES_LEFT_OUT" not in tags and "left out" not in heard.done["summary"]
+        else:
+            assert json.loads(tags["MISR_FRAMES_LEFT_OUT"]) == ["frame_04.tif"] == result.left_out
+            assert f"({len(used)} frames, " in heard.done["summary"]
+            assert heard.done["summary"].endswith("; left out as too noisy: frame_04.tif)")
+
+
+def test_a_frame_left_out_of_some_bands_only_is_named_with_them():
+    used = {0: ["a.tif", "c.tif"], 1: ["a.tif", "b.tif"], 2: ["a.tif"]}
+    assert frames_used(["a.tif", "b.tif", "c.tif", "d.tif"], used) == (
+        ["a.tif", "b.tif", "c.tif"], ["b.tif (bands 1, 3)", "c.tif (bands 2, 3)", "d.tif"])
+    assert frames_used(["a.tif", "b.tif"], {0: ["a.tif", "b.tif"]}) == (["a.tif", "b.tif"], [])
+
+
+class _Heard:
+    """A reporter that keeps the done event."""
+
+    def __init__(self) -> None:
+        self.done: dict = {}
+
+    def event(self, name: str, **fields) -> None:
+        if name == "done":
+            self.done = fields
+
+    def update(self, fraction: float, message: str = "") -> None:
+        pass
