@@ -275,14 +275,14 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
                      descriptions, labels=rasters, bands=count, colours=colours, units=stack.units,
-                     closing_tags=lambda: frame_tags(stack.paths, used))
+                     closing_tags=lambda: frame_tags(*frames_used(stack.paths, used)))
         if request.kernels_out:
             _write_kernels(temporaries[-1], kernels, tags)
     frames, left_out = frames_used(stack.paths, used)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 frames, str(engine.device), round(time.perf_counter() - started, 2), warnings,
-                                {**tags, **frame_tags(stack.paths, used)}, left_out)
+                                {**tags, **frame_tags(frames, left_out)}, left_out)
     progress.event("done", output=result.output, uncertainty=result.uncertainty, device=result.device,
                    seconds=result.seconds, frames=len(result.frames), summary=_summary(request, result))
     return result
@@ -302,9 +302,9 @@ def frames_used(paths: Sequence[str], used: dict[int, list[str]]) -> tuple[list[
     return kept, left_out
 
 
-def frame_tags(paths: Sequence[str], used: dict[int, list[str]]) -> dict[str, Any]:
-    """The tags that say which frames the run used (known once every band has run)."""
-    kept, left_out = frames_used(paths, used)
+def frame_tags(kept: Sequence[str], left_out: Sequence[str]) -> dict[str, Any]:
+    """The tags that say which frames the run used and left out (``frames_used``: known once every
+    band has run, so they are written as the outputs close)."""
     return {"MISR_FRAMES": len(kept), "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in kept]),
             **({"MISR_FRAMES_LEFT_OUT": json.dumps(left_out)} if left_out else {})}
 
@@ -400,11 +400,11 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:
-    """The provenance tags written into both outputs."""
+    """The provenance tags written into both outputs (and, as they close, ``frame_tags``)."""
     import torch
 
     return {"MISR_MODEL": engine.model, "MISR_WEIGHTS": engine.weights.name,
-            "MISR_WEIGHTS_SHA256": engine.weights_sha256, **frame_tags(stack.paths, {0: stack.paths}),
+            "MISR_WEIGHTS_SHA256": engine.weights_sha256,
             "MISR_SCALE": SCALE, "MISR_ENGINE_VERSION": __version__, "MISR_DEVICE": engine.device,
             "MISR_BACKEND": engine.backend, "MISR_PROVIDER": engine.provider,
             "MISR_PRECISION": engine.precision, "MISR_TORCH_VERSION": torch.__version__,
