@@ -41,7 +41,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         "fewer are padded with fully masked frames (default: 12)")
     p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
     p.add_argument("--raw", action="store_true",
-                   help="keep frames as acquired (unregistered), for `misr evaluate`")
+                   help="keep frames as acquired (unregistered), for `misr evaluate` (featureless crops left "
+                        "out, as in its own sets)")
     p.set_defaults(command=run)
 
 

@@ -372,12 +372,17 @@ def simulated_set(paths: Sequence[str] | None, split: str, count: int, lr_size: 
                   seed: int, registered: bool = True) -> SimulatedSet:
     """The parameters `misr make-dataset` uses: the Sentinel-2 sample's window of `split`, or
     the whole of the rasters given with --hr (`paths`)."""
+    keep = featureless_share(split, registered)
     if paths:
-        return SimulatedSet(tuple(paths), ((0, None), (0, None)), None, count, lr_size, frames, seed,
-                            registered, FEATURELESS_KEEP if split == "train" else 0.0)
-    window = SPLITS[split]
-    return SimulatedSet(tuple(sentinel2_band_paths()), window, split, count, lr_size, frames, seed,
-                        registered, FEATURELESS_KEEP if split == "train" else 0.0)
+        return SimulatedSet(tuple(paths), ((0, None), (0, None)), None, count, lr_size, frames, seed, registered, keep)
+    return SimulatedSet(tuple(sentinel2_band_paths()), SPLITS[split], split, count, lr_size, frames, seed,
+                        registered, keep)
+
+
+def featureless_share(split: str, registered: bool) -> float:
+    """The share of featureless crops a set keeps: FEATURELESS_KEEP in training sets, none in the
+    held-out splits and in sets for `misr evaluate` (`--raw`, own rasters too), as in its own sets."""
+    return FEATURELESS_KEEP if split == "train" and registered else 0.0
 
 
 def default_training_card(npz: str | Path = "data/s2_train.npz", split_figure: str | None = SPLIT_FIGURE) -> str:

@@ -1,0 +1,62 @@
+"""An analyst's own HR raster measured the way the project's sets are: `misr make-dataset --hr
+FILE --raw`, then `misr evaluate --data`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from misr_engine import SCALE
+from misr_engine.datasets.samples import MARGIN, MIN_TEXTURE
+from misr_engine.rasters.bands import read_band
+from misr_engine.resources import sample_dir
+from osgeo import gdal
+
+LR_SIZE = 16
+COUNT = 6
+
+
+def half_water_raster(path: str) -> np.ndarray:
+    """The sample's real 10 m image with its left half a flat, faintly noisy surface (water)."""
+    image = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float32)
+    half = image.shape[1] // 2
+    image[:, :half] = 300.0 + np.random.default_rng(0).normal(0.0, 2.0, (image.shape[0], half))
+    driver = gdal.GetDriverByName("GTiff")
+    dataset = driver.Create(path, image.shape[1], image.shape[0], 1, gdal.GDT_Float32)
+    dataset.GetRasterBand(1).WriteArray(image)
+    dataset = None
+    return image
+
+
+def misr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "misr_engine.cli", *args], capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+@pytest.mark.slow
+def test_own_raster_draws_no_featureless_crop_and_is_scored_against_the_strongest_classical(tmp_path):
+    image = half_water_raster(str(tmp_path / "mine.tif"))
+    made = misr("make-dataset", "--hr", str(tmp_path / "mine.tif"), "--raw", "--count", str(COUNT),
+                "--lr-size", str(LR_SIZE), "--frames-per-sample", "5", "--seed", "3", "--workers", "1",
+                "-o", str(tmp_path / "mine.npz"))
+    assert made.returncode == 0, made.stderr
+    size = LR_SIZE * SCALE + 2 * MARGIN
+    with np.load(tmp_path / "mine.npz") as data:
+        origins = data["origins"]
+    assert len(origins) == COUNT
+    for row, col in origins:  # as `misr evaluate`'s own sets: no crop of open water
+        crop = image[row:row + size, col:col + size]
+        assert crop.std() >= MIN_TEXTURE * crop.mean(), (row, col)
+    assert "featureless crops" in (tmp_path / "mine.card.md").read_text().lower()
+    assert "left out" in (tmp_path / "mine.card.md").read_text()
+
+    scored = misr("evaluate", "--data", str(tmp_path / "mine.npz"), "-o", str(tmp_path / "report"))
+    assert scored.returncode == 0, scored.stderr
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert list(results["sets"]) == ["data"]
+    margin = results["sets"]["data"]["margins"]["piunet"]["strongest_classical"]
+    assert len(margin["per_scene"]) == COUNT and np.all(np.isfinite(margin["per_scene"]))
+    assert margin["ci95"][0] <= margin["mean"] <= margin["ci95"][1]
