@@ -229,7 +229,9 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     notes += check_resources(request, plan, engine)
     stack = open_planned(plan, request.max_frames, request.reference_index(plan.frames))
+    spares = stack.spares
     stack, screening_notes = _screened(stack, request.screening)
+    stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request)
     state = request.reference_index(stack.paths)
     if request.reference_frame is not None and state is None:
         raise MisrError(f"--reference-frame {request.reference_frame}: not among the frames used (fully cloudy or "
@@ -239,7 +241,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     from .registration.streamed import stack_registration
     if engine is None:
         engine = open_engine(request.backend, request.model, request.weights, request.device, request.precision)
-    warnings = notes + stack.warnings
+    warnings = notes + stack.warnings + replacement_notes
     for note in list(stack.notes) + screening_notes:
         progress.event("log", message=note)
     for warning in warnings:
@@ -275,10 +277,10 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
                      stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
                      descriptions, labels=rasters, bands=count, colours=colours, units=stack.units,
-                     closing_tags=lambda: frame_tags(*frames_used(stack.paths, used)))
+                     closing_tags=lambda: frame_tags(*frames_used(stack.paths, used, replaced)))
         if request.kernels_out:
             _write_kernels(temporaries[-1], kernels, tags)
-    frames, left_out = frames_used(stack.paths, used)
+    frames, left_out = frames_used(stack.paths, used, replaced)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 frames, str(engine.device), round(time.perf_counter() - started, 2), warnings,
@@ -288,11 +290,13 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     return result
 
 
-def frames_used(paths: Sequence[str], used: dict[int, list[str]]) -> tuple[list[str], list[str]]:
+def frames_used(paths: Sequence[str], used: dict[int, list[str]],
+                replaced: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """The frames of `paths` that some band used (`used`: band index -> its frames), and the names
-    of those a band left out: 'a.tif', or 'a.tif (band 2)' when other bands used it."""
+    of those left out: `replaced` (left out of every band before the run, another frame in their
+    place), then those a band left out: 'a.tif', or 'a.tif (band 2)' when other bands used it."""
     kept = [path for path in paths if any(path in frames for frames in used.values())]
-    left_out = []
+    left_out = [os.path.basename(path) for path in replaced]
     for path in paths:
         bands = [index + 1 for index, frames in sorted(used.items()) if path not in frames]
         if bands:
@@ -307,6 +311,32 @@ def frame_tags(kept: Sequence[str], left_out: Sequence[str]) -> dict[str, Any]:
     band has run, so they are written as the outputs close)."""
     return {"MISR_FRAMES": len(kept), "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in kept]),
             **({"MISR_FRAMES_LEFT_OUT": json.dumps(left_out)} if left_out else {})}
+
+
+def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: SuperResolveRequest
+                           ) -> tuple[Any, list[str], list[str]]:
+    """With usable frames beyond --max-frames (`spares`), the frames a run would leave out of
+    every band as far noisier than the others (``inference.tiled.noisy_in_every_band``) are
+    replaced by the next clearest ones, themselves measured in turn. Returns the stack, the
+    frames replaced and the warnings naming them and the frames used instead."""
+    if request.keep_noisy_frames or not spares:
+        return stack, [], []
+    from .inference.tiled import noisy_frame_notes, noisy_in_every_band
+    replaced: list[str] = []
+    notes: list[str] = []
+    while noisy := noisy_in_every_band(stack, request.tile_size, request.overlap,
+                                       request.reference_index(stack.paths)):
+        excluded = [plan.frames.index(path) for path in replaced + [stack.paths[index] for index, _ in noisy]]
+        wider = open_planned(plan, request.max_frames, request.reference_index(plan.frames), excluded)
+        added = [path for path in wider.paths if path not in stack.paths]
+        if not added:  # no usable frame left: the run leaves them out itself
+            break
+        replaced += [stack.paths[index] for index, _ in noisy]
+        notes += noisy_frame_notes(noisy, stack.paths, [index for index, _ in noisy], False)
+        notes.append(f"used in place of the frames left out as too noisy (the next clearest): "
+                     f"{', '.join(os.path.basename(path) for path in added)}")
+        stack = _screened(wider, request.screening)[0]
+    return stack, replaced, notes
 
 
 def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:

@@ -154,7 +154,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
-    noisy, paths = [(index, times) for index, times in norm.noisy_frames() if index != state], stack.paths
+    noisy, paths = noisy_frames(norm, state), stack.paths
     left_out = [] if keep_noisy_frames else [index for index, times in noisy if times >= LEAVE_OUT_RATIO]
     if left_out:
         stack, registration, state = leave_out_noisy(stack, registration, state, left_out)
@@ -208,6 +208,30 @@ def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: 
     rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
     phases = subpixel_phase(shifts)
     return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
+
+
+def noisy_frames(norm: Normalisation, state: int | None = None) -> list[tuple[int, float]]:
+    """(index, times the median frame's noise) of the frames far noisier than the others
+    (``Normalisation.noisy_frames``), the `state` frame aside: from LEAVE_OUT_RATIO times on, a
+    run leaves them out."""
+    return [(index, times) for index, times in norm.noisy_frames() if index != state]
+
+
+def noisy_in_every_band(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
+                        state: int | None = None) -> list[tuple[int, float]]:
+    """(index, the fewest times the median frame's noise over the bands) of the frames that a run
+    of `stack` leaves out of every band (``noisy_frames`` from LEAVE_OUT_RATIO on), measured as
+    the run measures them (one registration for every band of a multi-band stack)."""
+    count = getattr(stack, "band_count", 1)  # an in-memory `Stack` has one band
+    registration = stack_registration(stack) if count > 1 else None
+    found: dict[int, float] | None = None
+    for band in [stack.band(index) for index in range(count)] if count > 1 else [stack]:
+        norm = prepare_scene(band, tile_size, overlap, registration)[2]
+        times = {index: t for index, t in noisy_frames(norm, state) if t >= LEAVE_OUT_RATIO}
+        found = times if found is None else {index: min(t, found[index]) for index, t in times.items() if index in found}
+        if not found:
+            return []
+    return sorted(found.items())
 
 
 def leave_out_noisy(stack: AnyStack, registration: tuple[np.ndarray, int] | None, state: int | None,

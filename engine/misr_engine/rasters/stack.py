@@ -137,6 +137,8 @@ class LazyStack:
     """What people should know that is not a problem (mask kinds detected, masks resampled)."""
     units: tuple[Units, ...] = ()
     """Per band opened, the units every frame's values are read in (`StackPlan.units`)."""
+    spares: int = 0
+    """Usable frames (clear somewhere, not a duplicate) beyond the `max_frames` opened (`open_planned`)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -154,7 +156,7 @@ class LazyStack:
             return self
         sources = [source.band_view(index) for source in self.sources]
         return LazyStack(sources, self.grid, list(self.paths), self.clear_fraction, sources[0].frame.nodata,
-                         list(self.warnings), list(self.notes), self.units[index:index + 1])
+                         list(self.warnings), list(self.notes), self.units[index:index + 1], self.spares)
 
     @property
     def first_bands(self) -> tuple[BandSource, ...]:
@@ -244,6 +246,23 @@ class StackPlan:
     kinds_resolved: bool = False
     units: list[Units] = field(default_factory=list)
     """Per band read, the units every frame is read in (`stack_units`)."""
+    scanned: tuple[np.ndarray, list[bytes]] | None = None
+    """Every planned frame's clear fraction and digest, once `scan` counted them."""
+
+    def scan(self) -> tuple[np.ndarray, list[bytes]]:
+        """Every planned frame's clear fraction and digest (`scan_frame`), counted one file at a
+        time, once: the frames are read again only to be super-resolved."""
+        if self.scanned is None:
+            counts, digests = [], []
+            for index in range(len(self.frames)):
+                source = self.open(index)
+                with gdal_cache_limit(stream_cache_bytes([source], self.grid)):
+                    count, digest = scan_frame(source, self.grid)
+                counts.append(count)
+                digests.append(digest)
+                del source  # closes its files: a thousand frames never hold a thousand files open
+            self.scanned = np.asarray(counts) / (self.grid.width * self.grid.height), digests
+        return self.scanned
 
     @property
     def band_numbers(self) -> list[int | None]:
@@ -384,22 +403,16 @@ def open_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     return open_planned(plan_stack(frame_paths, mask_paths, band, align, mask_options, bands), max_frames)
 
 
-def open_planned(plan: StackPlan, max_frames: int | None = None, required: int | None = None) -> LazyStack:
+def open_planned(plan: StackPlan, max_frames: int | None = None, required: int | None = None,
+                 excluded: Sequence[int] = ()) -> LazyStack:
     """The masks' kinds resolved (`StackPlan.resolve_mask_kinds`), then the planned frames' pixels
-    counted and hashed one file at a time (`scan_frame`), then fully cloudy frames and frames
-    identical to another dropped, the `max_frames` clearest (default: all) kept, planned frame
+    counted and hashed one file at a time (`StackPlan.scan`, once per plan), then fully cloudy
+    frames and frames identical to another dropped, the planned frames `excluded` (a run found
+    them far too noisy) left aside, the `max_frames` clearest (default: all) kept, planned frame
     `required` among them if it is not dropped before, each with a warning; only those are
-    opened: a `LazyStack`."""
+    opened: a `LazyStack`, whose `spares` counts the usable frames beyond `max_frames`."""
     plan.resolve_mask_kinds()
-    grid, counts, digests = plan.grid, [], []
-    for index in range(len(plan.frames)):
-        source = plan.open(index)
-        with gdal_cache_limit(stream_cache_bytes([source], grid)):
-            count, digest = scan_frame(source, grid)
-        counts.append(count)
-        digests.append(digest)
-        del source  # closes its files: a thousand frames never hold a thousand files open
-    clear = np.asarray(counts) / (grid.width * grid.height)
+    clear, digests = plan.scan()
     paths, warnings = list(plan.frames), list(plan.warnings)
     keep, said = cloudy_selection(paths, clear)
     keep = np.flatnonzero(keep)
@@ -407,13 +420,15 @@ def open_planned(plan: StackPlan, max_frames: int | None = None, required: int |
     unique, said = duplicate_selection([paths[i] for i in keep], [digests[i] for i in keep])
     keep = keep[unique]
     warnings += said
+    keep = keep[~np.isin(keep, list(excluded))]
     kept_required = int(np.flatnonzero(keep == required)[0]) if required is not None and required in keep else None
     clearest, said = clearest_selection([paths[i] for i in keep], clear[keep], max_frames or len(keep), kept_required)
+    spares = len(keep) - len(clearest)
     keep = keep[clearest]
     warnings += said
     ensure_open_files((len(plan.band_numbers) + 1) * len(keep))
-    return LazyStack([plan.open(int(i)) for i in keep], grid, [paths[i] for i in keep], clear[keep],
-                     plan.nodata, warnings, list(plan.notes), tuple(plan.units))
+    return LazyStack([plan.open(int(i)) for i in keep], plan.grid, [paths[i] for i in keep], clear[keep],
+                     plan.nodata, warnings, list(plan.notes), tuple(plan.units), spares)
 
 
 def read_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = None,

@@ -18,10 +18,15 @@ from misr_engine.inference.normalisation import (
     NOISY_FRAME_RATIO,
     Normalisation,
 )
-from misr_engine.inference.tiled import leave_out_noisy, super_resolve
+from misr_engine.inference.tiled import (
+    leave_out_noisy,
+    noisy_in_every_band,
+    super_resolve,
+)
 from misr_engine.pipeline import SuperResolveRequest, frames_used, super_resolve_files
 from misr_engine.rasters.bands import read_band
-from misr_engine.rasters.stack import Stack
+from misr_engine.rasters.masks import MaskOptions
+from misr_engine.rasters.stack import Stack, open_stack
 from misr_engine.resources import sample_dir
 from osgeo import gdal
 
@@ -44,6 +49,14 @@ def _with_noisy_frame(frames: np.ndarray, masks: np.ndarray, times: float, seed:
     rng = np.random.default_rng(seed)
     noisy[NOISY] += rng.normal(0.0, times * np.median(frame_noise), size=noisy[NOISY].shape).astype(np.float32)
     return noisy
+
+
+def _files(folder, names: list[str], frames: np.ndarray, masks: np.ndarray) -> tuple[list[str], list[str]]:
+    """`frames` ((T, H, W), or (T, bands, H, W)) written as float GeoTIFFs named `names`, and `masks` as binary masks."""
+    paths = [str(make_raster(folder / name, frame, gdal.GDT_Float32)) for name, frame in zip(names, frames)]
+    masks_written = [str(make_raster(folder / f"mask_{index}.tif", mask.astype(np.uint8), gdal.GDT_Byte))
+                     for index, mask in enumerate(masks)]
+    return paths, masks_written
 
 
 def test_a_frame_far_noisier_than_the_others_is_named_and_no_other(sample_stack, shipped_model):
@@ -102,9 +115,7 @@ def test_a_run_of_files_says_which_frames_it_used_and_which_it_left_out(tmp_path
     frames, masks = sample_stack.frames[(slice(None), *CROP)], sample_stack.masks[(slice(None), *CROP)]
     noisy = _with_noisy_frame(frames, masks, 2 * LEAVE_OUT_RATIO)
     names = [os.path.basename(path) for path in sample_stack.paths]
-    paths = [str(make_raster(tmp_path / name, frame, gdal.GDT_Float32)) for name, frame in zip(names, noisy)]
-    mask_paths = [str(make_raster(tmp_path / f"mask_{index}.tif", mask.astype(np.uint8), gdal.GDT_Byte))
-                  for index, mask in enumerate(masks)]
+    paths, mask_paths = _files(tmp_path, names, noisy, masks)
     for keep in (False, True):
         heard = _Heard()
         request = SuperResolveRequest(frames=paths, masks=mask_paths, mask_kind=["binary"],
@@ -121,6 +132,53 @@ def test_a_run_of_files_says_which_frames_it_used_and_which_it_left_out(tmp_path
             assert json.loads(tags["MISR_FRAMES_LEFT_OUT"]) == ["frame_04.tif"] == result.left_out
             assert f"({len(used)} frames, " in heard.done["summary"]
             assert heard.done["summary"].endswith("; left out as too noisy: frame_04.tif)")
+
+
+def test_a_noisy_frame_left_out_is_replaced_by_the_next_clearest_when_there_are_more_than_max_frames(
+        tmp_path, sample_stack):
+    """With more usable frames than --max-frames, the frame left out as far too noisy gives its place
+    to the next clearest frame: the run is the run of the other frames, and says so."""
+    frames, masks = sample_stack.frames[(slice(None), *CROP)], sample_stack.masks[(slice(None), *CROP)]
+    names = [os.path.basename(path) for path in sample_stack.paths]
+    paths, mask_paths = _files(tmp_path, names, _with_noisy_frame(frames, masks, 2 * LEAVE_OUT_RATIO), masks)
+    clearest = np.argsort(-masks.reshape(len(masks), -1).mean(axis=1), kind="stable")
+    max_frames, spare = len(names) - 1, names[clearest[-1]]
+    assert NOISY in clearest[:max_frames]  # the noisy frame is among those a run opens first
+    heard = _Heard()
+    request = SuperResolveRequest(frames=paths, masks=mask_paths, mask_kind=["binary"], max_frames=max_frames,
+                                  output=str(tmp_path / "sr.tif"), device="cpu")
+    result = super_resolve_files(request, heard)
+    others = [index for index in range(len(names)) if index != NOISY]
+    assert [os.path.basename(path) for path in result.frames] == [names[i] for i in others]
+    tags = gdal.Open(request.output).GetMetadata()
+    assert tags["MISR_FRAMES"] == str(max_frames) and json.loads(tags["MISR_FRAMES_LEFT_OUT"]) == ["frame_04.tif"]
+    assert heard.done["summary"].endswith(f"({max_frames} frames, cpu, {result.seconds} s; left out as too "
+                                          "noisy: frame_04.tif)")
+    assert any(w.startswith("frame_04.tif is ") and "left out of this run" in w for w in result.warnings)
+    assert any(w.startswith("used in place of the frames left out") and w.endswith(spare) for w in result.warnings)
+    assert not any("beyond the" in w for w in result.warnings)  # every usable frame but the noisy one is used
+
+    without = SuperResolveRequest(frames=[paths[i] for i in others], masks=[mask_paths[i] for i in others],
+                                  mask_kind=["binary"], output=str(tmp_path / "sr_others.tif"), device="cpu")
+    super_resolve_files(without)
+    np.testing.assert_array_equal(read_band(request.output)[0], read_band(without.output)[0])
+
+
+def test_only_a_frame_that_every_band_leaves_out_counts_as_left_out_before_the_run(tmp_path, sample_stack):
+    """What decides a replacement in a multi-band run: the frame must be far too noisy in every band."""
+    frames, masks = sample_stack.frames[(slice(None), *CROP)], sample_stack.masks[(slice(None), *CROP)]
+    noisy, binary = _with_noisy_frame(frames, masks, 2 * LEAVE_OUT_RATIO), MaskOptions(("binary",))
+    for name, second in (("one", frames), ("both", noisy)):
+        folder = tmp_path / name
+        folder.mkdir()
+        paths, mask_paths = _files(folder, [f"{index}.tif" for index in range(len(frames))],
+                                   np.stack([noisy, second], axis=1), masks)
+        found = noisy_in_every_band(open_stack(paths, mask_paths, bands=[1, 2], mask_options=binary))
+        if name == "one":  # band 1 alone would leave it out, band 2 keeps it
+            first = noisy_in_every_band(open_stack(paths, mask_paths, band=1, mask_options=binary))
+            assert found == [] and [index for index, _ in first] == [NOISY]
+        else:
+            assert [index for index, _ in found] == [NOISY] and found[0][1] >= LEAVE_OUT_RATIO
 
 
 def test_a_frame_left_out_of_some_bands_only_is_named_with_them():
