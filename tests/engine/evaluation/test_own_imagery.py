@@ -15,6 +15,8 @@ from misr_engine.rasters.bands import read_band
 from misr_engine.resources import sample_dir
 from osgeo import gdal
 
+from tests.rasters import make_raster
+
 LR_SIZE = 16
 COUNT = 6
 
@@ -24,10 +26,7 @@ def half_water_raster(path: str) -> np.ndarray:
     image = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float32)
     half = image.shape[1] // 2
     image[:, :half] = 300.0 + np.random.default_rng(0).normal(0.0, 2.0, (image.shape[0], half))
-    driver = gdal.GetDriverByName("GTiff")
-    dataset = driver.Create(path, image.shape[1], image.shape[0], 1, gdal.GDT_Float32)
-    dataset.GetRasterBand(1).WriteArray(image)
-    dataset = None
+    make_raster(path, image, gdal.GDT_Float32)
     return image
 
 
