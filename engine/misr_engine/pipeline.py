@@ -32,6 +32,7 @@ from .rasters.masks import AUTO, MaskOptions
 from .rasters.outputs import atomic_outputs, check_outputs
 from .rasters.writer import check_geotiff_name
 from .rasters.disk import check_free_space
+from .rasters.selection import clearest_selection
 from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, StackPlan, open_planned, plan_stack
 from .rasters.writer import write_strips
 from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES, Screening, screen_stack
@@ -228,9 +229,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     notes += check_resources(request, plan, engine)
-    stack = open_planned(plan, request.max_frames, request.reference_index(plan.frames))
-    spares = stack.spares
-    stack, screening_notes = _screened(stack, request.screening)
+    stack, spares, screening_notes = _opened(plan, request)
     stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request)
     state = request.reference_index(stack.paths)
     if request.reference_frame is not None and state is None:
@@ -327,7 +326,7 @@ def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: Su
     while noisy := noisy_in_every_band(stack, request.tile_size, request.overlap,
                                        request.reference_index(stack.paths)):
         excluded = [plan.frames.index(path) for path in replaced + [stack.paths[index] for index, _ in noisy]]
-        wider = open_planned(plan, request.max_frames, request.reference_index(plan.frames), excluded)
+        wider = _opened(plan, request, excluded)[0]
         added = [path for path in wider.paths if path not in stack.paths]
         if not added:  # no usable frame left: the run leaves them out itself
             break
@@ -335,8 +334,34 @@ def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: Su
         notes += noisy_frame_notes(noisy, stack.paths, [index for index, _ in noisy], False)
         notes.append(f"used in place of the frames left out as too noisy (the next clearest): "
                      f"{', '.join(os.path.basename(path) for path in added)}")
-        stack = _screened(wider, request.screening)[0]
+        stack = wider
     return stack, replaced, notes
+
+
+def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[int] = ()
+            ) -> tuple[Any, int, list[str]]:
+    """The frames a run uses, opened (``open_planned``; planned frames `excluded` left aside) and
+    screened for clouds where asked (``_screened``): the --max-frames clearest, the number of
+    usable frames beyond them, and the notes on the screening.
+
+    Given masks say how clear each frame is before anything is opened. Without them every frame
+    looks clear until screened, so with more usable frames than --max-frames all of them are
+    screened and the clearest once screened are kept (the first ones given were kept before,
+    half-cloudy or not: on the sample, 5 of its 9 frames asked for, 2 of those half cloudy)."""
+    required = request.reference_index(plan.frames)
+    if request.screening is None:
+        stack = open_planned(plan, request.max_frames, required, excluded)
+        return stack, stack.spares, []
+    every = open_planned(plan, None, required, excluded)
+    screened, notes = _screened(every, request.screening)
+    limit = request.max_frames or len(screened.paths)
+    if len(screened.paths) <= limit:
+        return screened, 0, notes
+    shown = plan.frames[required] if required is not None else None
+    keep, said = clearest_selection(screened.paths, screened.clear_fraction, limit,
+                                    screened.paths.index(shown) if shown in screened.paths else None,
+                                    "clearest once screened for clouds")
+    return screened.subset(keep, said), len(screened.paths) - limit, notes
 
 
 def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:

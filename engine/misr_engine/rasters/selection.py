@@ -58,9 +58,10 @@ def duplicate_selection(paths: Sequence[str], digests: Sequence[bytes]) -> tuple
 
 
 def clearest_selection(paths: Sequence[str], clear: np.ndarray, max_frames: int,
-                       required: int | None = None) -> tuple[np.ndarray, list[str]]:
+                       required: int | None = None, clearest: str = "clearest") -> tuple[np.ndarray, list[str]]:
     """Indices (in order) of the `max_frames` clearest frames, frame `required` among them
-    whatever its clear share (it takes the least clear one's place), and a warning naming the others."""
+    whatever its clear share (it takes the least clear one's place), and a warning naming the
+    others (`clearest`: how the warning says what was kept)."""
     if len(paths) <= max_frames:
         return np.arange(len(paths)), []
     order = np.argsort(-np.asarray(clear), kind="stable")
@@ -68,4 +69,4 @@ def clearest_selection(paths: Sequence[str], clear: np.ndarray, max_frames: int,
         order = np.concatenate([[required], order[order != required]])
     keep = np.sort(order[:max_frames])
     dropped = [paths[i] for i in sorted(order[max_frames:])]
-    return keep, [f"{len(dropped)} frame(s) beyond the {max_frames} clearest not used: {', '.join(dropped)}"]
+    return keep, [f"{len(dropped)} frame(s) beyond the {max_frames} {clearest} not used: {', '.join(dropped)}"]

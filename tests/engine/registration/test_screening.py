@@ -4,12 +4,14 @@ the ground beside each cloud."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
+from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import open_stack
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
@@ -79,3 +81,17 @@ def test_a_window_reads_only_the_rows_it_needs(screened):
     reach = int(np.ptp(screened.moves[:, 0])) + Screening().halo
     assert len(read) == 1 and 60 - reach <= read[0][0] and read[0][1] <= 70 + reach
 
+
+
+def test_without_masks_a_run_uses_the_frames_clearest_once_screened(tmp_path, sample_paths, truth):
+    """More frames than --max-frames and no masks: every frame looks clear until screened, so all are
+    screened and the clearest kept (before: the first five given, two of them half cloudy)."""
+    frames = sample_paths[0]
+    clearest = sorted(sorted(frames, key=lambda path: -truth[path].mean())[:5])
+    request = SuperResolveRequest(frames=frames, output=str(tmp_path / "sr.tif"), max_frames=5)
+    result = super_resolve_files(request)
+    assert result.frames == clearest  # frames 3, 4, 5, 8 and 9: 92-100% clear
+    assert len(read_band(result.output)[0]) == 3 * 140
+    dropped = [message for message in result.warnings if "beyond the 5 clearest once screened" in message]
+    assert len(dropped) == 1 and all(os.path.basename(path) in dropped[0]
+                                     for path in frames if path not in clearest and "frame_06" not in path)
