@@ -1,0 +1,75 @@
+"""Without masks and with more frames than --max-frames: the SR of the frames a run picks, on
+VALIDATION scenes, scored per scene; run once per checkout, then compare.
+
+Each scene (the in-distribution validation set: simulated bright clouds on some frames, their
+masks not given) is written as GeoTIFF frames and run through ``super_resolve_files`` as a user
+would (`--max-frames`), so the run's own frame choice and cloud screening are what is measured.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=/old/engine .venv/bin/python scripts/screened_selection_study.py --out old.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/screened_selection_study.py --out new.json --against old.json
+
+(docs/evaluation/screened_selection_validation.log)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
+from misr_engine.rasters.bands import read_band
+from osgeo import gdal
+
+
+def write_frames(folder: Path, frames: np.ndarray) -> list[str]:
+    """`frames` (T,H,W) as float32 GeoTIFFs on one north-up grid, no masks."""
+    paths = []
+    for index, frame in enumerate(frames):
+        path = folder / f"frame_{index:02d}.tif"
+        dataset = gdal.GetDriverByName("GTiff").Create(str(path), frame.shape[1], frame.shape[0], 1, gdal.GDT_Float32)
+        dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0))
+        dataset.GetRasterBand(1).WriteArray(frame.astype(np.float32))
+        dataset = None
+        paths.append(str(path))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=12, help="frames per scene")
+    parser.add_argument("--max-frames", type=int, default=6)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--against", help="the other checkout's scores: print the paired change")
+    args = parser.parse_args()
+    scenes = evidence_scenes("in-distribution", "validation", args.scenes, 64, args.frames)
+    scores, used = [], []
+    for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+        with tempfile.TemporaryDirectory() as folder:
+            paths = write_frames(Path(folder), frames)
+            result = super_resolve_files(SuperResolveRequest(frames=paths, output=str(Path(folder) / "sr.tif"),
+                                                             max_frames=args.max_frames))
+            clear = [float(masks[paths.index(path)].mean()) for path in result.frames]
+            scores.append(scene_score(read_band(result.output)[0], hr))
+            used.append(clear)
+        print(f"{scores[-1]:.3f} dB, frames used {len(clear)}, their clear shares {np.round(clear, 2).tolist()}", flush=True)
+    with open(args.out, "w") as handle:
+        json.dump({"scores": scores, "clear_used": used}, handle)
+    if args.against:
+        with open(args.against) as handle:
+            other = json.load(handle)
+        mean, low, high = paired_interval(scores, other["scores"])
+        share = [np.mean(c) for c in used]
+        share_other = [np.mean(c) for c in other["clear_used"]]
+        print(f"change {mean:+.3f} dB [{low:+.3f}, {high:+.3f}] over {len(scores)} scenes; "
+              f"changed by more than 0.01 dB: {sum(abs(a - b) > 0.01 for a, b in zip(scores, other['scores']))}; "
+              f"mean clear share of the frames used {np.mean(share):.3f} (other {np.mean(share_other):.3f}); "
+              f"frames used {np.mean([len(c) for c in used]):.2f} (other {np.mean([len(c) for c in other['clear_used']]):.2f})")
+
+
+if __name__ == "__main__":
+    main()
