@@ -19,7 +19,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import (
+    evidence_scenes,
+    paired_interval,
+    scene_score,
+)
 from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.bands import read_band
 from osgeo import gdal
