@@ -20,7 +20,11 @@ import numpy as np
 import torch
 from misr_engine.evaluation.adaptation import evidence_scenes
 from misr_engine.evaluation.baselines import engine_prepared
-from misr_engine.evaluation.metrics import best_alignment, laplace_calibration, lr_fidelity
+from misr_engine.evaluation.metrics import (
+    best_alignment,
+    laplace_calibration,
+    lr_fidelity,
+)
 from misr_engine.evaluation.scores import on_aligned_pixels
 from misr_engine.inference.normalisation import Normalisation
 from misr_engine.inference.tiled import super_resolve
