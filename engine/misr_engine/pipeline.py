@@ -229,7 +229,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     notes += check_resources(request, plan, engine)
-    stack, spares, screening_notes = _opened(plan, request)
+    stack, spares, screening_notes = _opened(plan, request, progress=progress)
     stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request)
     state = request.reference_index(stack.paths)
     if request.reference_frame is not None and state is None:
@@ -338,8 +338,8 @@ def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: Su
     return stack, replaced, notes
 
 
-def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[int] = ()
-            ) -> tuple[Any, int, list[str]]:
+def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[int] = (),
+            progress: Reporter | None = None) -> tuple[Any, int, list[str]]:
     """The frames a run uses, opened (``open_planned``; planned frames `excluded` left aside) and
     screened for clouds where asked (``_screened``): the --max-frames clearest, the number of
     usable frames beyond them, and the notes on the screening.
@@ -347,12 +347,17 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
     Given masks say how clear each frame is before anything is opened. Without them every frame
     looks clear until screened, so with more usable frames than --max-frames all of them are
     screened and the clearest once screened are kept (the first ones given were kept before,
-    half-cloudy or not: on the sample, 5 of its 9 frames asked for, 2 of those half cloudy)."""
+    half-cloudy or not: on the sample, 5 of its 9 frames asked for, 2 of those half cloudy).
+    `progress` hears a `log` event before the spare frames are screened (a minute or more for a
+    large archive)."""
     required = request.reference_index(plan.frames)
     if request.screening is None:
         stack = open_planned(plan, request.max_frames, required, excluded)
         return stack, stack.spares, []
     every = open_planned(plan, None, required, excluded)
+    if progress is not None and request.max_frames and len(every.paths) > request.max_frames:
+        progress.event("log", message=f"no cloud masks: screening all {len(every.paths)} usable frames for clouds "
+                                      f"to keep the {request.max_frames} clearest")
     screened, notes = _screened(every, request.screening)
     limit = request.max_frames or len(screened.paths)
     if len(screened.paths) <= limit:

@@ -30,6 +30,7 @@ from misr_engine.rasters.stack import Stack, open_stack
 from misr_engine.resources import sample_dir
 from osgeo import gdal
 
+from tests.engine.reporting import Recorder
 from tests.rasters import make_raster
 
 CROP = (slice(20, 68), slice(30, 78))  # LR px of the sample
@@ -117,7 +118,7 @@ def test_a_run_of_files_says_which_frames_it_used_and_which_it_left_out(tmp_path
     names = [os.path.basename(path) for path in sample_stack.paths]
     paths, mask_paths = _files(tmp_path, names, noisy, masks)
     for keep in (False, True):
-        heard = _Heard()
+        heard = Recorder()
         request = SuperResolveRequest(frames=paths, masks=mask_paths, mask_kind=["binary"],
                                       output=str(tmp_path / f"sr_{keep}.tif"), device="cpu",
                                       keep_noisy_frames=keep)
@@ -144,7 +145,7 @@ def test_a_noisy_frame_left_out_is_replaced_by_the_next_clearest_when_there_are_
     clearest = np.argsort(-masks.reshape(len(masks), -1).mean(axis=1), kind="stable")
     max_frames, spare = len(names) - 1, names[clearest[-1]]
     assert NOISY in clearest[:max_frames]  # the noisy frame is among those a run opens first
-    heard = _Heard()
+    heard = Recorder()
     request = SuperResolveRequest(frames=paths, masks=mask_paths, mask_kind=["binary"], max_frames=max_frames,
                                   output=str(tmp_path / "sr.tif"), device="cpu")
     result = super_resolve_files(request, heard)
@@ -186,17 +187,3 @@ def test_a_frame_left_out_of_some_bands_only_is_named_with_them():
     assert frames_used(["a.tif", "b.tif", "c.tif", "d.tif"], used) == (
         ["a.tif", "b.tif", "c.tif"], ["b.tif (bands 1, 3)", "c.tif (bands 2, 3)", "d.tif"])
     assert frames_used(["a.tif", "b.tif"], {0: ["a.tif", "b.tif"]}) == (["a.tif", "b.tif"], [])
-
-
-class _Heard:
-    """A reporter that keeps the done event."""
-
-    def __init__(self) -> None:
-        self.done: dict = {}
-
-    def event(self, name: str, **fields) -> None:
-        if name == "done":
-            self.done = fields
-
-    def update(self, fraction: float, message: str = "") -> None:
-        pass

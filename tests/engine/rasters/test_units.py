@@ -12,6 +12,8 @@ from misr_engine.rasters.bands import Units, open_band
 from misr_engine.rasters.stack import open_stack
 from osgeo import gdal
 
+from tests.engine.reporting import Recorder
+
 CROP = [30, 30, 48, 48]  # x, y, width, height in the sample's LR pixels
 OLD_BASELINE = Units(0.0001, 0.0)  # Sentinel-2 L2A before processing baseline 04.00
 NEW_BASELINE = Units(0.0001, -0.1)  # from 04.00 on: the same reflectance is 1000 numbers higher
@@ -41,18 +43,6 @@ def crops(folder, sample_paths, units: list[Units | None]) -> tuple[list[str], l
             band.SetOffset(declared.offset)
         dataset = None
     return frames, masks
-
-
-class Recorder:
-    def __init__(self):
-        self.notes: list[str] = []
-
-    def event(self, name: str, **fields) -> None:
-        if name == "log":
-            self.notes.append(fields["message"])
-
-    def update(self, fraction: float, message: str = "") -> None:
-        pass
 
 
 def run(frames, masks, folder, engine) -> tuple[gdal.Dataset, gdal.Dataset, list[str]]:

@@ -15,6 +15,7 @@ from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import open_stack
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
+from tests.engine.reporting import Recorder
 from tests.rasters import make_raster
 
 
@@ -89,8 +90,10 @@ def test_without_masks_a_run_uses_the_frames_clearest_once_screened(tmp_path, sa
     frames = sample_paths[0]
     clearest = sorted(sorted(frames, key=lambda path: -truth[path].mean())[:5])
     request = SuperResolveRequest(frames=frames, output=str(tmp_path / "sr.tif"), max_frames=5)
-    result = super_resolve_files(request)
+    recorder = Recorder()
+    result = super_resolve_files(request, recorder)
     assert result.frames == clearest  # frames 3, 4, 5, 8 and 9: 92-100% clear
+    assert "screening all 9 usable frames for clouds to keep the 5 clearest" in recorder.notes[0]  # before it runs
     assert len(read_band(result.output)[0]) == 3 * 140
     dropped = [message for message in result.warnings if "beyond the 5 clearest once screened" in message]
     assert len(dropped) == 1 and all(os.path.basename(path) in dropped[0]
