@@ -40,6 +40,11 @@ from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED
 if TYPE_CHECKING:  # torch is imported only once the inputs are known to be good (slow: ~1 s)
     from .inference.engine import Engine
 
+SCREENING_POOL = 2
+"""Without masks, at most this many times --max-frames frames are screened to pick the clearest:
+screening holds each frame's registration and screening windows (about 30-70 MB a frame on
+1500-3000 pixel rasters), so an archive of hundreds of frames is not screened whole."""
+
 PRODUCTS = (("super-resolved", "super-resolved x3"),
             ("uncertainty (Laplace scale, input units)", "uncertainty: Laplace scale"))
 """(MISR_PRODUCT tag, band description) of the SR and the uncertainty outputs."""
@@ -345,18 +350,20 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
     usable frames beyond them, and the notes on the screening.
 
     Given masks say how clear each frame is before anything is opened. Without them every frame
-    looks clear until screened, so with more usable frames than --max-frames all of them are
-    screened and the clearest once screened are kept (the first ones given were kept before,
-    half-cloudy or not: on the sample, 5 of its 9 frames asked for, 2 of those half cloudy).
+    looks clear until screened, so with more usable frames than --max-frames up to SCREENING_POOL
+    times as many are screened (those with the most valid pixels) and the clearest once screened
+    are kept (the first ones given were kept before, half-cloudy or not: on the sample, 5 of its 9
+    frames asked for, 2 of those half cloudy).
     `progress` hears a `log` event before the spare frames are screened (a minute or more for a
     large archive)."""
     required = request.reference_index(plan.frames)
     if request.screening is None:
         stack = open_planned(plan, request.max_frames, required, excluded)
         return stack, stack.spares, []
-    every = open_planned(plan, None, required, excluded)
+    every = open_planned(plan, request.max_frames and SCREENING_POOL * request.max_frames, required, excluded)
     if progress is not None and request.max_frames and len(every.paths) > request.max_frames:
-        progress.event("log", message=f"no cloud masks: screening all {len(every.paths)} usable frames for clouds "
+        pool = f" (those with the most valid pixels of {len(every.paths) + every.spares})" if every.spares else ""
+        progress.event("log", message=f"no cloud masks: screening {len(every.paths)} usable frames{pool} for clouds "
                                       f"to keep the {request.max_frames} clearest")
     screened, notes = _screened(every, request.screening)
     limit = request.max_frames or len(screened.paths)
@@ -366,7 +373,7 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
     keep, said = clearest_selection(screened.paths, screened.clear_fraction, limit,
                                     screened.paths.index(shown) if shown in screened.paths else None,
                                     "clearest once screened for clouds")
-    return screened.subset(keep, said), len(screened.paths) - limit, notes
+    return screened.subset(keep, said), every.spares + len(screened.paths) - limit, notes
 
 
 def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
+from misr_engine.pipeline import SCREENING_POOL, SuperResolveRequest, _opened, super_resolve_files
 from misr_engine.rasters.bands import read_band
-from misr_engine.rasters.stack import open_stack
+from misr_engine.rasters.stack import open_stack, plan_stack
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
 from tests.engine.reporting import Recorder
 from tests.rasters import make_raster
@@ -83,7 +83,6 @@ def test_a_window_reads_only_the_rows_it_needs(screened):
     assert len(read) == 1 and 60 - reach <= read[0][0] and read[0][1] <= 70 + reach
 
 
-
 def test_without_masks_a_run_uses_the_frames_clearest_once_screened(tmp_path, sample_paths, truth):
     """More frames than --max-frames and no masks: every frame looks clear until screened, so all are
     screened and the clearest kept (before: the first five given, two of them half cloudy)."""
@@ -93,8 +92,21 @@ def test_without_masks_a_run_uses_the_frames_clearest_once_screened(tmp_path, sa
     recorder = Recorder()
     result = super_resolve_files(request, recorder)
     assert result.frames == clearest  # frames 3, 4, 5, 8 and 9: 92-100% clear
-    assert "screening all 9 usable frames for clouds to keep the 5 clearest" in recorder.notes[0]  # before it runs
+    assert "screening 9 usable frames for clouds to keep the 5 clearest" in recorder.notes[0]  # before it runs
     assert len(read_band(result.output)[0]) == 3 * 140
     dropped = [message for message in result.warnings if "beyond the 5 clearest once screened" in message]
     assert len(dropped) == 1 and all(os.path.basename(path) in dropped[0]
                                      for path in frames if path not in clearest and "frame_06" not in path)
+
+
+def test_without_masks_at_most_twice_max_frames_are_screened(tmp_path, sample_paths, truth):
+    """An archive is not screened whole (memory): the SCREENING_POOL x --max-frames frames with the
+    most valid pixels are, and the clearest of them once screened are used."""
+    frames = sample_paths[0]
+    request = SuperResolveRequest(frames=frames, output=str(tmp_path / "sr.tif"), max_frames=2)
+    plan = plan_stack(request.frames)
+    stack, spares, _ = _opened(plan, request)
+    assert SCREENING_POOL == 2 and spares == len(frames) - 2
+    pool = frames[:4]  # every frame fully valid: the first four given
+    assert stack.paths == sorted(sorted(pool, key=lambda path: -truth[path].mean())[:2])  # frames 3 and 4
+    assert any(message.startswith("5 frame(s) beyond the 4 clearest not used") for message in stack.warnings)
