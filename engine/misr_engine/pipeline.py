@@ -368,7 +368,7 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
     screened, notes = _screened(every, request.screening)
     limit = request.max_frames or len(screened.paths)
     if len(screened.paths) <= limit:
-        return screened, 0, notes
+        return screened, every.spares, notes
     shown = plan.frames[required] if required is not None else None
     keep, said = clearest_selection(screened.paths, screened.clear_fraction, limit,
                                     screened.paths.index(shown) if shown in screened.paths else None,
