@@ -121,7 +121,7 @@ def prepare_run(params: RunParameters, engine: Optional[EngineLocation],
     except ValueError as exc:
         plan.discard()
         raise RunError(str(exc)) from exc
-    return PreparedRun(params, argv, plan, tuple(run_notes(params)))
+    return PreparedRun(params, argv, plan, tuple(run_notes(params, caps)))
 
 
 class RunReporter:

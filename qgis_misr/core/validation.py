@@ -126,11 +126,25 @@ def screening_notes(params: RunParameters) -> List[str]:
                     "(pixels much brighter or darker than the other dates)."]
 
 
-def run_notes(params: RunParameters) -> List[str]:
-    """What people should know about a run that is not a problem: a single frame, frames the
-    engine will resample, coarse masks, automatic cloud screening."""
+def frame_count_notes(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
+    """More frames chosen than the engine uses (its ``limits.max_frames``): which it keeps."""
+    most = caps.limits.max_frames if caps is not None and caps.ok else None
+    if not most or len(params.frames) <= most:
+        return []
+    how = ("by their masks" if params.uses_masks else
+           "once it has screened them for clouds (up to twice as many are screened)" if params.auto_mask else
+           "by their valid pixels")
+    return [f"{len(params.frames)} frames chosen: the engine uses the {most} clearest {how}; the run's "
+            f"messages name the others."]
+
+
+def run_notes(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
+    """What people should know about a run that is not a problem: a single frame, more frames than
+    the engine uses (`caps`: its probe, when known), frames the engine will resample, coarse masks,
+    automatic cloud screening."""
     notes = [ONE_FRAME_NOTE] if len(params.frames) == 1 else []
-    return notes + alignment_notes(params) + coarse_mask_notes(params) + screening_notes(params)
+    return (notes + frame_count_notes(params, caps) + alignment_notes(params) + coarse_mask_notes(params)
+            + screening_notes(params))
 
 
 def ttf_frames_problem(frame_count: int, caps: Optional[EngineCapabilities]) -> Optional[str]:

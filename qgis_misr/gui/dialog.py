@@ -889,7 +889,7 @@ class MisrDialog(QDialog):
                             "choose its Python environment there.")
         elif self.caps is not None and not self.caps.ok:
             problems.append(f"Engine problem: {self.caps.error}")
-        self._show_messages(problems, run_notes(params))
+        self._show_messages(problems, run_notes(params, self.caps))
         running = self.task is not None
         self.run_button.setEnabled(not problems and not running and not self._probing)
         self.run_button.setToolTip("Fix the problems listed above first" if problems else "")

@@ -188,6 +188,21 @@ def test_one_frame_is_allowed_with_a_note(files, tmp_path):
     assert ONE_FRAME_NOTE not in run_notes(params)
 
 
+def test_more_frames_than_the_engine_uses_get_a_note_saying_which_it_keeps(files, tmp_path):
+    paths = files(*(f"f{index:02d}.tif" for index in range(16)))
+    caps = _caps()  # the engine reports max_frames 15
+    params = RunParameters(frames=[FrameInput(info(f"f{index:02d}", path)) for index, path in enumerate(paths)],
+                           output=str(tmp_path / "sr.tif"))
+    notes = run_notes(params, caps)
+    assert notes[0] == ("16 frames chosen: the engine uses the 15 clearest once it has screened them for clouds "
+                        "(up to twice as many are screened); the run's messages name the others.")
+    masked = [FrameInput(item.frame, info(f"m{index:02d}", paths[index])) for index, item in enumerate(params.frames)]
+    assert "the 15 clearest by their masks;" in run_notes(RunParameters(frames=masked, output=params.output), caps)[0]
+    assert run_notes(params) == run_notes(params, None) and not any("frames chosen" in n for n in run_notes(params))
+    params.frames.pop()
+    assert not any("frames chosen" in note for note in run_notes(params, caps))  # 15: all used
+
+
 def test_fine_tuning_needs_the_engines_minimum_number_of_frames(files, tmp_path):
     a, b, c = files("a.tif", "b.tif", "c.tif")
     params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b))],
