@@ -134,8 +134,8 @@ def frame_count_notes(params: RunParameters, caps: Optional[EngineCapabilities] 
     how = ("by their masks" if params.uses_masks else
            "once it has screened them for clouds (up to twice as many are screened)" if params.auto_mask else
            "by their valid pixels")
-    return [f"{len(params.frames)} frames chosen: the engine uses the {most} clearest {how}; the run's "
-            f"messages name the others."]
+    return [(f"{len(params.frames)} frames chosen: the engine uses the {most} clearest {how}; the run's "
+             "messages name the others.")]
 
 
 def run_notes(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
