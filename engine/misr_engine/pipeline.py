@@ -422,7 +422,7 @@ def limits() -> dict[str, Any]:
     from .inference.finetune import (DEFAULT_STEPS as DEFAULT_TTF_STEPS, MAX_STEPS as MAX_TTF_STEPS,
                                      MIN_FRAMES as MIN_TTF_FRAMES)
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
-            "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES,
+            "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES, "screening_pool": SCREENING_POOL,
             "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS,
             "sensor_mtf_range": list(MTF_RANGE), "engine_mtf": round(ENGINE_MTF, 3)}
 

@@ -163,6 +163,8 @@ class EngineLimits:
     min_tile_size: Optional[int] = None
     default_tile_size: Optional[int] = None
     max_frames: Optional[int] = None
+    screening_pool: Optional[int] = None
+    """Without masks, how many times ``max_frames`` frames the engine screens to pick the clearest."""
     min_ttf_frames: Optional[int] = None
     default_ttf_steps: Optional[int] = None
     sensor_mtf_range: Optional[Tuple[float, float]] = None

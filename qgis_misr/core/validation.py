@@ -131,9 +131,10 @@ def frame_count_notes(params: RunParameters, caps: Optional[EngineCapabilities] 
     most = caps.limits.max_frames if caps is not None and caps.ok else None
     if not most or len(params.frames) <= most:
         return []
+    pool = caps.limits.screening_pool
+    screened = f" ({pool * most} of them at most are screened)" if pool and len(params.frames) > pool * most else ""
     how = ("by their masks" if params.uses_masks else
-           "once it has screened them for clouds (up to twice as many are screened)" if params.auto_mask else
-           "by their valid pixels")
+           f"once it has screened them for clouds{screened}" if params.auto_mask else "by their valid pixels")
     return [(f"{len(params.frames)} frames chosen: the engine uses the {most} clearest {how}; the run's "
              "messages name the others.")]
 

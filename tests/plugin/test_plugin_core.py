@@ -194,8 +194,11 @@ def test_more_frames_than_the_engine_uses_get_a_note_saying_which_it_keeps(files
     params = RunParameters(frames=[FrameInput(info(f"f{index:02d}", path)) for index, path in enumerate(paths)],
                            output=str(tmp_path / "sr.tif"))
     notes = run_notes(params, caps)
-    assert notes[0] == ("16 frames chosen: the engine uses the 15 clearest once it has screened them for clouds "
-                        "(up to twice as many are screened); the run's messages name the others.")
+    assert notes[0] == ("16 frames chosen: the engine uses the 15 clearest once it has screened them for clouds; "
+                        "the run's messages name the others.")
+    archive = [FrameInput(info(f"f{index:02d}", paths[index % 16])) for index in range(31)]
+    assert "screened them for clouds (30 of them at most are screened);" in run_notes(
+        RunParameters(frames=archive, output=params.output), caps)[0]
     masked = [FrameInput(item.frame, info(f"m{index:02d}", paths[index])) for index, item in enumerate(params.frames)]
     assert "the 15 clearest by their masks;" in run_notes(RunParameters(frames=masked, output=params.output), caps)[0]
     assert run_notes(params) == run_notes(params, None) and not any("frames chosen" in n for n in run_notes(params))
@@ -312,7 +315,7 @@ def test_models_are_read_from_the_engines_new_answer():
     assert models[0].card == "/w/piunet.md" and models[0].can("fine-tunable")
     assert not models[1].can("fine-tunable") and models[1].can("uncertainty")
     assert limits == EngineLimits(scale=3, min_tile_size=24, default_tile_size=128, max_frames=15,
-                                  min_ttf_frames=3, sensor_mtf_range=(0.02, 0.6), engine_mtf=0.289)
+                                  screening_pool=2, min_ttf_frames=3, sensor_mtf_range=(0.02, 0.6), engine_mtf=0.289)
 
 
 def test_shipped_weights_are_read_and_found_by_name_or_label():

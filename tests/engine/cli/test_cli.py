@@ -117,6 +117,7 @@ def test_every_command_prints_its_help():
 
 def test_models_json_lists_the_shipped_weights_options_with_their_cards_and_the_ttf_default():
     from misr_engine.inference.finetune import DEFAULT_STEPS
+    from misr_engine.pipeline import SCREENING_POOL
     from misr_engine.models.registry import MODELS
     result = run("models", "--json")
     assert result.returncode == 0, result.stderr
@@ -129,6 +130,7 @@ def test_models_json_lists_the_shipped_weights_options_with_their_cards_and_the_
     for option in options.values():
         assert Path(option["weights"]).is_file() and Path(option["card"]).is_file()
     assert answer["limits"]["default_ttf_steps"] == DEFAULT_STEPS
+    assert answer["limits"]["screening_pool"] == SCREENING_POOL  # the plugin's note on frames reads it
     listing = run("models").stdout
     for option in list(options.values())[1:]:
         assert f"--weights {option['weights']}" in listing
