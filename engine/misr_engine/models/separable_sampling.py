@@ -61,7 +61,7 @@ def _pass(images: torch.Tensor, filters: torch.Tensor, left: int, dim: int, stri
     size, taps = images.shape[dim], filters.shape[1]
     right = taps - 1 - left
     padding = (0, 0, left, right) if dim == -2 else (left, right, 0, 0)
-    padded = F.pad(images, padding, mode="replicate") if taps > 1 else images
+    padded = F.pad(images, padding, mode="replicate")
     weights = filters.to(images.dtype)[:, :, None, None, None]
     out = None
     for q in range(taps):
@@ -81,8 +81,7 @@ def resample_at_phases(images: torch.Tensor, phases: torch.Tensor, mode: str) ->
         banks = [shift_filters(phases[:, axis] + (r - (SCALE - 1) / 2) / SCALE, mode) for r in range(SCALE)]
         reach = max(reach for _, reach in banks)
         parts = [_pass(flat, F.pad(bank, (reach - own, reach - own)), reach, dim) for bank, own in banks]
-        flat = torch.stack(parts, dim=dim).flatten(dim - 1, dim) if dim == -1 else \
-            torch.stack(parts, dim=-2).flatten(-3, -2)
+        flat = torch.stack(parts, dim=dim).flatten(dim - 1, dim)  # sub-position r of pixel m at SCALE * m + r
     return flat.reshape(b, t, SCALE * h, SCALE * w)
 
 
@@ -97,6 +96,6 @@ def observe_at_phases(hr: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     box = torch.full((1, 1, SCALE), 1.0 / SCALE, dtype=torch.float64, device=hr.device)
     for dim, axis in ((-2, 0), (-1, 1)):
         shifts, reach = shift_filters(-SCALE * phases[:, axis], "bicubic")
-        blocks = F.conv1d(shifts[:, None], box.flip(-1), padding=SCALE - 1)[:, 0]  # the move, then the block mean
+        blocks = F.conv1d(shifts[:, None], box, padding=SCALE - 1)[:, 0]  # the move, then the block mean
         flat = _pass(flat, blocks, reach, dim, SCALE)
     return flat.reshape(b, t, height // SCALE, width // SCALE)
