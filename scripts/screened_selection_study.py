@@ -26,19 +26,16 @@ from misr_engine.evaluation.adaptation import (
 )
 from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.bands import read_band
-from osgeo import gdal
+from misr_engine.rasters.grid import Grid
+from misr_engine.rasters.writer import write_geotiff
 
 
 def write_frames(folder: Path, frames: np.ndarray) -> list[str]:
     """`frames` (T,H,W) as float32 GeoTIFFs on one north-up grid, no masks."""
-    paths = []
-    for index, frame in enumerate(frames):
-        path = folder / f"frame_{index:02d}.tif"
-        dataset = gdal.GetDriverByName("GTiff").Create(str(path), frame.shape[1], frame.shape[0], 1, gdal.GDT_Float32)
-        dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0))
-        dataset.GetRasterBand(1).WriteArray(frame.astype(np.float32))
-        dataset = None
-        paths.append(str(path))
+    grid = Grid("", (500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0), frames.shape[2], frames.shape[1])
+    paths = [str(folder / f"frame_{index:02d}.tif") for index in range(len(frames))]
+    for path, frame in zip(paths, frames):
+        write_geotiff(path, frame.astype(np.float32), grid)
     return paths
 
 
