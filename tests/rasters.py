@@ -46,6 +46,19 @@ def make_raster(path: Path | str, data: np.ndarray, data_type: int = gdal.GDT_UI
     return Path(path)
 
 
+def sparse_raster(path: Path, width: int, height: int) -> Path:
+    """A GeoTIFF declaring `width` x `height` pixels and holding almost none (a few kB): a 'bomb'."""
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 1, gdal.GDT_UInt16,
+                                                   options=["TILED=YES", "SPARSE_OK=TRUE", "COMPRESS=DEFLATE",
+                                                            "BIGTIFF=YES"])
+    dataset.SetGeoTransform(GEOTRANSFORM)
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(UTM33)
+    dataset.SetProjection(srs.ExportToWkt())
+    dataset = None
+    return path
+
+
 def textured(height: int, width: int, seed: int, level: float = 1000.0) -> np.ndarray:
     """One textured scene (level + 300 +- 220) seen with noise `seed`: frames of one time series."""
     rng = np.random.default_rng(seed)

@@ -458,12 +458,24 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     warped = min(sum(f * bands + m for f, m in plan.warp), (bands + 1) * frames)
     # a screened multi-band run reads the first band (the screening's evidence) beside each band
     rows_read = frames * (2 if bands > 1 and request.screening else 1)
+    screened, pool = screened_counts(request, len(plan.frames))
     budget, source = memory_budget(request.memory_budget)
     check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.rasters),
                           cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
-                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated)), budget, source, grid,
+                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated),
+                          registered=max(frames, pool), screened=screened, pool=pool), budget, source, grid,
                  plan.frames[0])
     return check_free_space(request.rasters, grid.refined(SCALE), plan.frames[0], bands)
+
+
+def screened_counts(request: SuperResolveRequest, planned: int) -> tuple[int, int]:
+    """Without masks, the frames each row of tiles screens for clouds and the frames screened
+    to choose the clearest (``_opened``: 0 when there are no more than --max-frames); (0, 0) when
+    nothing is screened."""
+    if request.screening is None or planned < MIN_SCREENED_FRAMES:
+        return 0, 0
+    used = min(request.max_frames or planned, planned)
+    return used, (min(SCREENING_POOL * used, planned) if planned > used else 0)
 
 
 def output_tags(request: SuperResolveRequest, engine: Engine, stack: LazyStack) -> dict[str, Any]:

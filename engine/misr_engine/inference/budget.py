@@ -2,8 +2,8 @@
 it may use: a run that would not fit is refused in one line instead of being killed.
 
 Memory grows with the raster's *width* (rows of tiles span it: input rows, the blender, the
-output strips and GDAL's block cache) and with the tile (the network's activations), never with
-the height. The constants were measured on this engine (peak RSS, see docs/performance.md);
+output strips and GDAL's block cache, and without masks the cloud screening), with the tile (the
+network's activations) and the registration window (at most 512 x 512 px), never with the height. The constants were measured on this engine (peak RSS, see docs/performance.md);
 the estimate errs on the high side (by up to a third; measured in docs/performance.md).
 
 The budget: `--memory-budget` or the environment variable MISR_MEMORY_BUDGET (bytes, or with a
@@ -39,6 +39,17 @@ ROW_REACH = 8
 FIXED_PER_OUTPUT = 8960  # an output's buffered block rows (256 SR rows), their copy and cache
 PER_ROW = 165  # per LR row of a row of tiles: the blender's SR rows and the finished strip
 PER_FRAME_ROW = 19.5  # per frame and LR row: read rows, their registered copy, the prefetched next row
+SCREENED_PER_FRAME_COLUMN = 7000
+"""Bytes per frame and LR column the automatic cloud screening adds to a run's peak (its sorts and
+quantiles of registered rows, `registration.screening.temporal_outliers`, in the passes over the
+scene and each row of tiles): the peak RSS of screened runs above the same runs with masks, 6000
+px wide, 4-12 frames, 64-256 px tiles, was 6,000-7,000 bytes (docs/performance.md)."""
+REGISTRATION_PER_PIXEL = 1000
+REGISTRATION_PER_FRAME_PIXEL = 30
+SCREENED_REGISTRATION_PER_FRAME_PIXEL = 80
+"""Bytes per pixel of the registration window (at most 512 x 512, `registration.stack`), and per
+frame and pixel, plain and screened for clouds: fitted above the peak RSS of `stack_registration`
+on 140 x 140 to 512 x 512 windows of 4-16 frames (docs/performance.md)."""
 MARGIN = 1.3  # the fit was 15% low at worst on ru_maxrss; VmHWM growth from a reset (the tests) reads 0-3% above 1.15x
 
 
@@ -65,6 +76,23 @@ def strip_bytes(grid: Grid, frames: int, tile_size: int, outputs: int = 2, cache
     return int(MARGIN * (cache_bytes + per_column * grid.width))
 
 
+def screening_bytes(grid: Grid, frames: int) -> int:
+    """Memory the automatic cloud screening of `frames` frames adds across the width (0: none)."""
+    return int(MARGIN * SCREENED_PER_FRAME_COLUMN * frames * grid.width)
+
+
+def registration_bytes(grid: Grid, frames: int, screened: bool = False) -> int:
+    """Memory of estimating the shifts of `frames` frames on the registration window (screened
+    for clouds without masks); 0 for a single frame."""
+    from ..registration.stack import REGISTRATION_WINDOW  # not at import: scipy, ~1 s
+
+    if frames <= 1:
+        return 0
+    pixels = min(grid.height, REGISTRATION_WINDOW) * min(grid.width, REGISTRATION_WINDOW)
+    per_frame = REGISTRATION_PER_FRAME_PIXEL + (SCREENED_REGISTRATION_PER_FRAME_PIXEL if screened else 0)
+    return int(MARGIN * pixels * (REGISTRATION_PER_PIXEL + per_frame * frames))
+
+
 def scan_bytes(grid: Grid) -> int:
     """Memory of ranking the frames: one block of rows of one file at a time."""
     return 40 * SCAN_ROWS * grid.width
@@ -80,12 +108,18 @@ def warp_bytes(grid: Grid, warped: int, rotated: bool) -> int:
 
 def estimate(grid: Grid, frames: int, tile_size: int, *, outputs: int = 2,
              cache_bytes: int = 0, network_bytes: int = 0, tile_bytes: int = 0,
-             warp: int = 0) -> MemoryEstimate:
+             warp: int = 0, registered: int = 0, screened: int = 0, pool: int = 0) -> MemoryEstimate:
     """A run's peak memory: the engine, the network (weights, and on the CPU one tile's
-    activations), and the larger of ranking the frames and running the rows of tiles."""
-    data = max(scan_bytes(grid), strip_bytes(grid, frames, tile_size, outputs, cache_bytes))
+    activations), the larger of ranking the frames and registering the `registered` frames then
+    running the rows of tiles (the registration's memory, freed, is not all reused: the two add
+    up), and without masks the cloud screening of the `screened` frames a run uses, or of the
+    `pool` of frames screened beforehand to choose the clearest where that needs more (the rows
+    of tiles have not started then: only what it needs beyond them counts)."""
+    data = max(scan_bytes(grid), registration_bytes(grid, registered, screened > 0)
+               + strip_bytes(grid, frames, tile_size, outputs, cache_bytes))
+    screening = max(screening_bytes(grid, screened), screening_bytes(grid, pool) - data)
     return MemoryEstimate({"engine": ENGINE_BYTES, "network": network_bytes, "tiles": tile_bytes,
-                           "rows of tiles": data, "--align warps": warp})
+                           "rows of tiles": data, "cloud screening": screening, "--align warps": warp})
 
 
 def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid, subject: str = "") -> None:
@@ -97,6 +131,9 @@ def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid
     hint = {"rows of tiles": f"the raster is {grid.width} pixels wide and rows of tiles span it: use a smaller "
                              "--tile-size or fewer --max-frames, or cut the raster into narrower pieces",
             "tiles": "use a smaller --tile-size or fewer --max-frames",
+            "cloud screening": f"the automatic cloud screening spans the raster's {grid.width} pixel width: give "
+                               "cloud masks or fewer --max-frames, or cut the raster into "
+                               "narrower pieces",
             "network": "the weights file's network is that large",
             "--align warps": "--align onto a rotated grid holds every warped frame in memory: "
                              "warp them beforehand (gdalwarp)"}.get(largest, "")

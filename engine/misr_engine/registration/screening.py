@@ -36,7 +36,7 @@ from ..errors import MisrError
 from ..imaging.robust import NORMAL_MAD
 from ..rasters.masks import disc
 from ..rasters.stack import LazyStack, Stack, clear_fractions_of
-from .stack import move_rows, whole_pixel_moves
+from .stack import move_window, whole_pixel_moves
 
 AnyStack = Union[Stack, LazyStack]
 
@@ -144,39 +144,44 @@ class ScreenedStack:
         col1 = self.grid.width if col1 is None else col1
         screened, block = self._screened(row0, row1, col0, col1)
         if block is not None and self.evidence is self.inner:
-            frames, masks, top = block
-            frames, masks = frames[:, row0 - top:row1 - top, col0:col1], masks[:, row0 - top:row1 - top, col0:col1]
+            frames, masks, top, left = block
+            window = (slice(None), slice(row0 - top, row1 - top), slice(col0 - left, col1 - left))
+            frames, masks = frames[window], masks[window]
         else:
             frames, masks = self.inner.read_rows(row0, row1, col0, col1)
         masks = masks & ~screened
         return np.where(masks, frames, 0).astype(np.float32), masks
 
     def _screened(self, row0: int, row1: int, col0: int, col1: int
-                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, int] | None]:
+                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, int, int] | None]:
         """The screened pixels (T, rows, cols) of a window, in the frames' own (unregistered)
-        pixels, and the evidence rows read for them (frames, masks, first row; None if none)."""
+        pixels, and the evidence read for them (frames, masks, first row, first column; None if
+        none): only the rows and columns the window's registered pixels come from, with a halo."""
         count, height, width = self.shape
         result = np.zeros((count, row1 - row0, col1 - col0), bool)
-        dy, dx = self.moves[:, 0], self.moves[:, 1]
-        halo = self.screening.halo
-        # frame t's row y is registered row y - dy[t]: the registered rows to screen, with a halo
-        first, last = max(0, row0 - int(dy.max()) - halo), min(height, row1 - int(dy.min()) + halo)
-        if count < MIN_FRAMES or first >= last:
+        if count < MIN_FRAMES:
             return result, None
-        top, bottom = min(row0, max(0, first + int(dy.min()))), max(row1, min(height, last + int(dy.max())))
-        frames, masks = self.evidence.read_rows(top, bottom)
-        registered, valid = move_rows(frames, masks, self.moves, top, (first, last), height)
+        # frame t's pixel (y, x) is registered pixel (y - dy[t], x - dx[t]): the registered window
+        # to screen, with a halo, and the input window it comes from (which holds the window itself)
+        dy, dx, halo = self.moves[:, 0], self.moves[:, 1], self.screening.halo
+        (first, last), (first_col, last_col) = _span(row0, row1, dy, halo, height), _span(col0, col1, dx, halo, width)
+        if first >= last or first_col >= last_col:
+            return result, None
+        top, bottom = _source((first, last), (row0, row1), dy, height)
+        left, right = _source((first_col, last_col), (col0, col1), dx, width)
+        frames, masks = self.evidence.read_rows(top, bottom, left, right)
+        moved, valid = move_window(frames, masks, self.moves, (top, left), ((first, last), (first_col, last_col)),
+                                   (height, width))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            outliers = temporal_outliers(registered, valid, self.screening)
-        for index in range(count):
-            rows = (max(row0, first + dy[index]), min(row1, last + dy[index]))
-            cols = (max(col0, dx[index]), min(col1, width + dx[index]))
+            outliers = temporal_outliers(moved, valid, self.screening)
+        for index, (dy, dx) in enumerate(self.moves):
+            rows = (max(row0, first + dy), min(row1, last + dy))
+            cols = (max(col0, first_col + dx), min(col1, last_col + dx))
             if rows[0] < rows[1] and cols[0] < cols[1]:
                 result[index, rows[0] - row0:rows[1] - row0, cols[0] - col0:cols[1] - col0] = outliers[
-                    index, rows[0] - dy[index] - first:rows[1] - dy[index] - first,
-                    cols[0] - dx[index]:cols[1] - dx[index]]
-        return result, (frames, masks, top)
+                    index, rows[0] - dy - first:rows[1] - dy - first, cols[0] - dx - first_col:cols[1] - dx - first_col]
+        return result, (frames, masks, top, left)
 
     def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "ScreenedStack":
         """The frames `keep` (indices or booleans), screened among themselves, with `warnings` added."""
@@ -197,6 +202,17 @@ class ScreenedStack:
         """Every pixel read into an in-memory `Stack`, screened."""
         frames, masks = self.read_rows(0, self.grid.height)
         return Stack(frames, masks, self.grid, list(self.paths), self.nodata, list(self.warnings))
+
+
+def _span(low: int, high: int, moves: np.ndarray, halo: int, size: int) -> tuple[int, int]:
+    """Along one axis, the registered pixels a window low:high of the frames' own pixels comes
+    from (moved by `moves`), with `halo` pixels of context, within 0:`size`."""
+    return max(0, low - int(moves.max()) - halo), min(size, high - int(moves.min()) + halo)
+
+
+def _source(span: tuple[int, int], window: tuple[int, int], moves: np.ndarray, size: int) -> tuple[int, int]:
+    """Along one axis, the input pixels the registered `span` comes from, and the `window` itself."""
+    return min(window[0], max(0, span[0] + int(moves.min()))), max(window[1], min(size, span[1] + int(moves.max())))
 
 
 def screen_stack(stack: AnyStack, screening: Screening = Screening(), passes: int = 2) -> ScreenedStack:

@@ -123,23 +123,39 @@ def whole_pixel_moves(shifts: np.ndarray) -> np.ndarray:
 
 def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int, rows: tuple[int, int],
               height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels).
+    """Rows rows[0]:rows[1] of the frames moved by -`moves` (whole pixels), full width.
 
     `frames` and `masks` (T, n, W) hold input rows top:top + n, which must include every input
-    row the moved rows come from (rows[0] + dy to rows[1] + dy, within 0:`height`). Pixels
-    brought in from outside the image are not clear (value 0); other values are copied.
+    row the moved rows come from (rows[0] + dy to rows[1] + dy, within 0:`height`)
+    (`move_window` over every column).
     """
-    count, _, width = frames.shape
-    moved = np.zeros((count, rows[1] - rows[0], width), np.float32)
+    width = frames.shape[2]
+    return move_window(frames, masks, moves, (top, 0), (rows, (0, width)), (height, width))
+
+
+def move_window(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, origin: tuple[int, int],
+                window: tuple[tuple[int, int], tuple[int, int]],
+                shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The window (rows, columns) of the frames moved by -`moves` (whole pixels).
+
+    `frames` and `masks` (T, n, m) hold the input pixels from row, column `origin` of (height,
+    width) `shape` rasters, which must include every input pixel the window's come from (row
+    + dy, column + dx, within the raster). Pixels brought in from outside the raster are not
+    clear (value 0); other values are copied.
+    """
+    (row0, row1), (col0, col1) = window
+    (top, left), (height, width) = origin, shape
+    count = len(frames)
+    moved = np.zeros((count, row1 - row0, col1 - col0), np.float32)
     moved_masks = np.zeros(moved.shape, bool)
     for index, (dy, dx) in enumerate(np.asarray(moves, int)):
-        source_y = (max(0, rows[0] + dy), min(height, rows[1] + dy))
-        source_x = (max(0, dx), min(width, width + dx))
+        source_y = (max(0, row0 + dy), min(height, row1 + dy))
+        source_x = (max(0, col0 + dx), min(width, col1 + dx))
         if source_y[0] >= source_y[1] or source_x[0] >= source_x[1]:
             continue
-        target = (slice(source_y[0] - dy - rows[0], source_y[1] - dy - rows[0]),
-                  slice(source_x[0] - dx, source_x[1] - dx))
-        source = (slice(source_y[0] - top, source_y[1] - top), slice(*source_x))
+        target = (slice(source_y[0] - dy - row0, source_y[1] - dy - row0),
+                  slice(source_x[0] - dx - col0, source_x[1] - dx - col0))
+        source = (slice(source_y[0] - top, source_y[1] - top), slice(source_x[0] - left, source_x[1] - left))
         moved[(index, *target)] = frames[(index, *source)]
         moved_masks[(index, *target)] = masks[(index, *source)]
     return moved, moved_masks

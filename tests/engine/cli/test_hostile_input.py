@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from misr_engine.models.registry import model_spec
 from misr_engine.resources import sample_dir
 from tests.engine.cli.helpers import (FAST, MISR, Scene, assert_clean_error, assert_ok, default_signals, events, files_in,
                                       make_scene, read, run_main, super_resolve, warnings_of)
-from tests.rasters import GEOTRANSFORM, UTM33, make_raster, textured
+from tests.rasters import make_raster, sparse_raster, textured
 
 SAMPLE = sample_dir()
 WEIGHTS = model_spec("piunet").default_weights
@@ -64,19 +64,6 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def sparse_raster(path: Path, width: int, height: int) -> Path:
-    """A GeoTIFF declaring `width` x `height` pixels and holding almost none (a few kB): a 'bomb'."""
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 1, gdal.GDT_UInt16,
-                                                   options=["TILED=YES", "SPARSE_OK=TRUE", "COMPRESS=DEFLATE",
-                                                            "BIGTIFF=YES"])
-    dataset.SetGeoTransform(GEOTRANSFORM)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(UTM33)
-    dataset.SetProjection(srs.ExportToWkt())
-    dataset = None
-    return path
 
 
 MEASURED = [sys.executable, "-c", "import sys; from misr_engine.cli import main; status = main(sys.argv[2:]); "

@@ -10,10 +10,13 @@ import sys
 import textwrap
 
 import pytest
-
 from misr_engine.errors import MisrError
 from misr_engine.inference import budget
+from misr_engine.pipeline import SuperResolveRequest, check_resources
 from misr_engine.rasters.grid import Grid
+from misr_engine.rasters.stack import plan_stack
+
+from tests.rasters import sparse_raster
 
 GRID = Grid("", (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), 6000, 300)
 
@@ -36,9 +39,10 @@ STRIPS = PEAK + textwrap.dedent("""
     consistency.CONSISTENCY_STEPS = 0  # a per-tile step like the network (the tile test below), minutes beside the stand-in
     from misr_engine.rasters.stack import plan_stack, open_planned
     from misr_engine.rasters.writer import write_strips
-    folder, width, height, count, tile = sys.argv[1], *map(int, sys.argv[2:6])
+    from misr_engine.registration.screening import screen_stack
+    folder, width, height, count, tile, screened = sys.argv[1], *map(int, sys.argv[2:7])
     frames = [str(make_raster(f"{folder}/f{i}.tif", textured(height, width, i), options=["TILED=YES"])) for i in range(count)]
-    masks = [str(make_raster(f"{folder}/m{i}.tif", np.ones((height, width), np.uint8), gdal.GDT_Byte, options=["TILED=YES"]))
+    masks = None if screened else [str(make_raster(f"{folder}/m{i}.tif", np.ones((height, width), np.uint8), gdal.GDT_Byte, options=["TILED=YES"]))
              for i in range(count)]
     class MeanRunner:  # a pointwise stand-in for the network: the rows of tiles are measured, not the tiles
         default_batch = 1
@@ -49,19 +53,26 @@ STRIPS = PEAK + textwrap.dedent("""
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: the imports' peak is not the run's
     base = status_bytes("VmRSS")
     plan = plan_stack(frames, masks)
-    stack = open_planned(plan)
+    stack = screen_stack(open_planned(plan)) if screened else open_planned(plan)
     write_strips(super_resolve_strips(stack, MeanRunner(), tile_size=tile), [f"{folder}/sr.tif", f"{folder}/unc.tif"],
                  stack.grid.refined(SCALE), [{}, {}], ["", ""])
     peak = status_bytes("VmHWM") - base
-    print(json.dumps({"peak": peak, "estimate": budget.strip_bytes(plan.grid, count, tile, 2, plan.cache_bytes(count))}))
+    estimate = budget.estimate(plan.grid, count, tile, cache_bytes=plan.cache_bytes(count), registered=count,
+                               screened=count if screened else 0)
+    print(json.dumps({"peak": peak, "estimate": estimate.total - budget.ENGINE_BYTES}))
 """)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("count,tile", [(4, 64), (8, 128)])
-def test_the_rows_of_tiles_estimate_bounds_the_measured_peak(tmp_path, count, tile):
-    """A 6000-pixel-wide raster, 300 rows, read, blended and written as a run does (fresh process)."""
-    result = subprocess.run([sys.executable, "-c", STRIPS, str(tmp_path), "6000", "300", str(count), str(tile)],
+@pytest.mark.parametrize("width,height,count,tile,screened", [(6000, 300, 4, 64, 0), (6000, 300, 8, 128, 0),
+                                                              (6000, 300, 8, 128, 1), (2000, 600, 4, 128, 0)])
+def test_the_rows_of_tiles_estimate_bounds_the_measured_peak(tmp_path, width, height, count, tile, screened):
+    """A raster read, registered, blended and written as a run does (fresh process), with masks or
+    screened for clouds without them (the screening's temporaries raised the peak from 600 to
+    871 MB, above the estimate without them: 629 MB); the registration window's memory
+    adds to them (2000 x 600: 260 MB against 177 MB for the rows of tiles)."""
+    result = subprocess.run([sys.executable, "-c", STRIPS, str(tmp_path), str(width), str(height), str(count),
+                             str(tile), str(screened)],
                             capture_output=True, text=True, timeout=900, cwd=str(_repository()))
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -155,3 +166,21 @@ def test_ulimit_v_lowers_the_memory_available():
               "from misr_engine.inference.budget import memory_available; print(memory_available()[1])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("the address space left by ulimit -v"), result.stderr
+
+
+def test_a_run_without_masks_counts_its_cloud_screening(tmp_path):
+    """The screening's temporaries span the width: 15 frames 200,000 px wide need more without
+    masks than with them, and that part is named with what brings it down."""
+    frames = [str(sparse_raster(tmp_path / f"f{i}.tif", 200_000, 64)) for i in range(15)]
+    masks = [str(sparse_raster(tmp_path / f"m{i}.tif", 200_000, 64)) for i in range(15)]
+    needs = {}
+    for given in (masks, None):
+        request = SuperResolveRequest(frames=frames, masks=given, output=str(tmp_path / "sr.tif"), memory_budget="1M")
+        with pytest.raises(MisrError) as refused:
+            check_resources(request, plan_stack(frames, given))
+        needs[given is None] = str(refused.value)
+    assert "cloud screening" not in needs[False]
+    assert "(cloud screening: " in needs[True] and "give cloud masks or fewer --max-frames" in needs[True]
+    with_masks, without = (float(needs[key].split("needs about ")[1].split(" GB")[0]) for key in (False, True))
+    expected = budget.screening_bytes(Grid("", (0, 1, 0, 0, 0, -1), 200_000, 64), 15)
+    assert without - with_masks == pytest.approx(expected / 2 ** 30, abs=0.3), needs  # less the masks' cache

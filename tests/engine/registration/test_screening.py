@@ -64,23 +64,28 @@ def test_screened_windows_read_the_same_as_the_whole_raster(screened):
     whole = screened.load().masks
     rows = np.concatenate([screened.read_rows(r, min(140, r + 17))[1] for r in range(0, 140, 17)], axis=1)
     np.testing.assert_array_equal(rows, whole)
-    np.testing.assert_array_equal(screened.read_rows(30, 90, 20, 100)[1], whole[:, 30:90, 20:100])
+    columns = np.concatenate([screened.read_rows(30, 90, c, min(140, c + 13))[1] for c in range(0, 140, 13)], axis=2)
+    np.testing.assert_array_equal(columns, whole[:, 30:90])
 
 
-def test_a_window_reads_only_the_rows_it_needs(screened):
-    """Streaming: a window of rows reads its rows, the registration moves and the halo, no more."""
-    read: list[tuple[int, int]] = []
+def test_a_window_reads_only_the_rows_and_columns_it_needs(screened):
+    """Streaming: a window reads its pixels, the registration moves and the halo, no more (the
+    registration's window, 512 px wide, was screened over the raster's full width: about 1 GB
+    for 8 frames 6,000 px wide)."""
+    read: list[tuple[int, int, int, int]] = []
     evidence = screened.evidence
 
     class Recording:
         shape, grid = evidence.shape, evidence.grid
 
         def read_rows(self, row0, row1, col0=0, col1=None):
-            read.append((row0, row1))
+            read.append((row0, row1, col0, evidence.grid.width if col1 is None else col1))
             return evidence.read_rows(row0, row1, col0, col1)
-    ScreenedStack(screened.inner, screened.moves, screened.screening, Recording()).read_rows(60, 70)
-    reach = int(np.ptp(screened.moves[:, 0])) + Screening().halo
-    assert len(read) == 1 and 60 - reach <= read[0][0] and read[0][1] <= 70 + reach
+    ScreenedStack(screened.inner, screened.moves, screened.screening, Recording()).read_rows(60, 70, 50, 65)
+    reach = np.ptp(screened.moves, axis=0) + Screening().halo
+    assert len(read) == 1
+    (row0, row1, col0, col1), = read
+    assert 60 - reach[0] <= row0 and row1 <= 70 + reach[0] and 50 - reach[1] <= col0 and col1 <= 65 + reach[1]
 
 
 def test_without_masks_a_run_uses_the_frames_clearest_once_screened(tmp_path, sample_paths, truth):
