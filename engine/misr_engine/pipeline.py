@@ -38,6 +38,7 @@ from .rasters.writer import write_strips
 from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES, Screening, screen_stack
 
 if TYPE_CHECKING:  # torch is imported only once the inputs are known to be good (slow: ~1 s)
+    from .inference.budget import MemoryEstimate
     from .inference.engine import Engine
 
 SCREENING_POOL = 2
@@ -429,11 +430,23 @@ def limits() -> dict[str, Any]:
 
 def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:
     """Before any pixel is read: the weights checked without loading them (config bounds, every
-    tensor by name and shape), the device, the run's memory against the budget and both outputs'
-    size against the free disk space; one-line MisrErrors. Returns warnings."""
+    tensor by name and shape), the device, the run's memory (``memory_estimate``) against the
+    budget and both outputs' size against the free disk space; one-line MisrErrors. Returns
+    warnings."""
+    from .inference.budget import check_memory, memory_budget
+
+    estimated = memory_estimate(request, plan, engine)
+    budget, source = memory_budget(request.memory_budget)
+    check_memory(estimated, budget, source, plan.grid, plan.frames[0])
+    return check_free_space(request.rasters, plan.grid.refined(SCALE), plan.frames[0], len(plan.band_numbers))
+
+
+def memory_estimate(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> MemoryEstimate:
+    """The run's peak memory, from the headers (``inference.budget.estimate``): the weights are
+    checked on the way (planned without loading them when no `engine` is open yet)."""
     with signals.deferred():  # torch, scipy, scikit-image: ~1 s; a signal acts after, not inside an import
         from .inference.backends import resolve_device
-        from .inference.budget import check_memory, estimate, memory_budget, warp_bytes
+        from .inference.budget import estimate, warp_bytes
         from .inference.finetune import TTF_WINDOW
         from .inference.tiled import EDGE_CONTEXT
         from .models.weights import plan_model
@@ -459,13 +472,10 @@ def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     # a screened multi-band run reads the first band (the screening's evidence) beside each band
     rows_read = frames * (2 if bands > 1 and request.screening else 1)
     screened, pool = screened_counts(request, len(plan.frames))
-    budget, source = memory_budget(request.memory_budget)
-    check_memory(estimate(grid, rows_read, request.tile_size, outputs=len(request.rasters),
-                          cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
-                          tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated),
-                          registered=max(frames, pool), screened=screened, pool=pool), budget, source, grid,
-                 plan.frames[0])
-    return check_free_space(request.rasters, grid.refined(SCALE), plan.frames[0], bands)
+    return estimate(grid, rows_read, request.tile_size, outputs=len(request.rasters),
+                    cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
+                    tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated), registered=max(frames, pool),
+                    screened=screened, pool=pool)
 
 
 def screened_counts(request: SuperResolveRequest, planned: int) -> tuple[int, int]:

@@ -200,7 +200,8 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
     else:
         from ..inference.tiled import super_resolve_strips
         from ..inference.tiling import make_tiles
-        from ..pipeline import SuperResolveRequest, super_resolve_files
+        from ..pipeline import SuperResolveRequest, memory_estimate, super_resolve_files
+        from ..rasters.stack import plan_stack
         size, tile, overlap = int(case["size"]), int(case["tile_size"]), int(case["overlap"])
         # one tile through the same path first: one-time set-up (allocators, kernels) not timed
         for _ in super_resolve_strips(synthetic_stack(min(tile, size), frames, seed=1), runner, None, tile,
@@ -214,10 +215,12 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
                 uncertainty=os.path.join(folder, "uncertainty.tif"), tile_size=tile, overlap=overlap,
                 batch_size=case.get("batch_size"))
             seconds = super_resolve_files(request, engine=engine).seconds
+            estimated = memory_estimate(request, plan_stack(request.frames, request.masks), engine).total
         output_mp = (size * SCALE) ** 2 / 1e6
         result.update({"size": size, "frames": frames, "tile_size": tile, "overlap": overlap,
                        "tiles": len(make_tiles(size, size, tile, overlap)), "seconds": round(seconds, 3),
-                       "output_mp": round(output_mp, 6), "mp_per_s": round(output_mp / seconds, 5)})
+                       "output_mp": round(output_mp, 6), "mp_per_s": round(output_mp / seconds, 5),
+                       "masks": request.masks is not None, "estimate_mb": round(estimated / 2 ** 20, 1)})
     result["peak_rss_mb"] = peak_rss_mb()
     result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if cuda else None
     return result
@@ -289,8 +292,8 @@ def _bench_model(name: str, weights: str | None, configs: list[dict[str, str]], 
             if log:
                 log(f"bench: {name} {label}: raster {size}x{size}")
             frame_paths, mask_paths = rasters[size]
-            result["rasters"].append(run_case({**base, "kind": "raster", "size": size,
-                                               "frame_paths": frame_paths, "mask_paths": mask_paths}))
+            result["rasters"].append(run_case({**base, "kind": "raster", "size": size, "frame_paths": frame_paths,
+                                               "mask_paths": mask_paths if settings["masks"] else None}))
         result["scaling"] = scaling(result["rasters"])
         entry["results"].append(result)
     return entry
@@ -333,14 +336,16 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{scene['peak_rss_mb']:>13.0f}{_gpu(scene):>13}")
         lines += ["", f"rasters: GeoTIFFs read in windows, registration, tiles {settings['tile_size']} px, "
                       f"overlap {settings['overlap']}, blending, two GeoTIFFs written in strips; "
-                      f"T={settings['frames']}",
+                      f"T={settings['frames']}, "
+                      + ("masks given" if settings["masks"] else "without masks (automatic cloud screening)")
+                      + "; check MB: the memory the run's check estimated beforehand",
                   f"{'backend':<34}{'LR size':>10}{'tiles':>7}{'seconds':>10}{'output MP/s':>13}"
-                  f"{'peak RSS MB':>13}{'peak GPU MB':>13}"]
+                  f"{'peak RSS MB':>13}{'check MB':>10}{'peak GPU MB':>13}"]
         for result in entry["results"]:
             for raster in result["rasters"]:
                 lines.append(f"{_label(result):<34}{raster['size']:>6}x{raster['size']:<3}{raster['tiles']:>7}"
                              f"{raster['seconds']:>10.2f}{raster['mp_per_s']:>13.4f}"
-                             f"{raster['peak_rss_mb']:>13.0f}{_gpu(raster):>13}")
+                             f"{raster['peak_rss_mb']:>13.0f}{raster['estimate_mb']:>10.0f}{_gpu(raster):>13}")
             if result.get("scaling"):
                 s = result["scaling"]
                 lines.append(f"{'':<34}scaling: {s['pixel_ratio']:g}x the pixels ({s['tile_ratio']:g}x the tiles)"

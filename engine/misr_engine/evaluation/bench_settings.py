@@ -13,8 +13,10 @@ QUICK = {"scene_size": 48, "sizes": [48, 144], "tile_size": 48, "repeats": 2, "w
 
 
 def bench_settings(quick: bool, given: dict[str, int | None], sizes: str | None = None,
-                   batch_size: int | None = None, threads: int | None = None) -> dict[str, Any]:
-    """DEFAULTS, then QUICK with `quick`, then the options `given` (None = not given), checked."""
+                   batch_size: int | None = None, threads: int | None = None,
+                   masks: bool = True) -> dict[str, Any]:
+    """DEFAULTS, then QUICK with `quick`, then the options `given` (None = not given), checked;
+    `masks`: the rasters run with their masks, or without (the automatic cloud screening)."""
     settings: dict[str, Any] = {**DEFAULTS, **(QUICK if quick else {})}
     settings.update({key: value for key, value in given.items() if value is not None})
     if sizes:
@@ -22,7 +24,7 @@ def bench_settings(quick: bool, given: dict[str, int | None], sizes: str | None 
             settings["sizes"] = sorted(int(size) for size in sizes.split(","))
         except ValueError:
             raise MisrError(f"--sizes {sizes}: give LR sides in pixels, e.g. 128,384") from None
-    settings.update(batch_size=batch_size, threads=threads, quick=quick)
+    settings.update(batch_size=batch_size, threads=threads, quick=quick, masks=masks)
     for key in ("scene_size", "frames", "tile_size", "repeats"):
         if settings[key] < 1:
             raise MisrError(f"--{key.replace('_', '-')} {settings[key]}: must be at least 1")

@@ -3,8 +3,9 @@ it may use: a run that would not fit is refused in one line instead of being kil
 
 Memory grows with the raster's *width* (rows of tiles span it: input rows, the blender, the
 output strips and GDAL's block cache, and without masks the cloud screening), with the tile (the
-network's activations) and the registration window (at most 512 x 512 px), never with the height. The constants were measured on this engine (peak RSS, see docs/performance.md);
-the estimate errs on the high side (by up to a third; measured in docs/performance.md).
+network's activations) and the registration window (at most 512 x 512 px), never with the
+height. The constants were measured on this engine (peak RSS, see docs/performance.md); the
+estimate errs on the high side (by up to a third on wide rasters, up to 2x on narrow ones).
 
 The budget: `--memory-budget` or the environment variable MISR_MEMORY_BUDGET (bytes, or with a
 unit: 800M, 6G), by default half of the memory available to the process (the physical memory,

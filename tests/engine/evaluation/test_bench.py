@@ -47,11 +47,25 @@ def test_bench_quick_json_reports_every_documented_figure(tmp_path):
         assert [r["size"] for r in result_["rasters"]] == [24, 72]
         for raster in result_["rasters"]:
             assert raster["seconds"] > 0 and raster["mp_per_s"] > 0 and raster["peak_rss_mb"] > 0
+            assert raster["masks"] and raster["peak_rss_mb"] <= raster["estimate_mb"]  # the memory check's
             assert raster["tiles"] >= 1 and raster["output_mp"] == pytest.approx((raster["size"] * SCALE) ** 2 / 1e6,
                                                                                   rel=1e-3)
         scaling = result_["scaling"]
         assert scaling["pixel_ratio"] == pytest.approx(9) and scaling["time_ratio"] > 0
         assert "peak_rss_growth_mb" in scaling
+
+
+def test_bench_without_masks_measures_the_screened_run_against_its_memory_check(tmp_path):
+    command = [sys.executable, "-m", "misr_engine.cli", "bench", "--quick", "--json", "--model", "piunet",
+               "--backends", "torch", "--devices", "cpu", "--scene-size", "24", "--sizes", "60", "--tile-size", "30",
+               "--frames", "4", "--repeats", "1", "--threads", "1", "--without-masks"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "MISR_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    raster, = report["models"][0]["results"][0]["rasters"]
+    assert report["settings"]["masks"] is False and raster["masks"] is False
+    assert 0 < raster["peak_rss_mb"] <= raster["estimate_mb"]
 
 
 def _has_onnxruntime() -> bool:
