@@ -65,8 +65,10 @@ class Screening:
 
     @property
     def halo(self) -> int:
-        """Rows of context a window needs around it for the same result as the whole raster."""
-        return SPREAD_RADIUS + self.dilation
+        """Pixels of context a window needs around it for the same result as the whole raster:
+        a dark outlier's spread is smoothed over pixels whose own bright test was smoothed in
+        turn (twice the spread's radius), then screened areas grow by the dilation."""
+        return 2 * SPREAD_RADIUS + self.dilation
 
 
 def _quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
@@ -175,12 +177,13 @@ class ScreenedStack:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             outliers = temporal_outliers(moved, valid, self.screening)
-        for index, (dy, dx) in enumerate(self.moves):
-            rows = (max(row0, first + dy), min(row1, last + dy))
-            cols = (max(col0, first_col + dx), min(col1, last_col + dx))
+        for index, (down, across) in enumerate(self.moves):  # back to each frame's own pixels
+            rows = (max(row0, first + down), min(row1, last + down))
+            cols = (max(col0, first_col + across), min(col1, last_col + across))
             if rows[0] < rows[1] and cols[0] < cols[1]:
                 result[index, rows[0] - row0:rows[1] - row0, cols[0] - col0:cols[1] - col0] = outliers[
-                    index, rows[0] - dy - first:rows[1] - dy - first, cols[0] - dx - first_col:cols[1] - dx - first_col]
+                    index, rows[0] - down - first:rows[1] - down - first,
+                    cols[0] - across - first_col:cols[1] - across - first_col]
         return result, (frames, masks, top, left)
 
     def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> "ScreenedStack":

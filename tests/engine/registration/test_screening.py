@@ -68,6 +68,19 @@ def test_screened_windows_read_the_same_as_the_whole_raster(screened):
     np.testing.assert_array_equal(columns, whole[:, 30:90])
 
 
+def test_windows_three_pixels_thin_read_the_same_as_the_whole_raster(screened):
+    """Whatever the moves: a window's context is twice the spread's radius plus the dilation (a
+    dark pixel's spread is smoothed over pixels whose bright test was smoothed in turn); with one
+    radius, 9 pixels of the sample differed with these moves."""
+    moves = np.array([[2, -1], [-1, 1], [0, 0], [1, 2], [-2, 0], [0, -2], [3, 1], [-1, -1], [0, 1]])
+    moved = ScreenedStack(screened.inner, moves[:len(screened.moves)], screened.screening)
+    whole = moved.load().masks
+    rows = np.concatenate([moved.read_rows(r, min(140, r + 3))[1] for r in range(0, 140, 3)], axis=1)
+    columns = np.concatenate([moved.read_rows(0, 140, c, min(140, c + 3))[1] for c in range(0, 140, 3)], axis=2)
+    np.testing.assert_array_equal(rows, whole)
+    np.testing.assert_array_equal(columns, whole)
+
+
 def test_a_window_reads_only_the_rows_and_columns_it_needs(screened):
     """Streaming: a window reads its pixels, the registration moves and the halo, no more (the
     registration's window, 512 px wide, was screened over the raster's full width: about 1 GB
