@@ -9,7 +9,8 @@ estimate errs on the high side (by up to a third on wide rasters, up to 2x on na
 
 The budget: `--memory-budget` or the environment variable MISR_MEMORY_BUDGET (bytes, or with a
 unit: 800M, 6G), by default half of the memory available to the process (the physical memory,
-or a lower cgroup limit, or what `ulimit -v` leaves).
+or a lower cgroup limit, or what `ulimit -v` leaves), or in a Dask worker (`misr batch`) 80% of
+the worker's memory limit.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from ..rasters.grid import Grid
 ENVIRONMENT = "MISR_MEMORY_BUDGET"
 DEFAULT_SHARE = 0.5
 """Share of the available memory a run may use by default (QGIS and the rest keep the other half)."""
+WORKER_SHARE = 0.8
+"""Share of a Dask worker's memory limit a scene may use by default: Dask pauses a worker at 80%
+of its limit and restarts it at 95% (the scene would be retried, then fail as a lost worker)."""
+WORKER_SOURCE = "80% of the Dask worker's memory limit"
 ENGINE_BYTES = 450 * 2 ** 20
 """Python, numpy, GDAL, torch and their libraries before any data (measured peak RSS: ~400 MB)."""
 WARP_BYTES = 64 * 2 ** 20
@@ -141,7 +146,10 @@ def check_memory(estimated: MemoryEstimate, budget: int, source: str, grid: Grid
     named = f"{subject}: {grid.width}x{grid.height} pixels: " if subject else ""
     raise MisrError(f"{named}this run needs about {_size(estimated.total)} of memory ({largest}: "
                     f"{_size(estimated.parts[largest])}) and the budget is {_size(budget)} ({source}); "
-                    f"{hint}, or raise the budget with --memory-budget or {ENVIRONMENT}")
+                    f"{hint}, or raise the budget with "
+                    + ("a memory_budget column or --set memory_budget=SIZE, or give each Dask worker more "
+                       "memory (fewer --workers)" if source.startswith(WORKER_SOURCE) else
+                       f"--memory-budget or {ENVIRONMENT}"))
 
 
 def memory_budget(requested: str | None = None) -> tuple[int, str]:
@@ -149,8 +157,26 @@ def memory_budget(requested: str | None = None) -> tuple[int, str]:
     for text, source in ((requested, "--memory-budget"), (os.environ.get(ENVIRONMENT), ENVIRONMENT)):
         if text:
             return parse_size(text, source), f"{source} {text}"
+    worker = dask_worker_limit()
+    if worker is not None:
+        return int(worker * WORKER_SHARE), f"{WORKER_SOURCE} ({_size(worker)})"
     available, what = memory_available()
     return int(available * DEFAULT_SHARE), f"half of {what}"
+
+
+def dask_worker_limit() -> int | None:
+    """The memory limit (bytes) of the Dask worker this code runs in (`misr batch`: each worker
+    has its share of the machine, or its cluster's setting); None outside a worker or without a
+    limit."""
+    distributed = sys.modules.get("distributed")  # a worker has imported it; nothing else needs to
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()
+    except ValueError:  # not in a worker's task
+        return None
+    limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
+    return int(limit) if limit else None
 
 
 def parse_size(text: str, source: str = "--memory-budget") -> int:

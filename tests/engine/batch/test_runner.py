@@ -104,3 +104,14 @@ def test_a_scene_a_worker_picks_up_after_the_stop_never_starts(client):
     Event("misr-stop-test", client=client).set()
     assert client.submit(_unless_stopped, "misr-stop-test", slow, "later", request, None, pure=False).result() is None
     assert set(ATTEMPTS) == {"late"}
+
+
+def test_a_scene_on_a_dask_worker_is_held_to_that_worker_s_memory_limit(client):
+    """Not to half of the machine: Dask restarts a worker past 95% of its limit (the scene was
+    retried, then failed as a lost worker, instead of a one-line refusal up front)."""
+    from misr_engine.inference.budget import WORKER_SHARE, WORKER_SOURCE, memory_budget
+    limits = set(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values())
+    budget, source = client.submit(memory_budget, None, pure=False).result()
+    assert len(limits) == 1 and budget == int(WORKER_SHARE * limits.pop())
+    assert source.startswith(WORKER_SOURCE) and WORKER_SOURCE == "80% of the Dask worker's memory limit"
+    assert "Dask" not in memory_budget(None)[1]  # outside a worker: the machine's
