@@ -27,15 +27,7 @@ def make_raster(path: Path | str, data: np.ndarray, data_type: int = gdal.GDT_UI
     data = np.asarray(data)
     bands = data[None] if data.ndim == 2 else data
     count, height, width = bands.shape
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, count, data_type,
-                                                   options=options or [])
-    dataset.SetGeoTransform(geotransform)
-    if wkt is None and epsg is not None:
-        srs = osr.SpatialReference()
-        srs.ImportFromEPSG(epsg)
-        wkt = srs.ExportToWkt()
-    if wkt:
-        dataset.SetProjection(wkt)
+    dataset = _created(path, width, height, count, data_type, options or [], geotransform, epsg, wkt)
     for index, band_data in enumerate(bands):
         band = dataset.GetRasterBand(index + 1)
         if nodata is not None:
@@ -48,15 +40,23 @@ def make_raster(path: Path | str, data: np.ndarray, data_type: int = gdal.GDT_UI
 
 def sparse_raster(path: Path, width: int, height: int) -> Path:
     """A GeoTIFF declaring `width` x `height` pixels and holding almost none (a few kB): a 'bomb'."""
-    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 1, gdal.GDT_UInt16,
-                                                   options=["TILED=YES", "SPARSE_OK=TRUE", "COMPRESS=DEFLATE",
-                                                            "BIGTIFF=YES"])
-    dataset.SetGeoTransform(GEOTRANSFORM)
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(UTM33)
-    dataset.SetProjection(srs.ExportToWkt())
-    dataset = None
+    options = ["TILED=YES", "SPARSE_OK=TRUE", "COMPRESS=DEFLATE", "BIGTIFF=YES"]
+    _created(path, width, height, 1, gdal.GDT_UInt16, options, GEOTRANSFORM, UTM33, None).FlushCache()  # and closed
     return path
+
+
+def _created(path: Path | str, width: int, height: int, count: int, data_type: int, options: list[str],
+             geotransform: tuple[float, ...], epsg: int | None, wkt: str | None) -> gdal.Dataset:
+    """A new GeoTIFF on `geotransform`, its CRS EPSG:`epsg` or `wkt` (as `make_raster` says)."""
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, count, data_type, options=options)
+    dataset.SetGeoTransform(geotransform)
+    if wkt is None and epsg is not None:
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(epsg)
+        wkt = srs.ExportToWkt()
+    if wkt:
+        dataset.SetProjection(wkt)
+    return dataset
 
 
 def textured(height: int, width: int, seed: int, level: float = 1000.0) -> np.ndarray:

@@ -216,6 +216,8 @@ class SuperResolveResult:
     tags: dict[str, Any] = field(default_factory=dict)
     left_out: list[str] = field(default_factory=list)
     """Frames read but left out as far noisier than the others ('a.tif (band 2)': of that band only)."""
+    estimated_memory: int = 0
+    """The peak memory (bytes) the up-front check estimated for the run (``memory_estimate``)."""
 
 
 def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None = None,
@@ -234,7 +236,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     plan = plan_stack(request.frames, request.masks, request.band, align=request.align,
                       mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
-    notes += check_resources(request, plan, engine)
+    resource_notes, estimated = check_resources(request, plan, engine)
+    notes += resource_notes
     stack, spares, screening_notes = _opened(plan, request, progress=progress)
     stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request)
     state = request.reference_index(stack.paths)
@@ -289,7 +292,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 frames, str(engine.device), round(time.perf_counter() - started, 2), warnings,
-                                {**tags, **frame_tags(frames, left_out)}, left_out)
+                                {**tags, **frame_tags(frames, left_out)}, left_out, estimated)
     progress.event("done", output=result.output, uncertainty=result.uncertainty, device=result.device,
                    seconds=result.seconds, frames=len(result.frames), summary=_summary(request, result))
     return result
@@ -428,17 +431,19 @@ def limits() -> dict[str, Any]:
             "sensor_mtf_range": list(MTF_RANGE), "engine_mtf": round(ENGINE_MTF, 3)}
 
 
-def check_resources(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> list[str]:
+def check_resources(request: SuperResolveRequest, plan: StackPlan,
+                    engine: Engine | None = None) -> tuple[list[str], int]:
     """Before any pixel is read: the weights checked without loading them (config bounds, every
     tensor by name and shape), the device, the run's memory (``memory_estimate``) against the
     budget and both outputs' size against the free disk space; one-line MisrErrors. Returns
-    warnings."""
+    warnings and the memory estimated (bytes)."""
     from .inference.budget import check_memory, memory_budget
 
     estimated = memory_estimate(request, plan, engine)
     budget, source = memory_budget(request.memory_budget)
     check_memory(estimated, budget, source, plan.grid, plan.frames[0])
-    return check_free_space(request.rasters, plan.grid.refined(SCALE), plan.frames[0], len(plan.band_numbers))
+    notes = check_free_space(request.rasters, plan.grid.refined(SCALE), plan.frames[0], len(plan.band_numbers))
+    return notes, estimated.total
 
 
 def memory_estimate(request: SuperResolveRequest, plan: StackPlan, engine: Engine | None = None) -> MemoryEstimate:
@@ -471,20 +476,19 @@ def memory_estimate(request: SuperResolveRequest, plan: StackPlan, engine: Engin
     warped = min(sum(f * bands + m for f, m in plan.warp), (bands + 1) * frames)
     # a screened multi-band run reads the first band (the screening's evidence) beside each band
     rows_read = frames * (2 if bands > 1 and request.screening else 1)
-    screened, pool = screened_counts(request, len(plan.frames))
+    screened, pool = screened_counts(request, frames, len(plan.frames))
     return estimate(grid, rows_read, request.tile_size, outputs=len(request.rasters),
                     cache_bytes=plan.cache_bytes(frames, len(request.rasters)), network_bytes=network,
                     tile_bytes=tile, warp=warp_bytes(grid, warped, plan.rotated), registered=max(frames, pool),
                     screened=screened, pool=pool)
 
 
-def screened_counts(request: SuperResolveRequest, planned: int) -> tuple[int, int]:
-    """Without masks, the frames each row of tiles screens for clouds and the frames screened
-    to choose the clearest (``_opened``: 0 when there are no more than --max-frames); (0, 0) when
-    nothing is screened."""
+def screened_counts(request: SuperResolveRequest, used: int, planned: int) -> tuple[int, int]:
+    """Without masks, the frames each row of tiles screens for clouds (the `used` ones) and the
+    frames screened to choose them among the `planned` (``_opened``: 0 when there are no spare
+    frames); (0, 0) when nothing is screened."""
     if request.screening is None or planned < MIN_SCREENED_FRAMES:
         return 0, 0
-    used = min(request.max_frames or planned, planned)
     return used, (min(SCREENING_POOL * used, planned) if planned > used else 0)
 
 

@@ -200,8 +200,7 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
     else:
         from ..inference.tiled import super_resolve_strips
         from ..inference.tiling import make_tiles
-        from ..pipeline import SuperResolveRequest, memory_estimate, super_resolve_files
-        from ..rasters.stack import plan_stack
+        from ..pipeline import SuperResolveRequest, super_resolve_files
         size, tile, overlap = int(case["size"]), int(case["tile_size"]), int(case["overlap"])
         # one tile through the same path first: one-time set-up (allocators, kernels) not timed
         for _ in super_resolve_strips(synthetic_stack(min(tile, size), frames, seed=1), runner, None, tile,
@@ -214,13 +213,13 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
                 frames=case["frame_paths"], masks=case["mask_paths"], output=os.path.join(folder, "sr.tif"),
                 uncertainty=os.path.join(folder, "uncertainty.tif"), tile_size=tile, overlap=overlap,
                 batch_size=case.get("batch_size"))
-            seconds = super_resolve_files(request, engine=engine).seconds
-            estimated = memory_estimate(request, plan_stack(request.frames, request.masks), engine).total
+            finished = super_resolve_files(request, engine=engine)
         output_mp = (size * SCALE) ** 2 / 1e6
         result.update({"size": size, "frames": frames, "tile_size": tile, "overlap": overlap,
-                       "tiles": len(make_tiles(size, size, tile, overlap)), "seconds": round(seconds, 3),
-                       "output_mp": round(output_mp, 6), "mp_per_s": round(output_mp / seconds, 5),
-                       "masks": request.masks is not None, "estimate_mb": round(estimated / 2 ** 20, 1)})
+                       "tiles": len(make_tiles(size, size, tile, overlap)), "seconds": round(finished.seconds, 3),
+                       "output_mp": round(output_mp, 6), "mp_per_s": round(output_mp / finished.seconds, 5),
+                       "masks": request.masks is not None,
+                       "estimate_mb": round(finished.estimated_memory / 2 ** 20, 1)})
     result["peak_rss_mb"] = peak_rss_mb()
     result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1) if cuda else None
     return result
