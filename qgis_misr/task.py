@@ -13,6 +13,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from .core.run import PreparedRun, RunOutcome, RunReporter, execute
 from .core.runner import EngineResult
+from .core.timing import RunClock
 
 LOG_TAG = "MISR"
 
@@ -64,6 +65,8 @@ class MisrTask(QgsTask):
         self.outcome: Optional[RunOutcome] = None
         self.exception: Optional[BaseException] = None
         self.message = ""
+        self.clock: Optional[RunClock] = None
+        """The run's time, from its start (the dialog reads its status line every second)."""
 
     @property
     def argv(self) -> List[str]:
@@ -79,7 +82,8 @@ class MisrTask(QgsTask):
         says "canceled" (a terminated task is announced by QGIS as "Task failed")."""
         log("Running: " + self.prepared.command_text)
         try:
-            self.outcome = execute(self.prepared, _TaskReporter(self), self.isCanceled)
+            self.clock = RunClock()
+            self.outcome = execute(self.prepared, _TaskReporter(self), self.isCanceled, self.clock)
         except Exception as exc:  # never let an exception escape into the task manager
             self.exception = exc
             self.prepared.plan.discard()

@@ -27,6 +27,7 @@ from .files import same_file
 from .inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, MIN_TILE_SIZE
 from .imaging.mtf import DETECTOR_MTF, ENGINE_MTF, MTF_RANGE, psf_sigma_from_mtf
 from .models.registry import DEFAULT_MODEL
+from .progress import Say, staged
 from .rasters.bands import band_identity, parse_bands, resolve_bands
 from .rasters.masks import AUTO, MaskOptions
 from .rasters.outputs import atomic_outputs, check_outputs
@@ -239,7 +240,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     resource_notes, estimated = check_resources(request, plan, engine)
     notes += resource_notes
     stack, spares, screening_notes = _opened(plan, request, progress=progress)
-    stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request)
+    stack, replaced, replacement_notes = _noisy_frames_replaced(plan, stack, spares, request, progress)
     state = request.reference_index(stack.paths)
     if request.reference_frame is not None and state is None:
         raise MisrError(f"--reference-frame {request.reference_frame}: not among the frames used (fully cloudy or "
@@ -321,8 +322,8 @@ def frame_tags(kept: Sequence[str], left_out: Sequence[str]) -> dict[str, Any]:
             **({"MISR_FRAMES_LEFT_OUT": json.dumps(left_out)} if left_out else {})}
 
 
-def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: SuperResolveRequest
-                           ) -> tuple[Any, list[str], list[str]]:
+def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: SuperResolveRequest,
+                           progress: Reporter) -> tuple[Any, list[str], list[str]]:
     """With usable frames beyond --max-frames (`spares`), the frames a run would leave out of
     every band as far noisier than the others (``inference.tiled.noisy_in_every_band``) are
     replaced by the next clearest ones, themselves measured in turn. Returns the stack, the
@@ -332,8 +333,9 @@ def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: Su
     from .inference.tiled import noisy_frame_notes, noisy_in_every_band
     replaced: list[str] = []
     notes: list[str] = []
+    say = staged(partial(progress.update, 0.0), "measuring each frame's noise")
     while noisy := noisy_in_every_band(stack, request.tile_size, request.overlap,
-                                       request.reference_index(stack.paths)):
+                                       request.reference_index(stack.paths), say):
         excluded = [plan.frames.index(path) for path in replaced + [stack.paths[index] for index, _ in noisy]]
         wider = _opened(plan, request, excluded)[0]
         added = [path for path in wider.paths if path not in stack.paths]
@@ -369,7 +371,7 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
         pool = f" (those with the most valid pixels of {len(every.paths) + every.spares})" if every.spares else ""
         progress.event("log", message=f"no cloud masks: screening {len(every.paths)} usable frames{pool} for clouds "
                                       f"to keep the {request.max_frames} clearest")
-    screened, notes = _screened(every, request.screening)
+    screened, notes = _screened(every, request.screening, None if progress is None else partial(progress.update, 0.0))
     limit = request.max_frames or len(screened.paths)
     if len(screened.paths) <= limit:
         return screened, every.spares, notes
@@ -380,15 +382,15 @@ def _opened(plan: StackPlan, request: SuperResolveRequest, excluded: Sequence[in
     return screened.subset(keep, said), every.spares + len(screened.paths) - limit, notes
 
 
-def _screened(stack: LazyStack, screening: Screening | None) -> tuple[Any, list[str]]:
-    """The stack screened for clouds and shadows when `screening` is asked for (no masks), and
-    the note saying so (or why it could not be)."""
+def _screened(stack: LazyStack, screening: Screening | None, say: Say | None = None) -> tuple[Any, list[str]]:
+    """The stack screened for clouds and shadows when `screening` is asked for (no masks; `say`
+    hears its steps), and the note saying so (or why it could not be)."""
     if screening is None:
         return stack, []
     if stack.shape[0] < MIN_SCREENED_FRAMES:
         return stack, [f"no cloud masks and only {stack.shape[0]} frame(s): clouds cannot be screened "
                        f"automatically (that needs {MIN_SCREENED_FRAMES} frames); they will show in the result"]
-    return screen_stack(stack, screening), [
+    return screen_stack(stack, screening, say=say), [
         "no cloud masks: clouds and shadows screened automatically from the time series (pixels much brighter "
         f"or darker than the other dates, grown by {screening.dilation} px); --no-auto-mask turns this off"]
 

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 EVENTS = ("start", "progress", "warning", "log", "done", "error")
 """The names of the JSON-lines events (``--progress json``; docs/cli-contract.md)."""
+
+Say = Callable[[str], None]
+"""Where a step that comes before the network (screening, registration, the scene's units) says
+what it is doing; a run turns it into a `progress` event whose fraction does not move."""
+
+T = TypeVar("T")
+
+
+def staged(say: Say | None, stage: str) -> Say | None:
+    """`say` with every message prefixed by `stage` (None stays None)."""
+    return None if say is None else (lambda text: say(f"{stage}: {text}"))
+
+
+def counted(items: Iterable[T], total: int, say: Say | None) -> Iterator[T]:
+    """`items` (`total` of them), saying "N%" after each one that completes another whole percent
+    (after the caller has used it: the percentage is of the work done, not read)."""
+    said = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        percent = min(100, math.floor(100 * done / max(1, total)))
+        if say is not None and percent > said:
+            said = percent
+            say(f"{percent}%")
 
 
 class Progress:

@@ -18,6 +18,7 @@ from .engine import ENGINE_NOT_FOUND, EngineCapabilities, EngineLocation
 from .naming import safe_file_stem
 from .params import RunParameters
 from .runner import EngineResult, run_engine
+from .timing import RunClock
 from .validation import run_notes, validate_parameters
 
 
@@ -151,19 +152,19 @@ def _message(event: dict) -> str:
     return str(event.get("message", ""))
 
 
-def _progress(reporter: RunReporter, event: dict) -> None:
+def _progress(reporter: RunReporter, event: dict, clock: Optional[RunClock] = None) -> None:
     try:
         fraction = min(1.0, max(0.0, float(event.get("fraction", 0.0))))
     except (TypeError, ValueError):
         return
-    reporter.progress(fraction, _message(event))
+    message = _message(event)
+    reporter.progress(fraction, clock.describe(fraction, message) if clock is not None else message)
 
 
 _HANDLERS: Dict[str, Callable[[RunReporter, dict], None]] = {
     contract.START: lambda reporter, event: reporter.start(
         f"Engine started: {event.get('frames')} frames, model {event.get('model')}, "
         f"device {event.get('device')}"),
-    contract.PROGRESS: _progress,
     contract.WARNING: lambda reporter, event: reporter.warning(_message(event)),
     contract.LOG: lambda reporter, event: reporter.log(_message(event)),
     contract.STDERR: lambda reporter, event: reporter.log(_message(event)),
@@ -173,8 +174,12 @@ _HANDLERS: Dict[str, Callable[[RunReporter, dict], None]] = {
 }
 
 
-def dispatch(event: dict, reporter: RunReporter) -> None:
-    """Hand one engine event to the reporter method of its name (unknown events are ignored)."""
+def dispatch(event: dict, reporter: RunReporter, clock: Optional[RunClock] = None) -> None:
+    """Hand one engine event to the reporter method of its name (unknown events are ignored);
+    with a `clock`, progress messages say the time elapsed and about how long is left."""
+    if event.get("event") == contract.PROGRESS:
+        _progress(reporter, event, clock)
+        return
     handler = _HANDLERS.get(event.get("event"))
     if handler is not None:
         handler(reporter, event)
@@ -234,11 +239,14 @@ def _count(value) -> Optional[int]:
         return None
 
 
-def execute(run: PreparedRun, reporter: RunReporter,
-            is_canceled: Optional[Callable[[], bool]] = None) -> RunOutcome:
+def execute(run: PreparedRun, reporter: RunReporter, is_canceled: Optional[Callable[[], bool]] = None,
+            clock: Optional[RunClock] = None) -> RunOutcome:
     """Run the engine to the end (or until `is_canceled()`), reporting its events; after a
-    failure or a cancel no file of the run remains (nor its temporary folder)."""
-    result = run_engine(run.argv, run.plan.paths, lambda event: dispatch(event, reporter), is_canceled)
+    failure or a cancel no file of the run remains (nor its temporary folder). Progress messages
+    say the time elapsed and, once the network's work moves, about how long is left (`clock`:
+    one the caller reads too, else a new one)."""
+    clock = clock or RunClock()
+    result = run_engine(run.argv, run.plan.paths, lambda event: dispatch(event, reporter, clock), is_canceled)
     if not result.ok:
         run.plan.discard()
     return resolve(result, run.params)

@@ -172,6 +172,9 @@ class MisrDialog(QDialog):
         status_row.addWidget(self.status_label, 1)
         status_row.addWidget(self.progress_bar, 1)
         layout.addLayout(status_row)
+        self._clock_timer = QTimer(self)  # a run's status line: the time moves between the engine's events
+        self._clock_timer.setInterval(1000)
+        self._clock_timer.timeout.connect(self._show_run_time)
         layout.addWidget(self._build_buttons())
 
         self.model_combo.currentIndexChanged.connect(lambda *_: self._apply_weights())
@@ -939,6 +942,7 @@ class MisrDialog(QDialog):
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
         self.cancel_button.setEnabled(True)
+        self._clock_timer.start()
         self.validate()
         return task
 
@@ -947,8 +951,15 @@ class MisrDialog(QDialog):
         if self.task is not None and self.task.message:
             self.status_label.setText(self.task.message)
 
+    def _show_run_time(self) -> None:
+        """The engine's last message with the time elapsed and left, as of now (the steps before
+        the network hold the bar: QgsTask signals no unchanged progress)."""
+        if self.task is not None and self.task.clock is not None:
+            self.status_label.setText(self.task.clock.text())
+
     def cancel_run(self) -> None:
         if self.task is not None:
+            self._clock_timer.stop()
             self.status_label.setText("Stopping the engine...")
             self.task.cancel()
 
@@ -956,6 +967,7 @@ class MisrDialog(QDialog):
         if task is not self.task:
             return
         self.task = None
+        self._clock_timer.stop()
         self.cancel_button.setEnabled(False)
         self.progress_bar.setVisible(False)
         outcome = task.outcome

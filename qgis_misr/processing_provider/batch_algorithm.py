@@ -25,6 +25,7 @@ from ..compat import file_behavior_file, number_type_integer, parameter_flag_adv
 from ..core import contract
 from ..core.run import ENGINE_NOT_FOUND
 from ..core.runner import run_engine
+from ..core.timing import RunClock
 from ..resources import icon_path
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -124,7 +125,8 @@ class RunManifestAlgorithm(QgsProcessingAlgorithm):
             self.parameterAsString(parameters, self.SCHEDULER, context).strip(),
             self.parameterAsInt(parameters, self.WORKERS, context))
         feedback.pushCommandInfo(" ".join(argv))
-        result = run_engine(argv, (), lambda event: _report(event, feedback), feedback.isCanceled)
+        clock = RunClock()
+        result = run_engine(argv, (), lambda event: _report(event, feedback, clock), feedback.isCanceled)
         if result.canceled:
             raise QgsProcessingException("Canceled: the scenes finished so far are kept; run it again "
                                          "to do the rest")
@@ -133,12 +135,14 @@ class RunManifestAlgorithm(QgsProcessingAlgorithm):
         return {self.REPORT: (result.done or {}).get("report", "")}
 
 
-def _report(event: Dict, feedback: QgsProcessingFeedback) -> None:
-    """One `misr batch` event into the Processing feedback."""
+def _report(event: Dict, feedback: QgsProcessingFeedback, clock: RunClock) -> None:
+    """One `misr batch` event into the Processing feedback (the progress text with the time
+    elapsed and about how long is left)."""
     kind, message = event.get("event"), str(event.get("message", ""))
     if kind == contract.PROGRESS:
-        feedback.setProgress(100.0 * float(event.get("fraction", 0.0)))
-        feedback.setProgressText(message)
+        fraction = float(event.get("fraction", 0.0))
+        feedback.setProgress(100.0 * fraction)
+        feedback.setProgressText(clock.describe(fraction, message))
         feedback.pushInfo(message)
     elif kind == contract.START:
         feedback.pushInfo(f"{event.get('to_run')} of {event.get('scenes')} scenes to run on "

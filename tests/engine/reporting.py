@@ -4,10 +4,12 @@ from __future__ import annotations
 
 
 class Recorder:
-    """Keeps the run's `log` messages (`notes`) and its `done` event's fields (`done`)."""
+    """Keeps the run's `log` messages (`notes`), its progress as (fraction, message) pairs
+    (`progress`) and its `done` event's fields (`done`)."""
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+        self.progress: list[tuple[float, str]] = []
         self.done: dict = {}
 
     def event(self, name: str, **fields) -> None:
@@ -17,4 +19,4 @@ class Recorder:
             self.done = fields
 
     def update(self, fraction: float, message: str = "") -> None:
-        pass
+        self.progress.append((fraction, message))

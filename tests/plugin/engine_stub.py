@@ -178,9 +178,9 @@ def writes_rasters(frames_used=None, device: str = "cpu") -> str:
     """
 
 
-def sleeps_after_start(seconds: float = 60.0) -> str:
-    """A `run_body` for fake_engine that starts, then works until stopped: on SIGTERM it says
-    so in an ``error`` event and exits with 130, like the engine."""
+def sleeps_after_start(seconds: float = 60.0, fraction: float = 0.1, message: str = "tile 1/10") -> str:
+    """A `run_body` for fake_engine that starts, reports `fraction` and `message`, then works until
+    stopped: on SIGTERM it says so in an ``error`` event and exits with 130, like the engine."""
     return f"""
         import signal, time
         def stop(*_):
@@ -188,6 +188,6 @@ def sleeps_after_start(seconds: float = 60.0) -> str:
             sys.exit(130)
         signal.signal(signal.SIGTERM, stop)
         print(json.dumps({{"event": "start", "frames": 3, "model": "piunet", "device": "cpu"}}), flush=True)
-        print(json.dumps({{"event": "progress", "fraction": 0.1, "message": "tile 1/10"}}), flush=True)
+        print(json.dumps({{"event": "progress", "fraction": {fraction!r}, "message": {message!r}}}), flush=True)
         time.sleep({seconds})
     """

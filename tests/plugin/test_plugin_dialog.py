@@ -337,6 +337,34 @@ def test_a_cancel_is_reported_as_canceled_at_info_level_and_disables_export(
     assert not dialog.export_button.isEnabled()  # it would have exported the previous run
 
 
+def test_the_status_line_shows_the_engine_s_step_and_the_time_while_the_bar_holds(
+        stub_plugin, project, tmp_path, make_raster):
+    """The steps before the network (screening, registration: minutes on a whole tile) report with
+    the fraction held at 0, which QgsTask does not signal: the dialog's status line still shows
+    them, and the time moving, every second."""
+    layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    preparing = fake_engine(tmp_path / "preparing", run_body=sleeps_after_start(
+        fraction=0.0, message="screening clouds and shadows, pass 1/2: registering the frames"))
+    dialog.engine_widget.setFilePath(str(preparing))
+    dialog.refresh_engine(force=True)
+    assert dialog.wait_for_engine(60)
+    ended = []
+    stub_plugin.controller.listeners.append(ended.append)
+    task = dialog.run()
+    assert task is not None
+    shown = "screening clouds and shadows, pass 1/2: registering the frames ("
+    assert wait_for(lambda: dialog.status_label.text().startswith(shown), 30), dialog.status_label.text()
+    first = dialog.status_label.text()
+    assert wait_for(lambda: dialog.status_label.text() != first, 5), first  # the seconds move on their own
+    assert dialog.status_label.text().startswith(shown) and "elapsed)" in dialog.status_label.text()
+    assert dialog.progress_bar.value() == 0
+    dialog.cancel_run()
+    assert wait_for(lambda: bool(ended), 60)
+    assert dialog.status_label.text().startswith("Canceled")
+
+
 def test_export_uses_clean_names_and_opens_in_the_last_or_the_project_folder(
         stub_plugin, iface, project, tmp_path, make_raster, monkeypatch):
     layers = _layers(project, tmp_path, make_raster, ["a", "b"])

@@ -5,6 +5,7 @@ only: the real one runs in test_plugin_gui.py and test_plugin_processing.py."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -136,6 +137,28 @@ def test_a_finished_run_reports_its_outputs_warnings_and_device(tmp_path):
     assert [call[0] for call in recorder.calls] == ["start", "warning", "done"]
     on_gpu = execute(prepare_run(params, _engine(tmp_path, writes_outputs("cuda:0"))), RunReporter())
     assert on_gpu.device == "cuda:0" and not on_gpu.gpu_fallback
+
+
+def test_a_run_s_progress_says_the_time_elapsed_and_left(tmp_path):
+    """What the dialog's status line and Processing's progress text show: the engine's message,
+    the time since the run began and, once the tiles move, about how long is left."""
+    body = """
+        import time
+        for fraction, message, pause in ((0.0, "registering the frames", 1.0), (0.25, "tile 1/4", 1.0),
+                                         (0.5, "tile 2/4", 0.0)):
+            print(json.dumps({"event": "progress", "fraction": fraction, "message": message}), flush=True)
+            time.sleep(pause)
+    """ + writes_outputs("cpu")
+    params = RunParameters(frames=_frames(tmp_path), output=str(tmp_path / "sr.tif"))
+    recorder = Recorder()
+    outcome = execute(prepare_run(params, _engine(tmp_path, body)), recorder)
+    assert outcome.ok, outcome.error
+    said = [call[1:] for call in recorder.calls if call[0] == "progress"]
+    assert [fraction for fraction, _ in said] == [0.0, 0.25, 0.5]
+    assert re.fullmatch(r"registering the frames \(\d s elapsed\)", said[0][1]), said
+    assert re.fullmatch(r"tile 1/4 \(\d s elapsed\)", said[1][1]), said  # no pace yet
+    left = re.fullmatch(r"tile 2/4 \(\d s elapsed, about (\d) s left\)", said[2][1])
+    assert left and 1 <= int(left.group(1)) <= 4, said  # a quarter took about 1 s; half is left
 
 
 def test_a_failed_run_gives_the_engines_line_and_removes_its_temporary_folder(tmp_path):

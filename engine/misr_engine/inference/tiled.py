@@ -15,6 +15,7 @@ import torch
 
 from .. import SCALE
 from ..errors import MisrError
+from ..progress import Say, staged
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import subpixel_phase
 from ..registration.streamed import (
@@ -153,12 +154,13 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             on_frames_used: FramesCallback | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
-    rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
+    say = (lambda message: progress(0.0, message)) if progress else None  # before the network: 0 done
+    rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration, say)
     noisy, paths = noisy_frames(norm, state), stack.paths
     left_out = [] if keep_noisy_frames else [index for index, times in noisy if times >= LEAVE_OUT_RATIO]
     if left_out:
         stack, registration, state = leave_out_noisy(stack, registration, state, left_out)
-        rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration)
+        rows, phases, norm, tiles = prepare_scene(stack, tile_size, overlap, registration, say)
     tile_rows = [[t for t in tiles if t.y0 == y0] for y0 in sorted({t.y0 for t in tiles})]
     if on_warning:
         for message in noisy_frame_notes(noisy, paths, left_out, keep_noisy_frames):
@@ -195,19 +197,24 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
 
 
 def prepare_scene(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
-                  registration: tuple[np.ndarray, int] | None = None
+                  registration: tuple[np.ndarray, int] | None = None, say: Say | None = None
                   ) -> tuple[RegisteredRows, np.ndarray, Normalisation, list[Tile]]:
     """What a run computes before the network: the registered rows of `stack` (shifts and
     radiometry fitted; `registration` when given, else ``streamed.stack_registration``), the
     frames' sub-pixel phases, the scene's normalisation (``Normalisation.of_registered``) and
-    the tiles."""
+    the tiles. `say` hears each step (the last two read the whole scene: minutes on a
+    Sentinel-2 tile)."""
     _, height, width = stack.shape
+    if registration is None and say is not None:
+        say("registering the frames")
     shifts, reference = stack_registration(stack) if registration is None else registration
     rows = RegisteredRows(stack, shifts)
     tiles = make_tiles(height, width, tile_size, overlap)
-    rows.radiometry = scene_radiometry(rows, reference, tiles[0].height)  # reads as high as a tile row
+    rows.radiometry = scene_radiometry(rows, reference, tiles[0].height,  # reads as high as a tile row
+                                       say=staged(say, "fitting each frame's radiometry"))
     phases = subpixel_phase(shifts)
-    return rows, phases, Normalisation.of_registered(rows.blocks(tiles[0].height), phases), tiles
+    blocks = rows.blocks(tiles[0].height, staged(say, "measuring the scene's level and noise"))
+    return rows, phases, Normalisation.of_registered(blocks, phases), tiles
 
 
 def noisy_frames(norm: Normalisation, state: int | None = None) -> list[tuple[int, float]]:
@@ -218,15 +225,16 @@ def noisy_frames(norm: Normalisation, state: int | None = None) -> list[tuple[in
 
 
 def noisy_in_every_band(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
-                        state: int | None = None) -> list[tuple[int, float]]:
+                        state: int | None = None, say: Say | None = None) -> list[tuple[int, float]]:
     """(index, the fewest times the median frame's noise over the bands) of the frames that a run
     of `stack` leaves out of every band (``noisy_frames`` from LEAVE_OUT_RATIO on), measured as
-    the run measures them (one registration for every band of a multi-band stack)."""
+    the run measures them (one registration for every band of a multi-band stack; `say` hears
+    the steps, as ``prepare_scene``'s)."""
     count = getattr(stack, "band_count", 1)  # an in-memory `Stack` has one band
     registration = stack_registration(stack) if count > 1 else None
     found: dict[int, float] | None = None
     for band in [stack.band(index) for index in range(count)] if count > 1 else [stack]:
-        norm = prepare_scene(band, tile_size, overlap, registration)[2]
+        norm = prepare_scene(band, tile_size, overlap, registration, say)[2]
         times = {index: t for index, t in noisy_frames(norm, state) if t >= LEAVE_OUT_RATIO}
         found = times if found is None else {index: min(t, found[index]) for index, t in times.items() if index in found}
         if not found:

@@ -13,6 +13,7 @@ import numpy as np
 from .. import SCALE
 from ..errors import MisrError
 from ..files import ensure_open_files
+from ..progress import Say, counted
 from .bands import BandSource, Units, open_band, warp_band
 from .gdal_utils import bounded_cache, gdal_cache_limit
 from .grid import Grid
@@ -452,12 +453,13 @@ def scan_frame(source: FrameSource, grid: Grid) -> tuple[int, bytes]:
     return count, digest.digest()
 
 
-def clear_fractions_of(stack: AnyStack) -> np.ndarray:
-    """Fraction of clear pixels of every frame of any stack (its `read_rows`), in row blocks."""
+def clear_fractions_of(stack: AnyStack, say: Say | None = None) -> np.ndarray:
+    """Fraction of clear pixels of every frame of any stack (its `read_rows`), in row blocks
+    (`say` hears the share of the rows done)."""
     count, height, width = stack.shape
     counts = np.zeros(count, np.int64)
     with gdal_cache_limit(stack.cache_bytes()):
-        for row0, row1 in row_blocks(height, READ_BLOCK_ROWS):
+        for row0, row1 in counted(row_blocks(height, READ_BLOCK_ROWS), -(-height // READ_BLOCK_ROWS), say):
             counts += stack.read_rows(row0, row1)[1].reshape(count, -1).sum(axis=1)
     return counts / (width * height)
 

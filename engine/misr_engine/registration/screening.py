@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from ..errors import MisrError
 from ..imaging.robust import NORMAL_MAD
+from ..progress import Say, staged
 from ..rasters.masks import disc
 from ..rasters.stack import LazyStack, Stack, clear_fractions_of
 from .stack import move_window, whole_pixel_moves
@@ -218,10 +219,11 @@ def _source(span: tuple[int, int], window: tuple[int, int], moves: np.ndarray, s
     return min(window[0], max(0, span[0] + int(moves.min()))), max(window[1], min(size, span[1] + int(moves.max())))
 
 
-def screen_stack(stack: AnyStack, screening: Screening = Screening(), passes: int = 2) -> ScreenedStack:
+def screen_stack(stack: AnyStack, screening: Screening = Screening(), passes: int = 2,
+                 say: Say | None = None) -> ScreenedStack:
     """`stack` screened for clouds and shadows (see the module), its clear fractions counted
     again and the frames screened out over more than 1 - MIN_CLEAR_FRACTION dropped, with a
-    warning each.
+    warning each. `say` hears each pass's steps (on a whole Sentinel-2 tile, minutes each).
 
     Registration and screening help each other: the shifts are first estimated with the clouds
     in, the stack screened, then the shifts estimated again on the screened frames (`passes`
@@ -229,16 +231,20 @@ def screen_stack(stack: AnyStack, screening: Screening = Screening(), passes: in
     """
     from .streamed import stack_registration
 
-    screened = ScreenedStack(stack, whole_pixel_moves(stack_registration(stack)[0]), screening)
-    for _ in range(passes - 1):
-        screened = _mostly_clear(screened)
-        screened = ScreenedStack(screened.inner, whole_pixel_moves(stack_registration(screened)[0]), screening)
-    return _mostly_clear(screened)
+    evidence: AnyStack = stack
+    for number in range(1, passes + 1):
+        stage = staged(say, f"screening clouds and shadows, pass {number}/{passes}")
+        if stage is not None:
+            stage("registering the frames")
+        screened = ScreenedStack(stack, whole_pixel_moves(stack_registration(evidence)[0]), screening)
+        screened = _mostly_clear(screened, stage)
+        stack, evidence = screened.inner, screened
+    return screened
 
 
-def _mostly_clear(screened: ScreenedStack) -> ScreenedStack:
+def _mostly_clear(screened: ScreenedStack, say: Say | None = None) -> ScreenedStack:
     """`screened` with its clear fractions counted and the frames left mostly screened out dropped."""
-    clear = clear_fractions_of(screened)
+    clear = clear_fractions_of(screened, say)
     keep = clear >= MIN_CLEAR_FRACTION
     if not keep.any():
         raise MisrError("every frame is cloudy, nodata or screened out as cloud or shadow: nothing to "

@@ -8,6 +8,7 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from ..progress import Say, counted
 from ..rasters.stack import LazyStack, Stack, row_blocks
 from .radiometry import (
     HALO,
@@ -59,9 +60,11 @@ class RegisteredRows:
             moved = self.radiometry.apply(moved, moved_masks)
         return TileRowInput(row0, moved, moved_masks, ~masks[:, row0 - top:row1 - top].any(axis=0))
 
-    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(frames, masks) of the registered stack in blocks of `rows` rows, top to bottom."""
-        for row0, row1 in row_blocks(self.stack.shape[1], rows):
+    def blocks(self, rows: int, say: Say | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(frames, masks) of the registered stack in blocks of `rows` rows, top to bottom (`say`
+        hears the share of the rows done)."""
+        height = self.stack.shape[1]
+        for row0, row1 in counted(row_blocks(height, rows), -(-height // max(1, rows)), say):
             block = self.read(row0, row1)
             yield block.frames, block.masks
 
@@ -78,19 +81,20 @@ def stack_registration(stack: AnyStack) -> tuple[np.ndarray, int]:
     return window_registration(frames, masks)
 
 
-def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64) -> Radiometry:
+def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64, say: Say | None = None) -> Radiometry:
     """Every frame's gain and offset, fitted once over the whole registered scene against the
     frames' per-block median (``radiometry.fit_radiometry`` on block means of the frames on one
     grid without the change, ``radiometry.fitting_frames``, gathered row block by row block, about
     `read_rows` rows at a time), expressed against the frames' median radiometry
-    (``Radiometry.centred``)."""
+    (``Radiometry.centred``). `say` hears the share of the rows done."""
     count, height, width = rows.stack.shape
     if count <= 1:
         return Radiometry.identity(count)
     block = block_size(height, width)
     values, clear = [], []
     plain = RegisteredRows(rows.stack, rows.moves)
-    for row0, row1 in row_blocks(height, block * max(1, (read_rows - 2 * HALO) // block)):  # read_rows with the halo
+    step = block * max(1, (read_rows - 2 * HALO) // block)  # read_rows with the halo
+    for row0, row1 in counted(row_blocks(height, step), -(-height // step), say):
         top, bottom = max(0, row0 - HALO), min(height, row1 + HALO)
         read = plain.read(top, bottom)
         frames, masks = (a[:, row0 - top:row1 - top] for a in fitting_frames(read.frames, read.masks, rows.phases))
