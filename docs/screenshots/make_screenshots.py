@@ -156,7 +156,10 @@ def main() -> int:
     if task is None:
         print("could not start:", dialog.problems_label.text(), file=sys.stderr)
         return 1
-    pump(3.0)
+    end = time.monotonic() + 300  # past the steps before the network: the status line gives the time left
+    while task.result is None and time.monotonic() < end and not task.message.startswith("tile 2/"):
+        pump(0.5)
+    pump(1.5)
     grab_screen(OUT / "dialog_running.png")
     end = time.monotonic() + 900
     while task.result is None and time.monotonic() < end:
