@@ -108,6 +108,10 @@ class SuperResolveRequest:
     """Keep the frames far noisier than the others (``inference.tiled.leave_out_noisy``; default:
     left out, each named in a warning)."""
     align: bool = False
+    extent: Sequence[float] | None = None
+    """(xmin, ymin, xmax, ymax) in the first frame's CRS: only the pixels it touches are read and
+    super-resolved, snapped outward to whole pixels (``rasters.stack.extent_window``; None: the
+    whole frames)."""
     overwrite: bool = False
     memory_budget: str | None = None  # bytes or "6G"; default: MISR_MEMORY_BUDGET, or half the memory
 
@@ -197,6 +201,11 @@ class SuperResolveRequest:
         if self.reference_frame is not None and self.reference_index(self.frames) is None:
             raise MisrError(f"--reference-frame {self.reference_frame}: not one of --frames (name the frame whose "
                             "date the SR should show)")
+        if self.extent is not None:
+            values = list(self.extent)
+            if len(values) != 4 or not all(np.isfinite(values)) or values[0] >= values[2] or values[1] >= values[3]:
+                raise MisrError(f"--extent {' '.join(f'{v:g}' for v in values)}: give XMIN YMIN XMAX YMAX with "
+                                "XMIN < XMAX and YMIN < YMAX, in the frames' CRS")
         if self.kernels_out and not self.ttf_steps:
             raise MisrError("--kernels-out needs --ttf-steps: the kernels are estimated by the fine-tuning")
         for path in self.rasters:
@@ -235,7 +244,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     # every input's header checked, then its pixels read one file at a time; only the frames
     # used stay open, read window by window: memory does not grow with the raster
     plan = plan_stack(request.frames, request.masks, request.band, align=request.align,
-                      mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]))
+                      mask_options=request.mask_options, bands=resolve_bands(request.bands, request.frames[0]),
+                      extent=None if request.extent is None else tuple(request.extent))
     psf_sigmas = request.psf_sigmas(len(plan.bands) or 1)
     resource_notes, estimated = check_resources(request, plan, engine)
     notes += resource_notes
@@ -255,8 +265,9 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         progress.event("log", message=note)
     for warning in warnings:
         progress.event("warning", message=warning)
+    grid = stack.grid if plan.area is None else plan.area.grid  # what is written (less the context read)
     progress.event("start", frames=len(stack.paths), device=engine.device, model=engine.model,
-                   width=stack.grid.width, height=stack.grid.height, backend=engine.backend,
+                   width=grid.width, height=grid.height, backend=engine.backend,
                    provider=engine.provider, precision=engine.precision)
     tags = output_tags(request, engine, stack)
 
@@ -281,10 +292,13 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters
+    strips = chain.from_iterable(band_strips(i) for i in range(count))
+    if plan.area is not None and plan.window is not None:  # read with context around the area: write the area
+        strips = _cropped(strips, *plan.area.within(plan.window))
     with atomic_outputs(request.outputs, request.overwrite) as temporaries:  # the files appear together, or none
         # row strips are written as the tiles finish them: the outputs are never held whole
-        write_strips(chain.from_iterable(band_strips(i) for i in range(count)), temporaries[:len(rasters)],
-                     stack.grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
+        write_strips(strips, temporaries[:len(rasters)],
+                     grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
                      descriptions, labels=rasters, bands=count, colours=colours, units=stack.units,
                      closing_tags=lambda: frame_tags(*frames_used(stack.paths, used, replaced)))
         if request.kernels_out:
@@ -393,6 +407,18 @@ def _screened(stack: LazyStack, screening: Screening | None, say: Say | None = N
     return screen_stack(stack, screening, say=say), [
         "no cloud masks: clouds and shadows screened automatically from the time series (pixels much brighter "
         f"or darker than the other dates, grown by {screening.dilation} px); --no-auto-mask turns this off"]
+
+
+def _cropped(strips: Iterable[Any], rows: slice, columns: slice) -> Iterator[Any]:
+    """The strips' SR pixels within LR `rows` and `columns` of the raster read, their rows counted
+    from the first of them (the area asked for, out of the area read around it)."""
+    top, bottom = rows.start * SCALE, rows.stop * SCALE
+    left, right = columns.start * SCALE, columns.stop * SCALE
+    for strip in strips:
+        first, last = max(strip.row0, top), min(strip.row0 + len(strip.sr), bottom)
+        if first < last:
+            kept = slice(first - strip.row0, last - strip.row0)
+            yield replace(strip, row0=first - top, sr=strip.sr[kept, left:right], scale=strip.scale[kept, left:right])
 
 
 def _clipped(strips: Iterable[Any], value_range: tuple[float, float] | None) -> Iterator[Any]:

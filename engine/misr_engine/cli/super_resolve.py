@@ -93,6 +93,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--align", action="store_true",
                    help="resample frames and masks that are not on the first frame's grid (CRS, size, "
                         "geotransform) onto it (frames bilinear, masks nearest) instead of failing")
+    p.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="super-resolve only this area, in the frames' CRS (its pixels, snapped outward to whole "
+                        "pixels of the first frame; the rest of the files is never read); default: the whole frames")
     p.add_argument("--memory-budget", metavar="SIZE",
                    help="refuse the run up front if it would need more memory than this (bytes, or 800M, 6G; "
                         "default: $MISR_MEMORY_BUDGET, or half of the memory available)")

@@ -13,7 +13,7 @@ from osgeo import gdal
 from ..errors import MisrError
 from ..files import check_input_file
 from .gdal_utils import gdal_reason, quiet_gdal
-from .grid import Grid, grid_of
+from .grid import Grid, Window, grid_of
 
 gdal.UseExceptions()
 
@@ -135,10 +135,13 @@ class BandSource:
             return data.astype(np.float32, copy=False)
 
 
-def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandSource:
+def open_band(path: str, band: int | None = None, kind: str = "raster", window: Window | None = None) -> BandSource:
     """Open `path` and check its band (1-based; None: it must have one band) and data type.
 
     `kind` ("raster", "frame" or "mask") only words the messages: --band applies to frames.
+    `window`: a raster on that window's full grid is read through it (a GDAL VRT of those pixels:
+    the rest of the file is never read); a raster on another grid is opened whole (the caller
+    warps it onto the window's grid).
     """
     dataset = open_raster(path)
     count = dataset.RasterCount
@@ -165,8 +168,19 @@ def open_band(path: str, band: int | None = None, kind: str = "raster") -> BandS
     x0, dx, rx, y0, ry, dy = grid.geotransform
     if not all(np.isfinite(grid.geotransform)) or dx * dy - rx * ry == 0:
         raise MisrError(f"{path}: corrupt georeferencing (geotransform {grid.geotransform})")
-    return BandSource(str(path), dataset, band, grid, nodata, value_range=integer_range(data_type),
-                      units=Units.of(dataset.GetRasterBand(band)))
+    source = BandSource(str(path), dataset, band, grid, nodata, value_range=integer_range(data_type),
+                        units=Units.of(dataset.GetRasterBand(band)))
+    return _windowed(source, window) if window is not None and window.full.mismatch(grid) is None else source
+
+
+def _windowed(source: BandSource, window: Window) -> BandSource:
+    """`source` read through `window` (same path, band, nodata, units and data type)."""
+    if window.whole:
+        return source
+    with quiet_gdal():
+        part = gdal.Translate("", source.dataset, format="VRT",
+                              srcWin=[window.col0, window.row0, window.width, window.height])
+    return replace(source, dataset=part, grid=window.grid, keep=source.dataset)
 
 
 def integer_range(data_type: int) -> tuple[float, float] | None:

@@ -1,7 +1,9 @@
-"""The georeferencing of a raster and the one check that two rasters share a grid."""
+"""The georeferencing of a raster, the one check that two rasters share a grid, and the part of
+a grid an area covers (`--extent`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from osgeo import gdal, osr
@@ -58,6 +60,56 @@ class Grid:
             (sorted((x0, x0 + dx * self.width)), sorted((fx0, fx0 + fdx * fine.width))),
             (sorted((y0, y0 + dy * self.height)), sorted((fy0, fy0 + fdy * fine.height)))))
         return factor if covers else None
+
+
+@dataclass(frozen=True)
+class Window:
+    """Whole pixels of a grid (`full`): columns col0:col0+width, rows row0:row0+height. What a run
+    reads of every raster on that grid when it is given an area (`--extent`)."""
+
+    full: Grid
+    col0: int
+    row0: int
+    width: int
+    height: int
+
+    @property
+    def grid(self) -> Grid:
+        """The window's own grid (same CRS and pixel size, its own origin and size)."""
+        x0, dx, rx, y0, ry, dy = self.full.geotransform
+        return Grid(self.full.crs_wkt, (x0 + self.col0 * dx, dx, rx, y0 + self.row0 * dy, ry, dy),
+                    self.width, self.height)
+
+    @property
+    def whole(self) -> bool:
+        return (self.col0, self.row0, self.width, self.height) == (0, 0, self.full.width, self.full.height)
+
+    def expanded(self, margin: int) -> Window:
+        """This window with `margin` more pixels on every side, cut to the grid."""
+        col0, row0 = max(0, self.col0 - margin), max(0, self.row0 - margin)
+        col1 = min(self.full.width, self.col0 + self.width + margin)
+        row1 = min(self.full.height, self.row0 + self.height + margin)
+        return Window(self.full, col0, row0, col1 - col0, row1 - row0)
+
+    def within(self, outer: Window) -> tuple[slice, slice]:
+        """(rows, columns) of this window within `outer` (a window of the same grid that holds it)."""
+        row0, col0 = self.row0 - outer.row0, self.col0 - outer.col0
+        return slice(row0, row0 + self.height), slice(col0, col0 + self.width)
+
+
+def window_of(grid: Grid, extent: tuple[float, float, float, float]) -> Window | None:
+    """The pixels of a north-up `grid` that (xmin, ymin, xmax, ymax) touches, snapped outward to
+    whole pixels and cut to the grid; None when it touches none."""
+    x0, dx, _, y0, _, dy = grid.geotransform
+    xmin, ymin, xmax, ymax = extent
+    tol = GEOTRANSFORM_TOLERANCE * 100  # of a pixel: an edge on a pixel edge takes no extra pixel
+    cols = sorted(((xmin - x0) / dx, (xmax - x0) / dx))
+    rows = sorted(((ymin - y0) / dy, (ymax - y0) / dy))
+    col0, col1 = max(0, math.floor(cols[0] + tol)), min(grid.width, math.ceil(cols[1] - tol))
+    row0, row1 = max(0, math.floor(rows[0] + tol)), min(grid.height, math.ceil(rows[1] - tol))
+    if col1 <= col0 or row1 <= row0:
+        return None
+    return Window(grid, col0, row0, col1 - col0, row1 - row0)
 
 
 def _same_crs(a: str, b: str) -> bool:
