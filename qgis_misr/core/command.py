@@ -20,6 +20,7 @@ KERNELS_OPTION = "--kernels-out"
 SENSOR_MTF_OPTION = "--sensor-mtf"
 REFERENCE_FRAME_OPTION = "--reference-frame"
 KEEP_NOISY_OPTION = "--keep-noisy-frames"
+EXTENT_OPTION = "--extent"
 
 
 class UnsupportedOption(ValueError):
@@ -34,7 +35,8 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     ``params.model`` is '' (the engine's default), ``--weights`` when ``params.weights`` is ''.
     ``--ttf-steps`` (and ``--kernels-out`` with a kernels file) is passed
     only when fine-tuning is on, and only if the engine's ``--help`` lists it; ``--sensor-mtf`` likewise
-    only when a sensor MTF is stated, ``--reference-frame`` only when a date is chosen. ``--align`` is
+    only when a sensor MTF is stated, ``--reference-frame`` only when a date is chosen, ``--extent``
+    only when an area is. ``--align`` is
     passed when ``params.align`` is set; it is refused only when `caps` shows an engine whose
     ``--help`` lacks it (without `caps` the engine itself rejects an unknown option). The options
     of masks, screening and bands (docs/cli-contract.md) are passed only when they differ from
@@ -79,6 +81,9 @@ def build_command(engine_argv: Sequence[str], params: RunParameters,
     if params.align:
         _require(caps, ALIGN_OPTION, "resampling frames onto the first frame's grid", known_only=True)
         argv.append(ALIGN_OPTION)
+    if params.extent is not None:
+        _require(caps, EXTENT_OPTION, "super-resolving an area of the frames", known_only=True)
+        argv += [EXTENT_OPTION] + [repr(float(value)) for value in params.extent]
     if params.overwrite:
         argv.append("--overwrite")
     argv += ["--progress", "json"]

@@ -14,6 +14,11 @@ from .grid import GeoTransform, Grid
 
 DEFAULT_TTF_STEPS = 20  # the engine's limits.default_ttf_steps (chosen on validation scenes) when it reports none
 ALIGN_LABEL = "Resample frames on other grids onto the first frame's grid"
+AREA_LABEL = "Area to super-resolve (empty = the whole frames)"
+AREA_TOOLTIP = ("Only the frames' pixels this area touches are read and super-resolved (snapped outward to "
+                "whole pixels of the first frame; the engine reads 16 pixels of context around them): a "
+                "field or a town out of a whole Sentinel-2 tile, in minutes instead of hours. The result "
+                "covers the area alone, on the frames' grid.")
 KEEP_NOISY_LABEL = "Keep frames far noisier than the others"
 KEEP_NOISY_TOOLTIP = ("By default the engine leaves out of the run every frame at least 5 times as noisy as the "
                       "median frame (a hazy or dark date, another sensor) and names it in a warning: the network "
@@ -123,6 +128,9 @@ class RunParameters:
     align: bool = False
     """Let the engine resample frames and masks off the first frame's grid onto it
     (``--align``: frames bilinear, masks nearest, in memory) instead of refusing them."""
+    extent: Optional[Tuple[float, float, float, float]] = None
+    """(xmin, ymin, xmax, ymax) in the first frame's CRS: super-resolve only this area
+    (``--extent``); None = the whole frames."""
 
     bands: Tuple[int, ...] = ()
     """Several bands (1-based) super-resolved together (``--bands``); () = just ``band``."""

@@ -215,6 +215,8 @@ def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities
     if params.reference_frame and os.path.abspath(params.reference_frame) not in {
             os.path.abspath(item.frame.path) for item in params.frames if item.frame.path}:
         problems.append("Surface shown: the frame of that date is not among the frames ticked.")
+    if params.extent is not None and params.frames and not _overlaps(params.extent, params.frames[0].frame.extent):
+        problems.append("Area: it does not overlap the first frame (choose it in the frames' CRS, or Whole frames).")
     outputs = [p for p in (params.output, params.uncertainty if params.write_uncertainty else "") if p]
     if len(outputs) == 2 and os.path.abspath(outputs[0]) == os.path.abspath(outputs[1]):
         problems.append("The SR and uncertainty outputs are the same file.")
@@ -232,6 +234,11 @@ def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities
         elif not os.access(folder, os.W_OK):
             problems.append(f"Output folder {folder} is not writable.")
     return problems
+
+
+def _overlaps(area: Tuple[float, float, float, float], extent: Tuple[float, float, float, float]) -> bool:
+    """Whether two (xmin, ymin, xmax, ymax) rectangles share more than an edge."""
+    return area[0] < extent[2] and extent[0] < area[2] and area[1] < extent[3] and extent[1] < area[3]
 
 
 def _engine_problems(params: RunParameters, caps: EngineCapabilities) -> List[str]:

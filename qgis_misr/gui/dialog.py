@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from qgis.core import QgsProject, QgsRasterLayer
-from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsScrollArea
+from qgis.gui import QgsCollapsibleGroupBox, QgsExtentWidget, QgsFileWidget, QgsScrollArea
 from qgis.PyQt.QtCore import QObject, QRect, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QGuiApplication, QIcon
 from qgis.PyQt.QtWidgets import (
@@ -44,6 +44,7 @@ from ..core.engine import EngineCapabilities, EngineLocation, ModelInfo, Unknown
 from ..core.naming import looks_like_mask, match_masks, run_name
 from ..core.params import (
     ALIGN_LABEL,
+    AREA_TOOLTIP,
     DEFAULT_TTF_STEPS,
     KEEP_NOISY_LABEL,
     KEEP_NOISY_TOOLTIP,
@@ -131,6 +132,7 @@ class MisrDialog(QDialog):
         self.notes: List[str] = []
         self._probing = False
         self._weights_restored = False  # the saved weights choice, applied once a model is known
+        self._area_layer: Optional[str] = None  # the first frame the area widget's CRS follows
         self._relay = _ProbeRelay()
         self._relay.probed.connect(self._apply_probe)
         self._dates: Dict[str, object] = {}
@@ -184,7 +186,8 @@ class MisrDialog(QDialog):
         for signal in (self.band_chooser.changed, self.mask_options.changed, self.ttf_check.toggled,
                        self.device_combo.currentIndexChanged, self.tile_spin.valueChanged,
                        self.ttf_steps.valueChanged, self.align_check.toggled, self.mtf_edit.textChanged,
-                       self.state_combo.currentIndexChanged, self.keep_noisy_check.toggled):
+                       self.state_combo.currentIndexChanged, self.keep_noisy_check.toggled,
+                       self.area_widget.extentChanged):
             signal.connect(lambda *_: self.validate())
         for widget in (self.output_widget, self.uncertainty_widget):
             widget.fileChanged.connect(lambda *_: self.validate())
@@ -237,6 +240,14 @@ class MisrDialog(QDialog):
         self.options_form = QFormLayout(box)
         self.band_chooser = BandChooser()
         self.options_form.addRow("Bands", self.band_chooser)
+        self.area_widget = QgsExtentWidget()  # the standard choices: map canvas, a layer, drawn, typed
+        self.area_widget.setNullValueAllowed(True, "Whole frames")
+        self.area_widget.clear()
+        self.area_widget.setToolTip(AREA_TOOLTIP)
+        iface = getattr(self.controller, "iface", None)
+        if iface is not None and iface.mapCanvas() is not None:
+            self.area_widget.setMapCanvas(iface.mapCanvas())
+        self.options_form.addRow("Area", self.area_widget)
         self.mask_options = MaskOptions()
         self.options_form.addRow("Cloud masks", self.mask_options)
         self.model_combo = QComboBox()
@@ -856,7 +867,22 @@ class MisrDialog(QDialog):
             overwrite=True, run_name=run_name(model.label if model else "", names, dates),
             align=self.align_check.isChecked(),
             sensor_mtf=self._read_mtf()[0], reference_frame=self._state_file(),
-            keep_noisy_frames=self.keep_noisy_check.isChecked())
+            keep_noisy_frames=self.keep_noisy_check.isChecked(), extent=self._area(frames))
+
+    def _area(self, frames: List[FrameInput]) -> Optional[Tuple[float, float, float, float]]:
+        """The area chosen, in the first frame's CRS (None: the whole frames). The widget's own
+        extent and CRS follow the first frame, so that "Whole frames" and typed values mean it."""
+        first = self._layer(next((row.layer_id for row in self.rows if row.checked), None))
+        if first is not None and first.id() != self._area_layer:
+            self._area_layer = first.id()
+            self.area_widget.setOutputCrs(first.crs())
+            self.area_widget.setOriginalExtent(first.extent(), first.crs())
+        if not frames or not self.area_widget.isValid():
+            return None
+        area = self.area_widget.outputExtent()
+        if area.isNull() or area.isEmpty():
+            return None
+        return area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()
 
     def _state_file(self) -> str:
         """The file of the frame whose date the SR shows ('' = the mean of the dates)."""

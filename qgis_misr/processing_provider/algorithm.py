@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
@@ -34,6 +35,8 @@ from ..core.masks import AUTO, KINDS, LABELS
 from ..core.naming import match_masks, run_name
 from ..core.params import (
     ALIGN_LABEL,
+    AREA_LABEL,
+    AREA_TOOLTIP,
     DEFAULT_TTF_STEPS,
     KEEP_NOISY_LABEL,
     KEEP_NOISY_TOOLTIP,
@@ -146,6 +149,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     REFERENCE_FRAME = "REFERENCE_FRAME"
     KEEP_NOISY_FRAMES = "KEEP_NOISY_FRAMES"
     ALIGN = "ALIGN"
+    EXTENT = "EXTENT"
     BANDS = "BANDS"
     MASK_KIND = "MASK_KIND"
     AUTO_MASK = "AUTO_MASK"
@@ -210,6 +214,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "dates): where the surface changed between the dates (a harvest, a flood), the SR shows it as "
             "this frame does; where that frame is cloudy, the mean.<br>"
             f"<b>{KEEP_NOISY_LABEL}</b> (advanced, KEEP_NOISY_FRAMES): {KEEP_NOISY_TOOLTIP}<br>"
+            f"<b>{AREA_LABEL}</b> (EXTENT): {AREA_TOOLTIP}<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
             "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
@@ -250,6 +255,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.TILE_SIZE, "Tile size in LR pixels (0 = engine default)", number_type_integer(), 0,
             minValue=0, maxValue=100000))
         self.addParameter(QgsProcessingParameterBoolean(self.ALIGN, ALIGN_LABEL, defaultValue=False))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, AREA_LABEL, optional=True))
         mtf = QgsProcessingParameterString(
             self.SENSOR_MTF, "Sensor MTF at Nyquist: one value, or one per band (empty = the engine's default)",
             defaultValue="", optional=True)
@@ -343,7 +349,18 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             overwrite=True, align=self.parameterAsBoolean(parameters, self.ALIGN, context),
             sensor_mtf=self._sensor_mtf(parameters, context),
             reference_frame=self._reference_frame(parameters, context),
-            keep_noisy_frames=self.parameterAsBoolean(parameters, self.KEEP_NOISY_FRAMES, context))
+            keep_noisy_frames=self.parameterAsBoolean(parameters, self.KEEP_NOISY_FRAMES, context),
+            extent=self._extent(parameters, context, frames))
+
+    def _extent(self, parameters: Dict, context: QgsProcessingContext,
+                frames: List) -> Optional[Tuple[float, float, float, float]]:
+        """EXTENT in the first frame's CRS (None when not given: the whole frames)."""
+        if parameters.get(self.EXTENT) in (None, "") or not frames:
+            return None
+        area = self.parameterAsExtent(parameters, self.EXTENT, context, frames[0].crs())
+        if area.isNull() or area.isEmpty():
+            return None
+        return area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()
 
     def _reference_frame(self, parameters: Dict, context: QgsProcessingContext) -> str:
         """REFERENCE_FRAME's file ('' when none is given)."""

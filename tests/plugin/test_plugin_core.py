@@ -392,6 +392,19 @@ def test_weights_and_the_kernels_file_are_passed_when_chosen(tmp_path, files):
         build_command(["misr"], _params(tmp_path, ttf_enabled=True, kernels_out=str(tmp_path / "k.json")), caps)
 
 
+def test_an_area_is_passed_to_the_engine_and_must_overlap_the_first_frame(tmp_path):
+    """``--extent`` in the first frame's CRS, only when an area is chosen; an area beside the
+    first frame (extent 0-300 x 0-600) is a problem before anything runs."""
+    assert "--extent" not in build_command(["misr"], _params(tmp_path))
+    argv = build_command(["misr"], _params(tmp_path, extent=(30.0, 60.0, 150.5, 300.0)))
+    assert argv[argv.index("--extent"):argv.index("--extent") + 5] == ["--extent", "30.0", "60.0", "150.5", "300.0"]
+    with pytest.raises(UnsupportedOption, match="--extent"):
+        build_command(["misr"], _params(tmp_path, extent=(30.0, 60.0, 150.5, 300.0)), _caps(options=("--align",)))
+    assert not any(p.startswith("Area") for p in validate_parameters(_params(tmp_path, extent=(30.0, 60.0, 150.0, 300.0))))
+    assert "Area: it does not overlap the first frame (choose it in the frames' CRS, or Whole frames)." in \
+        validate_parameters(_params(tmp_path, extent=(400.0, 60.0, 500.0, 300.0)))
+
+
 def test_a_missing_weights_file_and_a_kernels_file_that_is_not_json_are_problems(files, tmp_path):
     a, b, c = files("a.tif", "b.tif", "c.tif")
     params = RunParameters(frames=[FrameInput(info("a", a)), FrameInput(info("b", b)), FrameInput(info("c", c))],

@@ -365,6 +365,25 @@ def test_the_status_line_shows_the_engine_s_step_and_the_time_while_the_bar_hold
     assert dialog.status_label.text().startswith("Canceled")
 
 
+def test_the_area_is_whole_frames_until_chosen_then_passed_in_the_frames_crs(stub_plugin, project, tmp_path,
+                                                                             make_raster):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsRectangle
+    layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
+    dialog = _open(stub_plugin)
+    dialog.set_frames(layers, masks=[None] * 3)
+    assert dialog.collect_parameters().extent is None  # "Whole frames"
+    assert dialog.area_widget.outputCrs() == layers[0].crs()  # it follows the first frame
+    inside = layers[0].extent().buffered(-60.0)
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    to_wgs84 = QgsCoordinateTransform(layers[0].crs(), wgs84, project)
+    dialog.area_widget.setOutputExtentFromUser(to_wgs84.transformBoundingBox(inside), wgs84)  # drawn in degrees
+    area = dialog.collect_parameters().extent
+    assert area is not None and QgsRectangle(*area).contains(inside)  # back in the frames' CRS
+    assert not dialog.validate()
+    dialog.area_widget.clear()
+    assert dialog.collect_parameters().extent is None
+
+
 def test_export_uses_clean_names_and_opens_in_the_last_or_the_project_folder(
         stub_plugin, iface, project, tmp_path, make_raster, monkeypatch):
     layers = _layers(project, tmp_path, make_raster, ["a", "b"])

@@ -198,6 +198,26 @@ def test_algorithm_super_resolves_the_sample(provider, engine, tmp_path, sample_
 
 
 @pytest.mark.slow
+def test_an_area_of_the_sample_is_super_resolved_alone(provider, engine, tmp_path, sample_frames):
+    """EXTENT (any CRS Processing offers; here the frames'): the output covers the frames' pixels
+    that area touches, x3 finer, and nothing else."""
+    sample = crop_sample(tmp_path / "sample", 4)
+    frames = [str(sample / f"frame_{i:02d}.tif") for i in range(1, 5)]
+    lr = QgsRasterLayer(frames[0], "lr", "gdal")
+    full = lr.extent()
+    area = f"{full.xMinimum() + 100},{full.xMinimum() + 700},{full.yMaximum() - 620},{full.yMaximum() - 40} " \
+           f"[{lr.crs().authid()}]"
+    result = _run({"FRAMES": frames, "TILE_SIZE": 48, "DEVICE": 1, "EXTENT": area,
+                   "OUTPUT": str(tmp_path / "sr.tif"), "UNCERTAINTY": str(tmp_path / "unc.tif")})
+    for path in (result["OUTPUT"], result["UNCERTAINTY"]):
+        layer = QgsRasterLayer(path, "out", "gdal")
+        assert layer.isValid() and layer.crs() == lr.crs()
+        extent = layer.extent()  # 30 m pixels: columns 3-23 (90-720 m), rows 1-20 (30-630 m) from the corner
+        assert (extent.xMinimum(), extent.xMaximum()) == (full.xMinimum() + 90, full.xMinimum() + 720)
+        assert (extent.yMinimum(), extent.yMaximum()) == (full.yMaximum() - 630, full.yMaximum() - 30)
+        assert (layer.width(), layer.height()) == (3 * 21, 3 * 20)
+
+
 def test_outputs_loaded_by_processing_are_styled_and_exportable(iface, processing_ready, engine, project,
                                                                 tmp_path, sample_frames):
     """From the Toolbox, Processing loads the outputs: they get the plugin's styles."""
