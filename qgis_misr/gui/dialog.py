@@ -874,9 +874,11 @@ class MisrDialog(QDialog):
         extent and CRS follow the first frame, so that "Whole frames" and typed values mean it."""
         first = self._layer(next((row.layer_id for row in self.rows if row.checked), None))
         if first is not None and first.id() != self._area_layer:
-            self._area_layer = first.id()
+            self._area_layer, chosen = first.id(), self.area_widget.isValid()
             self.area_widget.setOutputCrs(first.crs())
             self.area_widget.setOriginalExtent(first.extent(), first.crs())
+            if not chosen:  # setting the CRS shows a zero extent: keep "Whole frames"
+                self.area_widget.clear()
         if not frames or not self.area_widget.isValid():
             return None
         area = self.area_widget.outputExtent()

@@ -15,7 +15,7 @@ from osgeo import gdal  # noqa: E402
 from qgis.core import Qgis, QgsApplication, QgsLayerTreeGroup, QgsRasterLayer, QgsTask  # noqa: E402
 from qgis.PyQt.QtCore import QPoint, QRect, Qt  # noqa: E402
 from qgis.PyQt.QtTest import QTest  # noqa: E402
-from qgis.PyQt.QtWidgets import QDialogButtonBox, QPushButton  # noqa: E402
+from qgis.PyQt.QtWidgets import QDialogButtonBox, QLineEdit, QPushButton  # noqa: E402
 
 import qgis_misr  # noqa: E402
 from qgis_misr import settings  # noqa: E402
@@ -371,8 +371,10 @@ def test_the_area_is_whole_frames_until_chosen_then_passed_in_the_frames_crs(stu
     layers = _layers(project, tmp_path, make_raster, ["a", "b", "c"])
     dialog = _open(stub_plugin)
     dialog.set_frames(layers, masks=[None] * 3)
-    assert dialog.collect_parameters().extent is None  # "Whole frames"
+    assert dialog.collect_parameters().extent is None
     assert dialog.area_widget.outputCrs() == layers[0].crs()  # it follows the first frame
+    shown = [edit.text() for edit in dialog.area_widget.findChildren(QLineEdit) if edit.isVisible()]
+    assert shown == ["Whole frames"], shown  # not the zero extent QGIS shows once a CRS is set
     inside = layers[0].extent().buffered(-60.0)
     wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
     to_wgs84 = QgsCoordinateTransform(layers[0].crs(), wgs84, project)
