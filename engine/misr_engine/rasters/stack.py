@@ -196,12 +196,12 @@ class LazyStack:
 
 
 READ_BLOCK_ROWS = 64
+"""Rows per window when a pass reads a whole raster (the clear fractions)."""
 EXTENT_CONTEXT = 16
 """LR pixels read around an `--extent` (where the frames have them): the SR at the area's edges
 sees its neighbours as in a run of the whole frames. On the sample, a 28 x 34 px area differed
 from that crop of the whole run by 40 DN on average (960 at most; level 1,683) without them,
 12 (133) with 16 px, 11 (113) with 64: the rest is the registration and the units of the area."""
-"""Rows per window when a pass reads a whole raster (the clear fractions)."""
 
 def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int = 2,
                        scale: int = SCALE) -> int:
