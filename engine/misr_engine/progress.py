@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -25,13 +25,13 @@ def staged(say: Say | None, stage: str) -> Say | None:
     return None if say is None else (lambda text: say(f"{stage}: {text}"))
 
 
-def counted(items: Iterable[T], total: int, say: Say | None) -> Iterator[T]:
-    """`items` (`total` of them), saying "N%" after each one that completes another whole percent
-    (after the caller has used it: the percentage is of the work done, not read)."""
+def counted(items: Sequence[T], say: Say | None) -> Iterator[T]:
+    """`items`, saying "N%" after each one that completes another whole percent (after the caller
+    has used it: the percentage is of the work done, not read)."""
     said = 0
     for done, item in enumerate(items, 1):
         yield item
-        percent = min(100, math.floor(100 * done / max(1, total)))
+        percent = min(100, math.floor(100 * done / len(items)))
         if say is not None and percent > said:
             said = percent
             say(f"{percent}%")

@@ -12,14 +12,14 @@ from .reporting import Recorder
 def test_counted_says_each_whole_percent_of_the_items_used_once():
     said: list[str] = []
     used = []
-    for item in counted(range(7), 7, staged(said.append, "step")):
+    for item in counted(range(7), staged(said.append, "step")):
         used.append(item)
         assert len(said) == item  # said after the item is used, not when it is handed out
     assert used == list(range(7))
     assert said == ["step: 14%", "step: 28%", "step: 42%", "step: 57%", "step: 71%", "step: 85%", "step: 100%"]
-    assert list(counted(range(3), 3, None)) == [0, 1, 2]
+    assert list(counted(range(3), None)) == [0, 1, 2]
     hundreds: list[str] = []
-    list(counted(range(1000), 1000, hundreds.append))
+    list(counted(range(1000), hundreds.append))
     assert len(hundreds) == 100 and hundreds[-1] == "100%"  # at most once per whole percent
 
 

@@ -4,7 +4,7 @@ by window, the fully cloudy frames dropped and the clearest kept."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -217,10 +217,9 @@ def output_cache_bytes(grid: Grid, outputs: int = 2, scale: int = SCALE) -> int:
     return outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
 
 
-def row_blocks(height: int, rows: int) -> Iterator[tuple[int, int]]:
+def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
     """(row0, row1) windows of at most `rows` rows covering [0, height)."""
-    for row0 in range(0, height, max(1, rows)):
-        yield row0, min(height, row0 + max(1, rows))
+    return [(row0, min(height, row0 + max(1, rows))) for row0 in range(0, height, max(1, rows))]
 
 
 def _indices(keep: np.ndarray) -> np.ndarray:
@@ -254,11 +253,14 @@ class StackPlan:
     """Per band read, the units every frame is read in (`stack_units`)."""
     scanned: tuple[np.ndarray, list[bytes]] | None = None
     """Every planned frame's clear fraction and digest, once `scan` counted them."""
-    window: Window | None = None
-    """The part of the first frame's grid read (`--extent` and EXTENT_CONTEXT pixels around it),
-    else None: the whole frames."""
     area: Window | None = None
     """The part of the first frame's grid asked for (`--extent`): what a run writes."""
+
+    @property
+    def window(self) -> Window | None:
+        """The part of the first frame's grid read: the area and EXTENT_CONTEXT pixels around it
+        (None: the whole frames)."""
+        return None if self.area is None else self.area.expanded(EXTENT_CONTEXT)
 
     def scan(self) -> tuple[np.ndarray, list[bytes]]:
         """Every planned frame's clear fraction and digest (`scan_frame`), counted one file at a
@@ -385,7 +387,7 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
     units, said = stack_units(headers)
     return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings + said[0],
                      list(bands or []), mask_options, [asked[i] for i in keep] if mask_paths else [],
-                     merge_notes(notes) + said[1], units=units, window=window, area=area)
+                     merge_notes(notes) + said[1], units=units, area=area)
 
 
 def extent_window(grid: Grid, extent: tuple[float, float, float, float], path: str) -> Window:
@@ -490,7 +492,7 @@ def clear_fractions_of(stack: AnyStack, say: Say | None = None) -> np.ndarray:
     count, height, width = stack.shape
     counts = np.zeros(count, np.int64)
     with gdal_cache_limit(stack.cache_bytes()):
-        for row0, row1 in counted(row_blocks(height, READ_BLOCK_ROWS), -(-height // READ_BLOCK_ROWS), say):
+        for row0, row1 in counted(row_blocks(height, READ_BLOCK_ROWS), say):
             counts += stack.read_rows(row0, row1)[1].reshape(count, -1).sum(axis=1)
     return counts / (width * height)
 

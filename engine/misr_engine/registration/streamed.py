@@ -63,8 +63,7 @@ class RegisteredRows:
     def blocks(self, rows: int, say: Say | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(frames, masks) of the registered stack in blocks of `rows` rows, top to bottom (`say`
         hears the share of the rows done)."""
-        height = self.stack.shape[1]
-        for row0, row1 in counted(row_blocks(height, rows), -(-height // max(1, rows)), say):
+        for row0, row1 in counted(row_blocks(self.stack.shape[1], rows), say):
             block = self.read(row0, row1)
             yield block.frames, block.masks
 
@@ -94,7 +93,7 @@ def scene_radiometry(rows: RegisteredRows, reference: int, read_rows: int = 64, 
     values, clear = [], []
     plain = RegisteredRows(rows.stack, rows.moves)
     step = block * max(1, (read_rows - 2 * HALO) // block)  # read_rows with the halo
-    for row0, row1 in counted(row_blocks(height, step), -(-height // step), say):
+    for row0, row1 in counted(row_blocks(height, step), say):
         top, bottom = max(0, row0 - HALO), min(height, row1 + HALO)
         read = plain.read(top, bottom)
         frames, masks = (a[:, row0 - top:row1 - top] for a in fitting_frames(read.frames, read.masks, rows.phases))
