@@ -147,6 +147,10 @@ class RunReporter:
     def error(self, message: str) -> None:
         """The engine's one-line error (the run then fails with it)."""
 
+    def status(self, text: str) -> None:
+        """About once a second while the engine runs: the last progress message with the time
+        elapsed and left as of now (:meth:`RunClock.text`), for a status line that has no timer."""
+
 
 def _message(event: dict) -> str:
     return str(event.get("message", ""))
@@ -246,7 +250,8 @@ def execute(run: PreparedRun, reporter: RunReporter, is_canceled: Optional[Calla
     say the time elapsed and, once the network's work moves, about how long is left (`clock`:
     one the caller reads too, else a new one)."""
     clock = clock or RunClock()
-    result = run_engine(run.argv, run.plan.paths, lambda event: dispatch(event, reporter, clock), is_canceled)
+    result = run_engine(run.argv, run.plan.paths, lambda event: dispatch(event, reporter, clock), is_canceled,
+                        on_wait=lambda: reporter.status(clock.text()))
     if not result.ok:
         run.plan.discard()
     return resolve(result, run.params)

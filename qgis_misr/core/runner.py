@@ -14,6 +14,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
@@ -23,6 +24,8 @@ from .contract import ERROR_PREFIX
 from .engine import IS_WINDOWS, popen_flags, subprocess_environment
 
 TERMINATE_GRACE_S = 10.0
+WAIT_CALL_S = 1.0
+"""How often `run_engine` calls its `on_wait` while the engine runs (seconds)."""
 
 
 @dataclass
@@ -174,13 +177,23 @@ def remove_new_files(outputs: Sequence[str], before: Dict[str, Set[str]]) -> Lis
     return removed
 
 
+def _call(callback: Callable, *args) -> None:
+    """Call a display callback; a display problem must not leave the engine orphaned."""
+    try:
+        callback(*args)
+    except Exception:
+        pass
+
+
 def run_engine(argv: Sequence[str], outputs: Sequence[str] = (),
                on_event: Optional[Callable[[dict], None]] = None,
                is_canceled: Optional[Callable[[], bool]] = None,
                env: Optional[Mapping[str, str]] = None,
-               grace_s: float = TERMINATE_GRACE_S, poll_s: float = 0.1) -> EngineResult:
+               grace_s: float = TERMINATE_GRACE_S, poll_s: float = 0.1,
+               on_wait: Optional[Callable[[], None]] = None) -> EngineResult:
     """Run the engine to the end (or until `is_canceled()`), calling `on_event` for every
-    JSON event (and ``stderr``/``log`` lines) from the calling thread.
+    JSON event (and ``stderr``/``log`` lines) and `on_wait` about once a second (`WAIT_CALL_S`:
+    a status line whose time moves between events), both from the calling thread.
 
     After a cancel or a failure no file this run created beside `outputs` remains.
     """
@@ -194,7 +207,11 @@ def run_engine(argv: Sequence[str], outputs: Sequence[str] = (),
     except OSError as exc:
         result.error = f"cannot start the engine {argv[0]}: {exc.strerror or exc}"
         return result
+    waited = time.monotonic()
     while True:
+        if on_wait is not None and time.monotonic() - waited >= WAIT_CALL_S:
+            waited = time.monotonic()
+            _call(on_wait)
         if not result.canceled and is_canceled is not None and is_canceled():
             result.canceled = True
             result.killed = engine.terminate(grace_s)
@@ -214,10 +231,7 @@ def run_engine(argv: Sequence[str], outputs: Sequence[str] = (),
         elif kind == contract.ERROR:
             error_event = str(event.get("message", ""))
         if on_event is not None:
-            try:
-                on_event(event)
-            except Exception:  # a display problem must not leave the engine orphaned
-                pass
+            _call(on_event, event)
     result.returncode = engine.process.wait()
     result.stderr_tail = list(engine.stderr_tail)
     if result.canceled:

@@ -125,6 +125,9 @@ class FeedbackReporter(RunReporter):
         if message:
             self.feedback.setProgressText(message)
 
+    def status(self, text: str) -> None:
+        self.feedback.setProgressText(text)
+
     def warning(self, message: str) -> None:
         self.feedback.pushWarning(message)
 

@@ -126,7 +126,8 @@ class RunManifestAlgorithm(QgsProcessingAlgorithm):
             self.parameterAsInt(parameters, self.WORKERS, context))
         feedback.pushCommandInfo(" ".join(argv))
         clock = RunClock()
-        result = run_engine(argv, (), lambda event: _report(event, feedback, clock), feedback.isCanceled)
+        result = run_engine(argv, (), lambda event: _report(event, feedback, clock), feedback.isCanceled,
+                            on_wait=lambda: feedback.setProgressText(clock.text()))
         if result.canceled:
             raise QgsProcessingException("Canceled: the scenes finished so far are kept; run it again "
                                          "to do the rest")

@@ -579,6 +579,18 @@ def test_runner_reads_json_events_and_the_done_event(tmp_path):
     assert out.exists()
 
 
+def test_runner_calls_on_wait_every_second_while_the_engine_is_silent(tmp_path):
+    argv = _script(tmp_path, """
+        print(json.dumps({"event": "start", "frames": 2}), flush=True)
+        time.sleep(2.5)
+        print(json.dumps({"event": "done", "output": "x", "device": "cpu"}), flush=True)
+    """)
+    events, waits = [], []
+    result = run_engine(argv, [], events.append, on_wait=lambda: waits.append(len(events)))
+    assert result.ok, result.error
+    assert len(waits) >= 2 and waits[-1] == 1  # each second of silence, after the start
+
+
 def test_runner_reports_the_engines_one_line_error(tmp_path):
     argv = _script(tmp_path, """
         print(json.dumps({"event": "error", "message": "frames a.tif and b.tif have different CRS"}), flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import sys
 import textwrap
 
@@ -275,8 +276,29 @@ class RecordingFeedback(QgsProcessingFeedback):
         self.lines.append(("warning", text))
         super().pushWarning(text)
 
+    def setProgressText(self, text):  # noqa: N802
+        self.lines.append(("progress", text))
+        super().setProgressText(text)
+
     def texts(self, kind):
         return [text for line_kind, text in self.lines if line_kind == kind]
+
+
+def test_the_progress_text_counts_the_time_while_the_engine_prepares(provider, tmp_path, make_raster):
+    """The engine holds its fraction while it registers the frames (one registration can take a
+    minute on a whole tile): the progress text still says every second how long it has run."""
+    preparing = """
+        import time
+        print(json.dumps({"event": "progress", "fraction": 0.0, "message": "registering the frames"}), flush=True)
+        time.sleep(2.6)
+    """
+    engine = str(fake_engine(tmp_path / "engine", run_body=preparing + writes_outputs()))
+    frames = [make_raster(tmp_path / f"{name}.tif") for name in "abc"]
+    feedback = RecordingFeedback()
+    _run({"FRAMES": frames, "ENGINE": engine, "OUTPUT": str(tmp_path / "sr.tif"),
+          "UNCERTAINTY": str(tmp_path / "unc.tif")}, feedback)
+    texts = feedback.texts("progress")
+    assert any(re.fullmatch(r"registering the frames \([12] s elapsed\)", text) for text in texts), texts
 
 
 @pytest.mark.slow
