@@ -22,7 +22,6 @@ from .timing import RunClock
 from .validation import run_notes, validate_parameters
 
 
-
 class RunError(Exception):
     """A run that cannot start (no engine, bad parameters, an option the engine lacks)."""
 

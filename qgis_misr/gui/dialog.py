@@ -870,21 +870,25 @@ class MisrDialog(QDialog):
             keep_noisy_frames=self.keep_noisy_check.isChecked(), extent=self._area(frames))
 
     def _area(self, frames: List[FrameInput]) -> Optional[Tuple[float, float, float, float]]:
-        """The area chosen, in the first frame's CRS (None: the whole frames). The widget's own
-        extent and CRS follow the first frame, so that "Whole frames" and typed values mean it."""
-        first = self._layer(next((row.layer_id for row in self.rows if row.checked), None))
-        if first is not None and first.id() != self._area_layer:
-            self._area_layer, chosen = first.id(), self.area_widget.isValid()
-            self.area_widget.setOutputCrs(first.crs())
-            self.area_widget.setOriginalExtent(first.extent(), first.crs())
-            if not chosen:  # setting the CRS shows a zero extent: keep "Whole frames"
-                self.area_widget.clear()
+        """The area chosen, in the first frame's CRS (None: the whole frames)."""
         if not frames or not self.area_widget.isValid():
             return None
         area = self.area_widget.outputExtent()
         if area.isNull() or area.isEmpty():
             return None
         return area.xMinimum(), area.yMinimum(), area.xMaximum(), area.yMaximum()
+
+    def _area_follows_first_frame(self) -> None:
+        """Give the area widget the first ticked frame's CRS and extent when that frame changes,
+        so that "Whole frames" and typed values mean it."""
+        first = self._layer(next((row.layer_id for row in self.rows if row.checked), None))
+        if first is None or first.id() == self._area_layer:
+            return
+        self._area_layer, chosen = first.id(), self.area_widget.isValid()
+        self.area_widget.setOutputCrs(first.crs())
+        self.area_widget.setOriginalExtent(first.extent(), first.crs())
+        if not chosen:  # setting the CRS shows a zero extent: keep "Whole frames"
+            self.area_widget.clear()
 
     def _state_file(self) -> str:
         """The file of the frame whose date the SR shows ('' = the mean of the dates)."""
@@ -910,6 +914,7 @@ class MisrDialog(QDialog):
         if not hasattr(self, "run_button"):
             return []
         self._update_ttf()
+        self._area_follows_first_frame()
         params = self.collect_parameters()
         problems = validate_parameters(params, self.caps)
         mtf_problem = self._read_mtf()[1]
