@@ -456,7 +456,8 @@ def limits() -> dict[str, Any]:
     return {"scale": SCALE, "min_tile_size": MIN_TILE_SIZE, "default_tile_size": DEFAULT_TILE_SIZE,
             "default_overlap": DEFAULT_OVERLAP, "max_frames": DEFAULT_MAX_FRAMES, "screening_pool": SCREENING_POOL,
             "min_ttf_frames": MIN_TTF_FRAMES, "max_ttf_steps": MAX_TTF_STEPS, "default_ttf_steps": DEFAULT_TTF_STEPS,
-            "sensor_mtf_range": list(MTF_RANGE), "engine_mtf": round(ENGINE_MTF, 3)}
+            "sensor_mtf_range": list(MTF_RANGE), "engine_mtf": round(ENGINE_MTF, 3),
+            "other_footprints": True}  # frames whole pixels off the first frame's grid are read as they are
 
 
 def check_resources(request: SuperResolveRequest, plan: StackPlan,
@@ -501,7 +502,7 @@ def memory_estimate(request: SuperResolveRequest, plan: StackPlan, engine: Engin
         if request.ttf_steps:  # training steps keep every activation for the backward pass
             tile = max(tile, 12 * config.tile_bytes(frames, min(TTF_WINDOW, grid.height) * min(TTF_WINDOW, grid.width)))
     bands = len(plan.band_numbers)  # each frame's bands are open (and warped) together; SR'd one at a time
-    warped = min(sum(f * bands + m for f, m in plan.warp), (bands + 1) * frames)
+    warped = min(sum(bool(f) * bands + m for f, m in plan.warp), (bands + 1) * frames)
     # a screened multi-band run reads the first band (the screening's evidence) beside each band
     rows_read = frames * (2 if bands > 1 and request.screening else 1)
     screened, pool = screened_counts(request, frames, len(plan.frames))

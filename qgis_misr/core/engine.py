@@ -171,6 +171,9 @@ class EngineLimits:
     """The sensor MTFs at Nyquist ``--sensor-mtf`` accepts (low, high)."""
     engine_mtf: Optional[float] = None
     """The MTF at Nyquist the engine assumes when none is stated."""
+    other_footprints: Optional[bool] = None
+    """Whether the engine reads a frame of another footprint on the first frame's pixel grid (whole
+    pixels off it) as it is, without --align."""
 
 
 def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
@@ -231,7 +234,11 @@ def _positive_int(value) -> Optional[int]:
     return number if number > 0 else None
 
 
-_LIMIT_READERS = {"sensor_mtf_range": _float_range, "engine_mtf": _fraction}
+def _flag(value) -> Optional[bool]:
+    return value if isinstance(value, bool) else None
+
+
+_LIMIT_READERS = {"sensor_mtf_range": _float_range, "engine_mtf": _fraction, "other_footprints": _flag}
 """The limits that are not positive integers, and how each is read (None when malformed)."""
 
 

@@ -132,6 +132,30 @@ def mismatches(reference: Grid, other: Grid, crs_names: Tuple[str, str] = ("", "
     return problems + details
 
 
+def offset_of(reference: Grid, other: Grid) -> Optional[Tuple[int, int]]:
+    """(columns, rows) by which `other`'s origin lies off `reference`'s when both are north-up
+    with the same CRS and pixel size and `other`'s pixels fall on `reference`'s (another footprint
+    on the same pixel grid): the engine then reads it as it is, no --align needed (its
+    ``Grid.offset_of``); else None."""
+    x0, dx, rx, y0, ry, dy = reference.geotransform
+    ox0, odx, orx, oy0, ory, ody = other.geotransform
+    tolerance = RELATIVE_TOLERANCE * max(reference.pixel_size)
+    if rx or ry or orx or ory or abs(dx - odx) > tolerance or abs(dy - ody) > tolerance \
+            or not same_crs(reference.crs, other.crs):
+        return None
+    cols, rows = (ox0 - x0) / dx, (oy0 - y0) / dy
+    if abs(cols - round(cols)) * abs(dx) > tolerance or abs(rows - round(rows)) * abs(dy) > tolerance:
+        return None
+    return round(cols), round(rows)
+
+
+def covered_share(reference: Grid, other: Grid, offset: Tuple[int, int]) -> float:
+    """The share of `reference`'s pixels that `other`, `offset` (columns, rows) off it, covers."""
+    cols = max(0, min(reference.width, offset[0] + other.width) - max(0, offset[0]))
+    rows = max(0, min(reference.height, offset[1] + other.height) - max(0, offset[1]))
+    return cols * rows / (reference.width * reference.height)
+
+
 def coarser_factor(coarse: Grid, fine: Grid) -> Optional[int]:
     """k when `coarse` covers `fine`'s extent with pixels exactly k >= 2 times larger, in the same
     CRS, both north-up: the engine then reads such a mask onto its frame's grid by nearest

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .command import REFERENCE_FRAME_OPTION, SENSOR_MTF_OPTION
 from .engine import EngineCapabilities, UnknownModel
-from .grid import coarser_factor, mismatches
+from .grid import coarser_factor, covered_share, mismatches, offset_of
 from .params import (
     ALIGN_LABEL,
     SENSOR_MTF_FORMAT,
@@ -48,50 +48,90 @@ class OffGrid:
     alignable: bool
     """Whether the engine's ``--align`` can resample it onto the first frame's grid (not when
     only one of it and the first frame has a CRS)."""
+    offset: Optional[Tuple[int, int]] = None
+    """(columns, rows) off the first frame's pixel grid when it is another footprint on that grid
+    and the engine reads such rasters as they are (no --align); None otherwise."""
+    covered: float = 0.0
+    """With an offset: the share of the first frame it covers."""
+
+    @property
+    def as_it_is(self) -> bool:
+        """Whether the engine reads it as it is, whole pixels off (a note, not a problem)."""
+        return self.offset is not None and self.covered > 0
 
     def _head(self) -> str:
         return f"{self.role} {self.raster.name}: {'; '.join(self.mismatches)} ({self.reference})"
 
     def problem_line(self) -> str:
         """The blocking problem: what differs, and what to do about it."""
+        if self.offset is not None:
+            return (f"{self.role} {self.raster.name}: does not overlap {self.reference} (on its pixel grid, "
+                    f"{self.offset[0]} columns and {self.offset[1]} rows off).")
         if not self.alignable:
             return (f"{self._head()}; it cannot be resampled onto the first frame's grid "
                     f"because only one of the two has a CRS.")
         return f"{self._head()}. Tick \"{ALIGN_LABEL}\" to resample it."
 
     def note_line(self) -> str:
-        """The informational note when the engine will resample it (``--align``)."""
+        """The informational note when the engine reads it as it is, or resamples it (``--align``)."""
+        if self.offset is not None:
+            cols, rows = self.offset
+            cover = f"; it covers {100 * self.covered:.3g}% of {self.reference}" if self.covered < 1 else ""
+            return (f"{self.role} {self.raster.name}: {cols} column{'' if abs(cols) == 1 else 's'} and {rows} "
+                    f"row{'' if abs(rows) == 1 else 's'} off the pixel grid of {self.reference} (another "
+                    f"footprint): read as it is, not resampled{cover}.")
         method = "bilinear" if self.role == "Frame" else "nearest neighbour"
         return f"{self._head()}: will be resampled onto the first frame's grid ({method})."
 
 
-def off_grid(frames: Sequence[FrameInput], align: bool = False) -> List[OffGrid]:
+def off_grid(frames: Sequence[FrameInput], align: bool = False, footprints: bool = False) -> List[OffGrid]:
     """Frames off the first frame's grid, and masks off their frame's grid (with `align`: off
-    the first frame's grid, which is where the engine resamples everything)."""
+    the first frame's grid, which is where the engine resamples everything). With `footprints`
+    (an engine that reads other footprints on the first frame's pixel grid as they are), such a
+    frame carries its offset, and its mask, on its own grid, moves with it."""
     if not frames:
         return []
     reference = frames[0].frame
     first = f"frame {reference.name}"
-    checks = [("Frame", item.frame, reference, first) for item in frames[1:]]
-    checks += [("Mask", item.mask, reference, first) if align else
-               ("Mask", item.mask, item.frame, f"its frame {item.frame.name}")
-               for item in frames if item.mask is not None]
     found = []
-    for role, raster, target, label in checks:
-        if role == "Mask" and coarser_factor(raster.grid, target.grid):
+    for index, item in enumerate(frames):
+        frame = _finding("Frame", item.frame, reference, first, footprints) if index else None
+        if frame is not None:
+            found.append(frame)
+        if item.mask is None or (frame is not None and frame.offset is not None
+                                 and not grid_mismatch(item.frame, item.mask)):
+            continue  # no mask, or one on its frame's grid that moves with it
+        on_frame = not align and not (frame is not None and frame.as_it_is)  # the engine's target
+        target, label = (item.frame, f"its frame {item.frame.name}") if on_frame else (reference, first)
+        if coarser_factor(item.mask.grid, target.grid):
             continue  # read onto the frame's grid by nearest neighbour: a note, not a problem
-        mismatches = grid_mismatch(target, raster)
-        if mismatches:
-            found.append(OffGrid(role, raster, label, tuple(mismatches),
-                                 alignable=bool(reference.grid.crs) == bool(raster.grid.crs)))
+        mask = _finding("Mask", item.mask, target, label, footprints)
+        if mask is not None:
+            found.append(mask)
     return found
 
 
-def alignment_notes(params: RunParameters) -> List[str]:
-    """With ``params.align``: one line per frame or mask the engine will resample (not a problem)."""
-    if not params.align:
-        return []
-    return [finding.note_line() for finding in off_grid(params.frames, align=True) if finding.alignable]
+def _finding(role: str, raster: RasterInfo, target: RasterInfo, label: str, footprints: bool) -> Optional[OffGrid]:
+    """How `raster` is off `target`'s grid (None when on it)."""
+    mismatches = grid_mismatch(target, raster)
+    if not mismatches:
+        return None
+    offset = offset_of(target.grid, raster.grid) if footprints else None
+    return OffGrid(role, raster, label, tuple(mismatches), alignable=bool(target.grid.crs) == bool(raster.grid.crs),
+                   offset=offset, covered=covered_share(target.grid, raster.grid, offset) if offset else 0.0)
+
+
+def footprints_read(caps: Optional[EngineCapabilities]) -> bool:
+    """Whether the engine reads other footprints on the first frame's pixel grid as they are
+    (``limits.other_footprints``); without a successful probe the engine is left to refuse."""
+    return caps is None or not caps.ok or bool(caps.limits.other_footprints)
+
+
+def alignment_notes(params: RunParameters, footprints: bool = False) -> List[str]:
+    """One line per frame or mask the engine reads as it is, whole pixels off the first frame's
+    grid (with `footprints`), and, with ``params.align``, per one it will resample (not problems)."""
+    return [finding.note_line() for finding in off_grid(params.frames, params.align, footprints)
+            if finding.as_it_is or (params.align and finding.alignable and finding.offset is None)]
 
 
 def coarse_mask_notes(params: RunParameters) -> List[str]:
@@ -144,7 +184,8 @@ def run_notes(params: RunParameters, caps: Optional[EngineCapabilities] = None) 
     the engine uses (`caps`: its probe, when known), frames the engine will resample, coarse masks,
     automatic cloud screening."""
     notes = [ONE_FRAME_NOTE] if len(params.frames) == 1 else []
-    return (notes + frame_count_notes(params, caps) + alignment_notes(params) + coarse_mask_notes(params)
+    return (notes + frame_count_notes(params, caps) + alignment_notes(params, footprints_read(caps))
+            + coarse_mask_notes(params)
             + screening_notes(params))
 
 
@@ -159,11 +200,12 @@ def ttf_frames_problem(frame_count: int, caps: Optional[EngineCapabilities]) -> 
 
 
 def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = False,
-                    bands: Sequence[int] = ()) -> List[str]:
+                    bands: Sequence[int] = (), footprints: bool = False) -> List[str]:
     """Problems with the frames and masks, [] when the engine can read them as one stack.
 
-    Grid mismatches are problems unless `align` is set and the engine can resample the raster
-    (see :func:`alignment_notes`); the problem line then says which option fixes it.
+    Grid mismatches are problems unless `align` is set and the engine can resample the raster,
+    or (with `footprints`) the raster is another footprint on the first frame's pixel grid that
+    overlaps it (see :func:`alignment_notes`); the problem line then says which option fixes it.
     """
     if not frames:
         return ["Choose at least one frame (tick it in the Frames list)."]
@@ -181,8 +223,8 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = F
     if with_mask and len(with_mask) != len(frames):
         missing = ", ".join(item.frame.name for item in frames if item.mask is None)
         problems.append(f"Choose a mask for every frame or for none (no mask: {missing}).")
-    problems += [finding.problem_line() for finding in off_grid(frames, align)
-                 if not (align and finding.alignable)]
+    problems += [finding.problem_line() for finding in off_grid(frames, align, footprints)
+                 if not finding.as_it_is and not (align and finding.alignable and finding.offset is None)]
     numbers = list(bands) or [band]
     if len(set(numbers)) != len(numbers):
         problems.append(f"Bands {', '.join(map(str, numbers))}: a band is chosen twice.")
@@ -200,7 +242,7 @@ def validate_inputs(frames: Sequence[FrameInput], band: int = 1, align: bool = F
 def validate_parameters(params: RunParameters, caps: Optional[EngineCapabilities] = None) -> List[str]:
     """All problems of a run: inputs, outputs, tile size and, when `caps` is a successful probe
     of the engine, the model and its limits (without it the engine is left to refuse)."""
-    problems = validate_inputs(params.frames, params.band, params.align, params.bands)
+    problems = validate_inputs(params.frames, params.band, params.align, params.bands, footprints_read(caps))
     problems += _engine_problems(params, caps) if caps is not None and caps.ok else []
     if params.ttf_enabled and params.ttf_steps < 1:
         problems.append("Test-time fine-tuning needs at least 1 step.")

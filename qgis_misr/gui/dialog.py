@@ -50,6 +50,7 @@ from ..core.params import (
     KEEP_NOISY_TOOLTIP,
     SENSOR_MTF_FORMAT,
     SENSOR_MTF_TOOLTIP,
+    TTF_TOOLTIP,
     FrameInput,
     RunParameters,
     parse_sensor_mtf,
@@ -833,7 +834,7 @@ class MisrDialog(QDialog):
         if reason is not None:
             self.ttf_check.setChecked(False)
         self.ttf_check.blockSignals(False)
-        tip = reason or "Fine-tune the network on the frames themselves before fusing (slower)"
+        tip = reason or TTF_TOOLTIP
         self.ttf_check.setToolTip(tip)
         self.ttf_steps.setToolTip(tip)
         self.ttf_steps.setEnabled(reason is None and self.ttf_check.isChecked())

@@ -42,6 +42,7 @@ from ..core.params import (
     KEEP_NOISY_TOOLTIP,
     SENSOR_MTF_FORMAT,
     SENSOR_MTF_TOOLTIP,
+    TTF_TOOLTIP,
     FrameInput,
     RunParameters,
     parse_sensor_mtf,
@@ -207,9 +208,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<b>Weights</b>: empty = the model's default (supervised); the name of shipped weights "
             "(<code>self-supervised</code>: trained without HR images) or a .safetensors file, e.g. "
             "written by <code>misr adapt</code> for your sensor.<br>"
-            "<b>Test-time fine-tuning steps</b>: 0 = off; only for a model and an engine that "
-            "offer it. It adapts a copy of the network to the scene (useful for imagery unlike the "
-            "training data) and can write the blur kernel it estimated for every frame (JSON).<br>"
+            f"<b>Test-time fine-tuning steps</b>: 0 = off; only for a model and an engine that "
+            f"offer it. {TTF_TOOLTIP}<br>"
             "<b>Tile size</b>: 0 = the engine's default; smaller needs less memory.<br>"
             f"<b>Sensor MTF at Nyquist</b> (advanced; empty = the engine's default): {SENSOR_MTF_TOOLTIP} "
             f"Give {SENSOR_MTF_FORMAT}.<br>"
@@ -220,7 +220,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             f"<b>{AREA_LABEL}</b> (EXTENT): {AREA_TOOLTIP}<br>"
             f"<b>{ALIGN_LABEL}</b> (ALIGN): frames and masks whose CRS, pixel size, extent or "
             "size differ from the first frame's are resampled onto its grid in memory (frames "
-            "bilinear, masks nearest neighbour) instead of being refused.<br><br>"
+            "bilinear, masks nearest neighbour) instead of being refused. Frames with their own extent on "
+            "the first frame's pixel grid (whole pixels off it: Landsat scenes of one path and row) need "
+            "nothing: the engine reads them as they are.<br><br>"
             "The work is done by the separate <code>misr</code> engine: the one set up or chosen "
             "in the plugin's dialog (in any QGIS profile and in qgis_process), else the "
             "MISR_ENGINE environment variable, the repository's .venv or the PATH, or the Engine "

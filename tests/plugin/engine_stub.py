@@ -21,7 +21,8 @@ NEW_MODELS_ANSWER = {
                 "default": False, "capabilities": ["uncertainty"]},
                {"name": "deepsum", "label": "DeepSUM", "weights": None, "default": False}],
     "limits": {"scale": 3, "min_tile_size": 24, "default_tile_size": 128, "max_frames": 15,
-               "screening_pool": 2, "min_ttf_frames": 3, "sensor_mtf_range": [0.02, 0.6], "engine_mtf": 0.289},
+               "screening_pool": 2, "min_ttf_frames": 3, "sensor_mtf_range": [0.02, 0.6], "engine_mtf": 0.289,
+               "other_footprints": True},
 }
 """A `misr models --json` answer in the engine's new format: two runnable models (one not
 fine-tunable), one without weights, and a minimum tile size other than today's 16."""

@@ -294,6 +294,27 @@ def test_off_grid_frames_block_with_the_align_hint_unless_align_is_set(files, tm
     assert alignment_notes(params) == []
 
 
+def test_another_footprint_on_the_first_frames_pixel_grid_is_read_as_it_is_by_an_engine_that_can(files, tmp_path):
+    """Landsat scenes of one path and row: one 30 m grid, each scene its own extent. An engine
+    that reports ``other_footprints`` reads them whole pixels off, without --align; its mask,
+    on the frame's own grid, moves with it. An older engine still needs --align."""
+    a, e, ma, me, far = files("a.tif", "e.tif", "ma.tif", "me.tif", "far.tif")
+    shifted = dict(extent=(60.0, -30.0, 360.0, 570.0))  # 2 columns right, 1 row down
+    frames = [FrameInput(info("a", a), info("ma", ma)), FrameInput(info("e", e, **shifted), info("me", me, **shifted))]
+    params = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="")
+    assert validate_parameters(params, _caps()) == []
+    assert run_notes(params, _caps())[-1:] == [
+        "Frame e: 2 columns and 1 row off the pixel grid of frame a (another footprint): read as it is, not "
+        "resampled; it covers 76% of frame a."]  # 8 of 10 columns, 19 of 20 rows
+    older = _caps({**NEW_MODELS_ANSWER, "limits": {"scale": 3}})
+    [problem] = validate_parameters(params, older)
+    assert problem.startswith("Frame e: extent") and problem.endswith(f'Tick "{ALIGN_LABEL}" to resample it.')
+    frames[1] = FrameInput(info("far", far, extent=(600.0, 0.0, 900.0, 600.0)))
+    frames[0] = FrameInput(info("a", a))
+    assert validate_parameters(params, _caps()) == [
+        "Frame far: does not overlap frame a (on its pixel grid, 20 columns and 0 rows off)."]
+
+
 def test_align_cannot_fix_a_raster_without_crs_when_the_first_frame_has_one(files):
     a, b = files("a.tif", "b.tif")
     frames = [FrameInput(info("a", a)), FrameInput(info("b", b, crs="", **FINER))]
@@ -315,7 +336,8 @@ def test_models_are_read_from_the_engines_new_answer():
     assert models[0].card == "/w/piunet.md" and models[0].can("fine-tunable")
     assert not models[1].can("fine-tunable") and models[1].can("uncertainty")
     assert limits == EngineLimits(scale=3, min_tile_size=24, default_tile_size=128, max_frames=15,
-                                  screening_pool=2, min_ttf_frames=3, sensor_mtf_range=(0.02, 0.6), engine_mtf=0.289)
+                                  screening_pool=2, min_ttf_frames=3, sensor_mtf_range=(0.02, 0.6), engine_mtf=0.289,
+                                  other_footprints=True)
 
 
 def test_shipped_weights_are_read_and_found_by_name_or_label():

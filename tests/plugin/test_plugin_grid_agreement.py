@@ -12,7 +12,7 @@ import pytest
 
 osr = pytest.importorskip("osgeo.osr")
 from misr_engine.rasters.grid import Grid as EngineGrid  # noqa: E402
-from qgis_misr.core.grid import Grid, mismatches  # noqa: E402
+from qgis_misr.core.grid import Grid, covered_share, mismatches, offset_of  # noqa: E402
 
 
 def _wkt(epsg: int = 32633, options=None) -> str:
@@ -61,6 +61,23 @@ def test_plugin_and_engine_agree_on_grids(first, second, same):
     plugin_says = mismatches(Grid(*first), Grid(*second))
     assert (engine_says is None) == same, engine_says
     assert (plugin_says == []) == same, plugin_says
+
+
+@pytest.mark.parametrize("first, second, same", CASES.values(), ids=list(CASES))
+def test_plugin_and_engine_agree_on_footprints_whole_pixels_off(first, second, same):
+    engine_offset = EngineGrid(*first).offset_of(EngineGrid(*second))
+    assert offset_of(Grid(*first), Grid(*second)) == engine_offset
+    if engine_offset is not None:
+        assert covered_share(Grid(*first), Grid(*second), engine_offset) == \
+            EngineGrid(*first).covered_by(EngineGrid(*second), engine_offset)
+
+
+def test_whole_pixel_offsets_are_found_exactly():
+    first = Grid(UTM33, GT, 30, 20)
+    assert offset_of(first, Grid(UTM33, (500030.0,) + GT[1:], 30, 20)) == (1, 0)
+    assert offset_of(first, Grid(UTM33, (499940.0, 30.0, 0.0, 4000090.0, 0.0, -30.0), 40, 10)) == (-2, -3)
+    assert offset_of(first, Grid(UTM33, (500000.03,) + GT[1:], 30, 20)) is None
+    assert offset_of(first, Grid(_wkt(32618), GT, 30, 20)) is None
 
 
 def test_the_plugin_says_what_differs():

@@ -97,7 +97,7 @@ def test_dialog_lists_mismatched_layers_and_keeps_run_disabled(plugin, project, 
     good_b = make_raster(tmp_path / "b.tif")
     coarse = make_raster(tmp_path / "coarse.tif", width=15, height=10, pixel=60.0)
     other_crs = make_raster(tmp_path / "utm33.tif", epsg=32633)
-    shifted_mask = make_raster(tmp_path / "mask_a.tif", origin=(500030.0, 4000000.0), value=1)
+    shifted_mask = make_raster(tmp_path / "mask_a.tif", origin=(500015.0, 4000000.0), value=1)  # half a pixel
     layers = [QgsRasterLayer(path, os.path.splitext(os.path.basename(path))[0], "gdal")
               for path in (good_a, good_b, coarse, other_crs, shifted_mask)]
     assert all(layer.isValid() for layer in layers)

@@ -327,6 +327,26 @@ def test_align_resamples_an_off_grid_frame_of_the_sample(provider, engine, tmp_p
 
 
 @pytest.mark.slow
+def test_frames_of_other_footprints_on_one_pixel_grid_run_without_align(provider, engine, tmp_path, sample_frames):
+    """Landsat scenes of one path and row share a 30 m grid, each with its own extent: the real
+    engine reads them as they are (no ALIGN, nothing resampled), and the run says so."""
+    parameters = {"FRAMES": [], "MASKS": [], "TILE_SIZE": 48, "DEVICE": 1, "OUTPUT": str(tmp_path / "sr.tif"),
+                  "UNCERTAINTY": str(tmp_path / "unc.tif")}
+    for index in range(4):  # 48 x 48 windows of the sample, each 2 columns and 1 row further
+        folder = crop_sample(tmp_path / f"scene{index}", 4, offset=(51 + 2 * index, 51 + index))
+        parameters["FRAMES"].append(str(folder / f"frame_{index + 1:02d}.tif"))
+        parameters["MASKS"].append(str(folder / f"mask_{index + 1:02d}.tif"))
+    feedback = RecordingFeedback()
+    result = _run(parameters, feedback)
+    assert "--align" not in feedback.texts("command")[0].split()
+    assert any(text.startswith("Frame frame_04: 6 columns and 3 rows off the pixel grid of frame frame_01 (another "
+                               "footprint): read as it is") for text in feedback.texts("info")), feedback.lines
+    lr = QgsRasterLayer(parameters["FRAMES"][0], "lr", "gdal")
+    sr = QgsRasterLayer(result["OUTPUT"], "sr", "gdal")
+    assert sr.isValid() and sr.extent() == lr.extent() and (sr.width(), sr.height()) == (144, 144)
+
+
+@pytest.mark.slow
 def test_the_engine_itself_refuses_an_off_grid_frame_without_align(engine, tmp_path, sample_frames):
     """What the plugin's validation stops early, the real engine refuses with one line naming
     the file and --align."""

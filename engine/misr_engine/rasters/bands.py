@@ -236,15 +236,15 @@ def read_band(path: str, band: int | None = None) -> tuple[np.ndarray, Grid, flo
     return source.read(), source.grid, source.nodata
 
 
-def warp_band(source: BandSource, grid: Grid, resampling: str) -> BandSource:
+def warp_band(source: BandSource, grid: Grid, resampling: str, is_mask: bool = False) -> BandSource:
     """`source` resampled onto `grid` on the fly (a warped GDAL VRT, read window by window):
     float32, NaN = nodata or outside the source.
 
-    Frames use `resampling` "bilinear" (nodata honoured, NaN outside); masks "near" (their
-    nodata ignored, 0 = not clear outside). A rotated `grid` is warped into memory instead (a
-    VRT's output bounds cannot express it).
+    Frames use `resampling` "bilinear" (--align) or "near" (whole pixels off the grid: moved,
+    not resampled), nodata honoured, NaN outside; masks (`is_mask`) "near", their nodata
+    ignored, 0 = not clear outside. A rotated `grid` is warped into memory instead (a VRT's
+    output bounds cannot express it).
     """
-    is_mask = resampling == "near"
     x0, dx, rx, y0, ry, dy = grid.geotransform
     try:
         with quiet_gdal():

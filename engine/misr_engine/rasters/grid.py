@@ -43,6 +43,27 @@ class Grid:
             return f"geotransform {other.geotransform} differs from {self.geotransform}"
         return None
 
+    def offset_of(self, other: "Grid") -> tuple[int, int] | None:
+        """(columns, rows) by which `other`'s origin lies off this grid's when both are north-up
+        with the same CRS and pixel size and `other`'s pixels fall on this grid's pixels (another
+        footprint on the same pixel grid: Landsat scenes of one path and row); else None."""
+        x0, dx, rx, y0, ry, dy = self.geotransform
+        ox0, odx, orx, oy0, ory, ody = other.geotransform
+        tol = GEOTRANSFORM_TOLERANCE * max(self.pixel_size)
+        if rx or ry or orx or ory or abs(dx - odx) > tol or abs(dy - ody) > tol \
+                or not _same_crs(self.crs_wkt, other.crs_wkt):
+            return None
+        cols, rows = (ox0 - x0) / dx, (oy0 - y0) / dy
+        if abs(cols - round(cols)) * abs(dx) > tol or abs(rows - round(rows)) * abs(dy) > tol:
+            return None
+        return round(cols), round(rows)
+
+    def covered_by(self, other: "Grid", offset: tuple[int, int]) -> float:
+        """The share of this grid's pixels that `other`, `offset` (columns, rows) off it, covers."""
+        cols = max(0, min(self.width, offset[0] + other.width) - max(0, offset[0]))
+        rows = max(0, min(self.height, offset[1] + other.height) - max(0, offset[1]))
+        return cols * rows / (self.width * self.height)
+
     def coarser_factor(self, fine: "Grid") -> int | None:
         """k when this grid covers `fine`'s extent with pixels exactly k >= 2 times larger, in the
         same CRS, both north-up (a 20 m SCL mask beside 10 m bands: k = 2); else None. Such a

@@ -238,7 +238,9 @@ class StackPlan:
     band: int | None
     grid: Grid
     nodata: float | None  # the first frame's (first band's)
-    warp: list[tuple[bool, bool]]  # per frame: whether the frame is warped (--align), its mask (--align, coarser)
+    warp: list[tuple[str, bool]]
+    """Per frame: how the frame is read onto the grid ("" as it is, "near" moved by whole pixels,
+    "bilinear" resampled: --align) and whether its mask is moved onto it (nearest neighbour)."""
     cache: list[int]  # per frame: GDAL block cache to stream its bands and its mask (`BandSource.cache_bytes`)
     warnings: list[str] = field(default_factory=list)
     bands: list[int] = field(default_factory=list)
@@ -312,14 +314,15 @@ class StackPlan:
         onto the grid if needed: frames bilinear, masks nearest)."""
         warp_frame, warp_mask = self.warp[index]
         bands = [open_band(self.frames[index], number, "frame", self.window) for number in self.band_numbers]
-        bands = [warp_band(band, self.grid, "bilinear") if warp_frame else band for band in bands]
+        bands = [warp_band(band, self.grid, warp_frame) if warp_frame else band for band in bands]
         bands = [band.in_units(units) if band.units.declared else band for band, units in zip(bands, self.units)]
         source = FrameSource(bands[0], None, tuple(bands) if len(bands) > 1 else ())
         if self.masks:
             self.resolve_mask_kinds()
             mask = open_band(self.masks[index], None, "mask", self.window)
             options = self.mask_options
-            source.mask = MaskReader(warp_band(mask, self.grid, "near") if warp_mask else mask, self.kinds[index],
+            source.mask = MaskReader(warp_band(mask, self.grid, "near", is_mask=True) if warp_mask else mask,
+                                     self.kinds[index],
                                      options.snow, options.dark_areas, options.dilation)
         return source
 
@@ -364,25 +367,29 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
         if reference is None:
             reference, nodata = frame.grid, frame.nodata
         headers.append([replace(band, dataset=None) for band in frame_bands])
-        moved = _off_grid(frame, reference, frame_paths[0], align)
+        moved = _placement(frame, reference, frame_paths[0], align, notes, full=area.full if area else None)
         moved_mask, cache_bytes = False, sum(b.cache_bytes() for b in frame_bands)
         if mask_paths:
             mask = open_band(mask_paths[index], None, "mask", window)
-            target = reference if align else frame.grid
+            target = reference if moved else frame.grid
             factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
             if factor:
                 moved_mask = True
                 notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
                              "by nearest neighbour")
+            elif moved and frame.grid.mismatch(mask.grid) is None:  # on its frame's grid: moved with it
+                moved_mask = True
+                aligned_masks += moved == "bilinear"
             else:
-                moved_mask = _off_grid(mask, target, frame.path, align, frame)
-                aligned_masks += moved_mask
+                placed = _placement(mask, target, frame.path, align, notes, frame, area.full if area else None)
+                moved_mask = bool(placed)
+                aligned_masks += placed == "bilinear"
             cache_bytes += mask.cache_bytes()
         warp.append((moved, moved_mask))
         cache.append(cache_bytes)
         del frame, frame_bands  # closes the files before the next frame's are opened
-    if any(f for f, _ in warp) or aligned_masks:
-        warnings.append(f"--align: {sum(f for f, _ in warp)} frame(s) and {aligned_masks} "
+    if any(f == "bilinear" for f, _ in warp) or aligned_masks:
+        warnings.append(f"--align: {sum(f == 'bilinear' for f, _ in warp)} frame(s) and {aligned_masks} "
                         f"mask(s) resampled onto the grid of {frame_paths[0]}")
     units, said = stack_units(headers)
     return StackPlan(list(frame_paths), mask_paths, band, reference, nodata, warp, cache, warnings + said[0],
@@ -497,12 +504,27 @@ def clear_fractions_of(stack: AnyStack, say: Say | None = None) -> np.ndarray:
     return counts / (width * height)
 
 
-def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
-              frame: BandSource | None = None) -> bool:
-    """Whether `source` must be warped onto `grid` (only with `align`; otherwise a MisrError)."""
+def _placement(source: BandSource, grid: Grid, grid_path: str, align: bool, notes: list[str],
+               frame: BandSource | None = None, full: Grid | None = None) -> str:
+    """How `source` is read onto `grid` (the first frame's, or the window of it an area reads,
+    `full` being then the whole first frame's): "" (it is on it), "near" (another footprint on the
+    same pixel grid: moved by whole pixels, not resampled; said in `notes`) or "bilinear" (--align
+    resamples it); otherwise a one-line MisrError. `frame`: the frame `source` is the mask of."""
     why = grid.mismatch(source.grid)
     if why is None:
-        return False
+        return ""
+    offset = grid.offset_of(source.grid)
+    if offset is not None:
+        cols, rows = (full or grid).offset_of(source.grid)
+        where = f"{_count(cols, 'column')} and {_count(rows, 'row')} off the pixel grid of {grid_path}"
+        covered = grid.covered_by(source.grid, offset)
+        if covered == 0:
+            raise MisrError(f"{source.path}: does not overlap {'the area of ' if full else ''}{grid_path} ({where})")
+        outside = "not clear" if frame else "no data"
+        cover = f"; it covers {100 * covered:.3g}% of the {'area' if full else 'grid'}, the rest counts as {outside}"
+        notes.append(f"{source.path}: {where} (another footprint): read as it is, not resampled"
+                     f"{cover if covered < 1 else ''}")
+        return "near"
     if not align:
         if frame is not None:
             raise MisrError(f"{source.path}: mask not on the grid of its frame {frame.path} ({why}); "
@@ -511,7 +533,11 @@ def _off_grid(source: BandSource, grid: Grid, grid_path: str, align: bool,
                         "pass --align to resample it onto that grid")
     if bool(grid.crs_wkt) != bool(source.grid.crs_wkt):
         raise MisrError(f"{source.path}: cannot --align it onto {grid_path}: only one of them has a CRS")
-    return True
+    return "bilinear"
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if abs(number) == 1 else f"{number} {unit}s"
 
 
 def drop_cloudy_frames(stack: AnyStack) -> AnyStack:

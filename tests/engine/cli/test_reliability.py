@@ -84,8 +84,8 @@ def test_frames_on_different_grids_are_refused_with_a_hint_to_align(tmp_path, di
     odd = tmp_path / "odd.tif"
     if difference == "crs":
         make_raster(odd, textured(16, 16, 5), epsg=32634)
-    elif difference == "size":
-        make_raster(odd, textured(16, 17, 5))
+    elif difference == "size":  # other pixels (one more column alone would be another footprint: read as it is)
+        make_raster(odd, textured(16, 17, 5), geotransform=(500000.0, 20.0, 0.0, 4000000.0, 0.0, -20.0))
     else:
         make_raster(odd, textured(16, 16, 5), geotransform=(500010.0, *GEOTRANSFORM[1:]))
     result = super_resolve([*scene.frames, str(odd)], tmp_path / "sr.tif")
@@ -97,7 +97,7 @@ def test_frames_on_different_grids_are_refused_with_a_hint_to_align(tmp_path, di
 def test_a_mask_off_its_frame_grid_is_refused_with_a_hint_to_align(tmp_path):
     scene = make_scene(tmp_path)
     make_raster(scene.masks[1], np.ones((16, 16), np.uint8), gdal.GDT_Byte,
-                geotransform=(500030.0, *GEOTRANSFORM[1:]))
+                geotransform=(500015.0, *GEOTRANSFORM[1:]))  # half a pixel off (whole pixels: read as it is)
     result = super_resolve(scene, tmp_path / "sr.tif")
     assert_clean_error(result.returncode, result.stdout, result.stderr, "mask_02.tif", "frame_02.tif",
                        "--align")
