@@ -128,10 +128,23 @@ def footprints_read(caps: Optional[EngineCapabilities]) -> bool:
 
 
 def alignment_notes(params: RunParameters, footprints: bool = False) -> List[str]:
-    """One line per frame or mask the engine reads as it is, whole pixels off the first frame's
-    grid (with `footprints`), and, with ``params.align``, per one it will resample (not problems)."""
-    return [finding.note_line() for finding in off_grid(params.frames, params.align, footprints)
-            if finding.as_it_is or (params.align and finding.alignable and finding.offset is None)]
+    """The frames and masks the engine reads as they are, whole pixels off the first frame's grid
+    (with `footprints`; one line each, or one line for three or more), and, with ``params.align``,
+    one line per one it will resample (not problems)."""
+    found = off_grid(params.frames, params.align, footprints)
+    as_is = [finding for finding in found if finding.as_it_is]
+    notes = [finding.note_line() for finding in as_is] if len(as_is) < 3 else [_footprints_line(as_is)]
+    return notes + [finding.note_line() for finding in found
+                    if params.align and finding.alignable and finding.offset is None]
+
+
+def _footprints_line(found: Sequence[OffGrid]) -> str:
+    """One note for several rasters read as they are, whole pixels off the first frame's grid."""
+    low, high = min(f.covered for f in found), max(f.covered for f in found)
+    cover = "" if low >= 1 else (f"; each covers {100 * low:.3g}-{100 * high:.3g}% of it" if high > low
+                                 else f"; each covers {100 * low:.3g}% of it")
+    return (f"{', '.join(f.raster.name for f in found)}: their own footprints on the pixel grid of "
+            f"{found[0].reference}, whole pixels off it: read as they are, not resampled{cover}.")
 
 
 def coarse_mask_notes(params: RunParameters) -> List[str]:

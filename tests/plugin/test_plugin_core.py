@@ -306,6 +306,12 @@ def test_another_footprint_on_the_first_frames_pixel_grid_is_read_as_it_is_by_an
     assert run_notes(params, _caps())[-1:] == [
         "Frame e: 2 columns and 1 row off the pixel grid of frame a (another footprint): read as it is, not "
         "resampled; it covers 76% of frame a."]  # 8 of 10 columns, 19 of 20 rows
+    more = frames + [FrameInput(info(name, path, extent=(30.0 * k, 0.0, 300.0 + 30.0 * k, 600.0)),
+                                info("m" + name, path + ".m", extent=(30.0 * k, 0.0, 300.0 + 30.0 * k, 600.0)))
+                     for k, (name, path) in enumerate(zip("fg", files("f.tif", "g.tif")), start=1)]
+    assert alignment_notes(RunParameters(frames=more), footprints=True) == [
+        "e, f, g: their own footprints on the pixel grid of frame a, whole pixels off it: read as they are, not "
+        "resampled; each covers 76-90% of it."]  # one line for a series
     older = _caps({**NEW_MODELS_ANSWER, "limits": {"scale": 3}})
     [problem] = validate_parameters(params, older)
     assert problem.startswith("Frame e: extent") and problem.endswith(f'Tick "{ALIGN_LABEL}" to resample it.')
