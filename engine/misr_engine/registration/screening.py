@@ -174,7 +174,7 @@ class ScreenedStack:
         left, right = _source((first_col, last_col), (col0, col1), dx, width)
         frames, masks = self.evidence.read_rows(top, bottom, left, right)
         moved, valid = move_window(frames, masks, self.moves, (top, left), ((first, last), (first_col, last_col)),
-                                   (height, width))
+                                   (height, width), replicate_edges=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             outliers = temporal_outliers(moved, valid, self.screening)
@@ -210,8 +210,10 @@ class ScreenedStack:
 
 def _span(low: int, high: int, moves: np.ndarray, halo: int, size: int) -> tuple[int, int]:
     """Along one axis, the registered pixels a window low:high of the frames' own pixels comes
-    from (moved by `moves`), with `halo` pixels of context, within 0:`size`."""
-    return max(0, low - int(moves.max()) - halo), min(size, high - int(moves.min()) + halo)
+    from (moved by `moves`), with `halo` pixels of context, within the registered pixels some
+    frame has (-max(moves):`size` - min(moves): a frame's own edge pixels are screened too)."""
+    return (max(-int(moves.max()), low - int(moves.max()) - halo),
+            min(size - int(moves.min()), high - int(moves.min()) + halo))
 
 
 def _source(span: tuple[int, int], window: tuple[int, int], moves: np.ndarray, size: int) -> tuple[int, int]:

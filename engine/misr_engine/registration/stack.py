@@ -135,13 +135,14 @@ def move_rows(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, top: int
 
 def move_window(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, origin: tuple[int, int],
                 window: tuple[tuple[int, int], tuple[int, int]],
-                shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                shape: tuple[int, int], replicate_edges: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The window (rows, columns) of the frames moved by -`moves` (whole pixels).
 
     `frames` and `masks` (T, n, m) hold the input pixels from row, column `origin` of (height,
     width) `shape` rasters, which must include every input pixel the window's come from (row
     + dy, column + dx, within the raster). Pixels brought in from outside the raster are not
-    clear (value 0); other values are copied.
+    clear (value 0), or with `replicate_edges` copies of the raster's nearest edge pixel (as
+    evidence: at a border every frame still has its say); other values are copied.
     """
     (row0, row1), (col0, col1) = window
     (top, left), (height, width) = origin, shape
@@ -149,6 +150,11 @@ def move_window(frames: np.ndarray, masks: np.ndarray, moves: np.ndarray, origin
     moved = np.zeros((count, row1 - row0, col1 - col0), np.float32)
     moved_masks = np.zeros(moved.shape, bool)
     for index, (dy, dx) in enumerate(np.asarray(moves, int)):
+        if replicate_edges:
+            pixels = np.ix_(np.clip(np.arange(row0, row1) + dy, 0, height - 1) - top,
+                            np.clip(np.arange(col0, col1) + dx, 0, width - 1) - left)
+            moved[index], moved_masks[index] = frames[index][pixels], masks[index][pixels]
+            continue
         source_y = (max(0, row0 + dy), min(height, row1 + dy))
         source_x = (max(0, col0 + dx), min(width, col1 + dx))
         if source_y[0] >= source_y[1] or source_x[0] >= source_x[1]:

@@ -39,6 +39,20 @@ def test_screening_finds_the_samples_clouds_and_keeps_its_clear_pixels(screened,
     assert kept > 0.9  # measured 94 %: the rest is the 2-pixel ring grown around every cloud
 
 
+def test_the_frames_edges_are_screened_as_well_as_their_inside(sample_paths, truth):
+    """At a raster's edge the frames moved by the registration lack pixels: the temporal statistics
+    there used to see only the others (two cloudy dates of three at the sample's right edge), and a
+    frame's own edge pixels moved off the grid were never screened. Five frames, two of them half
+    cloudy: cloud let through on the outer pixels 7.6 % before, 0.14 % now (inside: 0.006 %)."""
+    stack = screen_stack(open_stack(sample_paths[0][:5]))
+    found = stack.load().masks
+    clear = np.stack([truth[path] for path in stack.paths])
+    ring = np.ones(clear.shape[1:], bool)
+    ring[1:-1, 1:-1] = False
+    assert (found[:, ring] & ~clear[:, ring]).mean() < 0.005
+    assert (found[:, ~ring] & ~clear[:, ~ring]).mean() < 0.005
+
+
 def test_the_overcast_date_is_screened_out_and_dropped_with_a_warning(screened, sample_paths):
     assert sample_paths[0][5] not in screened.paths and len(screened.paths) == 8
     assert any("frame_06.tif" in w and "screened out as cloud or shadow" in w for w in screened.warnings)
