@@ -254,7 +254,9 @@ def simulated_card(spec: SimulatedSet, arrays: Arrays, title: str, output: str,
         f"* {spec.frames} LR frames of {spec.lr_size} x {spec.lr_size} pixels per sample (T = "
         f"{spec.frames}); HR target {SCALE * spec.lr_size} x {SCALE * spec.lr_size}.",
         f"* Featureless crops (standard deviation below {format_value(MIN_TEXTURE)} x the mean) are "
-        f"{featureless}.",
+        f"{featureless}. Crops touching a pixel that is not image (the declared nodata, NaN, or 0 in "
+        "an integer raster that declares no nodata: the fill around a footprint) are left out, and "
+        "so are those pixels from `norm`.",
         f"* Frames: {registration}.",
         "* `norm`: (median, MAD scaled to a standard deviation) of the band window the crop was "
         "taken from, the per-sample normalisation (the engine's robust scene normalisation).",

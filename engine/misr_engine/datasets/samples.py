@@ -68,6 +68,28 @@ def robust_statistics(values: np.ndarray) -> tuple[float, float]:
     return norm.centre, norm.spread
 
 
+def read_image_band(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A band's values (float32) and where they are image: finite, not the declared nodata and, in
+    an integer raster that declares none, not 0 (the fill around Landsat and Sentinel-2 footprints)."""
+    from ..rasters.bands import open_band  # GDAL: only to build samples (training reads .npz files)
+
+    source = open_band(path)
+    values = source.read()
+    valid = np.isfinite(values)
+    if source.nodata is not None:
+        valid &= values != source.nodata
+    elif source.value_range is not None:
+        valid &= values != 0
+    return values, valid
+
+
+def crop_corners(valid: np.ndarray, size: int) -> np.ndarray:
+    """Where a `size` x `size` crop of only `valid` pixels may start (row, column): a summed-area
+    table of the pixels that are not image."""
+    table = np.pad(np.cumsum(np.cumsum(~valid, axis=0, dtype=np.int64), axis=1), ((1, 0), (1, 0)))
+    return (table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]) == 0
+
+
 def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[int, int | None]],
                   count: int, lr_size: int, n_frames: int, seed: int,
                   conditions: Degradation = Degradation(), workers: int = 2,
@@ -84,18 +106,30 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     `change` (N,3h,3w): the surface change that the frames showing it saw (0 where none), on
     the HR grid.
     """
-    from ..rasters.bands import read_band  # GDAL: only to build samples (training reads .npz files)
-
     rng = np.random.default_rng(seed)
     (r0, r1), (c0, c1) = window
-    bands = [read_band(p)[0][r0:r1, c0:c1] for p in paths]
-    band_statistics = [robust_statistics(band) for band in bands]
+    read = [read_image_band(p) for p in paths]
+    bands, valid = [values[r0:r1, c0:c1] for values, _ in read], [image[r0:r1, c0:c1] for _, image in read]
+    band_statistics = [robust_statistics(band[image]) if image.any() else (0.0, 1.0)
+                       for band, image in zip(bands, valid)]
     size = lr_size * SCALE + 2 * MARGIN
-    jobs, stats, origins = [], [], []
+    corners = [crop_corners(image, size) if min(image.shape) >= size else np.zeros((1, 1), bool)
+               for image in valid]
+    usable = [index for index, fits in enumerate(corners) if fits.any()]
+    if not usable:
+        raise MisrError(f"{', '.join(paths)}: no {size} x {size} px window of image pixels (nodata, fill 0 or "
+                        "NaN elsewhere): give a larger raster or a smaller --lr-size")
+    jobs, stats, origins, tries = [], [], [], 0
     while len(jobs) < count:
-        which = rng.integers(len(bands))
+        tries += 1
+        if tries > 1000 * count + 10000:
+            raise MisrError(f"{', '.join(paths)}: only {len(jobs)} of {count} crops found among their image "
+                            "pixels (mostly nodata or featureless): give a smaller --count or --lr-size")
+        which = usable[rng.integers(len(usable))]
         band = bands[which]
         y, x = rng.integers(0, band.shape[0] - size), rng.integers(0, band.shape[1] - size)
+        if not corners[which][y, x]:  # it touches nodata or fill
+            continue
         crop = band[y:y + size, x:x + size]
         if crop.std() < MIN_TEXTURE * crop.mean() and rng.random() >= featureless_keep:
             continue

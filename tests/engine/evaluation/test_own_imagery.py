@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 from misr_engine import SCALE
-from misr_engine.datasets.samples import MARGIN, MIN_TEXTURE
+from misr_engine.datasets.samples import MARGIN, MIN_TEXTURE, build_samples, read_image_band
 from misr_engine.rasters.bands import read_band
+from misr_engine.errors import MisrError
 from misr_engine.resources import sample_dir
 from osgeo import gdal
 
@@ -59,3 +60,24 @@ def test_own_raster_draws_no_featureless_crop_and_is_scored_against_the_stronges
     margin = results["sets"]["data"]["margins"]["piunet"]["strongest_classical"]
     assert len(margin["per_scene"]) == COUNT and np.all(np.isfinite(margin["per_scene"]))
     assert margin["ci95"][0] <= margin["mean"] <= margin["ci95"][1]
+
+
+@pytest.mark.parametrize("nodata", [None, 0, -9999])
+def test_crops_of_a_footprint_never_touch_its_fill(tmp_path, nodata):
+    """A Landsat scene: a tilted footprint in a north-up raster, filled around it (0, declared or
+    not, or a nodata value). No crop touches the fill (21 of 40 did: HR crops with zeros), and the
+    fill stays out of the band's normalisation."""
+    image = read_band(str(sample_dir() / "reference_hr.tif"))[0]
+    rows, cols = np.mgrid[:image.shape[0], :image.shape[1]]
+    fill = (cols < 0.2 * image.shape[1] + 0.3 * rows) | (rows > 0.85 * image.shape[0])
+    image = np.where(fill, 0 if nodata is None else nodata, image)
+    path = str(tmp_path / "scene.tif")
+    make_raster(path, image.astype(np.int16), gdal.GDT_Int16, nodata=nodata)
+    assert np.array_equal(read_image_band(path)[1], ~fill)
+    samples = build_samples([path], ((0, None), (0, None)), 12, LR_SIZE, 3, seed=1, workers=1, registered=False)
+    size = LR_SIZE * SCALE + 2 * MARGIN
+    for row, col in samples["origins"]:
+        assert not fill[row:row + size, col:col + size].any(), (row, col)
+    assert samples["norm"][0][0] == pytest.approx(np.median(image[~fill]), rel=0.02)
+    with pytest.raises(MisrError, match=r"scene\.tif: no 300 x 300 px window of image pixels"):
+        build_samples([path], ((0, None), (0, None)), 2, 92, 3, seed=1, workers=1, registered=False)
