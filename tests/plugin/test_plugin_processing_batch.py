@@ -7,6 +7,7 @@ manifest with `misr batch` (a stand-in engine: the command and the events)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -119,6 +120,27 @@ def test_the_manifest_algorithm_runs_misr_batch_and_reports_its_events(provider,
     assert "1 of 2 scenes to run on 2 Dask worker(s); 1 already done" in feedback.texts("info")
     assert "2 scenes: 1 done, 1 skipped" in feedback.texts("info")
     assert feedback.texts("warning") == ["scene a: frame_01.tif: fully cloudy or nodata, dropped"]
+
+
+def test_the_manifest_algorithms_progress_text_counts_the_time_between_scenes(provider, tmp_path):
+    """A scene takes minutes and `misr batch` reports scenes: the progress text still moves every second."""
+    import processing
+    from qgis.core import QgsProcessingContext
+    manifest = tmp_path / "scenes.csv"
+    manifest.write_text("id,frames\na,a/*.tif\n")
+    engine = batch_engine(tmp_path / "engine", """
+        import time
+        print(json.dumps({"event": "start", "scenes": 2, "to_run": 2, "skipped": 0, "invalid": 0, "workers": 1}), flush=True)
+        print(json.dumps({"event": "progress", "fraction": 0.5, "message": "1/2 scenes (scene a: done)"}), flush=True)
+        time.sleep(2.6)
+        print(json.dumps({"event": "done", "summary": "2 scenes: 2 done", "report": "/r/scenes_report.csv"}))
+    """)
+    feedback = RecordingFeedback()
+    processing.run("misr:batch", {"MANIFEST": str(manifest), "OUTPUT_FOLDER": str(tmp_path / "out"), "DEVICE": 1,
+                                  "ENGINE": engine}, feedback=feedback, context=QgsProcessingContext())
+    texts = feedback.texts("progress")
+    assert any(re.fullmatch(r"1/2 scenes \(scene a: done\) \([12] s elapsed\)", text)
+               for text in texts), texts
 
 
 def test_the_manifest_algorithm_fails_with_the_engines_summary(provider, tmp_path):
