@@ -103,8 +103,8 @@ def off_grid(frames: Sequence[FrameInput], align: bool = False, footprints: bool
             continue  # no mask, or one on its frame's grid that moves with it
         on_frame = not align and not (frame is not None and frame.as_it_is)  # the engine's target
         target, label = (item.frame, f"its frame {item.frame.name}") if on_frame else (reference, first)
-        if coarser_factor(item.mask.grid, target.grid):
-            continue  # read onto the frame's grid by nearest neighbour: a note, not a problem
+        if coarser_factor(item.mask.grid, item.frame.grid):
+            continue  # read onto its frame's grid by nearest neighbour (and moved with it): a note, not a problem
         mask = _finding("Mask", item.mask, target, label, footprints)
         if mask is not None:
             found.append(mask)
@@ -151,10 +151,8 @@ def coarse_mask_notes(params: RunParameters) -> List[str]:
     """One line per mask whose pixels are a whole multiple of its frame's (a 20 m SCL beside 10 m
     bands): the engine reads it by nearest neighbour."""
     by_factor: dict = {}
-    reference = params.frames[0].frame if params.frames else None
     for item in params.frames:
-        target = reference if params.align else item.frame
-        factor = coarser_factor(item.mask.grid, target.grid) if item.mask is not None else None
+        factor = coarser_factor(item.mask.grid, item.frame.grid) if item.mask is not None else None
         if factor:
             by_factor.setdefault(factor, []).append(item.mask.name)
     return [f"{'Mask' if len(names) == 1 else 'Masks'} {', '.join(names)}: pixels {factor}x larger than "

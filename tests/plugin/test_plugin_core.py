@@ -315,6 +315,10 @@ def test_another_footprint_on_the_first_frames_pixel_grid_is_read_as_it_is_by_an
     older = _caps({**NEW_MODELS_ANSWER, "limits": {"scale": 3}})
     [problem] = validate_parameters(params, older)
     assert problem.startswith("Frame e: extent") and problem.endswith(f'Tick "{ALIGN_LABEL}" to resample it.')
+    coarse = FrameInput(info("e", e, **shifted), info("me60", me, extent=(60.0, -30.0, 360.0, 570.0), width=5,
+                                                       height=10, pixel=(60.0, 60.0)))
+    assert validate_parameters(RunParameters(frames=[frames[0], coarse], output=str(tmp_path / "sr.tif"),
+                                             uncertainty=""), _caps()) == []  # a 60 m mask moves with its frame
     frames[1] = FrameInput(info("far", far, extent=(600.0, 0.0, 900.0, 600.0)))
     frames[0] = FrameInput(info("a", a))
     assert validate_parameters(params, _caps()) == [

@@ -372,7 +372,7 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
         if mask_paths:
             mask = open_band(mask_paths[index], None, "mask", window)
             target = reference if moved else frame.grid
-            factor = mask.grid.coarser_factor(target) if target.mismatch(mask.grid) else None
+            factor = mask.grid.coarser_factor(frame.grid) if frame.grid.mismatch(mask.grid) else None
             if factor:
                 moved_mask = True
                 notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "

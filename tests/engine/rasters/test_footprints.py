@@ -66,6 +66,24 @@ def test_frames_with_their_own_footprints_run_as_if_put_on_the_first_frame_s_gri
     assert np.array_equal(np.isnan(a), np.isnan(b)) and np.nanmax(np.abs(a - b)) == 0
 
 
+def test_a_coarser_mask_moves_with_its_frame(tmp_path, sample_paths):
+    """A 60 m mask beside a 30 m frame of its own footprint: read onto the frame by nearest
+    neighbour, then moved with it (it does not cover the first frame: it need not)."""
+    frames, masks = sample_paths
+    first = _footprint(frames[0], str(tmp_path / "a.tif"), 0, 0, 60)
+    other = _footprint(frames[1], str(tmp_path / "b.tif"), 4, 2, 60)
+    coarse = str(tmp_path / "b_mask_60m.tif")
+    gdal.Translate(coarse, _footprint(masks[1], str(tmp_path / "bm.tif"), 4, 2, 60), xRes=60, yRes=60,
+                   resampleAlg="near")
+    plan = plan_stack([first, other], [_footprint(masks[0], str(tmp_path / "am.tif"), 0, 0, 60), coarse])
+    assert plan.warp == [("", False), ("near", True)] and not plan.warnings
+    assert any(note.endswith("b_mask_60m.tif: pixels 2x larger than the frame's, read onto the frame's grid by "
+                             "nearest neighbour") for note in plan.notes)
+    clear = plan.open(1).mask.read_clear(0, 60)  # on the first frame's grid: b starts 4 columns, 2 rows in
+    coarse_clear = np.kron(read_band(coarse)[0] > 0, np.ones((2, 2), bool))
+    assert np.array_equal(clear[2:, 4:], coarse_clear[:58, :56]) and not clear[:2].any() and not clear[:, :4].any()
+
+
 def test_a_footprint_beside_the_first_frame_or_off_its_pixels_is_one_line(tmp_path, sample_paths):
     frames, _ = sample_paths
     first = _footprint(frames[0], str(tmp_path / "a.tif"), 0, 0, 40)
