@@ -381,7 +381,7 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
                 moved_mask = True
                 aligned_masks += moved == "bilinear"
             else:
-                placed = _placement(mask, target, frame.path, align, notes, frame, area.full if area else None)
+                placed = _placement(mask, target, frame_paths[0], align, notes, frame, area.full if area else None)
                 moved_mask = bool(placed)
                 aligned_masks += placed == "bilinear"
             cache_bytes += mask.cache_bytes()
