@@ -339,8 +339,9 @@ def test_frames_of_other_footprints_on_one_pixel_grid_run_without_align(provider
     feedback = RecordingFeedback()
     result = _run(parameters, feedback)
     assert "--align" not in feedback.texts("command")[0].split()
-    assert any(text.startswith("Frame frame_04: 6 columns and 3 rows off the pixel grid of frame frame_01 (another "
-                               "footprint): read as it is") for text in feedback.texts("info")), feedback.lines
+    assert any(text.startswith("frame_02, frame_03, frame_04: their own footprints on the pixel grid of frame "
+                               "frame_01, whole pixels off it: read as they are") for text in feedback.texts("info")), \
+        feedback.lines
     lr = QgsRasterLayer(parameters["FRAMES"][0], "lr", "gdal")
     sr = QgsRasterLayer(result["OUTPUT"], "sr", "gdal")
     assert sr.isValid() and sr.extent() == lr.extent() and (sr.width(), sr.height()) == (144, 144)
