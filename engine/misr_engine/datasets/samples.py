@@ -110,12 +110,10 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
     (r0, r1), (c0, c1) = window
     read = [read_image_band(p) for p in paths]
     bands, valid = [values[r0:r1, c0:c1] for values, _ in read], [image[r0:r1, c0:c1] for _, image in read]
-    band_statistics = [robust_statistics(band[image]) if image.any() else (0.0, 1.0)
-                       for band, image in zip(bands, valid)]
     size = lr_size * SCALE + 2 * MARGIN
-    corners = [crop_corners(image, size) if min(image.shape) >= size else np.zeros((1, 1), bool)
-               for image in valid]
+    corners = [crop_corners(image, size)[:-1, :-1] for image in valid]  # the corners a draw below can reach
     usable = [index for index, fits in enumerate(corners) if fits.any()]
+    band_statistics = {index: robust_statistics(bands[index][valid[index]]) for index in usable}
     if not usable:
         raise MisrError(f"{', '.join(paths)}: no {size} x {size} px window of image pixels (nodata, fill 0 or "
                         "NaN elsewhere): give a larger raster or a smaller --lr-size")

@@ -372,12 +372,13 @@ def plan_stack(frame_paths: Sequence[str], mask_paths: Sequence[str] | None = No
         if mask_paths:
             mask = open_band(mask_paths[index], None, "mask", window)
             target = reference if moved else frame.grid
-            factor = mask.grid.coarser_factor(frame.grid) if frame.grid.mismatch(mask.grid) else None
+            on_frame = frame.grid.mismatch(mask.grid) is None
+            factor = None if on_frame else mask.grid.coarser_factor(frame.grid)
             if factor:
                 moved_mask = True
                 notes.append(f"{mask.path}: pixels {factor}x larger than the frame's, read onto the frame's grid "
                              "by nearest neighbour")
-            elif moved and frame.grid.mismatch(mask.grid) is None:  # on its frame's grid: moved with it
+            elif moved and on_frame:  # on its frame's grid: moved with it
                 moved_mask = True
                 aligned_masks += moved == "bilinear"
             else:
@@ -515,7 +516,7 @@ def _placement(source: BandSource, grid: Grid, grid_path: str, align: bool, note
         return ""
     offset = grid.offset_of(source.grid)
     if offset is not None:
-        cols, rows = (full or grid).offset_of(source.grid)
+        cols, rows = full.offset_of(source.grid) if full else offset
         where = f"{_count(cols, 'column')} and {_count(rows, 'row')} off the pixel grid of {grid_path}"
         covered = grid.covered_by(source.grid, offset)
         if covered == 0:

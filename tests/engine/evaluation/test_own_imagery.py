@@ -81,3 +81,12 @@ def test_crops_of_a_footprint_never_touch_its_fill(tmp_path, nodata):
     assert samples["norm"][0][0] == pytest.approx(np.median(image[~fill]), rel=0.02)
     with pytest.raises(MisrError, match=r"scene\.tif: no 300 x 300 px window of image pixels"):
         build_samples([path], ((0, None), (0, None)), 2, 92, 3, seed=1, workers=1, registered=False)
+
+
+def test_a_raster_exactly_one_crop_wide_is_a_one_line_error(tmp_path):
+    """The crops' corners are drawn short of the last one: a raster the size of one crop has none
+    to draw (it raised numpy's ValueError)."""
+    path = str(tmp_path / "tight.tif")
+    make_raster(path, read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.int16), gdal.GDT_Int16)
+    with pytest.raises(MisrError, match=r"tight\.tif: no 420 x 420 px window of image pixels"):
+        build_samples([path], ((0, None), (0, None)), 2, 132, 3, seed=1, workers=1, registered=False)
