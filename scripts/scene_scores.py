@@ -10,6 +10,8 @@ more than 0.01 dB:
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scene_scores.py --out new.json --against old.json
 
 or both at once (one core each), then ``--compare new.json old.json`` prints the same lines.
+With ``--border`` each set is also scored on the outer 3 HR pixels that cPSNR crops (set name
+``<set>/border``; ``screened_selection_study.border_psnr``): how a change moves the frames' edges.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from misr_engine.evaluation.adaptation import (
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
+from screened_selection_study import border_psnr
 
 SETS = ("in-distribution", "out-of-range", "surface-change", "strong-change", "low-contrast")
 
@@ -39,6 +42,7 @@ def main() -> None:
                         help="test: to report a change already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=9, help="frames per stack (4: the report's out-of-range set)")
+    parser.add_argument("--border", action="store_true", help="also score the outer 3 HR pixels (<set>/border)")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
@@ -56,11 +60,17 @@ def main() -> None:
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size, args.frames)
-        scores[set_name] = [scene_score(super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0], hr)
-                            for frames, masks, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"])]
+        srs = [super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0] for frames, masks
+               in zip(scenes["frames"], scenes["masks"])]
+        scores[set_name] = [scene_score(sr, hr) for sr, hr in zip(srs, scenes["hr"])]
+        names = [set_name]
+        if args.border:
+            scores[f"{set_name}/border"] = [border_psnr(sr, hr) for sr, hr in zip(srs, scenes["hr"])]
+            names.append(f"{set_name}/border")
         with open(args.out, "w") as file:
             json.dump(scores, file, indent=1)
-        print(summary(set_name, scores[set_name], other), flush=True)
+        for name in names:
+            print(summary(name, scores[name], other), flush=True)
 
 
 def read_scores(path: str) -> dict[str, list[float]]:

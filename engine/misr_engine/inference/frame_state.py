@@ -30,7 +30,7 @@ from .. import SCALE
 from ..imaging.robust import NORMAL_MAD
 from ..models.backprojection import PSF_SIGMA, blur
 from ..models.sampling import observe_at_phases
-from .consistency import CONSISTENCY_STEPS, back_project, local_mean, psf_kernel
+from .consistency import CONSISTENCY_STEPS, back_project, edge_ramp, local_mean, observed, psf_kernel
 from .normalisation import haar_diagonal
 
 STATE_STEPS = CONSISTENCY_STEPS
@@ -83,21 +83,24 @@ def frame_look(blocks: Iterable[tuple[np.ndarray, np.ndarray]], index: int, shap
 
 
 def toward_frame(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor, index: int,
-                 noise: float, offset: float = 0.0, psf_sigma: float | None = None) -> torch.Tensor:
+                 noise: float, offset: float = 0.0, psf_sigma: float | None = None, context: int = 0) -> torch.Tensor:
     """`sr` (B,1,3h,3w) moved towards frame `index` of `frames` (B,T,h,w, clear where `masks`
     is 1, at sub-pixel `phases` (B,T,2)) where that frame departs from it beyond `noise` (that
     frame's noise standard deviation, same units); `psf_sigma`: the back-projection's PSF (HR
     px; None: PSF_SIGMA); `offset` is taken off the frame first (`FrameLook`). A refinement
     (``backends.Refinement``) once `index`, `noise` and `offset` (that frame's: `frame_look`, in
-    the same units) are bound."""
+    the same units) are bound; the tile's outer `context` LR pixels are mirrored, neither tested nor
+    fitted (``consistency.back_project``, ``consistency.edge_ramp``)."""
     psf_sigma = PSF_SIGMA if psf_sigma is None else psf_sigma
     one = slice(index, index + 1)
     frame, mask, phase = frames[:, one] - offset * masks[:, one], masks[:, one], phases[:, one]
-    residual = mask * (frame - observe_at_phases(blur(sr, psf_kernel(psf_sigma).to(sr)), phase))
-    cover = local_mean(mask, STATE_WINDOW)
+    counted = observed(mask, context)
+    residual = counted * (frame - observe_at_phases(blur(sr, psf_kernel(psf_sigma).to(sr)), phase))
+    cover = local_mean(counted, STATE_WINDOW)
     mean = local_mean(residual, STATE_WINDOW) / cover.clamp_min(1e-6)
     low, high = STATE_SIGMAS
     standing = mean.abs() / max(noise / STATE_WINDOW, torch.finfo(sr.dtype).tiny)
     weight = ((standing - low) / (high - low)).clamp(0.0, 1.0) * (cover > 0.5)
     weight = F.interpolate(weight, scale_factor=SCALE, mode="bilinear", align_corners=False)
-    return sr + weight * (back_project(sr, frame, mask, phase, STATE_STEPS, psf_sigma) - sr)
+    weight = weight * edge_ramp(*sr.shape[-2:], context, sr)
+    return sr + weight * (back_project(sr, frame, mask, phase, STATE_STEPS, psf_sigma, context) - sr)

@@ -68,7 +68,9 @@ noise floor (docs/evaluation/uncertainty_cap_validation_noise_floor*.log): no sc
 sets needs a cap any more (all caps within 0.0001 nats); the low-contrast set prefers tighter
 caps because the head over-predicts there (90% intervals cover 97%), a calibration matter: the
 cap is kept as the safety bound it was chosen as."""
-EDGE_CONTEXT = 2  # LR pixels of mirrored context around every tile
+EDGE_CONTEXT = 2
+"""LR pixels of mirrored context around every tile: the network sees them, the steps after it
+count them as not observed (``consistency.back_project``)."""
 
 
 @dataclass
@@ -168,11 +170,11 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
-    refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread,
+    refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread, context=EDGE_CONTEXT,
                            frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]
     if state is not None:
         look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
-        refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread,
+        refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread, context=EDGE_CONTEXT,
                                    offset=look.offset / norm.spread, psf_sigma=psf_sigma))
     runner = RefinedRunner(tuned or runner, refinements)
     share = TTF_PROGRESS_SHARE if tuned else 0.0
