@@ -66,7 +66,7 @@ low contrast +0.039 dB [+0.014, +0.072], out of range +0.006 [+0.002, +0.010], i
 
 EDGE_RAMP = 9
 """HR pixels inside a tile's mirrored context over which the correction rises linearly from 1/10
-of its weight to all of it. Until 2026-12-05 the mirrored frames' residuals were fitted: the
+of its weight to all of it. Until 2026-12-04 (night 2) the mirrored frames' residuals were fitted: the
 sample's SR fell to 0 DN on 8 pixels of its top edge (true 220-360) beside a bright field; not
 counting them with no ramp rang at edges where the frames disagree (surface change -0.029 dB).
 Chosen on 24 validation scenes per set (scripts/scene_scores.py --border; docs/evaluation/
