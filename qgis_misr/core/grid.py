@@ -149,6 +149,17 @@ def offset_of(reference: Grid, other: Grid) -> Optional[Tuple[int, int]]:
     return round(cols), round(rows)
 
 
+def offset_words(cols: int, rows: int) -> str:
+    """Where a raster `cols` columns and `rows` rows off another's origin starts: "2 columns left
+    of and 1 row below" (or "at"), before "the first pixel of ..." (the engine's words, its
+    ``rasters.stack.offset_words``)."""
+    def count(number: int, unit: str) -> str:
+        return f"{abs(number)} {unit}{'' if abs(number) == 1 else 's'}"
+    parts = ([f"{count(cols, 'column')} {'right of' if cols > 0 else 'left of'}"] if cols else []) + \
+        ([f"{count(rows, 'row')} {'below' if rows > 0 else 'above'}"] if rows else [])
+    return " and ".join(parts) or "at"
+
+
 def covered_share(reference: Grid, other: Grid, offset: Tuple[int, int]) -> float:
     """The share of `reference`'s pixels that `other`, `offset` (columns, rows) off it, covers."""
     cols = max(0, min(reference.width, offset[0] + other.width) - max(0, offset[0]))

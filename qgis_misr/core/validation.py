@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .command import REFERENCE_FRAME_OPTION, SENSOR_MTF_OPTION
 from .engine import EngineCapabilities, UnknownModel
-from .grid import coarser_factor, covered_share, mismatches, offset_of
+from .grid import coarser_factor, covered_share, mismatches, offset_of, offset_words
 from .params import (
     ALIGN_LABEL,
     SENSOR_MTF_FORMAT,
@@ -65,8 +65,8 @@ class OffGrid:
     def problem_line(self) -> str:
         """The blocking problem: what differs, and what to do about it."""
         if self.offset is not None:
-            return (f"{self.role} {self.raster.name}: does not overlap {self.reference} (on its pixel grid, "
-                    f"{self.offset[0]} columns and {self.offset[1]} rows off).")
+            return (f"{self.role} {self.raster.name}: does not overlap {self.reference} (it starts "
+                    f"{offset_words(*self.offset)} its first pixel, on its pixel grid).")
         if not self.alignable:
             return (f"{self._head()}; it cannot be resampled onto the first frame's grid "
                     f"because only one of the two has a CRS.")
@@ -75,11 +75,9 @@ class OffGrid:
     def note_line(self) -> str:
         """The informational note when the engine reads it as it is, or resamples it (``--align``)."""
         if self.offset is not None:
-            cols, rows = self.offset
             cover = f"; it covers {100 * self.covered:.3g}% of {self.reference}" if self.covered < 1 else ""
-            return (f"{self.role} {self.raster.name}: {cols} column{'' if abs(cols) == 1 else 's'} and {rows} "
-                    f"row{'' if abs(rows) == 1 else 's'} off the pixel grid of {self.reference} (another "
-                    f"footprint): read as it is, not resampled{cover}.")
+            return (f"{self.role} {self.raster.name}: starts {offset_words(*self.offset)} the first pixel of "
+                    f"{self.reference}, on its pixel grid (another footprint): read as it is, not resampled{cover}.")
         method = "bilinear" if self.role == "Frame" else "nearest neighbour"
         return f"{self._head()}: will be resampled onto the first frame's grid ({method})."
 

@@ -304,8 +304,8 @@ def test_another_footprint_on_the_first_frames_pixel_grid_is_read_as_it_is_by_an
     params = RunParameters(frames=frames, output=str(tmp_path / "sr.tif"), uncertainty="")
     assert validate_parameters(params, _caps()) == []
     assert run_notes(params, _caps())[-1:] == [
-        "Frame e: 2 columns and 1 row off the pixel grid of frame a (another footprint): read as it is, not "
-        "resampled; it covers 76% of frame a."]  # 8 of 10 columns, 19 of 20 rows
+        "Frame e: starts 2 columns right of and 1 row below the first pixel of frame a, on its pixel grid (another "
+        "footprint): read as it is, not resampled; it covers 76% of frame a."]  # 8 of 10 columns, 19 of 20 rows
     more = frames + [FrameInput(info(name, path, extent=(30.0 * k, 0.0, 300.0 + 30.0 * k, 600.0)),
                                 info("m" + name, path + ".m", extent=(30.0 * k, 0.0, 300.0 + 30.0 * k, 600.0)))
                      for k, (name, path) in enumerate(zip("fg", files("f.tif", "g.tif")), start=1)]
@@ -322,7 +322,7 @@ def test_another_footprint_on_the_first_frames_pixel_grid_is_read_as_it_is_by_an
     frames[1] = FrameInput(info("far", far, extent=(600.0, 0.0, 900.0, 600.0)))
     frames[0] = FrameInput(info("a", a))
     assert validate_parameters(params, _caps()) == [
-        "Frame far: does not overlap frame a (on its pixel grid, 20 columns and 0 rows off)."]
+        "Frame far: does not overlap frame a (it starts 20 columns right of its first pixel, on its pixel grid)."]
 
 
 def test_align_cannot_fix_a_raster_without_crs_when_the_first_frame_has_one(files):

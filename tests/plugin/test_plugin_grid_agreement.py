@@ -12,7 +12,8 @@ import pytest
 
 osr = pytest.importorskip("osgeo.osr")
 from misr_engine.rasters.grid import Grid as EngineGrid  # noqa: E402
-from qgis_misr.core.grid import Grid, covered_share, mismatches, offset_of  # noqa: E402
+from misr_engine.rasters.stack import offset_words as engine_offset_words  # noqa: E402
+from qgis_misr.core.grid import Grid, covered_share, mismatches, offset_of, offset_words  # noqa: E402
 
 
 def _wkt(epsg: int = 32633, options=None) -> str:
@@ -78,6 +79,17 @@ def test_whole_pixel_offsets_are_found_exactly():
     assert offset_of(first, Grid(UTM33, (499940.0, 30.0, 0.0, 4000090.0, 0.0, -30.0), 40, 10)) == (-2, -3)
     assert offset_of(first, Grid(UTM33, (500000.03,) + GT[1:], 30, 20)) is None
     assert offset_of(first, Grid(_wkt(32618), GT, 30, 20)) is None
+
+
+def test_offsets_are_said_as_on_a_map_by_both():
+    """A raster whose origin lies 2 columns west and 3 rows north of the first frame's (a north-up
+    grid) starts left of and above its first pixel, not "-2 columns and -3 rows off"."""
+    first = Grid(UTM33, GT, 30, 20)
+    offset = offset_of(first, Grid(UTM33, (499940.0, 30.0, 0.0, 4000090.0, 0.0, -30.0), 40, 10))
+    assert offset_words(*offset) == "2 columns left of and 3 rows above"
+    for cols, rows, said in ((1, 0, "1 column right of"), (0, 1, "1 row below"), (0, 0, "at"),
+                             (-1, 4, "1 column left of and 4 rows below"), (*offset, offset_words(*offset))):
+        assert offset_words(cols, rows) == engine_offset_words(cols, rows) == said
 
 
 def test_the_plugin_says_what_differs():

@@ -517,10 +517,10 @@ def _placement(source: BandSource, grid: Grid, grid_path: str, align: bool, note
     offset = grid.offset_of(source.grid)
     if offset is not None:
         cols, rows = full.offset_of(source.grid) if full else offset
-        where = f"{_count(cols, 'column')} and {_count(rows, 'row')} off the pixel grid of {grid_path}"
+        where = f"starts {offset_words(cols, rows)} the first pixel of {grid_path}, on its pixel grid"
         covered = grid.covered_by(source.grid, offset)
         if covered == 0:
-            raise MisrError(f"{source.path}: does not overlap {'the area of ' if full else ''}{grid_path} ({where})")
+            raise MisrError(f"{source.path}: does not overlap {'the area of ' if full else ''}{grid_path} (it {where})")
         outside = "not clear" if frame else "no data"
         cover = f"; it covers {100 * covered:.3g}% of the {'area' if full else 'grid'}, the rest counts as {outside}"
         notes.append(f"{source.path}: {where} (another footprint): read as it is, not resampled"
@@ -537,8 +537,14 @@ def _placement(source: BandSource, grid: Grid, grid_path: str, align: bool, note
     return "bilinear"
 
 
-def _count(number: int, unit: str) -> str:
-    return f"{number} {unit}" if abs(number) == 1 else f"{number} {unit}s"
+def offset_words(cols: int, rows: int) -> str:
+    """Where a raster `cols` columns and `rows` rows off another's origin starts, in the words of a
+    map: "2 columns left of and 1 row below" (or "at"), before "the first pixel of ..."."""
+    def count(number: int, unit: str) -> str:
+        return f"{abs(number)} {unit}{'' if abs(number) == 1 else 's'}"
+    parts = ([f"{count(cols, 'column')} {'right of' if cols > 0 else 'left of'}"] if cols else []) + \
+        ([f"{count(rows, 'row')} {'below' if rows > 0 else 'above'}"] if rows else [])
+    return " and ".join(parts) or "at"
 
 
 def drop_cloudy_frames(stack: AnyStack) -> AnyStack:

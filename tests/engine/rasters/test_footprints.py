@@ -47,13 +47,13 @@ def test_frames_with_their_own_footprints_run_as_if_put_on_the_first_frame_s_gri
             _footprint(m, str(tmp_path / f"m{i}.tif"), 2 * i, i, 120))
            for i, (f, m) in enumerate(zip(frames[:6], masks[:6]))]
     plan = plan_stack([f for f, _ in cut], [m for _, m in cut])
-    assert plan.notes[0].endswith("f1.tif: 2 columns and 1 row off the pixel grid of " + cut[0][0] + " (another "
-                                  "footprint): read as it is, not resampled; it covers 97.5% of the grid, the rest "
+    assert plan.notes[0].endswith("f1.tif: starts 2 columns right of and 1 row below the first pixel of " + cut[0][0]
+                                  + ", on its pixel grid (another footprint): read as it is, not resampled; it covers 97.5% of the grid, the rest "
                                   "counts as no data")
     assert len(plan.notes) == 5 and not plan.warnings  # the masks move with their frames; no --align
     in_area = plan_stack([f for f, _ in cut], extent=(437000.0, 4163000.0, 437900.0, 4163900.0)).notes
-    assert in_area[-1].endswith("f5.tif: 10 columns and 5 rows off the pixel grid of " + cut[0][0] + " (another "
-                                "footprint): read as it is, not resampled; it covers 73.8% of the area, the rest "
+    assert in_area[-1].endswith("f5.tif: starts 10 columns right of and 5 rows below the first pixel of " + cut[0][0]
+                                + ", on its pixel grid (another footprint): read as it is, not resampled; it covers 73.8% of the area, the rest "
                                 "counts as no data")  # the offset from the first frame, the share of the area read
     shifted = super_resolve_files(SuperResolveRequest(
         frames=[f for f, _ in cut], masks=[m for _, m in cut], output=str(tmp_path / "shifted.tif")))
@@ -88,8 +88,8 @@ def test_a_footprint_beside_the_first_frame_or_off_its_pixels_is_one_line(tmp_pa
     frames, _ = sample_paths
     first = _footprint(frames[0], str(tmp_path / "a.tif"), 0, 0, 40)
     beside = _footprint(frames[1], str(tmp_path / "b.tif"), 60, 0, 40)
-    with pytest.raises(MisrError, match=r"^.*b\.tif: does not overlap .*a\.tif \(60 columns "
-                                        r"and 0 rows off the pixel grid of .*a\.tif\)$"):
+    with pytest.raises(MisrError, match=r"^.*b\.tif: does not overlap .*a\.tif \(it starts 60 columns "
+                                        r"right of the first pixel of .*a\.tif, on its pixel grid\)$"):
         plan_stack([first, beside, first])
     half = str(tmp_path / "half.tif")
     gdal.Translate(half, frames[1], srcWin=[0, 0, 40, 40])
