@@ -42,7 +42,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                    help="count SCL class 2 (dark area / cast shadow) as unusable")
     p.add_argument("--mask-dilation", type=int, metavar="PX",
                    help="grow the unusable areas of the masks by PX pixels (default: 0 for given masks, "
-                        f"{DEFAULT_DILATION} for the automatic screening)")
+                        f"{DEFAULT_DILATION} for the automatic screening, whose clouds grow only through pixels "
+                        "that depart from the other dates)")
     p.add_argument("--no-auto-mask", dest="auto_mask", action="store_false",
                    help="without masks, do not screen clouds and shadows from the time series")
     add_output(p, "SR GeoTIFF to write")

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import gdal
+from scipy import ndimage
 
 from misr_engine.pipeline import SCREENING_POOL, SuperResolveRequest, _opened, super_resolve_files
 from misr_engine.rasters.bands import read_band
+from misr_engine.rasters.masks import disc
 from misr_engine.rasters.stack import open_stack, plan_stack
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
 from tests.engine.reporting import Recorder
@@ -35,8 +37,18 @@ def test_screening_finds_the_samples_clouds_and_keeps_its_clear_pixels(screened,
     found = screened.load().masks
     missed = (found & ~clear).sum() / (~clear).sum()
     kept = (found & clear).sum() / clear.sum()
-    assert missed < 0.015  # measured 1.04 % (0.90 % on the median grid; clouds as bright as the ground under them)
-    assert kept > 0.9  # measured 94 %: the rest is the 2-pixel ring grown around every cloud
+    assert missed < 0.015  # measured 0.41 % (clouds as bright as the ground under them)
+    assert kept > 0.9  # measured 94.8 %: the rest is mostly the ring of cloud edges grown around every cloud
+
+
+def test_the_ground_beside_a_cloud_is_kept(screened, truth):
+    """Screened areas grow by the dilation to catch a cloud's faint edges and the shadow beside it,
+    bright ones only through pixels that depart from the other dates: the clear ground within
+    2 px of the sample's clouds (by their masks) was screened out whole (1.3 % kept), 33 % now."""
+    clear = np.stack([truth[path] for path in screened.paths])
+    found = screened.load().masks
+    beside = np.stack([ndimage.binary_dilation(~c, disc(2)) & c for c in clear])
+    assert (found & beside).sum() / beside.sum() > 0.25
 
 
 def test_the_frames_edges_are_screened_as_well_as_their_inside(sample_paths, truth):
@@ -71,7 +83,7 @@ def test_shadows_beside_the_clouds_are_screened_out(tmp_path, sample_paths, trut
     stack = screen_stack(open_stack(frames))
     found = stack.load().masks
     shadow = np.stack([shadows[frames.index(path)] for path in stack.paths])
-    assert (shadow & ~found).sum() / shadow.sum() > 0.65  # measured 72 % (shallow ones on dark water stay)
+    assert (shadow & ~found).sum() / shadow.sum() > 0.65  # measured 69 % (shallow ones on dark water stay)
 
 
 def test_screened_windows_read_the_same_as_the_whole_raster(screened):
