@@ -66,9 +66,10 @@ low contrast +0.039 dB [+0.014, +0.072], out of range +0.006 [+0.002, +0.010], i
 
 EDGE_RAMP = 9
 """HR pixels inside a tile's mirrored context over which the correction rises linearly from 1/10
-of its weight to all of it. Until 2026-12-04 (night 2) the mirrored frames' residuals were fitted: the
-sample's SR fell to 0 DN on 8 pixels of its top edge (true 220-360) beside a bright field; not
-counting them with no ramp rang at edges where the frames disagree (surface change -0.029 dB).
+of its weight to all of it. Until 2026-12-04 (night 2) the mirrored frames' residuals were
+fitted: the sample's SR fell to 0 DN on 8 pixels of its top edge (true 220-360) beside a bright
+field; not counting them with no ramp rang at edges where the frames disagree (surface change
+-0.029 dB).
 Chosen on 24 validation scenes per set (scripts/scene_scores.py --border; docs/evaluation/
 edge_context_validation.log) as the largest mean cPSNR gain with no set losing more than 0.01 dB.
 Against fitting the mirrored frames: in distribution +0.029 dB [+0.011, +0.053] (its outer 3 HR
@@ -108,9 +109,10 @@ def back_project(sr: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor, ph
     `masks` 1 where clear) seen at their sub-pixel `phases` (B,T,2, LR px) through a Gaussian
     PSF of `psf_sigma` HR px. The outer `context` LR pixels are mirrored context: their residuals
     are not counted, but they weigh in the mean of the corrections, which moves the SR beside
-    them only as far as the real pixels ask (left free there, it rang). The sampling in 1-D passes (``separable_sampling``: this step is never
-    exported to ONNX), the Gaussian as a column then a row: the sample runs 18% faster than with
-    grid_sample and a 2-D kernel, the same SR within 0.01 DN."""
+    them only as far as the real pixels ask (left free there, it rang). The sampling in 1-D
+    passes (``separable_sampling``: this step is never exported to ONNX), the Gaussian as a
+    column then a row: the sample runs 18% faster than with grid_sample and a 2-D kernel, the
+    same SR within 0.01 DN."""
     column = psf_kernel(psf_sigma).to(sr).sum(-1, keepdim=True)  # the Gaussian's normalised profile
     hr_weights, counted = resample_at_phases(masks, phases, "bilinear"), observed(masks, context)
     for _ in range(steps):
