@@ -128,7 +128,8 @@ class MaskOptions(QWidget):
         self.dilation.setPrefix("grow ")
         self.dilation.setSuffix(" px")
         self.dilation.setToolTip("Grow the unusable areas of the masks by this many pixels (default: 0 for "
-                                 "given masks, 2 for the automatic screening)")
+                                 "given masks, 2 for the automatic screening, whose clouds grow only through "
+                                 "pixels that depart from the other dates: their edges, the shadows beside them)")
         self.snow = QCheckBox("snow")
         self.snow.setToolTip("Count snow and ice as unusable (SCL 11, QA_PIXEL bit 5, Fmask 3)")
         self.dark = QCheckBox("dark areas")
