@@ -116,14 +116,14 @@ def temporal_outliers(frames: np.ndarray, valid: np.ndarray, screening: Screenin
     with np.errstate(invalid="ignore"):
         bright_spread = _smoothed((high - low) / SPREAD_NORMAL, floor)
         bright = valid & (frames - lower > screening.bright * bright_spread)
-        edges = valid & (frames - lower > EDGE_THRESHOLD * bright_spread)  # faintly bright, or dark (below)
         rest = valid & ~bright
         rest_count = rest.sum(axis=0)
         centre = _quantile(np.sort(np.where(rest, frames, np.inf), axis=0), rest_count, 0.5)
         deviation = np.sort(np.where(rest, np.abs(frames - centre), np.inf), axis=0)
         spread = _smoothed(_quantile(deviation, rest_count, 0.5) / NORMAL_MAD, floor)
         dark = rest & (centre - frames > screening.dark * spread)
-        edges |= rest & (centre - frames > EDGE_THRESHOLD * spread)
+        edges = (valid & (frames - lower > EDGE_THRESHOLD * bright_spread)  # faintly bright,
+                 | rest & (centre - frames > EDGE_THRESHOLD * spread))          # or a little dark
     seen = count >= MIN_FRAMES
     bright, dark = bright & seen, dark & seen
     if screening.dilation > 0:
