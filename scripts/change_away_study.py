@@ -130,13 +130,14 @@ def main() -> None:
     parser.add_argument("--hold-radiometry", action="store_true",
                         help="map the changed stack's frames with the unchanged one's radiometric fits")
     parser.add_argument("--per-scene", action="store_true", help="also print every scene's figure")
+    parser.add_argument("--weights", help="PIUnet weights file (default: the shipped weights)")
     parser.add_argument("--registration-moves", action="store_true",
                         help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
-    model = load_model("piunet").model
+    model = load_model("piunet", args.weights).model
     rng = np.random.default_rng(0)
     changes, changed_frames = [], []
     for frames, masks, shifts in zip(scenes["frames"], scenes["masks"], scenes["true_shifts"]):

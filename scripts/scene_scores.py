@@ -42,7 +42,8 @@ def main() -> None:
                         help="test: to report a change already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=9, help="frames per stack (4: the report's out-of-range set)")
-    parser.add_argument("--model", default="piunet", help="the network (its shipped weights)")
+    parser.add_argument("--model", default="piunet", help="the network")
+    parser.add_argument("--weights", help="its weights file (default: the shipped weights)")
     parser.add_argument("--border", action="store_true", help="also score the outer 3 HR pixels (<set>/border)")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
@@ -56,7 +57,7 @@ def main() -> None:
         return
     if not args.out:
         parser.error("--out is needed to compute scores")
-    model = load_model(args.model).model
+    model = load_model(args.model, args.weights).model
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:

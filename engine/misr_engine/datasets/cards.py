@@ -58,6 +58,8 @@ DEGRADATION_MEANING = {
     "change_frames": "share of the frames that show the change, uniform in this range",
     "contrast": "factor on the scene's contrast about its mean level, uniform in this range "
                 "(1: the scene as it is)",
+    "contrast_probability": "probability that a stack's contrast is scaled by a factor of `contrast` "
+                            "(the others keep theirs)",
 }
 SPLIT_USE = {
     "train": "training only",

@@ -51,11 +51,16 @@ class Degradation:
     change_cover: tuple[float, float] = (0.03, 0.2)  # area of the changed field
     change_frames: tuple[float, float] = (0.2, 0.6)  # share of the frames that show it
     contrast: tuple[float, float] = (1.0, 1.0)  # factor on the scene's contrast about its mean level
+    contrast_probability: float = 1.0  # chance that a stack's contrast is scaled (when `contrast` is not (1, 1))
 
 
 SENTINEL2 = Degradation(max_shift_lr=1.0, psf_sigma=(0.7, 1.8), halo_probability=0.0, gain=(0.92, 1.08),
                         offset_fraction=0.03, noise_fraction=(0.002, 0.012), change_probability=0.0)
 """The narrower conditions of Sentinel-2-like stacks without change (the embedded sample scene)."""
+TRAINING = replace(Degradation(), contrast=(0.35, 1.0), contrast_probability=0.3)
+"""The training stacks' conditions: the defaults, and 30% of the stacks with 0.35-1 of their
+contrast (the noise still relative to the level), so that the network meets fainter detail against
+the same noise; the low-contrast evaluation set (0.1-0.3) stays beyond it."""
 OUT_OF_RANGE = replace(Degradation(), max_shift_lr=2.5, psf_sigma=(2.4, 3.2), noise_fraction=(0.02, 0.04),
                        halo_probability=0.5, halo_weight=(0.2, 0.35), change_probability=0.0)
 """Stronger blur, more noise and larger shifts than any training stack (evaluation only)."""
@@ -129,8 +134,11 @@ def _change_field(shape: tuple[int, int], level: float, conditions: Degradation,
 def with_contrast(hr: np.ndarray, conditions: Degradation, rng: np.random.Generator) -> np.ndarray:
     """The HR image with its contrast about its mean level scaled by a factor drawn from
     `conditions.contrast`; unchanged, and nothing drawn, at the default (1, 1), so the scenes of
-    every other set stay the same draws."""
+    every other set stay the same draws; with `conditions.contrast_probability` below 1, only
+    that share of the stacks (one more draw)."""
     if tuple(conditions.contrast) == (1.0, 1.0):
+        return hr
+    if conditions.contrast_probability < 1.0 and rng.random() >= conditions.contrast_probability:
         return hr
     level = float(hr.mean())
     return level + rng.uniform(*conditions.contrast) * (hr - level)
