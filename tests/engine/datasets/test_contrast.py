@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from misr_engine.datasets.simulate import LOW_CONTRAST, Degradation, degrade, with_contrast
+from misr_engine.datasets.simulate import LOW_CONTRAST, TRAINING, Degradation, degrade, with_contrast
 from misr_engine.rasters.bands import read_band
 from misr_engine.resources import sample_dir
 
@@ -38,3 +38,11 @@ def test_low_contrast_frames_carry_as_much_noise_but_less_detail():
     faint = degrade(low, 4, np.random.default_rng(0), Degradation(cloud_probability=0.0, change_probability=0.0))
     assert faint.frames.std() < 0.5 * plain.frames.std()
     assert abs(faint.frames.mean() - plain.frames.mean()) < 0.02 * plain.frames.mean()
+
+
+def test_training_conditions_scale_the_contrast_of_only_their_share_of_the_stacks():
+    hr = real_image()
+    factors = [with_contrast(hr, TRAINING, np.random.default_rng(seed)).std() / hr.std() for seed in range(200)]
+    scaled = [f for f in factors if abs(f - 1.0) > 1e-9]
+    assert abs(len(scaled) / len(factors) - TRAINING.contrast_probability) < 0.1
+    assert min(scaled) >= TRAINING.contrast[0] and max(scaled) <= TRAINING.contrast[1]
