@@ -27,7 +27,7 @@ from .sentinel2 import S2_BANDS, SPLITS, scaled_window, sentinel2_band_paths
 from .split_figure import plot_splits
 from ..errors import MisrError
 from ..rasters.bands import open_band
-from .simulate import Degradation
+from .simulate import TRAINING, Degradation
 
 Window = tuple[tuple[int, int | None], tuple[int, int | None]]
 Arrays = dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype)
@@ -376,11 +376,19 @@ def simulated_set(paths: Sequence[str] | None, split: str, count: int, lr_size: 
                   seed: int, registered: bool = True) -> SimulatedSet:
     """The parameters `misr make-dataset` uses: the Sentinel-2 sample's window of `split`, or
     the whole of the rasters given with --hr (`paths`)."""
-    keep = featureless_share(split, registered)
+    keep, conditions = featureless_share(split, registered), conditions_of(split, registered)
     if paths:
-        return SimulatedSet(tuple(paths), ((0, None), (0, None)), None, count, lr_size, frames, seed, registered, keep)
+        return SimulatedSet(tuple(paths), ((0, None), (0, None)), None, count, lr_size, frames, seed, registered, keep,
+                            conditions)
     return SimulatedSet(tuple(sentinel2_band_paths()), SPLITS[split], split, count, lr_size, frames, seed,
-                        registered, keep)
+                        registered, keep, conditions)
+
+
+def conditions_of(split: str, registered: bool) -> Degradation:
+    """The degradations of a set: `simulate.TRAINING` in training sets (some stacks with less
+    contrast), the plain ranges (`Degradation()`) in the held-out splits and in sets for `misr
+    evaluate` (`--raw`), as in its own sets."""
+    return TRAINING if split == "train" and registered else Degradation()
 
 
 def featureless_share(split: str, registered: bool) -> float:

@@ -33,7 +33,8 @@ from .. import SCALE
 @dataclass(frozen=True)
 class Degradation:
     """Ranges of the simulated acquisition conditions (HR pixels unless stated). The defaults are
-    the training ranges: wider than Sentinel-2's own, since users bring other sensors."""
+    the training ranges (`TRAINING` adds stacks of less contrast): wider than Sentinel-2's own,
+    since users bring other sensors."""
 
     max_shift_lr: float = 1.5  # per axis, LR pixels, per frame (pairwise up to 2x this)
     psf_sigma: tuple[float, float] = (0.5, 2.4)  # Gaussian sigma range per axis, HR pixels

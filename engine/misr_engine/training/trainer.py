@@ -13,6 +13,7 @@ import csv
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -68,6 +69,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
     phase_wrap: float = 0.0  # frames within this of +-0.5 px (per axis) shown half the time the other way (`wrap_phases`)
+    edge_context: int = 0  # LR px of mirrored context around every patch, as tiles get at inference (`with_context`)
 
     BOUNDS = {  # what ``training.run.load_config`` accepts (a class attribute, not a field: ``config_bounds``)
         "model": OneOf(tuple(MODELS)), "steps": Bound(1, 10 ** 7), "batch_size": Bound(1, 4096),
@@ -76,7 +78,7 @@ class TrainConfig:
         "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", *AUTOCAST_TYPES)),
         "grad_clip": Bound(1e-6, 1e9), "val_every": Bound(1, 10 ** 7), "val_frames": Bound(1, 64),
         "data_range": Bound(1e-6, 1e9), "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096),
-        "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5)}
+        "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5), "edge_context": Bound(0, 8)}
 
     def __post_init__(self) -> None:
         if self.t_min > self.t_max:
@@ -115,6 +117,20 @@ def wrap_phases(phases: np.ndarray, margin: float, rng: np.random.Generator) -> 
     near = np.abs(phases) > 0.5 - margin
     moves = np.where(near & (rng.random(phases.shape) < 0.5), np.sign(phases), 0.0).astype(int)
     return (phases - moves).astype(np.float32), moves
+
+
+def with_context(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
+                 context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's mean and log-scale on frames and masks (B,T,h,w) mirrored by `context` LR px
+    on every side, cropped back to (B,1,3h,3w): what tiled inference gives it (``inference.tiled.
+    EDGE_CONTEXT``), so that the outer pixels are trained as they are run (the loss then counts them)."""
+    if not context:
+        return model(frames, masks, phases)
+    mode = "reflect" if min(frames.shape[-2:]) > context else "replicate"
+    padded = [torch.nn.functional.pad(a, (context,) * 4, mode=mode) for a in (frames, masks.float())]
+    mean, log_scale = model(padded[0], padded[1], phases)
+    crop = context * SCALE
+    return mean[..., crop:-crop, crop:-crop], log_scale[..., crop:-crop, crop:-crop]
 
 
 def crop_frames(frames: np.ndarray, masks: np.ndarray, corner: tuple[int, int], size: int,
@@ -188,7 +204,8 @@ def validate(model: torch.nn.Module, data: dict[str, np.ndarray], config: TrainC
         masks = data["masks"][index, :config.val_frames]
         centre, spread = data["norm"][index]
         inputs = (np.where(masks, (frames - centre) / spread, 0.0), masks, _phases(data)[index, :config.val_frames])
-        mean, _ = model(*(torch.from_numpy(a.astype(np.float32))[None].to(device) for a in inputs))
+        mean, _ = with_context(model, *(torch.from_numpy(a.astype(np.float32))[None].to(device) for a in inputs),
+                               config.edge_context)
         sr = mean[0, 0].float().cpu().numpy() * spread + centre
         hr = target(data, index, np.arange(min(config.val_frames, data["frames"].shape[1])))
         scores.append(cpsnr(sr / config.data_range, hr / config.data_range, _hr_mask(data)[index]))
@@ -268,7 +285,9 @@ class SupervisedTask:
                                          for path in (config.train_data, config.val_data))
         # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
         aligned = bool(self.train_data.get("aligned", False))
-        self.objective = aligned_loss if aligned else compensated_loss
+        # with mirrored context (`edge_context`) the outer pixels see what they see at inference: counted
+        self.objective = (partial(aligned_loss, border=0 if config.edge_context else 3) if aligned
+                          else compensated_loss)
         self.description = ("loss applied " + ("directly (aligned targets)" if aligned
                                                else "with shift and brightness compensation"))
 
@@ -317,7 +336,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print,
         while step < config.steps and not (config.max_seconds and time.perf_counter() - started >= config.max_seconds):
             frames, masks, phases, hr, hr_mask = task.batch(rng)
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                mean, log_scale = model(frames, masks, phases)
+                mean, log_scale = with_context(model, frames, masks, phases, config.edge_context)
             loss_name = loss_at(step, config)
             loss = task.loss(LOSSES[loss_name], mean.float(), log_scale.float(), hr, hr_mask)
             if hasattr(model, "auxiliary_loss"):  # a network's own term (DeepSUM: RegNet's filters)

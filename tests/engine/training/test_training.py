@@ -220,3 +220,38 @@ def test_evaluate_ignores_hr_pixels_marked_unusable_in_the_status_map():
     damaged["hr_mask"][:, 20:30, 20:40] = False
     masked = evaluate(damaged, methods)[0].cpsnr
     np.testing.assert_allclose(masked, clean, atol=0.5)
+
+
+def test_training_context_is_the_mirrored_context_tiled_inference_gives_the_network():
+    """With `edge_context` the network is trained on what it runs on: the same output as
+    ``inference.tiled`` gives it, the outer pixels included."""
+    from misr_engine.inference.tiled import EDGE_CONTEXT, _run_with_context
+    from misr_engine.training.trainer import with_context
+    torch.manual_seed(0)
+    model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=True, deconv_kernel=7)).eval()
+    frames = torch.randn(2, 4, 12, 12)
+    masks = (torch.rand(2, 4, 12, 12) > 0.2).float()
+    phases = torch.rand(2, 4, 2) - 0.5
+    with torch.no_grad():
+        trained = torch.cat(with_context(model, frames, masks, phases, EDGE_CONTEXT), dim=1).numpy()
+        plain = torch.cat(with_context(model, frames, masks, phases, 0), dim=1).numpy()
+
+        def runner(f, m, p):
+            return torch.cat(model(*(torch.from_numpy(np.asarray(a, np.float32)) for a in (f, m, p))), dim=1).numpy()
+        tiled = _run_with_context(runner, frames.numpy(), masks.numpy().astype(bool), phases.numpy())
+    assert trained.shape == plain.shape == (2, 2, 36, 36)
+    np.testing.assert_allclose(trained, tiled, atol=1e-5)
+    assert np.abs(trained - plain)[..., :3, :].max() > 1e-3  # the outer pixels see other context
+
+
+def test_a_run_with_edge_context_counts_the_outer_pixels(tiny_dataset, tmp_path):
+    config = TrainConfig(train_data=str(tiny_dataset[0]), val_data=str(tiny_dataset[1]), out_dir=str(tmp_path),
+                         model_config={"n_feat": 8, "n_tefa": 1, "bottleneck": 2}, steps=2, batch_size=2,
+                         patch_lr=12, t_min=2, t_max=6, val_every=2, val_frames=4, edge_context=2)
+    from misr_engine.training.trainer import SupervisedTask
+    task = SupervisedTask(config, torch.device("cpu"))
+    mean, target = torch.zeros(1, 1, 36, 36), torch.zeros(1, 1, 36, 36)
+    target[..., 0, :] = 1.0  # an error on the outermost row only
+    loss = task.loss(LOSSES["l1"], mean, torch.zeros_like(mean), target, torch.ones_like(target))
+    assert float(loss) > 0
+    assert train(config, log=lambda line: None).is_file()
