@@ -286,8 +286,8 @@ class SupervisedTask:
         # targets on the SR's grid and in its radiometry (simulated stacks) are compared directly
         aligned = bool(self.train_data.get("aligned", False))
         # with mirrored context (`edge_context`) the outer pixels see what they see at inference: counted
-        self.objective = (partial(aligned_loss, border=0 if config.edge_context else 3) if aligned
-                          else compensated_loss)
+        self.objective = (compensated_loss if not aligned
+                          else partial(aligned_loss, border=0) if config.edge_context else aligned_loss)
         self.description = ("loss applied " + ("directly (aligned targets)" if aligned
                                                else "with shift and brightness compensation"))
 

@@ -15,8 +15,8 @@ from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
 from misr_engine.registration.stack import register, register_stack, subpixel_phase
 from misr_engine.datasets.simulate import Degradation, degrade
-from misr_engine.training.trainer import (TrainConfig, crop_frames, loss_at, train, transform_shifts, warm_start,
-                                          wrap_phases)
+from misr_engine.training.trainer import (SupervisedTask, TrainConfig, crop_frames, loss_at, train, transform_shifts,
+                                          warm_start, with_context, wrap_phases)
 from misr_engine.models.weights import save_weights
 
 from tests.rasters import HOLDOUT_HR
@@ -226,7 +226,6 @@ def test_training_context_is_the_mirrored_context_tiled_inference_gives_the_netw
     """With `edge_context` the network is trained on what it runs on: the same output as
     ``inference.tiled`` gives it, the outer pixels included."""
     from misr_engine.inference.tiled import EDGE_CONTEXT, _run_with_context
-    from misr_engine.training.trainer import with_context
     torch.manual_seed(0)
     model = PIUnet(PIUnetConfig(n_feat=8, n_tefa=1, bottleneck=2, phase_inputs=True, deconv_kernel=7)).eval()
     frames = torch.randn(2, 4, 12, 12)
@@ -248,7 +247,6 @@ def test_a_run_with_edge_context_counts_the_outer_pixels(tiny_dataset, tmp_path)
     config = TrainConfig(train_data=str(tiny_dataset[0]), val_data=str(tiny_dataset[1]), out_dir=str(tmp_path),
                          model_config={"n_feat": 8, "n_tefa": 1, "bottleneck": 2}, steps=2, batch_size=2,
                          patch_lr=12, t_min=2, t_max=6, val_every=2, val_frames=4, edge_context=2)
-    from misr_engine.training.trainer import SupervisedTask
     task = SupervisedTask(config, torch.device("cpu"))
     mean, target = torch.zeros(1, 1, 36, 36), torch.zeros(1, 1, 36, 36)
     target[..., 0, :] = 1.0  # an error on the outermost row only
