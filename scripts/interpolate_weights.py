@@ -1,0 +1,29 @@
+"""Write weights part of the way from a start to a continued training of it (WiSE-FT; issue 14's
+candidates between the shipped and the continued weights, chosen on validation scenes):
+
+    .venv/bin/python scripts/interpolate_weights.py engine/misr_engine/data/weights/piunet.safetensors \\
+        runs/piunet_s2_cpu_contrast_context/best.safetensors --share 0.5 -o /tmp/piunet_half.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from misr_engine.training.interpolation import interpolate_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("start", type=Path)
+    parser.add_argument("tuned", type=Path)
+    parser.add_argument("--share", type=float, required=True, help="share of the way to TUNED (0: START, 1: TUNED)")
+    parser.add_argument("--model", default="piunet")
+    parser.add_argument("-o", "--out", type=Path, required=True)
+    args = parser.parse_args()
+    interpolate_weights(args.model, args.start, args.tuned, args.share, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
