@@ -8,8 +8,10 @@ candidates between the shipped and the continued weights, chosen on validation s
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from misr_engine.errors import MisrError
 from misr_engine.training.interpolation import interpolate_weights
 
 
@@ -21,7 +23,10 @@ def main() -> None:
     parser.add_argument("--model", default="piunet")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
-    interpolate_weights(args.model, args.start, args.tuned, args.share, args.out)
+    try:
+        interpolate_weights(args.model, args.start, args.tuned, args.share, args.out)
+    except MisrError as error:
+        sys.exit(f"error: {error}")
     print(f"wrote {args.out}")
 
 

@@ -17,8 +17,9 @@ from ..models.weights import file_sha256, load_model, save_weights
 
 def interpolated_state(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
                        share: float) -> dict[str, torch.Tensor]:
-    """(1 - share) * start + share * tuned for every floating-point tensor; other tensors (counts,
-    indices) must be equal in both and are copied."""
+    """(1 - share) * start + share * tuned for every floating-point tensor (BatchNorm's running
+    statistics too, as WiSE-FT does); other tensors are counters (BatchNorm's batches seen), which
+    inference does not read: the continuation's."""
     if start.keys() != tuned.keys():
         raise ValueError(f"the two states hold different tensors: {sorted(start.keys() ^ tuned.keys())[:3]}")
     blended = {}
@@ -28,10 +29,8 @@ def interpolated_state(start: dict[str, torch.Tensor], tuned: dict[str, torch.Te
             raise ValueError(f"tensor {name!r}: shapes {tuple(first.shape)} and {tuple(second.shape)}")
         if first.is_floating_point():
             blended[name] = torch.lerp(first, second.to(first.dtype), share)
-        elif torch.equal(first, second):
-            blended[name] = first.clone()
         else:
-            raise ValueError(f"tensor {name!r} is not floating-point and differs between the two states")
+            blended[name] = second.clone()
     return blended
 
 
