@@ -179,7 +179,7 @@ def main() -> None:
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
         line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}, "
-                f"gain ramp {ramp:>5}: away {mean:.3f}% [{low:.3f}, {high:.3f}] (worst "
+                f"gain ramp {ramp:>5}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")
@@ -190,7 +190,7 @@ def main() -> None:
             line += f" ({gain:+.3f} [{glow:+.3f}, {ghigh:+.3f}])"
         print(line, flush=True)
         if args.per_scene:
-            print("  per scene (% of the level): " + " ".join(f"{m:.3f}" for m in moved), flush=True)
+            print("  per scene (% of the level): " + " ".join(f"{m:.4f}" for m in moved), flush=True)
 
 
 if __name__ == "__main__":
