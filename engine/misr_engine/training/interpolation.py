@@ -13,6 +13,7 @@ import torch
 
 from ..errors import MisrError
 from ..models.weights import file_sha256, load_model, save_weights
+from ..rasters.outputs import atomic_outputs
 
 
 def interpolated_state(start: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
@@ -36,7 +37,8 @@ def interpolated_state(start: dict[str, torch.Tensor], tuned: dict[str, torch.Te
 
 def interpolate_weights(model_name: str, start: Path, tuned: Path, share: float, out: Path) -> None:
     """Write to `out` the weights `share` of the way from `start` to `tuned` (two weight files of
-    `model_name` with the same configuration), with `tuned`'s metadata and where they came from."""
+    `model_name` with the same configuration), with `tuned`'s metadata and where they came from;
+    written to a temporary file beside it and moved into place only once complete."""
     if not 0.0 <= share <= 1.0:
         raise MisrError(f"interpolation share {share} is outside [0, 1]")
     first, second = load_model(model_name, start), load_model(model_name, tuned)
@@ -51,4 +53,5 @@ def interpolate_weights(model_name: str, start: Path, tuned: Path, share: float,
     metadata["interpolation"] = json.dumps({"start": {"file": start.name, "sha256": file_sha256(start)},
                                             "tuned": {"file": tuned.name, "sha256": file_sha256(tuned)},
                                             "share_of_tuned": share})
-    save_weights(second.model, out, metadata)
+    with atomic_outputs([str(out)], overwrite=True) as (temporary,):
+        save_weights(second.model, temporary, metadata)
