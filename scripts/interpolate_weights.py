@@ -1,7 +1,8 @@
 """Write weights part of the way from a start to a continued training of it (WiSE-FT; issue 14's
-candidates between the shipped and the continued weights, chosen on validation scenes):
+candidates between stage 5 and its continuation, chosen on validation scenes; `make train` writes
+the shipped stage 6 this way, at --share 0.75):
 
-    .venv/bin/python scripts/interpolate_weights.py engine/misr_engine/data/weights/piunet.safetensors \\
+    .venv/bin/python scripts/interpolate_weights.py runs/piunet_s2_cpu_constrained/best.safetensors \\
         runs/piunet_s2_cpu_contrast_context/best.safetensors --share 0.5 -o /tmp/piunet_half.safetensors
 """
 

@@ -32,13 +32,22 @@ class LoadedModel:
     metadata: dict[str, Any]
 
 
+OWN_HEADER_KEYS = ("model", "config", "engine_version")
+"""The header entries `save_weights` writes from the model and the engine themselves."""
+
+
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, Any]) -> None:
     """Write the model's state and a JSON metadata header (model name, config, training facts)."""
-    header = {"model": model.name, "config": json.dumps(model.config.to_dict()),
-              "engine_version": __version__}
+    header = dict(zip(OWN_HEADER_KEYS, (model.name, json.dumps(model.config.to_dict()), __version__)))
     header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=header)
+
+
+def carried_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """A weights file's metadata without the entries `save_weights` writes itself
+    (`OWN_HEADER_KEYS`): what weights derived from that file carry over."""
+    return {k: v for k, v in metadata.items() if k not in OWN_HEADER_KEYS}
 
 
 def file_sha256(path: Path) -> str:

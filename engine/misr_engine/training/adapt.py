@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import MisrError
 from ..inference.tiled import prepare_scene
-from ..models.weights import check_weights, load_model, save_weights
+from ..models.weights import carried_metadata, check_weights, load_model, save_weights
 from ..rasters.outputs import atomic_outputs, check_outputs
 from ..rasters.stack import DEFAULT_MAX_FRAMES, open_stack, select_frames
 from ..registration.stack import subpixel_phase
@@ -237,7 +237,7 @@ def adapt(request: AdaptRequest, log: Log = print, on_step: Callable[[int, float
               "train_windows": summary["train_windows"], "val_windows": summary["val_windows"],
               "scenes": [s["frames"][0] for s in summary["scenes"]], "validation": history,
               "seconds": round(time.perf_counter() - started, 1)}
-    kept = {k: v for k, v in metadata.items() if k not in ("model", "config", "engine_version")}
+    kept = carried_metadata(metadata)
     with atomic_outputs([request.output, str(request.card)], request.overwrite) as (temporary, card):
         save_weights(loaded.model, temporary, {**kept, "adaptation": record})
         Path(card).write_text(adaptation_card(request, record, len(scenes)))

@@ -18,7 +18,7 @@ import torch
 from ..datasets.samples import load_samples
 from ..evaluation.metrics import best_alignment
 from ..models.deepsum import DeepSUM, fit_calibration
-from ..models.weights import load_model, read_metadata, save_weights
+from ..models.weights import carried_metadata, load_model, read_metadata, save_weights
 from .trainer import _hr_mask, _phases
 
 BORDER = 3  # HR pixels of the cPSNR border
@@ -53,7 +53,7 @@ def calibrate_deepsum(weights: str | Path, val_data: str | Path, output: str | P
     model.calibration.copy_(coefficients)
     fitted = {"data": str(val_data), "pixels": len(errors), "coefficients": [round(c, 5) for c in coefficients.tolist()],
               "cues": CUES}
-    metadata = {k: v for k, v in read_metadata(Path(weights)).items() if k not in ("model", "config", "engine_version")}
+    metadata = carried_metadata(read_metadata(Path(weights)))
     metadata["calibration"] = json.dumps(fitted)
     save_weights(model, output, metadata)
     return fitted

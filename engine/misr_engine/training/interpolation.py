@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MisrError
-from ..models.weights import file_sha256, load_model, save_weights
+from ..models.weights import carried_metadata, file_sha256, load_model, save_weights
 from ..rasters.outputs import atomic_outputs
 
 
@@ -49,7 +49,7 @@ def interpolate_weights(model_name: str, start: Path, tuned: Path, share: float,
     except ValueError as exc:
         raise MisrError(f"{start} and {tuned}: {exc}") from None
     second.model.load_state_dict(state)
-    metadata = {k: v for k, v in second.metadata.items() if k not in ("model", "config", "engine_version")}
+    metadata = carried_metadata(second.metadata)
     metadata["interpolation"] = json.dumps({"start": {"file": start.name, "sha256": file_sha256(start)},
                                             "tuned": {"file": tuned.name, "sha256": file_sha256(tuned)},
                                             "share_of_tuned": share})
