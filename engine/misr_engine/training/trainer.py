@@ -69,6 +69,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     max_seconds: float = 0.0  # stop (checkpoint, weights) once this much training time has passed; 0 = none
     phase_wrap: float = 0.0  # frames within this of +-0.5 px (per axis) shown half the time the other way (`wrap_phases`)
+    phase_jitter: float = 0.0  # LR px: std of the error added to the phases the network is told (`jitter_phases`)
     edge_context: int = 0  # LR px of mirrored context around every patch, as tiles get at inference (`with_context`)
 
     BOUNDS = {  # what ``training.run.load_config`` accepts (a class attribute, not a field: ``config_bounds``)
@@ -78,7 +79,8 @@ class TrainConfig:
         "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", *AUTOCAST_TYPES)),
         "grad_clip": Bound(1e-6, 1e9), "val_every": Bound(1, 10 ** 7), "val_frames": Bound(1, 64),
         "data_range": Bound(1e-6, 1e9), "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096),
-        "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5), "edge_context": Bound(0, 8)}
+        "max_seconds": Bound(0, 1e9), "phase_wrap": Bound(0, 0.5), "phase_jitter": Bound(0, 0.5),
+        "edge_context": Bound(0, 8)}
 
     def __post_init__(self) -> None:
         if self.t_min > self.t_max:
@@ -117,6 +119,14 @@ def wrap_phases(phases: np.ndarray, margin: float, rng: np.random.Generator) -> 
     near = np.abs(phases) > 0.5 - margin
     moves = np.where(near & (rng.random(phases.shape) < 0.5), np.sign(phases), 0.0).astype(int)
     return (phases - moves).astype(np.float32), moves
+
+
+def jitter_phases(phases: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Phases (T, 2) as a registration that errs by `std` LR px (Gaussian, per frame and axis)
+    would tell them, the frames and the target unmoved: a network trained on them leans less on a
+    frame's exact phase, which a changed field elsewhere in the scene moves (issue 14's change-away
+    figure; docs/evaluation/phase_jitter_validation.log)."""
+    return (phases + rng.normal(0.0, std, phases.shape)).astype(np.float32)
 
 
 def with_context(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
@@ -159,6 +169,8 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
         moves = np.zeros(phases.shape, int)
         if wrap:
             phases, moves = wrap_phases(phases, wrap, rng)
+        if config.phase_jitter:
+            phases = jitter_phases(phases, config.phase_jitter, rng)
         (frames, masks, hr, hr_mask), phases = augment(
             [*crop_frames(data["frames"][index, order], data["masks"][index, order], (y, x), p, moves),
              target(data, index, order)[hr_window[1:]], _hr_mask(data)[hr_window]], phases, rng)
