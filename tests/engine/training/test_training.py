@@ -15,8 +15,8 @@ from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
 from misr_engine.registration.stack import register, register_stack, subpixel_phase
 from misr_engine.datasets.simulate import Degradation, degrade
-from misr_engine.training.trainer import (SupervisedTask, TrainConfig, crop_frames, loss_at, train, transform_shifts,
-                                          warm_start, with_context, wrap_phases)
+from misr_engine.training.trainer import (SupervisedTask, TrainConfig, crop_frames, jitter_phases, loss_at, train,
+                                          transform_shifts, warm_start, with_context, wrap_phases)
 from misr_engine.models.weights import save_weights
 
 from tests.rasters import HOLDOUT_HR
@@ -91,6 +91,13 @@ def test_frames_shown_across_the_half_pixel_are_where_their_wrapped_phases_say()
     # near-only: phases far from the half pixel are never moved
     far, far_moves = wrap_phases(np.full((50, 2), 0.3, np.float32), 0.1, np.random.default_rng(1))
     assert not far_moves.any() and np.allclose(far, 0.3)
+
+
+def test_jittered_phases_carry_the_registration_error_asked_for():
+    phases = np.random.default_rng(2).uniform(-0.5, 0.5, (20_000, 2)).astype(np.float32)
+    error = jitter_phases(phases, 0.03, np.random.default_rng(3)) - phases
+    assert abs(error.std() - 0.03) < 0.001 and abs(error.mean()) < 0.001
+    assert abs(np.corrcoef(error[:, 0], error[:, 1])[0, 1]) < 0.03  # each axis its own error
 
 
 def test_udl_runs_after_l1_and_an_l_eu_warm_up():
