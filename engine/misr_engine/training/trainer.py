@@ -123,9 +123,9 @@ def wrap_phases(phases: np.ndarray, margin: float, rng: np.random.Generator) -> 
 
 def jitter_phases(phases: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
     """Phases (T, 2) as a registration that errs by `std` LR px (Gaussian, per frame and axis)
-    would tell them, the frames and the target unmoved: a network trained on them leans less on a
-    frame's exact phase, which a changed field elsewhere in the scene moves (issue 14's change-away
-    figure; docs/evaluation/phase_jitter_validation.log)."""
+    would tell them, the frames and the target unmoved; meant to make the network lean less on a
+    frame's exact phase, which a changed field elsewhere in the scene moves. Continuations with 0.03
+    and 0.1 did not lower issue 14's change-away figure (docs/evaluation/phase_jitter_validation.log)."""
     return (phases + rng.normal(0.0, std, phases.shape)).astype(np.float32)
 
 
