@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from misr_engine.evaluation.adaptation import evidence_scenes, scene_score
 from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
+from misr_engine.evaluation.statistics import strongest_per_scene
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -33,17 +34,18 @@ def main() -> None:
     print(f"weights {loaded.sha256[:12]}, validation window, {args.scenes} scenes per set, 64 x 64 LR")
     for set_name, frames in SETS.items():
         scenes = evidence_scenes(set_name, "validation", args.scenes, 64, frames)
-        margins = []
-        for index, (f, m, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
-            network = scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr)
-            classical = {name: scene_score(BASELINES[name](f, m), hr) for name in STRONGEST_CANDIDATES}
-            strongest = max(classical, key=classical.get)
-            margins.append(network - classical[strongest])
-            print(f"{set_name} {index:2d}: network {network:.3f} dB, strongest {strongest} {classical[strongest]:.3f} dB, "
-                  f"margin {margins[-1]:+.3f}, clear share {m.mean():.2f}", flush=True)
-        print(f"{set_name} ({frames} frames): mean margin {np.mean(margins):+.3f} dB, worst {min(margins):+.3f}, "
-              f"lost {sum(x < 0 for x in margins)} of {len(margins)}", flush=True)
-
+        network, classical = [], {name: [] for name in STRONGEST_CANDIDATES}
+        for f, m, hr in zip(scenes["frames"], scenes["masks"], scenes["hr"]):
+            network.append(scene_score(super_resolve(Stack.in_memory(f, m), loaded.model, torch.device("cpu"))[0], hr))
+            for name, scores in classical.items():
+                scores.append(scene_score(BASELINES[name](f, m), hr))
+        strongest, names = strongest_per_scene(classical, STRONGEST_CANDIDATES)
+        margins = np.asarray(network) - strongest
+        for index, masks in enumerate(scenes["masks"]):
+            print(f"{set_name} {index:2d}: network {network[index]:.3f} dB, strongest {names[index]} "
+                  f"{strongest[index]:.3f} dB, margin {margins[index]:+.3f}, clear share {masks.mean():.2f}")
+        print(f"{set_name} ({frames} frames): mean margin {margins.mean():+.3f} dB, worst {margins.min():+.3f}, "
+              f"lost {int((margins < 0).sum())} of {len(margins)}", flush=True)
 
 if __name__ == "__main__":
     main()
