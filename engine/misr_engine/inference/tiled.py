@@ -37,6 +37,7 @@ from .finetune import (
 )
 from .frame_state import frame_look, toward_frame
 from .normalisation import LEAVE_OUT_RATIO, Normalisation
+from .psf_width import scene_psf_sigma
 from .tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -68,6 +69,9 @@ noise floor (docs/evaluation/uncertainty_cap_validation_noise_floor*.log): no sc
 sets needs a cap any more (all caps within 0.0001 nats); the low-contrast set prefers tighter
 caps because the head over-predicts there (90% intervals cover 97%), a calibration matter: the
 cap is kept as the safety bound it was chosen as."""
+SCENE_PSF_WIDTH = True
+"""Without a stated sensor MTF, the back-projection's PSF width is chosen per scene (``psf_width``;
+False: always ``backprojection.PSF_SIGMA``)."""
 EDGE_CONTEXT = 2
 """LR pixels of mirrored context around every tile: the network sees them, the steps after it
 count them as not observed (``consistency.back_project``)."""
@@ -170,6 +174,11 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
+    if psf_sigma is None and SCENE_PSF_WIDTH:
+        if say:
+            say("choosing the back-projection's PSF width")
+        psf_sigma, _ = scene_psf_sigma(partial(_run_with_context, tuned or runner), _finetuning_windows(rows, norm),
+                                       phases, norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread)
     refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread, context=EDGE_CONTEXT,
                            frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]
     if state is not None:

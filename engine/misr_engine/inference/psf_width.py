@@ -1,0 +1,96 @@
+"""The back-projection's PSF narrowed for frames sharper than it, from what its correction does
+to the network's detail.
+
+The back-projection after the network (``consistency``) sees the SR through a Gaussian PSF of
+``backprojection.PSF_SIGMA`` (1.2 HR px) unless the user states the sensor's MTF. Frames sharper
+than that (a sensor with little blur beyond its pixels' own integration, imagery downsampled by
+averaging pixels) are then over-sharpened: the correction adds more of the detail the network
+already made. On validation scenes whose frames have only the pixels' 3 x 3 integration the
+engine fell 1.3 dB behind the strongest classical pipeline on average (11 of 12 scenes lost, the
+worst by 3.0 dB), and a 0.3 HR px PSF gained 2.7 dB (docs/evaluation/psf_width_from_sharpening_rule.md).
+
+The misfit of the network's SR re-observed through each width does not tell such frames apart;
+the correction's *sharpening* does: the regression coefficient of the correction (the consistent
+SR minus the SR before it) on the SR's own detail (the SR minus its Gaussian blur of
+DETAIL_SIGMA HR px),
+
+    k = sum(correction * detail) / sum(detail * detail),
+
+is about 0 when the PSF matches the frames (the correction adds what the network missed, not more
+of what it made), positive when the PSF is wider than the frames' blur and negative when it is
+narrower. Before the tiles, the network and the consistent refinement run on the scene's
+fine-tuning windows (``finetune.window_origins``) at each width of WIDTHS, widest first, and the
+scene's back-projection uses the first whose k is at most SHARPENING_LIMIT (the narrowest when
+none is). Only narrower widths than the engine's are tried: for frames blurred wider than it,
+even the true width lost out of the training ranges (docs/evaluation/
+consistency_psf_width_validation.log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .. import SCALE
+from ..models.backprojection import PSF_SIGMA
+from .consistency import consistent
+from .detail_gate import gated_weighted
+
+WIDTHS = (PSF_SIGMA, 0.9, 0.6, 0.3)
+"""HR px: the back-projection's Gaussian PSF widths tried, widest (the engine's) first."""
+SHARPENING_LIMIT = 0.02
+"""The largest sharpening coefficient k a width may show and be used. Chosen on 12 validation scenes
+per set by its rule (docs/evaluation/psf_width_from_sharpening_rule.md; docs/evaluation/psf_width/
+validation.log) among 0.02-0.2, the largest gain on frames of one sharp sensor with no
+training-range set losing: frames blurred by 0.01 / 0.5 HR px (times the pixels' box) **+1.77 /
++1.06 dB** (margin over the strongest classical pipeline -1.34 -> +0.42 / -0.58 -> +0.49 dB, scenes
+lost 11 -> 3 / 6 -> 1 of 12); in distribution +0.003, coarse-band stand-in +0.002, surface change
++0.001, low contrast, out of range (4 frames) and 1.8-2.4 HR px blur unchanged."""
+DETAIL_SIGMA = 1.5
+"""HR px: the Gaussian whose blur of the SR, taken from it, is the SR's detail."""
+MARGIN = 2
+"""LR pixels at a window's edge left out of k (the window's frames end there)."""
+
+WindowRunner = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def sharpening(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """(sum(correction * detail), sum(detail * detail)) of an SR `before` (H, W) and `after` a
+    correction, over the finite pixels of both: their ratio is the sharpening coefficient k."""
+    usable = np.isfinite(before) & np.isfinite(after)
+    if not usable.any():
+        return 0.0, 0.0
+    filled = np.where(usable, before, before[usable].mean()).astype(np.float64)
+    detail = (filled - ndimage.gaussian_filter(filled, DETAIL_SIGMA))[usable]
+    correction = (after.astype(np.float64) - filled)[usable]
+    return float(np.sum(correction * detail)), float(np.sum(detail * detail))
+
+
+def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
+                    noise: float, frame_noise: np.ndarray | None = None) -> tuple[float, list[float]]:
+    """The back-projection's PSF width (HR px) for a scene, and k at each width tried (widest
+    first, up to the one chosen). `run` gives the network's output (1, 2, 3h, 3w) for a window's
+    normalised (1, T, h, w) frames and masks and (1, T, 2) `phases`; `windows` are the scene's
+    normalised (frames, masks); `noise` and `frame_noise` as the detail gate takes them."""
+    gated = []
+    for frames, masks in windows:
+        output = run(frames[None], masks[None], phases[None])
+        sr, frames_, masks_, phases_ = (torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in
+                                        (output[:, :1], frames[None], masks[None], phases[None]))
+        before, kept = gated_weighted(sr, frames_, masks_, phases_, noise, frame_noise)
+        gated.append((before, kept.clamp(max=1.0), frames_, masks_, phases_))
+    inner = (slice(MARGIN * SCALE, -MARGIN * SCALE),) * 2
+    found: list[float] = []
+    for width in WIDTHS:
+        made = together = 0.0
+        for before, kept, frames_, masks_, phases_ in gated:
+            after = consistent(before, frames_, masks_, phases_, psf_sigma=width, kept=kept)
+            made_here, together_here = sharpening(before[0, 0].numpy()[inner], after[0, 0].numpy()[inner])
+            made, together = made + made_here, together + together_here
+        found.append(made / together if together > 0 else 0.0)
+        if found[-1] <= SHARPENING_LIMIT:
+            return width, found
+    return WIDTHS[-1], found
