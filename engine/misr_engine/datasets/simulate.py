@@ -70,6 +70,9 @@ SURFACE_CHANGE = replace(Degradation(), change_probability=1.0)
 LOW_CONTRAST = replace(Degradation(), contrast=(0.1, 0.3))
 """Scenes with a tenth to a third of their contrast (water, desert, snow, haze), the noise still
 relative to the level: less detail against the same noise than any training stack (evaluation only)."""
+SHARP_SENSOR = replace(Degradation(), psf_sigma=(0.01, 0.01), halo_probability=0.0)
+"""One sensor whose frames are blurred by their pixels alone (the 3 x 3 box; imagery downsampled
+by averaging pixels looks so): sharper than any training stack (evaluation only)."""
 STRONG_CHANGE = replace(SURFACE_CHANGE, change_amplitude=(0.8, 1.5), change_frames=(0.3, 0.5))
 """A field 0.8-1.5 times the scene's level brighter or darker in 30-50% of the frames (a harvest,
 a flood): beyond the training range, for validating how registration copes with change."""
