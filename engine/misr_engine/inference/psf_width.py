@@ -73,13 +73,14 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
                     noise: float, frame_noise: np.ndarray | None = None) -> tuple[float, list[float]]:
     """The back-projection's PSF width (HR px) for a scene, and k at each width tried (widest
     first, up to the one chosen). `run` gives the network's output (1, 2, 3h, 3w) for a window's
-    normalised (1, T, h, w) frames and masks and (1, T, 2) `phases`; `windows` are the scene's
+    normalised (1, T, h, w) frames and masks and (1, T, 2) `phases`, all float32 as a runner takes
+    them (``backends.Runner``); `windows` are the scene's
     normalised (frames, masks); `noise` and `frame_noise` as the detail gate takes them."""
     gated = []
     for frames, masks in windows:
-        output = run(frames[None], masks[None], phases[None])
-        sr, frames_, masks_, phases_ = (torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in
-                                        (output[:, :1], frames[None], masks[None], phases[None]))
+        inputs = [np.ascontiguousarray(a[None], np.float32) for a in (frames, masks, phases)]  # as tiles are run
+        output = run(*inputs)
+        sr, frames_, masks_, phases_ = (torch.from_numpy(a) for a in (np.ascontiguousarray(output[:, :1]), *inputs))
         before, kept = gated_weighted(sr, frames_, masks_, phases_, noise, frame_noise)
         gated.append((before, kept.clamp(max=1.0), frames_, masks_, phases_))
     inner = (slice(MARGIN * SCALE, -MARGIN * SCALE),) * 2

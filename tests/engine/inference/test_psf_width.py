@@ -13,7 +13,7 @@ from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import Degradation, degrade
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import tiled
-from misr_engine.inference.psf_width import WIDTHS, sharpening
+from misr_engine.inference.psf_width import WIDTHS, scene_psf_sigma, sharpening
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.rasters.bands import read_band
@@ -79,3 +79,16 @@ def test_frames_blurred_as_the_engine_assumes_keep_its_psf(shipped_model, monkey
 
 def test_the_widths_start_at_the_engines_and_narrow():
     assert WIDTHS[0] == PSF_SIGMA and list(WIDTHS) == sorted(WIDTHS, reverse=True)
+
+
+def test_the_windows_reach_the_runner_as_tiles_do(holdout_stack):
+    """ONNX Runtime takes float32 inputs only: the windows' boolean masks are handed over as float32."""
+    seen = []
+
+    def run(frames, masks, phases):
+        seen.append((frames.dtype, masks.dtype, phases.dtype))
+        return np.zeros((1, 2, SCALE * frames.shape[-2], SCALE * frames.shape[-1]), np.float32)
+    frames, masks = holdout_stack.frames[:, :24, :24], holdout_stack.masks[:, :24, :24].astype(bool)
+    width, found = scene_psf_sigma(run, [(frames, masks)], np.zeros((len(frames), 2), np.float32), 0.01)
+    assert seen == [(np.float32, np.float32, np.float32)]
+    assert width in WIDTHS and found
