@@ -177,8 +177,10 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if psf_sigma is None and SCENE_PSF_WIDTH:
         if say:
             say("choosing the back-projection's PSF width")
-        psf_sigma, _ = scene_psf_sigma(partial(_run_with_context, tuned or runner), _finetuning_windows(rows, norm),
-                                       phases, norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread)
+        # out of memory, the windows are run smaller as tiles are, unsaid: the tiles, larger, will say it
+        windows = _TileBatches(tuned or runner, 1, overlap, lambda message: None)
+        psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases,
+                                       norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread)
     refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread, context=EDGE_CONTEXT,
                            frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]
     if state is not None:
