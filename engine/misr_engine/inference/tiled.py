@@ -174,15 +174,15 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
     tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
+    noise, frame_noise = norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread  # network units
     if psf_sigma is None and SCENE_PSF_WIDTH:
         if say:
             say("choosing the back-projection's PSF width")
         # out of memory, the windows are run smaller as tiles are, unsaid: the tiles, larger, will say it
         windows = _TileBatches(tuned or runner, 1, overlap, lambda message: None)
-        psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases,
-                                       norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread)
-    refinements = [partial(gated_then_consistent, noise=norm.noise / norm.spread, context=EDGE_CONTEXT,
-                           frame_noise=np.asarray(norm.frame_noise) / norm.spread, psf_sigma=psf_sigma)]
+        psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases, noise, frame_noise)
+    refinements = [partial(gated_then_consistent, noise=noise, context=EDGE_CONTEXT, frame_noise=frame_noise,
+                           psf_sigma=psf_sigma)]
     if state is not None:
         look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
         refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread, context=EDGE_CONTEXT,
