@@ -55,18 +55,19 @@ def add_sets(sensor_sigmas: list[float]) -> None:
         SETS[name] = (name, 9, 64)
 
 
-def scene_row(runner: CachedRunner, frames: np.ndarray, masks: np.ndarray, hr: np.ndarray) -> dict:
+def scene_row(runner: CachedRunner, frames: np.ndarray, masks: np.ndarray, hr: np.ndarray,
+              widths: tuple[float, ...] = WIDTHS) -> dict:
     """k, misfit and cPSNR per width for one scene, and the strongest classical pipeline's cPSNR."""
     runner.cache.clear()
     stack = Stack.in_memory(frames, masks)
     with mock.patch.object(tiled, "SCENE_PSF_WIDTH", False):
         with mock.patch.object(consistency, "CONSISTENCY_STEPS", 0):
             gated = super_resolve(stack, runner)[0]
-        made = {width: super_resolve(stack, runner, psf_sigma=width)[0] for width in WIDTHS}
+        made = {width: super_resolve(stack, runner, psf_sigma=width)[0] for width in widths}
     start = np.where(np.isfinite(gated), gated, np.nanmean(gated))
     prepared = B.engine_prepared(frames, masks)
     return {"k": {str(w): coefficient(gated, sr) for w, sr in made.items()},
-            "misfit": {str(w): psf_width_study.misfit(start, prepared, w) for w in WIDTHS},
+            "misfit": {str(w): psf_width_study.misfit(start, prepared, w) for w in widths},
             "score": {str(w): scene_score(sr, hr) for w, sr in made.items()},
             "classical": max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES)}
 
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: for reporting a choice made on validation, never for choosing")
     parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS),
+                        help="HR px widths scored (default: the engine's); the summary reads the engine's")
     parser.add_argument("--output", required=True, help="JSON-lines rows (appended)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     args = parser.parse_args()
@@ -123,10 +126,12 @@ def main() -> None:
             evidence, frames_per_stack, lr_side = SETS[set_name]
             scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack)
             for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
-                row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr)}
+                row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr, tuple(args.widths))}
                 with path.open("a") as file:
                     file.write(json.dumps(row) + "\n")
-    summarise([json.loads(line) for line in path.read_text().splitlines()])
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if all(str(w) in row["k"] for row in rows for w in WIDTHS):
+        summarise(rows)
 
 
 if __name__ == "__main__":
