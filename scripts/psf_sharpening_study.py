@@ -5,15 +5,17 @@ once; then, at each width of WIDTHS, the scene's SR with the back-projection thr
 (its cPSNR), the sharpening coefficient k of that back-projection's correction on the gated SR's
 detail (``psf_width.sharpening``) and the misfit of the gated SR re-observed through that width
 (``psf_width_study.misfit``). Rows go to a JSON-lines file; `--summary` prints, per set, the
-median k and misfit ratio per width and, per candidate SHARPENING_LIMIT, the mean gain of the
-rule over the fixed width and the margin over the strongest classical pipeline. Besides the
+median k and mean gain over the engine's width per width scored and, per candidate pair of
+WIDENING_TRIGGER and WIDENING_LIMIT, the gain of the engine's choice over the narrowing alone and
+the margin over the strongest classical pipeline (rows of other widths for the same scenes read
+with `--also`). Besides the
 engine's sets (``detail_gate_study.SETS``), `sensor-S`: the training ranges with every frame
 blurred by one Gaussian of S HR px (times the pixels' box) and no halo, as one sharp sensor's
 frames are; and psf_width_study's `mid-blur` and `wide-blur`.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/psf_sharpening_study.py --sets sensor-0.01 in-distribution \\
         --output rows.jsonl
-    .venv/bin/python scripts/psf_sharpening_study.py --output rows.jsonl --summary
+    .venv/bin/python scripts/psf_sharpening_study.py --output rows.jsonl --summary --also other_widths.jsonl
 """
 
 from __future__ import annotations
@@ -33,15 +35,17 @@ from misr_engine.evaluation import adaptation
 from misr_engine.evaluation import baselines as B
 from misr_engine.evaluation.adaptation import evidence_scenes, scene_score
 from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
-from misr_engine.inference import consistency, tiled
+from misr_engine.inference import consistency, psf_width, tiled
 from misr_engine.inference.backends import TorchRunner
 from misr_engine.inference.psf_width import WIDTHS, sharpening
 from misr_engine.inference.tiled import super_resolve
+from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
-LIMITS = (0.02, 0.05, 0.1, 0.15, 0.2)
-"""The SHARPENING_LIMIT candidates the summary compares."""
+CANDIDATES = [(trigger, limit) for trigger in (0.02, 0.05, 0.1, 0.2) for limit in (-0.1, -0.05, 0.0, 0.02)]
+"""The (WIDENING_TRIGGER, WIDENING_LIMIT) candidates the summary compares
+(docs/evaluation/psf_width_widening_rule.md)."""
 SHARP_SETS = ("sensor-0.01", "sensor-0.5")
 
 
@@ -78,32 +82,52 @@ def coefficient(before: np.ndarray, after: np.ndarray) -> float:
     return made / together if together > 0 else 0.0
 
 
-def chosen(k: dict[str, float], limit: float) -> str:
-    """The width ``psf_width.scene_psf_sigma`` picks for these k (widest at most `limit`)."""
-    return next((str(w) for w in WIDTHS if k[str(w)] <= limit), str(WIDTHS[-1]))
+def chosen(k: dict[str, float], widening: bool = True) -> str:
+    """The width ``psf_width.scene_psf_sigma`` picks for a scene with these k (without `widening`:
+    as it did before the wider widths)."""
+    with mock.patch.object(psf_width, "WIDER", psf_width.WIDER if widening else ()):
+        return str(psf_width.choose_width(lambda width: k[str(width)]))
+
+
+def merged(paths: list[Path]) -> list[dict]:
+    """The rows of `paths`, those of one scene (set and index) made one, their widths together."""
+    rows: dict[tuple[str, int], dict] = {}
+    for path in paths:
+        for row in map(json.loads, path.read_text().splitlines()):
+            into = rows.setdefault((row["set"], row["scene"]), {"set": row["set"], "scene": row["scene"]})
+            for key in ("k", "misfit", "score"):
+                into.setdefault(key, {}).update(row[key])
+            into["classical"] = row["classical"]
+    return list(rows.values())
 
 
 def summarise(rows: list[dict]) -> None:
     sets = list(dict.fromkeys(row["set"] for row in rows))
-    names = [str(w) for w in WIDTHS]
-    fixed = names[0]
+    fixed = str(PSF_SIGMA)
     for set_name in sets:
         own = [row for row in rows if row["set"] == set_name]
+        names = [str(w) for w in WIDTHS if all(str(w) in row["k"] for row in own)]
         k = np.median([[row["k"][w] for w in names] for row in own], axis=0)
-        ratio = np.median([[row["misfit"][w] / row["misfit"][fixed] for w in names] for row in own], axis=0)
         gain = np.mean([[row["score"][w] - row["score"][fixed] for w in names] for row in own], axis=0)
         print(f"{set_name} ({len(own)} scenes), widths {names}: median k {np.round(k, 3).tolist()}, "
-              f"median misfit ratio {np.round(ratio, 3).tolist()}, mean gain over {fixed} {np.round(gain, 3).tolist()}")
-    for limit in LIMITS:
-        print(f"limit {limit}:")
-        for set_name in sets:
-            own = [row for row in rows if row["set"] == set_name]
-            gains = [row["score"][chosen(row["k"], limit)] - row["score"][fixed] for row in own]
-            before = [row["score"][fixed] - row["classical"] for row in own]
-            after = [row["score"][chosen(row["k"], limit)] - row["classical"] for row in own]
-            print(f"   {set_name}: gain {np.mean(gains):+.3f} (worst {min(gains):+.3f}); margin over the strongest "
-                  f"classical {np.mean(before):+.3f} -> {np.mean(after):+.3f}, worst {min(before):+.3f} -> "
-                  f"{min(after):+.3f}, lost {sum(b < 0 for b in before)} -> {sum(a < 0 for a in after)}")
+              f"mean gain over {fixed} {np.round(gain, 3).tolist()}")
+    for trigger, limit in CANDIDATES:
+        print(f"widening trigger {trigger}, limit {limit}: over the narrowing alone")
+        with mock.patch.multiple(psf_width, WIDENING_TRIGGER=trigger, WIDENING_LIMIT=limit):
+            for set_name in sets:
+                own = [row for row in rows if row["set"] == set_name]
+                try:
+                    picks = [(chosen(row["k"], widening=False), chosen(row["k"])) for row in own]
+                except KeyError as missing:
+                    print(f"   {set_name}: no k at {missing} HR px")
+                    continue
+                gains = [row["score"][after] - row["score"][before] for row, (before, after) in zip(own, picks)]
+                before = [row["score"][b] - row["classical"] for row, (b, _) in zip(own, picks)]
+                after = [row["score"][a] - row["classical"] for row, (_, a) in zip(own, picks)]
+                print(f"   {set_name}: gain {np.mean(gains):+.3f} (worst {min(gains):+.3f}, scenes moved "
+                      f"{sum(b != a for b, a in picks)}); margin over the strongest classical {np.mean(before):+.3f} "
+                      f"-> {np.mean(after):+.3f}, worst {min(before):+.3f} -> {min(after):+.3f}, lost "
+                      f"{sum(b < 0 for b in before)} -> {sum(a < 0 for a in after)}")
 
 
 def main() -> None:
@@ -117,6 +141,8 @@ def main() -> None:
                         help="HR px widths scored (default: the engine's); the summary reads the engine's")
     parser.add_argument("--output", required=True, help="JSON-lines rows (appended)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
+    parser.add_argument("--also", type=Path, nargs="*", default=[],
+                        help="rows of the same scenes at other widths, read for the summary")
     args = parser.parse_args()
     add_sets(args.sensor_sigmas)
     path = Path(args.output)
@@ -129,9 +155,7 @@ def main() -> None:
                 row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr, tuple(args.widths))}
                 with path.open("a") as file:
                     file.write(json.dumps(row) + "\n")
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    if all(str(w) in row["k"] for row in rows for w in WIDTHS):
-        summarise(rows)
+    summarise(merged([path, *args.also]))
 
 
 if __name__ == "__main__":

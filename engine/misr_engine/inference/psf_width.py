@@ -1,5 +1,5 @@
-"""The back-projection's PSF narrowed for frames sharper than it, from what its correction does
-to the network's detail.
+"""The back-projection's PSF width per scene: narrowed for frames sharper than the engine's PSF and
+widened for frames blurred wider, from what its correction does to the network's detail.
 
 The back-projection after the network (``consistency``) sees the SR through a Gaussian PSF of
 ``backprojection.PSF_SIGMA`` (1.2 HR px) unless the user states the sensor's MTF. Frames sharper
@@ -19,11 +19,15 @@ DETAIL_SIGMA HR px),
 is about 0 when the PSF matches the frames (the correction adds what the network missed, not more
 of what it made), positive when the PSF is wider than the frames' blur and negative when it is
 narrower. Before the tiles, the network and the consistent refinement run on the scene's
-fine-tuning windows (``finetune.window_origins``) at each width of WIDTHS, widest first, and the
-scene's back-projection uses the first whose k is at most SHARPENING_LIMIT (the narrowest when
-none is). Only narrower widths than the engine's are tried: for frames blurred wider than it,
-even the true width lost out of the training ranges (docs/evaluation/
-consistency_psf_width_validation.log).
+fine-tuning windows (``finetune.window_origins``) at the engine's width; where k is above
+SHARPENING_LIMIT the scene uses the first of NARROWER whose k is not (the narrowest when none is).
+Where k is at most -WIDENING_TRIGGER (the correction blurs the detail: frames blurred wider than
+the engine assumes), the widths of WIDER are tried from the narrowest on, and the scene uses the
+widest of them whose k stays at most WIDENING_LIMIT (k grows with the width). Wider widths are
+chosen cautiously: one wider than the frames' blur sharpens what the sensor never blurred
+(-0.6 to -2.3 dB for 1.6 HR px on validation scenes blurred as in training), and at the true width
+of blurred frames k is well above 0 (the network restores less of their detail), so only the
+first widening steps are taken (docs/evaluation/psf_width_widening_rule.md).
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ from ..models.backprojection import PSF_SIGMA
 from .consistency import consistent
 from .detail_gate import gated_weighted
 
-WIDTHS = (PSF_SIGMA, 0.9, 0.6, 0.3)
-"""HR px: the back-projection's Gaussian PSF widths tried, widest (the engine's) first."""
+NARROWER = (0.9, 0.6, 0.3)
+"""HR px: the narrower Gaussian PSF widths tried, in this order, where the engine's sharpens."""
+WIDER = (1.6, 2.0, 2.4, 2.8)
+"""HR px: the wider Gaussian PSF widths tried, in this order, where the engine's blurs."""
+WIDTHS = (*reversed(WIDER), PSF_SIGMA, *NARROWER)
+"""HR px: every width a scene's back-projection may get, widest first."""
 SHARPENING_LIMIT = 0.02
 """The largest sharpening coefficient k a width may show and be used. Chosen on 12 validation scenes
 per set by its rule (docs/evaluation/psf_width_from_sharpening_rule.md; docs/evaluation/psf_width/
@@ -49,6 +57,15 @@ training-range set losing: frames blurred by 0.01 / 0.5 HR px (times the pixels'
 +1.06 dB** (margin over the strongest classical pipeline -1.34 -> +0.42 / -0.58 -> +0.49 dB, scenes
 lost 11 -> 3 / 6 -> 1 of 12); in distribution +0.003, coarse-band stand-in +0.002, surface change
 +0.001, low contrast, out of range (4 frames) and 1.8-2.4 HR px blur unchanged."""
+WIDENING_TRIGGER = 0.02
+"""The wider widths are tried where k at the engine's width is at most minus this."""
+WIDENING_LIMIT = 0.02
+"""The largest k a wider width may show and be used. WIDENING_TRIGGER and this chosen together
+on 12 validation scenes per set by their rule (docs/evaluation/psf_width_widening_rule.md;
+docs/evaluation/psf_width/widening_validation.log) among 0.02-0.2 and -0.1-0.02, the largest gain
+on frames blurred by 1.8-2.4 / 2.6-3.0 HR px (**+0.055 / +0.161 dB**) with no scene of six other
+sets (in distribution, coarse-band stand-in, surface change, low contrast, out of range, a 0.5 HR px
+sharp sensor) moved."""
 DETAIL_SIGMA = 1.5
 """HR px: the Gaussian whose blur of the SR, taken from it, is the SR's detail."""
 MARGIN = 2
@@ -70,12 +87,12 @@ def sharpening(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
 
 
 def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
-                    noise: float, frame_noise: np.ndarray | None = None) -> tuple[float, list[float]]:
-    """The back-projection's PSF width (HR px) for a scene, and k at each width tried (widest
-    first, up to the one chosen). `run` gives the network's output (1, 2, 3h, 3w) for a window's
-    normalised (1, T, h, w) frames and masks and (1, T, 2) `phases`, all float32 as a runner takes
-    them (``backends.Runner``); `windows` are the scene's
-    normalised (frames, masks); `noise` and `frame_noise` as the detail gate takes them."""
+                    noise: float, frame_noise: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
+    """The back-projection's PSF width (HR px) for a scene, and k at each width tried (in the order
+    tried). `run` gives the network's output (1, 2, 3h, 3w) for a window's normalised (1, T, h, w)
+    frames and masks and (1, T, 2) `phases`, all float32 as a runner takes them
+    (``backends.Runner``); `windows` are the scene's normalised (frames, masks); `noise` and
+    `frame_noise` as the detail gate takes them."""
     gated = []
     for frames, masks in windows:
         inputs = [np.ascontiguousarray(a[None], np.float32) for a in (frames, masks, phases)]  # as tiles are run
@@ -84,14 +101,30 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
         before, kept = gated_weighted(sr, frames_, masks_, phases_, noise, frame_noise)
         gated.append((before, kept.clamp(max=1.0), frames_, masks_, phases_))
     inner = (slice(MARGIN * SCALE, -MARGIN * SCALE),) * 2
-    found: list[float] = []
-    for width in WIDTHS:
-        made = together = 0.0
-        for before, kept, frames_, masks_, phases_ in gated:
-            after = consistent(before, frames_, masks_, phases_, psf_sigma=width, kept=kept)
-            made_here, together_here = sharpening(before[0, 0].numpy()[inner], after[0, 0].numpy()[inner])
-            made, together = made + made_here, together + together_here
-        found.append(made / together if together > 0 else 0.0)
-        if found[-1] <= SHARPENING_LIMIT:
-            return width, found
-    return WIDTHS[-1], found
+    found: dict[float, float] = {}
+
+    def k_at(width: float) -> float:
+        if width not in found:
+            made = together = 0.0
+            for before, kept, frames_, masks_, phases_ in gated:
+                after = consistent(before, frames_, masks_, phases_, psf_sigma=width, kept=kept)
+                made_here, together_here = sharpening(before[0, 0].numpy()[inner], after[0, 0].numpy()[inner])
+                made, together = made + made_here, together + together_here
+            found[width] = made / together if together > 0 else 0.0
+        return found[width]
+
+    return choose_width(k_at), found
+
+
+def choose_width(k_at: Callable[[float], float]) -> float:
+    """The back-projection's PSF width (HR px) for a scene whose sharpening coefficient at a width
+    is `k_at(width)` (asked for only the widths the choice needs, in the order it needs them)."""
+    if k_at(PSF_SIGMA) > SHARPENING_LIMIT:
+        return next((width for width in NARROWER if k_at(width) <= SHARPENING_LIMIT), NARROWER[-1])
+    chosen = PSF_SIGMA
+    if k_at(PSF_SIGMA) <= -WIDENING_TRIGGER:
+        for width in WIDER:
+            if k_at(width) > WIDENING_LIMIT:
+                break
+            chosen = width
+    return chosen
