@@ -278,6 +278,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     registration = stack_registration(stack) if count > 1 else None  # one registration for every band
     kernels: list[dict] = []
     used: dict[int, list[str]] = {}  # band index -> the frames it used (noisy ones left out)
+    widths: dict[int, float] = {}  # band index -> its back-projection's PSF width
 
     def band_strips(index: int):
         def update(fraction: float, message: str = "") -> None:
@@ -288,7 +289,8 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
                                       on_kernels=kernels.append, registration=registration,
                                       psf_sigma=psf_sigmas[index], state=state,
                                       keep_noisy_frames=request.keep_noisy_frames,
-                                      on_frames_used=partial(used.__setitem__, index))
+                                      on_frames_used=partial(used.__setitem__, index),
+                                      on_psf_sigma=partial(widths.__setitem__, index))
         return (replace(strip, band=index + 1) for strip in _clipped(strips, stack.value_range))
     descriptions, colours = _band_descriptions(stack)
     rasters = request.rasters
@@ -300,14 +302,15 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
         write_strips(strips, temporaries[:len(rasters)],
                      grid.refined(SCALE), [{**tags, "MISR_PRODUCT": product} for product, _ in PRODUCTS],
                      descriptions, labels=rasters, bands=count, colours=colours, units=stack.units,
-                     closing_tags=lambda: frame_tags(*frames_used(stack.paths, used, replaced)))
+                     closing_tags=lambda: {**frame_tags(*frames_used(stack.paths, used, replaced)),
+                                           **psf_tags(widths)})
         if request.kernels_out:
             _write_kernels(temporaries[-1], kernels, tags)
     frames, left_out = frames_used(stack.paths, used, replaced)
     result = SuperResolveResult(os.path.abspath(request.output),
                                 os.path.abspath(request.uncertainty) if request.uncertainty else None,
                                 frames, str(engine.device), round(time.perf_counter() - started, 2), warnings,
-                                {**tags, **frame_tags(frames, left_out)}, left_out, estimated)
+                                {**tags, **frame_tags(frames, left_out), **psf_tags(widths)}, left_out, estimated)
     progress.event("done", output=result.output, uncertainty=result.uncertainty, device=result.device,
                    seconds=result.seconds, frames=len(result.frames), summary=_summary(request, result))
     return result
@@ -334,6 +337,12 @@ def frame_tags(kept: Sequence[str], left_out: Sequence[str]) -> dict[str, Any]:
     band has run, so they are written as the outputs close)."""
     return {"MISR_FRAMES": len(kept), "MISR_FRAME_FILES": json.dumps([os.path.basename(p) for p in kept]),
             **({"MISR_FRAMES_LEFT_OUT": json.dumps(left_out)} if left_out else {})}
+
+
+def psf_tags(widths: dict[int, float]) -> dict[str, Any]:
+    """The tag that says the back-projection's PSF width each band used (HR px, ``inference.psf_width``:
+    stated with --sensor-mtf or chosen per scene; known once the band has run)."""
+    return {"MISR_PSF_SIGMA": json.dumps([round(widths[index], 4) for index in sorted(widths)])}
 
 
 def _noisy_frames_replaced(plan: StackPlan, stack: Any, spares: int, request: SuperResolveRequest,

@@ -15,6 +15,7 @@ import torch
 
 from .. import SCALE
 from ..errors import MisrError
+from ..models.backprojection import PSF_SIGMA
 from ..progress import Say, staged
 from ..rasters.gdal_utils import gdal_cache_limit
 from ..registration.stack import subpixel_phase
@@ -54,6 +55,7 @@ TTF_WARN_SECONDS = 600  # fine-tuning expected to take longer than this is annou
 ProgressCallback = Callable[[float, str], None]
 KernelsCallback = Callable[[dict], None]  # hears the fine-tuned kernels (``finetune.kernel_report``)
 FramesCallback = Callable[[list[str]], None]  # hears the paths of the frames a run uses (noisy ones left out)
+WidthCallback = Callable[[float], None]  # hears the back-projection's PSF width (HR px) a run uses
 
 
 LOG_SCALE_LIMIT = 30.0
@@ -128,7 +130,8 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
                          registration: tuple[np.ndarray, int] | None = None,
                          psf_sigma: float | None = None, state: int | None = None,
                          keep_noisy_frames: bool = False,
-                         on_frames_used: FramesCallback | None = None) -> Iterator[Strip]:
+                         on_frames_used: FramesCallback | None = None,
+                         on_psf_sigma: WidthCallback | None = None) -> Iterator[Strip]:
     """Super-resolve `stack` x3 one row of tiles at a time, yielding each finished strip of SR rows.
 
     Input and output are both streamed: the shifts are estimated on the registration window,
@@ -143,21 +146,22 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     `on_kernels` hears the frames' estimated kernels. `registration` (shifts (T, 2), reference
     frame: ``streamed.stack_registration``), when given, is used instead of estimating it (the
     bands of one multi-band run share one registration). `psf_sigma`, `state`, `keep_noisy_frames`:
-    as in `super_resolve`; `on_frames_used` hears the paths of the frames used, before the first strip.
+    as in `super_resolve`; `on_frames_used` hears the paths of the frames used, and `on_psf_sigma` the
+    back-projection's PSF width (stated, chosen per scene or the default), before the first strip.
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
     with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
         settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
         yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
-                           registration, psf_sigma, state, keep_noisy_frames, on_frames_used)
+                           registration, psf_sigma, state, keep_noisy_frames, on_frames_used, on_psf_sigma)
 
 
 def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progress: ProgressCallback | None,
             batch_size: int | None, ttf: FineTuneSettings, on_warning: Callable[[str], None] | None,
             on_kernels: KernelsCallback | None, registration: tuple[np.ndarray, int] | None,
             psf_sigma: float | None, state: int | None, keep_noisy_frames: bool,
-            on_frames_used: FramesCallback | None) -> Iterator[Strip]:
+            on_frames_used: FramesCallback | None, on_psf_sigma: WidthCallback | None) -> Iterator[Strip]:
     """`super_resolve_strips` once the runner is known (see there)."""
     _, height, width = stack.shape
     say = (lambda message: progress(0.0, message)) if progress else None  # before the network: 0 done
@@ -181,6 +185,11 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
         # out of memory, the windows are run smaller as tiles are, unsaid: the tiles, larger, will say it
         windows = _TileBatches(tuned or runner, 1, overlap, lambda message: None)
         psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases, noise, frame_noise)
+        if say and psf_sigma != PSF_SIGMA:
+            say(f"frames {'sharper' if psf_sigma < PSF_SIGMA else 'blurrier'} than the default PSF of {PSF_SIGMA:g} "
+                f"output pixels: the back-projection uses {psf_sigma:g}")
+    if on_psf_sigma:
+        on_psf_sigma(PSF_SIGMA if psf_sigma is None else psf_sigma)
     refinements = [partial(gated_then_consistent, noise=noise, context=EDGE_CONTEXT, frame_noise=frame_noise,
                            psf_sigma=psf_sigma)]
     if state is not None:

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from misr_engine.imaging.mtf import psf_sigma_from_mtf
 from misr_engine.inference.engine import open_engine
+from misr_engine.inference.psf_width import WIDTHS
 from misr_engine.pipeline import SuperResolveRequest, super_resolve_files
 from misr_engine.rasters.bands import read_band
 from tests.engine.cli.helpers import FAST, assert_clean_error, events, make_scene, run_cli
@@ -82,16 +84,20 @@ def test_without_masks_the_screened_sr_comes_within_30_dn_of_the_masked_one(tmp_
 
 
 def test_a_stated_sensor_mtf_reworks_the_sr_and_is_recorded(tmp_path):
-    """`--sensor-mtf` reaches the back-projection (another SR) and the output's MISR_OPTIONS tag."""
+    """`--sensor-mtf` reaches the back-projection (another SR) and the output's MISR_OPTIONS tag;
+    MISR_PSF_SIGMA says the width used: the one stated, or one of those chosen per scene."""
     scene = make_scene(tmp_path, count=4, height=24, width=24)
-    tags, images = {}, {}
+    tags, images, widths = {}, {}, {}
     for name, extra in (("default", []), ("stated", ["--sensor-mtf", "0.1"])):
         result = run_cli("super-resolve", "--frames", *scene.frames, "--masks", *scene.masks,
                          "-o", tmp_path / f"{name}.tif", "--progress", "none", *FAST, *extra)
         assert result.returncode == 0, result.stderr
         dataset = gdal.Open(str(tmp_path / f"{name}.tif"))
         tags[name], images[name] = json.loads(dataset.GetMetadata()["MISR_OPTIONS"]), dataset.ReadAsArray()
+        widths[name] = json.loads(dataset.GetMetadata()["MISR_PSF_SIGMA"])
     assert tags["default"]["sensor_mtf"] is None and tags["stated"]["sensor_mtf"] == [0.1]
+    assert widths["stated"] == [pytest.approx(psf_sigma_from_mtf(0.1), abs=1e-4)]
+    assert len(widths["default"]) == 1 and widths["default"][0] in WIDTHS
     assert np.abs(images["stated"] - images["default"]).max() > 1.0  # DN
 
 

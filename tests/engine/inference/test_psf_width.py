@@ -14,8 +14,17 @@ from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import Degradation, degrade
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import tiled
-from misr_engine.inference.psf_width import (NARROWER, SHARPENING_LIMIT, WIDENING_LIMIT, WIDENING_TRIGGER, WIDER,
-                                             WIDTHS, choose_width, scene_psf_sigma, sharpening)
+from misr_engine.inference.psf_width import (
+    NARROWER,
+    SHARPENING_LIMIT,
+    WIDENING_LIMIT,
+    WIDENING_TRIGGER,
+    WIDER,
+    WIDTHS,
+    choose_width,
+    scene_psf_sigma,
+    sharpening,
+)
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.rasters.bands import read_band
