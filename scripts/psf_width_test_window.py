@@ -1,0 +1,86 @@
+"""The engine's per-scene PSF width scored once on the test window, after its choice on validation.
+
+Per scene of each set named: cPSNR of the engine as shipped, of the engine `--against` a former
+choice (`fixed`: the 1.2 HR px width of before 2026-12-05; `narrowing`: narrowed per scene, never
+widened, as from 2026-12-05 midday to afternoon) and of the strongest classical pipeline. Rows go
+to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
+interval, the scenes moved, and the margin over the strongest classical pipeline. Sets: the
+evidence sets (``evaluation.adaptation``), `sensor-0.5` (one sensor of 0.5 HR px) and psf_width_study's
+`mid-blur` / `wide-blur`, also as `unseen-bands-mid-blur` / `unseen-bands-wide-blur`.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/psf_width_test_window.py --against narrowing --output rows.jsonl \\
+        --sets mid-blur wide-blur unseen-bands-mid-blur in-distribution
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import psf_width_study
+import torch
+from misr_engine.datasets.simulate import Degradation
+from misr_engine.evaluation import adaptation
+from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
+from misr_engine.inference import psf_width, tiled
+from misr_engine.inference.tiled import super_resolve
+from misr_engine.models.weights import load_model
+from misr_engine.rasters.stack import Stack
+
+FOUR_FRAMES = ("out-of-range", "unseen-bands-out-of-range")
+FORMER = {"fixed": lambda: mock.patch.object(tiled, "SCENE_PSF_WIDTH", False),
+          "narrowing": lambda: mock.patch.object(psf_width, "WIDER", ())}
+"""The former choices the engine is compared with."""
+
+
+def add_sets() -> None:
+    """Register `sensor-0.5`, the blurred sets and their unseen-band twins as evidence sets."""
+    sets = adaptation.EVIDENCE_SETS
+    sets["sensor-0.5"] = replace(sets["in-distribution"],
+                                 conditions=replace(Degradation(), psf_sigma=(0.5, 0.5), halo_probability=0.0))
+    for name, conditions in psf_width_study.BLURRED.items():
+        sets[name] = replace(sets["in-distribution"], conditions=conditions)
+        sets[f"unseen-bands-{name}"] = replace(sets["unseen-bands"], conditions=conditions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", required=True)
+    parser.add_argument("--against", choices=sorted(FORMER), required=True)
+    parser.add_argument("--scenes", type=int, default=16)
+    parser.add_argument("--output", type=Path, required=True, help="JSON-lines rows (appended)")
+    args = parser.parse_args()
+    add_sets()
+    model = load_model("piunet").model
+    for set_name in args.sets:
+        scenes = evidence_scenes(set_name, "test", args.scenes, 64, 4 if set_name in FOUR_FRAMES else 9)
+        rows = []
+        for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
+            row = {"set": set_name, "scene": index}
+            for name in ("shipped", args.against):
+                with ExitStack() as stack:
+                    if name != "shipped":
+                        stack.enter_context(FORMER[name]())
+                    sr = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+                row[name] = scene_score(sr, hr)
+            row["classical"] = max(scene_score(BASELINES[name](frames, masks), hr) for name in STRONGEST_CANDIDATES)
+            with args.output.open("a") as file:
+                file.write(json.dumps(row) + "\n")
+            rows.append(row)
+        gain = paired_interval([r["shipped"] for r in rows], [r[args.against] for r in rows])
+        before = [r[args.against] - r["classical"] for r in rows]
+        after = [r["shipped"] - r["classical"] for r in rows]
+        print(f"{set_name} ({len(rows)} test scenes): shipped - {args.against} {gain[0]:+.3f} [{gain[1]:+.3f}, "
+              f"{gain[2]:+.3f}], {sum(abs(r['shipped'] - r[args.against]) > 0.01 for r in rows)} scenes moved; margin "
+              f"over the strongest classical {np.mean(before):+.3f} -> {np.mean(after):+.3f} (worst {min(before):+.3f} "
+              f"-> {min(after):+.3f}, lost {sum(x < 0 for x in before)} -> {sum(x < 0 for x in after)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
