@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: for reporting a choice made on validation, never for choosing")
     parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP scenes of each set (scored before)")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS),
                         help="HR px widths scored (default: the engine's); the summary reads the engine's")
     parser.add_argument("--output", required=True, help="JSON-lines rows (appended)")
@@ -150,8 +151,10 @@ def main() -> None:
         runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
         for set_name in args.sets:
             evidence, frames_per_stack, lr_side = SETS[set_name]
-            scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack)
+            scenes = evidence_scenes(evidence, args.split, args.skip + args.scenes, lr_side, n_frames=frames_per_stack)
             for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
+                if index < args.skip:
+                    continue
                 row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr, tuple(args.widths))}
                 with path.open("a") as file:
                     file.write(json.dumps(row) + "\n")
