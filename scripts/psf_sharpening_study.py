@@ -6,8 +6,8 @@ once; then, at each width of WIDTHS, the scene's SR with the back-projection thr
 detail (``psf_width.sharpening``) and the misfit of the gated SR re-observed through that width
 (``psf_width_study.misfit``). Rows go to a JSON-lines file; `--summary` prints, per set, the
 median k and mean gain over the engine's width per width scored and, per candidate pair of
-WIDENING_TRIGGER and WIDENING_LIMIT, the gain of the engine's choice over the narrowing alone and
-the margin over the strongest classical pipeline (rows of other widths for the same scenes read
+NARROWING_SLOPE and WIDENING_LIMIT, the gain of the engine's choice over (0, 0.02) and the margin
+over the strongest classical pipeline (rows of other widths for the same scenes read
 with `--also`). Besides the
 engine's sets (``detail_gate_study.SETS``), `sensor-S`: the training ranges with every frame
 blurred by one Gaussian of S HR px (times the pixels' box) and no halo, as one sharp sensor's
@@ -43,9 +43,9 @@ from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 
-CANDIDATES = [(trigger, limit) for trigger in (0.02, 0.05, 0.1, 0.2) for limit in (-0.1, -0.05, 0.0, 0.02)]
-"""The (WIDENING_TRIGGER, WIDENING_LIMIT) candidates the summary compares
-(docs/evaluation/psf_width_widening_rule.md)."""
+CANDIDATES = [(slope, limit) for slope in (0.0, 0.2, 0.4, 0.6, 0.8) for limit in (0.02, 0.05)]
+"""The (NARROWING_SLOPE, WIDENING_LIMIT) candidates the summary compares with (0, 0.02), the engine
+of 2026-12-05 afternoon before them (docs/evaluation/psf_width_target_line_rule.md)."""
 SHARP_SETS = ("sensor-0.01", "sensor-0.5")
 
 
@@ -82,10 +82,10 @@ def coefficient(before: np.ndarray, after: np.ndarray) -> float:
     return made / together if together > 0 else 0.0
 
 
-def chosen(k: dict[str, float], widening: bool = True) -> str:
-    """The width ``psf_width.scene_psf_sigma`` picks for a scene with these k (without `widening`:
-    as it did before the wider widths)."""
-    with mock.patch.object(psf_width, "WIDER", psf_width.WIDER if widening else ()):
+def chosen(k: dict[str, float], slope: float, limit: float) -> str:
+    """The width ``psf_width.scene_psf_sigma`` picks for a scene with these k, with NARROWING_SLOPE
+    `slope` and WIDENING_LIMIT `limit`."""
+    with mock.patch.multiple(psf_width, NARROWING_SLOPE=slope, WIDENING_LIMIT=limit):
         return str(psf_width.choose_width(lambda width: k[str(width)]))
 
 
@@ -111,23 +111,22 @@ def summarise(rows: list[dict]) -> None:
         gain = np.mean([[row["score"][w] - row["score"][fixed] for w in names] for row in own], axis=0)
         print(f"{set_name} ({len(own)} scenes), widths {names}: median k {np.round(k, 3).tolist()}, "
               f"mean gain over {fixed} {np.round(gain, 3).tolist()}")
-    for trigger, limit in CANDIDATES:
-        print(f"widening trigger {trigger}, limit {limit}: over the narrowing alone")
-        with mock.patch.multiple(psf_width, WIDENING_TRIGGER=trigger, WIDENING_LIMIT=limit):
-            for set_name in sets:
-                own = [row for row in rows if row["set"] == set_name]
-                try:
-                    picks = [(chosen(row["k"], widening=False), chosen(row["k"])) for row in own]
-                except KeyError as missing:
-                    print(f"   {set_name}: no k at {missing} HR px")
-                    continue
-                gains = [row["score"][after] - row["score"][before] for row, (before, after) in zip(own, picks)]
-                before = [row["score"][b] - row["classical"] for row, (b, _) in zip(own, picks)]
-                after = [row["score"][a] - row["classical"] for row, (_, a) in zip(own, picks)]
-                print(f"   {set_name}: gain {np.mean(gains):+.3f} (worst {min(gains):+.3f}, scenes moved "
-                      f"{sum(b != a for b, a in picks)}); margin over the strongest classical {np.mean(before):+.3f} "
-                      f"-> {np.mean(after):+.3f}, worst {min(before):+.3f} -> {min(after):+.3f}, lost "
-                      f"{sum(b < 0 for b in before)} -> {sum(a < 0 for a in after)}")
+    for slope, limit in CANDIDATES:
+        print(f"narrowing slope {slope}, widening limit {limit}: over (0, 0.02)")
+        for set_name in sets:
+            own = [row for row in rows if row["set"] == set_name]
+            try:
+                picks = [(chosen(row["k"], 0.0, 0.02), chosen(row["k"], slope, limit)) for row in own]
+            except KeyError as missing:
+                print(f"   {set_name}: no k at {missing} HR px")
+                continue
+            gains = [row["score"][after] - row["score"][before] for row, (before, after) in zip(own, picks)]
+            before = [row["score"][b] - row["classical"] for row, (b, _) in zip(own, picks)]
+            after = [row["score"][a] - row["classical"] for row, (_, a) in zip(own, picks)]
+            print(f"   {set_name}: gain {np.mean(gains):+.3f} (worst {min(gains):+.3f}, scenes moved "
+                  f"{sum(b != a for b, a in picks)}); margin over the strongest classical {np.mean(before):+.3f} "
+                  f"-> {np.mean(after):+.3f}, worst {min(before):+.3f} -> {min(after):+.3f}, lost "
+                  f"{sum(b < 0 for b in before)} -> {sum(a < 0 for a in after)}")
 
 
 def main() -> None:

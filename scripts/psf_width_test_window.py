@@ -2,7 +2,9 @@
 
 Per scene of each set named: cPSNR of the engine as shipped, of the engine `--against` a former
 choice (`fixed`: the 1.2 HR px width of before 2026-12-05; `narrowing`: narrowed per scene, never
-widened, as from 2026-12-05 midday to afternoon) and of the strongest classical pipeline. Rows go
+widened, as on 2026-12-05 midday; `flat-limits`: narrowed and widened with a limit of 0.02 on k at
+every width, as at 8cf4aac; the fallback when no narrower width meets its limit is the current one,
+which picks the narrowest when k falls with the width) and of the strongest classical pipeline. Rows go
 to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
 interval, the scenes moved, and the margin over the strongest classical pipeline. Sets: the
 evidence sets (``evaluation.adaptation``), `sensor-0.5` (one sensor of 0.5 HR px) and psf_width_study's
@@ -35,7 +37,8 @@ from misr_engine.rasters.stack import Stack
 
 FOUR_FRAMES = ("out-of-range", "unseen-bands-out-of-range")
 FORMER = {"fixed": lambda: mock.patch.object(tiled, "SCENE_PSF_WIDTH", False),
-          "narrowing": lambda: mock.patch.object(psf_width, "WIDER", ())}
+          "narrowing": lambda: mock.patch.multiple(psf_width, WIDER=(), NARROWING_SLOPE=0.0),
+          "flat-limits": lambda: mock.patch.multiple(psf_width, NARROWING_SLOPE=0.0, WIDENING_LIMIT=0.02)}
 """The former choices the engine is compared with."""
 
 

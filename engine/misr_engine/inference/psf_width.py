@@ -57,15 +57,23 @@ training-range set losing: frames blurred by 0.01 / 0.5 HR px (times the pixels'
 +1.06 dB** (margin over the strongest classical pipeline -1.34 -> +0.42 / -0.58 -> +0.49 dB, scenes
 lost 11 -> 3 / 6 -> 1 of 12); in distribution +0.003, coarse-band stand-in +0.002, surface change
 +0.001, low contrast, out of range (4 frames) and 1.8-2.4 HR px blur unchanged."""
+NARROWING_SLOPE = 0.6
+"""Per HR px narrower than the engine's width, how far below SHARPENING_LIMIT a narrower width's k
+must be (``narrowing_limit``): the network over-restores frames sharper than its training, so at
+their true width the correction takes some of its detail away (k < 0). Chosen with WIDENING_LIMIT
+on 12 fresh validation scenes per set by their rule (docs/evaluation/psf_width_target_line_rule.md;
+docs/evaluation/psf_width/target_line_validation.log) among 0-0.8: over a limit of 0.02 at every
+width, frames of one sharp sensor (0.01 / 0.5 HR px) **+0.73 / +0.18 dB** (scenes behind the
+strongest classical pipeline 6 -> 2 / 3 -> 3 of 12), no scene of five training-range sets lost."""
 WIDENING_TRIGGER = 0.02
 """The wider widths are tried where k at the engine's width is at most minus this."""
-WIDENING_LIMIT = 0.02
-"""The largest k a wider width may show and be used. WIDENING_TRIGGER and this chosen together
-on 12 validation scenes per set by their rule (docs/evaluation/psf_width_widening_rule.md;
-docs/evaluation/psf_width/widening_validation.log) among 0.02-0.2 and -0.1-0.02, the largest gain
-on frames blurred by 1.8-2.4 / 2.6-3.0 HR px (**+0.055 / +0.161 dB**) with no scene of six other
-sets (in distribution, coarse-band stand-in, surface change, low contrast, out of range, a 0.5 HR px
-sharp sensor) moved."""
+WIDENING_LIMIT = 0.05
+"""The largest k a wider width may show and be used. WIDENING_TRIGGER was chosen with a limit of
+0.02 on 12 validation scenes per set by their rule (docs/evaluation/psf_width_widening_rule.md;
+docs/evaluation/psf_width/widening_validation.log; among 0.02-0.2 and -0.1-0.02): frames blurred by
+1.8-2.4 / 2.6-3.0 HR px **+0.055 / +0.161 dB**, no scene of six other sets moved. This limit then
+with NARROWING_SLOPE, between 0.02 and 0.05, on 12 fresh scenes per set (see there): 1.8-2.4 HR px
+a further **+0.145 dB** (+0.26 on the first 12), no scene of five training-range sets lost."""
 DETAIL_SIGMA = 1.5
 """HR px: the Gaussian whose blur of the SR, taken from it, is the SR's detail."""
 MARGIN = 2
@@ -116,11 +124,21 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
     return choose_width(k_at), found
 
 
+def narrowing_limit(width: float) -> float:
+    """The largest k a width narrower than the engine's may show and be used."""
+    return SHARPENING_LIMIT + NARROWING_SLOPE * (width - PSF_SIGMA)
+
+
 def choose_width(k_at: Callable[[float], float]) -> float:
     """The back-projection's PSF width (HR px) for a scene whose sharpening coefficient at a width
     is `k_at(width)` (asked for only the widths the choice needs, in the order it needs them)."""
     if k_at(PSF_SIGMA) > SHARPENING_LIMIT:
-        return next((width for width in NARROWER if k_at(width) <= SHARPENING_LIMIT), NARROWER[-1])
+        excess: dict[float, float] = {}
+        for width in NARROWER:
+            excess[width] = k_at(width) - narrowing_limit(width)
+            if excess[width] <= 0:
+                return width
+        return min(excess, key=excess.__getitem__)  # none meets its limit: the nearest to it
     chosen = PSF_SIGMA
     if k_at(PSF_SIGMA) <= -WIDENING_TRIGGER:
         for width in WIDER:

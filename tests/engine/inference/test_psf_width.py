@@ -16,12 +16,12 @@ from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import tiled
 from misr_engine.inference.psf_width import (
     NARROWER,
-    SHARPENING_LIMIT,
     WIDENING_LIMIT,
     WIDENING_TRIGGER,
     WIDER,
     WIDTHS,
     choose_width,
+    narrowing_limit,
     scene_psf_sigma,
     sharpening,
 )
@@ -114,17 +114,17 @@ def _asked(k_of: dict[float, float]) -> tuple[float, list[float]]:
 
 
 def test_the_width_narrows_where_the_correction_sharpens_and_widens_where_it_blurs():
-    step = 0.25  # k per 0.4 HR px, roughly as measured on validation scenes
-    ramp = {width: step * (width - PSF_SIGMA) / 0.4 for width in WIDTHS}
-    assert _asked(ramp) == (PSF_SIGMA, [PSF_SIGMA])  # the engine's fits: nothing else is tried
-    sharp = {width: k + SHARPENING_LIMIT + 0.3 for width, k in ramp.items()}  # 0.6 is the first at most the limit
-    assert _asked(sharp) == (0.6, [PSF_SIGMA, 0.9, 0.6])
-    sharpest = {width: 1.0 for width in WIDTHS}
-    assert _asked(sharpest) == (NARROWER[-1], [PSF_SIGMA, *NARROWER])
-    blurred = {width: k - WIDENING_TRIGGER - 0.3 for width, k in ramp.items()}  # k(1.6) < 0 < k(2.0)
-    assert blurred[1.6] <= WIDENING_LIMIT < blurred[2.0]
+    fits = {width: (width - PSF_SIGMA) / 1.6 for width in WIDTHS}  # k grows with the width, 0 at the engine's
+    assert _asked(fits) == (PSF_SIGMA, [PSF_SIGMA])  # nothing else is tried
+    limit = {width: narrowing_limit(width) for width in NARROWER}
+    assert limit[0.9] > limit[0.6] > limit[0.3] and limit[0.9] < 0.0  # narrower widths must blur the detail
+    sharp = {PSF_SIGMA: 0.3, 0.9: 0.0, 0.6: limit[0.6] - 0.01, 0.3: limit[0.3] - 0.1}
+    assert _asked(sharp) == (0.6, [PSF_SIGMA, 0.9, 0.6])  # k(0.9) = 0 is not yet enough
+    missed = {PSF_SIGMA: 0.5, 0.9: limit[0.9] + 0.2, 0.6: limit[0.6] + 0.1, 0.3: limit[0.3] + 0.15}
+    assert _asked(missed) == (0.6, [PSF_SIGMA, *NARROWER])  # none meets its limit: the nearest
+    blurred = {PSF_SIGMA: -0.3, 1.6: WIDENING_LIMIT - 0.01, 2.0: WIDENING_LIMIT + 0.3}
     assert _asked(blurred) == (1.6, [PSF_SIGMA, 1.6, 2.0])
-    slightly = {width: k - WIDENING_TRIGGER / 2 for width, k in ramp.items()}  # above the trigger: not widened
+    slightly = {PSF_SIGMA: -WIDENING_TRIGGER / 2}  # above the trigger: not widened
     assert _asked(slightly) == (PSF_SIGMA, [PSF_SIGMA])
     blurring_everywhere = {width: -1.0 for width in WIDTHS}
     assert _asked(blurring_everywhere) == (WIDER[-1], [PSF_SIGMA, *WIDER])
