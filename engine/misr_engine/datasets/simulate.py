@@ -73,6 +73,10 @@ relative to the level: less detail against the same noise than any training stac
 SHARP_SENSOR = replace(Degradation(), psf_sigma=(0.01, 0.01), halo_probability=0.0)
 """One sensor whose frames are blurred by their pixels alone (the 3 x 3 box; imagery downsampled
 by averaging pixels looks so): sharper than any training stack (evaluation only)."""
+BLURRED_SENSOR = replace(Degradation(), psf_sigma=(1.8, 2.4), halo_probability=0.0)
+"""A blurry sensor: every frame blurred by 1.8-2.4 HR px (MTF 0.04-0.10 at the input's Nyquist; a
+product resampled to pixels finer than the sensor's looks so), the top of the training range
+(evaluation only)."""
 STRONG_CHANGE = replace(SURFACE_CHANGE, change_amplitude=(0.8, 1.5), change_frames=(0.3, 0.5))
 """A field 0.8-1.5 times the scene's level brighter or darker in 30-50% of the frames (a harvest,
 a flood): beyond the training range, for validating how registration copes with change."""

@@ -18,7 +18,14 @@ import numpy as np
 from ..datasets.samples import build_samples, load_samples
 from ..datasets.sentinel2 import (S2_BANDS, TEST_WINDOW, UNSEEN_BANDS, VALIDATION_WINDOW, Window, scaled_window,
                                   sentinel2_band_paths)
-from ..datasets.simulate import LOW_CONTRAST, OUT_OF_RANGE, SHARP_SENSOR, SURFACE_CHANGE, Degradation
+from ..datasets.simulate import (
+    BLURRED_SENSOR,
+    LOW_CONTRAST,
+    OUT_OF_RANGE,
+    SHARP_SENSOR,
+    SURFACE_CHANGE,
+    Degradation,
+)
 from ..errors import MisrError
 from ..rasters.bands import read_band
 from ..rasters.stack import read_stack
@@ -126,12 +133,16 @@ SETS: dict[str, EvaluationSet] = {s.name: s for s in (
                TEST_WINDOW, LOW_CONTRAST, 9, 64, seed=17),
     _simulated("sharp_sensor", "a sharp sensor: every frame blurred by its pixels alone, sharper than any "
                "training stack (training ranges otherwise)", S2_BANDS, TEST_WINDOW, SHARP_SENSOR, 9, 64, seed=18),
+    _simulated("blurred_sensor", f"a blurry sensor: every frame blurred by {BLURRED_SENSOR.psf_sigma[0]:g}-"
+               f"{BLURRED_SENSOR.psf_sigma[1]:g} HR px, the top of the training range (training ranges otherwise)",
+               S2_BANDS, TEST_WINDOW, BLURRED_SENSOR, 9, 64, seed=19),
     SampleSet(),
     _simulated("validation", "validation, the set every choice is made on (training ranges)", S2_BANDS,
                VALIDATION_WINDOW, Degradation(), 9, 64, seed=12),
 )}
 """Every named set, in report order."""
-REPORTED = ("test", "unseen_bands", "out_of_range", "surface_change", "low_contrast", "sharp_sensor", "sample")
+REPORTED = ("test", "unseen_bands", "out_of_range", "surface_change", "low_contrast", "sharp_sensor", "blurred_sensor",
+            "sample")
 """The sets `misr evaluate` scores by default: test-window sets and the real sample, never validation."""
 
 

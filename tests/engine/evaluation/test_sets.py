@@ -79,7 +79,8 @@ def test_sets_differ_from_each_other(drawn):
 
 def test_each_set_has_the_bands_frames_sizes_and_conditions_it_announces(drawn):
     expected = {"test": (9, 64), "unseen_bands": (9, 48), "out_of_range": (4, 64), "surface_change": (9, 64),
-                "low_contrast": (9, 64), "sharp_sensor": (9, 64), "validation": (9, 64)}
+                "low_contrast": (9, 64), "sharp_sensor": (9, 64), "blurred_sensor": (9, 64),
+                "validation": (9, 64)}
     for name, (frames, lr_size) in expected.items():
         assert drawn[name]["frames"].shape == (COUNT, frames, lr_size, lr_size), name
         assert drawn[name]["hr"].shape == (COUNT, SCALE * lr_size, SCALE * lr_size), name
@@ -92,6 +93,8 @@ def test_each_set_has_the_bands_frames_sizes_and_conditions_it_announces(drawn):
     assert all(np.any(change) for change in drawn["surface_change"]["change"])
     assert SETS["low_contrast"].conditions.contrast[1] < 1.0
     assert SETS["sharp_sensor"].conditions.psf_sigma[1] < training.psf_sigma[0]
+    blurred = SETS["blurred_sensor"].conditions.psf_sigma
+    assert training.psf_sigma[0] < blurred[0] and blurred[1] <= training.psf_sigma[1]
     texture = {name: np.mean([hr.std() / hr.mean() for hr in drawn[name]["hr"]]) for name in ("test", "low_contrast")}
     assert texture["low_contrast"] < 0.5 * texture["test"]
     for name in SETS:
