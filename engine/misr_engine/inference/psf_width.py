@@ -20,14 +20,17 @@ is about 0 when the PSF matches the frames (the correction adds what the network
 of what it made), positive when the PSF is wider than the frames' blur and negative when it is
 narrower. Before the tiles, the network and the consistent refinement run on the scene's
 fine-tuning windows (``finetune.window_origins``) at the engine's width; where k is above
-SHARPENING_LIMIT the scene uses the first of NARROWER whose k is not (the narrowest when none is).
-Where k is at most -WIDENING_TRIGGER (the correction blurs the detail: frames blurred wider than
-the engine assumes), the widths of WIDER are tried from the narrowest on, and the scene uses the
-widest of them whose k stays at most WIDENING_LIMIT (k grows with the width). Wider widths are
-chosen cautiously: one wider than the frames' blur sharpens what the sensor never blurred
-(-0.6 to -2.3 dB for 1.6 HR px on validation scenes blurred as in training), and at the true width
-of blurred frames k is well above 0 (the network restores less of their detail), so only the
-first widening steps are taken (docs/evaluation/psf_width_widening_rule.md).
+SHARPENING_LIMIT the scene uses the first of NARROWER whose k is at most ``narrowing_limit``, a
+limit that falls with the width because the network over-restores frames sharper than its
+training (at their true width k < 0), or, when none is, the one nearest its limit. Where k is at
+most -WIDENING_TRIGGER (the correction blurs the detail: frames blurred wider than the engine
+assumes), the widths of WIDER are tried from the narrowest on, and the scene uses the widest of
+them whose k stays at most WIDENING_LIMIT (k grows with the width). Wider widths are chosen
+cautiously: one wider than the frames' blur sharpens what the sensor never blurred (-0.6 to -2.3
+dB for 1.6 HR px on validation scenes blurred as in training), and at the true width of blurred
+frames k is well above 0 (the network restores less of their detail) yet no higher than on some
+training-range scenes that such a width costs 1-5 dB, so only the first widening steps are taken
+(docs/evaluation/psf_width_widening_rule.md, psf_width_target_line_rule.md).
 """
 
 from __future__ import annotations
