@@ -53,16 +53,21 @@ def test_sharpening_is_the_share_of_the_detail_a_correction_adds():
     assert abs(made / together) < 0.05
 
 
+def _crop_stack(psf_sigma: float, seed: int = 0):
+    """The sample's real 10 m image at CROPS[seed] seen by one sensor of Gaussian `psf_sigma` HR px."""
+    hr = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float64)
+    side = SCALE * LR_SIDE + 2 * MARGIN
+    row, col = CROPS[seed]
+    conditions = replace(STEADY, psf_sigma=(psf_sigma, psf_sigma))
+    return degrade(hr[row:row + side, col:col + side], 9, np.random.default_rng(seed), conditions, MARGIN)
+
+
 def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS)) -> list[tuple[float, float]]:
     """Per crop of the sample's real 10 m image seen by one sensor of Gaussian `psf_sigma` HR px (times the
     pixels' box): cPSNR of the SR with the width chosen per scene and with the engine's fixed one."""
-    hr = read_band(str(sample_dir() / "reference_hr.tif"))[0].astype(np.float64)
-    side = SCALE * LR_SIDE + 2 * MARGIN
-    conditions = replace(STEADY, psf_sigma=(psf_sigma, psf_sigma))
     scores = []
-    for seed, (row, col) in enumerate(CROPS[:seeds]):
-        rng = np.random.default_rng(seed)
-        stack = degrade(hr[row:row + side, col:col + side], 9, rng, conditions, MARGIN)
+    for seed in range(seeds):
+        stack = _crop_stack(psf_sigma, seed)
         target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
         pair = []
         for chosen in (True, False):
@@ -88,6 +93,15 @@ def test_frames_blurred_much_wider_than_the_engine_assumes_widen_its_psf(shipped
     +0.21, +0.23, +0.33 dB; 32.4, 29.9, 29.4, 35.2 dB reached)."""
     gains = [chosen - fixed for chosen, fixed in _sr_scores(shipped_model, monkeypatch, 2.8)]
     assert min(gains) > 0.1 and np.mean(gains) > 0.15, f"gains per crop (dB): {np.round(gains, 2)}"
+
+
+def test_a_width_other_than_the_default_is_said(shipped_model):
+    """The run's progress names the width chosen when it is not the engine's default."""
+    stack = _crop_stack(2.8)
+    heard: list[str] = []
+    super_resolve(Stack.in_memory(stack.frames, stack.masks), shipped_model, CPU,
+                  progress=lambda fraction, message: heard.append(message))
+    assert any("blurrier than the default PSF" in message and "uses 1.6" in message for message in heard), heard
 
 
 @pytest.mark.slow
