@@ -2,7 +2,8 @@
 
 Users and benchmarks make LR stacks in other ways than ``datasets.simulate``: plain 3 x 3 pixel
 averaging, antialiased bicubic downsampling (the usual SR benchmark), point sampling (one HR pixel
-per LR pixel, strongly aliased), or a Gaussian blur then pixel averaging. Each validation HR crop
+per LR pixel, strongly aliased), a Gaussian blur then pixel averaging (`gaussS`), or a Gaussian
+blur then point sampling (`gausspointS`, about what scikit-image's antialiased rescale does). Each validation HR crop
 (``misr evaluate``'s in-distribution scenes, 64 x 64 LR) is moved by random sub-pixel shifts (up
 to one LR pixel; the first frame unmoved), downsampled x3 that way, with Gaussian noise of
 `--noise` times its level, 9 clear frames. Printed per scene and per set: the engine's cPSNR with
@@ -31,7 +32,7 @@ from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
 from scipy import ndimage
 
-KINDS = ("area", "bicubic", "point", "gauss1.0")
+KINDS = ("area", "bicubic", "point", "gauss1.0", "gausspoint1.0")
 
 
 def downsample(hr: np.ndarray, kind: str) -> np.ndarray:
@@ -43,6 +44,8 @@ def downsample(hr: np.ndarray, kind: str) -> np.ndarray:
     if kind == "bicubic":
         image = torch.from_numpy(hr[None, None].astype(np.float32))
         return F.interpolate(image, scale_factor=1 / SCALE, mode="bicubic", antialias=True)[0, 0].numpy()
+    if kind.startswith("gausspoint"):  # as scikit-image's rescale with anti_aliasing does it, nearly
+        return downsample(ndimage.gaussian_filter(hr, float(kind[len("gausspoint"):])), "point")
     if kind.startswith("gauss"):
         return downsample(ndimage.gaussian_filter(hr, float(kind[len("gauss"):])), "area")
     raise ValueError(kind)
