@@ -136,9 +136,10 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: for reporting a choice made on validation, never for choosing")
     parser.add_argument("--scenes", type=int, default=12)
-    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP scenes of each set (scored before)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first SKIP scenes of each set (scored before)")
     parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS),
-                        help="HR px widths scored (default: the engine's); the summary reads the engine's")
+                        help="HR px widths scored (default: every width the engine may choose)")
     parser.add_argument("--output", required=True, help="JSON-lines rows (appended)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     parser.add_argument("--also", type=Path, nargs="*", default=[],

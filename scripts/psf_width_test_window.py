@@ -7,8 +7,9 @@ every width, as at 8cf4aac; the fallback when no narrower width meets its limit 
 which picks the narrowest when k falls with the width) and of the strongest classical pipeline. Rows go
 to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
 interval, the scenes moved, and the margin over the strongest classical pipeline. Sets: the
-evidence sets (``evaluation.adaptation``), `sensor-0.01` / `sensor-0.5` (one sensor of 0.01 / 0.5 HR px) and psf_width_study's
-`mid-blur` / `wide-blur`, also as `unseen-bands-mid-blur` / `unseen-bands-wide-blur`.
+evidence sets (``evaluation.adaptation``), `sensor-0.01` / `sensor-0.5` (one sensor of 0.01 / 0.5
+HR px) and psf_width_study's `mid-blur` / `wide-blur` (as psf_sharpening_study registers them), also
+as `unseen-bands-mid-blur` / `unseen-bands-wide-blur`.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/psf_width_test_window.py --against narrowing --output rows.jsonl \\
         --sets mid-blur wide-blur unseen-bands-mid-blur in-distribution
@@ -24,9 +25,9 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import psf_sharpening_study
 import psf_width_study
 import torch
-from misr_engine.datasets.simulate import Degradation
 from misr_engine.evaluation import adaptation
 from misr_engine.evaluation.adaptation import evidence_scenes, paired_interval, scene_score
 from misr_engine.evaluation.baselines import BASELINES, STRONGEST_CANDIDATES
@@ -43,13 +44,11 @@ FORMER = {"fixed": lambda: mock.patch.object(tiled, "SCENE_PSF_WIDTH", False),
 
 
 def add_sets() -> None:
-    """Register `sensor-0.01` and `sensor-0.5`, the blurred sets and their unseen-band twins as evidence sets."""
+    """Register the sharpening study's sets (`sensor-0.01`, `sensor-0.5`, the blurred sets) and the
+    blurred sets' unseen-band twins as evidence sets."""
+    psf_sharpening_study.add_sets([0.01, 0.5])
     sets = adaptation.EVIDENCE_SETS
-    for sigma in (0.01, 0.5):
-        sets[f"sensor-{sigma:g}"] = replace(sets["in-distribution"], conditions=replace(
-            Degradation(), psf_sigma=(sigma, sigma), halo_probability=0.0))
     for name, conditions in psf_width_study.BLURRED.items():
-        sets[name] = replace(sets["in-distribution"], conditions=conditions)
         sets[f"unseen-bands-{name}"] = replace(sets["unseen-bands"], conditions=conditions)
 
 

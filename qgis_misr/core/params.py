@@ -33,7 +33,8 @@ KEEP_NOISY_TOOLTIP = ("By default the engine leaves out of the run every frame a
 SENSOR_MTF_TOOLTIP = ("The sensor's MTF at the frames' Nyquist frequency, as its data-quality report gives it "
                       "per band (optics, detector and motion together; a resampled product's is lower). The "
                       "engine then makes the SR consistent with the frames through that blur. Leave it at the "
-                      "engine's default (Sentinel-2-like, adjusted per scene for frames much sharper or blurrier than that) "
+                      "engine's default (Sentinel-2-like, adjusted per scene for frames much sharper or "
+                      "blurrier than that) "
                       "unless you know it: a value lower than the true one oversharpens.")
 """What the dialog's and Processing's sensor MTF option (``--sensor-mtf``) is for."""
 SENSOR_MTF_FORMAT = "one value for every band (0.28) or one per band, in band order (0.28, 0.26, 0.25)"

@@ -81,7 +81,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         "--bands (its data-quality report gives it per band; a resampled product's is lower), for "
                         "the back-projection that makes the SR consistent with the frames; between "
                         f"{MTF_RANGE[0]:g} and {MTF_RANGE[1]:g} (default: "
-                        f"{ENGINE_MTF:.2f}, Sentinel-2-like, adjusted per scene for frames much sharper or blurrier than that; the outputs' MISR_PSF_SIGMA tag says the PSF used). State it "
+                        f"{ENGINE_MTF:.2f}, Sentinel-2-like, adjusted per scene for frames much sharper or blurrier "
+                        "than that; the outputs' MISR_PSF_SIGMA tag says the PSF used). State it "
                         "only when known: a value lower than the true one oversharpens (docs/sensor-mtf.md)")
     p.add_argument("--reference-frame", metavar="FILE",
                    help="one of --frames: where the surface differs between the dates (a harvest, a flood, a new "

@@ -135,7 +135,8 @@ def narrowing_limit(width: float) -> float:
 def choose_width(k_at: Callable[[float], float]) -> float:
     """The back-projection's PSF width (HR px) for a scene whose sharpening coefficient at a width
     is `k_at(width)` (asked for only the widths the choice needs, in the order it needs them)."""
-    if k_at(PSF_SIGMA) > SHARPENING_LIMIT:
+    engine_k = k_at(PSF_SIGMA)
+    if engine_k > SHARPENING_LIMIT:
         excess: dict[float, float] = {}
         for width in NARROWER:
             excess[width] = k_at(width) - narrowing_limit(width)
@@ -143,7 +144,7 @@ def choose_width(k_at: Callable[[float], float]) -> float:
                 return width
         return min(excess, key=excess.__getitem__)  # none meets its limit: the nearest to it
     chosen = PSF_SIGMA
-    if k_at(PSF_SIGMA) <= -WIDENING_TRIGGER:
+    if engine_k <= -WIDENING_TRIGGER:
         for width in WIDER:
             if k_at(width) > WIDENING_LIMIT:
                 break
