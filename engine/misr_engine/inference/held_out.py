@@ -1,0 +1,74 @@
+"""How well the other frames, seen through a Gaussian PSF of some width, predict a frame left out:
+a cue to the frames' own blur that reads the frames alone, not the network (``psf_width``).
+
+Leave one frame out, back-project the others (iterative back-projection from their registered
+mean, HELD_OUT_STEPS steps, ``consistency.back_project``) through a Gaussian PSF of width w, observe
+the result at the left-out frame's sub-pixel phase through the same w and take the mean squared
+residual over its clear pixels (its mean removed: a brightness offset says nothing of the blur).
+Through a PSF wider than the frames' blur the back-projection sharpens what the sensor never
+blurred and the prediction rings; through a narrower one it cannot bring out what the other phases
+hold about the left-out one: the misfit is least near the frames' own blur. Averaged over up to
+HELD_OUT_FRAMES left-out frames (the clearest) and the scene's windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..models.backprojection import blur_separable
+from ..models.sampling import fill_cloudy, masked_temporal_mean
+from ..models.separable_sampling import observe_at_phases, resample_at_phases
+from .consistency import back_project, psf_kernel
+
+HELD_OUT_FRAMES = 5
+"""Frames left out in turn (the clearest), each predicted from all the others."""
+HELD_OUT_STEPS = 10
+"""Back-projection steps from the other frames' registered mean (as ``baselines.IBP_ITERATIONS``)."""
+MARGIN = 4
+"""LR pixels at a window's edge where a left-out frame's residual is not counted."""
+MIN_FRAMES = 3
+"""Fewer frames in a window say nothing: it is skipped."""
+
+
+def held_out_misfit(windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray, width: float) -> float:
+    """The mean squared residual of left-out frames predicted by the others through a Gaussian PSF
+    of `width` HR px. `windows`: the scene's normalised (T, h, w) frames and masks (True or 1 where
+    clear); `phases` (T, 2) their sub-pixel phases, LR px. 0 where no window has enough frames."""
+    misfits = []
+    for frames, masks in windows:
+        misfit = _window_misfit(torch.from_numpy(np.asarray(frames, np.float32)),
+                                torch.from_numpy(np.asarray(masks, np.float32)),
+                                torch.from_numpy(np.asarray(phases, np.float32)), width)
+        if misfit is not None:
+            misfits.append(misfit)
+    return float(np.mean(misfits)) if misfits else 0.0
+
+
+def _window_misfit(frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor, width: float) -> float | None:
+    """`held_out_misfit` over one window (T, h, w) frames and masks, (T, 2) phases; None when it
+    has fewer than MIN_FRAMES frames or no left-out frame with a clear pixel inside MARGIN."""
+    count, height, breadth = frames.shape
+    if count < MIN_FRAMES or min(height, breadth) <= 2 * MARGIN:
+        return None
+    inside = torch.zeros_like(masks)
+    inside[:, MARGIN:-MARGIN, MARGIN:-MARGIN] = 1.0
+    clear = (masks * inside).sum((-2, -1))
+    left_out = [int(t) for t in torch.argsort(clear, descending=True, stable=True)[:HELD_OUT_FRAMES] if clear[t] > 0]
+    if not left_out:
+        return None
+    others = torch.tensor([[t for t in range(count) if t != j] for j in left_out])
+    kept_frames, kept_masks, kept_phases = frames[others], masks[others], phases[others]  # (B, T-1, ...)
+    start = masked_temporal_mean(resample_at_phases(fill_cloudy(kept_frames, kept_masks), kept_phases, "bicubic"),
+                                 resample_at_phases(kept_masks, kept_phases, "bilinear"), dim=1)[:, None]
+    sr = back_project(start, kept_frames, kept_masks, kept_phases, HELD_OUT_STEPS, psf_sigma=width)
+    column = psf_kernel(width).to(sr).sum(-1, keepdim=True)
+    index = torch.tensor(left_out)
+    seen = observe_at_phases(blur_separable(sr, column), phases[index][:, None])[:, 0]
+    counted = (masks * inside)[index]
+    residuals = (frames[index] - seen) * counted
+    mean = residuals.sum((-2, -1), keepdim=True) / counted.sum((-2, -1), keepdim=True)
+    squares = (((residuals - mean) * counted) ** 2).sum((-2, -1)) / counted.sum((-2, -1))
+    return float(squares.double().mean())
