@@ -5,6 +5,7 @@ frames blurred as the engine assumes."""
 from __future__ import annotations
 
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,14 +14,18 @@ from misr_engine import SCALE
 from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import Degradation, degrade
 from misr_engine.evaluation.adaptation import scene_score
-from misr_engine.inference import tiled
+from misr_engine.evaluation.baselines import engine_prepared
+from misr_engine.inference import psf_width, tiled
+from misr_engine.inference.held_out import held_out_misfit
 from misr_engine.inference.psf_width import (
+    HELD_OUT_RATIO,
     NARROWER,
     WIDENING_LIMIT,
     WIDENING_TRIGGER,
     WIDER,
     WIDTHS,
     choose_width,
+    further_out,
     narrowing_limit,
     scene_psf_sigma,
     sharpening,
@@ -62,16 +67,21 @@ def _crop_stack(psf_sigma: float, seed: int = 0):
     return degrade(hr[row:row + side, col:col + side], 9, np.random.default_rng(seed), conditions, MARGIN)
 
 
-def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS)) -> list[tuple[float, float]]:
+def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS),
+               against: str = "fixed") -> list[tuple[float, float]]:
     """Per crop of the sample's real 10 m image seen by one sensor of Gaussian `psf_sigma` HR px (times the
-    pixels' box): cPSNR of the SR with the width chosen per scene and with the engine's fixed one."""
+    pixels' box): cPSNR of the SR with the width chosen per scene and `against` the engine's fixed one
+    (`fixed`) or k's choice without the held-out misfit's step further out (`k-only`)."""
     scores = []
     for seed in range(seeds):
         stack = _crop_stack(psf_sigma, seed)
         target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
         pair = []
         for chosen in (True, False):
-            monkeypatch.setattr(tiled, "SCENE_PSF_WIDTH", chosen)
+            if against == "fixed":
+                monkeypatch.setattr(tiled, "SCENE_PSF_WIDTH", chosen)
+            else:
+                monkeypatch.setattr(psf_width, "further_out", further_out if chosen else lambda width, misfit_at: width)
             pair.append(scene_score(super_resolve(Stack.in_memory(stack.frames, stack.masks), model, CPU)[0], target))
         scores.append((pair[0], pair[1]))
     return scores
@@ -81,7 +91,7 @@ def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS)) ->
 def test_frames_with_only_the_pixels_integration_are_not_over_sharpened(shipped_model, monkeypatch):
     """Frames blurred by their pixels alone (a Gaussian of 0.01 HR px): the engine's 1.2 HR px PSF
     made the back-projection sharpen the network's detail further; the width chosen per scene gains
-    on every crop (measured +2.60, +2.14, +2.35, +3.26 dB; 35.6, 32.3, 31.9, 38.9 dB reached)."""
+    on every crop (37.0, 33.7, 33.3, 40.9 dB reached; 35.6, 32.3, 31.9, 38.9 with k's choice alone)."""
     gains = [chosen - fixed for chosen, fixed in _sr_scores(shipped_model, monkeypatch, 0.01)]
     assert min(gains) > 0.2 and np.mean(gains) > 0.5, f"gains per crop (dB): {np.round(gains, 2)}"
 
@@ -93,6 +103,50 @@ def test_frames_blurred_much_wider_than_the_engine_assumes_widen_its_psf(shipped
     +0.21, +0.23, +0.33 dB; 32.4, 29.9, 29.4, 35.2 dB reached)."""
     gains = [chosen - fixed for chosen, fixed in _sr_scores(shipped_model, monkeypatch, 2.8)]
     assert min(gains) > 0.1 and np.mean(gains) > 0.15, f"gains per crop (dB): {np.round(gains, 2)}"
+
+
+@pytest.mark.slow
+def test_the_held_out_misfit_takes_sharp_frames_further_than_k(shipped_model, monkeypatch):
+    """Frames blurred by their pixels alone: k narrows the width to 0.9 HR px on every crop; the held-out
+    misfit, least at 0.3, takes it there (measured +1.43, +1.42, +1.37, +2.03 dB over k's choice)."""
+    gains = [chosen - k_only for chosen, k_only in _sr_scores(shipped_model, monkeypatch, 0.01, against="k-only")]
+    assert min(gains) > 0.5, f"gains per crop (dB): {np.round(gains, 2)}"
+
+
+def test_the_held_out_misfit_ranks_the_frames_blur():
+    """Least at the narrowest width for frames blurred by their pixels alone, at a width wider than the
+    engine's for frames blurred by 2.8 HR px (real 10 m imagery)."""
+    least = {}
+    for sigma in (0.01, 2.8):
+        stack = _crop_stack(sigma)
+        prepared = engine_prepared(stack.frames, stack.masks)
+        misfit = {width: held_out_misfit([(prepared.frames, prepared.masks)], prepared.phases, width)
+                  for width in WIDTHS}
+        least[sigma] = min(misfit, key=misfit.__getitem__)
+    assert least[0.01] == min(WIDTHS) and least[2.8] > PSF_SIGMA, least
+    few = engine_prepared(stack.frames[:2], stack.masks[:2])
+    assert held_out_misfit([(few.frames, few.masks)], few.phases, PSF_SIGMA) == 0.0  # two frames say nothing
+
+
+def _further(chosen: float, misfit: dict[float, float]) -> tuple[float, bool]:
+    """`further_out` of k's `chosen` width with these held-out misfits, and whether any was asked for."""
+    asked = []
+
+    def misfit_at(width: float) -> float:
+        asked.append(width)
+        return misfit.get(width, 1.0)
+    return further_out(chosen, misfit_at), bool(asked)
+
+
+def test_the_held_out_misfit_only_takes_k_choice_further_out():
+    assert _further(PSF_SIGMA, {0.3: 0.5}) == (PSF_SIGMA, False)  # k left the engine's width: not asked
+    assert _further(0.9, {0.3: 0.9}) == (0.3, True)
+    assert _further(0.9, {0.3: 1.0 - HELD_OUT_RATIO / 2}) == (0.9, True)  # not below by enough
+    assert _further(0.9, {0.9: 0.5, 0.3: 0.6}) == (0.9, True)  # least at k's choice
+    assert _further(0.6, {0.9: 0.5}) == (0.6, True)  # least on the same side, but not further out
+    assert _further(1.6, {0.3: 0.5}) == (1.6, True)  # least on the other side
+    assert _further(1.6, {2.0: 0.5}) == (2.4, True)  # wider: a width further still
+    assert _further(1.6, {2.8: 0.5}) == (2.8, True)  # no width further than the widest
 
 
 def test_a_width_other_than_the_default_is_said(shipped_model):
