@@ -5,7 +5,6 @@ frames blurred as the engine assumes."""
 from __future__ import annotations
 
 from dataclasses import replace
-from unittest import mock
 
 import numpy as np
 import pytest
