@@ -137,15 +137,14 @@ def _further(chosen: float, misfit: dict[float, float]) -> tuple[float, bool]:
     return further_out(chosen, misfit_at), bool(asked)
 
 
-def test_the_held_out_misfit_only_takes_k_choice_further_out():
+def test_the_held_out_misfit_only_takes_a_narrowed_width_further():
     assert _further(PSF_SIGMA, {0.3: 0.5}) == (PSF_SIGMA, False)  # k left the engine's width: not asked
+    assert _further(1.6, {2.4: 0.5}) == (1.6, False)  # nor where it widened
     assert _further(0.9, {0.3: 0.9}) == (0.3, True)
     assert _further(0.9, {0.3: 1.0 - HELD_OUT_RATIO / 2}) == (0.9, True)  # not below by enough
     assert _further(0.9, {0.9: 0.5, 0.3: 0.6}) == (0.9, True)  # least at k's choice
     assert _further(0.6, {0.9: 0.5}) == (0.6, True)  # least on the same side, but not further out
-    assert _further(1.6, {0.3: 0.5}) == (1.6, True)  # least on the other side
-    assert _further(1.6, {2.0: 0.5}) == (2.4, True)  # wider: a width further still
-    assert _further(1.6, {2.8: 0.5}) == (2.8, True)  # no width further than the widest
+    assert _further(0.6, {2.0: 0.5}) == (0.6, True)  # least on the other side
 
 
 def test_a_width_other_than_the_default_is_said(shipped_model):
