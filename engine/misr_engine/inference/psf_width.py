@@ -39,7 +39,7 @@ at k's choice, the scene uses it. Alone, that misfit is fooled where noise domin
 training-range scenes; after k's narrowing it moved none of them on validation
 (docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md). Not where k
 widened: taken further there, frames of unseen bands blurred within the training ranges, which the
-network already restores, lost 1.8-10 dB on the test window (docs/evaluation/psf_width/
+network already restores, lost 2.3-11.1 dB in the test-window report (docs/evaluation/psf_width/
 held_out_test.log).
 """
 
