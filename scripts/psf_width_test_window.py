@@ -3,7 +3,7 @@
 Per scene of each set named: cPSNR of the engine as shipped, of the engine `--against` a former
 choice (`fixed`: the 1.2 HR px width of before 2026-12-05; `narrowing`: narrowed per scene, never
 widened, as on 2026-12-05 midday; `flat-limits`: narrowed and widened with a limit of 0.02 on k at
-every width, as at 8cf4aac; `k-only`: without the held-out misfit's step further out, as at
+every width, as at 8cf4aac; `k-only`: without the held-out misfit's narrowing further, as at
 4f79ee7; the fallback when no narrower width meets its limit is the current one,
 which picks the narrowest when k falls with the width) and of the strongest classical pipeline. Rows go
 to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
@@ -41,7 +41,7 @@ FOUR_FRAMES = ("out-of-range", "unseen-bands-out-of-range")
 FORMER = {"fixed": lambda: mock.patch.object(tiled, "SCENE_PSF_WIDTH", False),
           "narrowing": lambda: mock.patch.multiple(psf_width, WIDER=(), NARROWING_SLOPE=0.0),
           "flat-limits": lambda: mock.patch.multiple(psf_width, NARROWING_SLOPE=0.0, WIDENING_LIMIT=0.02),
-          "k-only": lambda: mock.patch.object(psf_width, "further_out", lambda chosen, misfit_at: chosen)}
+          "k-only": lambda: mock.patch.object(psf_width, "narrowed_further", lambda chosen, misfit_at: chosen)}
 """The former choices the engine is compared with."""
 
 

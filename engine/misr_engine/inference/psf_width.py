@@ -142,10 +142,10 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
             found[width] = made / together if together > 0 else 0.0
         return found[width]
 
-    return further_out(choose_width(k_at), lambda width: held_out_misfit(windows, phases, width)), found
+    return narrowed_further(choose_width(k_at), lambda width: held_out_misfit(windows, phases, width)), found
 
 
-def further_out(chosen: float, misfit_at: Callable[[float], float]) -> float:
+def narrowed_further(chosen: float, misfit_at: Callable[[float], float]) -> float:
     """k's `chosen` width, or, where that is narrower than the engine's, the width of least held-out
     misfit (`misfit_at(width)`, taken at every width) where that is narrower still by more than
     HELD_OUT_RATIO below the misfit at `chosen`."""

@@ -24,7 +24,7 @@ from misr_engine.inference.psf_width import (
     WIDER,
     WIDTHS,
     choose_width,
-    further_out,
+    narrowed_further,
     narrowing_limit,
     scene_psf_sigma,
     sharpening,
@@ -80,7 +80,8 @@ def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS),
             if against == "fixed":
                 monkeypatch.setattr(tiled, "SCENE_PSF_WIDTH", chosen)
             else:
-                monkeypatch.setattr(psf_width, "further_out", further_out if chosen else lambda width, misfit_at: width)
+                k_only = lambda width, misfit_at: width  # noqa: E731
+                monkeypatch.setattr(psf_width, "narrowed_further", narrowed_further if chosen else k_only)
             pair.append(scene_score(super_resolve(Stack.in_memory(stack.frames, stack.masks), model, CPU)[0], target))
         scores.append((pair[0], pair[1]))
     return scores
@@ -128,13 +129,13 @@ def test_the_held_out_misfit_ranks_the_frames_blur():
 
 
 def _further(chosen: float, misfit: dict[float, float]) -> tuple[float, bool]:
-    """`further_out` of k's `chosen` width with these held-out misfits, and whether any was asked for."""
+    """`narrowed_further` of k's `chosen` width with these held-out misfits, and whether any was asked for."""
     asked = []
 
     def misfit_at(width: float) -> float:
         asked.append(width)
         return misfit.get(width, 1.0)
-    return further_out(chosen, misfit_at), bool(asked)
+    return narrowed_further(chosen, misfit_at), bool(asked)
 
 
 def test_the_held_out_misfit_only_takes_a_narrowed_width_further():
