@@ -80,7 +80,7 @@ def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS),
             if against == "fixed":
                 monkeypatch.setattr(tiled, "SCENE_PSF_WIDTH", chosen)
             else:
-                k_only = lambda width, misfit_at: width  # noqa: E731
+                k_only = lambda width, misfit_at: width
                 monkeypatch.setattr(psf_width, "narrowed_further", narrowed_further if chosen else k_only)
             pair.append(scene_score(super_resolve(Stack.in_memory(stack.frames, stack.masks), model, CPU)[0], target))
         scores.append((pair[0], pair[1]))
