@@ -11,8 +11,8 @@ It is no estimate of the blur by itself: on validation its least lies at 0.3 HR 
 blurred by their pixels alone and at 1.6-2.8 for frames blurred by 2.6-3.0 HR px, but also at
 0.3-0.9 on many frames blurred as in training (1.2 HR px frames of real imagery included: the
 narrower the PSF, the more directly the other phases predict the left-out one), and at the widest
-where noise dominates (a wide PSF smooths the noise away). ``psf_width`` asks it only how far to
-take a width that the network's own response (k) already moved off the engine's
+where noise dominates (a wide PSF smooths the noise away). ``psf_width`` asks it only how much
+narrower to take a width that the network's own response (k) already narrowed below the engine's
 (docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md).
 """
 

@@ -70,7 +70,7 @@ def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: int = len(CROPS),
                against: str = "fixed") -> list[tuple[float, float]]:
     """Per crop of the sample's real 10 m image seen by one sensor of Gaussian `psf_sigma` HR px (times the
     pixels' box): cPSNR of the SR with the width chosen per scene and `against` the engine's fixed one
-    (`fixed`) or k's choice without the held-out misfit's step further out (`k-only`)."""
+    (`fixed`) or k's choice without the held-out misfit's narrowing further (`k-only`)."""
     scores = []
     for seed in range(seeds):
         stack = _crop_stack(psf_sigma, seed)
