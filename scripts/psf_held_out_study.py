@@ -27,7 +27,7 @@ from detail_gate_study import SETS
 from misr_engine.evaluation import baselines as B
 from misr_engine.evaluation.adaptation import evidence_scenes
 from misr_engine.inference import psf_width
-from misr_engine.inference.held_out import held_out_misfit
+from misr_engine.inference.held_out import held_out_misfits
 from misr_engine.inference.psf_width import WIDTHS
 from misr_engine.models.backprojection import PSF_SIGMA
 
@@ -84,6 +84,33 @@ def second_candidates() -> dict[str, Callable[[dict], float]]:
     return rules
 
 
+def shipped(row: dict) -> float | None:
+    """The width of the engine before the third rule (k's choice, then the held-out misfit further where
+    k narrowed); None where the row lacks the wider widths' k that k's choice asks for."""
+    try:
+        chosen = k_choice(row)
+    except KeyError:
+        return None
+    misfit = {float(w): m for w, m in row["held_out"].items()}
+    return psf_width.narrowed_further(chosen, misfit, psf_width.HELD_OUT_RATIO) if chosen < PSF_SIGMA else chosen
+
+
+def neutral(row: dict, ratio: float) -> float | None:
+    """The shipped width, or where it is the engine's and k there is neutral (neither narrowing nor
+    asking for a wider width), the held-out least where it lies narrower by more than `ratio`."""
+    engine_k = row["k"][str(PSF_SIGMA)]
+    if not -psf_width.WIDENING_TRIGGER < engine_k <= psf_width.SHARPENING_LIMIT:
+        return shipped(row)
+    misfit = {float(w): m for w, m in row["held_out"].items()}
+    return psf_width.narrowed_further(PSF_SIGMA, misfit, ratio)
+
+
+def third_candidates() -> dict[str, Callable[[dict], float | None]]:
+    """The candidates of docs/evaluation/psf_width_held_out_neutral_rule.md."""
+    return {f"neutral-{ratio:g}": lambda row, r=ratio: neutral(row, r)
+            for ratio in (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)}
+
+
 def candidates() -> dict[str, Callable[[dict], float]]:
     """The candidates of docs/evaluation/psf_width_held_out_rule.md."""
     rules: dict[str, Callable[[dict], float]] = {"argmin": argmin}
@@ -95,7 +122,11 @@ def candidates() -> dict[str, Callable[[dict], float]]:
     return rules
 
 
-def summarise(rows: list[dict], rules: dict[str, Callable[[dict], float]]) -> None:
+def summarise(rows: list[dict], rules: dict[str, Callable[[dict], float | None]],
+              baseline: Callable[[dict], float | None] = k_choice) -> None:
+    """Per rule and set: the mean gain over `baseline`'s width, the worst, the scenes moved, and the
+    margin over the strongest classical pipeline before and after (over the scenes whose baseline
+    width was scored; a width of None is the baseline's, unscored)."""
     for name, rule in rules.items():
         print(name)
         gains_of_sets = []
@@ -103,16 +134,18 @@ def summarise(rows: list[dict], rules: dict[str, Callable[[dict], float]]) -> No
             own = [row for row in rows if row["set"] == set_name]
             if not own:
                 continue
-            picks = [(k_choice(row), rule(row)) for row in own]
-            gains = [row["score"][str(a)] - row["score"][str(b)] for row, (b, a) in zip(own, picks)]
-            before = [row["score"][str(b)] - row["classical"] for row, (b, _) in zip(own, picks)]
-            after = [row["score"][str(a)] - row["classical"] for row, (_, a) in zip(own, picks)]
+            picks = [(baseline(row), rule(row)) for row in own]
+            gains = [0.0 if a == b else row["score"][str(a)] - row["score"][str(b)] for row, (b, a) in zip(own, picks)]
+            scored = [(row, b, a) for row, (b, a) in zip(own, picks) if b is not None]
+            before = [row["score"][str(b)] - row["classical"] for row, b, _ in scored]
+            after = [row["score"][str(a)] - row["classical"] for row, _, a in scored]
             if set_name in GAIN_SETS:
                 gains_of_sets.append(np.mean(gains))
-            print(f"   {set_name} ({len(own)}): gain {np.mean(gains):+.3f} (worst {min(gains):+.3f}, moved "
-                  f"{sum(b != a for b, a in picks)}); margin {np.mean(before):+.3f} -> {np.mean(after):+.3f}, "
-                  f"worst {min(before):+.3f} -> {min(after):+.3f}, lost {sum(b < 0 for b in before)} -> "
-                  f"{sum(a < 0 for a in after)}")
+            margins = (f"margin {np.mean(before):+.3f} -> {np.mean(after):+.3f}, worst {min(before):+.3f} -> "
+                       f"{min(after):+.3f}, lost {sum(b < 0 for b in before)} -> {sum(a < 0 for a in after)}"
+                       if scored else "no margin (no baseline width scored)")
+            print(f"   {set_name} ({len(own)}, {len(scored)} scored): gain {np.mean(gains):+.3f} (worst "
+                  f"{min(gains):+.3f}, moved {sum(b != a for b, a in picks)}); {margins}")
         print(f"   mean gain over {', '.join(GAIN_SETS)}: {np.mean(gains_of_sets):+.3f}")
 
 
@@ -136,6 +169,7 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, nargs="*", default=[],
                         help="psf_sharpening_study rows of the same scenes (cPSNR and k per width)")
     parser.add_argument("--second", action="store_true", help="the second rule's candidates")
+    parser.add_argument("--third", action="store_true", help="the third rule's candidates (over the shipped width)")
     args = parser.parse_args()
     psf_sharpening_study.add_sets([0.01, 0.5])
     if not args.summary:
@@ -144,11 +178,14 @@ def main() -> None:
             scenes = evidence_scenes(evidence, args.split, args.skip + args.scenes, lr_side, n_frames=frames_per_stack)
             for index in range(args.skip, args.skip + args.scenes):
                 prepared = B.engine_prepared(scenes["frames"][index], scenes["masks"][index])
-                misfit = {str(w): held_out_misfit([(prepared.frames, prepared.masks)], prepared.phases, w)
-                          for w in WIDTHS}
+                found = held_out_misfits([(prepared.frames, prepared.masks)], prepared.phases, WIDTHS)
+                misfit = {str(w): m for w, m in found.items()}
                 with args.output.open("a") as file:
                     file.write(json.dumps({"set": set_name, "scene": index, "held_out": misfit}) + "\n")
-    summarise(joined(args.output, args.scores), second_candidates() if args.second else candidates())
+    if args.third:
+        summarise(joined(args.output, args.scores), third_candidates(), shipped)
+    else:
+        summarise(joined(args.output, args.scores), second_candidates() if args.second else candidates())
 
 
 if __name__ == "__main__":

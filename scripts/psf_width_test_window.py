@@ -3,7 +3,8 @@
 Per scene of each set named: cPSNR of the engine as shipped, of the engine `--against` a former
 choice (`fixed`: the 1.2 HR px width of before 2026-12-05; `narrowing`: narrowed per scene, never
 widened, as on 2026-12-05 midday; `flat-limits`: narrowed and widened with a limit of 0.02 on k at
-every width, as at 8cf4aac; `k-only`: without the held-out misfit's narrowing further, as at
+every width, as at 8cf4aac; `narrowed-only`: the held-out misfit asked only where k narrowed, as at
+6f6b637; `k-only`: without the held-out misfit's narrowing further, as at
 4f79ee7; the fallback when no narrower width meets its limit is the current one,
 which picks the narrowest when k falls with the width) and of the strongest classical pipeline. Rows go
 to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +43,8 @@ FOUR_FRAMES = ("out-of-range", "unseen-bands-out-of-range")
 FORMER = {"fixed": lambda: mock.patch.object(tiled, "SCENE_PSF_WIDTH", False),
           "narrowing": lambda: mock.patch.multiple(psf_width, WIDER=(), NARROWING_SLOPE=0.0),
           "flat-limits": lambda: mock.patch.multiple(psf_width, NARROWING_SLOPE=0.0, WIDENING_LIMIT=0.02),
-          "k-only": lambda: mock.patch.object(psf_width, "narrowed_further", lambda chosen, misfit_at: chosen)}
+          "k-only": lambda: mock.patch.object(psf_width, "held_out_ratio", lambda chosen, engine_k: None),
+          "narrowed-only": lambda: mock.patch.object(psf_width, "NEUTRAL_RATIO", math.inf)}
 """The former choices the engine is compared with."""
 
 

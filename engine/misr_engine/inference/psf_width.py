@@ -35,17 +35,21 @@ training-range scenes that such a width costs 1-5 dB, so only the first widening
 Where k narrowed the width, the frames themselves then say how far: the held-out misfit
 (``held_out``: how well the other frames, through a width, predict a frame left out) is taken at
 every width, and where its least lies narrower still, by more than HELD_OUT_RATIO below the misfit
-at k's choice, the scene uses it. Alone, that misfit is fooled where noise dominates and on some
-training-range scenes; after k's narrowing it moved none of them on validation
-(docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md). Not where k
-widened: taken further there, frames of unseen bands blurred within the training ranges, which the
-network already restores, lost 2.3-11.1 dB in the test-window report (docs/evaluation/psf_width/
-held_out_test.log).
+at k's choice, the scene uses it. Where k at the engine's width is neutral (above -WIDENING_TRIGGER,
+at most SHARPENING_LIMIT: it neither narrows nor asks for a wider width), some sharp frames' k stays
+near 0 too; there the misfit's least is used where it lies narrower by more than NEUTRAL_RATIO.
+Training-range scenes whose misfit lies narrower have k at the engine's width of -0.04 or below
+(its correction already blurs their detail) and are not asked. Alone, that misfit is fooled where
+noise dominates and on some training-range scenes; after k it moved none of them on validation
+(docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md,
+psf_width_held_out_neutral_rule.md). Not where k widened: taken further there, frames of unseen
+bands blurred within the training ranges, which the network already restores, lost 2.3-11.1 dB in
+the test-window report (docs/evaluation/psf_width/held_out_test.log).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -55,7 +59,7 @@ from .. import SCALE
 from ..models.backprojection import PSF_SIGMA
 from .consistency import consistent
 from .detail_gate import gated_weighted
-from .held_out import held_out_misfit
+from .held_out import held_out_misfits
 
 NARROWER = (0.9, 0.6, 0.3)
 """HR px: the narrower Gaussian PSF widths tried, in this order, where the engine's sharpens."""
@@ -95,6 +99,14 @@ psf_width_held_out_further_rule.md; docs/evaluation/psf_width/held_out_further_v
 0-2%, on the narrower side (`further-narrower-0.005`; the rule's pick, which also widened, failed on
 the test window): over k's choice, frames of one sharp sensor (0.01 / 0.5 HR px) **+0.88 / +0.26
 dB**, no scene of five training-range sets moved (at 0 one in-distribution scene lost 0.15 dB)."""
+NEUTRAL_RATIO = 0.2
+"""How far below the held-out misfit at the engine's width the misfit's least must lie, narrower, for
+a scene whose k there is neutral to use it. Chosen on 12 fresh validation scenes per set by its rule
+(docs/evaluation/psf_width_held_out_neutral_rule.md; docs/evaluation/psf_width/
+held_out_neutral_validation.log) among 0-20%: 1-20% tie, the largest taken; over the engine before
+it, frames of one sharp sensor (0.01 / 0.5 HR px) **+1.34 / +0.50 dB** (3 / 2 of 12 scenes moved,
++2.3 to +5.7 dB each), no scene of five training-range sets moved (at 0-0.5% an in-distribution scene
+lost 0.05 dB, at 0 a low-contrast one 0.19)."""
 DETAIL_SIGMA = 1.5
 """HR px: the Gaussian whose blur of the SR, taken from it, is the SR's detail."""
 MARGIN = 2
@@ -142,18 +154,30 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
             found[width] = made / together if together > 0 else 0.0
         return found[width]
 
-    return narrowed_further(choose_width(k_at), lambda width: held_out_misfit(windows, phases, width)), found
+    chosen = choose_width(k_at)
+    ratio = held_out_ratio(chosen, found[PSF_SIGMA])
+    if ratio is not None:
+        chosen = narrowed_further(chosen, held_out_misfits(windows, phases, WIDTHS), ratio)
+    return chosen, found
 
 
-def narrowed_further(chosen: float, misfit_at: Callable[[float], float]) -> float:
-    """k's `chosen` width, or, where that is narrower than the engine's, the width of least held-out
-    misfit (`misfit_at(width)`, taken at every width) where that is narrower still by more than
-    HELD_OUT_RATIO below the misfit at `chosen`."""
-    if chosen >= PSF_SIGMA:
-        return chosen
-    misfit = {width: misfit_at(width) for width in WIDTHS}
+def held_out_ratio(chosen: float, engine_k: float) -> float | None:
+    """How far below the held-out misfit at k's `chosen` width a narrower width's must lie to be used
+    (``narrowed_further``), or None where the misfit is not asked: where k narrowed the width,
+    HELD_OUT_RATIO; where k at the engine's width (`engine_k`) was neutral, neither narrowing nor
+    asking for a wider width, NEUTRAL_RATIO; not where k widened it or asked for wider widths."""
+    if chosen < PSF_SIGMA:
+        return HELD_OUT_RATIO
+    if chosen == PSF_SIGMA and -WIDENING_TRIGGER < engine_k <= SHARPENING_LIMIT:
+        return NEUTRAL_RATIO
+    return None
+
+
+def narrowed_further(chosen: float, misfit: Mapping[float, float], ratio: float) -> float:
+    """`chosen`, or the width of least held-out `misfit` (given at every width) where that is
+    narrower still and lies more than `ratio` below the misfit at `chosen`."""
     least = min(sorted(misfit), key=misfit.__getitem__)
-    return least if least < chosen and misfit[least] < (1.0 - HELD_OUT_RATIO) * misfit[chosen] else chosen
+    return least if least < chosen and misfit[least] < (1.0 - ratio) * misfit[chosen] else chosen
 
 
 def narrowing_limit(width: float) -> float:
