@@ -38,8 +38,9 @@ every width, and where its least lies narrower still, by more than HELD_OUT_RATI
 at k's choice, the scene uses it. Where k at the engine's width is neutral (above -WIDENING_TRIGGER,
 at most SHARPENING_LIMIT: it neither narrows nor asks for a wider width), some sharp frames' k stays
 near 0 too; there the misfit's least is used where it lies narrower by more than NEUTRAL_RATIO.
-Training-range scenes whose misfit lies narrower have k at the engine's width of -0.04 or below
-(its correction already blurs their detail) and are not asked. Alone, that misfit is fooled where
+On validation (scenes 12-47), every training-range scene whose misfit lay more than 2% lower at a
+narrower width had k at the engine's width of -0.03 or below (its correction already blurs their
+detail): they are not asked. Alone, that misfit is fooled where
 noise dominates and on some training-range scenes; after k it moved none of them on validation
 (docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md,
 psf_width_held_out_neutral_rule.md). Not where k widened: taken further there, frames of unseen
