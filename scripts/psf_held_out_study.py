@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import psf_sharpening_study
@@ -84,30 +86,23 @@ def second_candidates() -> dict[str, Callable[[dict], float]]:
     return rules
 
 
-def shipped(row: dict) -> float | None:
-    """The width of the engine before the third rule (k's choice, then the held-out misfit further where
-    k narrowed); None where the row lacks the wider widths' k that k's choice asks for."""
+def engine_width(row: dict, neutral_ratio: float = math.inf) -> float | None:
+    """The engine's width for a row (k's choice, then the held-out misfit where ``psf_width.held_out_ratio``
+    asks it) with `neutral_ratio` as NEUTRAL_RATIO (math.inf: the engine before the third rule); None where
+    k's choice needs the k of a wider width the row lacks (no held-out step applies there)."""
     try:
         chosen = k_choice(row)
     except KeyError:
         return None
+    with mock.patch.object(psf_width, "NEUTRAL_RATIO", neutral_ratio):
+        ratio = psf_width.held_out_ratio(chosen, row["k"][str(PSF_SIGMA)])
     misfit = {float(w): m for w, m in row["held_out"].items()}
-    return psf_width.narrowed_further(chosen, misfit, psf_width.HELD_OUT_RATIO) if chosen < PSF_SIGMA else chosen
-
-
-def neutral(row: dict, ratio: float) -> float | None:
-    """The shipped width, or where it is the engine's and k there is neutral (neither narrowing nor
-    asking for a wider width), the held-out least where it lies narrower by more than `ratio`."""
-    engine_k = row["k"][str(PSF_SIGMA)]
-    if not -psf_width.WIDENING_TRIGGER < engine_k <= psf_width.SHARPENING_LIMIT:
-        return shipped(row)
-    misfit = {float(w): m for w, m in row["held_out"].items()}
-    return psf_width.narrowed_further(PSF_SIGMA, misfit, ratio)
+    return chosen if ratio is None else psf_width.narrowed_further(chosen, misfit, ratio)
 
 
 def third_candidates() -> dict[str, Callable[[dict], float | None]]:
     """The candidates of docs/evaluation/psf_width_held_out_neutral_rule.md."""
-    return {f"neutral-{ratio:g}": lambda row, r=ratio: neutral(row, r)
+    return {f"neutral-{ratio:g}": lambda row, r=ratio: engine_width(row, r)
             for ratio in (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)}
 
 
@@ -183,7 +178,7 @@ def main() -> None:
                 with args.output.open("a") as file:
                     file.write(json.dumps({"set": set_name, "scene": index, "held_out": misfit}) + "\n")
     if args.third:
-        summarise(joined(args.output, args.scores), third_candidates(), shipped)
+        summarise(joined(args.output, args.scores), third_candidates(), engine_width)
     else:
         summarise(joined(args.output, args.scores), second_candidates() if args.second else candidates())
 
