@@ -3,10 +3,10 @@
 Per scene of each set named: cPSNR of the engine as shipped, of the engine `--against` a former
 choice (`fixed`: the 1.2 HR px width of before 2026-12-05; `narrowing`: narrowed per scene, never
 widened, as on 2026-12-05 midday; `flat-limits`: narrowed and widened with a limit of 0.02 on k at
-every width, as at 8cf4aac; `narrowed-only`: the held-out misfit asked only where k narrowed, as at
-6f6b637; `k-only`: without the held-out misfit's narrowing further, as at
-4f79ee7; the fallback when no narrower width meets its limit is the current one,
-which picks the narrowest when k falls with the width) and of the strongest classical pipeline. Rows go
+every width, as at 8cf4aac; `k-only`: k's choice without the held-out misfit, as at 4f79ee7;
+`narrowed-only`: the held-out misfit asked only where k narrowed, as at 6f6b637; the fallback when
+no narrower width meets its limit is the current one, which picks the narrowest when k falls with
+the width) and of the strongest classical pipeline. Rows go
 to a JSON-lines file; each set's line gives the paired mean difference with its 95% bootstrap
 interval, the scenes moved, and the margin over the strongest classical pipeline. Sets: the
 evidence sets (``evaluation.adaptation``), `sensor-0.01` / `sensor-0.5` (one sensor of 0.01 / 0.5

@@ -40,12 +40,12 @@ at most SHARPENING_LIMIT: it neither narrows nor asks for a wider width), some s
 near 0 too; there the misfit's least is used where it lies narrower by more than NEUTRAL_RATIO.
 On validation (scenes 12-47), every training-range scene whose misfit lay more than 2% lower at a
 narrower width had k at the engine's width of -0.03 or below (its correction already blurs their
-detail): they are not asked. Alone, that misfit is fooled where
-noise dominates and on some training-range scenes; after k it moved none of them on validation
-(docs/evaluation/psf_width_held_out_rule.md, psf_width_held_out_further_rule.md,
-psf_width_held_out_neutral_rule.md). Not where k widened: taken further there, frames of unseen
-bands blurred within the training ranges, which the network already restores, lost 2.3-11.1 dB in
-the test-window report (docs/evaluation/psf_width/held_out_test.log).
+detail): they are not asked. Alone, that misfit is fooled where noise dominates and on some
+training-range scenes; after k it moved none of them on validation (docs/evaluation/
+psf_width_held_out_rule.md, psf_width_held_out_further_rule.md, psf_width_held_out_neutral_rule.md).
+Not where k widened: taken further there, frames of unseen bands blurred within the training
+ranges, which the network already restores, lost 2.3-11.1 dB in the test-window report
+(docs/evaluation/psf_width/held_out_test.log).
 """
 
 from __future__ import annotations
