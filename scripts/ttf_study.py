@@ -12,14 +12,20 @@ run per setting: the checkpoints of a longer run). Rows go to a JSON-lines file 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import torch
-
 from misr_engine.evaluation.adaptation import Results, evidence_scenes, paired_interval, scene_score
-from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
-                                            FineTuneSettings, finetune_on_scene)
+from misr_engine.inference.finetune import (
+    DEFAULT_LEARNING_RATE,
+    LATENT_LEARNING_RATE,
+    LATENT_WEIGHT,
+    FineTuneSettings,
+    finetune_on_scene,
+)
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
+from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.kernel_prior import load_kernel_prior
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -29,10 +35,14 @@ MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than the
 
 
 def setting_name(learning_rate: float, latent_weight: float, steps: int,
-                 latent_learning_rate: float = LATENT_LEARNING_RATE) -> str:
-    """The row's method name (the latent learning rate only where it is not the default)."""
+                 latent_learning_rate: float = LATENT_LEARNING_RATE, kernel_start: str = "default",
+                 width: str = "rechosen") -> str:
+    """The row's method name (the latent learning rate, the kernels' start and the back-projection's
+    width only where they are not the defaults)."""
     latent = "" if latent_learning_rate == LATENT_LEARNING_RATE else f" zlr={latent_learning_rate:g}"
-    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent} steps={steps}"
+    start = "" if kernel_start == "default" else f" z0={kernel_start}"
+    kept = "" if width == "rechosen" else f" width={width}"
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept} steps={steps}"
 
 
 def main() -> None:
@@ -47,6 +57,12 @@ def main() -> None:
     parser.add_argument("--latent-weights", type=float, nargs="+", default=[LATENT_WEIGHT])
     parser.add_argument("--latent-learning-rate", type=float, default=LATENT_LEARNING_RATE)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--kernel-starts", nargs="+", choices=["default", "scene"], default=["default"],
+                        help="the frames' kernels start at the engine's PSF width (default) or at the width the "
+                             "plain run chose for the scene")
+    parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["rechosen"],
+                        help="the back-projection's width after fine-tuning: chosen again from the tuned network "
+                             "(as the engine does) or kept at the plain run's choice")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     args = parser.parse_args()
@@ -66,26 +82,34 @@ def run(args: argparse.Namespace, results: Results) -> None:
             stack = Stack.in_memory(frames, masks)
             key = f"{set_name} [{tag}]"
             if not results.has(key, "plain", index):
-                results.add({"set": key, "method": "plain", "scene": index,
-                             "cpsnr": scene_score(super_resolve(stack, loaded.model, CPU)[0], hr)})
+                chosen: list[float] = []
+                score = scene_score(super_resolve(stack, loaded.model, CPU, on_psf_sigma=chosen.append)[0], hr)
+                results.add({"set": key, "method": "plain", "scene": index, "cpsnr": score, "psf_sigma": chosen[0]})
+            scene_width = next(r["psf_sigma"] for r in results.rows
+                               if r["set"] == key and r["method"] == "plain" and r["scene"] == index)
             windows, phases = finetuning_inputs(stack)
-            for learning_rate in args.learning_rates:
-                for latent_weight in args.latent_weights:
-                    names = {s: setting_name(learning_rate, latent_weight, s, args.latent_learning_rate)
-                             for s in args.steps}
-                    if all(results.has(key, n, index) for n in names.values()):
-                        continue
-                    started = time.perf_counter()
+            for learning_rate, latent_weight, start in itertools.product(args.learning_rates, args.latent_weights,
+                                                                         args.kernel_starts):
+                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w)
+                         for s in args.steps for w in args.widths}
+                if all(results.has(key, n, index) for n in names.values()):
+                    continue
+                started = time.perf_counter()
 
-                    def checkpoint(step: int, tuned: torch.nn.Module) -> None:
-                        if step in names:
-                            seconds = time.perf_counter() - started
-                            score = scene_score(super_resolve(stack, tuned, CPU)[0], hr)
-                            results.add({"set": key, "method": names[step], "scene": index, "cpsnr": score,
-                                         "seconds": round(seconds, 1)})
-                            print(f"{key} scene {index} {names[step]}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
-                    settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
-                    finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint)
+                def checkpoint(step: int, tuned: torch.nn.Module) -> None:
+                    for width in args.widths:
+                        name = names.get((step, width))
+                        if name is None or results.has(key, name, index):
+                            continue
+                        seconds = time.perf_counter() - started
+                        kept = scene_width if width == "kept" else None
+                        score = scene_score(super_resolve(stack, tuned, CPU, psf_sigma=kept)[0], hr)
+                        results.add({"set": key, "method": name, "scene": index, "cpsnr": score,
+                                     "seconds": round(seconds, 1)})
+                        print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
+                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
+                finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
+                                  kernel_sigma=scene_width if start == "scene" else PSF_SIGMA)
 
 
 def summarise(results: Results, sets: list[str]) -> None:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..models.backprojection import blur, gain_and_offset
+from ..models.backprojection import PSF_SIGMA, blur, gain_and_offset
 from ..models.kernel_prior import KernelPrior, load_kernel_prior
 from ..models.sampling import observe_at_phases
 
@@ -100,12 +100,13 @@ def as_batch(frames: np.ndarray, masks: np.ndarray, phases: np.ndarray,
 
 
 class FrameKernels(torch.nn.Module):
-    """One kernel latent per frame through the frozen prior: ``kernel(k)`` is frame k's blur."""
+    """One kernel latent per frame through the frozen prior: ``kernel(k)`` is frame k's blur,
+    starting from the isotropic Gaussian of `sigma` HR px."""
 
-    def __init__(self, prior: KernelPrior, count: int):
+    def __init__(self, prior: KernelPrior, count: int, sigma: float = PSF_SIGMA):
         super().__init__()
         self.prior = [prior]  # in a list: not a submodule, so its (frozen) weights are not tuned
-        self.latents = torch.nn.Parameter(prior.default_latent().repeat(count, 1))
+        self.latents = torch.nn.Parameter(prior.default_latent(sigma).repeat(count, 1))
 
     def kernel(self, k: int) -> torch.Tensor:
         """Frame `k`'s kernel (1,1,K,K)."""
@@ -140,17 +141,19 @@ def leave_one_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torc
 def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
                       settings: FineTuneSettings, device: torch.device, prior: KernelPrior | None = None,
                       on_step: StepCallback | None = None,
-                      checkpoint: Callable[[int, torch.nn.Module], None] | None = None) -> FineTuned:
+                      checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
+                      kernel_sigma: float = PSF_SIGMA) -> FineTuned:
     """A copy of `model` and per-frame kernels tuned for `settings.steps` steps on one scene:
     `windows` of its normalised frames and masks (T,h,w) each, the frames' sub-pixel phases
-    (T,2). `on_step` hears each step's number and loss, `checkpoint` each step's number and the
-    network as tuned so far (studies of the step count)."""
+    (T,2). Every frame's kernel starts as the Gaussian of `kernel_sigma` HR px. `on_step` hears
+    each step's number and loss, `checkpoint` each step's number and the network as tuned so far
+    (studies of the step count)."""
     count = len(phases)
     if count < MIN_FRAMES:
         raise ValueError(f"test-time fine-tuning needs at least {MIN_FRAMES} frames, got {count}")
     prior = prior if prior is not None else load_kernel_prior(device=device)
     tuned = copy.deepcopy(model).to(device).eval()  # eval: BatchNorm keeps its training statistics
-    kernels = FrameKernels(prior, count).to(device)
+    kernels = FrameKernels(prior, count, kernel_sigma).to(device)
     optimiser = torch.optim.Adam([{"params": tuned.parameters(), "lr": settings.learning_rate},
                                   {"params": kernels.parameters(), "lr": settings.latent_learning_rate}])
     batches = [as_batch(frames, masks, phases, device) for frames, masks in windows]

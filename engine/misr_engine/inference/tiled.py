@@ -97,7 +97,8 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
                   on_warning: Callable[[str], None] | None = None,
                   on_kernels: KernelsCallback | None = None,
                   psf_sigma: float | None = None, state: int | None = None,
-                  keep_noisy_frames: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  keep_noisy_frames: bool = False,
+                  on_psf_sigma: WidthCallback | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolve `stack` x3. Returns (SR, Laplace scale) in input units, NaN where no frame is clear.
 
     `model` is a torch module (run on `device`, with `precision`) or a runner from `backends`;
@@ -107,7 +108,8 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
     `state` (a frame index): the SR shows the surface as that frame does where it departs from
     the others (``frame_state``; None: the clear-temporal mean). Frames far noisier than the
     others are named to `on_warning`, and left out from LEAVE_OUT_RATIO times the median frame's
-    noise on unless `keep_noisy_frames` (``leave_out_noisy``).
+    noise on unless `keep_noisy_frames` (``leave_out_noisy``). `on_psf_sigma` hears the
+    back-projection's PSF width.
     """
     _, height, width = stack.shape
     sr = np.empty((height * SCALE, width * SCALE), np.float32)
@@ -115,7 +117,7 @@ def super_resolve(stack: AnyStack, model: torch.nn.Module | Runner, device: torc
     for strip in super_resolve_strips(stack, model, device, tile_size, overlap, progress, precision=precision,
                                       batch_size=batch_size, ttf_steps=ttf_steps, on_warning=on_warning,
                                       on_kernels=on_kernels, psf_sigma=psf_sigma, state=state,
-                                      keep_noisy_frames=keep_noisy_frames):
+                                      keep_noisy_frames=keep_noisy_frames, on_psf_sigma=on_psf_sigma):
         sr[strip.row0:strip.row0 + len(strip.sr)] = strip.sr
         scale[strip.row0:strip.row0 + len(strip.scale)] = strip.scale
     return sr, scale

@@ -245,10 +245,10 @@ class KernelPrior(nn.Module):
         z = torch.randn(n, self.latent_size, generator=generator, device=self.offsets.device)
         return self.kernel(z)
 
-    def default_latent(self) -> torch.Tensor:
-        """(1,225) latent of the isotropic Gaussian (sigma ``PSF_SIGMA`` HR px) that the network's
-        back-projection PSF starts from: an initialisation for test-time fine-tuning."""
-        gaussian = torch.from_numpy(gaussian_kernel(self.config.kernel_size, PSF_SIGMA))
+    def default_latent(self, sigma: float = PSF_SIGMA) -> torch.Tensor:
+        """(1,225) latent of the isotropic Gaussian of `sigma` HR px (default: ``PSF_SIGMA``, that
+        the network's back-projection PSF starts from): an initialisation for test-time fine-tuning."""
+        gaussian = torch.from_numpy(gaussian_kernel(self.config.kernel_size, sigma))
         was_training = self.training
         with torch.no_grad():
             z, _ = self.eval().to_latent(self.represent(gaussian[None, None].to(self.offsets.device)))
