@@ -24,6 +24,7 @@ from misr_engine.inference.finetune import (
     FineTuneSettings,
     finetune_on_scene,
 )
+from misr_engine.inference.psf_width import kernel_start_width
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.kernel_prior import load_kernel_prior
@@ -57,9 +58,10 @@ def main() -> None:
     parser.add_argument("--latent-weights", type=float, nargs="+", default=[LATENT_WEIGHT])
     parser.add_argument("--latent-learning-rate", type=float, default=LATENT_LEARNING_RATE)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40])
-    parser.add_argument("--kernel-starts", nargs="+", choices=["default", "scene"], default=["default"],
-                        help="the frames' kernels start at the engine's PSF width (default) or at the width the "
-                             "plain run chose for the scene")
+    parser.add_argument("--kernel-starts", nargs="+", choices=["default", "scene", "held-out-wider"],
+                        default=["default"],
+                        help="the frames' kernels start at the engine's PSF width (default), at the width the "
+                             "plain run chose for the scene, or at psf_width.kernel_start_width")
     parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["rechosen"],
                         help="the back-projection's width after fine-tuning: chosen again from the tuned network "
                              "(as the engine does) or kept at the plain run's choice")
@@ -108,8 +110,10 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                      "seconds": round(seconds, 1)})
                         print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
                 settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
+                starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width,
+                          "held-out-wider": lambda: kernel_start_width(windows, phases)}
                 finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
-                                  kernel_sigma=scene_width if start == "scene" else PSF_SIGMA)
+                                  kernel_sigma=starts[start]())
 
 
 def summarise(results: Results, sets: list[str]) -> None:

@@ -181,6 +181,14 @@ def narrowed_further(chosen: float, misfit: Mapping[float, float], ratio: float)
     return least if least < chosen and misfit[least] < (1.0 - ratio) * misfit[chosen] else chosen
 
 
+def kernel_start_width(windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> float:
+    """Where test-time fine-tuning starts the frames' blur kernels (HR px): the width of least held-out
+    misfit (``held_out``) where it is wider than the engine's PSF, else the engine's. Only wider: the
+    misfit's least lies narrower on many frames blurred as in training."""
+    misfit = held_out_misfits(windows, phases, WIDTHS)
+    return max(min(sorted(misfit), key=misfit.__getitem__), PSF_SIGMA)
+
+
 def narrowing_limit(width: float) -> float:
     """The largest k a width narrower than the engine's may show and be used."""
     return SHARPENING_LIMIT + NARROWING_SLOPE * (width - PSF_SIGMA)
