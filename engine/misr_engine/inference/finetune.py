@@ -63,14 +63,15 @@ class FineTuneSettings:
 @dataclass
 class FineTuned:
     """A fine-tuned copy of the network, the frames' estimated kernels (T,1,K,K) and latents
-    (T,225), the frames that were left out (the others keep the initial kernel) and every
-    step's loss."""
+    (T,225), the frames that were left out (the others keep the initial kernel, the Gaussian of
+    `start_sigma` HR px) and every step's loss."""
 
     model: torch.nn.Module
     kernels: np.ndarray
     latents: np.ndarray
     held_out: list[int]
     losses: list[float] = field(default_factory=list)
+    start_sigma: float = PSF_SIGMA
 
 
 def held_out_order(masks: np.ndarray) -> list[int]:
@@ -175,7 +176,7 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
             checkpoint(step + 1, tuned)
     held_out = sorted(set(order[:min(settings.steps, len(order))]))
     return FineTuned(tuned.eval(), kernels.all_kernels().cpu().numpy(), kernels.latents.detach().cpu().numpy(),
-                     held_out, losses)
+                     held_out, losses, kernel_sigma)
 
 
 def kernel_shape(kernel: np.ndarray) -> dict[str, float]:
@@ -208,5 +209,6 @@ def kernel_report(result: FineTuned, frame_names: Sequence[str], phases: np.ndar
                        "kernel": np.round(kernel.astype(np.float64), 7).tolist()})
     return {"kernel_size": int(result.kernels.shape[-1]),
             "units": "HR pixels (one third of an input pixel); the optical blur before the 3 x 3 pixel integration",
+            "initial_sigma": result.start_sigma,
             "steps": len(result.losses), "final_loss": result.losses[-1] if result.losses else None,
             "frames": frames}

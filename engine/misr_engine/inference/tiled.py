@@ -38,7 +38,7 @@ from .finetune import (
 )
 from .frame_state import frame_look, toward_frame
 from .normalisation import LEAVE_OUT_RATIO, Normalisation
-from .psf_width import scene_psf_sigma
+from .psf_width import kernel_start_width, scene_psf_sigma
 from .tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -179,19 +179,23 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             on_warning(message)
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
-    tuned = _finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels) if ttf.steps > 0 else None
     noise, frame_noise = norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread  # network units
+    stated_sigma = psf_sigma
     if psf_sigma is None and SCENE_PSF_WIDTH:
         if say:
             say("choosing the back-projection's PSF width")
         # out of memory, the windows are run smaller as tiles are, unsaid: the tiles, larger, will say it
-        windows = _TileBatches(tuned or runner, 1, overlap, lambda message: None)
+        # before any fine-tuning: chosen again from the tuned network it cost 0.25 / 0.75 dB on two validation
+        # scenes (docs/evaluation/adaptation/ttf_kernel_start.log)
+        windows = _TileBatches(runner, 1, overlap, lambda message: None)
         psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases, noise, frame_noise)
         if say and psf_sigma != PSF_SIGMA:
             say(f"frames {'sharper' if psf_sigma < PSF_SIGMA else 'blurrier'} than the default PSF of {PSF_SIGMA:g} "
                 f"output pixels: the back-projection uses {psf_sigma:g}")
     if on_psf_sigma:
         on_psf_sigma(PSF_SIGMA if psf_sigma is None else psf_sigma)
+    tuned = (_finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels, stated_sigma)
+             if ttf.steps > 0 else None)
     refinements = [partial(gated_then_consistent, noise=noise, context=EDGE_CONTEXT, frame_noise=frame_noise,
                            psf_sigma=psf_sigma)]
     if state is not None:
@@ -324,10 +328,14 @@ def check_finite(output: np.ndarray, tile: Tile) -> None:
 
 def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray,
                settings: FineTuneSettings, progress: ProgressCallback | None,
-               on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None) -> TorchRunner | None:
+               on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None,
+               stated_sigma: float | None) -> TorchRunner | None:
     """A runner of a copy of the runner's network fine-tuned on windows spread over the
     registered stack (``finetune.window_origins``; the given runner is left as it is), or None,
-    with a warning, when there are too few frames to leave one out."""
+    with a warning, when there are too few frames to leave one out. The frames' kernels start at
+    the sensor's stated PSF width, else at ``psf_width.kernel_start_width``: out of the training
+    ranges fine-tuning then gained +0.06 dB instead of losing 0.13 on validation scenes
+    (docs/evaluation/adaptation/ttf_kernel_start.log)."""
     if not isinstance(runner, TorchRunner):
         raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
     count = rows.stack.shape[0]
@@ -348,7 +356,9 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
                            f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
-    tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step)
+    start = stated_sigma if stated_sigma is not None else kernel_start_width(windows, phases)
+    tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step,
+                              kernel_sigma=start)
     if on_kernels:
         on_kernels(kernel_report(tuned, [str(p) for p in rows.stack.paths], phases))
     return TorchRunner(tuned.model, runner.device, runner.precision)
