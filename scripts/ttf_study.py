@@ -16,14 +16,10 @@ import itertools
 import time
 
 import torch
+
 from misr_engine.evaluation.adaptation import Results, evidence_scenes, paired_interval, scene_score
-from misr_engine.inference.finetune import (
-    DEFAULT_LEARNING_RATE,
-    LATENT_LEARNING_RATE,
-    LATENT_WEIGHT,
-    FineTuneSettings,
-    finetune_on_scene,
-)
+from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
+                                            FineTuneSettings, finetune_on_scene)
 from misr_engine.inference.psf_width import kernel_start_width
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
@@ -59,12 +55,13 @@ def main() -> None:
     parser.add_argument("--latent-learning-rate", type=float, default=LATENT_LEARNING_RATE)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40])
     parser.add_argument("--kernel-starts", nargs="+", choices=["default", "scene", "held-out-wider"],
-                        default=["default"],
-                        help="the frames' kernels start at the engine's PSF width (default), at the width the "
-                             "plain run chose for the scene, or at psf_width.kernel_start_width")
-    parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["rechosen"],
+                        default=["held-out-wider"],
+                        help="the frames' kernels start at the engine's PSF width ('default', as the engine did "
+                             "before 2026-12-06), at the width the plain run chose for the scene, or at "
+                             "psf_width.kernel_start_width (as the engine does)")
+    parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["kept"],
                         help="the back-projection's width after fine-tuning: chosen again from the tuned network "
-                             "(as the engine does) or kept at the plain run's choice")
+                             "(as the engine did before 2026-12-06) or kept at the plain run's choice (as it does)")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     args = parser.parse_args()
