@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from functools import cache
 
 import torch
 
 from misr_engine.evaluation.adaptation import Results, evidence_scenes, paired_interval, scene_score
 from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
                                             FineTuneSettings, finetune_on_scene)
-from misr_engine.inference.psf_width import kernel_start_width
+from misr_engine.inference.held_out import held_out_misfits
+from misr_engine.inference.psf_width import WIDTHS, kernel_start_width
 from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.kernel_prior import load_kernel_prior
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
             scene_width = next(r["psf_sigma"] for r in results.rows
                                if r["set"] == key and r["method"] == "plain" and r["scene"] == index)
             windows, phases = finetuning_inputs(stack)
+            held_out_start = cache(lambda: kernel_start_width(held_out_misfits(windows, phases, WIDTHS)))
+            starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width, "held-out-wider": held_out_start}
             for learning_rate, latent_weight, start in itertools.product(args.learning_rates, args.latent_weights,
                                                                          args.kernel_starts):
                 names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w)
@@ -107,8 +111,6 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                      "seconds": round(seconds, 1)})
                         print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
                 settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
-                starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width,
-                          "held-out-wider": lambda: kernel_start_width(windows, phases)}
                 finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
                                   kernel_sigma=starts[start]())
 

@@ -129,12 +129,15 @@ def sharpening(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
 
 
 def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
-                    noise: float, frame_noise: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
+                    noise: float, frame_noise: np.ndarray | None = None,
+                    misfits: Callable[[], Mapping[float, float]] | None = None) -> tuple[float, dict[float, float]]:
     """The back-projection's PSF width (HR px) for a scene, and k at each width tried (in the order
     tried). `run` gives the network's output (1, 2, 3h, 3w) for a window's normalised (1, T, h, w)
     frames and masks and (1, T, 2) `phases`, all float32 as a runner takes them
     (``backends.Runner``); `windows` are the scene's normalised (frames, masks); `noise` and
-    `frame_noise` as the detail gate takes them."""
+    `frame_noise` as the detail gate takes them. `misfits` gives the windows' held-out misfit at
+    every width of WIDTHS where it is asked (default: ``held_out_misfits`` here; a caller that needs
+    it too passes one it caches)."""
     gated = []
     for frames, masks in windows:
         inputs = [np.ascontiguousarray(a[None], np.float32) for a in (frames, masks, phases)]  # as tiles are run
@@ -158,7 +161,7 @@ def scene_psf_sigma(run: WindowRunner, windows: Sequence[tuple[np.ndarray, np.nd
     chosen = choose_width(k_at)
     ratio = held_out_ratio(chosen, found[PSF_SIGMA])
     if ratio is not None:
-        chosen = narrowed_further(chosen, held_out_misfits(windows, phases, WIDTHS), ratio)
+        chosen = narrowed_further(chosen, misfits() if misfits else held_out_misfits(windows, phases, WIDTHS), ratio)
     return chosen, found
 
 
@@ -181,11 +184,11 @@ def narrowed_further(chosen: float, misfit: Mapping[float, float], ratio: float)
     return least if least < chosen and misfit[least] < (1.0 - ratio) * misfit[chosen] else chosen
 
 
-def kernel_start_width(windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray) -> float:
-    """Where test-time fine-tuning starts the frames' blur kernels (HR px): the width of least held-out
-    misfit (``held_out``) where it is wider than the engine's PSF, else the engine's. Only wider: the
-    misfit's least lies narrower on many frames blurred as in training."""
-    misfit = held_out_misfits(windows, phases, WIDTHS)
+def kernel_start_width(misfit: Mapping[float, float]) -> float:
+    """Where test-time fine-tuning starts the frames' blur kernels (HR px), from the held-out `misfit`
+    at every width of WIDTHS (``held_out.held_out_misfits``): the width of least misfit where it is
+    wider than the engine's PSF, else the engine's. Only wider: the misfit's least lies narrower on
+    many frames blurred as in training."""
     return max(min(sorted(misfit), key=misfit.__getitem__), PSF_SIGMA)
 
 

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -37,8 +37,9 @@ from .finetune import (
     window_origins,
 )
 from .frame_state import frame_look, toward_frame
+from .held_out import held_out_misfits
 from .normalisation import LEAVE_OUT_RATIO, Normalisation
-from .psf_width import kernel_start_width, scene_psf_sigma
+from .psf_width import WIDTHS, kernel_start_width, scene_psf_sigma
 from .tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -180,21 +181,24 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
     noise, frame_noise = norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread  # network units
-    stated_sigma = psf_sigma
-    if psf_sigma is None and SCENE_PSF_WIDTH:
+    stated_sigma, choose_width = psf_sigma, psf_sigma is None and SCENE_PSF_WIDTH
+    # the width choice and fine-tuning read the same windows, and may both ask their held-out misfit
+    windows = _finetuning_windows(rows, norm) if choose_width or ttf.steps > 0 else []
+    misfits = cache(partial(held_out_misfits, windows, phases, WIDTHS))
+    if choose_width:
         if say:
             say("choosing the back-projection's PSF width")
         # out of memory, the windows are run smaller as tiles are, unsaid: the tiles, larger, will say it
         # before any fine-tuning: chosen again from the tuned network it cost 0.25 / 0.75 dB on two validation
         # scenes (docs/evaluation/adaptation/ttf_kernel_start.log)
-        windows = _TileBatches(runner, 1, overlap, lambda message: None)
-        psf_sigma, _ = scene_psf_sigma(windows.run, _finetuning_windows(rows, norm), phases, noise, frame_noise)
+        window_batches = _TileBatches(runner, 1, overlap, lambda message: None)
+        psf_sigma, _ = scene_psf_sigma(window_batches.run, windows, phases, noise, frame_noise, misfits)
         if say and psf_sigma != PSF_SIGMA:
             say(f"frames {'sharper' if psf_sigma < PSF_SIGMA else 'blurrier'} than the default PSF of {PSF_SIGMA:g} "
                 f"output pixels: the back-projection uses {psf_sigma:g}")
     if on_psf_sigma:
         on_psf_sigma(PSF_SIGMA if psf_sigma is None else psf_sigma)
-    tuned = (_finetuned(runner, rows, norm, phases, ttf, progress, on_warning, on_kernels, stated_sigma)
+    tuned = (_finetuned(runner, rows, windows, phases, ttf, progress, on_warning, on_kernels, stated_sigma, misfits)
              if ttf.steps > 0 else None)
     refinements = [partial(gated_then_consistent, noise=noise, context=EDGE_CONTEXT, frame_noise=frame_noise,
                            psf_sigma=psf_sigma)]
@@ -326,16 +330,16 @@ def check_finite(output: np.ndarray, tile: Tile) -> None:
                         "damaged weights? no output written")
 
 
-def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases: np.ndarray,
-               settings: FineTuneSettings, progress: ProgressCallback | None,
+def _finetuned(runner: Runner, rows: RegisteredRows, windows: list[tuple[np.ndarray, np.ndarray]],
+               phases: np.ndarray, settings: FineTuneSettings, progress: ProgressCallback | None,
                on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None,
-               stated_sigma: float | None) -> TorchRunner | None:
-    """A runner of a copy of the runner's network fine-tuned on windows spread over the
-    registered stack (``finetune.window_origins``; the given runner is left as it is), or None,
+               stated_sigma: float | None, misfits: Callable[[], dict[float, float]]) -> TorchRunner | None:
+    """A runner of a copy of the runner's network fine-tuned on the normalised `windows` spread over
+    the registered stack (``finetune.window_origins``; the given runner is left as it is), or None,
     with a warning, when there are too few frames to leave one out. The frames' kernels start at
-    the sensor's stated PSF width, else at ``psf_width.kernel_start_width``: out of the training
-    ranges fine-tuning then gained +0.06 dB instead of losing 0.13 on validation scenes
-    (docs/evaluation/adaptation/ttf_kernel_start.log)."""
+    the sensor's stated PSF width, else at ``psf_width.kernel_start_width`` of the windows' held-out
+    `misfits`: out of the training ranges fine-tuning then gained +0.06 dB instead of losing 0.13 on
+    validation scenes (docs/evaluation/adaptation/ttf_kernel_start.log)."""
     if not isinstance(runner, TorchRunner):
         raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
     count = rows.stack.shape[0]
@@ -343,7 +347,6 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
         if on_warning:
             on_warning(f"test-time fine-tuning skipped: it needs at least {MIN_FRAMES} frames, got {count}")
         return None
-    windows = _finetuning_windows(rows, norm)
     steps = settings.steps
 
     started = time.perf_counter()
@@ -356,7 +359,7 @@ def _finetuned(runner: Runner, rows: RegisteredRows, norm: Normalisation, phases
                            f"here ({seconds / steps:.1f} s a step); interrupt to stop, nothing is written")
         if progress:
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
-    start = stated_sigma if stated_sigma is not None else kernel_start_width(windows, phases)
+    start = stated_sigma if stated_sigma is not None else kernel_start_width(misfits())
     tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step,
                               kernel_sigma=start)
     if on_kernels:
