@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["out-of-range", "in-distribution"])
     parser.add_argument("--split", default="validation")
     parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first SKIP scenes of each set (fresh scenes for a new choice)")
     parser.add_argument("--lr-size", type=int, default=48)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[DEFAULT_LEARNING_RATE])
     parser.add_argument("--latent-weights", type=float, nargs="+", default=[LATENT_WEIGHT])
@@ -66,11 +68,16 @@ def main() -> None:
                              "(as the engine did before 2026-12-06) or kept at the plain run's choice (as it does)")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
+    parser.add_argument("--against", metavar="METHOD",
+                        help="also print each method's mean gain over the sets and its paired interval against "
+                             "METHOD, pooled over every scene of the sets")
     args = parser.parse_args()
     results = Results(args.output)
     if not args.summary:
         run(args, results)
     summarise(results, args.sets)
+    if args.against:
+        compare(results, args.sets, args.against)
 
 
 def run(args: argparse.Namespace, results: Results) -> None:
@@ -78,8 +85,10 @@ def run(args: argparse.Namespace, results: Results) -> None:
     prior = load_kernel_prior()
     tag = loaded.sha256[:12]
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size)
+        scenes = evidence_scenes(set_name, args.split, args.skip + args.scenes, args.lr_size)
         for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
+            if index < args.skip:
+                continue
             stack = Stack.in_memory(frames, masks)
             key = f"{set_name} [{tag}]"
             if not results.has(key, "plain", index):
@@ -115,8 +124,13 @@ def run(args: argparse.Namespace, results: Results) -> None:
                                   kernel_sigma=starts[start]())
 
 
+def set_keys(results: Results, sets: list[str]) -> list[str]:
+    """The row keys ("set [weights]") of the named sets."""
+    return sorted({r["set"] for r in results.rows if any(r["set"].startswith(s) for s in sets)})
+
+
 def summarise(results: Results, sets: list[str]) -> None:
-    for key in sorted({r["set"] for r in results.rows if any(r["set"].startswith(s) for s in sets)}):
+    for key in set_keys(results, sets):
         plain = results.scores(key, "plain")
         print(f"\n{key}: plain {sum(plain.values()) / max(len(plain), 1):.3f} dB over {len(plain)} scenes")
         for method in sorted({r["method"] for r in results.rows if r["set"] == key} - {"plain"}):
@@ -125,6 +139,26 @@ def summarise(results: Results, sets: list[str]) -> None:
             mean, low, high = paired_interval([scores[i] for i in common], [plain[i] for i in common])
             interval = f"[{low:+.3f}, {high:+.3f}]" if len(common) >= MIN_INTERVAL_SCENES else "(no interval)"
             print(f"  {method:40s} {mean:+.3f} dB {interval} ({len(common)} scenes)")
+
+
+def compare(results: Results, sets: list[str], against: str) -> None:
+    """The criterion of a choice over several sets: each method's mean over the sets of its mean gain
+    over no fine-tuning, and its gain minus `against`'s, scene by scene, pooled over the sets."""
+    keys = set_keys(results, sets)
+    print(f"\nover {len(keys)} sets, against {against}:")
+    for method in sorted({r["method"] for r in results.rows if r["set"] in keys} - {"plain"}):
+        gains, differences = [], []
+        for key in keys:
+            plain, scores, base = (results.scores(key, m) for m in ("plain", method, against))
+            common = sorted(set(plain) & set(scores) & set(base))
+            if not common:
+                break
+            gains.append(sum(scores[i] - plain[i] for i in common) / len(common))
+            differences += [scores[i] - base[i] for i in common]
+        else:
+            mean, low, high = paired_interval(differences, [0.0] * len(differences))
+            print(f"  {method:40s} mean gain {sum(gains) / len(gains):+.3f} dB; against: {mean:+.3f} "
+                  f"[{low:+.3f}, {high:+.3f}] ({len(differences)} scenes)")
 
 
 if __name__ == "__main__":
