@@ -58,13 +58,29 @@ class FineTuneSettings:
     learning_rate: float = DEFAULT_LEARNING_RATE
     latent_learning_rate: float = LATENT_LEARNING_RATE
     latent_weight: float = LATENT_WEIGHT
+    checked: bool = False  # keep one frame out of the steps; the untuned network stays unless it predicts it better
+
+
+@dataclass(frozen=True)
+class Check:
+    """The check of a fine-tuning: `frame`, never a target of the steps, predicted from the
+    others (its kernel at the start width) by the network before and after the steps."""
+
+    frame: int
+    before: float
+    after: float
+
+    @property
+    def passed(self) -> bool:
+        return self.after < self.before
 
 
 @dataclass
 class FineTuned:
     """A fine-tuned copy of the network, the frames' estimated kernels (T,1,K,K) and latents
     (T,225), the frames that were left out (the others keep the initial kernel, the Gaussian of
-    `start_sigma` HR px) and every step's loss."""
+    `start_sigma` HR px), every step's loss and, where asked, the check; `model` is the network
+    as given where the check failed."""
 
     model: torch.nn.Module
     kernels: np.ndarray
@@ -72,6 +88,7 @@ class FineTuned:
     held_out: list[int]
     losses: list[float] = field(default_factory=list)
     start_sigma: float = PSF_SIGMA
+    check: Check | None = None
 
 
 def held_out_order(masks: np.ndarray) -> list[int]:
@@ -159,6 +176,7 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
                                   {"params": kernels.parameters(), "lr": settings.latent_learning_rate}])
     batches = [as_batch(frames, masks, phases, device) for frames, masks in windows]
     order = held_out_order(np.concatenate([masks for _, masks in windows], axis=-1))
+    check_frame = order.pop() if settings.checked and len(order) > 1 else None
     losses = []
     for step in range(settings.steps):
         k = order[step % len(order)]
@@ -175,8 +193,21 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
         if checkpoint:
             checkpoint(step + 1, tuned)
     held_out = sorted(set(order[:min(settings.steps, len(order))]))
-    return FineTuned(tuned.eval(), kernels.all_kernels().cpu().numpy(), kernels.latents.detach().cpu().numpy(),
-                     held_out, losses, kernel_sigma)
+    check = None
+    if check_frame is not None:
+        kernel = kernels.kernel(check_frame).detach()  # never left out: still the start kernel
+        before, after = (held_out_loss(network, batches, check_frame, kernel) for network in (model, tuned))
+        check = Check(check_frame, before, after)
+    network = tuned if check is None or check.passed else model
+    return FineTuned(network.eval(), kernels.all_kernels().cpu().numpy(), kernels.latents.detach().cpu().numpy(),
+                     held_out, losses, kernel_sigma, check)
+
+
+@torch.no_grad()
+def held_out_loss(model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                  k: int, kernel: torch.Tensor) -> float:
+    """``leave_one_out_loss`` of frame `k` averaged over the windows."""
+    return float(np.mean([float(leave_one_out_loss(model, x, m, p, k, kernel)) for x, m, p in batches]))
 
 
 def kernel_shape(kernel: np.ndarray) -> dict[str, float]:
