@@ -35,14 +35,13 @@ MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than the
 
 def setting_name(learning_rate: float, latent_weight: float, steps: int,
                  latent_learning_rate: float = LATENT_LEARNING_RATE, kernel_start: str = "default",
-                 width: str = "rechosen", checked: bool = False) -> str:
-    """The row's method name (the latent learning rate, the kernels' start, the back-projection's
-    width and the check only where they are not the defaults)."""
+                 width: str = "rechosen") -> str:
+    """The row's method name (the latent learning rate, the kernels' start and the back-projection's
+    width only where they are not the defaults)."""
     latent = "" if latent_learning_rate == LATENT_LEARNING_RATE else f" zlr={latent_learning_rate:g}"
     start = "" if kernel_start == "default" else f" z0={kernel_start}"
     kept = "" if width == "rechosen" else f" width={width}"
-    check = " checked" if checked else ""
-    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept}{check} steps={steps}"
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept} steps={steps}"
 
 
 def main() -> None:
@@ -67,9 +66,6 @@ def main() -> None:
     parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["kept"],
                         help="the back-projection's width after fine-tuning: chosen again from the tuned network "
                              "(as the engine did before 2026-12-06) or kept at the plain run's choice (as it does)")
-    parser.add_argument("--checks", nargs="+", choices=["off", "on"], default=["off"],
-                        help="'on': one frame kept out of the steps and the untuned network kept unless it predicts "
-                             "that frame better (FineTuneSettings.checked; scored at the last step only)")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     parser.add_argument("--against", metavar="METHOD",
@@ -104,49 +100,28 @@ def run(args: argparse.Namespace, results: Results) -> None:
             windows, phases = finetuning_inputs(stack)
             held_out_start = cache(lambda: kernel_start_width(held_out_misfits(windows, phases, WIDTHS)))
             starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width, "held-out-wider": held_out_start}
-            for learning_rate, latent_weight, start, check in itertools.product(
-                    args.learning_rates, args.latent_weights, args.kernel_starts, args.checks):
-                checked = check == "on"
-                steps = [max(args.steps)] if checked else args.steps
-                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w,
-                                              checked)
-                         for s in steps for w in args.widths}
+            for learning_rate, latent_weight, start in itertools.product(args.learning_rates, args.latent_weights,
+                                                                         args.kernel_starts):
+                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w)
+                         for s in args.steps for w in args.widths}
                 if all(results.has(key, n, index) for n in names.values()):
                     continue
                 started = time.perf_counter()
-                unchecked: dict[str, float] = {}
-
-                def score(network: torch.nn.Module, width: str) -> float:
-                    kept = scene_width if width == "kept" else None
-                    return scene_score(super_resolve(stack, network, CPU, psf_sigma=kept)[0], hr)
 
                 def checkpoint(step: int, tuned: torch.nn.Module) -> None:
                     for width in args.widths:
                         name = names.get((step, width))
                         if name is None or results.has(key, name, index):
                             continue
-                        if checked:  # the network before the check's decision
-                            unchecked[width] = score(tuned, width)
-                            continue
                         seconds = time.perf_counter() - started
-                        value = score(tuned, width)
-                        results.add({"set": key, "method": name, "scene": index, "cpsnr": value,
+                        kept = scene_width if width == "kept" else None
+                        score = scene_score(super_resolve(stack, tuned, CPU, psf_sigma=kept)[0], hr)
+                        results.add({"set": key, "method": name, "scene": index, "cpsnr": score,
                                      "seconds": round(seconds, 1)})
-                        print(f"{key} scene {index} {name}: {value:.3f} dB ({seconds:.0f} s)", flush=True)
-                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight,
-                                            checked)
-                result = finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
-                                           kernel_sigma=starts[start]())
-                if checked:
-                    seconds = time.perf_counter() - started
-                    for width in args.widths:
-                        name = names[(max(args.steps), width)]
-                        value = unchecked[width] if result.check.passed else score(result.model, width)
-                        results.add({"set": key, "method": name, "scene": index, "cpsnr": value,
-                                     "seconds": round(seconds, 1), "tuned_cpsnr": unchecked[width],
-                                     "check": [result.check.before, result.check.after]})
-                        print(f"{key} scene {index} {name}: {value:.3f} dB (tuned {unchecked[width]:.3f}, check "
-                              f"{'passed' if result.check.passed else 'failed'}; {seconds:.0f} s)", flush=True)
+                        print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
+                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
+                finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
+                                  kernel_sigma=starts[start]())
 
 
 def set_keys(results: Results, sets: list[str]) -> list[str]:
