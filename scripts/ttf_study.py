@@ -18,7 +18,7 @@ from functools import cache
 
 import torch
 
-from misr_engine.evaluation.adaptation import Results, evidence_scenes, paired_interval, scene_score
+from misr_engine.evaluation.adaptation import Results, evidence_scenes, mean_interval, paired_interval, scene_score
 from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
                                             FineTuneSettings, finetune_on_scene)
 from misr_engine.inference.held_out import held_out_misfits
@@ -156,7 +156,7 @@ def compare(results: Results, sets: list[str], against: str) -> None:
             gains.append(sum(scores[i] - plain[i] for i in common) / len(common))
             differences += [scores[i] - base[i] for i in common]
         else:
-            mean, low, high = paired_interval(differences, [0.0] * len(differences))
+            mean, low, high = mean_interval(differences)
             print(f"  {method:40s} mean gain {sum(gains) / len(gains):+.3f} dB; against: {mean:+.3f} "
                   f"[{low:+.3f}, {high:+.3f}] ({len(differences)} scenes)")
 
