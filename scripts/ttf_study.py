@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from functools import cache, partial
+from functools import cache
 
 import torch
 
 from misr_engine.evaluation.adaptation import Results, evidence_scenes, mean_interval, paired_interval, scene_score
-from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT, OBJECTIVES,
+from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
                                             FineTuneSettings, finetune_on_scene)
 from misr_engine.inference.held_out import held_out_misfits
 from misr_engine.inference.psf_width import WIDTHS, kernel_start_width
-from misr_engine.inference.tiled import finetuning_inputs, finetuning_refinement, super_resolve
+from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models.backprojection import PSF_SIGMA
 from misr_engine.models.kernel_prior import load_kernel_prior
 from misr_engine.models.weights import load_model
@@ -35,14 +35,13 @@ MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than the
 
 def setting_name(learning_rate: float, latent_weight: float, steps: int,
                  latent_learning_rate: float = LATENT_LEARNING_RATE, kernel_start: str = "default",
-                 width: str = "rechosen", objective: str = "network") -> str:
+                 width: str = "rechosen") -> str:
     """The row's method name (the latent learning rate, the kernels' start and the back-projection's
     width only where they are not the defaults)."""
     latent = "" if latent_learning_rate == LATENT_LEARNING_RATE else f" zlr={latent_learning_rate:g}"
     start = "" if kernel_start == "default" else f" z0={kernel_start}"
     kept = "" if width == "rechosen" else f" width={width}"
-    scored = "" if objective == "network" else f" objective={objective}"
-    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept}{scored} steps={steps}"
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept} steps={steps}"
 
 
 def main() -> None:
@@ -67,9 +66,6 @@ def main() -> None:
     parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["kept"],
                         help="the back-projection's width after fine-tuning: chosen again from the tuned network "
                              "(as the engine did before 2026-12-06) or kept at the plain run's choice (as it does)")
-    parser.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=["network"],
-                        help="the held-out frame predicted from the network's SR of the others, or from that SR "
-                             "after the engine's refinement (finetune.OBJECTIVES)")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     parser.add_argument("--against", metavar="METHOD",
@@ -104,11 +100,9 @@ def run(args: argparse.Namespace, results: Results) -> None:
             windows, phases = finetuning_inputs(stack)
             held_out_start = cache(lambda: kernel_start_width(held_out_misfits(windows, phases, WIDTHS)))
             starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width, "held-out-wider": held_out_start}
-            refine = cache(partial(finetuning_refinement, stack, scene_width))
-            for learning_rate, latent_weight, start, objective in itertools.product(
-                    args.learning_rates, args.latent_weights, args.kernel_starts, args.objectives):
-                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w,
-                                              objective)
+            for learning_rate, latent_weight, start in itertools.product(args.learning_rates, args.latent_weights,
+                                                                         args.kernel_starts):
+                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w)
                          for s in args.steps for w in args.widths}
                 if all(results.has(key, n, index) for n in names.values()):
                     continue
@@ -125,10 +119,9 @@ def run(args: argparse.Namespace, results: Results) -> None:
                         results.add({"set": key, "method": name, "scene": index, "cpsnr": score,
                                      "seconds": round(seconds, 1)})
                         print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
-                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight,
-                                            objective)
+                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
                 finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
-                                  kernel_sigma=starts[start](), refine=refine() if objective == "refined" else None)
+                                  kernel_sigma=starts[start]())
 
 
 def set_keys(results: Results, sets: list[str]) -> list[str]:

@@ -200,7 +200,5 @@ def gated_then_consistent(sr: torch.Tensor, frames: torch.Tensor, masks: torch.T
     was kept (a flat or faint surface under noise), the back-projection does not bring the noise
     back. A refinement (``backends.Refinement``) once `noise`, `frame_noise`, `psf_sigma` and
     `context` (the tiles' mirrored LR pixels, `consistent`) are bound."""
-    gated, kept = gated_weighted(sr.detach(), frames, masks, phases, noise, frame_noise)
-    if sr.requires_grad:  # fine-tuned through it: the gate's weights held, its SR moves as `kept` of the network's
-        gated = gated + kept * (sr - sr.detach())
-    return consistent(gated, frames, masks, phases, psf_sigma=psf_sigma, kept=kept.clamp(max=1.0), context=context)
+    sr, kept = gated_weighted(sr, frames, masks, phases, noise, frame_noise)
+    return consistent(sr, frames, masks, phases, psf_sigma=psf_sigma, kept=kept.clamp(max=1.0), context=context)

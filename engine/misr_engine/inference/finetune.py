@@ -46,14 +46,8 @@ MIN_FRAMES = 3  # one left out, at least two to super-resolve it from
 MAX_STEPS = 1000  # --ttf-steps above this are refused (about 2 s a step on 2 CPU cores: 35 minutes)
 MIN_CLEAR_FRACTION = 0.5  # frames clearer than this are left out in turn
 BORDER = 2  # LR pixels at the window's edge not scored (the SR's border lacks context)
-OBJECTIVES = ("network", "refined")
-"""What the held-out frame is predicted from: the network's SR of the other frames, or that SR after
-the engine's refinement from those frames (the detail gate and the back-projection, ``refine``),
-as the run's output is made."""
 
 StepCallback = Callable[[int, float], None]
-Refinement = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(sr (1,1,3h,3w), frames (1,T,h,w), masks, phases (1,T,2)) -> the reworked SR (``backends.Refinement``)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,6 @@ class FineTuneSettings:
     learning_rate: float = DEFAULT_LEARNING_RATE
     latent_learning_rate: float = LATENT_LEARNING_RATE
     latent_weight: float = LATENT_WEIGHT
-    objective: str = "network"  # one of OBJECTIVES
 
 
 @dataclass
@@ -130,16 +123,13 @@ class FrameKernels(torch.nn.Module):
 
 
 def leave_one_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor,
-                       phases: torch.Tensor, k: int, kernel: torch.Tensor,
-                       refine: Refinement | None = None) -> torch.Tensor:
+                       phases: torch.Tensor, k: int, kernel: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference, over frame `k`'s clear pixels away from the border, between
-    frame `k` and the SR of the other frames (then `refine`d from them, where given) blurred by
-    `kernel` (1,1,K,K), observed at frame `k`'s phase, gain and offset matched. In the frame's
-    units: in the SR's, shrinking the SR's contrast would shrink the error too."""
+    frame `k` and the SR of the other frames blurred by `kernel` (1,1,K,K), observed at frame
+    `k`'s phase, gain and offset matched. In the frame's units: in the SR's, shrinking the SR's
+    contrast would shrink the error too."""
     keep = [i for i in range(frames.shape[1]) if i != k]
     sr, _ = model(frames[:, keep], masks[:, keep], phases[:, keep])
-    if refine is not None:
-        sr = refine(sr, frames[:, keep], masks[:, keep], phases[:, keep])
     observed = observe_at_phases(blur(sr, kernel), phases[:, k:k + 1])
     weight = torch.zeros_like(masks[:, k:k + 1])
     weight[..., BORDER:weight.shape[-2] - BORDER, BORDER:weight.shape[-1] - BORDER] = 1.0
@@ -153,20 +143,13 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
                       settings: FineTuneSettings, device: torch.device, prior: KernelPrior | None = None,
                       on_step: StepCallback | None = None,
                       checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
-                      kernel_sigma: float = PSF_SIGMA, refine: Refinement | None = None) -> FineTuned:
+                      kernel_sigma: float = PSF_SIGMA) -> FineTuned:
     """A copy of `model` and per-frame kernels tuned for `settings.steps` steps on one scene:
     `windows` of its normalised frames and masks (T,h,w) each, the frames' sub-pixel phases
-    (T,2). Every frame's kernel starts as the Gaussian of `kernel_sigma` HR px. With the
-    "refined" objective, `refine` (differentiable in the SR) reworks each SR before it is scored.
-    `on_step` hears
+    (T,2). Every frame's kernel starts as the Gaussian of `kernel_sigma` HR px. `on_step` hears
     each step's number and loss, `checkpoint` each step's number and the network as tuned so far
     (studies of the step count)."""
     count = len(phases)
-    if settings.objective not in OBJECTIVES:
-        raise ValueError(f"unknown fine-tuning objective {settings.objective!r} (choose from {', '.join(OBJECTIVES)})")
-    if settings.objective == "refined" and refine is None:
-        raise ValueError("the 'refined' fine-tuning objective needs the refinement")
-    refine = refine if settings.objective == "refined" else None
     if count < MIN_FRAMES:
         raise ValueError(f"test-time fine-tuning needs at least {MIN_FRAMES} frames, got {count}")
     prior = prior if prior is not None else load_kernel_prior(device=device)
@@ -181,7 +164,7 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
         k = order[step % len(order)]
         x, m, p = batches[(step // len(order)) % len(batches)]
         with torch.enable_grad():
-            loss = leave_one_out_loss(tuned, x, m, p, k, kernels.kernel(k), refine)
+            loss = leave_one_out_loss(tuned, x, m, p, k, kernels.kernel(k))
             objective = loss + settings.latent_weight * kernels.penalty(k)
             optimiser.zero_grad(set_to_none=True)
             objective.backward()

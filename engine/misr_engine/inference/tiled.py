@@ -26,7 +26,7 @@ from ..registration.streamed import (
     scene_radiometry,
     stack_registration,
 )
-from .backends import RefinedRunner, Refinement, Runner, TileOutOfMemory, TorchRunner
+from .backends import RefinedRunner, Runner, TileOutOfMemory, TorchRunner
 from .consistency import gated_then_consistent
 from .finetune import (
     MIN_FRAMES,
@@ -180,7 +180,7 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
             on_warning(message)
     if on_frames_used:
         on_frames_used([str(path) for path in stack.paths])
-    noise, frame_noise = network_noise(norm)
+    noise, frame_noise = norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread  # network units
     stated_sigma, choose_width = psf_sigma, psf_sigma is None and SCENE_PSF_WIDTH
     # the width choice and fine-tuning read the same windows, and may both ask their held-out misfit
     windows = _finetuning_windows(rows, norm) if choose_width or ttf.steps > 0 else []
@@ -198,10 +198,10 @@ def _strips(stack: AnyStack, runner: Runner, tile_size: int, overlap: int, progr
                 f"output pixels: the back-projection uses {psf_sigma:g}")
     if on_psf_sigma:
         on_psf_sigma(PSF_SIGMA if psf_sigma is None else psf_sigma)
-    tuned = (_finetuned(runner, rows, windows, phases, ttf, progress, on_warning, on_kernels, stated_sigma, misfits,
-                        scene_refinement(norm, psf_sigma))
+    tuned = (_finetuned(runner, rows, windows, phases, ttf, progress, on_warning, on_kernels, stated_sigma, misfits)
              if ttf.steps > 0 else None)
-    refinements = [scene_refinement(norm, psf_sigma, EDGE_CONTEXT)]
+    refinements = [partial(gated_then_consistent, noise=noise, context=EDGE_CONTEXT, frame_noise=frame_noise,
+                           psf_sigma=psf_sigma)]
     if state is not None:
         look = frame_look(rows.blocks(tiles[0].height), state, stack.shape)
         refinements.append(partial(toward_frame, index=state, noise=look.noise / norm.spread, context=EDGE_CONTEXT,
@@ -309,25 +309,6 @@ def finetuning_inputs(stack: AnyStack, tile_size: int = DEFAULT_TILE_SIZE, overl
     return _finetuning_windows(rows, norm), phases
 
 
-def finetuning_refinement(stack: AnyStack, psf_sigma: float | None, tile_size: int = DEFAULT_TILE_SIZE,
-                          overlap: int = DEFAULT_OVERLAP) -> Refinement:
-    """The refinement of `stack`'s fine-tuning windows (`scene_refinement`; for studies of the fine-tuning)."""
-    return scene_refinement(prepare_scene(stack, tile_size, overlap)[2], psf_sigma)
-
-
-def scene_refinement(norm: Normalisation, psf_sigma: float | None, context: int = 0) -> Refinement:
-    """The engine's refinement of a scene's SR in network units (``consistency.gated_then_consistent``
-    against the scene's noise and its frames' own, at the back-projection's `psf_sigma`), for
-    inputs with `context` mirrored LR pixels on every side."""
-    noise, frame_noise = network_noise(norm)
-    return partial(gated_then_consistent, noise=noise, context=context, frame_noise=frame_noise, psf_sigma=psf_sigma)
-
-
-def network_noise(norm: Normalisation) -> tuple[float, np.ndarray]:
-    """The scene's noise and each frame's (T,), in the network's units."""
-    return norm.noise / norm.spread, np.asarray(norm.frame_noise) / norm.spread
-
-
 def _finetuning_windows(rows: RegisteredRows, norm: Normalisation) -> list[tuple[np.ndarray, np.ndarray]]:
     """Normalised frames and masks of the windows spread over the scene (``finetune.window_origins``)."""
     _, height, width = rows.stack.shape
@@ -352,15 +333,13 @@ def check_finite(output: np.ndarray, tile: Tile) -> None:
 def _finetuned(runner: Runner, rows: RegisteredRows, windows: list[tuple[np.ndarray, np.ndarray]],
                phases: np.ndarray, settings: FineTuneSettings, progress: ProgressCallback | None,
                on_warning: Callable[[str], None] | None, on_kernels: KernelsCallback | None,
-               stated_sigma: float | None, misfits: Callable[[], dict[float, float]],
-               refine: Refinement) -> TorchRunner | None:
+               stated_sigma: float | None, misfits: Callable[[], dict[float, float]]) -> TorchRunner | None:
     """A runner of a copy of the runner's network fine-tuned on the normalised `windows` spread over
     the registered stack (``finetune.window_origins``; the given runner is left as it is), or None,
     with a warning, when there are too few frames to leave one out. The frames' kernels start at
     the sensor's stated PSF width, else at ``psf_width.kernel_start_width`` of the windows' held-out
     `misfits`: out of the training ranges fine-tuning then gained +0.06 dB instead of losing 0.13 on
-    validation scenes (docs/evaluation/adaptation/ttf_kernel_start.log). `refine`: the windows' refinement
-    (`scene_refinement`), for the "refined" objective."""
+    validation scenes (docs/evaluation/adaptation/ttf_kernel_start.log)."""
     if not isinstance(runner, TorchRunner):
         raise MisrError("test-time fine-tuning needs the torch backend: ONNX Runtime runs fixed weights")
     count = rows.stack.shape[0]
@@ -382,7 +361,7 @@ def _finetuned(runner: Runner, rows: RegisteredRows, windows: list[tuple[np.ndar
             progress(TTF_PROGRESS_SHARE * step / steps, f"test-time fine-tuning {step}/{steps}, loss {loss:.4f}")
     start = stated_sigma if stated_sigma is not None else kernel_start_width(misfits())
     tuned = finetune_on_scene(runner.model, windows, phases, settings, runner.device, on_step=on_step,
-                              kernel_sigma=start, refine=refine)
+                              kernel_sigma=start)
     if on_kernels:
         on_kernels(kernel_report(tuned, [str(p) for p in rows.stack.paths], phases))
     return TorchRunner(tuned.model, runner.device, runner.precision)

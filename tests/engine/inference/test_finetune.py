@@ -5,7 +5,6 @@ on request; the CLI and the plugin's capability check see it."""
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from misr_engine.evaluation.metrics import cpsnr
 from misr_engine.inference.finetune import (DEFAULT_STEPS, FineTuneSettings, FrameKernels, as_batch,
                                             finetune_on_scene, held_out_order, kernel_shape, leave_one_out_loss,
                                             window_origins)
-from misr_engine.inference.tiled import finetuning_inputs, finetuning_refinement, super_resolve
+from misr_engine.inference.tiled import finetuning_inputs, super_resolve
 from misr_engine.models.kernel_prior import load_kernel_prior
 from misr_engine.rasters.bands import read_band
 from misr_engine.rasters.stack import Stack
@@ -80,38 +79,6 @@ def test_fine_tuning_lowers_the_leave_one_out_error_on_a_copy(holdout_stack, shi
     with torch.no_grad():
         kernels.latents.copy_(torch.from_numpy(result.latents))
     assert mean_loss(result.model, windows, phases, kernels) < 0.97 * untuned
-
-
-def test_the_refined_objective_tunes_the_network_through_the_engine_refinement(holdout_stack, shipped_model):
-    """Scored through the refinement (the detail gate, then the back-projection from the other frames),
-    the held-out loss reaches the network's weights through it, the refinement's values are those of
-    a run, and fine-tuning lowers that loss on a copy."""
-    stack = crop(holdout_stack)
-    windows, phases = finetuning_inputs(stack)
-    refine = finetuning_refinement(stack, 1.2)
-    x, m, p = as_batch(*windows[0], phases, CPU)
-    kernel = FrameKernels(load_kernel_prior(), len(phases)).kernel(0)
-    with torch.no_grad():
-        sr = shipped_model(x[:, 1:], m[:, 1:], p[:, 1:])[0]
-        run = refine(sr, x[:, 1:], m[:, 1:], p[:, 1:])
-    tracked = sr.clone().requires_grad_(True)
-    assert torch.equal(refine(tracked, x[:, 1:], m[:, 1:], p[:, 1:]), run)  # the same values with a gradient
-    gradients = []
-    for scored in (None, refine):
-        model = copy.deepcopy(shipped_model)  # the shared fixture's gradients stay untouched
-        leave_one_out_loss(model, x, m, p, 0, kernel.detach(), scored).backward()
-        gradients.append(model.deconvolution.weight.grad)
-    assert gradients[1].abs().sum() > 0 and not torch.allclose(gradients[0], gradients[1])
-
-    def refined_loss(model) -> float:
-        with torch.no_grad():
-            return float(np.mean([leave_one_out_loss(model, *as_batch(*window, phases, CPU), k, kernel, refine).item()
-                                  for window in windows for k in held_out_order(window[1])]))
-    result = finetune_on_scene(shipped_model, windows, phases, FineTuneSettings(12, 1e-4, objective="refined"), CPU,
-                               refine=refine)
-    assert refined_loss(result.model) < refined_loss(shipped_model)
-    with pytest.raises(ValueError, match="needs the refinement"):
-        finetune_on_scene(shipped_model, windows, phases, FineTuneSettings(1, objective="refined"), CPU)
 
 
 @pytest.fixture(scope="module")
