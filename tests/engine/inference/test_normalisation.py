@@ -149,3 +149,17 @@ def test_the_noise_floor_raises_the_network_where_the_noise_is_beyond_its_traini
     left out; docs/evaluation/noise_floor_units_validation.log)."""
     gains = _noise_floor_gains(shipped_model, monkeypatch, conditions)
     assert min(gains) > -0.02 and np.mean(gains) > 0.05, f"gains of the noise floor per crop (dB): {np.round(gains, 2)}"
+
+
+@pytest.mark.parametrize(("gain", "offset"), [(1e-4, 0.0), (2.75e-5, -0.2)])
+def test_the_sr_follows_the_frames_units(sample_stack, shipped_model, gain, offset):
+    """Frames in reflectance (floats), or in another product's scaled units with an offset, give the
+    sample's SR and uncertainty in those units: nothing in the engine is tied to Sentinel-2's DN."""
+    frames, masks = sample_stack.frames[:, :LR_SIDE, :LR_SIDE], sample_stack.masks[:, :LR_SIDE, :LR_SIDE]
+    dn_sr, dn_scale = super_resolve(Stack.in_memory(frames, masks), shipped_model, torch.device("cpu"))
+    scaled = (frames.astype(np.float64) * gain + offset).astype(np.float32)
+    sr, scale = super_resolve(Stack.in_memory(scaled, masks), shipped_model, torch.device("cpu"))
+    assert np.isfinite(dn_sr).mean() > 0.99 and np.array_equal(np.isnan(sr), np.isnan(dn_sr))
+    moved = np.abs((sr.astype(np.float64) - offset) / gain - dn_sr)[np.isfinite(dn_sr)]  # in DN; the level is ~1100
+    assert moved.mean() < 0.25 and moved.max() < 2.5  # float32 rounding of offset units: 0.08 / 1.0 DN
+    assert np.allclose(scale.astype(np.float64) / gain, dn_scale, rtol=1e-3, equal_nan=True)
