@@ -19,7 +19,7 @@ from functools import cache
 import torch
 
 from misr_engine.evaluation.adaptation import Results, evidence_scenes, mean_interval, paired_interval, scene_score
-from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT, LEAVE_OUT,
+from misr_engine.inference.finetune import (DEFAULT_LEARNING_RATE, LATENT_LEARNING_RATE, LATENT_WEIGHT,
                                             FineTuneSettings, finetune_on_scene)
 from misr_engine.inference.held_out import held_out_misfits
 from misr_engine.inference.psf_width import WIDTHS, kernel_start_width
@@ -35,14 +35,13 @@ MIN_INTERVAL_SCENES = 5  # a bootstrap over fewer scenes is little more than the
 
 def setting_name(learning_rate: float, latent_weight: float, steps: int,
                  latent_learning_rate: float = LATENT_LEARNING_RATE, kernel_start: str = "default",
-                 width: str = "rechosen", leave_out: str = "one") -> str:
+                 width: str = "rechosen") -> str:
     """The row's method name (the latent learning rate, the kernels' start and the back-projection's
     width only where they are not the defaults)."""
     latent = "" if latent_learning_rate == LATENT_LEARNING_RATE else f" zlr={latent_learning_rate:g}"
     start = "" if kernel_start == "default" else f" z0={kernel_start}"
     kept = "" if width == "rechosen" else f" width={width}"
-    out = "" if leave_out == "one" else f" out={leave_out}"
-    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept}{out} steps={steps}"
+    return f"ttf lr={learning_rate:g} zw={latent_weight:g}{latent}{start}{kept} steps={steps}"
 
 
 def main() -> None:
@@ -67,8 +66,6 @@ def main() -> None:
     parser.add_argument("--widths", nargs="+", choices=["rechosen", "kept"], default=["kept"],
                         help="the back-projection's width after fine-tuning: chosen again from the tuned network "
                              "(as the engine did before 2026-12-06) or kept at the plain run's choice (as it does)")
-    parser.add_argument("--leave-out", nargs="+", choices=LEAVE_OUT, default=["one"],
-                        help="frames a step leaves out: one in turn, or half of them (finetune.LEAVE_OUT)")
     parser.add_argument("--output", required=True, help="JSON-lines results (appended; resumable)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
     parser.add_argument("--against", metavar="METHOD",
@@ -103,10 +100,9 @@ def run(args: argparse.Namespace, results: Results) -> None:
             windows, phases = finetuning_inputs(stack)
             held_out_start = cache(lambda: kernel_start_width(held_out_misfits(windows, phases, WIDTHS)))
             starts = {"default": lambda: PSF_SIGMA, "scene": lambda: scene_width, "held-out-wider": held_out_start}
-            for learning_rate, latent_weight, start, leave_out in itertools.product(
-                    args.learning_rates, args.latent_weights, args.kernel_starts, args.leave_out):
-                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w,
-                                              leave_out)
+            for learning_rate, latent_weight, start in itertools.product(args.learning_rates, args.latent_weights,
+                                                                         args.kernel_starts):
+                names = {(s, w): setting_name(learning_rate, latent_weight, s, args.latent_learning_rate, start, w)
                          for s in args.steps for w in args.widths}
                 if all(results.has(key, n, index) for n in names.values()):
                     continue
@@ -123,8 +119,7 @@ def run(args: argparse.Namespace, results: Results) -> None:
                         results.add({"set": key, "method": name, "scene": index, "cpsnr": score,
                                      "seconds": round(seconds, 1)})
                         print(f"{key} scene {index} {name}: {score:.3f} dB ({seconds:.0f} s)", flush=True)
-                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight,
-                                            leave_out)
+                settings = FineTuneSettings(max(args.steps), learning_rate, args.latent_learning_rate, latent_weight)
                 finetune_on_scene(loaded.model, windows, phases, settings, CPU, prior, checkpoint=checkpoint,
                                   kernel_sigma=starts[start]())
 

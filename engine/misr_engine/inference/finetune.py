@@ -46,9 +46,6 @@ MIN_FRAMES = 3  # one left out, at least two to super-resolve it from
 MAX_STEPS = 1000  # --ttf-steps above this are refused (about 2 s a step on 2 CPU cores: 35 minutes)
 MIN_CLEAR_FRACTION = 0.5  # frames clearer than this are left out in turn
 BORDER = 2  # LR pixels at the window's edge not scored (the SR's border lacks context)
-LEAVE_OUT = ("one", "half")
-"""How many frames a step leaves out: one (the held-out frames in turn), or half of them (a different
-half each step, drawn with the step's number as seed; at least two frames stay in)."""
 
 StepCallback = Callable[[int, float], None]
 
@@ -61,7 +58,6 @@ class FineTuneSettings:
     learning_rate: float = DEFAULT_LEARNING_RATE
     latent_learning_rate: float = LATENT_LEARNING_RATE
     latent_weight: float = LATENT_WEIGHT
-    leave_out: str = "one"  # one of LEAVE_OUT
 
 
 @dataclass
@@ -128,37 +124,19 @@ class FrameKernels(torch.nn.Module):
 
 def leave_one_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor,
                        phases: torch.Tensor, k: int, kernel: torch.Tensor) -> torch.Tensor:
-    """`held_out_loss` with frame `k` alone left out."""
-    return held_out_loss(model, frames, masks, phases, [k], [kernel])
-
-
-def held_out_loss(model: torch.nn.Module, frames: torch.Tensor, masks: torch.Tensor, phases: torch.Tensor,
-                  held: Sequence[int], kernels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Mean over the `held` frames of the mean absolute difference, over each one's clear pixels away
-    from the border, between that frame and the SR of the frames not held blurred by its kernel
-    (1,1,K,K), observed at its phase, gain and offset matched. In the frames' units: in the SR's,
-    shrinking the SR's contrast would shrink the error too."""
-    keep = [i for i in range(frames.shape[1]) if i not in held]
+    """Mean absolute difference, over frame `k`'s clear pixels away from the border, between
+    frame `k` and the SR of the other frames blurred by `kernel` (1,1,K,K), observed at frame
+    `k`'s phase, gain and offset matched. In the frame's units: in the SR's, shrinking the SR's
+    contrast would shrink the error too."""
+    keep = [i for i in range(frames.shape[1]) if i != k]
     sr, _ = model(frames[:, keep], masks[:, keep], phases[:, keep])
-    losses = []
-    for k, kernel in zip(held, kernels):
-        observed = observe_at_phases(blur(sr, kernel), phases[:, k:k + 1])
-        weight = torch.zeros_like(masks[:, k:k + 1])
-        weight[..., BORDER:weight.shape[-2] - BORDER, BORDER:weight.shape[-1] - BORDER] = 1.0
-        weight = weight * masks[:, k:k + 1]
-        gain, offset = gain_and_offset(frames[:, k:k + 1], observed, weight)
-        residual = weight * (frames[:, k:k + 1] - gain * observed - offset)
-        losses.append(residual.abs().sum() / weight.sum().clamp(min=1.0))
-    return torch.stack(losses).mean()
-
-
-def held_out_frames(order: Sequence[int], count: int, step: int, leave_out: str) -> list[int]:
-    """The frames a step leaves out, of `count` frames whose held-out `order` is given: the step's one in
-    turn, or (`leave_out` "half") half of them, drawn with the step as seed, leaving at least two in."""
-    if leave_out == "one":
-        return [order[step % len(order)]]
-    size = max(1, min(len(order) // 2, count - 2))
-    return sorted(int(k) for k in np.random.default_rng(step).choice(order, size, replace=False))
+    observed = observe_at_phases(blur(sr, kernel), phases[:, k:k + 1])
+    weight = torch.zeros_like(masks[:, k:k + 1])
+    weight[..., BORDER:weight.shape[-2] - BORDER, BORDER:weight.shape[-1] - BORDER] = 1.0
+    weight = weight * masks[:, k:k + 1]
+    gain, offset = gain_and_offset(frames[:, k:k + 1], observed, weight)
+    residual = weight * (frames[:, k:k + 1] - gain * observed - offset)
+    return residual.abs().sum() / weight.sum().clamp(min=1.0)
 
 
 def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray, np.ndarray]], phases: np.ndarray,
@@ -172,8 +150,6 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
     each step's number and loss, `checkpoint` each step's number and the network as tuned so far
     (studies of the step count)."""
     count = len(phases)
-    if settings.leave_out not in LEAVE_OUT:
-        raise ValueError(f"unknown leave-out {settings.leave_out!r} (choose from {', '.join(LEAVE_OUT)})")
     if count < MIN_FRAMES:
         raise ValueError(f"test-time fine-tuning needs at least {MIN_FRAMES} frames, got {count}")
     prior = prior if prior is not None else load_kernel_prior(device=device)
@@ -184,15 +160,12 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
     batches = [as_batch(frames, masks, phases, device) for frames, masks in windows]
     order = held_out_order(np.concatenate([masks for _, masks in windows], axis=-1))
     losses = []
-    per_window = len(order) if settings.leave_out == "one" else 2  # steps on a window before the next
-    used: set[int] = set()
     for step in range(settings.steps):
-        held = held_out_frames(order, count, step, settings.leave_out)
-        used.update(held)
-        x, m, p = batches[(step // per_window) % len(batches)]
+        k = order[step % len(order)]
+        x, m, p = batches[(step // len(order)) % len(batches)]
         with torch.enable_grad():
-            loss = held_out_loss(tuned, x, m, p, held, [kernels.kernel(k) for k in held])
-            objective = loss + settings.latent_weight * sum(kernels.penalty(k) for k in held) / len(held)
+            loss = leave_one_out_loss(tuned, x, m, p, k, kernels.kernel(k))
+            objective = loss + settings.latent_weight * kernels.penalty(k)
             optimiser.zero_grad(set_to_none=True)
             objective.backward()
             optimiser.step()
@@ -201,7 +174,7 @@ def finetune_on_scene(model: torch.nn.Module, windows: Sequence[tuple[np.ndarray
             on_step(step + 1, losses[-1])
         if checkpoint:
             checkpoint(step + 1, tuned)
-    held_out = sorted(used)
+    held_out = sorted(set(order[:min(settings.steps, len(order))]))
     return FineTuned(tuned.eval(), kernels.all_kernels().cpu().numpy(), kernels.latents.detach().cpu().numpy(),
                      held_out, losses, kernel_sigma)
 
