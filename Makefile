@@ -68,12 +68,14 @@ clean:
 # A lent GPU machine (see docs/performance.md): pack the data here (`make gpu-pack`, after `make
 # dataset`), then run there, with device/ carried: `make gpu-train` (the paper-sized PIUnet,
 # stopped after about 8 minutes) and `make gpu-check` (speed, mixed-precision quality, a full
-# Sentinel-2 tile; writes $$OUT/gpu_check.json). Both use the machine's own python3 and torch.
+# Sentinel-2 tile; writes $$OUT/gpu_check.json). Both use the machine's own python3 and torch
+# (no GDAL or Dask there); gpu-train copies its weights, log and curves to $$OUT when it is set.
 gpu-pack: dataset
 	@$(PY) scripts/pack_for_device.py
 
 gpu-train:
 	@PYTHONPATH=engine python3 -m misr_engine.cli train --config configs/piunet_s2_gpu.json --progress none
+	@if [ -n "$${OUT:-}" ]; then cd runs/piunet_s2_gpu && cp piunet.safetensors best.safetensors log.csv curves.png config.json "$$OUT"/; fi
 
 gpu-check:
 	@PYTHONPATH=engine python3 scripts/gpu_check.py --output $${OUT:-gpu_check}

@@ -34,7 +34,8 @@ from .rasters.outputs import atomic_outputs, check_outputs
 from .rasters.writer import check_geotiff_name
 from .rasters.disk import check_free_space
 from .rasters.selection import clearest_selection
-from .rasters.stack import DEFAULT_MAX_FRAMES, LazyStack, StackPlan, open_planned, plan_stack
+from .rasters.selection import DEFAULT_MAX_FRAMES
+from .rasters.stack import LazyStack, StackPlan, open_planned, plan_stack
 from .rasters.writer import write_strips
 from .registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES, Screening, screen_stack
 

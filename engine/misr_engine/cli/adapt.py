@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..rasters.stack import DEFAULT_MAX_FRAMES
+from ..rasters.selection import DEFAULT_MAX_FRAMES
 from .options import add_model, add_output, add_progress
 
 

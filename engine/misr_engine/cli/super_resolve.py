@@ -9,7 +9,7 @@ from ..imaging.mtf import ENGINE_MTF, MTF_RANGE
 from ..inference.normalisation import LEAVE_OUT_RATIO
 from ..inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from ..rasters.masks import AUTO, MASK_KINDS, UNUSABLE
-from ..rasters.stack import DEFAULT_MAX_FRAMES
+from ..rasters.selection import DEFAULT_MAX_FRAMES
 from ..registration.screening import DEFAULT_DILATION, MIN_FRAMES as MIN_SCREENED_FRAMES
 from .options import add_device, add_model, add_output, add_progress
 

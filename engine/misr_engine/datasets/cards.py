@@ -22,12 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from .. import SCALE, __version__
+from ..errors import MisrError
 from .samples import FEATURELESS_KEEP, MARGIN, MIN_TEXTURE
 from .sentinel2 import S2_BANDS, SPLITS, scaled_window, sentinel2_band_paths
-from .split_figure import plot_splits
-from ..errors import MisrError
-from ..rasters.bands import open_band
 from .simulate import TRAINING, Degradation
+from .split_figure import plot_splits
 
 Window = tuple[tuple[int, int | None], tuple[int, int | None]]
 Arrays = dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, dtype)
@@ -178,6 +177,8 @@ def arrays_table(arrays: Arrays) -> list[str]:
 
 def source_table(paths: Sequence[str], names: Sequence[str] | None) -> list[str]:
     """One row per source raster: band name, path, size (from its header)."""
+    from ..rasters.bands import open_band  # GDAL only where a card reads its sources
+
     rows = ["| Band | File | Size (HR px) |", "|---|---|---|"]
     for index, path in enumerate(paths):
         grid = open_band(path, None).grid

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rasters.bands import open_band, read_band
 from .sentinel2 import NATIVE_PIXEL_M, SPLITS, TEST_WINDOW, UNSEEN_BANDS, Window, scaled_window, sentinel2_band_paths
 
 SPLIT_COLOURS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
@@ -27,6 +26,8 @@ def _bounds(window: Window, height: int, width: int) -> tuple[int, int, int, int
 def plot_splits(path: str | Path, band: str = "B04") -> None:
     """Draw `band` (10 m) with every split window, the gaps and the unseen-band area into `path` (PNG)."""
     import matplotlib
+
+    from ..rasters.bands import open_band, read_band  # GDAL only where the figure is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle

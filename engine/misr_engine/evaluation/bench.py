@@ -134,7 +134,7 @@ def synthetic_stack(size: int, frames: int, seed: int = 0):
     """A reproducible textured scene of `frames` shifted, noisy frames with a few cloud masks."""
     from scipy import ndimage
 
-    from ..rasters.stack import Stack
+    from ..rasters.in_memory import Stack
     rng = np.random.default_rng(seed)
     scene = ndimage.gaussian_filter(rng.standard_normal((size + 4, size + 4)), 1.5)
     scene = 1000.0 + 300.0 * scene / scene.std()

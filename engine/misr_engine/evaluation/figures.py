@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -80,4 +81,25 @@ def plot_examples(path: Path, hr: list[np.ndarray], scores: list[Scores]) -> Non
             axis.set_axis_off()
     figure.tight_layout()
     figure.savefig(path, dpi=72)
+    plt.close(figure)
+
+
+def plot_training_curves(log_csv: Path, path: Path) -> None:
+    """Training loss and validation cPSNR against steps, from training's log.csv."""
+    plt = pyplot()
+    with open(log_csv) as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    steps = [int(r[0]) for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for loss in sorted({r[1] for r in rows}):
+        left.plot([s for s, r in zip(steps, rows) if r[1] == loss],
+                  [float(r[2]) for r in rows if r[1] == loss], "o-", label=f"train ({loss})")
+    left.set_xlabel("step")
+    left.set_ylabel("training loss (normalised units)")
+    left.legend()
+    right.plot(steps, [float(r[3]) for r in rows], "o-", color="C2")
+    right.set_xlabel("step")
+    right.set_ylabel("validation cPSNR (dB)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
     plt.close(figure)

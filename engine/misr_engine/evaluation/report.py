@@ -3,7 +3,6 @@ figures and `results.json` with every per-scene number. (Training's curves are d
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 
 from .baselines import BASELINES, STRONGEST_CANDIDATES
 from ..datasets.cards import display_path
-from .figures import plot_calibration, plot_examples, plot_sparsification, pyplot
+from .figures import plot_calibration, plot_examples, plot_sparsification
 from .metrics import LAPLACE_LEVELS, ause, laplace_calibration
 from .scores import BORDER, CHANGE_AWAY_PX, CHANGE_INSIDE, LR_FIDELITY_PSF_SIGMA, Scores
 from .statistics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
@@ -198,24 +197,3 @@ def write_report(out: Path, results: list[SetResult], label: str, networks: list
                 "sets": {r.name: set_json(r) for r in results}}
     (out / "results.json").write_text(json.dumps(json_safe(document), indent=1))
     return out / "report.md"
-
-
-def plot_training_curves(log_csv: Path, path: Path) -> None:
-    """Training loss and validation cPSNR against steps, from training's log.csv."""
-    plt = pyplot()
-    with open(log_csv) as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    steps = [int(r[0]) for r in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for loss in sorted({r[1] for r in rows}):
-        left.plot([s for s, r in zip(steps, rows) if r[1] == loss],
-                  [float(r[2]) for r in rows if r[1] == loss], "o-", label=f"train ({loss})")
-    left.set_xlabel("step")
-    left.set_ylabel("training loss (normalised units)")
-    left.legend()
-    right.plot(steps, [float(r[3]) for r in rows], "o-", color="C2")
-    right.set_xlabel("step")
-    right.set_ylabel("validation cPSNR (dB)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

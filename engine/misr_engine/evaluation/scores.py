@@ -19,7 +19,7 @@ from scipy import ndimage
 from .baselines import BASELINES, Prepared, engine_prepared
 from ..inference.tiled import super_resolve
 from .metrics import Alignment, best_alignment, cpsnr, cssim, gradient_stratified_psnr, lr_fidelity, spearman
-from ..rasters.stack import Stack
+from ..rasters.in_memory import Stack
 
 Method = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 """(frames, masks) -> SR, or (SR, predicted Laplace scale) for a network."""

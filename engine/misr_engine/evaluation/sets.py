@@ -27,8 +27,6 @@ from ..datasets.simulate import (
     Degradation,
 )
 from ..errors import MisrError
-from ..rasters.bands import read_band
-from ..rasters.stack import read_stack
 from ..resources import sample_dir, sample_paths
 
 Scenes = dict[str, np.ndarray]
@@ -78,6 +76,9 @@ class SampleSet:
                         "one is overcast) and the real 10 m image as reference, 140 x 140 LR")
 
     def scenes(self, count: int | None = None, workers: int = 2) -> Scenes:
+        from ..rasters.bands import read_band  # GDAL: the sample's files (the other sets need none here)
+        from ..rasters.stack import read_stack
+
         stack = read_stack(*sample_paths())
         hr = read_band(str(sample_dir() / "reference_hr.tif"))[0]
         return {"frames": stack.frames[None].astype(np.float32), "masks": stack.masks[None],

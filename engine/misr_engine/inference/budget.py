@@ -35,7 +35,7 @@ ENGINE_BYTES = 450 * 2 ** 20
 WARP_BYTES = 64 * 2 ** 20
 """GDAL's warper works in chunks of this much (WarpMemoryLimit) per warped read."""
 SCAN_ROWS = 64
-"""Rows of one file read at a time while ranking the frames (`rasters.stack.READ_BLOCK_ROWS`)."""
+"""Rows of one file read at a time while ranking the frames (`rasters.in_memory.READ_BLOCK_ROWS`)."""
 ROW_REACH = 8
 """Rows of registration reach assumed on each side of a row of tiles (whole-pixel shifts)."""
 

@@ -17,7 +17,7 @@ from .. import SCALE
 from ..errors import MisrError
 from ..models.backprojection import PSF_SIGMA
 from ..progress import Say, staged
-from ..rasters.gdal_utils import gdal_cache_limit
+from ..rasters.in_memory import read_cache_limit
 from ..registration.stack import subpixel_phase
 from ..registration.streamed import (
     AnyStack,
@@ -154,7 +154,7 @@ def super_resolve_strips(stack: AnyStack, model: torch.nn.Module | Runner, devic
     """
     runner = (TorchRunner(model, device if device is not None else torch.device("cpu"), precision)
               if isinstance(model, torch.nn.Module) else model)
-    with gdal_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
+    with read_cache_limit(stack.cache_bytes()):  # held while the consumer writes the strips too
         settings = ttf_steps if isinstance(ttf_steps, FineTuneSettings) else FineTuneSettings(int(ttf_steps))
         yield from _strips(stack, runner, tile_size, overlap, progress, batch_size, settings, on_warning, on_kernels,
                            registration, psf_sigma, state, keep_noisy_frames, on_frames_used, on_psf_sigma)

@@ -1,14 +1,15 @@
 """The georeferencing of a raster, the one check that two rasters share a grid, and the part of
-a grid an area covers (`--extent`)."""
+a grid an area covers (`--extent`). GDAL is imported only where a CRS is compared: a grid alone (a
+stack in memory, the tiled inference, training) needs none, as on a GPU machine's image without it."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from osgeo import gdal, osr
-
-gdal.UseExceptions()
+if TYPE_CHECKING:
+    from osgeo import gdal
 
 GEOTRANSFORM_TOLERANCE = 1e-6  # relative to the pixel size
 
@@ -138,6 +139,8 @@ def _same_crs(a: str, b: str) -> bool:
         return True
     if not a or not b:
         return False
+    from osgeo import osr
+
     sa, sb = osr.SpatialReference(), osr.SpatialReference()
     sa.ImportFromWkt(a)
     sb.ImportFromWkt(b)

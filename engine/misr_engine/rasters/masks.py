@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import MisrError
-from .bands import BandSource
+from ..imaging.morphology import disc
+
+if TYPE_CHECKING:  # the mask kinds and their codes need no GDAL (the command line's help reads them)
+    from .bands import BandSource
 
 AUTO = "auto"
 MASK_KINDS = ("binary", "scl", "qa_pixel", "fmask")
@@ -244,9 +247,3 @@ class MaskReader:
         if grow > 0:
             clear = ~ndimage.binary_dilation(~clear, structure=disc(grow))
         return clear[row0 - top:row1 - top, col0 - left:col1 - left]
-
-
-def disc(radius: int) -> np.ndarray:
-    """A boolean disc of `radius` pixels (the structuring element of mask dilations)."""
-    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius + radius

@@ -13,6 +13,9 @@ import numpy as np
 from ..errors import MisrError
 from ..files import identity
 
+DEFAULT_MAX_FRAMES = 15
+"""At most this many (the clearest) frames are super-resolved together."""
+
 
 def unique_inputs(frame_paths: Sequence[str], mask_paths: Sequence[str] | None) -> tuple[list[int], list[str]]:
     """Indices of the frames to read (the first of each file given more than once, with the same

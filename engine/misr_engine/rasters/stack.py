@@ -13,12 +13,13 @@ import numpy as np
 from .. import SCALE
 from ..errors import MisrError
 from ..files import ensure_open_files
-from ..progress import Say, counted
 from .bands import BandSource, Units, open_band, warp_band
 from .gdal_utils import bounded_cache, gdal_cache_limit
 from .grid import Grid, Window, window_of
+from .in_memory import READ_BLOCK_ROWS, Stack, frame_indices, row_blocks
 from .masks import MaskOptions, MaskReader, count_values, merge_notes, resolve_kinds
 from .selection import (
+    DEFAULT_MAX_FRAMES,
     clearest_selection,
     cloudy_selection,
     duplicate_selection,
@@ -29,64 +30,9 @@ from .writer import BLOCK_SIZE
 VALUE_LIMIT = 1e30
 """Frame values this large are not data: +-3.4e38 (float32's extremes) is a common undeclared
 nodata value, and such values would overflow the arithmetic. They count as not clear."""
-DEFAULT_MAX_FRAMES = 15
-"""At most this many (the clearest) frames are super-resolved together."""
 
 
 AnyStack = TypeVar("AnyStack", "Stack", "LazyStack")
-
-
-@dataclass
-class Stack:
-    """A time series of co-registered single-band frames and their clear-sky masks, in memory.
-
-    It offers the interface of `LazyStack` (shape, clear_fraction, read_rows, subset), so the
-    streamed inference runs on either.
-    """
-
-    frames: np.ndarray  # (T, H, W) float32, NaN never present (invalid pixels are masked)
-    masks: np.ndarray  # (T, H, W) bool, True = clear
-    grid: Grid
-    paths: list[str]
-    nodata: float | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @classmethod
-    def in_memory(cls, frames: np.ndarray, masks: np.ndarray) -> Stack:
-        """A stack of arrays on a unit pixel grid without CRS (for tests and evaluation)."""
-        t, height, width = frames.shape
-        return cls(np.asarray(frames, np.float32), np.asarray(masks, bool),
-                   Grid("", (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), width, height),
-                   [f"frame {i + 1}" for i in range(t)])
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(T, H, W)."""
-        return tuple(self.frames.shape)
-
-    @property
-    def clear_fraction(self) -> np.ndarray:
-        return self.masks.reshape(len(self.masks), -1).mean(axis=1)
-
-    def read_rows(self, row0: int, row1: int, col0: int = 0,
-                  col1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Frames (T, rows, cols) float32 (0 where not clear) and clear masks of a window."""
-        window = (slice(None), slice(row0, row1), slice(col0, col1))
-        return self.frames[window], self.masks[window]
-
-    def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> Stack:
-        """The frames `keep` (indices or booleans), with `warnings` added."""
-        index = _indices(keep)
-        return Stack(self.frames[index], self.masks[index], self.grid, [self.paths[i] for i in index],
-                     self.nodata, self.warnings + list(warnings))
-
-    def load(self) -> Stack:
-        """This stack (already in memory)."""
-        return self
-
-    def cache_bytes(self) -> int | None:
-        """No bound on GDAL's block cache: nothing is read from files."""
-        return None
 
 
 @dataclass
@@ -180,7 +126,7 @@ class LazyStack:
 
     def subset(self, keep: np.ndarray, warnings: Sequence[str] = ()) -> LazyStack:
         """The frames `keep` (indices or booleans), with `warnings` added."""
-        index = _indices(keep)
+        index = frame_indices(keep)
         return LazyStack([self.sources[i] for i in index], self.grid, [self.paths[i] for i in index],
                          self.clear_fraction[index], self.nodata, self.warnings + list(warnings), list(self.notes),
                          self.units)
@@ -195,8 +141,6 @@ class LazyStack:
         return Stack(frames, masks, self.grid, list(self.paths), self.nodata, list(self.warnings))
 
 
-READ_BLOCK_ROWS = 64
-"""Rows per window when a pass reads a whole raster (the clear fractions)."""
 EXTENT_CONTEXT = 16
 """LR pixels read around an `--extent` (where the frames have them): the SR at the area's edges
 sees its neighbours as in a run of the whole frames. On the sample, a 28 x 34 px area differed
@@ -215,17 +159,6 @@ def stream_cache_bytes(sources: Sequence[FrameSource], grid: Grid, outputs: int 
 def output_cache_bytes(grid: Grid, outputs: int = 2, scale: int = SCALE) -> int:
     """GDAL block cache for two block rows of `outputs` float32 outputs `scale` times finer than `grid`."""
     return outputs * 2 * BLOCK_SIZE * grid.width * scale * 4
-
-
-def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
-    """(row0, row1) windows of at most `rows` rows covering [0, height)."""
-    return [(row0, min(height, row0 + max(1, rows))) for row0 in range(0, height, max(1, rows))]
-
-
-def _indices(keep: np.ndarray) -> np.ndarray:
-    """Frame indices from indices or a boolean selection."""
-    keep = np.asarray(keep)
-    return np.flatnonzero(keep) if keep.dtype == bool else keep.astype(int)
 
 
 @dataclass
@@ -492,17 +425,6 @@ def scan_frame(source: FrameSource, grid: Grid) -> tuple[int, bytes]:
             digest.update(values.tobytes())
             digest.update(np.packbits(clear).tobytes())
     return count, digest.digest()
-
-
-def clear_fractions_of(stack: AnyStack, say: Say | None = None) -> np.ndarray:
-    """Fraction of clear pixels of every frame of any stack (its `read_rows`), in row blocks
-    (`say` hears the share of the rows done)."""
-    count, height, width = stack.shape
-    counts = np.zeros(count, np.int64)
-    with gdal_cache_limit(stack.cache_bytes()):
-        for row0, row1 in counted(row_blocks(height, READ_BLOCK_ROWS), say):
-            counts += stack.read_rows(row0, row1)[1].reshape(count, -1).sum(axis=1)
-    return counts / (width * height)
 
 
 def _placement(source: BandSource, grid: Grid, grid_path: str, align: bool, notes: list[str],

@@ -29,19 +29,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import MisrError
+from ..imaging.morphology import disc
 from ..imaging.robust import NORMAL_MAD
 from ..progress import Say, staged
-from ..rasters.masks import disc
-from ..rasters.stack import LazyStack, Stack, clear_fractions_of
+from ..rasters.in_memory import Stack, clear_fractions_of
 from .stack import move_window, whole_pixel_moves
 
-AnyStack = Union[Stack, LazyStack]
+if TYPE_CHECKING:  # reading files needs GDAL; an in-memory stack does not
+    from ..rasters.stack import LazyStack
+
+AnyStack = Union[Stack, "LazyStack"]
 
 BRIGHT_THRESHOLD = 4.0
 DARK_THRESHOLD = 4.0

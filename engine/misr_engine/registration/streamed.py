@@ -4,12 +4,12 @@ rows read window by window with every frame moved by its whole-pixel shift."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
 import numpy as np
 
 from ..progress import Say, counted
-from ..rasters.stack import LazyStack, Stack, row_blocks
+from ..rasters.in_memory import Stack, row_blocks
 from .radiometry import (
     HALO,
     Radiometry,
@@ -26,7 +26,10 @@ from .stack import (
     window_registration,
 )
 
-AnyStack = Union[Stack, LazyStack]
+if TYPE_CHECKING:  # reading files needs GDAL; an in-memory stack does not
+    from ..rasters.stack import LazyStack
+
+AnyStack = Union[Stack, "LazyStack"]
 
 
 @dataclass

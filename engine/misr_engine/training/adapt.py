@@ -34,7 +34,8 @@ from ..errors import MisrError
 from ..inference.tiled import prepare_scene
 from ..models.weights import carried_metadata, check_weights, load_model, save_weights
 from ..rasters.outputs import atomic_outputs, check_outputs
-from ..rasters.stack import DEFAULT_MAX_FRAMES, open_stack, select_frames
+from ..rasters.selection import DEFAULT_MAX_FRAMES
+from ..rasters.stack import open_stack, select_frames
 from ..registration.stack import subpixel_phase
 from .self_supervised import SelfSupervisedConfig, SelfSupervisedTask, crop_size
 from .trainer import BEST, train

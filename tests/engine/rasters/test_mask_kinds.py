@@ -9,7 +9,8 @@ import pytest
 from osgeo import gdal
 
 from misr_engine.errors import MisrError
-from misr_engine.rasters.masks import (MaskOptions, ValueCounts, candidate_kinds, clear_of, disc, resolve_kinds)
+from misr_engine.imaging.morphology import disc
+from misr_engine.rasters.masks import MaskOptions, ValueCounts, candidate_kinds, clear_of, resolve_kinds
 from misr_engine.rasters.stack import open_stack
 from tests.rasters import QA_CLEAR_LAND, QA_CLOUD, make_raster, product_masks
 

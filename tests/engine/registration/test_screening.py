@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from misr_engine.pipeline import SCREENING_POOL, SuperResolveRequest, _opened, super_resolve_files
 from misr_engine.rasters.bands import read_band
-from misr_engine.rasters.masks import disc
+from misr_engine.imaging.morphology import disc
 from misr_engine.rasters.stack import open_stack, plan_stack
 from misr_engine.registration.screening import Screening, ScreenedStack, screen_stack
 from tests.engine.reporting import Recorder
