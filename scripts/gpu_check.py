@@ -11,7 +11,7 @@
    extrapolated to the whole tile when it runs out (said so).
 
 Writes gpu_check.json into --output (after each part, so a timeout keeps what was done). With --quick everything is tiny, so that
-the CPU tests can run it in seconds (no GPU needed then: the GPU parts report "no CUDA").
+the CPU tests can run it in seconds (no GPU needed then: the scene speed is torch's on the CPU).
 """
 
 from __future__ import annotations
@@ -54,10 +54,14 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def scene_speed(settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """ms per scene and peak memory of every CUDA configuration present (bench's scene case)."""
+def scene_speed(settings: dict[str, Any], quick: bool = False) -> list[dict[str, Any]]:
+    """ms per scene and peak memory of every CUDA configuration present (bench's scene case, each in
+    its own process); with `quick` on a machine without CUDA, of torch on the CPU instead (the tests'
+    check that those processes run)."""
+    on_cpu = quick and not torch.cuda.is_available()
+    backends, devices = (["torch"], ["cpu"]) if on_cpu else (["torch", "onnx"], ["cuda"])
     results = []
-    for config in available_configs(["torch", "onnx"], ["cuda"]):
+    for config in available_configs(backends, devices):
         case = {**config, **settings, "kind": "scene", "model": "piunet", "weights": None}
         if config["backend"] == "onnx":
             from misr_engine.inference.onnx_export import cached_onnx
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": machine(), "settings": settings}
-    steps = (("scenes", lambda: scene_speed({k: settings[k] for k in ("scene_size", "frames", "repeats", "warmup")})),
+    steps = (("scenes", lambda: scene_speed({k: settings[k] for k in ("scene_size", "frames", "repeats", "warmup")},
+                                            args.quick)),
              ("precision", lambda: precision_quality(Path(args.val), settings["val_scenes"])),
              ("full_tile", lambda: full_tile(settings["tile"], settings["tile_seconds"])))
     for name, step in steps:
