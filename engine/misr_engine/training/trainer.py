@@ -24,8 +24,8 @@ from .. import SCALE
 from ..datasets.samples import load_samples
 from ..datasets.simulate import upsampled_share
 from ..errors import MisrError
-from ..evaluation.metrics import cpsnr
 from ..evaluation.figures import plot_training_curves
+from ..evaluation.metrics import cpsnr
 from ..models.config_bounds import Bound, OneOf
 from ..models.registry import MODELS, build_model
 from ..models.weights import read_metadata, read_state_dict, save_weights
