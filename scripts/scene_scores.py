@@ -38,6 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N scenes of each set's draw (fresh scenes for a new choice)")
     parser.add_argument("--split", choices=["validation", "test"], default="validation",
                         help="test: to report a change already chosen on validation, never to choose one")
     parser.add_argument("--lr-size", type=int, default=64)
@@ -61,7 +63,10 @@ def main() -> None:
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size, args.frames)
+        scenes = evidence_scenes(set_name, args.split, args.skip + args.scenes, args.lr_size, args.frames)
+        drawn = len(scenes["frames"])
+        scenes = {key: value[args.skip:] if np.ndim(value) and len(value) == drawn else value
+                  for key, value in scenes.items()}
         srs = [super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0] for frames, masks
                in zip(scenes["frames"], scenes["masks"])]
         scores[set_name] = [scene_score(sr, hr) for sr, hr in zip(srs, scenes["hr"])]
