@@ -40,4 +40,4 @@ def run_models(args: argparse.Namespace) -> None:
             print(f"{model['name']} ({model['label']}): {model['weights'] or 'no shipped weights'}; "
                   f"{', '.join(model['capabilities'])}")
             for option in model["weights_options"][1:]:
-                print(f"  --weights {option['weights']}: {option['name']}, {option['label']}")
+                print(f"  --weights {option['weights']}: {option['label']}")

@@ -150,4 +150,4 @@ def test_models_json_lists_the_shipped_weights_options_with_their_cards_and_the_
     assert answer["limits"]["screening_pool"] == SCREENING_POOL  # the plugin's note on frames reads it
     listing = run("models").stdout
     for option in list(options.values())[1:]:
-        assert f"--weights {option['weights']}" in listing
+        assert f"--weights {option['weights']}: {option['label']}\n" in listing  # the label names the option
