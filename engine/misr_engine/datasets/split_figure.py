@@ -25,9 +25,9 @@ def _bounds(window: Window, height: int, width: int) -> tuple[int, int, int, int
 
 def plot_splits(path: str | Path, band: str = "B04") -> None:
     """Draw `band` (10 m) with every split window, the gaps and the unseen-band area into `path` (PNG)."""
-    import matplotlib
-
     from ..rasters.bands import open_band, read_band  # GDAL only where the figure is drawn
+
+    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
