@@ -17,10 +17,10 @@ from .. import SCALE
 from ..errors import MisrError
 from ..models.backprojection import PSF_SIGMA
 from ..progress import Say, staged
+from ..rasters.any_stack import AnyStack
 from ..rasters.in_memory import read_cache_limit
 from ..registration.stack import subpixel_phase
 from ..registration.streamed import (
-    AnyStack,
     RegisteredRows,
     TileRowInput,
     scene_radiometry,

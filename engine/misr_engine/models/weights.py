@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import MisrError
 from ..files import check_input_file
 from .config_bounds import checked_config
-from .registry import build_model, model_spec
+from .registry import model_spec
 
 
 @dataclass(frozen=True)

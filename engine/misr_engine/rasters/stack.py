@@ -32,7 +32,8 @@ VALUE_LIMIT = 1e30
 nodata value, and such values would overflow the arithmetic. They count as not clear."""
 
 
-AnyStack = TypeVar("AnyStack", "Stack", "LazyStack")
+SomeStack = TypeVar("SomeStack", "Stack", "LazyStack")
+"""Either kind of stack, returned as the kind it was given."""
 
 
 @dataclass
@@ -469,13 +470,13 @@ def offset_words(cols: int, rows: int) -> str:
     return " and ".join(parts) or "at"
 
 
-def drop_cloudy_frames(stack: AnyStack) -> AnyStack:
+def drop_cloudy_frames(stack: SomeStack) -> SomeStack:
     """Remove frames with no clear pixel, warning about each; fail if none is left."""
     keep, warnings = cloudy_selection(stack.paths, stack.clear_fraction)
     return stack.subset(keep, warnings)
 
 
-def select_frames(stack: AnyStack, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[AnyStack, list[str]]:
+def select_frames(stack: SomeStack, max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[SomeStack, list[str]]:
     """Keep the `max_frames` clearest frames (in their original order); warn about the rest."""
     if len(stack.paths) <= max_frames:
         return stack, []

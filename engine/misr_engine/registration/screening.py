@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -38,13 +38,9 @@ from ..errors import MisrError
 from ..imaging.morphology import disc
 from ..imaging.robust import NORMAL_MAD
 from ..progress import Say, staged
+from ..rasters.any_stack import AnyStack
 from ..rasters.in_memory import Stack, clear_fractions_of
 from .stack import move_window, whole_pixel_moves
-
-if TYPE_CHECKING:  # reading files needs GDAL; an in-memory stack does not
-    from ..rasters.stack import LazyStack
-
-AnyStack = Union[Stack, "LazyStack"]
 
 BRIGHT_THRESHOLD = 4.0
 DARK_THRESHOLD = 4.0

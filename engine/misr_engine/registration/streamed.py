@@ -4,12 +4,13 @@ rows read window by window with every frame moved by its whole-pixel shift."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import Iterator
 
 import numpy as np
 
 from ..progress import Say, counted
-from ..rasters.in_memory import Stack, row_blocks
+from ..rasters.any_stack import AnyStack
+from ..rasters.in_memory import row_blocks
 from .radiometry import (
     HALO,
     Radiometry,
@@ -25,11 +26,6 @@ from .stack import (
     whole_pixel_moves,
     window_registration,
 )
-
-if TYPE_CHECKING:  # reading files needs GDAL; an in-memory stack does not
-    from ..rasters.stack import LazyStack
-
-AnyStack = Union[Stack, "LazyStack"]
 
 
 @dataclass

@@ -36,8 +36,7 @@ from ..models.weights import carried_metadata, check_weights, load_model, save_w
 from ..rasters.outputs import atomic_outputs, check_outputs
 from ..rasters.selection import DEFAULT_MAX_FRAMES
 from ..rasters.stack import open_stack, select_frames
-from ..registration.stack import subpixel_phase
-from .self_supervised import SelfSupervisedConfig, SelfSupervisedTask, crop_size
+from .self_supervised import SelfSupervisedConfig, SelfSupervisedTask
 from .trainer import BEST, train
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
