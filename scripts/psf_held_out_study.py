@@ -170,9 +170,10 @@ def main() -> None:
     if not args.summary:
         for set_name in args.sets:
             evidence, frames_per_stack, lr_side = SETS[set_name]
-            scenes = evidence_scenes(evidence, args.split, args.skip + args.scenes, lr_side, n_frames=frames_per_stack)
-            for index in range(args.skip, args.skip + args.scenes):
-                prepared = B.engine_prepared(scenes["frames"][index], scenes["masks"][index])
+            scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack,
+                                     skip=args.skip)
+            for index, frames, masks in zip(scenes["scene"].tolist(), scenes["frames"], scenes["masks"]):
+                prepared = B.engine_prepared(frames, masks)
                 found = held_out_misfits([(prepared.frames, prepared.masks)], prepared.phases, WIDTHS)
                 misfit = {str(w): m for w, m in found.items()}
                 with args.output.open("a") as file:

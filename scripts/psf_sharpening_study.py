@@ -151,10 +151,9 @@ def main() -> None:
         runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
         for set_name in args.sets:
             evidence, frames_per_stack, lr_side = SETS[set_name]
-            scenes = evidence_scenes(evidence, args.split, args.skip + args.scenes, lr_side, n_frames=frames_per_stack)
-            for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
-                if index < args.skip:
-                    continue
+            scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack,
+                                     skip=args.skip)
+            for index, frames, masks, hr in zip(scenes["scene"].tolist(), scenes["frames"], scenes["masks"], scenes["hr"]):
                 row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr, tuple(args.widths))}
                 with path.open("a") as file:
                     file.write(json.dumps(row) + "\n")

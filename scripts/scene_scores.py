@@ -63,10 +63,7 @@ def main() -> None:
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.skip + args.scenes, args.lr_size, args.frames)
-        drawn = len(scenes["frames"])
-        scenes = {key: value[args.skip:] if np.ndim(value) and len(value) == drawn else value
-                  for key, value in scenes.items()}
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size, args.frames, skip=args.skip)
         srs = [super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0] for frames, masks
                in zip(scenes["frames"], scenes["masks"])]
         scores[set_name] = [scene_score(sr, hr) for sr, hr in zip(srs, scenes["hr"])]

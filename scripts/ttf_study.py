@@ -85,10 +85,8 @@ def run(args: argparse.Namespace, results: Results) -> None:
     prior = load_kernel_prior()
     tag = loaded.sha256[:12]
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, args.split, args.skip + args.scenes, args.lr_size)
-        for index, (frames, masks, hr) in enumerate(zip(scenes["frames"], scenes["masks"], scenes["hr"])):
-            if index < args.skip:
-                continue
+        scenes = evidence_scenes(set_name, args.split, args.scenes, args.lr_size, skip=args.skip)
+        for index, frames, masks, hr in zip(scenes["scene"].tolist(), scenes["frames"], scenes["masks"], scenes["hr"]):
             stack = Stack.in_memory(frames, masks)
             key = f"{set_name} [{tag}]"
             if not results.has(key, "plain", index):

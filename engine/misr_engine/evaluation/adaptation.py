@@ -80,15 +80,21 @@ ADAPTATION_SETS = ("in-distribution", "out-of-range", "unseen-bands", "unseen-ba
 
 
 def evidence_scenes(name: str, split: str, count: int, lr_size: int = 48, n_frames: int = 9,
-                    seed: int = 41, workers: int = 1) -> dict[str, np.ndarray]:
-    """`count` unregistered scenes of set `name` from the `split` window (validation or test)."""
+                    seed: int = 41, workers: int = 1, skip: int = 0) -> dict[str, np.ndarray]:
+    """`count` unregistered scenes of set `name` from the `split` window (validation or test):
+    scenes `skip` to `skip + count - 1` of the draw, so that a later study takes fresh scenes; their
+    numbers in the draw under "scene"."""
     spec = EVIDENCE_SETS[name]
     if split != "test" and spec.unseen:
         raise ValueError(f"{name}: the unseen bands are for the test report only, not for choices")
     window = scaled_window(SPLITS[split], spec.pixel_m)
     paths = averaged_band_paths(spec.bands, spec.pixel_m) if spec.averaged else sentinel2_band_paths(spec.bands)
-    return build_samples(paths, window, count, lr_size, n_frames, seed,
-                         conditions=spec.conditions, workers=workers, featureless_keep=0.0, registered=False)
+    drawn = build_samples(paths, window, skip + count, lr_size, n_frames, seed,
+                          conditions=spec.conditions, workers=workers, featureless_keep=0.0, registered=False)
+    scenes = {key: value[skip:] if np.ndim(value) and len(value) == skip + count else value
+              for key, value in drawn.items()}
+    scenes["scene"] = np.arange(skip, skip + count)
+    return scenes
 
 
 def scene_score(sr: np.ndarray, hr: np.ndarray) -> float:

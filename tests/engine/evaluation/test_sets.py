@@ -128,3 +128,13 @@ def test_change_regions_split_a_field_into_inside_and_away():
     assert not away[13, 20:30].any() and away[12, 20:30].all() and away[:, 37:].all()
     assert away[14, 15] and not away[15, 16]  # 7.1 and 5.7 px from the edge's corner (19, 20)
     assert not (inside & away).any()
+
+
+def test_evidence_scenes_skip_gives_the_later_scenes_of_the_same_draw_with_their_numbers():
+    # studies take fresh validation scenes by skipping those earlier studies used
+    from misr_engine.evaluation.adaptation import evidence_scenes
+    whole = evidence_scenes("in-distribution", "validation", 3, lr_size=32)
+    later = evidence_scenes("in-distribution", "validation", 2, lr_size=32, skip=1)
+    assert whole["scene"].tolist() == [0, 1, 2] and later["scene"].tolist() == [1, 2]
+    for key in ("frames", "masks", "hr", "true_shifts"):
+        np.testing.assert_array_equal(later[key], whole[key][1:])
