@@ -281,7 +281,7 @@ def super_resolve_files(request: SuperResolveRequest, progress: Reporter | None 
     used: dict[int, list[str]] = {}  # band index -> the frames it used (noisy ones left out)
     widths: dict[int, float] = {}  # band index -> its back-projection's PSF width
 
-    def band_strips(index: int):
+    def band_strips(index: int) -> Iterator[Any]:
         def update(fraction: float, message: str = "") -> None:
             progress.update((index + fraction) / count, f"band {index + 1}/{count}: {message}" if count > 1 else message)
         strips = super_resolve_strips(stack.band(index), engine.runner, None, request.tile_size, request.overlap,

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from . import userfiles
 
@@ -199,7 +199,7 @@ def parse_models(answer: Mapping) -> Tuple[List[ModelInfo], EngineLimits]:
     return models, EngineLimits(**values)
 
 
-def _weights_options(items) -> Tuple[WeightsChoice, ...]:
+def _weights_options(items: Any) -> Tuple[WeightsChoice, ...]:
     """The well-formed entries of a model's ``weights_options`` (none for older engines)."""
     choices = []
     for item in items if isinstance(items, list) else []:
@@ -209,7 +209,7 @@ def _weights_options(items) -> Tuple[WeightsChoice, ...]:
     return tuple(choices)
 
 
-def _fraction(value) -> Optional[float]:
+def _fraction(value: Any) -> Optional[float]:
     """`value` as a number in (0, 1), else None."""
     try:
         number = float(value)
@@ -218,7 +218,7 @@ def _fraction(value) -> Optional[float]:
     return number if 0.0 < number < 1.0 else None
 
 
-def _float_range(value) -> Optional[Tuple[float, float]]:
+def _float_range(value: Any) -> Optional[Tuple[float, float]]:
     """A [low, high] pair of fractions with low < high, else None."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return None
@@ -226,7 +226,7 @@ def _float_range(value) -> Optional[Tuple[float, float]]:
     return (low, high) if low is not None and high is not None and low < high else None
 
 
-def _positive_int(value) -> Optional[int]:
+def _positive_int(value: Any) -> Optional[int]:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -234,7 +234,7 @@ def _positive_int(value) -> Optional[int]:
     return number if number > 0 else None
 
 
-def _flag(value) -> Optional[bool]:
+def _flag(value: Any) -> Optional[bool]:
     return value if isinstance(value, bool) else None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 RELATIVE_TOLERANCE = 1e-6
 """Geotransform coefficients may differ by this fraction of a pixel (the engine's tolerance)."""
@@ -114,7 +114,7 @@ def mismatches(reference: Grid, other: Grid, crs_names: Tuple[str, str] = ("", "
                         f"{reference.width}x{reference.height}")
     tolerance = RELATIVE_TOLERANCE * max(reference.pixel_size)
 
-    def differ(a, b) -> bool:
+    def differ(a: Sequence[float], b: Sequence[float]) -> bool:
         return any(abs(x - y) > tolerance for x, y in zip(a, b))
 
     ref_gt, other_gt = reference.geotransform, other.geotransform
@@ -202,9 +202,9 @@ def _short_crs(crs: str) -> str:
     return f"{name}:{code}" if name and code else crs[:40]
 
 
-def _pair(pair) -> str:
+def _pair(pair: Sequence[float]) -> str:
     return f"{pair[0]:.6g} x {pair[1]:.6g}"
 
 
-def _numbers(values) -> str:
+def _numbers(values: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.10g}" for v in values) + ")"

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import contract
 from .command import build_command
@@ -235,7 +235,7 @@ def resolve(result: EngineResult, params: RunParameters) -> RunOutcome:
                       frames_used=_count(done.get("frames", (result.start or {}).get("frames"))))
 
 
-def _count(value) -> Optional[int]:
+def _count(value: Any) -> Optional[int]:
     try:
         return int(value)
     except (TypeError, ValueError):

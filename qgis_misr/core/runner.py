@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from . import contract
 from .contract import ERROR_PREFIX
@@ -88,7 +88,7 @@ class EngineProcess:
             thread.start()
             self._readers.append(thread)
 
-    def _read_stdout(self, stream) -> None:
+    def _read_stdout(self, stream: IO[str]) -> None:
         for line in stream:
             line = line.strip()
             if not line:
@@ -102,7 +102,7 @@ class EngineProcess:
             self.events.put(event)
         stream.close()
 
-    def _read_stderr(self, stream) -> None:
+    def _read_stderr(self, stream: IO[str]) -> None:
         for line in stream:
             line = line.rstrip()
             if line:

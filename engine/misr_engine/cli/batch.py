@@ -6,9 +6,13 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import MisrError
 from .options import add_device, add_json, add_model, add_output, add_progress
+
+if TYPE_CHECKING:  # the batch runner (Dask) is imported when a batch runs
+    from ..batch.run import BatchResult
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -101,6 +105,6 @@ def settings(pairs: list[str]) -> dict[str, object]:
     return values
 
 
-def _counts(result) -> dict[str, int]:
+def _counts(result: BatchResult) -> dict[str, int]:
     from ..batch.report import counts
     return counts(result.outcomes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..models.registry import DEFAULT_MODEL
 
@@ -43,11 +44,12 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 class DeprecatedAlias(argparse.Action):
     """A hidden old spelling of an option: stores into the new one's destination, with a warning."""
 
-    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any):
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
         self.new = new
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
         print(f"misr: warning: {option_string} is deprecated and will be removed: use {self.new}",
               file=sys.stderr)
         setattr(namespace, self.dest, values)

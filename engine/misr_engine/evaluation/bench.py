@@ -26,12 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import SCALE, __version__
 from ..errors import MisrError
+
+if TYPE_CHECKING:
+    from ..rasters.in_memory import Stack
 
 CASE_TIMEOUT_S = 3600
 SHARED_CPU_BUSY = 0.15
@@ -130,7 +133,7 @@ def peak_rss_mb() -> float:
     return peak_rss_mib() or 0.0
 
 
-def synthetic_stack(size: int, frames: int, seed: int = 0):
+def synthetic_stack(size: int, frames: int, seed: int = 0) -> Stack:
     """A reproducible textured scene of `frames` shifted, noisy frames with a few cloud masks."""
     from scipy import ndimage
 

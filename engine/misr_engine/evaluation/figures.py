@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -14,7 +15,7 @@ FRACTIONS = np.linspace(0.0, 0.95, 40)
 """Fractions of pixels removed in the sparsification curves."""
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib.pyplot on the Agg backend."""
     import matplotlib
     matplotlib.use("Agg")

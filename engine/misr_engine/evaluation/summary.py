@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ def score_set(evaluation_set: EvaluationSet, networks: dict[str, torch.nn.Module
                      time.perf_counter() - started)
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """`value` (nested dicts, lists, numbers) with NaN and infinities as null: JSON has neither."""
     if isinstance(value, dict):
         return {key: json_safe(item) for key, item in value.items()}

@@ -24,6 +24,7 @@ validation LR stacks (``val_cpsnr`` is the cPSNR of the recovered LR frame).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from ..models.config_bounds import Bound, OneOf
 from ..models.kernel_prior import load_kernel_prior
 from ..models.sampling import masked_temporal_mean
 from ..registration.stack import subpixel_phase
-from .losses import aligned_loss
+from .losses import PixelLoss, aligned_loss
 from .trainer import TrainConfig, augment, train
 
 SELF_SUPERVISED = "self_supervised"
@@ -160,7 +161,8 @@ class SelfSupervisedTask:
             torch.from_numpy(np.stack([p[i] for p in parts]).astype(np.float32)).to(self.device) for i in range(5))
         return frames, masks, phases, target[:, None], target_mask[:, None]
 
-    def loss(self, pixel_loss, mean, log_scale, target, target_mask) -> torch.Tensor:
+    def loss(self, pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor,
+             target_mask: torch.Tensor) -> torch.Tensor:
         return aligned_loss(pixel_loss, mean, log_scale, target, target_mask)
 
     def _validation_set(self) -> list[tuple[np.ndarray, ...]]:
@@ -205,6 +207,7 @@ def _lr_stacks(path: str) -> dict[str, np.ndarray]:
     return stacks
 
 
-def train_self_supervised(config: SelfSupervisedConfig, log=print, on_step=None) -> Path:
+def train_self_supervised(config: SelfSupervisedConfig, log: Callable[[str], None] = print,
+                          on_step: Callable[[int, float], None] | None = None) -> Path:
     """Train (or resume) a network self-supervised (module doc); returns the weights' path."""
     return train(config, log=log, on_step=on_step, make_task=SelfSupervisedTask)

@@ -30,7 +30,7 @@ from ..models.config_bounds import Bound, OneOf
 from ..models.registry import MODELS, build_model
 from ..models.weights import read_metadata, read_state_dict, save_weights
 from ..registration.stack import subpixel_phase
-from .losses import LOSSES, aligned_loss, compensated_loss
+from .losses import LOSSES, PixelLoss, aligned_loss, compensated_loss
 from .runs import start_run
 
 CHECKPOINT = "checkpoint.pt"
@@ -97,7 +97,8 @@ def transform_shifts(shifts: np.ndarray, k: int, flip: bool) -> np.ndarray:
     return np.stack([dy, -dx if flip else dx], axis=-1)
 
 
-def augment(arrays: list[np.ndarray], shifts: np.ndarray, rng: np.random.Generator):
+def augment(arrays: list[np.ndarray], shifts: np.ndarray,
+            rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     """The same random rotation by a multiple of 90 degrees and flip of every (..., H, W) array,
     and of the shifts between them."""
     k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
@@ -281,7 +282,7 @@ class Task(Protocol):
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """Normalised frames, masks (B,T,p,p), phases (B,T,2), target and its clear mask (B,1,3p,3p)."""
 
-    def loss(self, pixel_loss, mean: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor,
+    def loss(self, pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor,
              target_mask: torch.Tensor) -> torch.Tensor: ...
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
@@ -306,7 +307,8 @@ class SupervisedTask:
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         return sample_batch(self.train_data, self.config, rng, self.device)
 
-    def loss(self, pixel_loss, mean, log_scale, target, target_mask) -> torch.Tensor:
+    def loss(self, pixel_loss: PixelLoss, mean: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor,
+             target_mask: torch.Tensor) -> torch.Tensor:
         return self.objective(pixel_loss, mean, log_scale, target, target_mask)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
