@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from qgis.core import Qgis, QgsApplication, QgsProcessingUtils, QgsProject, QgsTask
+from qgis.core import Qgis, QgsApplication, QgsProcessingUtils, QgsProject, QgsRasterLayer, QgsTask
 
 from .core.engine import EngineCapabilities, EngineLocation, cached_capabilities
 from .core.export import export_results
@@ -15,13 +15,16 @@ from .core.run import prepare_run
 from .layers import add_results, result_group_name
 from .task import MisrTask, log
 
+if TYPE_CHECKING:
+    from qgis.gui import QgisInterface
+
 MESSAGE_TITLE = "MISR"
 
 
 class RunController:
     """Owns the running tasks. `iface` may be None (tests): no message bar then."""
 
-    def __init__(self, iface=None, project: Optional[QgsProject] = None):
+    def __init__(self, iface: Optional[QgisInterface] = None, project: Optional[QgsProject] = None):
         self.iface = iface
         self.project = project
         self.tasks: List[MisrTask] = []
@@ -30,7 +33,7 @@ class RunController:
 
     # -- starting -------------------------------------------------------------------------
     def start(self, params: RunParameters, engine: Optional[EngineLocation],
-              caps: Optional[EngineCapabilities] = None, reference=None) -> MisrTask:
+              caps: Optional[EngineCapabilities] = None, reference: Optional[QgsRasterLayer] = None) -> MisrTask:
         """Prepare the run (core.run) and start it in a background task. Raises core.run.RunError."""
         prepared = prepare_run(params, engine, caps or cached_capabilities(engine),
                                QgsProcessingUtils.tempFolder())
@@ -92,7 +95,7 @@ class RunController:
         text = f"{text} {task.prepared.plan.saved_text()}".strip()
         self.message(text, level)
 
-    def message(self, text: str, level=Qgis.MessageLevel.Info) -> None:
+    def message(self, text: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None:
         if self.iface is not None and self.iface.messageBar() is not None:
             duration = 0 if level in (Qgis.MessageLevel.Critical, Qgis.MessageLevel.Warning) else 10
             self.iface.messageBar().pushMessage(MESSAGE_TITLE, text, level=level, duration=duration)

@@ -13,9 +13,11 @@ from qgis.core import (
     QgsColorRampShader,
     QgsContrastEnhancement,
     QgsLayerTreeGroup,
+    QgsMapLayer,
     QgsMultiBandColorRenderer,
     QgsProject,
     QgsRasterLayer,
+    QgsRasterRenderer,
     QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
 )
@@ -195,7 +197,7 @@ def style_sr_layer(layer: QgsRasterLayer, reference: Optional[QgsRasterLayer] = 
     return limits
 
 
-def _apply(layer: QgsRasterLayer, renderer) -> None:
+def _apply(layer: QgsRasterLayer, renderer: QgsRasterRenderer) -> None:
     """Give `layer` its finished renderer with setRenderer, which makes the layer tree rebuild
     its legend: a layer Processing has already added would otherwise keep the legend of the
     style file (for the uncertainty: 0-1) when its renderer is changed in place."""
@@ -272,7 +274,7 @@ def tag_layer(layer: QgsRasterLayer, role: str, run: str, sr: str, uncertainty: 
     layer.setCustomProperty(ROLE, role)  # last: it marks the layer as a result
 
 
-def is_result_layer(layer) -> bool:
+def is_result_layer(layer: QgsMapLayer) -> bool:
     return bool(layer.customProperty(ROLE, ""))
 
 

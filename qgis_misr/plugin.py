@@ -3,9 +3,9 @@ provider; everything it adds is removed again by unload()."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Dict, Iterable, Optional
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.core import QgsApplication, QgsMapLayer, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QFileDialog
 
@@ -15,11 +15,16 @@ from .controller import RunController
 from .layers import ROLE, RUN, SR_PATH, UNCERTAINTY_PATH, is_result_layer
 from .resources import icon_path
 
+if TYPE_CHECKING:
+    from qgis.gui import QgisInterface
+
+    from .gui.dialog import MisrDialog
+
 MENU = "&MISR Super-Resolution"
 
 
 class MisrPlugin:
-    def __init__(self, iface):
+    def __init__(self, iface: QgisInterface):
         self.iface = iface
         self.controller = RunController(iface)
         self.provider = None
@@ -77,7 +82,7 @@ class MisrPlugin:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
 
-    def show_dialog(self):
+    def show_dialog(self) -> MisrDialog:
         """Open (or raise) the dialog; it is non-modal so the map stays usable while it runs."""
         from .gui.dialog import MisrDialog
         if self.dialog is None:
@@ -90,7 +95,7 @@ class MisrPlugin:
         return self.dialog
 
     # -- export from the layer tree's context menu ------------------------------------------------
-    def _register_result_layers(self, layers) -> None:
+    def _register_result_layers(self, layers: Iterable[QgsMapLayer]) -> None:
         if self.export_action is None:
             return
         for layer in layers:
@@ -106,7 +111,7 @@ class MisrPlugin:
         if key == ROLE and self.export_action is not None and is_result_layer(layer):
             self.iface.addCustomActionForLayer(self.export_action, layer)
 
-    def export_active_layer(self, _checked: bool = False, folder: Optional[str] = None):
+    def export_active_layer(self, _checked: bool = False, folder: Optional[str] = None) -> Optional[Dict[str, str]]:
         layer = self.iface.activeLayer()
         if layer is None or not is_result_layer(layer):
             self.controller.message("Select a MISR result layer to export.")

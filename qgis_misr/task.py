@@ -18,7 +18,7 @@ from .core.timing import RunClock
 LOG_TAG = "MISR"
 
 
-def log(message: str, level=Qgis.MessageLevel.Info) -> None:
+def log(message: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None:
     """Write to the QGIS log panel, tab "MISR" (thread-safe)."""
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 

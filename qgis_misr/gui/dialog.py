@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 from qgis.core import QgsProject, QgsRasterLayer
 from qgis.gui import QgsCollapsibleGroupBox, QgsExtentWidget, QgsFileWidget, QgsScrollArea
 from qgis.PyQt.QtCore import QObject, QRect, Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QGuiApplication, QIcon
+from qgis.PyQt.QtGui import QGuiApplication, QIcon, QResizeEvent, QShowEvent
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -60,6 +60,7 @@ from ..core.masks import detect_kinds
 from ..core.validation import FINE_TUNABLE, preselect, run_notes, ttf_frames_problem, validate_parameters
 from ..layers import is_result_layer, layer_date, layer_file, raster_info
 from ..resources import icon_path
+from ..task import MisrTask
 from .engine_setup import EngineSetupPanel
 from .inputs import BandChooser, MaskOptions, mask_kind_combo
 
@@ -403,7 +404,7 @@ class MisrDialog(QDialog):
         height = min(PREFERRED_SIZE[1], available.height() - SCREEN_MARGIN[1])
         self.resize(max(width, 480), max(height, 400))
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
         no_default_buttons(self)  # also buttons other modules added; before QDialog picks one
         super().showEvent(event)
 
@@ -568,7 +569,7 @@ class MisrDialog(QDialog):
 
     def sort_by_date(self) -> None:
         """Order the frames by acquisition date (undated ones last, by name)."""
-        def key(row: FrameRow):
+        def key(row: FrameRow) -> Tuple[bool, str, str]:
             date = self._dates.get(row.layer_id)
             return (date is None, date.isoformat() if date else "", self._layer(row.layer_id).name())
         self.rows.sort(key=key)
@@ -951,13 +952,13 @@ class MisrDialog(QDialog):
             else inner.sizeHint().height()
         self.messages.setFixedHeight(max(1, min(MESSAGES_MAX_HEIGHT, needed + 2)))
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
         super().resizeEvent(event)
         if self.messages.isVisible():
             self._fit_messages()
 
     # -- running --------------------------------------------------------------------------------
-    def run(self):
+    def run(self) -> Optional[MisrTask]:
         """Start the run (returns the task, or None when it could not start)."""
         if self.validate() or self.task is not None:
             return None
@@ -997,7 +998,7 @@ class MisrDialog(QDialog):
             self.status_label.setText("Stopping the engine...")
             self.task.cancel()
 
-    def _task_finished(self, task) -> None:
+    def _task_finished(self, task: MisrTask) -> None:
         if task is not self.task:
             return
         self.task = None

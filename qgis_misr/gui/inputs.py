@@ -4,7 +4,7 @@ screening when there are no masks, growing the masks, snow and dark areas)."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 from qgis.core import QgsRasterLayer
 from qgis.PyQt.QtCore import Qt, pyqtSignal
@@ -78,7 +78,7 @@ class BandChooser(QWidget):
         self.list_edit.setVisible(self.combo.currentData() == BAND_LIST)
         self.count = count
 
-    def choose(self, choice) -> None:
+    def choose(self, choice: Union[int, str, Sequence[int]]) -> None:
         """Select a band number, ``all`` or a list of band numbers."""
         if isinstance(choice, (list, tuple)):
             self.list_edit.setText(",".join(map(str, choice)))

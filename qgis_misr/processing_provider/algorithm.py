@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 from qgis.core import (
     QgsLayerTreeGroup,
+    QgsMapLayer,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -24,6 +25,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProject,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -73,7 +75,7 @@ class RunGroup:
         self.planned_name, self.frames_used = planned_name, frames_used
         self._group: Optional[QgsLayerTreeGroup] = None
 
-    def group(self, project) -> QgsLayerTreeGroup:
+    def group(self, project: QgsProject) -> QgsLayerTreeGroup:
         root = project.layerTreeRoot()
         if self._group is None or self._group not in root.children():
             name = result_group_name(project, self.planned_name, self.frames_used)
@@ -91,7 +93,8 @@ class StyleOutput(QgsProcessingLayerPostProcessorInterface):
         self.role, self.run, self.sr, self.uncertainty = role, run, sr, uncertainty
         self.reference_source, self.band = reference_source, band
 
-    def postProcessLayer(self, layer, context, feedback) -> None:
+    def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,
+                         feedback: QgsProcessingFeedback) -> None:
         if not isinstance(layer, QgsRasterLayer):
             return
         project = context.project()
