@@ -153,7 +153,8 @@ def main() -> None:
             evidence, frames_per_stack, lr_side = SETS[set_name]
             scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack,
                                      skip=args.skip)
-            for index, frames, masks, hr in zip(scenes["scene"].tolist(), scenes["frames"], scenes["masks"], scenes["hr"]):
+            for index, frames, masks, hr in zip(scenes["scene"].tolist(), scenes["frames"], scenes["masks"],
+                                                scenes["hr"]):
                 row = {"set": set_name, "scene": index, **scene_row(runner, frames, masks, hr, tuple(args.widths))}
                 with path.open("a") as file:
                     file.write(json.dumps(row) + "\n")

@@ -91,8 +91,7 @@ def evidence_scenes(name: str, split: str, count: int, lr_size: int = 48, n_fram
     paths = averaged_band_paths(spec.bands, spec.pixel_m) if spec.averaged else sentinel2_band_paths(spec.bands)
     drawn = build_samples(paths, window, skip + count, lr_size, n_frames, seed,
                           conditions=spec.conditions, workers=workers, featureless_keep=0.0, registered=False)
-    scenes = {key: value[skip:] if np.ndim(value) and len(value) == skip + count else value
-              for key, value in drawn.items()}
+    scenes = {key: value[skip:] for key, value in drawn.items()}  # unregistered: every array is per scene
     scenes["scene"] = np.arange(skip, skip + count)
     return scenes
 

