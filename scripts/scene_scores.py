@@ -20,6 +20,7 @@ import argparse
 import json
 
 import numpy as np
+import psf_sharpening_study
 import torch
 from misr_engine.evaluation.adaptation import (
     evidence_scenes,
@@ -47,11 +48,16 @@ def main() -> None:
     parser.add_argument("--model", default="piunet", help="the network")
     parser.add_argument("--weights", help="its weights file (default: the shipped weights)")
     parser.add_argument("--border", action="store_true", help="also score the outer 3 HR pixels (<set>/border)")
+    parser.add_argument("--psf-sets", action="store_true",
+                        help="register the sets of the PSF width studies too (sensor-0.01, sensor-0.5: frames "
+                             "blurred by their pixels alone or 0.5 HR px; mid-blur, wide-blur), for --sets")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
                         help="only print the change between two score files already written")
     args = parser.parse_args()
+    if args.psf_sets:
+        psf_sharpening_study.add_sets([0.01, 0.5])
     if args.compare:
         this, other = (read_scores(path) for path in args.compare)
         for set_name in this:
