@@ -122,6 +122,9 @@ def main() -> None:
     parser.add_argument("--units", nargs="+", default=[normalisation.CHANGED_PIXELS],
                         choices=normalisation.CHANGED_PIXEL_RULES,
                         help="candidate normalisation.CHANGED_PIXELS rules (the changed pixels in the scene's units)")
+    parser.add_argument("--psf-widths", nargs="+", default=["chosen"], choices=["chosen", "fixed"],
+                        help="candidate back-projection PSF widths: chosen per scene (inference.psf_width, as "
+                             "the engine runs) or fixed at the engine's 1.2 HR px (tiled.SCENE_PSF_WIDTH False)")
     parser.add_argument("--changed-frames", type=int, default=CHANGED_FRAMES,
                         help=f"frames (of {FRAMES}) the field is raised in")
     parser.add_argument("--hold-registration", action="store_true",
@@ -159,27 +162,32 @@ def main() -> None:
         return
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, sigmas, units, ramp in itertools.product(args.clips, args.centre_trims, args.change_sigmas,
-                                                                args.units, args.gain_ramps):
+    for value, centre, sigmas, units, ramp, width in itertools.product(
+            args.clips, args.centre_trims, args.change_sigmas, args.units, args.gain_ramps, args.psf_widths):
+        tiled.SCENE_PSF_WIDTH = width == "chosen"
         radiometry.GAIN_ERROR_RAMP = None if ramp == "none" else float(ramp)
         normalisation.CHANGED_PIXELS = units
         change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
         shift.HIGHPASS_CLIP = None if value == "none" else float(value)
         stack.CENTRE_TRIM = None if centre == "none" else float(centre)
-        moved, scores = [], []
+        moved, scores, widths = [], [], []
         for frames, masks, hr, (field, changed, _) in zip(scenes["frames"], scenes["masks"], scenes["hr"], changes):
             registration, fits = Freezer(stack_registration), Freezer(scene_radiometry)
             with mock.patch.object(tiled, "stack_registration", registration), \
                     mock.patch.object(tiled, "scene_radiometry", fits):
-                before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"))[0]
+                used: list[float] = []
+                before = super_resolve(Stack.in_memory(frames, masks), model, torch.device("cpu"),
+                                       on_psf_sigma=used.append)[0]
                 registration.frozen, fits.frozen = args.hold_registration, args.hold_radiometry
-                after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"))[0]
+                after = super_resolve(Stack.in_memory(changed, masks), model, torch.device("cpu"),
+                                      on_psf_sigma=used.append)[0]
+            widths.append(tuple(used))
             away = away_map(before.shape, field)
             moved.append(100 * float(np.mean(np.abs(after - before)[away])) / float(np.mean(before)))
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
         line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}, "
-                f"gain ramp {ramp:>5}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
+                f"gain ramp {ramp:>5}, PSF width {width}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")
@@ -191,6 +199,9 @@ def main() -> None:
         print(line, flush=True)
         if args.per_scene:
             print("  per scene (% of the level): " + " ".join(f"{m:.4f}" for m in moved), flush=True)
+            flipped = [(index, w) for index, w in enumerate(widths) if w[0] != w[1]]
+            print(f"  PSF width (HR px) moved by the change on {len(flipped)} of {len(widths)} scenes: "
+                  + ", ".join(f"scene {index} {w[0]:g} -> {w[1]:g}" for index, w in flipped), flush=True)
 
 
 if __name__ == "__main__":
