@@ -10,7 +10,6 @@ import argparse
 from dataclasses import replace
 
 import numpy as np
-
 from misr_engine.datasets.cards import MAKE_DATASET_TRAIN, simulated_set
 from misr_engine.datasets.samples import build_samples, save_samples
 
