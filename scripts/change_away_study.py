@@ -26,7 +26,9 @@ the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` wha
 make of the pixels that changed (``inference.normalisation.CHANGED_PIXELS``: kept, left out,
 imputed); ``--hold-registration`` registers the changed stack as the unchanged one was (what the
 other estimates alone move); ``--hold-radiometry`` maps them with the unchanged stack's radiometric fits; ``--changed-frames N``
-raises the field in N of the 9 frames:
+raises the field in N of the 9 frames; ``--psf-widths chosen fixed`` compares the back-projection's
+PSF width chosen per scene (as the engine runs) with the width fixed at 1.2 HR px, and ``--per-scene``
+then also names the scenes whose width the change moved (docs/evaluation/change_away_psf_width_validation.log):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --scenes 24 \\
         --units kept "left out" imputed [--hold-registration --changed-frames 2] \\
