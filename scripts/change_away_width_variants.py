@@ -13,6 +13,8 @@ Every scene's chosen width and k are printed (``WIDTH`` lines, before then after
         --clips 1 --centre-trims 0.125 --scenes 24 --per-scene
 
 docs/evaluation/change_away_psf_width_validation.log has both runs. Neither is what the engine does.
+With ``--scene-scores`` first, the rest of the options are scene_scores.py's: the variant's cPSNR on
+validation scenes (docs/evaluation/k_outside_change_rule.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from functools import partial
 
 import change_away_study
 import numpy as np
+import scene_scores
 from misr_engine import SCALE
 from misr_engine.inference import psf_width, tiled
 from misr_engine.inference.held_out import held_out_misfits
@@ -68,6 +71,10 @@ def sharpening_outside_change(before: np.ndarray, after: np.ndarray) -> tuple[fl
 
 
 def main() -> None:
+    study = change_away_study
+    if sys.argv[1:2] == ["--scene-scores"]:
+        study = scene_scores
+        del sys.argv[1]
     if "--variant" not in sys.argv or sys.argv[sys.argv.index("--variant") + 1] not in VARIANTS:
         sys.exit(f"--variant: one of {', '.join(VARIANTS)}")
     at = sys.argv.index("--variant")
@@ -78,7 +85,7 @@ def main() -> None:
     else:
         tiled.scene_psf_sigma = k_outside_change_choice
         psf_width.sharpening = sharpening_outside_change
-    change_away_study.main()
+    study.main()
 
 
 if __name__ == "__main__":
