@@ -13,12 +13,13 @@ Every scene's chosen width and k are printed (``WIDTH`` lines, before then after
         --clips 1 --centre-trims 0.125 --scenes 24 --per-scene
 
 docs/evaluation/change_away_psf_width_validation.log has both runs. Neither is what the engine does.
-With ``--scene-scores`` first, the rest of the options are scene_scores.py's: the variant's cPSNR on
+With ``--scene-scores``, the other options are scene_scores.py's: the variant's cPSNR on
 validation scenes (docs/evaluation/k_outside_change_rule.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -71,22 +72,17 @@ def sharpening_outside_change(before: np.ndarray, after: np.ndarray) -> tuple[fl
 
 
 def main() -> None:
-    study = change_away_study
-    if sys.argv[1:2] == ["--scene-scores"]:
-        study = scene_scores
-        del sys.argv[1]
-    if "--variant" not in sys.argv or sys.argv[sys.argv.index("--variant") + 1] not in VARIANTS:
-        sys.exit(f"--variant: one of {', '.join(VARIANTS)}")
-    at = sys.argv.index("--variant")
-    variant = sys.argv[at + 1]
-    del sys.argv[at:at + 2]
-    if variant == "steady-windows":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--scene-scores", action="store_true", help="run scene_scores.py, not the change study")
+    args, rest = parser.parse_known_args()
+    sys.argv[1:] = rest  # the study's own options
+    if args.variant == "steady-windows":
         tiled.scene_psf_sigma = steady_windows_choice
     else:
         tiled.scene_psf_sigma = k_outside_change_choice
         psf_width.sharpening = sharpening_outside_change
-    study.main()
-
+    (scene_scores if args.scene_scores else change_away_study).main()
 
 if __name__ == "__main__":
     main()
