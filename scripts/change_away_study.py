@@ -134,12 +134,15 @@ def main() -> None:
                              "estimates (radiometry, units) alone move")
     parser.add_argument("--hold-radiometry", action="store_true",
                         help="map the changed stack's frames with the unchanged one's radiometric fits")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N scenes of the draw (fresh scenes for a new choice; the "
+                             "others' scenes and fields as without it)")
     parser.add_argument("--per-scene", action="store_true", help="also print every scene's figure")
     parser.add_argument("--weights", help="PIUnet weights file (default: the shipped weights)")
     parser.add_argument("--registration-moves", action="store_true",
                         help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
-    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.scenes, LR_SIDE, FRAMES, seed=7,
+    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.skip + args.scenes, LR_SIDE, FRAMES, seed=7,
                            conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
     model = load_model("piunet", args.weights).model
@@ -153,7 +156,9 @@ def main() -> None:
             changed[t] += RELATIVE_CHANGE * float(np.median(frames[masks])) * field_in_frame(field, shifts[t])
         window = (slice(None), *registration_window(frames.shape[-2:]))
         changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
-    print(f"piunet, validation window, {args.scenes} scenes of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
+    scenes = {key: scenes[key][args.skip:] for key in ("frames", "masks", "hr")}
+    changes, changed_frames = changes[args.skip:], changed_frames[args.skip:]
+    print(f"piunet, validation window, {args.scenes} scenes{f' after the first {args.skip}' if args.skip else ''} of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
           + ("; the changed stack registered as the unchanged one" if args.hold_registration else "")
           + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else ""))

@@ -5,7 +5,16 @@ chosen in a variant way, to see which variant keeps a changed field from moving 
   (``registration.change.steady_masks``) counted as not clear (the network's inputs change too);
 * ``k-outside-change``: the inputs as they are, the sharpening coefficient k summed only outside
   the pixels that changed in some frame (``registration.change.changed_pixels``, their union over
-  the frames grown by 2 LR px).
+  the frames grown by 2 LR px);
+* ``continuous``: k as the engine takes it, the width where k crosses its limit, interpolated
+  linearly between the widths tried (``psf_width.choose_width`` takes the width tried beyond the
+  crossing): a small change in k moves the width a little instead of by a whole step. Narrowing,
+  the limit is ``narrowing_limit`` (SHARPENING_LIMIT at the engine's width); widening, a line
+  from -WIDENING_TRIGGER at the engine's width to WIDENING_LIMIT at the first wider one, then
+  WIDENING_LIMIT; so at either trigger the width is the engine's. The held-out misfit at a width
+  between two tried is interpolated the same way;
+* ``continuous-held``: as ``continuous``, the widening crossing held back by half a step (0.2 HR
+  px, no narrower than the engine's width), as the engine's choice lies on average.
 
 Every scene's chosen width and k are printed (``WIDTH`` lines, before then after the change):
 
@@ -33,7 +42,8 @@ from misr_engine.inference.held_out import held_out_misfits
 from misr_engine.registration.change import changed_pixels, steady_masks
 from scipy import ndimage
 
-VARIANTS = ("steady-windows", "k-outside-change")
+VARIANTS = ("steady-windows", "k-outside-change", "continuous", "continuous-held")
+HELD_BACK = 0.2
 GROW_LR = 2
 INNER = (slice(psf_width.MARGIN * SCALE, -psf_width.MARGIN * SCALE),) * 2
 engine_choice, engine_sharpening = psf_width.scene_psf_sigma, psf_width.sharpening
@@ -71,6 +81,45 @@ def sharpening_outside_change(before: np.ndarray, after: np.ndarray) -> tuple[fl
     return engine_sharpening(np.where(changed, np.nan, before), after)
 
 
+def crossing(near: float, far: float, near_excess: float, far_excess: float) -> float:
+    """Where the excess of k over its limit, linear between two widths tried, crosses 0."""
+    return near + (far - near) * near_excess / (near_excess - far_excess)
+
+
+def continuous_width(k_at: Callable[[float], float], held_back: float = 0.0) -> float:
+    """``psf_width.choose_width`` with the width interpolated to where k crosses its limit."""
+    engine_k = k_at(psf_width.PSF_SIGMA)
+    if engine_k > psf_width.SHARPENING_LIMIT:
+        near, near_excess, excess = psf_width.PSF_SIGMA, engine_k - psf_width.SHARPENING_LIMIT, {}
+        for width in psf_width.NARROWER:
+            excess[width] = k_at(width) - psf_width.narrowing_limit(width)
+            if excess[width] <= 0:
+                return crossing(near, width, near_excess, excess[width])
+            near, near_excess = width, excess[width]
+        return min(excess, key=excess.__getitem__)
+    if engine_k > -psf_width.WIDENING_TRIGGER:
+        return psf_width.PSF_SIGMA
+    near, near_excess = psf_width.PSF_SIGMA, engine_k + psf_width.WIDENING_TRIGGER
+    for width in psf_width.WIDER:
+        far_excess = k_at(width) - psf_width.WIDENING_LIMIT
+        if far_excess > 0:
+            return max(psf_width.PSF_SIGMA, crossing(near, width, near_excess, far_excess) - held_back)
+        near, near_excess = width, far_excess
+    return max(psf_width.PSF_SIGMA, near - held_back)
+
+
+def interpolated_narrowed_further(chosen: float, misfit: Mapping[float, float], ratio: float) -> float:
+    """``psf_width.narrowed_further`` with the misfit at `chosen` interpolated between the widths tried."""
+    widths = sorted(misfit)
+    at_chosen = float(np.interp(chosen, widths, [misfit[width] for width in widths]))
+    least = min(widths, key=misfit.__getitem__)
+    return least if least < chosen and misfit[least] < (1.0 - ratio) * at_chosen else chosen
+
+
+def printed_choice(*args, **kwargs) -> tuple[float, dict[float, float]]:
+    return printed(*engine_choice(*args, **kwargs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
     parser.add_argument("--variant", choices=VARIANTS, required=True)
@@ -79,6 +128,10 @@ def main() -> None:
     sys.argv[1:] = rest  # the study's own options
     if args.variant == "steady-windows":
         tiled.scene_psf_sigma = steady_windows_choice
+    elif args.variant.startswith("continuous"):
+        tiled.scene_psf_sigma = printed_choice
+        psf_width.choose_width = partial(continuous_width, held_back=HELD_BACK if args.variant.endswith("held") else 0.0)
+        psf_width.narrowed_further = interpolated_narrowed_further
     else:
         tiled.scene_psf_sigma = k_outside_change_choice
         psf_width.sharpening = sharpening_outside_change
