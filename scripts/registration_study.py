@@ -20,6 +20,16 @@ registration_change_pass_study.log):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --change-sigmas none 8 6 4 \
         --scenes 24 --sets in-distribution out-of-range surface-change strong-change
+
+With ``--far-margins`` the candidates are how much better a shift further than ``shift.NEAR_SHIFT``
+from the products' geolocation must agree than the best near one (``shift.FAR_MARGIN``; 'none':
+the best agreement wins); ``--far-shifts`` registers the set ``far-shifts`` (in-distribution bands
+and degradations, every frame off by up to FAR_SHIFT LR px per axis: a geolocation error that the
+rule must still find; docs/evaluation/far_shift_rule.md):
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/registration_study.py --far-margins none 0.05 0.1 0.2 \
+        --far-shifts --skip 168 --scenes 24 --sets in-distribution out-of-range surface-change \
+        strong-change low-contrast far-shifts
 """
 
 from __future__ import annotations
@@ -28,12 +38,16 @@ import argparse
 import itertools
 import time
 
+from dataclasses import replace
+
 import numpy as np
+from misr_engine.evaluation import adaptation
 from misr_engine.evaluation.adaptation import evidence_scenes
 from misr_engine.registration import change, shift
 from misr_engine.registration.stack import window_registration
 
 FAILED = 0.25  # LR px: an error above this is a failed registration
+FAR_SHIFT = 6.0  # LR px per axis: the far-shifts set's geolocation errors (pairwise up to twice this)
 
 
 def frame_errors(scenes: dict[str, np.ndarray]) -> np.ndarray:
@@ -56,15 +70,27 @@ def main() -> None:
                         help="candidate shift.HIGHPASS_CLIP values ('none': not clipped)")
     parser.add_argument("--change-sigmas", nargs="+", default=[str(change.CHANGE_SIGMAS).lower()],
                         help="candidate change.CHANGE_SIGMAS values ('none': one pass)")
+    parser.add_argument("--far-margins", nargs="+", default=[str(shift.FAR_MARGIN).lower()],
+                        help="candidate shift.FAR_MARGIN values ('none': the best agreement wins)")
+    parser.add_argument("--far-shifts", action="store_true",
+                        help=f"register the set far-shifts (frames off by up to {FAR_SHIFT:g} LR px), for --sets")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N scenes of each set's draw (fresh scenes for a new choice)")
     args = parser.parse_args()
+    if args.far_shifts:
+        base = adaptation.EVIDENCE_SETS["in-distribution"]
+        adaptation.EVIDENCE_SETS["far-shifts"] = replace(base, conditions=replace(base.conditions, max_shift_lr=FAR_SHIFT))
     for set_name in args.sets:
-        scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size)
-        for sigma, clip, sigmas in itertools.product(args.sigmas, args.clips, args.change_sigmas):
+        scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size, skip=args.skip)
+        for sigma, clip, sigmas, margin in itertools.product(args.sigmas, args.clips, args.change_sigmas,
+                                                             args.far_margins):
             shift.NOISE_SIGMA, shift.HIGHPASS_CLIP = sigma, None if clip == "none" else float(clip)
             change.CHANGE_SIGMAS = None if sigmas == "none" else float(sigmas)
+            shift.FAR_MARGIN = None if margin == "none" else float(margin)
             started = time.perf_counter()
             errors = frame_errors(scenes)
-            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4} change {sigmas:>4}: median {np.median(errors):.4f} LR px, 95th percentile "
+            print(f"{set_name:16s} sigma {sigma:3.1f} clip {clip:>4} change {sigmas:>4} far margin {margin:>4}: "
+                  f"median {np.median(errors):.4f} LR px, 95th percentile "
                   f"{np.percentile(errors, 95):.3f}, worst {errors.max():.2f}, above {FAILED} px "
                   f"{int((errors > FAILED).sum())}/{errors.size} ({time.perf_counter() - started:.0f} s)", flush=True)
 

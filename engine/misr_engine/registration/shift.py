@@ -73,6 +73,15 @@ MIN_AGREEMENT = 0.2
 """Lowest high-pass correlation of the registered images for a shift to be trusted."""
 MAX_RESIDUAL = 1.0
 """A refinement step larger than this (pixels) is a spurious peak: the estimate stops there."""
+NEAR_SHIFT = 5.0
+"""LR pixels from the products' own geolocation (no shift) within which a shift is near: where the
+best candidate lies further off, the search also refines from no shift, and the far one must agree
+better than every near one by FAR_MARGIN (shifts are the frames' relative to the reference frame: the out-of-range
+set's reach 5 LR px, each frame off by up to 2.5; co-registered products are off by a fraction of a
+pixel)."""
+FAR_MARGIN: float | None = None
+"""How much better (high-pass correlation) a candidate further than NEAR_SHIFT from no shift must
+agree than the best near one to be used (None: the best agreement wins, wherever it lies)."""
 
 
 def _clear(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -279,6 +288,13 @@ def estimate_shift(reference: np.ndarray, moving: np.ndarray,
     candidates = [refined(start) for start in sorted(starts)]
     agreements = [_agreement(reference, moving, reference_clear, moving_clear, c) for c in candidates]
     best = int(np.argmax(agreements))
+    if FAR_MARGIN is not None and np.abs(candidates[best]).max() > NEAR_SHIFT:
+        candidates.append(refined((0.0, 0.0)))  # from the products' own geolocation
+        agreements.append(_agreement(reference, moving, reference_clear, moving_clear, candidates[-1]))
+        near = max((index for index, c in enumerate(candidates) if np.abs(c).max() <= NEAR_SHIFT),
+                   key=agreements.__getitem__, default=None)
+        if near is not None and agreements[near] >= agreements[best] - FAR_MARGIN:
+            best = near
     shift, agreement = candidates[best], agreements[best]  # the clipped agreement, already measured
 
     def beats_no_shift(agreement: float, clip: bool) -> bool:
