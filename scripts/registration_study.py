@@ -79,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.far_shifts:
         base = adaptation.EVIDENCE_SETS["in-distribution"]
-        adaptation.EVIDENCE_SETS["far-shifts"] = replace(base, conditions=replace(base.conditions, max_shift_lr=FAR_SHIFT))
+        far = replace(base.conditions, max_shift_lr=FAR_SHIFT)
+        adaptation.EVIDENCE_SETS["far-shifts"] = replace(base, conditions=far)
     for set_name in args.sets:
         scenes = evidence_scenes(set_name, "validation", args.scenes, args.lr_size, skip=args.skip)
         for sigma, clip, sigmas, margin in itertools.product(args.sigmas, args.clips, args.change_sigmas,
