@@ -127,8 +127,6 @@ def main() -> None:
     parser.add_argument("--psf-widths", nargs="+", default=["chosen"], choices=["chosen", "fixed"],
                         help="candidate back-projection PSF widths: chosen per scene (inference.psf_width, as "
                              "the engine runs) or fixed at the engine's 1.2 HR px (tiled.SCENE_PSF_WIDTH False)")
-    parser.add_argument("--radiometry-trims", nargs="+", default=[str(radiometry.CENTRE_TRIM).lower()],
-                        help="candidate registration.radiometry.CENTRE_TRIM values ('none': the frames' median)")
     parser.add_argument("--changed-frames", type=int, default=CHANGED_FRAMES,
                         help=f"frames (of {FRAMES}) the field is raised in")
     parser.add_argument("--hold-registration", action="store_true",
@@ -171,10 +169,8 @@ def main() -> None:
         return
     in_reference = [field_in_reference for _, _, field_in_reference in changes]
     first = None
-    for value, centre, sigmas, units, ramp, width, trim in itertools.product(
-            args.clips, args.centre_trims, args.change_sigmas, args.units, args.gain_ramps, args.psf_widths,
-            args.radiometry_trims):
-        radiometry.CENTRE_TRIM = None if trim == "none" else float(trim)
+    for value, centre, sigmas, units, ramp, width in itertools.product(
+            args.clips, args.centre_trims, args.change_sigmas, args.units, args.gain_ramps, args.psf_widths):
         tiled.SCENE_PSF_WIDTH = width == "chosen"
         radiometry.GAIN_ERROR_RAMP = None if ramp == "none" else float(ramp)
         normalisation.CHANGED_PIXELS = units
@@ -198,7 +194,7 @@ def main() -> None:
             scores.append(scene_score(before, hr))
         mean, low, high = mean_interval(moved)
         line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}, "
-                f"gain ramp {ramp:>5}, PSF width {width}, radiometry trim {trim}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
+                f"gain ramp {ramp:>5}, PSF width {width}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
                 f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")

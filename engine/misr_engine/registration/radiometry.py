@@ -32,7 +32,6 @@ from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
 from ..imaging.robust import robust_std
 from .change import steady_masks
-from .stack import trimmed_centre
 
 MAX_BLOCKS = 200_000
 """Block means kept per frame: blocks grow with the scene so that memory stays bounded."""
@@ -65,11 +64,6 @@ TUKEY_C = 4.685
 GAIN_RANGE = (0.2, 5.0)
 """Fitted gains are kept in this range (a degenerate fit on a nearly flat scene)."""
 ITERATIONS = 10
-CENTRE_TRIM: float | None = None
-"""`Radiometry.centred` takes the frames' trimmed mean gain and value at the level (this share of
-the fitted frames, and at least one, cut at each end: ``stack.trimmed_centre``) instead of their
-median (None), so that one frame's fit, kept or dropped or moved, moves the output's radiometry by
-a fraction of its own move instead of carrying the median across a gap between the frames'."""
 HALO = 2
 """LR rows read beyond a block of rows so that moving it by its phases brings no edge in."""
 
@@ -101,12 +95,8 @@ class Radiometry:
         the output's level, by being there."""
         voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
         gains, offsets = self.gains[voters], self.offsets[voters]
-        if CENTRE_TRIM is None:
-            gain, at_level = float(np.median(gains)), float(np.median(gains * self.level + offsets))
-        else:
-            gain, at_level = trimmed_centre(np.stack([gains, gains * self.level + offsets], axis=1), CENTRE_TRIM)
-        offset = float(at_level) - float(gain) * self.level
-        gain = float(gain)
+        gain = float(np.median(gains))
+        offset = float(np.median(gains * self.level + offsets)) - gain * self.level
         return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
