@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-
 from dataclasses import replace
 
 import numpy as np
