@@ -25,10 +25,12 @@ first candidate, paired).
 the pixels that changed (``registration.change.CHANGE_SIGMAS``); ``--units`` what the scene's units
 make of the pixels that changed (``inference.normalisation.CHANGED_PIXELS``: kept, left out,
 imputed); ``--hold-registration`` registers the changed stack as the unchanged one was (what the
-other estimates alone move); ``--hold-radiometry`` maps them with the unchanged stack's radiometric fits; ``--changed-frames N``
-raises the field in N of the 9 frames; ``--psf-widths chosen fixed`` compares the back-projection's
-PSF width chosen per scene (as the engine runs) with the width fixed at 1.2 HR px, and ``--per-scene``
-then also names the scenes whose width the change moved (docs/evaluation/change_away_psf_width_validation.log):
+other estimates alone move); ``--hold-radiometry`` maps them with the unchanged stack's radiometric
+fits; ``--changed-frames N`` raises the field in N of the 9 frames; ``--psf-widths chosen fixed``
+compares the back-projection's PSF width chosen per scene (as the engine runs) with the width fixed
+at 1.2 HR px, and ``--per-scene`` then also names the scenes whose width the change moved
+(docs/evaluation/change_away_psf_width_validation.log); ``--skip N`` leaves out the first N scenes
+of the draw (fresh scenes; docs/evaluation/far_shift_validation.log):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/change_away_study.py --clips 1 --scenes 24 \\
         --units kept "left out" imputed [--hold-registration --changed-frames 2] \\
@@ -142,8 +144,8 @@ def main() -> None:
     parser.add_argument("--registration-moves", action="store_true",
                         help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
-    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.skip + args.scenes, LR_SIDE, FRAMES, seed=7,
-                           conditions=replace(Degradation(), change_probability=0.0), workers=1,
+    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.skip + args.scenes, LR_SIDE, FRAMES,
+                           seed=7, conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
     model = load_model("piunet", args.weights).model
     rng = np.random.default_rng(0)
@@ -158,7 +160,8 @@ def main() -> None:
         changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
     scenes = {key: scenes[key][args.skip:] for key in ("frames", "masks", "hr")}
     changes, changed_frames = changes[args.skip:], changed_frames[args.skip:]
-    print(f"piunet, validation window, {args.scenes} scenes{f' after the first {args.skip}' if args.skip else ''} of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
+    after = f" after the first {args.skip}" if args.skip else ""
+    print(f"piunet, validation window, {args.scenes} scenes{after} of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
           + ("; the changed stack registered as the unchanged one" if args.hold_registration else "")
           + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else ""))
@@ -196,7 +199,8 @@ def main() -> None:
         line = (f"clip {value:>4}, centre trim {centre:>5}, change sigmas {sigmas:>4}, changed pixels {units}, "
                 f"gain ramp {ramp:>5}, PSF width {width}: away {mean:.4f}% [{low:.3f}, {high:.3f}] (worst "
                 f"{max(moved):.3f}%; field in the reference {np.mean(np.compress(in_reference, moved)):.3f}% "
-                f"on {sum(in_reference)} scenes, elsewhere {np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
+                f"on {sum(in_reference)} scenes, elsewhere "
+                f"{np.mean(np.compress(np.logical_not(in_reference), moved)):.3f}%), "
                 f"cPSNR {np.mean(scores):.3f} dB")
         if first is None:
             first = scores

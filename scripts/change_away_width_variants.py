@@ -130,12 +130,14 @@ def main() -> None:
         tiled.scene_psf_sigma = steady_windows_choice
     elif args.variant.startswith("continuous"):
         tiled.scene_psf_sigma = printed_choice
-        psf_width.choose_width = partial(continuous_width, held_back=HELD_BACK if args.variant.endswith("held") else 0.0)
+        held_back = HELD_BACK if args.variant.endswith("held") else 0.0
+        psf_width.choose_width = partial(continuous_width, held_back=held_back)
         psf_width.narrowed_further = interpolated_narrowed_further
     else:
         tiled.scene_psf_sigma = k_outside_change_choice
         psf_width.sharpening = sharpening_outside_change
     (scene_scores if args.scene_scores else change_away_study).main()
+
 
 if __name__ == "__main__":
     main()
