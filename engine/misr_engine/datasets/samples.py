@@ -25,6 +25,7 @@ from .. import SCALE
 from ..errors import MisrError
 from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
+from ..registration.radiometry import frames_centre
 from ..registration.stack import subpixel_phase
 from .simulate import (Degradation, degrade, mean_state, output_frame, reference_change, reference_target,
                        with_contrast)
@@ -48,9 +49,10 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     rng = np.random.default_rng(spec.seed)
     hr_with_margin = with_contrast(hr_with_margin, spec.conditions, rng)
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
-    if not spec.register:  # the level of the frames' median radiometry (the engine's output)
+    if not spec.register:  # the level of the frames' central radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
-        hr = state * np.median(stack.gains) + np.median(stack.offsets)
+        gain, offset = frames_centre(np.stack([stack.gains, stack.offsets], axis=1))
+        hr = state * gain + offset
         change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
         return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed
     prepared = prepare_stack(stack.frames, stack.masks)
@@ -133,7 +135,8 @@ def build_samples(paths: list[str], window: tuple[tuple[int, int | None], tuple[
             continue
         index = len(jobs)
         crop = np.rot90(crop, rng.integers(4)) if rng.random() < 0.5 else crop
-        jobs.append((np.ascontiguousarray(crop), SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)))
+        spec = SampleSpec(lr_size, n_frames, seed * 100003 + index, conditions, registered)
+        jobs.append((np.ascontiguousarray(crop), spec))
         stats.append(band_statistics[which])
         origins.append((r0 + y, c0 + x))
     with ProcessPoolExecutor(max_workers=workers) as pool:
