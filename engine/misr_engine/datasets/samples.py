@@ -25,7 +25,7 @@ from .. import SCALE
 from ..errors import MisrError
 from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
-from ..registration.radiometry import frames_centre
+from ..registration.radiometry import central_line
 from ..registration.stack import subpixel_phase
 from .simulate import (Degradation, degrade, mean_state, output_frame, reference_change, reference_target,
                        with_contrast)
@@ -51,7 +51,7 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
     if not spec.register:  # the level of the frames' central radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
-        gain, offset = frames_centre(np.stack([stack.gains, stack.offsets], axis=1))
+        gain, offset = central_line(stack.gains, stack.offsets, float(np.median(state)))
         hr = state * gain + offset
         change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
         return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed

@@ -32,7 +32,6 @@ from ..imaging.compositing import fill_masked
 from ..imaging.resample import shift_image
 from ..imaging.robust import robust_std
 from .change import steady_masks
-from .stack import trimmed_centre
 
 MAX_BLOCKS = 200_000
 """Block means kept per frame: blocks grow with the scene so that memory stays bounded."""
@@ -65,12 +64,6 @@ TUKEY_C = 4.685
 GAIN_RANGE = (0.2, 5.0)
 """Fitted gains are kept in this range (a degenerate fit on a nearly flat scene)."""
 ITERATIONS = 10
-CENTRE_TRIM: float | None = None
-"""Candidate (docs/evaluation/radiometry_centre_rule.md): the frames' central radiometry
-(`frames_centre`) is their trimmed mean (this share of the frames, at least one, cut at each end:
-``stack.trimmed_centre``) instead of their median (None), so that one frame's fit, kept or dropped
-or moved, moves the output's radiometry by a fraction of its own move instead of carrying the median
-across a gap between the frames'. The evaluation's targets follow the same definition."""
 HALO = 2
 """LR rows read beyond a block of rows so that moving it by its phases brings no edge in."""
 
@@ -102,8 +95,7 @@ class Radiometry:
         the output's level, by being there."""
         voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
         gains, offsets = self.gains[voters], self.offsets[voters]
-        gain, at_level = (float(v) for v in frames_centre(np.stack([gains, gains * self.level + offsets], axis=1)))
-        offset = at_level - gain * self.level
+        gain, offset = central_line(gains, offsets, self.level)
         return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -113,11 +105,14 @@ class Radiometry:
         return np.where(masks, mapped, 0.0).astype(np.float32)
 
 
-def frames_centre(values: np.ndarray) -> np.ndarray:
-    """The frames' central value of each column of (T, k) values (gains, offsets): their median, or
-    their trimmed mean (CENTRE_TRIM). The output's radiometry, and the evaluation's target's."""
-    values = np.asarray(values, np.float64)
-    return np.median(values, axis=0) if CENTRE_TRIM is None else trimmed_centre(values, CENTRE_TRIM)
+def central_line(gains: np.ndarray, offsets: np.ndarray, level: float) -> tuple[float, float]:
+    """The frames' central radiometry as a line on the reference's values (gain, offset): their
+    median gain, and the offset that puts the line's value at `level` at the median of the frames'
+    values there. The output's radiometry (`Radiometry.centred`), and the evaluation's targets'
+    (``datasets.samples``: on the true gains and offsets, at the scene's median)."""
+    gains = np.asarray(gains, np.float64)
+    gain = float(np.median(gains))
+    return gain, float(np.median(gains * level + np.asarray(offsets, np.float64))) - gain * level
 
 
 def block_size(height: int, width: int) -> int:
