@@ -63,15 +63,6 @@ TUKEY_C = 4.685
 """Tukey's biweight constant (95% efficiency under Gaussian residuals), in robust-sigma units."""
 GAIN_RANGE = (0.2, 5.0)
 """Fitted gains are kept in this range (a degenerate fit on a nearly flat scene)."""
-VOTE_GAIN_ERROR: float | None = None
-"""Candidate (docs/evaluation/radiometry_votes_rule.md): in the frames' central radiometry
-(`Radiometry.centred`) every frame with a robust line (MIN_SAMPLES common clear blocks) whose gain
-error (`gain_error`) is up to this votes, with that line, however much of it the frame takes for
-its own map (`gain_weight`); None: the frames that take some of their line vote with what they
-take. The frames' true gains spread by +-15% in the training ranges, their lines are off by a few
-per cent where the error is 0.05: a noisy vote moves the median less than a missing one, and a
-frame whose fit a change makes fail the bound keeps voting (on a validation scene the median of
-eight frames fell between two groups of gains and every frame's map moved by 6%)."""
 ITERATIONS = 10
 HALO = 2
 """LR rows read beyond a block of rows so that moving it by its phases brings no edge in."""
@@ -88,9 +79,6 @@ class Radiometry:
     where `centred` takes the median of the frames' maps."""
     fitted: np.ndarray | None = None
     """(T,) which frames got some of a line (MIN_SAMPLES clear blocks, `gain_weight` above 0); None: all of them."""
-    votes: np.ndarray | None = None
-    """(T, 2) the gain and offset each frame votes with in `centred` (NaN: no vote; VOTE_GAIN_ERROR);
-    None: the fitted frames vote with their own gain and offset."""
 
     @classmethod
     def identity(cls, count: int) -> Radiometry:
@@ -105,11 +93,8 @@ class Radiometry:
         would not: 0 lies far outside the scene's values). Only the fitted frames count in the
         medians: a frame cloudy over the whole scene (its map a placeholder) would move them, and
         the output's level, by being there."""
-        if self.votes is not None and np.isfinite(self.votes[:, 0]).any():
-            gains, offsets = self.votes[np.isfinite(self.votes[:, 0])].T
-        else:
-            voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
-            gains, offsets = self.gains[voters], self.offsets[voters]
+        voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
+        gains, offsets = self.gains[voters], self.offsets[voters]
         gain, offset = central_line(gains, offsets, self.level)
         return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted)
 
@@ -213,20 +198,16 @@ def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.
     """Every frame's robust line against `target` (n,) on the blocks clear in it and `usable`."""
     count = len(values)
     gains, offsets, fitted = np.ones(count), np.zeros(count), np.zeros(count, bool)
-    votes = np.full((count, 2), np.nan)
     for index in range(count):
         common = clear[index] & usable
         x, y = target[common], values[index, common]
         line = robust_line(x, y) if common.sum() >= MIN_SAMPLES and robust_std(x) > 0 else None
-        error = gain_error(x, y, *line) if line is not None else float("inf")
-        weight = gain_weight(error) if line is not None else 0.0
-        if VOTE_GAIN_ERROR is not None and error <= VOTE_GAIN_ERROR:
-            votes[index] = line
+        weight = gain_weight(gain_error(x, y, *line)) if line is not None else 0.0
         flat = float(np.median(y - x)) if common.any() else 0.0  # gain 1 and the median offset
         gains[index] = 1.0 + weight * (line[0] - 1.0) if weight else 1.0
         offsets[index] = weight * line[1] + (1.0 - weight) * flat if weight else flat
         fitted[index] = weight > 0
-    return Radiometry(gains, offsets, fitted=fitted, votes=None if VOTE_GAIN_ERROR is None else votes)
+    return Radiometry(gains, offsets, fitted=fitted)
 
 
 def gain_weight(error: float) -> float:
