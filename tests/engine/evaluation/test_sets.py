@@ -145,8 +145,8 @@ def test_targets_sit_at_the_level_the_engine_maps_the_frames_to(drawn):
     (``radiometry.central_line``: their median gain, and their median value at the scene's level),
     so the plain mean of the engine's prepared frames sits at the target's level. cPSNR is blind to a
     level bias; the outer pixels' PSNR (no bias correction) is not: with targets at the median gain
-    plus the median offset, the mean was off by 3.2% of the level on average on these scenes (now 0.8%:
-    frames the engine cannot fit do not vote in it, all count in the target)."""
+    plus the median offset, the mean was off by 3.2% of the level on average on these scenes (0.8% now;
+    the rest not analysed)."""
     from misr_engine.evaluation.baselines import registered_mean
 
     scenes = drawn["test"]
