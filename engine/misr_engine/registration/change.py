@@ -50,13 +50,6 @@ needs to replace it (None: never replaced, as before 2026-12-03). Chosen on vali
 24 per set (docs/evaluation/registration_kept_pass_validation.log): surface change +0.038 dB
 [+0.000, +0.114], strong change +0.048 [+0.000, +0.145], low contrast +0.015 [+0.000, +0.044]
 (one scene each), in distribution, out of range and the coarse-band stand-in unchanged."""
-SPREAD_CAP: float | None = None
-"""Candidate (docs/evaluation/change_spread_cap_rule.md): the frames' disagreement at a pixel
-(`changed_pixels`' spread) is counted at most this many times its median over the window (None: as
-it is). Where a change is in about half the frames clear over it, the frames' disagreement there is
-the change itself: measured against it, nothing was flagged, the radiometric fits' target took the
-change (a 32% clear frame's gain fitted 0.60 instead of 0.97 on a validation scene) and the
-frames' median radiometry jumped."""
 MIN_FRAMES = 3
 """The per-pixel median needs at least this many clear frames there (else nothing is flagged)."""
 GROW = 1
@@ -118,8 +111,6 @@ def changed_pixels(frames: np.ndarray, masks: np.ndarray, shifts: np.ndarray) ->
         median[np.isfinite(departures).sum(axis=0) < MIN_FRAMES] = np.nan
         departures -= median  # each frame's standardised value minus the frames' median there
         spread = MAD_TO_STD * np.nanmedian(np.abs(departures), axis=0)  # how much the frames disagree here
-        if SPREAD_CAP is not None:
-            spread = np.minimum(spread, SPREAD_CAP * np.nanmedian(spread))
     changed = np.zeros(frames.shape, bool)
     for t, (departure, (dy, dx)) in enumerate(zip(departures, shifts)):
         valid = np.isfinite(departure)
