@@ -25,10 +25,17 @@ from .. import SCALE
 from ..errors import MisrError
 from ..inference.normalisation import Normalisation
 from ..registration.prepare import prepare_stack
-from ..registration.radiometry import central_line
 from ..registration.stack import subpixel_phase
-from .simulate import (Degradation, degrade, mean_state, output_frame, reference_change, reference_target,
-                       with_contrast)
+from .simulate import (
+    Degradation,
+    central_target,
+    degrade,
+    mean_state,
+    output_frame,
+    reference_change,
+    reference_target,
+    with_contrast,
+)
 
 MARGIN = 12  # HR pixels cropped away around each simulated sample (Fourier wrap-around)
 MIN_TEXTURE = 0.05  # std / mean of an HR crop below which it counts as featureless (open water)
@@ -51,8 +58,7 @@ def _simulate_one(args: tuple[np.ndarray, SampleSpec]) -> tuple[np.ndarray, ...]
     stack = degrade(hr_with_margin, spec.n_frames, rng, spec.conditions, MARGIN)
     if not spec.register:  # the level of the frames' central radiometry (the engine's output)
         state = mean_state(hr_with_margin, stack)[MARGIN:-MARGIN, MARGIN:-MARGIN]
-        gain, offset = central_line(stack.gains, stack.offsets, float(np.median(state)))
-        hr = state * gain + offset
+        hr = central_target(state, stack)
         change = stack.change[MARGIN:-MARGIN, MARGIN:-MARGIN]
         return stack.frames, stack.masks, hr.astype(np.float32), stack.shifts, change, stack.changed
     prepared = prepare_stack(stack.frames, stack.masks)

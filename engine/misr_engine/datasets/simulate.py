@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import SCALE
+from ..registration.radiometry import central_line
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,13 @@ def output_frame(stack: SimulatedStack, reference: int, registered_shift: np.nda
     gain = stack.gains[reference] / reference_gain
     return OutputFrame(true_shift - np.asarray(registered_shift), float(gain),
                        float((stack.offsets[reference] - reference_offset) / reference_gain))
+
+
+def central_target(state: np.ndarray, stack: SimulatedStack) -> np.ndarray:
+    """A surface (HR numbers) in the stack's central radiometry (``radiometry.central_line`` on the true
+    gains and offsets, at the surface's median): what the SR of its unregistered frames should show."""
+    gain, offset = central_line(stack.gains, stack.offsets, float(np.median(state)))
+    return state * gain + offset
 
 
 def reference_target(hr_with_margin: np.ndarray, stack: SimulatedStack, output: OutputFrame) -> np.ndarray:

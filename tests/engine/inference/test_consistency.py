@@ -11,7 +11,7 @@ import pytest
 import torch
 from misr_engine import SCALE
 from misr_engine.datasets.samples import MARGIN
-from misr_engine.datasets.simulate import Degradation, degrade
+from misr_engine.datasets.simulate import Degradation, central_target, degrade
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.inference import consistency, detail_gate
 from misr_engine.inference.consistency import back_project, consistent, gated_then_consistent, psf_kernel
@@ -121,7 +121,7 @@ def test_the_correction_raises_the_engines_sr_on_real_imagery(shipped_model, mon
     for seed, (row, col) in enumerate(((138, 0), (69, 69), (100, 100), (250, 100))):
         rng = np.random.default_rng(seed)
         stack = degrade(hr[row:row + side, col:col + side], 9, rng, Degradation(), MARGIN)
-        target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
+        target = central_target(stack.hr, stack)
         scores = []
         for steps in (shipped_steps, 0):
             monkeypatch.setattr(consistency, "CONSISTENCY_STEPS", steps)

@@ -15,6 +15,7 @@ from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import (
     LOW_CONTRAST,
     OUT_OF_RANGE,
+    central_target,
     degrade,
     with_contrast,
 )
@@ -70,7 +71,7 @@ def _gate_gains(model, monkeypatch, conditions, frames: int) -> list[float]:
         rng = np.random.default_rng(seed)
         stack = degrade(with_contrast(hr[row:row + side, col:col + side], conditions, rng), frames, rng, conditions,
                         MARGIN)
-        target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
+        target = central_target(stack.hr, stack)
         scores = []
         for ratios in (GATE_RATIOS, None):
             monkeypatch.setattr(detail_gate, "GATE_RATIOS", ratios)
@@ -112,7 +113,7 @@ def test_frames_noisier_than_the_rest_are_discounted_where_the_gate_falls_back(s
         stack = degrade(with_contrast(hr[row:row + side, col:col + side], conditions, rng), 9, rng, conditions, MARGIN)
         frames = stack.frames.copy()
         frames[:3] += rng.normal(0.0, 0.02 * np.median(stack.hr), frames[:3].shape).astype(np.float32)
-        target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
+        target = central_target(stack.hr, stack)
         scores = []
         for gate in (detail_gate.gated_weighted, plain):
             monkeypatch.setattr(consistency, "gated_weighted", gate)
@@ -133,7 +134,7 @@ def test_on_a_textured_scene_the_gate_keeps_the_network(shipped_model, holdout_s
     gated = super_resolve(stack, shipped_model, CPU)[0]
     monkeypatch.setattr(detail_gate, "GATE_RATIOS", None)
     plain = super_resolve(stack, shipped_model, CPU)[0]
-    hr = holdout_stack.hr * np.median(holdout_stack.gains) + np.median(holdout_stack.offsets)
+    hr = central_target(holdout_stack.hr, holdout_stack)
     assert abs(scene_score(gated, hr) - scene_score(plain, hr)) < 0.02
     fallback = registered_mean(holdout_stack.frames, holdout_stack.masks)
     assert scene_score(gated, hr) > scene_score(fallback, hr) + 0.5

@@ -14,6 +14,7 @@ from misr_engine.datasets.samples import MARGIN
 from misr_engine.datasets.simulate import (
     LOW_CONTRAST,
     OUT_OF_RANGE,
+    central_target,
     degrade,
     with_contrast,
 )
@@ -122,7 +123,7 @@ def _noise_floor_gains(model, monkeypatch, conditions) -> list[float]:
     for seed, (row, col) in enumerate(CROPS):
         rng = np.random.default_rng(seed)
         stack = degrade(with_contrast(hr[row:row + side, col:col + side], conditions, rng), 9, rng, conditions, MARGIN)
-        target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
+        target = central_target(stack.hr, stack)
         scores = []
         for bound in (MAX_NOISE_UNITS, None):
             monkeypatch.setattr(normalisation, "MAX_NOISE_UNITS", bound)

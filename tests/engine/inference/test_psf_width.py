@@ -13,7 +13,7 @@ import pytest
 import torch
 from misr_engine import SCALE
 from misr_engine.datasets.samples import MARGIN
-from misr_engine.datasets.simulate import Degradation, degrade
+from misr_engine.datasets.simulate import Degradation, central_target, degrade
 from misr_engine.evaluation.adaptation import scene_score
 from misr_engine.evaluation.baselines import engine_prepared
 from misr_engine.inference import psf_width, tiled
@@ -80,7 +80,7 @@ def _sr_scores(model, monkeypatch, psf_sigma: float, seeds: Sequence[int] = rang
     scores = []
     for seed in seeds:
         stack = _crop_stack(psf_sigma, seed)
-        target = stack.hr * np.median(stack.gains) + np.median(stack.offsets)
+        target = central_target(stack.hr, stack)
         pair = []
         for chosen in (True, False):
             if against == "fixed":
