@@ -36,7 +36,8 @@ SENSOR_MTF_TOOLTIP = ("The sensor's MTF at the frames' Nyquist frequency, as its
                       "engine then makes the SR consistent with the frames through that blur. Leave it at the "
                       "engine's default (Sentinel-2-like, adjusted per scene for frames much sharper or "
                       "blurrier than that) "
-                      "unless you know it: a value lower than the true one oversharpens.")
+                      "unless you know it: a value lower than the true one oversharpens. Frames made by "
+                      "averaging finer pixels (no optical blur): 0.63.")
 """What the dialog's and Processing's sensor MTF option (``--sensor-mtf``) is for."""
 SENSOR_MTF_FORMAT = "one value for every band (0.28) or one per band, in band order (0.28, 0.26, 0.25)"
 """How the dialog and Processing take the sensor MTF as text (`parse_sensor_mtf`)."""
