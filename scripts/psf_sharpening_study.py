@@ -142,13 +142,14 @@ def main() -> None:
                         help="HR px widths scored (default: every width the engine may choose)")
     parser.add_argument("--output", required=True, help="JSON-lines rows (appended)")
     parser.add_argument("--summary", action="store_true", help="only print the summary of --output")
+    parser.add_argument("--weights", help="the network's weights file (default: the shipped weights)")
     parser.add_argument("--also", type=Path, nargs="*", default=[],
                         help="rows of the same scenes at other widths, read for the summary")
     args = parser.parse_args()
     add_sets(args.sensor_sigmas)
     path = Path(args.output)
     if not args.summary:
-        runner = CachedRunner(TorchRunner(load_model("piunet").model, torch.device("cpu")))
+        runner = CachedRunner(TorchRunner(load_model("piunet", args.weights).model, torch.device("cpu")))
         for set_name in args.sets:
             evidence, frames_per_stack, lr_side = SETS[set_name]
             scenes = evidence_scenes(evidence, args.split, args.scenes, lr_side, n_frames=frames_per_stack,
