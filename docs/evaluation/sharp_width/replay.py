@@ -1,0 +1,76 @@
+"""Replay the engine's PSF-width rule with candidate limits on psf_sharpening_study rows (stage 1 of
+docs/evaluation/sharp_width_rule.md and sharp_width_second_rule.md).
+
+    .venv/bin/python docs/evaluation/sharp_width/replay.py PREFIX --grid first|second
+reads PREFIX_c1_rows.jsonl, PREFIX_shipped_rows.jsonl and PREFIX_held_out_rows.jsonl beside this file and
+prints, per candidate, each set's mean change (C1 at the candidate's width minus the shipped weights at
+the shipped rule's width) with the worst scene, whether it is acceptable, and the choice."""
+import argparse
+import itertools
+import json
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from misr_engine.inference import psf_width as pw
+
+HERE = Path(__file__).parent
+SETS = ["sensor-0.01", "sensor-0.5", "in-distribution", "mid-blur", "wide-blur"]
+GUARDED = ("in-distribution", "mid-blur", "wide-blur")
+GRIDS = {
+    "first": [dict(SHARPENING_LIMIT=sl, NARROWING_SLOPE=ns, **wide)
+              for sl, ns, wide in itertools.product((0.02, 0.05, 0.1), (0.0, 0.3, 0.6),
+                                                    ({}, {"WIDENING_LIMIT": 0.02}, {"WIDENING_TRIGGER": 0.05},
+                                                     {"WIDER": ()}))],
+    "second": [dict(SHARPENING_LIMIT=sl, NARROWING_SLOPE=ns, WIDENING_LIMIT=wl)
+               for sl, ns, wl in itertools.product((0.02, 0.05), (0.3, 0.6), (0.05, 0.08, 0.1, 0.12, 0.15))],
+}
+SHIPPED = dict(SHARPENING_LIMIT=pw.SHARPENING_LIMIT, NARROWING_SLOPE=pw.NARROWING_SLOPE, WIDENING_LIMIT=pw.WIDENING_LIMIT)
+
+
+def rows(path: Path) -> dict:
+    return {(r["set"], r["scene"]): r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def width(row: dict, misfit: dict) -> float:
+    """The engine's width for a row under the limits patched in `psf_width`."""
+    k = {float(w): v for w, v in row["k"].items()}
+    chosen = pw.choose_width(lambda w: k[w])
+    ratio = pw.held_out_ratio(chosen, k[pw.PSF_SIGMA])
+    return chosen if ratio is None else pw.narrowed_further(chosen, {float(w): v for w, v in misfit.items()}, ratio)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefix")
+    parser.add_argument("--grid", choices=sorted(GRIDS), required=True)
+    args = parser.parse_args()
+    c1, shipped, held = (rows(HERE / f"{args.prefix}_{name}_rows.jsonl") for name in ("c1", "shipped", "held_out"))
+    keys = sorted(set(c1) & set(shipped) & set(held))
+    base = {key: shipped[key]["score"][str(width(shipped[key], held[key]["held_out"]))] for key in keys}
+    results = []
+    for limits in GRIDS[args.grid]:
+        with mock.patch.multiple(pw, **limits):
+            change = {s: [c1[key]["score"][str(width(c1[key], held[key]["held_out"]))] - base[key]
+                          for key in keys if key[0] == s] for s in SETS}
+        means = {s: float(np.mean(v)) for s, v in change.items()}
+        ok = all(means[s] >= -0.02 for s in GUARDED)
+        sharp = (means["sensor-0.01"] + means["sensor-0.5"]) / 2
+        results.append((ok, sharp, limits))
+        print(f"{limits} {'ok' if ok else 'no'} sharp {sharp:+.3f} | "
+              + " ".join(f"{s} {means[s]:+.3f} ({min(change[s]):+.2f})" for s in SETS))
+    for name, pick in (("C1 oracle width", lambda key: max(c1[key]["score"].values())),
+                       ("shipped oracle width", lambda key: max(shipped[key]["score"].values())),
+                       ("C1 at 1.2 HR px", lambda key: c1[key]["score"]["1.2"])):
+        print(f"{name}: " + " ".join(f"{s} {np.mean([pick(k) - base[k] for k in keys if k[0] == s]):+.3f}" for s in SETS))
+    acceptable = [r for r in results if r[0] and r[1] > 0.1]
+    if not acceptable:
+        print("none acceptable")
+        return
+    nearest = lambda limits: sum(abs(limits[n] - SHIPPED[n]) for n in limits if n in SHIPPED)  # noqa: E731
+    best = max(acceptable, key=lambda r: (round(r[1], 6), -nearest(r[2])))
+    print(f"chosen: {best[2]} (sharp {best[1]:+.3f})")
+
+
+if __name__ == "__main__":
+    main()
