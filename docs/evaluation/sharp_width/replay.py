@@ -1,5 +1,5 @@
 """Replay the engine's PSF-width rule with candidate limits on psf_sharpening_study rows (stage 1 of
-docs/evaluation/sharp_width_rule.md and sharp_width_second_rule.md).
+docs/evaluation/sharp_width_rule.md, sharp_width_second_rule.md and sharp_width_third_rule.md).
 
     .venv/bin/python docs/evaluation/sharp_width/replay.py PREFIX --grid first|second
 reads PREFIX_c1_rows.jsonl, PREFIX_shipped_rows.jsonl and PREFIX_held_out_rows.jsonl beside this file and
@@ -24,6 +24,8 @@ GRIDS = {
                                                      {"WIDER": ()}))],
     "second": [dict(SHARPENING_LIMIT=sl, NARROWING_SLOPE=ns, WIDENING_LIMIT=wl)
                for sl, ns, wl in itertools.product((0.02, 0.05), (0.3, 0.6), (0.05, 0.08, 0.1, 0.12, 0.15))],
+    "third": [dict(SHARPENING_LIMIT=sl, NARROWING_SLOPE=ns, WIDENING_LIMIT=wl)
+              for sl, ns, wl in itertools.product((0.08, 0.1, 0.12), (0.3, 0.6), (0.12, 0.15, 0.2))],
 }
 SHIPPED = dict(SHARPENING_LIMIT=pw.SHARPENING_LIMIT, NARROWING_SLOPE=pw.NARROWING_SLOPE, WIDENING_LIMIT=pw.WIDENING_LIMIT)
 
