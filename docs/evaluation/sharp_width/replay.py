@@ -27,7 +27,7 @@ GRIDS = {
     "third": [dict(SHARPENING_LIMIT=sl, NARROWING_SLOPE=ns, WIDENING_LIMIT=wl)
               for sl, ns, wl in itertools.product((0.08, 0.1, 0.12), (0.3, 0.6), (0.12, 0.15, 0.2))],
 }
-SHIPPED = dict(SHARPENING_LIMIT=pw.SHARPENING_LIMIT, NARROWING_SLOPE=pw.NARROWING_SLOPE, WIDENING_LIMIT=pw.WIDENING_LIMIT)
+SHIPPED = {name: getattr(pw, name) for name in ("SHARPENING_LIMIT", "NARROWING_SLOPE", "WIDENING_LIMIT")}
 
 
 def rows(path: Path) -> dict:
@@ -64,7 +64,8 @@ def main() -> None:
     for name, pick in (("C1 oracle width", lambda key: max(c1[key]["score"].values())),
                        ("shipped oracle width", lambda key: max(shipped[key]["score"].values())),
                        ("C1 at 1.2 HR px", lambda key: c1[key]["score"]["1.2"])):
-        print(f"{name}: " + " ".join(f"{s} {np.mean([pick(k) - base[k] for k in keys if k[0] == s]):+.3f}" for s in SETS))
+        means = {s: np.mean([pick(key) - base[key] for key in keys if key[0] == s]) for s in SETS}
+        print(f"{name}: " + " ".join(f"{s} {mean:+.3f}" for s, mean in means.items()))
     acceptable = [r for r in results if r[0] and r[1] > 0.1]
     if not acceptable:
         print("none acceptable")
