@@ -1,10 +1,11 @@
 """Replay the engine's PSF-width rule with candidate limits on psf_sharpening_study rows (stage 1 of
 docs/evaluation/sharp_width_rule.md, sharp_width_second_rule.md and sharp_width_third_rule.md).
 
-    .venv/bin/python docs/evaluation/sharp_width/replay.py PREFIX --grid first|second
-reads PREFIX_c1_rows.jsonl, PREFIX_shipped_rows.jsonl and PREFIX_held_out_rows.jsonl beside this file and
-prints, per candidate, each set's mean change (C1 at the candidate's width minus the shipped weights at
-the shipped rule's width) with the worst scene, whether it is acceptable, and the choice."""
+    .venv/bin/python scripts/psf_width_replay.py PREFIX --grid first|second|third
+reads PREFIX_c1_rows.jsonl, PREFIX_shipped_rows.jsonl and PREFIX_held_out_rows.jsonl in --rows (default
+docs/evaluation/sharp_width) and prints, per candidate, each set's mean change (C1 at the candidate's
+width minus the shipped weights at the shipped rule's width) with the worst scene, whether it is
+acceptable, and the choice."""
 import argparse
 import itertools
 import json
@@ -13,8 +14,9 @@ from unittest import mock
 
 import numpy as np
 from misr_engine.inference import psf_width as pw
+from psf_held_out_study import engine_width
 
-HERE = Path(__file__).parent
+ROWS = Path(__file__).resolve().parent.parent / "docs" / "evaluation" / "sharp_width"
 SETS = ["sensor-0.01", "sensor-0.5", "in-distribution", "mid-blur", "wide-blur"]
 GUARDED = ("in-distribution", "mid-blur", "wide-blur")
 GRIDS = {
@@ -35,19 +37,17 @@ def rows(path: Path) -> dict:
 
 
 def width(row: dict, misfit: dict) -> float:
-    """The engine's width for a row under the limits patched in `psf_width`."""
-    k = {float(w): v for w, v in row["k"].items()}
-    chosen = pw.choose_width(lambda w: k[w])
-    ratio = pw.held_out_ratio(chosen, k[pw.PSF_SIGMA])
-    return chosen if ratio is None else pw.narrowed_further(chosen, {float(w): v for w, v in misfit.items()}, ratio)
+    """The engine's width for a row and its held-out `misfit` under the limits patched in `psf_width`."""
+    return engine_width({**row, "held_out": misfit}, pw.NEUTRAL_RATIO)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefix")
     parser.add_argument("--grid", choices=sorted(GRIDS), required=True)
+    parser.add_argument("--rows", type=Path, default=ROWS, help="the folder of the rows")
     args = parser.parse_args()
-    c1, shipped, held = (rows(HERE / f"{args.prefix}_{name}_rows.jsonl") for name in ("c1", "shipped", "held_out"))
+    c1, shipped, held = (rows(args.rows / f"{args.prefix}_{name}_rows.jsonl") for name in ("c1", "shipped", "held_out"))
     keys = sorted(set(c1) & set(shipped) & set(held))
     base = {key: shipped[key]["score"][str(width(shipped[key], held[key]["held_out"]))] for key in keys}
     results = []
