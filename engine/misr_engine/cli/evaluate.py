@@ -25,6 +25,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sets", metavar="A,B", type=lambda text: [s for s in text.split(",") if s],
                    help="comma-separated sets (default: every reported set, or none with --data): " + _set_names())
     p.add_argument("--scenes", type=int, metavar="N", help="at most N scenes per set (default: each set's 32)")
+    p.add_argument("--frames", type=int, metavar="N",
+                   help="draw every simulated set with N frames per scene (2 to 15; default: each set's own, "
+                        "in its description) to see what a stack of your size gains; the sample and --data keep theirs")
     p.add_argument("--data", metavar="FILE", help="also the scenes of FILE (`misr make-dataset --raw`), as set `data`")
     add_model(p, "evaluate")
     add_output(p, "report folder (default: evaluation)", metavar="DIR", default="evaluation", overwrite=False)
@@ -39,5 +42,6 @@ def run(args: argparse.Namespace) -> None:
     from ..evaluation.evaluate import evaluate_weights
 
     report = evaluate_weights(args.model, args.weights, args.output, args.sets, args.scenes, args.data, args.compare,
-                              args.device, log=lambda line: print(line, file=sys.stderr, flush=True))
+                              args.device, log=lambda line: print(line, file=sys.stderr, flush=True),
+                              frames=args.frames)
     print(f"wrote {report}", file=sys.stderr)

@@ -21,12 +21,14 @@ def _network(loaded: LoadedModel, name: str) -> Network:
 
 def evaluate_weights(model: str, weights: str | None, output: str, sets: list[str] | None = None,
                      scenes: int | None = None, data: str | None = None, compare: list[str] | None = None,
-                     device: str = "cpu", log: Callable[[str], None] = lambda line: None) -> Path:
+                     device: str = "cpu", log: Callable[[str], None] = lambda line: None,
+                     frames: int | None = None) -> Path:
     """Score `weights` of `model` (default: the shipped ones), and every weights file of `compare`,
     on the named evaluation `sets` (default: the reported ones; ``sets.SETS``) with at most
-    `scenes` scenes each, plus the scenes of `data` (an `.npz` of `misr make-dataset --raw`).
+    `scenes` scenes each, plus the scenes of `data` (an `.npz` of `misr make-dataset --raw`); the
+    simulated sets drawn with `frames` frames per scene where given.
     Writes the report into `output` and returns its path."""
-    chosen = select_sets(sets, data)
+    chosen = select_sets(sets, data, frames)
     torch_device = resolve_device(device)
     loaded = [load_model(model, weights, torch_device)] + [load_model(model, path, torch_device)
                                                            for path in compare or []]

@@ -10,7 +10,7 @@ Scenes are left as acquired (unregistered, cloudy): every method runs its whole 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -46,7 +46,7 @@ class SimulatedSet:
     """Scenes simulated (``simulate.degrade``) from random crops of one window of some bands."""
 
     name: str
-    description: str
+    purpose: str
     bands: tuple[str, ...]
     window: Window  # in 10 m pixels
     pixel_m: float  # pixel size of the bands
@@ -55,6 +55,16 @@ class SimulatedSet:
     lr_size: int
     count: int
     seed: int
+
+    @property
+    def description(self) -> str:
+        where = "validation window" if self.window == VALIDATION_WINDOW else "test window"
+        return (f"{self.purpose}: {' '.join(self.bands)} ({self.pixel_m:g} m), {where}, {self.frames} frames, "
+                f"{self.lr_size} x {self.lr_size} LR")
+
+    def with_frames(self, frames: int) -> SimulatedSet:
+        """The same set drawn with `frames` frames per scene (``misr evaluate --frames``)."""
+        return replace(self, frames=frames)
 
     @property
     def band_window(self) -> Window:
@@ -108,10 +118,7 @@ class FileSet:
 
 def _simulated(name: str, purpose: str, bands: tuple[str, ...], window: Window, conditions: Degradation,
                frames: int, lr_size: int, seed: int, pixel_m: float = 10.0, count: int = 32) -> SimulatedSet:
-    where = "validation window" if window == VALIDATION_WINDOW else "test window"
-    description = (f"{purpose}: {' '.join(bands)} ({pixel_m:g} m), {where}, {frames} frames, "
-                   f"{lr_size} x {lr_size} LR")
-    return SimulatedSet(name, description, bands, window, pixel_m, conditions, frames, lr_size, count, seed)
+    return SimulatedSet(name, purpose, bands, window, pixel_m, conditions, frames, lr_size, count, seed)
 
 
 def _out_of_range_purpose(c: Degradation = OUT_OF_RANGE) -> str:
@@ -147,15 +154,24 @@ REPORTED = ("test", "unseen_bands", "out_of_range", "surface_change", "low_contr
 """The sets `misr evaluate` scores by default: test-window sets and the real sample, never validation."""
 
 
-def select_sets(names: list[str] | None, data: str | None = None) -> list[EvaluationSet]:
+FRAME_COUNTS = (2, 15)
+"""The frames per scene a simulated set may be drawn with (`select_sets`): the training's range."""
+
+
+def select_sets(names: list[str] | None, data: str | None = None, frames: int | None = None) -> list[EvaluationSet]:
     """The sets named (default: `REPORTED`, or only the `data` file's set when one is given),
-    plus the `data` file's set."""
+    plus the `data` file's set; the simulated ones drawn with `frames` frames per scene where given
+    (the sample and the data file keep theirs)."""
+    if frames is not None and not FRAME_COUNTS[0] <= frames <= FRAME_COUNTS[1]:
+        raise MisrError(f"--frames: {frames} frames per scene; give {FRAME_COUNTS[0]} to {FRAME_COUNTS[1]}")
     if names is None:
         names = [] if data else list(REPORTED)
     unknown = [name for name in names if name not in SETS]
     if unknown:
         raise MisrError(f"--sets: unknown set {unknown[0]!r} (choose from {', '.join(SETS)})")
     chosen: list[EvaluationSet] = [SETS[name] for name in dict.fromkeys(names)] + ([FileSet(data)] if data else [])
+    if frames is not None:
+        chosen = [s.with_frames(frames) if isinstance(s, SimulatedSet) else s for s in chosen]
     if not chosen:
         raise MisrError(f"--sets: no set given (choose from {', '.join(SETS)})")
     return chosen

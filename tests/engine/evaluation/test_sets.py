@@ -119,6 +119,19 @@ def test_select_sets_defaults_to_the_reported_sets_and_refuses_unknown_names(tmp
         select_sets([])
 
 
+def test_select_sets_draws_the_simulated_sets_with_the_frames_asked_and_refuses_other_counts():
+    # `misr evaluate --frames N`: what a stack of the analyst's size gains; the sample keeps its 8 frames
+    test, sample = select_sets(["test", "sample"], frames=3)
+    assert (test.frames, SETS["test"].frames) == (3, 9)
+    assert "3 frames" in test.description and "9 frames" in SETS["test"].description
+    assert sample is SETS["sample"]
+    scenes = test.scenes(2, workers=1)
+    assert scenes["frames"].shape[:2] == (2, 3) and scenes["masks"].shape[:2] == (2, 3)
+    for frames in (1, 16):
+        with pytest.raises(MisrError, match=f"--frames: {frames} frames per scene; give 2 to 15"):
+            select_sets(["test"], frames=frames)
+
+
 def test_change_regions_split_a_field_into_inside_and_away():
     change = np.zeros((60, 60))
     change[20:30, 20:30] = 400.0
