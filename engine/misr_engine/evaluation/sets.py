@@ -27,6 +27,7 @@ from ..datasets.simulate import (
     Degradation,
 )
 from ..errors import MisrError
+from ..rasters.selection import DEFAULT_MAX_FRAMES
 from ..resources import sample_dir, sample_paths
 
 Scenes = dict[str, np.ndarray]
@@ -154,8 +155,9 @@ REPORTED = ("test", "unseen_bands", "out_of_range", "surface_change", "low_contr
 """The sets `misr evaluate` scores by default: test-window sets and the real sample, never validation."""
 
 
-FRAME_COUNTS = (2, 15)
-"""The frames per scene a simulated set may be drawn with (`select_sets`): the training's range."""
+FRAME_COUNTS = (2, DEFAULT_MAX_FRAMES)
+"""The frames per scene a simulated set may be drawn with (`select_sets`): from the fewest that make
+a multi-image stack to the most the engine fuses (the training draws 2-15 too)."""
 
 
 def select_sets(names: list[str] | None, data: str | None = None, frames: int | None = None) -> list[EvaluationSet]:
