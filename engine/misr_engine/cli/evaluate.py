@@ -25,9 +25,11 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sets", metavar="A,B", type=lambda text: [s for s in text.split(",") if s],
                    help="comma-separated sets (default: every reported set, or none with --data): " + _set_names())
     p.add_argument("--scenes", type=int, metavar="N", help="at most N scenes per set (default: each set's 32)")
+    from ..evaluation.sets import FRAME_COUNTS
     p.add_argument("--frames", type=int, metavar="N",
-                   help="draw every simulated set with N frames per scene (2 to 15; default: each set's own, "
-                        "in its description) to see what a stack of your size gains; the sample and --data keep theirs")
+                   help=f"draw every simulated set with N frames per scene ({FRAME_COUNTS[0]} to {FRAME_COUNTS[1]}; "
+                        "default: each set's own, in its description) to see what a stack of your size gains; the "
+                        "sample and --data keep theirs")
     p.add_argument("--data", metavar="FILE", help="also the scenes of FILE (`misr make-dataset --raw`), as set `data`")
     add_model(p, "evaluate")
     add_output(p, "report folder (default: evaluation)", metavar="DIR", default="evaluation", overwrite=False)
