@@ -38,6 +38,8 @@ AUTOCAST_TYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 """A training config's precisions besides "auto" (bf16 / fp16 on CUDA, fp32 on CPU) and their autocast types."""
 SUPERVISED_KEYS = ("frames", "masks", "norm", "hr")
 """The arrays a supervised run reads from a samples file (others where present)."""
+FRAME_COUNT_DRAWS = ("uniform", "inverse")
+"""How a training step draws its number of frames (``TrainConfig.frame_counts``)."""
 BEST = "best.safetensors"
 """The weights of the step with the best validation cPSNR, beside the last ones."""
 
@@ -54,6 +56,7 @@ class TrainConfig:
     patch_lr: int = 32
     t_min: int = 3
     t_max: int = 12
+    frame_counts: str = "uniform"  # how t_min..t_max is drawn: uniform, or "inverse" (P(t) ~ 1/t, `draw_frame_count`)
     learning_rate: float = 5e-4
     l1_warmup_steps: int = 300
     loss: str = "nll"  # after the L1 warm-up: l1, mse, nll or udl
@@ -75,7 +78,8 @@ class TrainConfig:
     BOUNDS = {  # what ``training.run.load_config`` accepts (a class attribute, not a field: ``config_bounds``)
         "model": OneOf(tuple(MODELS)), "steps": Bound(1, 10 ** 7), "batch_size": Bound(1, 4096),
         "patch_lr": Bound(8, 1024), "t_min": Bound(1, 64), "t_max": Bound(1, 64),
-        "learning_rate": Bound(1e-9, 1.0), "l1_warmup_steps": Bound(0, 10 ** 7), "loss": OneOf(tuple(LOSSES)),
+        "frame_counts": OneOf(FRAME_COUNT_DRAWS), "learning_rate": Bound(1e-9, 1.0),
+        "l1_warmup_steps": Bound(0, 10 ** 7), "loss": OneOf(tuple(LOSSES)),
         "eu_warmup_steps": Bound(0, 10 ** 7), "precision": OneOf(("auto", *AUTOCAST_TYPES)),
         "grad_clip": Bound(1e-6, 1e9), "val_every": Bound(1, 10 ** 7), "val_frames": Bound(1, 64),
         "data_range": Bound(1e-6, 1e9), "seed": Bound(0, 2 ** 32 - 1), "threads": Bound(0, 4096),
@@ -157,7 +161,7 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
                  device: torch.device) -> tuple[torch.Tensor, ...]:
     """A normalised training batch: frames, masks (B,T,p,p), phases (B,T,2), HR, HR mask (B,1,3p,3p)."""
     n, t_all, size = data["frames"].shape[:3]
-    t = int(rng.integers(config.t_min, min(config.t_max, t_all) + 1))
+    t = draw_frame_count(config, t_all, rng)
     p = config.patch_lr
     wrap = config.phase_wrap if size - p >= 2 else 0.0  # a frame moved one pixel further must stay inside
     room = 1 if wrap else 0
@@ -183,6 +187,16 @@ def sample_batch(data: dict[str, np.ndarray], config: TrainConfig, rng: np.rando
             part.append(value)
     frames, masks, phases, hr, hr_mask = (torch.from_numpy(np.stack(b).astype(np.float32)).to(device) for b in batch)
     return frames, masks, phases, hr[:, None], hr_mask[:, None]
+
+
+def draw_frame_count(config: TrainConfig, available: int, rng: np.random.Generator) -> int:
+    """A step's number of frames in t_min..min(t_max, available): uniform, or with "inverse" in proportion
+    to 1/t, so stacks of 2-3 frames (what a cloudy archive leaves) come about 2.5 times as often."""
+    counts = np.arange(config.t_min, min(config.t_max, available) + 1)
+    if config.frame_counts == "uniform":
+        return int(rng.integers(counts[0], counts[-1] + 1))
+    weights = 1.0 / counts
+    return int(rng.choice(counts, p=weights / weights.sum()))
 
 
 def target(data: dict[str, np.ndarray], index: int, frames: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ from misr_engine.models.piunet import PIUnet, PIUnetConfig, fill_cloudy
 from misr_engine.rasters.bands import read_band
 from misr_engine.registration.stack import register, register_stack, subpixel_phase
 from misr_engine.datasets.simulate import Degradation, degrade
-from misr_engine.training.trainer import (SupervisedTask, TrainConfig, crop_frames, jitter_phases, loss_at, train,
-                                          transform_shifts, warm_start, with_context, wrap_phases)
+from misr_engine.training.trainer import (SupervisedTask, TrainConfig, crop_frames, draw_frame_count, jitter_phases,
+                                          loss_at, train, transform_shifts, warm_start, with_context, wrap_phases)
 from misr_engine.models.weights import save_weights
 
 from tests.rasters import HOLDOUT_HR
@@ -98,6 +98,19 @@ def test_jittered_phases_carry_the_registration_error_asked_for():
     error = jitter_phases(phases, 0.03, np.random.default_rng(3)) - phases
     assert abs(error.std() - 0.03) < 0.001 and abs(error.mean()) < 0.001
     assert abs(np.corrcoef(error[:, 0], error[:, 1])[0, 1]) < 0.03  # each axis its own error
+
+
+def test_inverse_frame_counts_favour_few_frame_stacks_and_uniform_draws_every_count_alike():
+    def shares(config: TrainConfig, available: int) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.bincount([draw_frame_count(config, available, rng) for _ in range(20000)], minlength=16) / 20000
+    kwargs = {"train_data": "", "val_data": "", "out_dir": "", "t_min": 2, "t_max": 15}
+    uniform, inverse = (shares(TrainConfig(**kwargs, frame_counts=k), 15) for k in ("uniform", "inverse"))
+    assert uniform[:2].sum() == 0 and np.allclose(uniform[2:], 1 / 14, atol=0.01)
+    expected = np.zeros(16)
+    expected[2:] = 1 / np.arange(2, 16)
+    assert np.allclose(inverse, expected / expected.sum(), atol=0.01)  # 2-3 frames: 36% of steps instead of 14%
+    assert shares(TrainConfig(**kwargs, frame_counts="inverse"), 6)[7:].sum() == 0  # never more than the stack has
 
 
 def test_udl_runs_after_l1_and_an_l_eu_warm_up():
