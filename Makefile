@@ -29,8 +29,10 @@ data: setup
 # Stages 1-4 trained the first weights (on the windows of that time, see the model card); stage
 # 5 retrains them constrained (physics by construction, local pooling, uncertainty cues) on the
 # wider degradations with surface change, aligned targets (on the set as built before its contrast
-# augmentation, 2026-12-05); stage 6, the shipped weights, continues stage 5 on today's set with the
-# edge context and puts every parameter 3/4 of the way there (scripts/interpolate_weights.py).
+# augmentation, 2026-12-05); stage 6 continues stage 5 on today's set with the edge context and puts
+# every parameter 3/4 of the way there (scripts/interpolate_weights.py); stage 7, the shipped
+# weights (runs/piunet_s2_cpu_few_frames/best.safetensors), continues stage 6 drawing few-frame stacks
+# more often (2026-12-07).
 dataset: data
 	@[ -f data/s2_train.npz ] || $(VENV)/bin/misr make-dataset --split train --count 1600 --lr-size 40 --frames-per-sample 15 --seed 1 -o data/s2_train.npz
 	@[ -f data/s2_val.npz ] || $(VENV)/bin/misr make-dataset --split validation --count 48 --lr-size 48 --frames-per-sample 9 --seed 2 -o data/s2_val.npz
@@ -47,6 +49,7 @@ train: dataset
 	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_contrast_context.json
 	@$(PY) scripts/interpolate_weights.py runs/piunet_s2_cpu_constrained/best.safetensors \
 		runs/piunet_s2_cpu_contrast_context/best.safetensors --share 0.75 -o runs/piunet.safetensors
+	@$(VENV)/bin/misr train --config configs/piunet_s2_cpu_few_frames.json
 
 plugin-zip: setup
 	@$(PY) scripts/build_plugin_zip.py
