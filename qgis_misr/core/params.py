@@ -22,8 +22,8 @@ AREA_TOOLTIP = ("Only the frames' pixels this area touches are read and super-re
 TTF_TOOLTIP = ("Before fusing, a copy of the network is fine-tuned on the frames themselves: each frame "
                "predicted from the others through a blur kernel estimated for it (about 2.5 s a step on one "
                "CPU thread; the shipped weights are not changed). On the project's test scenes the default 20 "
-               "steps helped a little on frames blurred well beyond the training data (+0.06 to +0.11 dB on "
-               "average) and changed little elsewhere (-0.04 to +0.03 dB; docs/evaluation/adaptation); the "
+               "steps helped a little on frames blurred well beyond the training data (+0.10 to +0.15 dB on "
+               "average) and changed little elsewhere (-0.06 to +0.02 dB; docs/evaluation/adaptation); the "
                "blur kernels it estimates can be written to a file.")
 KEEP_NOISY_LABEL = "Keep frames far noisier than the others"
 KEEP_NOISY_TOOLTIP = ("By default the engine leaves out of the run every frame at least 5 times as noisy as the "
