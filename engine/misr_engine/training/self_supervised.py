@@ -40,7 +40,7 @@ from ..models.kernel_prior import load_kernel_prior
 from ..models.sampling import masked_temporal_mean
 from ..registration.stack import subpixel_phase
 from .losses import PixelLoss, aligned_loss
-from .trainer import TrainConfig, augment, train
+from .trainer import TrainConfig, augment, draw_frame_count, train
 
 SELF_SUPERVISED = "self_supervised"
 LR_KEYS = ("frames", "masks", "shifts", "norm")
@@ -154,7 +154,7 @@ class SelfSupervisedTask:
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         data, config = self.train_data, self.config
         n = len(data["frames"])
-        t = int(rng.integers(config.t_min, min(config.t_max, int(data["counts"].max())) + 1))
+        t = draw_frame_count(config, int(data["counts"].max()), rng)
         parts = [self._sample(data, int(i), rng.permutation(data["counts"][i])[:t], config.patch_lr, rng, None, True)
                  for i in rng.integers(0, n, config.batch_size)]
         frames, masks, phases, target, target_mask = (
