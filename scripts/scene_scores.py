@@ -27,6 +27,7 @@ from misr_engine.evaluation.adaptation import (
     paired_interval,
     scene_score,
 )
+from misr_engine.inference import detail_gate
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--psf-sets", action="store_true",
                         help="register the sets of the PSF width studies too (sensor-0.01, sensor-0.5: frames "
                              "blurred by their pixels alone or 0.5 HR px; mid-blur, wide-blur), for --sets")
+    parser.add_argument("--gate-ratios", metavar="LOW,HIGH",
+                        help="run with the detail gate's ratios set to LOW,HIGH ('none': no gate) instead of "
+                             "detail_gate.GATE_RATIOS (a study of the gate, as a --weights run is of the network)")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
@@ -65,6 +69,8 @@ def main() -> None:
         return
     if not args.out:
         parser.error("--out is needed to compute scores")
+    if args.gate_ratios:
+        detail_gate.GATE_RATIOS = None if args.gate_ratios == "none" else parse_ratios(args.gate_ratios)
     model = load_model(args.model, args.weights).model
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
@@ -81,6 +87,14 @@ def main() -> None:
             json.dump(scores, file, indent=1)
         for name in names:
             print(summary(name, scores[name], other), flush=True)
+
+
+def parse_ratios(text: str) -> tuple[float, float]:
+    """'LOW,HIGH' -> (LOW, HIGH), LOW < HIGH."""
+    low, high = (float(value) for value in text.split(","))
+    if not 0.0 <= low < high:
+        raise SystemExit(f"--gate-ratios {text}: LOW,HIGH with 0 <= LOW < HIGH")
+    return low, high
 
 
 def read_scores(path: str) -> dict[str, list[float]]:
