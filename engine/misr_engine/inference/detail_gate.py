@@ -36,7 +36,10 @@ GATE_WINDOW = 31
 gained within 0.02 dB of 15 and 63 on every validation set in the first version's study)."""
 GATE_RATIOS: tuple[float, float] | None = (1.0, 2.2)
 """(low, high): ratios of the detail to the noise of the mean where the network's detail starts
-to count and where it fully counts (None: no gate). Re-chosen once the noise of the mean came
+to count and where it fully counts (None: no gate). Checked again for the stage 7 weights
+(2026-12-07, docs/evaluation/gate_ratios_stage7_rule.md, fresh validation scenes, 3-frame stacks
+added to the sets): kept; on the mean over nine sets (0.8, 1.8) scored 0.004 dB lower (low contrast
+with 3 frames -0.070), (1.2, 2.6) 0.006 and (1.5, 3.0) 0.025 lower. Re-chosen once the noise of the mean came
 from each frame's own noise (2026-12-03, evening; docs/evaluation/frame_noise_gate_validation.log,
 24 validation scenes per set, with the rule of the first choice: the largest mean gain over in
 distribution, out of range with 4 and 9 frames, low contrast and surface change, no
