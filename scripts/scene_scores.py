@@ -27,7 +27,7 @@ from misr_engine.evaluation.adaptation import (
     paired_interval,
     scene_score,
 )
-from misr_engine.inference import detail_gate
+from misr_engine.inference import consistency, detail_gate
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--gate-ratios", metavar="LOW,HIGH",
                         help="run with the detail gate's ratios set to LOW,HIGH ('none': no gate) instead of "
                              "detail_gate.GATE_RATIOS (a study of the gate, as a --weights run is of the network)")
+    parser.add_argument("--consistency-steps", type=int, metavar="N",
+                        help="run with N back-projection steps after the gate (0: none) instead of "
+                             "consistency.CONSISTENCY_STEPS")
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
@@ -71,6 +74,8 @@ def main() -> None:
         parser.error("--out is needed to compute scores")
     if args.gate_ratios:
         detail_gate.GATE_RATIOS = None if args.gate_ratios == "none" else parse_ratios(args.gate_ratios)
+    if args.consistency_steps is not None:
+        consistency.CONSISTENCY_STEPS = args.consistency_steps
     model = load_model(args.model, args.weights).model
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
