@@ -88,9 +88,9 @@ def wide_blur_stack():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 15 not resolved: with the shipped weights, fine-tuning at its "
-                   "defaults (lr 1e-5, 20 steps) gains 0.03 dB on this scene (43.88 against 43.84 dB; it lost 0.08 "
-                   "with the kernels started at 1.2 HR px, 2026-12-05): the kernels end near 2.0 HR px for a true "
-                   "2.6-3.0; strict: passing means it works")
+                   "defaults (lr 1e-5, 20 steps) gains 0.03 dB on this scene (stage 7 weights: 43.89 against "
+                   "43.86 dB; stage 6: 43.88 against 43.84; it lost 0.08 with the kernels started at 1.2 HR px, "
+                   "2026-12-05): the kernels end near 2.0 HR px for a true 2.6-3.0; strict: passing means it works")
 def test_fine_tuning_at_its_defaults_raises_cpsnr_under_a_blur_outside_the_training_range(
         wide_blur_stack, shipped_model):
     """The target of test-time fine-tuning: a gain under a blur wider than in training."""
