@@ -53,7 +53,9 @@ stand-in +0.169 [+0.099, +0.242], surface change +0.016, out of range -0.003, lo
 -0.004 (10 steps: +0.195 / +0.132; 31 px against 63: +0.070 against +0.066 dB on average). About
 30% more time per scene on the CPU. Re-checked with the halves in content order against 30 and 40
 steps (docs/evaluation/consistency_steps_validation.log): 30 gain 0.018 dB more in distribution
-but lose 0.023 on low contrast, 40 lose more."""
+but lose 0.023 on low contrast, 40 lose more. Checked again for the stage 7 weights on fresh scenes
+with 3-frame stacks (docs/evaluation/consistency_steps_stage7_rule.md): kept; 30 steps +0.003 dB on
+the mean over ten sets, 10 steps -0.014 (coarse-band stand-in -0.070)."""
 AGREEMENT_WINDOW = 31
 """HR pixels: the side of the window over which the two halves' corrections are correlated."""
 GATED_CORRECTION = True
