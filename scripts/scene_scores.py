@@ -96,7 +96,10 @@ def main() -> None:
 
 def parse_ratios(text: str) -> tuple[float, float]:
     """'LOW,HIGH' -> (LOW, HIGH), LOW < HIGH."""
-    low, high = (float(value) for value in text.split(","))
+    try:
+        low, high = (float(value) for value in text.split(","))
+    except ValueError:
+        low = high = float("nan")
     if not 0.0 <= low < high:
         raise SystemExit(f"--gate-ratios {text}: LOW,HIGH with 0 <= LOW < HIGH")
     return low, high
