@@ -64,6 +64,7 @@ from misr_engine.rasters.stack import Stack
 from misr_engine.registration import change, radiometry, shift, stack
 from misr_engine.registration.stack import reference_frame, registration_window
 from misr_engine.registration.streamed import scene_radiometry, stack_registration
+from psf_limits_option import add_psf_limits_option, apply_psf_limits
 
 LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
 CHANGED_FRAMES = 4
@@ -141,9 +142,11 @@ def main() -> None:
                              "others' scenes and fields as without it)")
     parser.add_argument("--per-scene", action="store_true", help="also print every scene's figure")
     parser.add_argument("--weights", help="PIUnet weights file (default: the shipped weights)")
+    add_psf_limits_option(parser)
     parser.add_argument("--registration-moves", action="store_true",
                         help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
+    apply_psf_limits(args.psf_limits)
     scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.skip + args.scenes, LR_SIDE, FRAMES,
                            seed=7, conditions=replace(Degradation(), change_probability=0.0), workers=1,
                            featureless_keep=0.0, registered=False)
@@ -164,7 +167,8 @@ def main() -> None:
     print(f"piunet, validation window, {args.scenes} scenes{after} of {LR_SIDE} x {LR_SIDE} LR, {FRAMES} frames; "
           f"a {FIELD_SIDE} px field +{RELATIVE_CHANGE} x level in {args.changed_frames} frames"
           + ("; the changed stack registered as the unchanged one" if args.hold_registration else "")
-          + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else ""))
+          + ("; its radiometric fits the unchanged one's" if args.hold_radiometry else "")
+          + (f"; PSF width limits {args.psf_limits}" if args.psf_limits else ""))
     if args.registration_moves:
         for index, (frames, masks, (_, changed, _), which) in enumerate(zip(scenes["frames"], scenes["masks"], changes,
                                                                              changed_frames)):

