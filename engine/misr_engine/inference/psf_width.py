@@ -83,7 +83,10 @@ their true width the correction takes some of its detail away (k < 0). Chosen wi
 on 12 fresh validation scenes per set by their rule (docs/evaluation/psf_width_target_line_rule.md;
 docs/evaluation/psf_width/target_line_validation.log) among 0-0.8: over a limit of 0.02 at every
 width, frames of one sharp sensor (0.01 / 0.5 HR px) **+0.73 / +0.18 dB** (scenes behind the
-strongest classical pipeline 6 -> 2 / 3 -> 3 of 12), no scene of five training-range sets lost."""
+strongest classical pipeline 6 -> 2 / 3 -> 3 of 12), no scene of five training-range sets lost.
+Checked again with NEUTRAL_RATIO for the stage 7 weights (docs/evaluation/psf_limits_stage7_rule.md):
+kept; the best of 54 candidates (slope 0.3, neutral ratio 0.05) gained +0.19 dB on frames of 0.01 HR
+px but lost 0.10 on 0.5 HR px on fresh scenes."""
 WIDENING_TRIGGER = 0.02
 """The wider widths are tried where k at the engine's width is at most minus this."""
 WIDENING_LIMIT = 0.05
@@ -107,7 +110,7 @@ a scene whose k there is neutral to use it. Chosen on 12 fresh validation scenes
 held_out_neutral_validation.log) among 0-20%: 1-20% tie, the largest taken; over the engine before
 it, frames of one sharp sensor (0.01 / 0.5 HR px) **+1.34 / +0.50 dB** (3 / 2 of 12 scenes moved,
 +2.3 to +5.7 dB each), no scene of five training-range sets moved (at 0-0.5% an in-distribution scene
-lost 0.05 dB, at 0 a low-contrast one 0.19)."""
+lost 0.05 dB, at 0 a low-contrast one 0.19). Kept for the stage 7 weights (see NARROWING_SLOPE)."""
 DETAIL_SIGMA = 1.5
 """HR px: the Gaussian whose blur of the SR, taken from it, is the SR's detail."""
 MARGIN = 2
