@@ -12,14 +12,13 @@ import argparse
 import itertools
 import json
 import math
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 from unittest import mock
 
 import numpy as np
 from misr_engine.inference import psf_width as pw
 from psf_held_out_study import engine_width
-
 
 
 class Acceptance(NamedTuple):
@@ -71,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     rule = ACCEPTANCE[args.grid]
     candidate, shipped, held = (rows(args.rows / f"{args.prefix}_{name}_rows.jsonl")
-                         for name in (rule.candidate, "shipped", "held_out"))
+                                for name in (rule.candidate, "shipped", "held_out"))
     keys = sorted(set(candidate) & set(shipped) & set(held))
     sets = list(dict.fromkeys(key[0] for key in keys))
     base = {key: shipped[key]["score"][str(width(shipped[key], held[key]["held_out"]))] for key in keys}
