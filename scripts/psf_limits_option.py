@@ -23,13 +23,13 @@ def parse_psf_limits(text: str) -> dict[str, float]:
     in one line (argparse's error)."""
     limits = {}
     for item in text.split(","):
-        name, _, value = item.partition("=")
-        if name.strip() not in NAMES:
-            raise argparse.ArgumentTypeError(f"{name.strip()!r} is not one of {', '.join(NAMES)}")
+        name, _, value = (part.strip() for part in item.partition("="))
+        if name not in NAMES:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(NAMES)}")
         try:
-            limits[name.strip()] = float(value)
+            limits[name] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name.strip()}: {value!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
     return limits
 
 

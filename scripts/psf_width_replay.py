@@ -69,8 +69,9 @@ def main() -> None:
     parser.add_argument("--rows", type=Path, default=ROWS, help="the folder of the rows")
     args = parser.parse_args()
     rule = ACCEPTANCE[args.grid]
-    candidate, shipped, held = (rows(args.rows / f"{args.prefix}_{name}_rows.jsonl")
-                                for name in (rule.candidate, "shipped", "held_out"))
+    shipped, held = (rows(args.rows / f"{args.prefix}_{name}_rows.jsonl") for name in ("shipped", "held_out"))
+    candidate = (shipped if rule.candidate == "shipped"
+                 else rows(args.rows / f"{args.prefix}_{rule.candidate}_rows.jsonl"))
     keys = sorted(set(candidate) & set(shipped) & set(held))
     sets = list(dict.fromkeys(key[0] for key in keys))
     base = {key: shipped[key]["score"][str(width(shipped[key], held[key]["held_out"]))] for key in keys}
