@@ -6,15 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from misr_engine import SCALE
 from misr_engine.datasets.simulate import Degradation, degrade
-from misr_engine.imaging.resample import shift_image
 from misr_engine.registration.stack import window_registration
 
-FIELD_SIDE = 17  # LR px: the change study's field
-SCENE_43 = (43, (5, 33), [0, 4, 5, 8])  # draw index, field's corner (LR px), changed frames: the reference 5 among them
+from tests.engine.registration.change_study_scenes import SCENE_43, SCENE_150, change_study_scene
+
 CLOUDY_FRAME = 3  # of scene 43: 33% clear, not changed
-SCENE_150 = (150, (26, 1), [1, 4, 6, 8])  # the reference, 5, not changed
 
 
 def _relative_errors(shifts: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -23,33 +20,11 @@ def _relative_errors(shifts: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.abs(error - np.median(error, axis=0)).max(axis=1)
 
 
-def _change_study_scene(index: int, corner: tuple[int, int], changed_frames: list[int]
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Scene `index` of scripts/change_away_study.py's draw (real Sentinel-2 10 m bands, validation
-    window, 9 frames of 80 x 80 LR): its frames, masks, true shifts, and the frames with its field
-    (FIELD_SIDE LR px from `corner`) raised by 1.4 x the level in `changed_frames`, on the ground
-    (moved with each frame's shift)."""
-    from misr_engine.datasets.samples import build_samples
-    from misr_engine.datasets.sentinel2 import VALIDATION_WINDOW, sentinel2_band_paths
-
-    drawn = build_samples(sentinel2_band_paths(("B02", "B03", "B04", "B08")), VALIDATION_WINDOW, index + 1, 80, 9,
-                          seed=7, conditions=replace(Degradation(), change_probability=0.0), workers=1,
-                          featureless_keep=0.0, registered=False)
-    frames, masks, true = drawn["frames"][index], drawn["masks"][index], drawn["true_shifts"][index]
-    (row, col), box = corner, np.zeros((80 * SCALE, 80 * SCALE))
-    box[row * SCALE:(row + FIELD_SIDE) * SCALE, col * SCALE:(col + FIELD_SIDE) * SCALE] = 1.0
-    changed = frames.copy()
-    for t in changed_frames:
-        field = shift_image(box, *(true[t] * SCALE), order=1, mode="constant").reshape(80, SCALE, 80, SCALE)
-        changed[t] += 1.4 * float(np.median(frames[masks])) * field.mean(axis=(1, 3))
-    return frames, masks, true, changed
-
-
 def test_a_change_in_the_reference_does_not_throw_a_cloudy_frame_far_off():
     """A field raised in four frames, the reference among them: without the rule the cloudy frame's
     search found a peak 17 px away that agreed a little better (0.76 against about 0.73) than the
     right shift, and the frame went 15.7 LR px off (before the change: within 0.1 px)."""
-    frames, masks, true, changed = _change_study_scene(*SCENE_43)
+    frames, masks, true, changed = change_study_scene(*SCENE_43)
     before = _relative_errors(window_registration(frames, masks)[0], true)
     after = _relative_errors(window_registration(changed, masks)[0], true)
     assert before.max() < 0.25, before.round(2)
@@ -61,7 +36,7 @@ def test_a_changed_frame_is_not_thrown_far_off_by_its_field():
     with FAR_MARGIN 0.1 the search's far peak for one changed frame agreed better by 0.2-0.4 than
     the right shift, and the frame went 12.2 LR px off (the SR moved by 2.70% of the level away from
     the field; 0.07% with the registration held); with 0.6 it stays near."""
-    frames, masks, true, changed = _change_study_scene(*SCENE_150)
+    frames, masks, true, changed = change_study_scene(*SCENE_150)
     before = _relative_errors(window_registration(frames, masks)[0], true)
     after = _relative_errors(window_registration(changed, masks)[0], true)
     assert before.max() < 0.25, before.round(2)
