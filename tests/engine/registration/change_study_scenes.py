@@ -10,7 +10,7 @@ from misr_engine.imaging.resample import shift_image
 
 FIELD_SIDE = 17  # LR px: the change study's field
 SCENE_43 = (43, (5, 33), [0, 4, 5, 8])  # draw index, field's corner (LR px), changed frames: the reference 5 among them
-SCENE_62 = (62, (41, 61), [2, 3, 4, 6])
+SCENE_62 = (62, (41, 61), [2, 3, 4, 6])  # the reference, 5, not changed; the change makes it 0
 SCENE_150 = (150, (26, 1), [1, 4, 6, 8])  # the reference, 5, not changed
 
 

@@ -15,6 +15,7 @@ from misr_engine.registration.radiometry import (
 )
 from misr_engine.registration.stack import centre_shifts
 
+from tests.engine.registration.change_study_scenes import SCENE_43, SCENE_62, change_study_scene
 from tests.rasters import HOLDOUT_HR
 
 
@@ -192,14 +193,14 @@ def test_a_gain_fades_out_around_the_bound_instead_of_jumping():
     assert np.abs(np.diff(frame_gains)).max() < 0.02
 
 
-def _maps_at_the_level(stack_frames: np.ndarray, masks: np.ndarray, level: float,
+def _maps_at_the_level(frames: np.ndarray, masks: np.ndarray, level: float,
                        reference: int | None = None) -> np.ndarray:
     """(T,) what each frame's value `level` becomes in the scene's radiometry, as the engine fits it
     (``streamed.scene_radiometry`` after ``stack_registration``; `reference`: instead of the one chosen)."""
     from misr_engine.rasters.stack import Stack
     from misr_engine.registration.streamed import RegisteredRows, scene_radiometry, stack_registration
 
-    stack = Stack.in_memory(stack_frames, masks)
+    stack = Stack.in_memory(frames, masks)
     shifts, chosen = stack_registration(stack)
     fits = scene_radiometry(RegisteredRows(stack, shifts), chosen if reference is None else reference)
     return (level - fits.offsets) / fits.gains
@@ -213,8 +214,6 @@ def test_a_changed_field_does_not_send_an_unchanged_frames_fit_to_a_wrong_line()
     spread 12.4 against 1.7), and every frame's map moved with it (up to 3.4% of the level; the SR
     away from the field by 2.81%). From several starts the unchanged frames' maps stay within 0.1%
     (that candidate lost 1.18 dB on another validation scene: its rule's log)."""
-    from tests.engine.registration.change_study_scenes import SCENE_43, change_study_scene
-
     frames, masks, _, changed = change_study_scene(*SCENE_43)
     level = float(np.median(frames[masks]))
     moved = np.abs(_maps_at_the_level(changed, masks, level) - _maps_at_the_level(frames, masks, level)) / level
@@ -230,8 +229,6 @@ def test_the_frames_maps_do_not_depend_on_which_clear_frame_is_the_reference():
     frames as references gave maps up to 6.9% of the level apart (a change that moved the
     reference moved the SR away from the field by 11.6%); falling back on the fitted frames'
     central gain, within 0.6% (that candidate moved another scene's SR more: its rule's log)."""
-    from tests.engine.registration.change_study_scenes import SCENE_62, change_study_scene
-
     frames, masks, _, _ = change_study_scene(*SCENE_62)
     level = float(np.median(frames[masks]))
     clear = np.flatnonzero(masks.all(axis=(1, 2)))
