@@ -41,22 +41,25 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import torch
 from change_attribution import Freezer
 from misr_engine import SCALE
-from misr_engine.datasets.samples import build_samples
-from misr_engine.datasets.sentinel2 import VALIDATION_WINDOW, sentinel2_band_paths
-from misr_engine.datasets.simulate import Degradation
 from misr_engine.evaluation.adaptation import (
     mean_interval,
     paired_interval,
     scene_score,
 )
-from misr_engine.imaging.resample import shift_image
+from misr_engine.evaluation.change_study import (
+    FIELD_SIDE,
+    FRAMES,
+    LR_SIDE,
+    RELATIVE_CHANGE,
+    study_scenes,
+    with_raised_field,
+)
 from misr_engine.inference import normalisation, tiled
 from misr_engine.inference.tiled import super_resolve
 from misr_engine.models.weights import load_model
@@ -66,26 +69,14 @@ from misr_engine.registration.stack import reference_frame, registration_window
 from misr_engine.registration.streamed import scene_radiometry, stack_registration
 from psf_limits_option import add_psf_limits_option, apply_psf_limits
 
-LR_SIDE, FRAMES, FIELD_SIDE, MARGIN = 80, 9, 17, 20
+MARGIN = 20
 CHANGED_FRAMES = 4
-RELATIVE_CHANGE = 1.4
-BANDS = ("B02", "B03", "B04", "B08")
 
 
 def field_slices(rng: np.random.Generator) -> tuple[slice, slice]:
     """A random FIELD_SIDE square inside the scene."""
     row, col = rng.integers(0, LR_SIDE - FIELD_SIDE, size=2)
     return slice(row, row + FIELD_SIDE), slice(col, col + FIELD_SIDE)
-
-
-def field_in_frame(field: tuple[slice, slice], shift: np.ndarray) -> np.ndarray:
-    """The field (1 inside) as a frame misregistered by `shift` (LR px) sees it: on the ground,
-    so it moves with the scene's content (an HR box moved by the shift, then averaged over the
-    3 x 3 HR pixels of every LR pixel)."""
-    box = np.zeros((LR_SIDE * SCALE, LR_SIDE * SCALE))
-    box[field[0].start * SCALE:field[0].stop * SCALE, field[1].start * SCALE:field[1].stop * SCALE] = 1.0
-    moved = shift_image(box, *(np.asarray(shift) * SCALE), order=1, mode="constant")
-    return moved.reshape(LR_SIDE, SCALE, LR_SIDE, SCALE).mean(axis=(1, 3))
 
 
 def away_map(shape: tuple[int, int], field: tuple[slice, slice]) -> np.ndarray:
@@ -147,18 +138,14 @@ def main() -> None:
                         help="print, per scene, what the change moves in the registration (no SR)")
     args = parser.parse_args()
     apply_psf_limits(args.psf_limits)
-    scenes = build_samples(sentinel2_band_paths(BANDS), VALIDATION_WINDOW, args.skip + args.scenes, LR_SIDE, FRAMES,
-                           seed=7, conditions=replace(Degradation(), change_probability=0.0), workers=1,
-                           featureless_keep=0.0, registered=False)
+    scenes = study_scenes(args.skip + args.scenes)
     model = load_model("piunet", args.weights).model
     rng = np.random.default_rng(0)
     changes, changed_frames = [], []
     for frames, masks, shifts in zip(scenes["frames"], scenes["masks"], scenes["true_shifts"]):
         field, which = field_slices(rng), rng.choice(FRAMES, args.changed_frames, replace=False)
         changed_frames.append(which)
-        changed = frames.copy()
-        for t in which:
-            changed[t] += RELATIVE_CHANGE * float(np.median(frames[masks])) * field_in_frame(field, shifts[t])
+        changed = with_raised_field(frames, masks, shifts, field, which)
         window = (slice(None), *registration_window(frames.shape[-2:]))
         changes.append((field, changed, int(reference_frame(frames[window], masks[window])) in which))
     scenes = {key: scenes[key][args.skip:] for key in ("frames", "masks", "hr")}
