@@ -79,6 +79,9 @@ class Radiometry:
     where `centred` takes the median of the frames' maps."""
     fitted: np.ndarray | None = None
     """(T,) which frames got some of a line (MIN_SAMPLES clear blocks, `gain_weight` above 0); None: all of them."""
+    levelled: np.ndarray | None = None
+    """(T,) which frames' values at the level the blocks determine (MIN_SAMPLES clear blocks, whether or
+    not their gain is determined); None: all of them."""
 
     @classmethod
     def identity(cls, count: int) -> Radiometry:
@@ -90,13 +93,18 @@ class Radiometry:
         that puts M(level) at the median of the frames' values at `level`): the output's level
         then depends on every frame, not on which is the reference, and moves with the numbers
         when a product adds an offset to them (a median of the offsets, the maps' values at 0,
-        would not: 0 lies far outside the scene's values). Only the fitted frames count in the
-        medians: a frame cloudy over the whole scene (its map a placeholder) would move them, and
-        the output's level, by being there."""
-        voters = np.ones(len(self.gains), bool) if self.fitted is None or not self.fitted.any() else self.fitted
-        gains, offsets = self.gains[voters], self.offsets[voters]
-        gain, offset = central_line(gains, offsets, self.level)
-        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted)
+        would not: 0 lies far outside the scene's values). The gain's median is over the frames whose
+        gain the blocks determine (`fitted`), the values' at the level over every frame whose level
+        they determine (`levelled`): a frame cloudy over the whole scene (its map a placeholder)
+        would move them, and the output's level, by being there, and on low-contrast scenes, where
+        two or three frames of nine may have a determined gain, their values alone put the level
+        up to 8% off the frames' (docs/evaluation/radiometry_level_votes_rule.md)."""
+        count = len(self.gains)
+        levelled = np.ones(count, bool) if self.levelled is None or not self.levelled.any() else self.levelled
+        fitted = levelled if self.fitted is None or not (self.fitted & levelled).any() else self.fitted & levelled
+        gain, offset = central_line(self.gains[levelled], self.offsets[levelled], self.level, fitted[levelled])
+        return Radiometry(self.gains / gain, self.offsets - self.gains * offset / gain, fitted=self.fitted,
+                          levelled=self.levelled)
 
     def apply(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(T, ...) frames in the reference's radiometry; pixels not clear stay 0."""
@@ -105,13 +113,15 @@ class Radiometry:
         return np.where(masks, mapped, 0.0).astype(np.float32)
 
 
-def central_line(gains: np.ndarray, offsets: np.ndarray, level: float) -> tuple[float, float]:
+def central_line(gains: np.ndarray, offsets: np.ndarray, level: float,
+                 gain_voters: np.ndarray | None = None) -> tuple[float, float]:
     """The frames' central radiometry as a line on the reference's values (gain, offset): their
-    median gain, and the offset that puts the line's value at `level` at the median of the frames'
-    values there. The output's radiometry (`Radiometry.centred`), and the evaluation's targets'
-    (``datasets.samples``: on the true gains and offsets, at the scene's median)."""
+    median gain (over `gain_voters` where given), and the offset that puts the line's value at
+    `level` at the median of the frames' values there. The output's radiometry
+    (`Radiometry.centred`), and the evaluation's targets' (``datasets.samples``: on the true gains
+    and offsets, at the scene's median)."""
     gains = np.asarray(gains, np.float64)
-    gain = float(np.median(gains))
+    gain = float(np.median(gains if gain_voters is None else gains[np.asarray(gain_voters, bool)]))
     return gain, float(np.median(gains * level + np.asarray(offsets, np.float64))) - gain * level
 
 
@@ -198,16 +208,17 @@ def _fits(values: np.ndarray, clear: np.ndarray, target: np.ndarray, usable: np.
     """Every frame's robust line against `target` (n,) on the blocks clear in it and `usable`."""
     count = len(values)
     gains, offsets, fitted = np.ones(count), np.zeros(count), np.zeros(count, bool)
+    levelled = (clear & usable).sum(axis=1) >= MIN_SAMPLES
     for index in range(count):
         common = clear[index] & usable
         x, y = target[common], values[index, common]
-        line = robust_line(x, y) if common.sum() >= MIN_SAMPLES and robust_std(x) > 0 else None
+        line = robust_line(x, y) if levelled[index] and robust_std(x) > 0 else None
         weight = gain_weight(gain_error(x, y, *line)) if line is not None else 0.0
         flat = float(np.median(y - x)) if common.any() else 0.0  # gain 1 and the median offset
         gains[index] = 1.0 + weight * (line[0] - 1.0) if weight else 1.0
         offsets[index] = weight * line[1] + (1.0 - weight) * flat if weight else flat
         fitted[index] = weight > 0
-    return Radiometry(gains, offsets, fitted=fitted)
+    return Radiometry(gains, offsets, fitted=fitted, levelled=levelled)
 
 
 def gain_weight(error: float) -> float:
