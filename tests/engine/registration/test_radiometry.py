@@ -249,7 +249,7 @@ def test_the_level_is_voted_by_every_frame_whose_level_is_determined():
     centred = radiometry.centred()
     output_gain = gains / centred.gains  # the output's line on the reference: gain, and value at the level
     output_at_level = (gains * 100.0 + offsets - centred.offsets) / centred.gains
-    np.testing.assert_allclose(output_gain, 1.0)  # the median of 1.1 and 0.9 (frames 3 and 4 have gain 1 only by default)
+    np.testing.assert_allclose(output_gain, 1.0)  # the median of 1.1 and 0.9 (frames 3 and 4: gain 1 by default)
     np.testing.assert_allclose(output_at_level, np.median([115.0, 85.0, 140.0, 100.0]))  # frames 1-4's values there
 
 
