@@ -103,6 +103,17 @@ def cssim(sr: np.ndarray, hr: np.ndarray, hr_mask: np.ndarray | None = None, bor
     return max(scores, default=float("nan"))
 
 
+def level_error(sr: np.ndarray, hr: np.ndarray, hr_mask: np.ndarray | None = None) -> float:
+    """How far the SR's level is from the target's, in % of the target's: |mean SR - mean HR| / |mean
+    HR| over the pixels clear in HR and finite in SR. cPSNR removes this bias before it scores; an
+    analyst who compares the SR with the frames, or maps it to reflectance, sees it."""
+    clear = np.isfinite(sr) & np.isfinite(hr) & (True if hr_mask is None else np.asarray(hr_mask, bool))
+    if not clear.any():
+        return float("nan")
+    target = float(np.mean(hr[clear], dtype=np.float64))
+    return 100.0 * abs(float(np.mean(sr[clear], dtype=np.float64)) - target) / abs(target) if target else float("nan")
+
+
 def gradient_stratified_psnr(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray | None = None,
                              n_bins: int = 3, border: int = 3,
                              data_range: float = 1.0) -> np.ndarray:

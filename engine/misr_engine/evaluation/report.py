@@ -67,11 +67,17 @@ def methods_table(result: SetResult) -> str:
     """Mean scores of every method of a set."""
     rows = []
     for name, scores in result.scores.items():
-        rows.append([name, _db(scores.mean), f"{np.nanmean(scores.cssim):.4f}", _db(np.nanmean(scores.edge_psnr)),
-                     _db(np.nanmean(scores.flat_psnr)), _db(np.nanmean(scores.lr_fidelity)),
-                     f"{scores.seconds_per_scene:.2f}"])
-    return _table(["method", "cPSNR (dB)", "cSSIM", "edge PSNR (dB)", "flat PSNR (dB)", "LR fidelity (dB)",
-                   "s / scene"], rows)
+        rows.append([name, _db(scores.mean), _level(scores.level_error), f"{np.nanmean(scores.cssim):.4f}",
+                     _db(np.nanmean(scores.edge_psnr)), _db(np.nanmean(scores.flat_psnr)),
+                     _db(np.nanmean(scores.lr_fidelity)), f"{scores.seconds_per_scene:.2f}"])
+    return _table(["method", "cPSNR (dB)", "level off (%): mean / worst", "cSSIM", "edge PSNR (dB)",
+                   "flat PSNR (dB)", "LR fidelity (dB)", "s / scene"], rows)
+
+
+def _level(errors: list[float]) -> str:
+    """Mean and worst of per-scene level errors (%), or n/a."""
+    finite = [value for value in errors if np.isfinite(value)]
+    return f"{np.mean(finite):.2f} / {max(finite):.2f}" if finite else "n/a"
 
 
 def margins_table(result: SetResult, network: str) -> str:
@@ -161,7 +167,9 @@ phase applied on the HR grid, frames mapped onto the frames' median radiometry):
 cPSNR / cSSIM: the Proba-V definition ({BORDER}-pixel border, {(2 * BORDER + 1) ** 2} shifts,
 brightness bias) on reflectance (DN / 10000). Margins are per scene (network minus baseline);
 their mean has a paired percentile bootstrap {CONFIDENCE:.0%} interval ({BOOTSTRAP_RESAMPLES}
-resamples of the scenes, seed {BOOTSTRAP_SEED}); worst scene = the lowest margin. Edge / flat
+resamples of the scenes, seed {BOOTSTRAP_SEED}); worst scene = the lowest margin. Level off: |mean
+SR - mean target| / mean target per scene, the bias cPSNR removes (a level off shows when the SR is
+compared with the frames or mapped to reflectance). Edge / flat
 PSNR: the most / least textured third of the pixels (HR gradient). LR fidelity: the SR
 re-degraded (sub-pixel phases, Gaussian PSF {LR_FIDELITY_PSF_SIGMA} HR px, area decimation)
 against every clear prepared LR frame, bias removed. Uncertainty: the predicted Laplace scale

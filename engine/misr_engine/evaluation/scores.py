@@ -1,9 +1,10 @@
 """Scoring methods scene by scene: every method runs its complete pipeline from the acquired frames.
 
-Scores are the Proba-V cPSNR (``metrics.cpsnr``) on reflectance (digital numbers / 10000) and,
-with `full`, cSSIM, gradient-stratified PSNR and LR fidelity. A network's predicted scale is
-scored against its |error| (Spearman, calibration, sparsification); on scenes with a surface
-change, the error inside the changed field is told apart from the error away from it.
+Scores are the Proba-V cPSNR (``metrics.cpsnr``) on reflectance (digital numbers / 10000), the
+level's error that cPSNR's bias correction leaves out (``metrics.level_error``) and, with `full`,
+cSSIM, gradient-stratified PSNR and LR fidelity. A network's predicted scale is scored against
+its |error| (Spearman, calibration, sparsification); on scenes with a surface change, the error
+inside the changed field is told apart from the error away from it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from scipy import ndimage
 
 from .baselines import BASELINES, Prepared, engine_prepared
 from ..inference.tiled import super_resolve
-from .metrics import Alignment, best_alignment, cpsnr, cssim, gradient_stratified_psnr, lr_fidelity, spearman
+from .metrics import (
+    Alignment,
+    best_alignment,
+    cpsnr,
+    cssim,
+    gradient_stratified_psnr,
+    level_error,
+    lr_fidelity,
+    spearman,
+)
 from ..rasters.in_memory import Stack
 
 Method = Callable[[np.ndarray, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
@@ -70,6 +80,7 @@ class Scores:
     method: str
     cpsnr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    level_error: list[float] = field(default_factory=list)  # % of the target's level (``metrics.level_error``)
     cssim: list[float] = field(default_factory=list)
     edge_psnr: list[float] = field(default_factory=list)  # top tercile of HR gradient
     flat_psnr: list[float] = field(default_factory=list)  # bottom tercile
@@ -176,6 +187,7 @@ def evaluate(scenes: dict[str, np.ndarray], methods: dict[str, Method],
             scores.seconds.append(time.perf_counter() - started)
             sr, scale = output if isinstance(output, tuple) else (output, None)
             scores.cpsnr.append(cpsnr(sr / data_range, scene.hr / data_range, scene.hr_mask))
+            scores.level_error.append(level_error(sr, scene.hr, scene.hr_mask))
             if full:
                 _add_full_scores(scores, sr, scene, prepared[index], data_range)
             if scale is not None or scene.change is not None:

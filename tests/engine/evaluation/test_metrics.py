@@ -43,6 +43,22 @@ def test_cpsnr_compensates_a_two_pixel_shift_and_a_brightness_offset(hr):
     assert metrics.cpsnr(sr, hr) > 100
 
 
+def test_the_level_error_is_the_bias_cpsnr_forgives(hr):
+    """A copy raised by 5% of the level scores as if perfect in cPSNR (its bias removed) but is 5% off
+    in level; masked target pixels and NaN SR pixels do not count."""
+    brighter = hr + 0.05 * float(np.mean(hr, dtype=np.float64))
+    assert metrics.cpsnr(brighter, hr) > 100
+    assert metrics.level_error(brighter, hr) == pytest.approx(5.0, rel=1e-4)
+    assert metrics.level_error(hr, hr) == 0.0
+    spoiled, mask = brighter.copy(), np.ones(hr.shape, bool)
+    spoiled[:20] = np.nan
+    mask[-20:] = False
+    spoiled[-20:] = 100.0  # under the mask
+    rise = 0.05 * float(np.mean(hr, dtype=np.float64))
+    counted = float(np.mean(hr[20:-20], dtype=np.float64))  # rows neither NaN in the SR nor masked
+    assert metrics.level_error(spoiled, hr, mask) == pytest.approx(100 * rise / counted, rel=1e-4)
+
+
 @pytest.mark.parametrize("shift", [(3, 3), (-3, 3), (3, -3), (-3, -3), (0, 3)])
 def test_cpsnr_tries_all_49_positions(hr, shift):
     assert metrics.cpsnr(np.roll(hr, shift, axis=(0, 1)), hr) == np.inf
