@@ -90,6 +90,10 @@ class Scores:
     uncertainty: UncertaintyScores | None = None  # networks only
     change: ChangeScores | None = None  # scenes with a change field only
 
+    PER_SCENE = ("cpsnr", "level_error", "cssim", "edge_psnr", "flat_psnr", "lr_fidelity")
+    """The per-scene scores of a method's pipeline (``summary``: the strongest classical picks them,
+    results.json lists them)."""
+
     @property
     def mean(self) -> float:
         return float(np.mean(self.cpsnr))

@@ -52,7 +52,7 @@ def strongest_classical(scores: dict[str, Scores],
     choice = [candidates.index(name) for name in names]
     chosen = [scores[name] for name in candidates]
     best = Scores(STRONGEST, seconds=[float(t) for t in np.sum([s.seconds for s in chosen], axis=0)])
-    for key in ("cpsnr", "level_error", "cssim", "edge_psnr", "flat_psnr", "lr_fidelity"):
+    for key in Scores.PER_SCENE:
         setattr(best, key, _pick([getattr(s, key) for s in chosen], choice))
     if all(s.change for s in chosen):
         best.change = ChangeScores(*(_pick([getattr(s.change, key) for s in chosen], choice)
@@ -93,7 +93,7 @@ def json_safe(value: Any) -> Any:
 def scores_json(scores: Scores) -> dict:
     """Every per-scene number of one method, and its means."""
     out: dict = {"cpsnr_mean": scores.mean, "seconds_per_scene": scores.seconds_per_scene}
-    for key in ("cpsnr", "level_error", "cssim", "edge_psnr", "flat_psnr", "lr_fidelity", "seconds"):
+    for key in (*Scores.PER_SCENE, "seconds"):
         out[key] = list(getattr(scores, key))
     if scores.uncertainty:
         nominal, observed = laplace_calibration(scores.uncertainty.abs_error, scores.uncertainty.scale)

@@ -193,19 +193,22 @@ def test_a_gain_fades_out_around_the_bound_instead_of_jumping():
     assert np.abs(np.diff(frame_gains)).max() < 0.02
 
 
-def _maps_at_the_level(frames: np.ndarray, masks: np.ndarray, level: float,
-                       references: list[int] | None = None) -> np.ndarray:
-    """(R, T) what each frame's value `level` becomes in the scene's radiometry, as the engine fits it
-    (``streamed.scene_radiometry`` after ``stack_registration``, registered once), against each of
-    `references` (default: the one chosen)."""
+def _engine_fits(frames: np.ndarray, masks: np.ndarray, references: list[int] | None = None) -> list[Radiometry]:
+    """The scene's radiometric fits as the engine makes them (``streamed.scene_radiometry`` after
+    ``stack_registration``, registered once), against each of `references` (default: the one chosen)."""
     from misr_engine.rasters.stack import Stack
     from misr_engine.registration.streamed import RegisteredRows, scene_radiometry, stack_registration
 
     stack = Stack.in_memory(frames, masks)
     shifts, chosen = stack_registration(stack)
     rows = RegisteredRows(stack, shifts)
-    fits = [scene_radiometry(rows, reference) for reference in ([chosen] if references is None else references)]
-    return np.stack([(level - fit.offsets) / fit.gains for fit in fits])
+    return [scene_radiometry(rows, reference) for reference in ([chosen] if references is None else references)]
+
+
+def _maps_at_the_level(frames: np.ndarray, masks: np.ndarray, level: float,
+                       references: list[int] | None = None) -> np.ndarray:
+    """(R, T) what each frame's value `level` becomes in the scene's radiometry (`_engine_fits`)."""
+    return np.stack([(level - fit.offsets) / fit.gains for fit in _engine_fits(frames, masks, references)])
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14 not resolved: Tukey's IRLS from the spread ratio alone ends on a "
@@ -260,13 +263,9 @@ def test_on_low_contrast_scenes_the_output_level_is_the_frames(scene):
     the targets' level (docs/evaluation/radiometry_level_votes_rule.md); with every frame whose level
     is determined, within 2%."""
     from misr_engine.evaluation.adaptation import evidence_scenes
-    from misr_engine.rasters.stack import Stack
-    from misr_engine.registration.streamed import RegisteredRows, scene_radiometry, stack_registration
 
     scenes = evidence_scenes("low-contrast", "validation", scene + 1, 64, skip=588)
     frames, masks, hr = scenes["frames"][scene], scenes["masks"][scene], scenes["hr"][scene]
-    stack = Stack.in_memory(frames, masks)
-    shifts, reference = stack_registration(stack)
-    mapped = scene_radiometry(RegisteredRows(stack, shifts), reference).apply(frames, masks)
+    mapped = _engine_fits(frames, masks)[0].apply(frames, masks)
     level = np.median([m[c].mean() for m, c in zip(mapped, masks) if c.any()])
     assert abs(level / hr.mean() - 1) < 0.02, (level, hr.mean())
